@@ -1,0 +1,149 @@
+package events
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+)
+
+// ErrorCode is the q2_marketplace ErrorCode of a failure reply.
+type ErrorCode string
+
+// The error codes of q2_marketplace.models.marketplace.ErrorCode.
+const (
+	UserAlreadyExists  ErrorCode = "USER_ALREADY_EXISTS"
+	UserNotFound       ErrorCode = "USER_NOT_FOUND"
+	AccountNotFound    ErrorCode = "ACCOUNT_NOT_FOUND"
+	MaxUsersReached    ErrorCode = "MAX_USERS_REACHED"
+	Unauthorized       ErrorCode = "UNAUTHORIZED"
+	OperationCancelled ErrorCode = "OPERATION_CANCELLED"
+	ConfigurationError ErrorCode = "CONFIGURATION_ERROR"
+	InvalidResponse    ErrorCode = "INVALID_RESPONSE"
+	Pending            ErrorCode = "PENDING"
+	Forbidden          ErrorCode = "FORBIDDEN"
+	BindingNotFound    ErrorCode = "BINDING_NOT_FOUND"
+	TransportError     ErrorCode = "TRANSPORT_ERROR"
+	UnknownError       ErrorCode = "UNKNOWN_ERROR"
+	DoNotCancel        ErrorCode = "DO_NOT_CANCEL"
+)
+
+// ErrorCodes lists every code, in the order of the q2_marketplace enum.
+var ErrorCodes = []ErrorCode{
+	UserAlreadyExists, UserNotFound, AccountNotFound, MaxUsersReached,
+	Unauthorized, OperationCancelled, ConfigurationError, InvalidResponse,
+	Pending, Forbidden, BindingNotFound, TransportError, UnknownError, DoNotCancel,
+}
+
+// Reply is one of the two q2_marketplace reply documents:
+//
+//	{"success": true, "accountIdentifier": "<id>"}                       SubscriptionSuccess
+//	{"success": false, "errorCode": "<ErrorCode>", "message": "<text>"}  SubscriptionFailure
+type Reply struct {
+	Success           bool
+	AccountIdentifier string
+	ErrorCode         ErrorCode
+	Message           string
+}
+
+// Success is the SubscriptionSuccess document.
+func Success(accountIdentifier string) Reply {
+	return Reply{Success: true, AccountIdentifier: accountIdentifier}
+}
+
+// Failure is the SubscriptionFailure document.
+func Failure(code ErrorCode, message string) Reply {
+	return Reply{ErrorCode: code, Message: message}
+}
+
+type successDoc struct {
+	Success           bool   `json:"success"`
+	AccountIdentifier string `json:"accountIdentifier"`
+}
+
+type failureDoc struct {
+	Success   bool      `json:"success"`
+	ErrorCode ErrorCode `json:"errorCode"`
+	Message   string    `json:"message"`
+}
+
+// MarshalJSON writes exactly the fields of the document r is.
+func (r Reply) MarshalJSON() ([]byte, error) {
+	if r.Success {
+		return json.Marshal(successDoc{true, r.AccountIdentifier})
+	}
+	return json.Marshal(failureDoc{false, r.ErrorCode, r.Message})
+}
+
+// UnmarshalJSON reads either document.
+func (r *Reply) UnmarshalJSON(b []byte) error {
+	var doc struct {
+		Success           bool      `json:"success"`
+		AccountIdentifier string    `json:"accountIdentifier"`
+		ErrorCode         ErrorCode `json:"errorCode"`
+		Message           string    `json:"message"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	*r = Reply(doc)
+	return nil
+}
+
+// Outcome is what processing one delivery came to: the reply and its HTTP
+// status, and whether it is final. A final outcome is stored and replayed to
+// every later copy of the delivery; any other outcome leaves nothing behind,
+// so a later copy is processed again.
+type Outcome struct {
+	Status     int
+	Reply      Reply
+	Final      bool
+	RetryAfter time.Duration // for a transient outcome: when to try again
+}
+
+// Provisioned is the final success of a delivery.
+func Provisioned(accountIdentifier string) Outcome {
+	return Outcome{Status: http.StatusOK, Reply: Success(accountIdentifier), Final: true}
+}
+
+// Refused is a final business failure (ACCOUNT_NOT_FOUND, FORBIDDEN, ...):
+// sent again, the delivery gets the same answer.
+func Refused(code ErrorCode, message string) Outcome {
+	return Outcome{Status: http.StatusOK, Reply: Failure(code, message), Final: true}
+}
+
+// NotCancelled answers a cancel that could not be carried out now: the
+// marketplace keeps the subscription and may send the cancel again.
+func NotCancelled(message string) Outcome {
+	return Outcome{Status: http.StatusOK, Reply: Failure(DoNotCancel, message)}
+}
+
+// Unavailable answers a delivery that hit a transient failure (Redis or Q2
+// unreachable): nothing final happened, a later copy is processed again.
+func Unavailable(message string, retryAfter time.Duration) Outcome {
+	return Outcome{Status: http.StatusServiceUnavailable, Reply: Failure(TransportError, message), RetryAfter: retryAfter}
+}
+
+// Error is a request refused before or instead of processing (bad input,
+// bad signature, a copy still in progress). Its Message is for the sender;
+// Cause carries detail for the log only.
+type Error struct {
+	Status     int
+	Code       ErrorCode
+	Message    string
+	RetryAfter time.Duration
+	Cause      error
+}
+
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return string(e.Code) + ": " + e.Message + ": " + e.Cause.Error()
+	}
+	return string(e.Code) + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Outcome is the reply the error is answered with; it is never final.
+func (e *Error) Outcome() Outcome {
+	return Outcome{Status: e.Status, Reply: Failure(e.Code, e.Message), RetryAfter: e.RetryAfter}
+}
