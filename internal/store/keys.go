@@ -1,0 +1,68 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
+// The key layout, all of it. Every key starts with the prefix (Options.Prefix,
+// "webhook:" by default). Keys that one script touches share a {hash tag},
+// so that on Redis Cluster they live in one slot.
+//
+//	webhook:delivery:{<h>}        hash, one per delivery; TTL = EVENT_TTL (set
+//	                              at the first claim, reset by Complete)
+//	    key          the delivery key as the caller gave it ("id:..." / "sha256:...")
+//	    fp           hex sha256 of the canonical body: a same key with another fp is a conflict
+//	    state        processing | released | done
+//	    token        fencing token of the latest claim (lets a retried Complete or
+//	                 Release by that holder be recognised as already applied)
+//	    status, body the stored reply when done, body byte for byte
+//	    code         outcome code of the latest attempt ("SUCCESS", "TRANSPORT_ERROR", ...)
+//	    type, sub    event type and subscription id, for the history
+//	    attempts     copies that claimed (fresh) or were answered from the record (done)
+//	    first, last  first and last time seen, Unix milliseconds
+//	    duration_ms  processing time of the latest attempt
+//	webhook:delivery:{<h>}:lease  string, the holder's fencing token; PX = the
+//	                              lease (a little over PROCESS_TIMEOUT), so a
+//	                              crashed holder frees it by itself
+//	webhook:account:{<sub>}       string, events.Account as JSON. NO TTL: this is
+//	                              the system of record of which Q2 user belongs to
+//	                              which subscription; losing it would enrol twice
+//	                              or leave cancelled users behind. Cancelled
+//	                              accounts are kept, so a late ORDER is refused.
+//	webhook:account-id:<id>       string, accountIdentifier -> subscription id.
+//	                              NO TTL: an index of the record above, living as
+//	                              long as it does. Another slot than the account
+//	                              on Cluster (see SaveAccount).
+//	webhook:lock:{<name>}         string, the holder's random token; PX = lease
+//
+// <h> is the hex SHA-256 of the delivery key: the key may hold any bytes
+// (it comes from a header), the hash is short, fixed and brace-free.
+// <sub> and <name> are subscription ids, printable ASCII without spaces or
+// braces (validated upstream), used as they are so an operator can find them.
+type keys struct {
+	prefix string
+}
+
+func deliveryHash(deliveryKey string) string {
+	sum := sha256.Sum256([]byte(deliveryKey))
+	return hex.EncodeToString(sum[:])
+}
+
+// delivery returns the record and lease keys of one delivery.
+func (k keys) delivery(deliveryKey string) (record, lease string) {
+	record = k.prefix + "delivery:{" + deliveryHash(deliveryKey) + "}"
+	return record, record + ":lease"
+}
+
+func (k keys) account(subscriptionID string) string {
+	return k.prefix + "account:{" + subscriptionID + "}"
+}
+
+func (k keys) accountIndex(accountIdentifier string) string {
+	return k.prefix + "account-id:" + accountIdentifier
+}
+
+func (k keys) lock(name string) string {
+	return k.prefix + "lock:{" + name + "}"
+}

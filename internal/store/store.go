@@ -1,0 +1,175 @@
+// Package store is the Redis side of the service: delivery records (dedupe,
+// leases and the redelivery rules), the account records, and per-subscription
+// locks. It is the only package that imports go-redis. The key layout lives
+// in keys.go.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.uber.org/zap"
+)
+
+// Errors, matched with errors.Is.
+var (
+	// ErrUnavailable means Redis could not be reached or answered with an
+	// error. Nothing final was recorded; the caller answers 503
+	// TRANSPORT_ERROR so that the marketplace sends the delivery again.
+	ErrUnavailable = errors.New("redis unavailable")
+	// ErrNotFound means there is no such record.
+	ErrNotFound = errors.New("not found")
+	// ErrLeaseLost means a fenced write came from a holder whose lease ran
+	// out (or was released): someone else may own the delivery now, so
+	// nothing was written.
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrBusy means a lock was held by someone else for the whole wait.
+	ErrBusy = errors.New("lock busy")
+)
+
+// DefaultPrefix namespaces every key when Options.Prefix is empty.
+const DefaultPrefix = "webhook:"
+
+// Client options chosen so that an outage fails fast, well inside the
+// caller's PROCESS_TIMEOUT (4s by default), instead of hanging: the caller's
+// ctx bounds every call (ContextTimeoutEnabled), and these bound what the
+// ctx does not.
+const (
+	dialTimeout     = 2 * time.Second
+	readTimeout     = time.Second
+	writeTimeout    = time.Second
+	poolTimeout     = 2 * time.Second
+	maxRetries      = 2
+	dialerRetries   = 2
+	dialerRetryWait = 50 * time.Millisecond
+)
+
+// Options configure Open. They come from the environment (see the comment
+// on each field); the flags of `webhook serve` override them.
+type Options struct {
+	// URL is REDIS_URL: redis:// or rediss://, optionally with several
+	// comma-separated hosts (see parseURL). Empty starts an embedded
+	// miniredis, which keeps nothing across a restart.
+	URL string
+	// MasterName is REDIS_SENTINEL_MASTER: when set, the URL's host(s) are
+	// Sentinels and the client follows the master they name.
+	MasterName string
+	// Cluster is REDIS_CLUSTER=true: the URL's host(s) are cluster seed
+	// nodes. Several hosts without MasterName also mean Cluster.
+	Cluster bool
+	// Prefix namespaces every key; DefaultPrefix when empty. Tests use a
+	// unique prefix each so that they never collide.
+	Prefix string
+	// Logger receives the embedded-mode warning and unlock failures; a nop
+	// logger when nil.
+	Logger *zap.Logger
+}
+
+// Redis is the store. It is safe for concurrent use; the go-redis client
+// reconnects by itself after an outage, so it is opened once per process.
+type Redis struct {
+	client redis.UniversalClient
+	keys   keys
+	log    *zap.Logger
+	mini   *miniredis.Miniredis // non-nil in embedded mode
+}
+
+// Open connects to Redis and pings it once, so that a wrong address is a
+// startup error rather than a 503 on the first delivery. An empty URL
+// starts an embedded miniredis on 127.0.0.1:0 and logs a warning that
+// nothing survives a restart. A bad URL is an error that names REDIS_URL
+// and the fix.
+func Open(ctx context.Context, o Options) (*Redis, error) {
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	prefix := o.Prefix
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	r := &Redis{keys: keys{prefix: prefix}, log: log}
+
+	var uo *redis.UniversalOptions
+	if o.URL == "" {
+		if o.MasterName != "" || o.Cluster {
+			return nil, errors.New("REDIS_URL is empty but REDIS_SENTINEL_MASTER or REDIS_CLUSTER is set: set REDIS_URL to the Sentinel or cluster node addresses, or unset them for the embedded Redis")
+		}
+		mini := miniredis.NewMiniRedis()
+		// Without ClockTTL, miniredis only expires keys on FastForward:
+		// leases and locks would never run out.
+		mini.ClockTTL(true)
+		if err := mini.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("starting embedded redis: %w", err)
+		}
+		r.mini = mini
+		uo = &redis.UniversalOptions{Addrs: []string{mini.Addr()}}
+		log.Warn("REDIS_URL is not set: using an embedded in-process Redis; delivery records and accounts do not survive a restart",
+			zap.String("addr", mini.Addr()))
+	} else {
+		var err error
+		uo, err = parseURL(o.URL)
+		if err != nil {
+			return nil, err
+		}
+		uo.MasterName = o.MasterName
+		uo.IsClusterMode = o.Cluster
+		if o.Cluster && o.MasterName != "" {
+			return nil, errors.New("REDIS_CLUSTER=true and REDIS_SENTINEL_MASTER are both set: set only one of them")
+		}
+		if (o.Cluster || (len(uo.Addrs) > 1 && o.MasterName == "")) && uo.DB != 0 {
+			return nil, fmt.Errorf("REDIS_URL selects database %d, but Redis Cluster has only database 0: drop the /%d path", uo.DB, uo.DB)
+		}
+	}
+	uo.DialTimeout = dialTimeout
+	uo.ReadTimeout = readTimeout
+	uo.WriteTimeout = writeTimeout
+	uo.PoolTimeout = poolTimeout
+	uo.MaxRetries = maxRetries
+	uo.DialerRetries = dialerRetries
+	uo.DialerRetryTimeout = dialerRetryWait
+	uo.ContextTimeoutEnabled = true
+	// The maintenance-notification handshake only matters on Redis
+	// Enterprise / Cloud; on others it costs a failing command per
+	// connection and a log line.
+	uo.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	r.client = redis.NewUniversalClient(uo)
+
+	if err := r.Ping(ctx); err != nil {
+		_ = r.Close()
+		return nil, fmt.Errorf("connecting to redis (REDIS_URL): %w", err)
+	}
+	return r, nil
+}
+
+// Embedded reports whether the store is the in-process miniredis, which
+// keeps nothing across a restart.
+func (r *Redis) Embedded() bool { return r.mini != nil }
+
+// Close closes the client and, in embedded mode, stops the miniredis.
+func (r *Redis) Close() error {
+	err := r.client.Close()
+	if r.mini != nil {
+		r.mini.Close()
+	}
+	return err
+}
+
+// Ping checks that Redis answers, for readiness.
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+// unavailable wraps a go-redis error in ErrUnavailable, keeping the cause
+// for errors.Is (context.DeadlineExceeded, net errors) and for the log.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("redis %s: %w: %w", op, ErrUnavailable, err)
+}
