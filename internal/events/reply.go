@@ -98,6 +98,7 @@ type Outcome struct {
 	Reply      Reply
 	Final      bool
 	RetryAfter time.Duration // for a transient outcome: when to try again
+	Q2Calls    int           // Q2 API calls made, for the delivery's log line
 }
 
 // Provisioned is the final success of a delivery.
