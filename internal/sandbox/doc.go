@@ -1,0 +1,19 @@
+// Package sandbox is an in-memory Q2 API for tests, demos and the default
+// run: OAuth2 client-credentials tokens, Enrollment, LookupUser,
+// LookupCustomer, DeleteUser, DeleteCustomer, AddExternalAccount and
+// GetAccountList under any /{v1,v2}/ prefix, answering Q2's envelope
+// {data, success, errors, requestid, status, log_ref_id}.
+//
+// It has its own wire types and does not import the client: the client is
+// tested against an independent reading of the Q2 documentation.
+//
+// For tests it also counts calls per route, injects faults (an error status
+// and/or a delay for the next N calls of a route) and resets, both as Go
+// methods (Stats, SetFault, Reset) and as routes under /_sandbox/.
+//
+// GetAccountList, whose published sample is wrong, answers data as a list of
+// {AccountID, AccountNumber, AccountType, Description, ABA, Balance,
+// IsExternal, AllowDeposit, AllowWithdrawal}. Tokens report expires_in in
+// whole seconds, rounded down: a TokenTTL under a second reports 0, which
+// clients take as "no expiry", so they meet the 401 of an expired token.
+package sandbox
