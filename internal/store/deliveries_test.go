@@ -1,0 +1,411 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	fpA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	fpB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	// testLease is short so that real-Redis tests can wait for it to run
+	// out; miniredis fast-forwards past it.
+	testLease = 100 * time.Millisecond
+	testTTL   = time.Hour
+)
+
+func claimReq(key, fp string) ClaimRequest {
+	return ClaimRequest{Key: key, Fingerprint: fp, Lease: testLease, TTL: testTTL,
+		EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1"}
+}
+
+// mustClaim claims and checks the state.
+func mustClaim(t *testing.T, b *backend, req ClaimRequest, want ClaimState) Claim {
+	t.Helper()
+	c, err := b.r.Claim(ctxT(t), req)
+	if err != nil {
+		t.Fatalf("Claim(%q): %v", req.Key, err)
+	}
+	if c.State != want {
+		t.Fatalf("Claim(%q) = %v, want %v", req.Key, c.State, want)
+	}
+	return c
+}
+
+func mustComplete(t *testing.T, b *backend, key, token string, res Result) {
+	t.Helper()
+	if err := b.r.Complete(ctxT(t), key, token, res, testTTL); err != nil {
+		t.Fatalf("Complete(%q): %v", key, err)
+	}
+}
+
+var okResult = Result{Status: 200, Body: []byte(`{"success":true,"accountIdentifier":"42"}`), Code: "SUCCESS", Duration: 120 * time.Millisecond}
+
+func TestClaim(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, b *backend, key string)
+		fp    string
+		want  ClaimState
+	}{
+		{name: "new delivery", fp: fpA, want: ClaimFresh},
+		{
+			name: "done, same body",
+			setup: func(t *testing.T, b *backend, key string) {
+				c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+				mustComplete(t, b, key, c.Token, okResult)
+			},
+			fp: fpA, want: ClaimDone,
+		},
+		{
+			name: "done, other body",
+			setup: func(t *testing.T, b *backend, key string) {
+				c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+				mustComplete(t, b, key, c.Token, okResult)
+			},
+			fp: fpB, want: ClaimConflict,
+		},
+		{
+			name:  "processing, same body",
+			setup: func(t *testing.T, b *backend, key string) { mustClaim(t, b, claimReq(key, fpA), ClaimFresh) },
+			fp:    fpA, want: ClaimBusy,
+		},
+		{
+			name:  "processing, other body",
+			setup: func(t *testing.T, b *backend, key string) { mustClaim(t, b, claimReq(key, fpA), ClaimFresh) },
+			fp:    fpB, want: ClaimConflict,
+		},
+		{
+			name: "released, same body",
+			setup: func(t *testing.T, b *backend, key string) {
+				c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+				if err := b.r.Release(ctxT(t), key, c.Token, "TRANSPORT_ERROR", time.Second); err != nil {
+					t.Fatal(err)
+				}
+			},
+			fp: fpA, want: ClaimFresh,
+		},
+		{
+			name: "released, other body",
+			setup: func(t *testing.T, b *backend, key string) {
+				c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+				if err := b.r.Release(ctxT(t), key, c.Token, "TRANSPORT_ERROR", time.Second); err != nil {
+					t.Fatal(err)
+				}
+			},
+			fp: fpB, want: ClaimConflict,
+		},
+		{
+			name: "holder crashed, lease expired: takeover",
+			setup: func(t *testing.T, b *backend, key string) {
+				mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+				b.advance(testLease)
+			},
+			fp: fpA, want: ClaimFresh,
+		},
+	}
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				if b.mr == nil {
+					t.Parallel() // FastForward would move other subtests' clocks
+				}
+				key := "id:" + tt.name
+				if tt.setup != nil {
+					tt.setup(t, b, key)
+				}
+				c := mustClaim(t, b, claimReq(key, tt.fp), tt.want)
+				switch c.State {
+				case ClaimFresh:
+					if len(c.Token) != 32 {
+						t.Errorf("token %q: want 128-bit hex", c.Token)
+					}
+				case ClaimDone:
+					if c.Status != okResult.Status || !bytes.Equal(c.Body, okResult.Body) {
+						t.Errorf("done = %d %q, want %d %q", c.Status, c.Body, okResult.Status, okResult.Body)
+					}
+				case ClaimBusy:
+					if c.RetryIn <= 0 || c.RetryIn > testLease {
+						t.Errorf("RetryIn = %v, want in (0, %v]", c.RetryIn, testLease)
+					}
+				}
+			})
+		}
+	})
+}
+
+func TestClaimTokensAreUnique(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		seen := map[string]bool{}
+		for i := range 20 {
+			c := mustClaim(t, b, claimReq(fmt.Sprint("id:", i), fpA), ClaimFresh)
+			if seen[c.Token] {
+				t.Fatalf("token %q given twice", c.Token)
+			}
+			seen[c.Token] = true
+		}
+	})
+}
+
+func TestDoneReplaysBodyByteForByte(t *testing.T) {
+	t.Parallel()
+	bodies := map[string][]byte{
+		"json":           []byte(`{"success": false, "errorCode": "ACCOUNT_NOT_FOUND", "message": "no such account"}` + "\n"),
+		"empty":          {},
+		"binary":         {0x00, 0xff, 0xfe, '\r', '\n', 0x80, '"', '\\', 0x00},
+		"invalid utf-8":  []byte("caf\xe9 \xc3\x28"),
+		"large":          bytes.Repeat([]byte("0123456789abcdef"), 64<<10), // 1 MiB
+		"lua-ish quotes": []byte(`]] '; return {'fresh'} --`),
+	}
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		for name, body := range bodies {
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				key := "id:" + name
+				c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+				mustComplete(t, b, key, c.Token, Result{Status: 422, Body: body, Code: "INVALID_RESPONSE"})
+				for range 2 {
+					got := mustClaim(t, b, claimReq(key, fpA), ClaimDone)
+					if got.Status != 422 || !bytes.Equal(got.Body, body) {
+						t.Fatalf("replayed %d, %d bytes; want 422, %d bytes, identical", got.Status, len(got.Body), len(body))
+					}
+				}
+			})
+		}
+	})
+}
+
+func TestFencing(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		const key = "id:fenced"
+		old := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+		b.advance(testLease) // the old holder stalls past its lease
+		cur := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+		if cur.Token == old.Token {
+			t.Fatal("takeover reused the old token")
+		}
+
+		stale := Result{Status: 200, Body: []byte(`{"stale":true}`), Code: "SUCCESS"}
+		if err := b.r.Complete(ctx, key, old.Token, stale, testTTL); !errors.Is(err, ErrLeaseLost) {
+			t.Errorf("late Complete by the expired holder: %v, want ErrLeaseLost", err)
+		}
+		if err := b.r.Release(ctx, key, old.Token, "TRANSPORT_ERROR", 0); !errors.Is(err, ErrLeaseLost) {
+			t.Errorf("late Release by the expired holder: %v, want ErrLeaseLost", err)
+		}
+		// The newer owner still holds the delivery and is unaffected.
+		mustClaim(t, b, claimReq(key, fpA), ClaimBusy)
+		mustComplete(t, b, key, cur.Token, okResult)
+
+		if err := b.r.Complete(ctx, key, old.Token, stale, testTTL); !errors.Is(err, ErrLeaseLost) {
+			t.Errorf("Complete by the expired holder after the owner completed: %v, want ErrLeaseLost", err)
+		}
+		if err := b.r.Complete(ctx, key, "not-a-token", stale, testTTL); !errors.Is(err, ErrLeaseLost) {
+			t.Errorf("Complete with a foreign token: %v, want ErrLeaseLost", err)
+		}
+		if err := b.r.Release(ctx, key, cur.Token, "TRANSPORT_ERROR", 0); !errors.Is(err, ErrLeaseLost) {
+			t.Errorf("Release after Complete: %v, want ErrLeaseLost", err)
+		}
+		// A repeated Complete by the owner (a client retry after a lost
+		// reply) is recognised as applied and changes nothing.
+		if err := b.r.Complete(ctx, key, cur.Token, okResult, testTTL); err != nil {
+			t.Errorf("repeated Complete by the owner: %v", err)
+		}
+		got := mustClaim(t, b, claimReq(key, fpA), ClaimDone)
+		if !bytes.Equal(got.Body, okResult.Body) {
+			t.Errorf("stored body %q, want the owner's %q", got.Body, okResult.Body)
+		}
+		rec, err := b.r.Delivery(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.State != "done" || rec.Code != "SUCCESS" {
+			t.Errorf("record %+v, want done SUCCESS", rec)
+		}
+	})
+}
+
+func TestExpiredHolderWithoutTakeoverIsFenced(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		const key = "id:lapsed"
+		c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+		b.advance(testLease)
+		if err := b.r.Complete(ctxT(t), key, c.Token, okResult, testTTL); !errors.Is(err, ErrLeaseLost) {
+			t.Errorf("Complete after the lease ran out: %v, want ErrLeaseLost", err)
+		}
+		if rec, err := b.r.Delivery(ctxT(t), key); err != nil || rec.State != "processing" {
+			t.Errorf("record %+v, %v: want still processing, nothing written", rec, err)
+		}
+		mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+	})
+}
+
+func TestTTLs(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		within := func(t *testing.T, what string, got, max time.Duration) {
+			t.Helper()
+			// Real Redis counts down while the test runs.
+			if got <= 0 || got > max || (b.mr != nil && got != max) || got < max-5*time.Second {
+				t.Errorf("%s PTTL = %v, want about %v", what, got, max)
+			}
+		}
+		const key = "id:ttl"
+		rec, lease := b.r.keys.delivery(key)
+		req := claimReq(key, fpA)
+		req.Lease = 10 * time.Second
+		req.TTL = 72 * time.Hour
+		c := mustClaim(t, b, req, ClaimFresh)
+		within(t, "record after claim", b.pttl(t, rec), 72*time.Hour)
+		within(t, "lease after claim", b.pttl(t, lease), 10*time.Second)
+
+		if err := b.r.Release(ctx, key, c.Token, "TRANSPORT_ERROR", time.Second); err != nil {
+			t.Fatal(err)
+		}
+		within(t, "record after release", b.pttl(t, rec), 72*time.Hour)
+		if got := b.pttl(t, lease); got != noKey {
+			t.Errorf("lease after release: PTTL %v, want deleted", got)
+		}
+
+		c = mustClaim(t, b, req, ClaimFresh)
+		if err := b.r.Complete(ctx, key, c.Token, okResult, 24*time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		within(t, "record after complete", b.pttl(t, rec), 24*time.Hour)
+		if got := b.pttl(t, lease); got != noKey {
+			t.Errorf("lease after complete: PTTL %v, want deleted", got)
+		}
+		// A replayed copy does not extend the record: EVENT_TTL runs from the outcome.
+		mustClaim(t, b, req, ClaimDone)
+		within(t, "record after a duplicate", b.pttl(t, rec), 24*time.Hour)
+
+		// A TTL shorter than the lease would drop a record while it is processed.
+		short := claimReq("id:short-ttl", fpA)
+		short.Lease, short.TTL = 10*time.Second, time.Second
+		mustClaim(t, b, short, ClaimFresh)
+		rec2, _ := b.r.keys.delivery(short.Key)
+		within(t, "record with ttl < lease", b.pttl(t, rec2), 10*time.Second)
+
+		// The record lives out its TTL and then is gone.
+		if b.mr != nil {
+			b.advance(24 * time.Hour)
+			if _, err := b.r.Delivery(ctx, key); !errors.Is(err, ErrNotFound) {
+				t.Errorf("record after EVENT_TTL: %v, want ErrNotFound", err)
+			}
+			mustClaim(t, b, req, ClaimFresh)
+		}
+	})
+}
+
+func TestHistory(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		const key = "sha256:" + fpA
+		if _, err := b.r.Delivery(ctx, key); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Delivery of an unknown key: %v, want ErrNotFound", err)
+		}
+		start := time.Now().Add(-time.Second)
+		req := claimReq(key, fpA)
+		req.EventType, req.Subscription = "SUBSCRIPTION_CANCEL", "sub-77"
+
+		check := func(t *testing.T, want DeliveryRecord) {
+			t.Helper()
+			got, err := b.r.Delivery(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.FirstSeen.Before(start) || got.LastSeen.Before(got.FirstSeen) || time.Since(got.LastSeen) > time.Minute {
+				t.Errorf("first %v, last %v: want recent, first <= last", got.FirstSeen, got.LastSeen)
+			}
+			got.FirstSeen, got.LastSeen = time.Time{}, time.Time{}
+			if got != want {
+				t.Errorf("record\n got %+v\nwant %+v", got, want)
+			}
+		}
+		want := DeliveryRecord{Key: key, EventType: "SUBSCRIPTION_CANCEL", Subscription: "sub-77"}
+
+		c := mustClaim(t, b, req, ClaimFresh)
+		want.State, want.Attempts = "processing", 1
+		check(t, want)
+
+		mustClaim(t, b, req, ClaimBusy) // a concurrent copy does not count
+		check(t, want)
+
+		if err := b.r.Release(ctx, key, c.Token, "TRANSPORT_ERROR", 1500*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		want.State, want.Code, want.Duration = "released", "TRANSPORT_ERROR", 1500*time.Millisecond
+		check(t, want)
+
+		c = mustClaim(t, b, req, ClaimFresh)
+		want.State, want.Attempts = "processing", 2
+		check(t, want)
+
+		mustComplete(t, b, key, c.Token, Result{Status: 200, Body: []byte(`{"success":true}`), Code: "SUCCESS", Duration: 80 * time.Millisecond})
+		want.State, want.Code, want.Duration, want.Status = "done", "SUCCESS", 80*time.Millisecond, 200
+		check(t, want)
+
+		mustClaim(t, b, req, ClaimDone)
+		want.Attempts = 3
+		check(t, want)
+	})
+}
+
+func TestClaimRejectsBadRequests(t *testing.T) {
+	t.Parallel()
+	b := newMiniBackend(t)
+	for name, req := range map[string]ClaimRequest{
+		"no key":         {Fingerprint: fpA, Lease: time.Second, TTL: time.Hour},
+		"no fingerprint": {Key: "id:x", Lease: time.Second, TTL: time.Hour},
+		"no lease":       {Key: "id:x", Fingerprint: fpA, TTL: time.Hour},
+		"no ttl":         {Key: "id:x", Fingerprint: fpA, Lease: time.Second},
+	} {
+		if _, err := b.r.Claim(ctxT(t), req); err == nil || errors.Is(err, ErrUnavailable) {
+			t.Errorf("%s: err = %v, want a plain error", name, err)
+		}
+	}
+}
+
+// Any number of concurrent copies of one delivery cause one processing.
+func TestClaimConcurrentCopies(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		const n = 200
+		req := claimReq("id:stampede", fpA)
+		req.Lease = time.Minute
+		ctx := ctxT(t)
+		start := make(chan struct{})
+		states := make([]ClaimState, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				c, err := b.r.Claim(ctx, req)
+				states[i], errs[i] = c.State, err
+			})
+		}
+		close(start)
+		wg.Wait()
+		count := map[ClaimState]int{}
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("claim %d: %v", i, errs[i])
+			}
+			count[states[i]]++
+		}
+		if count[ClaimFresh] != 1 || count[ClaimBusy] != n-1 {
+			t.Errorf("states %v: want exactly one fresh and %d busy", count, n-1)
+		}
+	})
+}

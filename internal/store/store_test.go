@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap/zaptest"
+)
+
+// backend is one Redis the suite runs against, with a store whose prefix
+// is unique to the test.
+type backend struct {
+	r  *Redis
+	mr *miniredis.Miniredis // nil on real Redis
+}
+
+// forEachBackend runs fn on miniredis always, and on the real Redis of
+// REDIS_URL when it is set (REDIS_CLUSTER and REDIS_SENTINEL_MASTER are
+// honoured as in the service). Each run has its own key prefix, so tests
+// and packages running in parallel never collide, and nothing is flushed.
+func forEachBackend(t *testing.T, fn func(t *testing.T, b *backend)) {
+	t.Helper()
+	t.Run("miniredis", func(t *testing.T) {
+		t.Parallel()
+		fn(t, newMiniBackend(t))
+	})
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		fn(t, newRealBackend(t))
+	})
+}
+
+func newMiniBackend(t testing.TB) *backend {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	return &backend{r: openTest(t, Options{URL: "redis://" + mr.Addr() + "/0"}), mr: mr}
+}
+
+func newRealBackend(t testing.TB) *backend {
+	t.Helper()
+	url := os.Getenv("REDIS_URL")
+	if url == "" {
+		t.Skip("REDIS_URL not set: skipping real-Redis tests")
+	}
+	r := openTest(t, Options{
+		URL:        url,
+		MasterName: os.Getenv("REDIS_SENTINEL_MASTER"),
+		Cluster:    os.Getenv("REDIS_CLUSTER") == "true",
+	})
+	t.Cleanup(func() { deletePrefix(t, r) })
+	return &backend{r: r}
+}
+
+// openTest opens a store with a random prefix and closes it at the end.
+func openTest(t testing.TB, o Options) *Redis {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	o.Prefix = "test:" + hex.EncodeToString(b[:]) + ":"
+	if o.Logger == nil {
+		o.Logger = zaptest.NewLogger(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := Open(ctx, o)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// deletePrefix removes the test's own keys from a shared real Redis.
+func deletePrefix(t testing.TB, r *Redis) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	del := func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.Scan(ctx, 0, r.keys.prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			if err := r.client.Del(ctx, iter.Val()).Err(); err != nil {
+				return err
+			}
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return del(ctx, c) })
+	} else {
+		err = del(ctx, r.client)
+	}
+	if err != nil {
+		t.Logf("cleaning up test keys: %v", err)
+	}
+}
+
+// advance lets d pass for the keys' TTLs: FastForward on miniredis, a real
+// wait (with a margin) on real Redis, where tests keep leases short.
+func (b *backend) advance(d time.Duration) {
+	if b.mr != nil {
+		b.mr.FastForward(d)
+		return
+	}
+	time.Sleep(d + 20*time.Millisecond)
+}
+
+// What pttl returns for a key without TTL and for a missing key: go-redis
+// passes Redis's -1 and -2 through unscaled.
+const (
+	noTTL time.Duration = -1
+	noKey time.Duration = -2
+)
+
+// pttl is the key's remaining time.
+func (b *backend) pttl(t *testing.T, key string) time.Duration {
+	t.Helper()
+	d, err := b.r.client.PTTL(context.Background(), key).Result()
+	if err != nil {
+		t.Fatalf("PTTL %s: %v", key, err)
+	}
+	return d
+}
+
+func ctxT(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestKeysShareHashTag(t *testing.T) {
+	t.Parallel()
+	k := keys{prefix: DefaultPrefix}
+	rec, lease := k.delivery("id:msg_2Kx\x00{weird}")
+	tag := func(s string) string {
+		i := strings.Index(s, "{")
+		j := strings.Index(s[i:], "}")
+		return s[i : i+j+1]
+	}
+	if !strings.HasPrefix(rec, "webhook:delivery:{") || tag(rec) != tag(lease) || len(tag(rec)) != 66 {
+		t.Errorf("record %q and lease %q must share a 64-hex hash tag", rec, lease)
+	}
+	if got := k.account("sub-1"); got != "webhook:account:{sub-1}" {
+		t.Errorf("account key = %q", got)
+	}
+	if got := k.accountIndex("42"); got != "webhook:account-id:42" {
+		t.Errorf("account index key = %q", got)
+	}
+	if got := k.lock("sub-1"); got != "webhook:lock:{sub-1}" {
+		t.Errorf("lock key = %q", got)
+	}
+}
