@@ -1,0 +1,67 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+)
+
+// errorHandler turns every error into a contract document: an *events.Error
+// as it says, echo's routing errors as the matching status, anything else as
+// a generic 500 whose detail goes to the log only.
+func errorHandler(log *zap.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		e := asEventsError(err, c)
+		if e.Status >= http.StatusInternalServerError && e.Code == events.UnknownError {
+			log.Error("request failed", zap.String("route", c.Path()), zap.Error(err))
+		} else if e.Cause != nil {
+			log.Debug("request refused", zap.String("code", string(e.Code)), zap.Error(e.Cause))
+		}
+		setRetryAfter(c.Response().Header(), e.RetryAfter)
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(e.Status)
+			return
+		}
+		if err := c.JSON(e.Status, events.Failure(e.Code, e.Message)); err != nil {
+			log.Debug("writing error reply", zap.Error(err))
+		}
+	}
+}
+
+func asEventsError(err error, c echo.Context) *events.Error {
+	var e *events.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		switch he.Code {
+		case http.StatusNotFound:
+			return &events.Error{Status: he.Code, Code: events.ConfigurationError,
+				Message: "no such route: " + c.Request().Method + " " + c.Request().URL.Path}
+		case http.StatusMethodNotAllowed:
+			return &events.Error{Status: he.Code, Code: events.ConfigurationError,
+				Message: "method " + c.Request().Method + " is not allowed here"}
+		case http.StatusRequestEntityTooLarge:
+			return &events.Error{Status: he.Code, Code: events.InvalidResponse, Message: "the body is larger than 1 MiB"}
+		}
+		if he.Code < http.StatusInternalServerError {
+			return &events.Error{Status: he.Code, Code: events.InvalidResponse, Message: http.StatusText(he.Code)}
+		}
+	}
+	return &events.Error{Status: http.StatusInternalServerError, Code: events.UnknownError,
+		Message: "internal error; it has been logged", Cause: err}
+}
+
+// busy is the answer past the in-flight cap.
+func busy(msg string) error {
+	return &events.Error{Status: http.StatusServiceUnavailable, Code: events.TransportError, Message: msg, RetryAfter: time.Second}
+}

@@ -1,0 +1,264 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
+)
+
+// fakeReceiver answers every delivery with reply or err and remembers what
+// it got.
+type fakeReceiver struct {
+	mu    sync.Mutex
+	got   []inbox.Delivery
+	reply inbox.Reply
+	err   error
+	hook  func()
+}
+
+func (f *fakeReceiver) Receive(_ context.Context, d inbox.Delivery) (inbox.Reply, error) {
+	f.mu.Lock()
+	f.got = append(f.got, d)
+	f.mu.Unlock()
+	if f.hook != nil {
+		f.hook()
+	}
+	return f.reply, f.err
+}
+
+type fakeAuth struct{ err error }
+
+func (a fakeAuth) Authenticate(*http.Request, []byte) error { return a.err }
+
+func orderFixture(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/subscription-order.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func do(t *testing.T, h http.Handler, method, path string, body []byte, header http.Header) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// failure decodes a failure document, failing the test if the reply is not
+// exactly one.
+func failure(t *testing.T, rec *httptest.ResponseRecorder) events.Reply {
+	t.Helper()
+	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Fatalf("Content-Type = %q, want application/json", ct)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+		t.Fatalf("reply is not JSON: %q", rec.Body)
+	}
+	if len(doc) != 3 || doc["success"] != false || doc["errorCode"] == nil || doc["message"] == nil {
+		t.Fatalf("reply is not a failure document: %s", rec.Body)
+	}
+	var r events.Reply
+	_ = json.Unmarshal(rec.Body.Bytes(), &r)
+	return r
+}
+
+func TestMarketplaceStatuses(t *testing.T) {
+	t.Parallel()
+	order := orderFixture(t)
+	okReply := inbox.Reply{Status: 200, Body: []byte(`{"success":true,"accountIdentifier":"7"}`), Code: "SUCCESS"}
+	jsonCT := http.Header{"Content-Type": {"application/json"}}
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		body       []byte
+		header     http.Header
+		auth       Authenticator
+		receiver   *fakeReceiver
+		wantStatus int
+		wantCode   events.ErrorCode // "" for a success reply
+		wantMsg    string
+		wantRetry  string
+	}{
+		{name: "success", body: order, header: jsonCT, receiver: &fakeReceiver{reply: okReply}, wantStatus: 200},
+		{name: "no content type", body: order, receiver: &fakeReceiver{reply: okReply}, wantStatus: 200},
+		{name: "json with charset", body: order, header: http.Header{"Content-Type": {"application/json; charset=utf-8"}}, receiver: &fakeReceiver{reply: okReply}, wantStatus: 200},
+		{name: "not JSON", body: []byte("hello"), wantStatus: 400, wantCode: events.InvalidResponse, wantMsg: "body is not valid JSON"},
+		{name: "validation names the field", body: []byte(`{"event":{},"event_type":"SUBSCRIPTION_ORDER","user_id":"x"}`), wantStatus: 400, wantCode: events.InvalidResponse, wantMsg: "user_id must be an integer; subscription_id is required"},
+		{name: "too large", body: bytes.Repeat([]byte(" "), MaxBody+1), wantStatus: 413, wantCode: events.InvalidResponse, wantMsg: "larger than 1 MiB"},
+		{name: "wrong content type", body: order, header: http.Header{"Content-Type": {"text/xml"}}, wantStatus: 415, wantCode: events.InvalidResponse, wantMsg: "Content-Type"},
+		{name: "bad signature", body: order, auth: fakeAuth{errors.New("no matching signature")}, wantStatus: 401, wantCode: events.Unauthorized},
+		{name: "good signature", body: order, auth: fakeAuth{}, receiver: &fakeReceiver{reply: okReply}, wantStatus: 200},
+		{name: "bad webhook-id", body: order, header: http.Header{"Webhook-Id": {"has space"}}, wantStatus: 400, wantCode: events.InvalidResponse, wantMsg: "webhook-id"},
+		{name: "GET not allowed", method: http.MethodGet, wantStatus: 405, wantCode: events.ConfigurationError},
+		{name: "PUT not allowed", method: http.MethodPut, body: order, wantStatus: 405, wantCode: events.ConfigurationError},
+		{name: "unknown route", path: "/nope", wantStatus: 404, wantCode: events.ConfigurationError},
+		{name: "pending", body: order, receiver: &fakeReceiver{err: &events.Error{Status: 409, Code: events.Pending, Message: "later", RetryAfter: 3 * time.Second}}, wantStatus: 409, wantCode: events.Pending, wantRetry: "3"},
+		{name: "reused id", body: order, receiver: &fakeReceiver{err: &events.Error{Status: 422, Code: events.InvalidResponse, Message: "different body"}}, wantStatus: 422, wantCode: events.InvalidResponse},
+		{name: "store down", body: order, receiver: &fakeReceiver{err: &events.Error{Status: 503, Code: events.TransportError, Message: "down", RetryAfter: 5 * time.Second}}, wantStatus: 503, wantCode: events.TransportError, wantRetry: "5"},
+		{name: "unexpected error is a generic 500", body: order, receiver: &fakeReceiver{err: errors.New("secret detail")}, wantStatus: 500, wantCode: events.UnknownError, wantMsg: "internal error"},
+		{name: "panic is a generic 500", body: order, receiver: &fakeReceiver{hook: func() { panic("boom") }}, wantStatus: 500, wantCode: events.UnknownError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			recv := tt.receiver
+			if recv == nil {
+				recv = &fakeReceiver{reply: okReply}
+			}
+			h := New(Config{Receiver: recv, Auth: tt.auth})
+			method, path := tt.method, tt.path
+			if method == "" {
+				method = http.MethodPost
+			}
+			if path == "" {
+				path = "/marketplace/my-product-name"
+			}
+			rec := do(t, h, method, path, tt.body, tt.header)
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status = %d, want %d; body %s", rec.Code, tt.wantStatus, rec.Body)
+			}
+			if tt.wantCode == "" {
+				if rec.Body.String() != string(okReply.Body) {
+					t.Errorf("body = %s, want the receiver's bytes", rec.Body)
+				}
+				return
+			}
+			r := failure(t, rec)
+			if r.ErrorCode != tt.wantCode || !strings.Contains(r.Message, tt.wantMsg) {
+				t.Errorf("reply = %+v, want %s containing %q", r, tt.wantCode, tt.wantMsg)
+			}
+			if strings.Contains(rec.Body.String(), "secret detail") {
+				t.Error("an internal error's detail reached the client")
+			}
+			if got := rec.Header().Get("Retry-After"); got != tt.wantRetry {
+				t.Errorf("Retry-After = %q, want %q", got, tt.wantRetry)
+			}
+			if (tt.wantStatus == 400 || tt.wantStatus == 401 || tt.wantStatus == 413 || tt.wantStatus == 415) && len(recv.got) != 0 {
+				t.Error("a refused request reached the receiver")
+			}
+		})
+	}
+}
+
+func TestDeliveryKeyAndReplay(t *testing.T) {
+	t.Parallel()
+	order := orderFixture(t)
+	recv := &fakeReceiver{reply: inbox.Reply{Status: 200, Body: []byte(`{"success":true,"accountIdentifier":"1"}`), Replayed: true}}
+	h := New(Config{Receiver: recv})
+
+	rec := do(t, h, http.MethodPost, "/marketplace/x", order, http.Header{"Webhook-Id": {"msg_1"}})
+	if rec.Header().Get("Idempotent-Replayed") != "true" {
+		t.Error("a replayed reply lacks Idempotent-Replayed: true")
+	}
+	// Without webhook-id the key is the canonical body's hash: whitespace and
+	// key order do not change it.
+	var m map[string]any
+	_ = json.Unmarshal(order, &m)
+	compact, _ := json.Marshal(m)
+	do(t, h, http.MethodPost, "/marketplace/x", order, nil)
+	do(t, h, http.MethodPost, "/marketplace/x", compact, nil)
+
+	if len(recv.got) != 3 {
+		t.Fatalf("receiver got %d deliveries, want 3", len(recv.got))
+	}
+	if recv.got[0].Key != "id:msg_1" {
+		t.Errorf("key with webhook-id = %q", recv.got[0].Key)
+	}
+	fp, _ := events.Fingerprint(order)
+	if recv.got[1].Key != "sha256:"+fp || recv.got[2].Key != recv.got[1].Key {
+		t.Errorf("body keys = %q, %q, want both sha256:%s", recv.got[1].Key, recv.got[2].Key, fp)
+	}
+	if recv.got[0].Fingerprint != fp {
+		t.Error("a keyed delivery lacks its body fingerprint")
+	}
+}
+
+func TestHealth(t *testing.T) {
+	t.Parallel()
+	var readyErr error
+	var mu sync.Mutex
+	h := New(Config{Receiver: &fakeReceiver{}, Ready: func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return readyErr
+	}})
+	if rec := do(t, h, http.MethodGet, "/healthz", nil, nil); rec.Code != 200 {
+		t.Errorf("/healthz = %d", rec.Code)
+	}
+	if rec := do(t, h, http.MethodGet, "/readyz", nil, nil); rec.Code != 200 {
+		t.Errorf("/readyz = %d, want 200", rec.Code)
+	}
+	mu.Lock()
+	readyErr = errors.New("redis down")
+	mu.Unlock()
+	if rec := do(t, h, http.MethodGet, "/readyz", nil, nil); rec.Code != 503 {
+		t.Errorf("/readyz with Redis down = %d, want 503", rec.Code)
+	}
+}
+
+func TestInFlightCap(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	recv := &fakeReceiver{reply: inbox.Reply{Status: 200, Body: []byte(`{}`)}, hook: func() {
+		entered <- struct{}{}
+		<-release
+	}}
+	h := New(Config{Receiver: recv, MaxInFlight: 1})
+	order := orderFixture(t)
+	done := make(chan int)
+	go func() { done <- do(t, h, http.MethodPost, "/marketplace/x", order, nil).Code }()
+	<-entered
+	rec := do(t, h, http.MethodPost, "/marketplace/x", order, nil)
+	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("past the cap: status %d, Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	failure(t, rec)
+	close(release)
+	if code := <-done; code != 200 {
+		t.Errorf("the delivery in flight got %d", code)
+	}
+}
+
+func TestBasicAuth(t *testing.T) {
+	t.Parallel()
+	a := Basic("market", "s3cret")
+	tests := []struct {
+		user, pass string
+		set, ok    bool
+	}{
+		{"market", "s3cret", true, true},
+		{"market", "wrong", true, false},
+		{"other", "s3cret", true, false},
+		{"market", "s3cret2", true, false},
+		{"", "", false, false},
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest(http.MethodPost, "/", nil)
+		if tt.set {
+			req.SetBasicAuth(tt.user, tt.pass)
+		}
+		if err := a.Authenticate(req, nil); (err == nil) != tt.ok {
+			t.Errorf("Authenticate(%q, %q) = %v, want ok=%v", tt.user, tt.pass, err, tt.ok)
+		}
+	}
+}

@@ -1,0 +1,134 @@
+package handlers
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
+)
+
+type marketplace struct {
+	receiver Receiver
+	auth     Authenticator
+	log      *zap.Logger
+}
+
+// receive is POST /marketplace/:extension.
+func (m *marketplace) receive(c echo.Context) error {
+	req := c.Request()
+	if err := checkContentType(req.Header.Get(echo.HeaderContentType)); err != nil {
+		return err
+	}
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	if m.auth != nil {
+		if err := m.auth.Authenticate(req, body); err != nil {
+			return &events.Error{Status: http.StatusUnauthorized, Code: events.Unauthorized,
+				Message: "the request is not signed by the marketplace", Cause: err}
+		}
+	}
+	key, err := deliveryKey(req.Header.Get("webhook-id"))
+	if err != nil {
+		return err
+	}
+	ev, err := events.Decode(body)
+	if err != nil {
+		return &events.Error{Status: http.StatusBadRequest, Code: events.InvalidResponse, Message: err.Error()}
+	}
+	fingerprint, err := events.Fingerprint(body)
+	if err != nil { // Decode accepted the body, so it is JSON
+		return err
+	}
+	if key == "" {
+		key = "sha256:" + fingerprint
+	}
+
+	log := &deliveryLog{key: key, eventType: string(ev.EventType), subscription: ev.SubscriptionID, extension: c.Param("extension")}
+	c.Set(deliveryLogKey, log)
+	reply, err := m.receiver.Receive(req.Context(), inbox.Delivery{Key: key, Fingerprint: fingerprint, Event: ev})
+	if err != nil {
+		var e *events.Error
+		if errors.As(err, &e) {
+			log.outcome = string(e.Code)
+		}
+		return err
+	}
+	log.outcome, log.replayed, log.q2Calls = reply.Code, reply.Replayed, reply.Q2Calls
+
+	h := c.Response().Header()
+	if reply.Replayed {
+		h.Set("Idempotent-Replayed", "true")
+	}
+	setRetryAfter(h, reply.RetryAfter)
+	return c.Blob(reply.Status, echo.MIMEApplicationJSON, reply.Body)
+}
+
+// checkContentType accepts no Content-Type or a JSON one.
+func checkContentType(ct string) error {
+	if ct == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+		return nil
+	}
+	return &events.Error{Status: http.StatusUnsupportedMediaType, Code: events.InvalidResponse,
+		Message: "Content-Type must be application/json"}
+}
+
+// readBody reads the raw body, up to MaxBody bytes: the raw bytes are what
+// signatures and delivery keys are computed on.
+func readBody(c echo.Context) ([]byte, error) {
+	req := c.Request()
+	if req.ContentLength > MaxBody {
+		return nil, tooLarge()
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, MaxBody))
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return nil, tooLarge()
+	case err != nil:
+		return nil, &events.Error{Status: http.StatusBadRequest, Code: events.InvalidResponse,
+			Message: "the body could not be read", Cause: err}
+	}
+	return body, nil
+}
+
+func tooLarge() error {
+	return &events.Error{Status: http.StatusRequestEntityTooLarge, Code: events.InvalidResponse,
+		Message: "the body is larger than 1 MiB"}
+}
+
+// maxWebhookID bounds the webhook-id header.
+const maxWebhookID = 256
+
+// deliveryKey is "id:<webhook-id>" for a delivery that names itself, else ""
+// (the caller then keys it by its canonical body).
+func deliveryKey(id string) (string, error) {
+	if id == "" {
+		return "", nil
+	}
+	if len(id) > maxWebhookID || strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		return "", &events.Error{Status: http.StatusBadRequest, Code: events.InvalidResponse,
+			Message: "webhook-id must be at most 256 printable ASCII characters without spaces"}
+	}
+	return "id:" + id, nil
+}
+
+func setRetryAfter(h http.Header, d time.Duration) {
+	if s := d.Seconds(); s > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(s+0.999)))
+	}
+}

@@ -1,0 +1,220 @@
+// Package inbox is the use case "receive one delivery": it makes a delivery
+// safe to receive any number of times, concurrently, on any number of
+// replicas. The first copy claims the delivery and processes it; copies that
+// arrive while it runs wait briefly for its outcome; copies that arrive after
+// a final outcome get the stored reply, byte for byte; a transient outcome is
+// released, so the next copy processes again.
+package inbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/store"
+)
+
+// Deliveries records deliveries and their outcomes.
+type Deliveries interface {
+	Claim(ctx context.Context, c store.ClaimRequest) (store.Claim, error)
+	Complete(ctx context.Context, key, token string, res store.Result, ttl time.Duration) error
+	Release(ctx context.Context, key, token, code string, d time.Duration) error
+}
+
+var _ Deliveries = (*store.Redis)(nil)
+
+// Processor carries out one event. It returns a transient outcome, never a
+// half-recorded final one, when ctx expires.
+type Processor interface {
+	Process(ctx context.Context, ev *events.SubscriptionEvent) events.Outcome
+}
+
+// Config tunes the inbox. Zero values take the defaults.
+type Config struct {
+	ProcessTimeout time.Duration // deadline for processing one event (PROCESS_TIMEOUT)
+	TTL            time.Duration // how long outcomes are kept (EVENT_TTL)
+	Wait           time.Duration // how long a copy waits for a copy in progress
+}
+
+func (c Config) withDefaults() Config {
+	if c.ProcessTimeout <= 0 {
+		c.ProcessTimeout = 4 * time.Second
+	}
+	if c.TTL <= 0 {
+		c.TTL = 72 * time.Hour
+	}
+	if c.Wait <= 0 {
+		c.Wait = 2 * time.Second
+	}
+	return c
+}
+
+// Lease is how long a claim or lock taken for processing holds: longer than
+// processing may take, so that a live holder never loses it, and not much
+// longer, so that a crashed holder's work is taken over soon.
+func Lease(processTimeout time.Duration) time.Duration {
+	return processTimeout + processTimeout/4 + time.Second
+}
+
+// Inbox receives deliveries.
+type Inbox struct {
+	deliveries Deliveries
+	processor  Processor
+	cfg        Config
+	log        *zap.Logger
+}
+
+// New returns an Inbox.
+func New(d Deliveries, p Processor, cfg Config, log *zap.Logger) *Inbox {
+	return &Inbox{deliveries: d, processor: p, cfg: cfg.withDefaults(), log: log}
+}
+
+// Delivery is one copy of an event as received.
+type Delivery struct {
+	Key         string // "id:<webhook-id>" or "sha256:<fingerprint>"
+	Fingerprint string // SHA-256 of the body in canonical JSON
+	Event       *events.SubscriptionEvent
+}
+
+// Reply is what a delivery is answered with.
+type Reply struct {
+	Status     int
+	Body       []byte
+	Code       string // "SUCCESS" or the error code, for the log
+	Replayed   bool   // the stored reply of an earlier copy
+	RetryAfter time.Duration
+	Q2Calls    int
+}
+
+// Receive handles one copy of a delivery. Its error is an *events.Error
+// (409 PENDING, 422 for a reused id, 503 when Redis is unavailable).
+func (in *Inbox) Receive(ctx context.Context, d Delivery) (Reply, error) {
+	req := store.ClaimRequest{
+		Key:          d.Key,
+		Fingerprint:  d.Fingerprint,
+		Lease:        Lease(in.cfg.ProcessTimeout),
+		TTL:          in.cfg.TTL,
+		EventType:    string(d.Event.EventType),
+		Subscription: d.Event.SubscriptionID,
+	}
+	waitUntil := time.Now().Add(in.cfg.Wait)
+	pause := 10 * time.Millisecond
+	for {
+		claim, err := in.deliveries.Claim(ctx, req)
+		if err != nil {
+			return Reply{}, unavailable("the delivery store is unavailable; nothing was processed", err)
+		}
+		switch claim.State {
+		case store.ClaimDone:
+			return Reply{Status: claim.Status, Body: claim.Body, Code: "REPLAYED", Replayed: true}, nil
+		case store.ClaimConflict:
+			return Reply{}, &events.Error{
+				Status:  http.StatusUnprocessableEntity,
+				Code:    events.InvalidResponse,
+				Message: "this webhook-id was delivered before with a different body; send a new webhook-id for a new event",
+			}
+		case store.ClaimFresh:
+			return in.process(ctx, d, claim.Token)
+		}
+		// Busy: another copy is processing. Wait for its outcome, briefly.
+		left := time.Until(waitUntil)
+		if left <= 0 {
+			return Reply{}, &events.Error{
+				Status:     http.StatusConflict,
+				Code:       events.Pending,
+				Message:    "this delivery is being processed right now; send it again later",
+				RetryAfter: max(claim.RetryIn, time.Second),
+			}
+		}
+		if err := sleep(ctx, min(jitter(pause), left)); err != nil {
+			return Reply{}, &events.Error{Status: http.StatusConflict, Code: events.Pending,
+				Message: "this delivery is being processed right now; send it again later", RetryAfter: time.Second, Cause: err}
+		}
+		pause = min(2*pause, 200*time.Millisecond)
+	}
+}
+
+// process runs the event under the claim identified by token and records the
+// outcome: stored when final, released otherwise.
+func (in *Inbox) process(ctx context.Context, d Delivery, token string) (reply Reply, err error) {
+	start := time.Now()
+	// The work must not stop half-way because the sender hung up or the
+	// server is draining: detach from the request, bound by the deadline.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ProcessTimeout)
+	defer cancel()
+	// Store calls after processing get their own short budget, so that an
+	// outcome reached at the deadline is still recorded or released.
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer scancel()
+
+	released := false
+	defer func() {
+		if p := recover(); p != nil {
+			if !released {
+				_ = in.deliveries.Release(sctx, d.Key, token, "PANIC", time.Since(start))
+			}
+			panic(p)
+		}
+	}()
+
+	out := in.processor.Process(pctx, d.Event)
+	body, err := json.Marshal(out.Reply)
+	if err != nil { // cannot happen: Reply marshals strings and a bool
+		return Reply{}, fmt.Errorf("encoding reply: %w", err)
+	}
+	code := codeOf(out.Reply)
+	elapsed := time.Since(start)
+	if out.Final {
+		err = in.deliveries.Complete(sctx, d.Key, token, store.Result{Status: out.Status, Body: body, Code: code, Duration: elapsed}, in.cfg.TTL)
+	} else {
+		err = in.deliveries.Release(sctx, d.Key, token, code, elapsed)
+	}
+	released = true
+	switch {
+	case errors.Is(err, store.ErrLeaseLost):
+		// Our lease ran out and another copy took over: our outcome still
+		// describes what happened, so answer it; the newer holder's stands.
+		in.log.Warn("delivery lease lost before its outcome was recorded", zap.String("key", d.Key))
+	case err != nil && out.Final:
+		// The effect happened and the reply is true, but it is not stored: a
+		// later copy is processed again, which every event type tolerates.
+		in.log.Error("recording a final outcome failed", zap.String("key", d.Key), zap.Error(err))
+	case err != nil:
+		in.log.Warn("releasing a delivery failed; its lease will expire", zap.String("key", d.Key), zap.Error(err))
+	}
+	return Reply{Status: out.Status, Body: body, Code: code, RetryAfter: out.RetryAfter, Q2Calls: out.Q2Calls}, nil
+}
+
+func codeOf(r events.Reply) string {
+	if r.Success {
+		return "SUCCESS"
+	}
+	return string(r.ErrorCode)
+}
+
+func unavailable(msg string, cause error) *events.Error {
+	return &events.Error{Status: http.StatusServiceUnavailable, Code: events.TransportError, Message: msg, RetryAfter: 5 * time.Second, Cause: cause}
+}
+
+// jitter spreads d over [d/2, d), so that waiting copies do not poll in step.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
