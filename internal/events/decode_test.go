@@ -387,4 +387,3 @@ func wantQuantity(want Quantity) func(*testing.T, *SubscriptionEvent) {
 		}
 	}
 }
-
