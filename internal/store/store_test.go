@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,5 +157,50 @@ func TestKeysShareHashTag(t *testing.T) {
 	}
 	if got := k.lock("sub-1"); got != "webhook:lock:{sub-1}" {
 		t.Errorf("lock key = %q", got)
+	}
+}
+
+// roundTrips is a go-redis hook that counts commands sent (a pipeline
+// counts once), optionally only those naming one key.
+type roundTrips struct {
+	key string // empty: count all
+	n   atomic.Int64
+}
+
+func countRoundTrips(r *Redis, key string) *roundTrips {
+	h := &roundTrips{key: key}
+	r.client.AddHook(h)
+	return h
+}
+
+func (h *roundTrips) matches(cmd redis.Cmder) bool {
+	if h.key == "" {
+		return true
+	}
+	for _, a := range cmd.Args() {
+		if s, ok := a.(string); ok && s == h.key {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.matches(cmd) {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && h.matches(cmds[0]) {
+			h.n.Add(1)
+		}
+		return next(ctx, cmds)
 	}
 }
