@@ -59,8 +59,8 @@ type Address struct {
 type Phone struct {
 	Phone       string `json:"Phone"`
 	PhoneType   string `json:"PhoneType"` // Mobile, Home, ...
-	IsSMSTarget bool   `json:"isSMSTarget"`
-	IsSACTarget bool   `json:"isSACTarget"`
+	IsSMSTarget bool   `json:"isSMSTarget,omitempty"`
+	IsSACTarget bool   `json:"isSACTarget,omitempty"`
 	CountryCode string `json:"CountryCode,omitempty"`
 }
 
