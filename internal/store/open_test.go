@@ -1,0 +1,210 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"net"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+func TestParseURL(t *testing.T) {
+	t.Parallel()
+	type want struct {
+		addrs              []string
+		user, pass         string
+		db                 int
+		tls                bool
+		sentUser, sentPass string
+	}
+	tests := []struct {
+		url  string
+		want want
+	}{
+		{"redis://127.0.0.1:6379/0", want{addrs: []string{"127.0.0.1:6379"}}},
+		{"redis://localhost", want{addrs: []string{"localhost:6379"}}},
+		{"REDIS://h:7000/3", want{addrs: []string{"h:7000"}, db: 3}},
+		{"redis://:s3cret@h:6380/", want{addrs: []string{"h:6380"}, pass: "s3cret"}},
+		{"redis://app:p%40ss%2Cw@h1:6379,h2:6380,h3/0", want{addrs: []string{"h1:6379", "h2:6380", "h3:6379"}, user: "app", pass: "p@ss,w"}},
+		{"rediss://[::1]:6379,10.0.0.2", want{addrs: []string{"[::1]:6379", "10.0.0.2:6379"}, tls: true}},
+		{"redis://:pw@s1:26379,s2:26379/1?sentinel_password=sp&sentinel_username=su",
+			want{addrs: []string{"s1:26379", "s2:26379"}, pass: "pw", db: 1, sentUser: "su", sentPass: "sp"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			t.Parallel()
+			o, err := parseURL(tt.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := want{addrs: o.Addrs, user: o.Username, pass: o.Password, db: o.DB, tls: o.TLSConfig != nil,
+				sentUser: o.SentinelUsername, sentPass: o.SentinelPassword}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOpenBadURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		o    Options
+	}{
+		{"no scheme", Options{URL: "127.0.0.1:6379"}},
+		{"wrong scheme", Options{URL: "http://127.0.0.1:6379"}},
+		{"unix socket", Options{URL: "unix:///tmp/redis.sock"}},
+		{"no host", Options{URL: "redis://"}},
+		{"empty host in list", Options{URL: "redis://h1:6379,,h2:6379"}},
+		{"bad port", Options{URL: "redis://h:99999"}},
+		{"port not a number", Options{URL: "redis://h:port"}},
+		{"db not a number", Options{URL: "redis://h:6379/zero"}},
+		{"db path too deep", Options{URL: "redis://h:6379/0/1"}},
+		{"unknown query parameter", Options{URL: "redis://h:6379/0?dial_timeout=3"}},
+		{"fragment", Options{URL: "redis://h:6379/0#x"}},
+		{"bad user info", Options{URL: "redis://user:pa%zzsecret@h:6379"}},
+		{"cluster with a db", Options{URL: "redis://h1:6379,h2:6379/2"}},
+		{"cluster flag with a db", Options{URL: "redis://h1:6379/2", Cluster: true}},
+		{"cluster and sentinel", Options{URL: "redis://h1:6379", Cluster: true, MasterName: "m"}},
+		{"sentinel without URL", Options{MasterName: "mymaster"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			r, err := Open(ctx, tt.o)
+			if err == nil {
+				_ = r.Close()
+				t.Fatal("Open succeeded, want an error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, "REDIS_") {
+				t.Errorf("error %q does not name the setting", msg)
+			}
+			if strings.Contains(msg, "secret") {
+				t.Errorf("error %q shows the password", msg)
+			}
+			if errors.Is(err, ErrUnavailable) {
+				t.Errorf("error %q is a configuration error, not ErrUnavailable", msg)
+			}
+		})
+	}
+}
+
+func TestOpenUnreachable(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := Open(ctx, Options{URL: "redis://" + addr + "/0"})
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "REDIS_URL") {
+		t.Errorf("Open: %v, want ErrUnavailable naming REDIS_URL", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Open took %v to fail, want fast", d)
+	}
+}
+
+func TestOpenEmbedded(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.WarnLevel)
+	r, err := Open(t.Context(), Options{Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if !r.Embedded() {
+		t.Error("Embedded() = false with an empty URL")
+	}
+	if logs.FilterMessageSnippet("not survive a restart").Len() != 1 {
+		t.Errorf("want one warning that nothing survives a restart, got %v", logs.All())
+	}
+	if !strings.HasPrefix(r.mini.Addr(), "127.0.0.1:") {
+		t.Errorf("embedded Redis on %s, want loopback", r.mini.Addr())
+	}
+	if err := r.Ping(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// Leases run out by the clock in embedded mode: nothing fast-forwards
+	// it there, and a crashed holder must not block a delivery forever.
+	req := ClaimRequest{Key: "id:embedded", Fingerprint: fpA, Lease: 20 * time.Millisecond, TTL: time.Hour}
+	if c, err := r.Claim(t.Context(), req); err != nil || c.State != ClaimFresh {
+		t.Fatalf("Claim = %+v, %v", c, err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		c, err := r.Claim(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.State == ClaimFresh {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lease still held after 2s: %+v", c)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r.Close() != nil {
+		t.Error("Close failed")
+	}
+}
+
+func TestOpenNotEmbedded(t *testing.T) {
+	t.Parallel()
+	b := newMiniBackend(t)
+	if b.r.Embedded() {
+		t.Error("Embedded() = true with a URL")
+	}
+}
+
+// The cluster code path (routing by hash tag, EVALSHA on the key's slot)
+// against miniredis, which answers CLUSTER SLOTS as a one-node cluster.
+func TestClusterMode(t *testing.T) {
+	t.Parallel()
+	mr := miniredis.RunT(t)
+	r := openTest(t, Options{URL: "redis://" + mr.Addr(), Cluster: true})
+	if _, ok := r.client.(*redis.ClusterClient); !ok {
+		t.Fatalf("client is %T, want a cluster client", r.client)
+	}
+	ctx := ctxT(t)
+	req := ClaimRequest{Key: "id:cluster", Fingerprint: fpA, Lease: time.Second, TTL: time.Hour}
+	c, err := r.Claim(ctx, req)
+	if err != nil || c.State != ClaimFresh {
+		t.Fatalf("Claim = %+v, %v", c, err)
+	}
+	if err := r.Complete(ctx, req.Key, c.Token, okResult, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := r.Claim(ctx, req); err != nil || c.State != ClaimDone {
+		t.Fatalf("Claim = %+v, %v", c, err)
+	}
+	if err := r.SaveAccount(ctx, testAccount("sub-c", "9")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AccountByIdentifier(ctx, "9"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freeAddr returns a loopback address nobody listens on (at the moment).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
