@@ -31,4 +31,4 @@ type Account struct {
 }
 
 // Active reports whether the account is provisioned and not cancelled.
-func (a *Account) Active() bool { return a.Status == AccountActive }
+func (a Account) Active() bool { return a.Status == AccountActive }

@@ -1,0 +1,437 @@
+package subscriptions_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/sandbox"
+	"github.com/banking-marketplace/webhook/internal/store"
+	"github.com/banking-marketplace/webhook/internal/subscriptions"
+)
+
+// env is one service on miniredis and a sandbox behind real HTTP.
+type env struct {
+	t       *testing.T
+	mini    *miniredis.Miniredis
+	db      *store.Redis
+	sandbox *sandbox.Sandbox
+	q2      *q2client.Client
+	svc     *subscriptions.Service
+}
+
+func newEnv(t *testing.T, cfg subscriptions.Config) *env {
+	t.Helper()
+	mini := miniredis.RunT(t)
+	db, err := store.Open(context.Background(), store.Options{URL: "redis://" + mini.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	sb := sandbox.New(sandbox.Config{})
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(srv.Close)
+	q2, err := q2client.New(srv.URL,
+		q2client.WithCredentials(sandbox.DefaultClientID, sandbox.DefaultClientSecret),
+		q2client.WithRetry(2, time.Millisecond, 5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.LockWait == 0 {
+		cfg.LockWait = 200 * time.Millisecond
+	}
+	return &env{t: t, mini: mini, db: db, sandbox: sb, q2: q2, svc: subscriptions.New(db, q2, cfg, zap.NewNop())}
+}
+
+func (e *env) process(ev *events.SubscriptionEvent) events.Outcome {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	return e.svc.Process(ctx, ev)
+}
+
+func (e *env) calls(route string) int { return e.sandbox.Stats().Calls[route] }
+
+func (e *env) fault(f sandbox.Fault) {
+	e.t.Helper()
+	if err := e.sandbox.SetFault(f); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) account(sub string) events.Account {
+	e.t.Helper()
+	a, err := e.db.Account(context.Background(), sub)
+	if err != nil {
+		e.t.Fatalf("account %s: %v", sub, err)
+	}
+	return a
+}
+
+// fixture decodes a testdata event, giving it subscription sub and, when
+// account is not empty, that accountIdentifier.
+func fixture(t *testing.T, name, sub, account string) *events.SubscriptionEvent {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.SubscriptionID = sub
+	if ev.Event.Payload.Account != nil {
+		ev.Event.Payload.Account.AccountIdentifier = account
+	}
+	return ev
+}
+
+func order(t *testing.T, sub string) *events.SubscriptionEvent {
+	return fixture(t, "subscription-order.json", sub, "")
+}
+func change(t *testing.T, sub, acct string) *events.SubscriptionEvent {
+	return fixture(t, "subscription-change.json", sub, acct)
+}
+func cancel(t *testing.T, sub, acct string) *events.SubscriptionEvent {
+	return fixture(t, "subscription-cancel.json", sub, acct)
+}
+
+func wantOutcome(t *testing.T, got events.Outcome, status int, code events.ErrorCode, final bool) {
+	t.Helper()
+	if got.Status != status || got.Final != final || (code == "" && !got.Reply.Success) || (code != "" && got.Reply.ErrorCode != code) {
+		t.Fatalf("outcome = %d %+v final=%v; want %d %q final=%v", got.Status, got.Reply, got.Final, status, code, final)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, subscriptions.Config{})
+	sub := "sub-lifecycle"
+
+	out := e.process(order(t, sub))
+	wantOutcome(t, out, 200, "", true)
+	id := out.Reply.AccountIdentifier
+	if _, err := strconv.ParseInt(id, 10, 64); err != nil {
+		t.Fatalf("accountIdentifier %q is not a decimal Q2 UserID", id)
+	}
+	a := e.account(sub)
+	if a.AccountIdentifier != id || a.Edition != "BASIC" || a.Items[0].Quantity != 5 || !a.Active() || a.Logon != subscriptions.LogonName(sub) {
+		t.Fatalf("account after ORDER = %+v", a)
+	}
+	users, err := e.q2.LookupUser(context.Background(), q2client.UserQuery{LoginName: subscriptions.LogonName(sub)})
+	if err != nil || len(users) != 1 || strconv.FormatInt(users[0].UserID, 10) != id {
+		t.Fatalf("Q2 user for the logon = %+v, %v", users, err)
+	}
+
+	// A second ORDER for the provisioned subscription answers the same id.
+	out = e.process(order(t, sub))
+	wantOutcome(t, out, 200, "", true)
+	if out.Reply.AccountIdentifier != id || e.calls("Enrollment") != 1 {
+		t.Fatalf("second ORDER = %+v with %d enrollments", out.Reply, e.calls("Enrollment"))
+	}
+
+	// CHANGE by accountIdentifier records the new edition and quantities.
+	wantOutcome(t, e.process(change(t, sub, id)), 200, "", true)
+	if a := e.account(sub); a.Edition != "PREMIUM" || a.PricingDuration != "YEARLY" || a.Items[0].Quantity != 10 {
+		t.Fatalf("account after CHANGE = %+v", a)
+	}
+
+	// CANCEL deletes the Q2 user and marks the account cancelled.
+	wantOutcome(t, e.process(cancel(t, sub, id)), 200, "", true)
+	if st := e.sandbox.Stats(); st.Users != 0 || st.Calls["DeleteUser"] != 1 {
+		t.Fatalf("after CANCEL: %+v", st)
+	}
+	if a := e.account(sub); a.Status != events.AccountCancelled || a.CancelledAt == nil {
+		t.Fatalf("account after CANCEL = %+v", a)
+	}
+
+	// Cancelling again changes nothing and calls nobody.
+	wantOutcome(t, e.process(cancel(t, sub, id)), 200, "", true)
+	if e.calls("DeleteUser") != 1 {
+		t.Fatal("a second CANCEL called Q2")
+	}
+	// A CHANGE of the cancelled account, and a late ORDER, are refused.
+	wantOutcome(t, e.process(change(t, sub, id)), 200, events.AccountNotFound, true)
+	wantOutcome(t, e.process(order(t, sub)), 200, events.Forbidden, true)
+	if e.calls("Enrollment") != 1 || e.sandbox.Stats().Users != 0 {
+		t.Fatal("a late ORDER enrolled again")
+	}
+}
+
+func TestAccountFoundBySubscriptionOrIdentifier(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, subscriptions.Config{})
+	id := e.process(order(t, "sub-a")).Reply.AccountIdentifier
+
+	tests := []struct {
+		name     string
+		ev       *events.SubscriptionEvent
+		wantCode events.ErrorCode
+	}{
+		{"by subscription, identifier unknown", change(t, "sub-a", "ACCOUNT-ID-FROM-ORDER"), ""},
+		{"by subscription, no identifier", change(t, "sub-a", ""), ""},
+		{"by identifier, other subscription id", change(t, "sub-other", id), ""},
+		{"unknown change", change(t, "sub-unknown", "nope"), events.AccountNotFound},
+		{"unknown cancel", cancel(t, "sub-unknown", ""), events.AccountNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantOutcome(t, e.process(tt.ev), 200, tt.wantCode, true)
+		})
+	}
+}
+
+func TestOrderRecognisesItsOwnEnrollment(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		before func(e *env, sub string) // what happened before the ORDER copy arrives
+	}{
+		{"reply lost after Q2 enrolled", func(e *env, sub string) {
+			// Enroll exactly as the service would, but record nothing.
+			if err := e.q2.Enroll(context.Background(), q2client.Enrollment{
+				LogonName: subscriptions.LogonName(sub), FirstName: "John", LastName: "Doe", UserInfo: subscriptions.Marker(sub),
+			}); err != nil {
+				e.t.Fatal(err)
+			}
+		}},
+		{"redis lost everything after an answered ORDER", func(e *env, sub string) {
+			wantOutcome(e.t, e.process(order(e.t, sub)), 200, "", true)
+			e.mini.FlushAll()
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, subscriptions.Config{})
+			sub := "sub-own"
+			tt.before(e, sub)
+			users, _ := e.q2.LookupUser(context.Background(), q2client.UserQuery{LoginName: subscriptions.LogonName(sub)})
+			out := e.process(order(t, sub))
+			wantOutcome(t, out, 200, "", true)
+			if want := strconv.FormatInt(users[0].UserID, 10); out.Reply.AccountIdentifier != want {
+				t.Errorf("accountIdentifier = %s, want the existing user's %s", out.Reply.AccountIdentifier, want)
+			}
+			if e.calls("Enrollment") != 1 || e.sandbox.Stats().Users != 1 {
+				t.Errorf("enrollments %d, users %d; want 1 and 1", e.calls("Enrollment"), e.sandbox.Stats().Users)
+			}
+		})
+	}
+}
+
+func TestOrderRefusals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, subscriptions.Config{})
+
+	// Q2 holds the derived logon for somebody else.
+	taken := "sub-taken"
+	if err := e.q2.Enroll(context.Background(), q2client.Enrollment{LogonName: subscriptions.LogonName(taken), FirstName: "Someone", LastName: "Else", UserInfo: "not ours"}); err != nil {
+		t.Fatal(err)
+	}
+	wantOutcome(t, e.process(order(t, taken)), 200, events.UserAlreadyExists, true)
+	if _, err := e.db.Account(context.Background(), taken); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an account was recorded for a refused ORDER: %v", err)
+	}
+
+	// No creator and no company: nobody to enroll.
+	nobody := order(t, "sub-nobody")
+	nobody.Event.Creator, nobody.Event.Payload.Company = nil, nil
+	wantOutcome(t, e.process(nobody), 200, events.UserNotFound, true)
+
+	// No creator but a company: the company is enrolled.
+	company := order(t, "sub-company")
+	company.Event.Creator = nil
+	wantOutcome(t, e.process(company), 200, "", true)
+}
+
+func TestStatelessAndUnsupported(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, subscriptions.Config{})
+	ping := order(t, "sub-ping")
+	ping.Event.Flag = events.FlagStateless
+	out := e.process(ping)
+	wantOutcome(t, out, 200, "", true)
+	if out.Q2Calls != 0 || len(e.mini.Keys()) != 0 {
+		t.Errorf("STATELESS had side effects: %d Q2 calls, keys %v", out.Q2Calls, e.mini.Keys())
+	}
+	notice := order(t, "sub-notice")
+	notice.EventType, notice.Event.Type = "SUBSCRIPTION_NOTICE", "SUBSCRIPTION_NOTICE"
+	wantOutcome(t, e.process(notice), 200, events.ConfigurationError, true)
+}
+
+func TestTransientQ2Failures(t *testing.T) {
+	t.Parallel()
+	t.Run("order during an outage is 503, then succeeds once", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, subscriptions.Config{})
+		e.fault(sandbox.Fault{Route: "LookupUser", Status: 503, Times: 10})
+		wantOutcome(t, e.process(order(t, "sub-outage")), 503, events.TransportError, false)
+		e.fault(sandbox.Fault{Route: "LookupUser", Times: 0})
+		wantOutcome(t, e.process(order(t, "sub-outage")), 200, "", true)
+		if e.sandbox.Stats().Users != 1 {
+			t.Errorf("users = %d, want 1", e.sandbox.Stats().Users)
+		}
+	})
+	t.Run("enrollment that fails is not retried blindly", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, subscriptions.Config{})
+		e.fault(sandbox.Fault{Route: "Enrollment", Status: 502, Times: 1})
+		wantOutcome(t, e.process(order(t, "sub-502")), 503, events.TransportError, false)
+		if e.calls("Enrollment") != 1 {
+			t.Errorf("Enrollment calls = %d, want 1", e.calls("Enrollment"))
+		}
+		wantOutcome(t, e.process(order(t, "sub-502")), 200, "", true)
+	})
+	t.Run("deadline during a slow enrollment is transient, the retry finds the user", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, subscriptions.Config{})
+		e.fault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 300})
+		ctx, cancelCtx := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancelCtx()
+		out := e.svc.Process(ctx, order(t, "sub-slow"))
+		wantOutcome(t, out, 503, events.TransportError, false)
+		if _, err := e.db.Account(context.Background(), "sub-slow"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatal("a timed-out ORDER recorded an account")
+		}
+		time.Sleep(400 * time.Millisecond) // the sandbox completes the delayed enrollment
+		wantOutcome(t, e.process(order(t, "sub-slow")), 200, "", true)
+		if e.calls("Enrollment") != 1 || e.sandbox.Stats().Users != 1 {
+			t.Errorf("enrollments %d, users %d; want 1 and 1", e.calls("Enrollment"), e.sandbox.Stats().Users)
+		}
+	})
+	t.Run("cancel during an outage is DO_NOT_CANCEL, then succeeds", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, subscriptions.Config{})
+		id := e.process(order(t, "sub-dnc")).Reply.AccountIdentifier
+		e.fault(sandbox.Fault{Route: "DeleteUser", Status: 503, Times: 10})
+		wantOutcome(t, e.process(cancel(t, "sub-dnc", id)), 200, events.DoNotCancel, false)
+		if !e.account("sub-dnc").Active() || e.sandbox.Stats().Users != 1 {
+			t.Fatal("a DO_NOT_CANCEL changed the account or the user")
+		}
+		e.fault(sandbox.Fault{Route: "DeleteUser", Times: 0})
+		wantOutcome(t, e.process(cancel(t, "sub-dnc", id)), 200, "", true)
+		if e.sandbox.Stats().Users != 0 {
+			t.Error("the user survived the cancel")
+		}
+	})
+}
+
+func TestCancelOfUserDeletedBehindOurBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, subscriptions.Config{})
+	id := e.process(order(t, "sub-gone")).Reply.AccountIdentifier
+	uid, _ := strconv.ParseInt(id, 10, 64)
+	if err := e.q2.DeleteUser(context.Background(), uid); err != nil {
+		t.Fatal(err)
+	}
+	wantOutcome(t, e.process(cancel(t, "sub-gone", id)), 200, "", true)
+	if e.account("sub-gone").Status != events.AccountCancelled {
+		t.Error("account not cancelled")
+	}
+}
+
+func TestCancelDeletesCustomer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, subscriptions.Config{CancelDeletes: subscriptions.DeleteCustomer})
+	id := e.process(order(t, "sub-cust")).Reply.AccountIdentifier
+	wantOutcome(t, e.process(cancel(t, "sub-cust", id)), 200, "", true)
+	st := e.sandbox.Stats()
+	if st.Calls["DeleteCustomer"] != 1 || st.Calls["DeleteUser"] != 0 || st.Customers != 0 || st.Users != 0 {
+		t.Errorf("stats after CANCEL_DELETES=customer: %+v", st)
+	}
+}
+
+func TestQ2RefusesCredentials(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, subscriptions.Config{})
+	srv := httptest.NewServer(e.sandbox.Handler())
+	defer srv.Close()
+	bad, _ := q2client.New(srv.URL, q2client.WithCredentials("sandbox", "wrong"), q2client.WithRetry(1, time.Millisecond, time.Millisecond))
+	svc := subscriptions.New(e.db, bad, subscriptions.Config{}, zap.NewNop())
+	out := svc.Process(context.Background(), order(t, "sub-creds"))
+	// Our misconfiguration is not the subscription's fate: not stored.
+	wantOutcome(t, out, 200, events.Unauthorized, false)
+}
+
+func TestLockedSubscriptionIsPending(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, subscriptions.Config{LockWait: 50 * time.Millisecond})
+	unlock, err := e.db.Lock(context.Background(), "subscription:sub-busy", time.Minute, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := e.process(order(t, "sub-busy"))
+	wantOutcome(t, out, http.StatusConflict, events.Pending, false)
+	if out.RetryAfter <= 0 || e.calls("Enrollment") != 0 {
+		t.Errorf("PENDING outcome %+v, %d enrollments", out, e.calls("Enrollment"))
+	}
+	unlock()
+	wantOutcome(t, e.process(order(t, "sub-busy")), 200, "", true)
+}
+
+func TestStoreDownIsTransient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, subscriptions.Config{})
+	e.mini.Close()
+	wantOutcome(t, e.process(order(t, "sub-down")), 503, events.TransportError, false)
+	if e.calls("Enrollment") != 0 {
+		t.Error("Q2 was called while Redis was down")
+	}
+}
+
+// A CHANGE and a CANCEL of one subscription at the same moment: whatever
+// order they run in, the account ends cancelled with its user deleted, and
+// no CHANGE succeeds after the CANCEL.
+func TestConcurrentChangeAndCancel(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, subscriptions.Config{LockWait: 2 * time.Second})
+	for i := range 20 {
+		sub := fmt.Sprintf("sub-race-%d", i)
+		id := e.process(order(t, sub)).Reply.AccountIdentifier
+		var wg sync.WaitGroup
+		var changed, cancelled events.Outcome
+		wg.Add(2)
+		go func() { defer wg.Done(); changed = e.process(change(t, sub, id)) }()
+		go func() { defer wg.Done(); cancelled = e.process(cancel(t, sub, id)) }()
+		wg.Wait()
+		wantOutcome(t, cancelled, 200, "", true)
+		a := e.account(sub)
+		if a.Status != events.AccountCancelled {
+			t.Fatalf("%s: account ends %s", sub, a.Status)
+		}
+		switch {
+		case changed.Reply.Success && a.Edition != "PREMIUM":
+			t.Fatalf("%s: CHANGE succeeded but its edition was lost", sub)
+		case !changed.Reply.Success && changed.Reply.ErrorCode != events.AccountNotFound:
+			t.Fatalf("%s: CHANGE answered %+v", sub, changed.Reply)
+		case !changed.Reply.Success && a.Edition != "BASIC":
+			t.Fatalf("%s: a refused CHANGE altered the account", sub)
+		}
+	}
+	if e.sandbox.Stats().Users != 0 {
+		t.Errorf("users left: %d", e.sandbox.Stats().Users)
+	}
+}
+
+func TestLogonNameAndPassword(t *testing.T) {
+	t.Parallel()
+	if subscriptions.LogonName("a") != subscriptions.LogonName("a") || subscriptions.LogonName("a") == subscriptions.LogonName("b") {
+		t.Error("LogonName is not a deterministic function of the subscription")
+	}
+	if n := len(subscriptions.LogonName("a3c9c831-e550-428f-b89c-43c5e7b338b9")); n != 22 {
+		t.Errorf("logon length %d", n)
+	}
+}
