@@ -46,7 +46,7 @@ func newMiniBackend(t testing.TB) *backend {
 
 func newRealBackend(t testing.TB) *backend {
 	t.Helper()
-	url := os.Getenv("REDIS_URL")
+	url := testingURL()
 	if url == "" {
 		t.Skip("REDIS_URL not set: skipping real-Redis tests")
 	}
@@ -58,6 +58,8 @@ func newRealBackend(t testing.TB) *backend {
 	t.Cleanup(func() { deletePrefix(t, r) })
 	return &backend{r: r}
 }
+
+func testingURL() string { return os.Getenv("REDIS_URL") }
 
 // openTest opens a store with a random prefix and closes it at the end.
 func openTest(t testing.TB, o Options) *Redis {
