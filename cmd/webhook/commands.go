@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/replay"
+	"github.com/banking-marketplace/webhook/internal/sandbox"
+)
+
+// runReplay is `webhook replay`: see internal/replay.
+func runReplay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return replay.Run(ctx, args, getenv, stdout, stderr)
+}
+
+// runSandbox is `webhook q2-sandbox`: the Q2 sandbox API alone, until ctx
+// ends.
+func runSandbox(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("webhook q2-sandbox", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:9090", "listen address")
+	ttl := fs.Duration("token-ttl", time.Hour, "lifetime of the access tokens it issues")
+	id := fs.String("client-id", sandbox.DefaultClientID, "OAuth2 client id it accepts")
+	secret := fs.String("client-secret", sandbox.DefaultClientSecret, "OAuth2 client secret it accepts")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: webhook q2-sandbox [flags]\n\nServes an in-memory Q2 API for tests and demos (see README).\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &configError{msg: err.Error() + " (see webhook q2-sandbox --help)"}
+	}
+	if *ttl <= 0 {
+		return &configError{msg: "--token-ttl: must be more than zero, like 1h"}
+	}
+	log := newLogger(stdout, zap.InfoLevel)
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return &configError{msg: fmt.Sprintf("--addr: cannot listen on %q: %v", *addr, err)}
+	}
+	srv := &http.Server{Handler: sandbox.New(sandbox.Config{ClientID: *id, ClientSecret: *secret, TokenTTL: *ttl}).Handler(),
+		ReadHeaderTimeout: 5 * time.Second}
+	log.Info("Q2 sandbox listening", zap.String("addr", ln.Addr().String()), zap.String("client_id", *id), zap.Duration("token_ttl", *ttl))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+)
+
+// config is the service's configuration, read once from the environment
+// and the flags of `serve` (a flag wins over its variable).
+type config struct {
+	Addr string
+
+	RedisURL            string
+	RedisSentinelMaster string
+	RedisCluster        bool
+
+	Q2BaseURL      string // empty: sandbox mode
+	Q2APIVersion   string
+	Q2ClientID     string
+	Q2ClientSecret string
+	Q2Scope        string
+
+	Auth      string // signature, basic or none
+	Secrets   []string
+	BasicUser string
+	BasicPass string
+
+	EventTTL        time.Duration
+	ProcessTimeout  time.Duration
+	ShutdownTimeout time.Duration
+	MaxInFlight     int
+	CancelDeletes   string
+	LogLevel        zapcore.Level
+}
+
+// SandboxMode reports whether Q2 calls go to the embedded sandbox.
+func (c *config) SandboxMode() bool { return c.Q2BaseURL == "" }
+
+// setting is one configuration value: its variable, its flag, its default.
+type setting struct {
+	env, flag, def, usage string
+}
+
+var settings = []setting{
+	{"WEBHOOK_ADDR", "addr", ":8080", "listen address"},
+	{"REDIS_URL", "redis-url", "", "redis:// or rediss:// URL; several hosts comma-separated; empty: embedded, not durable"},
+	{"REDIS_SENTINEL_MASTER", "redis-sentinel-master", "", "Sentinel master name: REDIS_URL's hosts are Sentinels"},
+	{"REDIS_CLUSTER", "redis-cluster", "false", "true: REDIS_URL's hosts are Redis Cluster seed nodes"},
+	{"Q2_BASE_URL", "q2-base-url", "", "Q2 API base URL; empty: sandbox mode (an embedded Q2 sandbox)"},
+	{"Q2_API_VERSION", "q2-api-version", "v2", "path prefix of every Q2 call (v1 or v2)"},
+	{"Q2_CLIENT_ID", "q2-client-id", "", "OAuth2 client id (required with Q2_BASE_URL)"},
+	{"Q2_CLIENT_SECRET", "q2-client-secret", "", "OAuth2 client secret (required with Q2_BASE_URL)"},
+	{"Q2_SCOPE", "q2-scope", "", "OAuth2 scopes, space-separated"},
+	{"WEBHOOK_AUTH", "auth", "signature", "who may call: signature, basic or none"},
+	{"WEBHOOK_SECRETS", "secrets", "", "space-separated signing secrets (whsec_ + base64), several for rotation"},
+	{"WEBHOOK_BASIC_AUTH", "basic-auth", "", "user:password, with WEBHOOK_AUTH=basic"},
+	{"EVENT_TTL", "event-ttl", "72h", "how long delivery records are kept"},
+	{"PROCESS_TIMEOUT", "process-timeout", "4s", "deadline for handling one event"},
+	{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long in-flight requests may finish after SIGTERM"},
+	{"MAX_IN_FLIGHT", "max-in-flight", "256", "deliveries processed at once; past it 503 with Retry-After"},
+	{"CANCEL_DELETES", "cancel-deletes", "user", "what a CANCEL deletes in Q2: user or customer"},
+	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
+}
+
+// configError is a bad flag or setting: the command exits with status 2.
+type configError struct{ msg string }
+
+func (e *configError) Error() string { return e.msg }
+func (e *configError) ExitCode() int { return 2 }
+
+func badSetting(s setting, format string, args ...any) error {
+	return &configError{msg: s.env + ": " + fmt.Sprintf(format, args...)}
+}
+
+// loadConfig reads the settings from args (the flags of serve) and getenv.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("webhook serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: webhook serve [flags]\n\nRuns the receiver. Every flag can also be set by its environment variable; the flag wins.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	flags := make(map[string]*string, len(settings))
+	for _, s := range settings {
+		flags[s.env] = fs.String(s.flag, "", fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, &configError{msg: err.Error() + " (see webhook serve --help)"}
+	}
+	if fs.NArg() > 0 {
+		return nil, &configError{msg: fmt.Sprintf("unexpected argument %q (see webhook serve --help)", fs.Arg(0))}
+	}
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	values := make(map[string]string, len(settings))
+	bySetting := make(map[string]setting, len(settings))
+	for _, s := range settings {
+		v := getenv(s.env)
+		if set[s.flag] {
+			v = *flags[s.env]
+		}
+		if strings.TrimSpace(v) == "" {
+			v = s.def
+		}
+		values[s.env] = strings.TrimSpace(v)
+		bySetting[s.env] = s
+	}
+	return parseConfig(values, bySetting)
+}
+
+var apiVersion = regexp.MustCompile(`^v[0-9]+$`)
+
+func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
+	c := &config{
+		Addr:                v["WEBHOOK_ADDR"],
+		RedisURL:            v["REDIS_URL"],
+		RedisSentinelMaster: v["REDIS_SENTINEL_MASTER"],
+		Q2BaseURL:           strings.TrimRight(v["Q2_BASE_URL"], "/"),
+		Q2APIVersion:        v["Q2_API_VERSION"],
+		Q2ClientID:          v["Q2_CLIENT_ID"],
+		Q2ClientSecret:      v["Q2_CLIENT_SECRET"],
+		Q2Scope:             v["Q2_SCOPE"],
+		Auth:                strings.ToLower(v["WEBHOOK_AUTH"]),
+		Secrets:             strings.Fields(v["WEBHOOK_SECRETS"]),
+		CancelDeletes:       strings.ToLower(v["CANCEL_DELETES"]),
+	}
+	var err error
+	if c.RedisCluster, err = strconv.ParseBool(v["REDIS_CLUSTER"]); err != nil {
+		return nil, badSetting(s["REDIS_CLUSTER"], "%q is not true or false", v["REDIS_CLUSTER"])
+	}
+	if c.RedisCluster && c.RedisSentinelMaster != "" {
+		return nil, badSetting(s["REDIS_CLUSTER"], "cannot be combined with REDIS_SENTINEL_MASTER; set one of them")
+	}
+	if (c.RedisCluster || c.RedisSentinelMaster != "") && c.RedisURL == "" {
+		return nil, badSetting(s["REDIS_URL"], "is required with REDIS_CLUSTER or REDIS_SENTINEL_MASTER; set the nodes' URL")
+	}
+	durations := []struct {
+		env string
+		dst *time.Duration
+		max time.Duration
+	}{
+		{"EVENT_TTL", &c.EventTTL, 0},
+		{"PROCESS_TIMEOUT", &c.ProcessTimeout, 5 * time.Minute},
+		{"SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, 10 * time.Minute},
+	}
+	for _, d := range durations {
+		parsed, err := time.ParseDuration(v[d.env])
+		switch {
+		case err != nil:
+			return nil, badSetting(s[d.env], "%q is not a duration like %s", v[d.env], s[d.env].def)
+		case parsed <= 0:
+			return nil, badSetting(s[d.env], "%q must be more than zero, like %s", v[d.env], s[d.env].def)
+		case d.max > 0 && parsed > d.max:
+			return nil, badSetting(s[d.env], "%q is longer than %s; use something like %s", v[d.env], d.max, s[d.env].def)
+		}
+		*d.dst = parsed
+	}
+	if c.MaxInFlight, err = strconv.Atoi(v["MAX_IN_FLIGHT"]); err != nil || c.MaxInFlight < 1 {
+		return nil, badSetting(s["MAX_IN_FLIGHT"], "%q is not a whole number of 1 or more, like 256", v["MAX_IN_FLIGHT"])
+	}
+	if c.LogLevel, err = zapcore.ParseLevel(v["LOG_LEVEL"]); err != nil {
+		return nil, badSetting(s["LOG_LEVEL"], "%q is not a level; use debug, info, warn or error", v["LOG_LEVEL"])
+	}
+	if c.CancelDeletes != "user" && c.CancelDeletes != "customer" {
+		return nil, badSetting(s["CANCEL_DELETES"], "%q is not user or customer", v["CANCEL_DELETES"])
+	}
+	if !apiVersion.MatchString(c.Q2APIVersion) {
+		return nil, badSetting(s["Q2_API_VERSION"], "%q is not a version like v2", c.Q2APIVersion)
+	}
+	if c.Q2BaseURL != "" {
+		u, err := url.Parse(c.Q2BaseURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, badSetting(s["Q2_BASE_URL"], "%q is not an http(s) URL like https://api.q2.example", c.Q2BaseURL)
+		}
+		for _, env := range []string{"Q2_CLIENT_ID", "Q2_CLIENT_SECRET"} {
+			if v[env] == "" {
+				return nil, badSetting(s[env], "is required when Q2_BASE_URL is set; set the OAuth2 client credentials Q2 gave you")
+			}
+		}
+	}
+	switch c.Auth {
+	case "signature":
+		if len(c.Secrets) == 0 && !c.SandboxMode() {
+			return nil, badSetting(s["WEBHOOK_SECRETS"], "is required with WEBHOOK_AUTH=signature outside sandbox mode; set the marketplace's whsec_ signing secret(s), or WEBHOOK_AUTH=none to accept unsigned requests")
+		}
+	case "basic":
+		user, pass, ok := strings.Cut(v["WEBHOOK_BASIC_AUTH"], ":")
+		if !ok || user == "" || pass == "" {
+			return nil, badSetting(s["WEBHOOK_BASIC_AUTH"], "must be user:password with WEBHOOK_AUTH=basic")
+		}
+		c.BasicUser, c.BasicPass = user, pass
+	case "none":
+	default:
+		return nil, badSetting(s["WEBHOOK_AUTH"], "%q is not signature, basic or none", v["WEBHOOK_AUTH"])
+	}
+	return c, nil
+}

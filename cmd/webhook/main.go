@@ -1,0 +1,91 @@
+// Command webhook is the marketplace subscription webhook receiver: the
+// extension URL that the Q2 marketplace calls when a subscription is ordered,
+// changed or cancelled. Subcommands: serve (default), replay, q2-sandbox,
+// version. Run `webhook COMMAND --help` for each one's flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode reports err on stderr, once, and maps it to the exit status:
+// 0 for none or --help, the error's own code when it has one (2 for a bad
+// flag or setting), else 1.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintln(stderr, "webhook:", err)
+	var coded interface{ ExitCode() int }
+	if errors.As(err, &coded) {
+		return coded.ExitCode()
+	}
+	return 1
+}
+
+// version is set at build time: -ldflags "-X main.version=1.2.3".
+var version = "dev"
+
+const usage = `Usage: webhook [COMMAND] [flags]
+
+Commands:
+  serve        run the receiver (the default)
+  replay       send fixture files to a running receiver
+  q2-sandbox   run the Q2 sandbox API alone
+  version      print the version
+
+Run "webhook COMMAND --help" for a command's flags.
+`
+
+// run is the whole program, callable from tests: ctx ends it (as SIGINT or
+// SIGTERM does), getenv stands for the environment.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && (args[0] == "" || args[0][0] != '-') {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, getenv, stdout, stderr)
+	case "replay":
+		return runReplay(ctx, args, getenv, stdout, stderr)
+	case "q2-sandbox":
+		return runSandbox(ctx, args, getenv, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return &configError{msg: fmt.Sprintf("unknown command %q", cmd)}
+}
+
+func versionString() string {
+	v := version
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
+			}
+		}
+		return "webhook " + v + " " + info.GoVersion
+	}
+	return "webhook " + v
+}

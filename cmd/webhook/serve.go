@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/handlers"
+	"github.com/banking-marketplace/webhook/internal/inbox"
+	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/sandbox"
+	"github.com/banking-marketplace/webhook/internal/signature"
+	"github.com/banking-marketplace/webhook/internal/store"
+	"github.com/banking-marketplace/webhook/internal/subscriptions"
+)
+
+// serve runs the receiver until ctx ends, then drains: it stops accepting,
+// lets in-flight deliveries finish (their work is not cancelled by the
+// signal) within SHUTDOWN_TIMEOUT, and returns nil.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	auth, err := authenticator(cfg)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stdout, cfg.LogLevel)
+	defer func() { _ = log.Sync() }()
+
+	// Start-up steps must not hang forever on an unreachable dependency.
+	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+
+	db, err := store.Open(startCtx, store.Options{URL: cfg.RedisURL, MasterName: cfg.RedisSentinelMaster, Cluster: cfg.RedisCluster, Logger: log})
+	if err != nil {
+		return fmt.Errorf("opening redis: %w", err)
+	}
+	defer db.Close()
+
+	q2, stopSandbox, err := q2Client(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stopSandbox()
+
+	switch {
+	case cfg.Auth == "none":
+		log.Warn("WEBHOOK_AUTH=none: requests are accepted without authentication")
+	case cfg.Auth == "signature" && len(cfg.Secrets) == 0:
+		log.Warn("sandbox mode without WEBHOOK_SECRETS: unsigned requests are accepted; set WEBHOOK_SECRETS to require signatures")
+	}
+
+	var draining atomic.Bool
+	service := subscriptions.New(db, q2, subscriptions.Config{
+		CancelDeletes: subscriptions.CancelDeletes(cfg.CancelDeletes),
+		LockLease:     inbox.Lease(cfg.ProcessTimeout),
+		LockWait:      cfg.ProcessTimeout / 3,
+	}, log)
+	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL}, log)
+	handler := handlers.New(handlers.Config{
+		Receiver:    in,
+		Auth:        auth,
+		MaxInFlight: cfg.MaxInFlight,
+		Logger:      log,
+		Ready: func(ctx context.Context) error {
+			if draining.Load() {
+				return errors.New("shutting down")
+			}
+			return db.Ping(ctx)
+		},
+	})
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return &configError{msg: fmt.Sprintf("WEBHOOK_ADDR: cannot listen on %q: %v", cfg.Addr, err)}
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      cfg.ProcessTimeout + 15*time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+		// Requests do not inherit ctx: the signal must not cancel their work.
+		BaseContext: func(net.Listener) context.Context { return context.Background() },
+	}
+	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("version", versionString()),
+		zap.Bool("sandbox_mode", cfg.SandboxMode()), zap.Bool("embedded_redis", db.Embedded()), zap.String("auth", cfg.Auth))
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+
+	draining.Store(true)
+	log.Info("shutting down: draining in-flight requests", zap.Duration("timeout", cfg.ShutdownTimeout))
+	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("shutdown timed out; some requests were cut", zap.Error(err))
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func authenticator(cfg *config) (handlers.Authenticator, error) {
+	switch cfg.Auth {
+	case "basic":
+		return handlers.Basic(cfg.BasicUser, cfg.BasicPass), nil
+	case "signature":
+		if len(cfg.Secrets) == 0 {
+			return nil, nil // sandbox mode only: loadConfig refuses it elsewhere
+		}
+		v, err := signature.NewVerifier(cfg.Secrets)
+		if err != nil {
+			return nil, &configError{msg: err.Error()}
+		}
+		return handlers.Signed(v), nil
+	}
+	return nil, nil
+}
+
+// q2Client returns the Q2 client: to Q2_BASE_URL, or in sandbox mode to an
+// embedded sandbox on a loopback port, which stop shuts down.
+func q2Client(cfg *config, log *zap.Logger) (client *q2client.Client, stop func(), err error) {
+	stop = func() {}
+	base, id, secret := cfg.Q2BaseURL, cfg.Q2ClientID, cfg.Q2ClientSecret
+	var scopes []string
+	if cfg.SandboxMode() {
+		id, secret = sandbox.DefaultClientID, rand.Text()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, fmt.Errorf("starting the embedded Q2 sandbox: %w", err)
+		}
+		srv := &http.Server{Handler: sandbox.New(sandbox.Config{ClientID: id, ClientSecret: secret}).Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		stop = func() { _ = srv.Close() }
+		base = "http://" + ln.Addr().String()
+		log.Warn("sandbox mode: Q2 calls go to an embedded in-memory Q2 sandbox; set Q2_BASE_URL to use Q2",
+			zap.String("sandbox", base), zap.String("stats", base+"/_sandbox/stats"))
+	} else {
+		scopes = strings.Fields(cfg.Q2Scope)
+	}
+	client, err = q2client.New(base,
+		q2client.WithAPIVersion(cfg.Q2APIVersion),
+		q2client.WithCredentials(id, secret, scopes...),
+		q2client.WithLogger(log.Named("q2")),
+	)
+	if err != nil {
+		stop()
+		return nil, nil, &configError{msg: "Q2_BASE_URL: " + err.Error()}
+	}
+	return client, stop, nil
+}
