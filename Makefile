@@ -1,0 +1,26 @@
+# The team's habits. CI runs .ci/run, which runs `go test -race ./...`
+# against a real Redis.
+.PHONY: run test ci lint bench fuzz sandbox
+
+run:            ## the service on embedded defaults (embedded Redis and Q2 sandbox)
+	go run ./cmd/webhook
+
+test:           ## every test; real-Redis tests run when REDIS_URL is set
+	go test -race ./...
+
+ci:             ## what CI runs: a real redis-server, then the tests
+	bash .ci/run
+
+lint:
+	test -z "$$(gofmt -l .)"
+	go vet ./...
+
+bench:          ## benchmarks (real Redis when REDIS_URL is set)
+	go test -run '^$$' -bench . -benchmem ./...
+
+fuzz:           ## a minute of each fuzz target
+	go test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/events
+	go test -run '^$$' -fuzz FuzzMarketplace -fuzztime 30s ./internal/handlers
+
+sandbox:        ## the Q2 sandbox alone on :9090
+	go run ./cmd/webhook q2-sandbox --addr 127.0.0.1:9090
