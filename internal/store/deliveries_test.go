@@ -12,15 +12,24 @@ import (
 const (
 	fpA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	fpB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-	// testLease is short so that real-Redis tests can wait for it to run
-	// out; miniredis fast-forwards past it.
-	testLease = 100 * time.Millisecond
-	testTTL   = time.Hour
+	// testLease is long enough never to run out by accident on a slow CI
+	// machine; shortLease is short so that real-Redis tests can wait for
+	// it to run out (miniredis fast-forwards past it).
+	testLease  = time.Minute
+	shortLease = 100 * time.Millisecond
+	testTTL    = time.Hour
 )
 
 func claimReq(key, fp string) ClaimRequest {
 	return ClaimRequest{Key: key, Fingerprint: fp, Lease: testLease, TTL: testTTL,
 		EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1"}
+}
+
+// shortClaimReq is a claim whose lease the test lets run out.
+func shortClaimReq(key, fp string) ClaimRequest {
+	req := claimReq(key, fp)
+	req.Lease = shortLease
+	return req
 }
 
 // mustClaim claims and checks the state.
@@ -103,8 +112,8 @@ func TestClaim(t *testing.T) {
 		{
 			name: "holder crashed, lease expired: takeover",
 			setup: func(t *testing.T, b *backend, key string) {
-				mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
-				b.advance(testLease)
+				mustClaim(t, b, shortClaimReq(key, fpA), ClaimFresh)
+				b.advance(shortLease)
 			},
 			fp: fpA, want: ClaimFresh,
 		},
@@ -186,8 +195,8 @@ func TestFencing(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		ctx := ctxT(t)
 		const key = "id:fenced"
-		old := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
-		b.advance(testLease) // the old holder stalls past its lease
+		old := mustClaim(t, b, shortClaimReq(key, fpA), ClaimFresh)
+		b.advance(shortLease) // the old holder stalls past its lease
 		cur := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
 		if cur.Token == old.Token {
 			t.Fatal("takeover reused the old token")
@@ -236,8 +245,8 @@ func TestExpiredHolderWithoutTakeoverIsFenced(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		const key = "id:lapsed"
-		c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
-		b.advance(testLease)
+		c := mustClaim(t, b, shortClaimReq(key, fpA), ClaimFresh)
+		b.advance(shortLease)
 		if err := b.r.Complete(ctxT(t), key, c.Token, okResult, testTTL); !errors.Is(err, ErrLeaseLost) {
 			t.Errorf("Complete after the lease ran out: %v, want ErrLeaseLost", err)
 		}
@@ -406,6 +415,41 @@ func TestClaimConcurrentCopies(t *testing.T) {
 		}
 		if count[ClaimFresh] != 1 || count[ClaimBusy] != n-1 {
 			t.Errorf("states %v: want exactly one fresh and %d busy", count, n-1)
+		}
+	})
+}
+
+// go-redis retries a command whose reply was lost (MaxRetries), so each
+// script may run twice with the same arguments; the second run must not
+// turn a won claim into Busy, count an extra attempt, or report a lost lease.
+func TestRetriedScriptsAreIdempotent(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		const key = "id:retried"
+		rec, lease := b.r.keys.delivery(key)
+		const token = "0123456789abcdef0123456789abcdef"
+		for i := range 2 {
+			res, err := claimScript.Run(ctx, b.r.client, []string{rec, lease},
+				fpA, token, 5000, 60000, time.Now().UnixMilli(), "SUBSCRIPTION_ORDER", "sub-1", key).Slice()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res) != 1 || res[0] != "fresh" {
+				t.Fatalf("run %d of the same claim = %v, want fresh", i+1, res)
+			}
+		}
+		if d, err := b.r.Delivery(ctx, key); err != nil || d.Attempts != 1 {
+			t.Errorf("record %+v, %v: want 1 attempt", d, err)
+		}
+		for i := range 2 {
+			if err := b.r.Release(ctx, key, token, "TRANSPORT_ERROR", time.Second); err != nil {
+				t.Errorf("release run %d: %v", i+1, err)
+			}
+		}
+		mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+		if err := b.r.Release(ctx, key, token, "TRANSPORT_ERROR", time.Second); !errors.Is(err, ErrLeaseLost) {
+			t.Errorf("release by the old token after a new claim: %v, want ErrLeaseLost", err)
 		}
 	})
 }
