@@ -9,8 +9,10 @@ import (
 // "webhook:" by default). Keys that one script touches share a {hash tag},
 // so that on Redis Cluster they live in one slot.
 //
-//	webhook:delivery:{<h>}        hash, one per delivery; TTL = EVENT_TTL (set
-//	                              at the first claim, reset by Complete)
+//	webhook:delivery:{<h>}        hash, one per delivery; TTL = EVENT_TTL, set by
+//	                              each fresh claim (never below the lease) and
+//	                              by Complete; a duplicate answered from the
+//	                              record does not extend it
 //	    key          the delivery key as the caller gave it ("id:..." / "sha256:...")
 //	    fp           hex sha256 of the canonical body: a same key with another fp is a conflict
 //	    state        processing | released | done

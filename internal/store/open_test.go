@@ -208,3 +208,14 @@ func freeAddr(t *testing.T) string {
 	_ = l.Close()
 	return addr
 }
+
+func TestClientLogger(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.WarnLevel)
+	// Not SetClientLogger: the go-redis logger is process-wide and other
+	// tests run in parallel.
+	clientLogger{zap.New(core).Sugar()}.Printf(t.Context(), "redis: failed to dial after %d attempts", 2)
+	if logs.FilterMessage("redis: failed to dial after 2 attempts").Len() != 1 {
+		t.Errorf("logged %v", logs.All())
+	}
+}

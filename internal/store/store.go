@@ -60,7 +60,8 @@ type Options struct {
 	// Sentinels and the client follows the master they name.
 	MasterName string
 	// Cluster is REDIS_CLUSTER=true: the URL's host(s) are cluster seed
-	// nodes. Several hosts without MasterName also mean Cluster.
+	// nodes. Several hosts without MasterName also mean Cluster (that is
+	// how go-redis's UniversalClient reads a list of addresses).
 	Cluster bool
 	// Prefix namespaces every key; DefaultPrefix when empty. Tests use a
 	// unique prefix each so that they never collide.
@@ -142,7 +143,7 @@ func Open(ctx context.Context, o Options) (*Redis, error) {
 
 	if err := r.Ping(ctx); err != nil {
 		_ = r.Close()
-		return nil, fmt.Errorf("connecting to redis (REDIS_URL): %w", err)
+		return nil, fmt.Errorf("connecting to redis at REDIS_URL (check the address and that Redis is up): %w", err)
 	}
 	return r, nil
 }
@@ -172,4 +173,19 @@ func (r *Redis) Ping(ctx context.Context) error {
 // for errors.Is (context.DeadlineExceeded, net errors) and for the log.
 func unavailable(op string, err error) error {
 	return fmt.Errorf("redis %s: %w: %w", op, ErrUnavailable, err)
+}
+
+// SetClientLogger sends go-redis's own log lines (failed dials during an
+// outage, pool trouble) to log, at warn level, instead of the standard
+// logger on stderr. go-redis has one logger per process, so this is
+// process-wide: call it once at start, before Open. The lines name
+// addresses, never credentials.
+func SetClientLogger(log *zap.Logger) {
+	redis.SetLogger(clientLogger{log.Sugar().With(zap.String("component", "go-redis"))})
+}
+
+type clientLogger struct{ log *zap.SugaredLogger }
+
+func (l clientLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warnf(format, v...)
 }
