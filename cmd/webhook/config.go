@@ -36,6 +36,7 @@ type config struct {
 
 	EventTTL        time.Duration
 	ProcessTimeout  time.Duration
+	ShutdownDelay   time.Duration
 	ShutdownTimeout time.Duration
 	MaxInFlight     int
 	CancelDeletes   string
@@ -65,6 +66,7 @@ var settings = []setting{
 	{"WEBHOOK_BASIC_AUTH", "basic-auth", "", "user:password, with WEBHOOK_AUTH=basic"},
 	{"EVENT_TTL", "event-ttl", "72h", "how long delivery records are kept"},
 	{"PROCESS_TIMEOUT", "process-timeout", "4s", "deadline for handling one event"},
+	{"SHUTDOWN_DELAY", "shutdown-delay", "0s", "after SIGTERM, how long /readyz answers 503 before the listener closes (for load balancers)"},
 	{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long in-flight requests may finish after SIGTERM"},
 	{"MAX_IN_FLIGHT", "max-in-flight", "256", "deliveries processed at once; past it 503 with Retry-After"},
 	{"CANCEL_DELETES", "cancel-deletes", "user", "what a CANCEL deletes in Q2: user or customer"},
@@ -147,20 +149,22 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 		return nil, badSetting(s["REDIS_URL"], "is required with REDIS_CLUSTER or REDIS_SENTINEL_MASTER; set the nodes' URL")
 	}
 	durations := []struct {
-		env string
-		dst *time.Duration
-		max time.Duration
+		env    string
+		dst    *time.Duration
+		max    time.Duration
+		zeroOK bool
 	}{
-		{"EVENT_TTL", &c.EventTTL, 0},
-		{"PROCESS_TIMEOUT", &c.ProcessTimeout, 5 * time.Minute},
-		{"SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, 10 * time.Minute},
+		{"EVENT_TTL", &c.EventTTL, 0, false},
+		{"PROCESS_TIMEOUT", &c.ProcessTimeout, 5 * time.Minute, false},
+		{"SHUTDOWN_DELAY", &c.ShutdownDelay, 5 * time.Minute, true},
+		{"SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, 10 * time.Minute, false},
 	}
 	for _, d := range durations {
 		parsed, err := time.ParseDuration(v[d.env])
 		switch {
 		case err != nil:
 			return nil, badSetting(s[d.env], "%q is not a duration like %s", v[d.env], s[d.env].def)
-		case parsed <= 0:
+		case parsed < 0 || (parsed == 0 && !d.zeroOK):
 			return nil, badSetting(s[d.env], "%q must be more than zero, like %s", v[d.env], s[d.env].def)
 		case d.max > 0 && parsed > d.max:
 			return nil, badSetting(s[d.env], "%q is longer than %s; use something like %s", v[d.env], d.max, s[d.env].def)

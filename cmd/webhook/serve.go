@@ -108,7 +108,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	draining.Store(true)
-	log.Info("shutting down: draining in-flight requests", zap.Duration("timeout", cfg.ShutdownTimeout))
+	log.Info("shutting down: /readyz answers 503, then in-flight requests drain",
+		zap.Duration("delay", cfg.ShutdownDelay), zap.Duration("timeout", cfg.ShutdownTimeout))
+	time.Sleep(cfg.ShutdownDelay) // let load balancers see /readyz fail before the listener closes
 	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer scancel()
 	if err := srv.Shutdown(sctx); err != nil {
