@@ -1,0 +1,399 @@
+package replay
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/signature"
+)
+
+// maxReplyBytes bounds what is read of a reply: replies are small documents.
+const maxReplyBytes = 1 << 20
+
+// verdict is what became of one fixture.
+type verdict string
+
+const (
+	verdictOK       verdict = "OK"       // delivered; the reply matched its expectation, if any
+	verdictFail     verdict = "FAIL"     // not delivered: transport error, non-JSON reply, 5xx, or a fixture that could not be sent
+	verdictMismatch verdict = "MISMATCH" // delivered, but the reply differs from the expectation
+	verdictBad      verdict = "BAD"      // --dry-run: the fixture is invalid
+)
+
+// result is one fixture's outcome, as reported. It is dropped once printed.
+type result struct {
+	file      string
+	webhookID string
+	status    int // 0: no HTTP reply
+	reply     *events.Reply
+	duration  time.Duration
+	verdict   verdict
+	problems  []string
+}
+
+// outcome is the short reading of the reply: "success <id>" or the error code.
+func (r *result) outcome() string {
+	switch {
+	case r.reply == nil:
+		return "-"
+	case r.reply.Success && r.reply.AccountIdentifier != "":
+		return "success " + r.reply.AccountIdentifier
+	case r.reply.Success:
+		return "success"
+	case r.reply.ErrorCode != "":
+		return string(r.reply.ErrorCode)
+	}
+	return "failure"
+}
+
+// accountBook holds the accountIdentifier each finished fixture received,
+// for placeholders. Only a done flag per fixture and the ids actually
+// received are kept.
+type accountBook struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	done []bool
+	ids  map[int]string
+}
+
+func newAccountBook(total int) *accountBook {
+	b := &accountBook{done: make([]bool, total), ids: make(map[int]string)}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// finish records that fixture index is done, with the id it received ("" for none).
+func (b *accountBook) finish(index int, id string) {
+	b.mu.Lock()
+	b.done[index] = true
+	if id != "" {
+		b.ids[index] = id
+	}
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+// wait blocks until fixture index is done (or ctx ends) and returns its id.
+func (b *accountBook) wait(ctx context.Context, index int) (string, error) {
+	stop := context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.cond.Broadcast()
+	})
+	defer stop()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for !b.done[index] {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		b.cond.Wait()
+	}
+	return b.ids[index], nil
+}
+
+// runner sends the fixtures of one run.
+type runner struct {
+	cfg      config
+	plan     *runPlan
+	client   *http.Client
+	accounts *accountBook
+}
+
+// send runs the fixtures against the receiver and reports them.
+func send(ctx context.Context, p *runPlan, cfg config, stdout, stderr io.Writer) error {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConns = max(100, 2*cfg.concurrency)
+	transport.MaxIdleConnsPerHost = cfg.concurrency // keep-alive for every worker
+	defer transport.CloseIdleConnections()
+	r := &runner{
+		cfg:      cfg,
+		plan:     p,
+		client:   &http.Client{Transport: transport},
+		accounts: newAccountBook(p.total),
+	}
+	rep := newReporter(cfg.format, p.total, stdout, stderr)
+
+	// A job is a run of fixtures one worker sends in order: a whole story, or
+	// one fixture.
+	jobs := make(chan []fixture)
+	var wg sync.WaitGroup
+	for range cfg.concurrency {
+		wg.Go(func() {
+			for job := range jobs {
+				for _, f := range job {
+					if ctx.Err() != nil {
+						break
+					}
+					rep.report(r.process(ctx, f))
+				}
+			}
+		})
+	}
+dispatch:
+	for _, g := range p.groups {
+		if g.sequential {
+			select {
+			case jobs <- g.fixtures:
+			case <-ctx.Done():
+				break dispatch
+			}
+			continue
+		}
+		for i := range g.fixtures {
+			select {
+			case jobs <- g.fixtures[i : i+1]:
+			case <-ctx.Done():
+				break dispatch
+			}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	return rep.finish(ctx.Err())
+}
+
+// process sends one fixture and judges the reply. It always records the
+// fixture as done, so that fixtures waiting on it go on.
+func (r *runner) process(ctx context.Context, f fixture) (res result) {
+	res = result{file: f.path, verdict: verdictFail}
+	defer func() {
+		id := ""
+		if res.reply != nil && res.reply.Success {
+			id = res.reply.AccountIdentifier
+		}
+		r.accounts.finish(f.index, id)
+	}()
+	fail := func(format string, args ...any) result {
+		res.verdict = verdictFail
+		res.problems = append(res.problems, fmt.Sprintf(format, args...))
+		return res
+	}
+
+	lookup := func(name string) (string, error) {
+		if name == f.name() {
+			return "", fmt.Errorf("placeholder {{accounts.%s}} names the fixture itself", name)
+		}
+		idx, ok := r.plan.earlier(name, f.index)
+		if !ok {
+			return "", fmt.Errorf("unresolved placeholder {{accounts.%s}}: no fixture %s.json comes before this one in the run", name, name)
+		}
+		id, err := r.accounts.wait(ctx, idx)
+		if err != nil {
+			return "", fmt.Errorf("waiting for fixture %s: %w", name, err)
+		}
+		if id == "" {
+			return "", fmt.Errorf("unresolved placeholder {{accounts.%s}}: fixture %s received no accountIdentifier", name, name)
+		}
+		return id, nil
+	}
+
+	raw, err := readLimited(f.path)
+	if err != nil {
+		return fail("%v", unwrapPathError(err))
+	}
+	body, err := substitute(raw, lookup)
+	if err != nil {
+		return fail("%v", err)
+	}
+	exp, err := readExpectation(f, lookup)
+	if err != nil {
+		return fail("%v", err)
+	}
+	ext := r.cfg.extension
+	if ext == "" {
+		if ext, err = extensionOf(body); err != nil {
+			return fail("%v", err)
+		}
+	}
+
+	res.webhookID = newWebhookID(body, r.cfg.keepIDs)
+	status, reply, dur, err := r.post(ctx, ext, res.webhookID, body)
+	res.status, res.duration = status, dur
+	if err != nil {
+		return fail("%v", err)
+	}
+	res.reply = reply
+	if status >= 500 && (exp == nil || exp.Status == nil || *exp.Status != status) {
+		return fail("server error: HTTP %d", status)
+	}
+	if exp != nil {
+		res.problems = exp.compare(status, reply)
+	}
+	if len(res.problems) > 0 {
+		res.verdict = verdictMismatch
+	} else {
+		res.verdict = verdictOK
+	}
+	return res
+}
+
+// post sends body and reads the reply document. An error means the delivery
+// failed at the transport level (including a reply that is not JSON); status
+// and duration are set whenever a reply arrived.
+func (r *runner) post(ctx context.Context, ext, id string, body []byte) (int, *events.Reply, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.timeout)
+	defer cancel()
+	target := r.cfg.url.JoinPath("marketplace", ext)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target.String(), bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, 0, fmt.Errorf("building the request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if r.cfg.secret != "" {
+		h, err := signature.Headers(r.cfg.secret, id, time.Now(), body)
+		if err != nil {
+			return 0, nil, 0, fmt.Errorf("signing: %w", err)
+		}
+		for k, v := range h {
+			req.Header[k] = v
+		}
+	} else {
+		req.Header.Set(signature.HeaderID, id) // still the delivery key
+	}
+
+	start := time.Now()
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return 0, nil, time.Since(start), transportError(err, r.cfg.timeout)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes+1))
+	dur := time.Since(start)
+	if err != nil {
+		return resp.StatusCode, nil, dur, fmt.Errorf("reading the reply: %w", transportError(err, r.cfg.timeout))
+	}
+	if len(data) > maxReplyBytes {
+		return resp.StatusCode, nil, dur, fmt.Errorf("reply larger than %d MiB", maxReplyBytes>>20)
+	}
+	var reply events.Reply
+	if err := json.Unmarshal(data, &reply); err != nil {
+		return resp.StatusCode, nil, dur, fmt.Errorf("HTTP %d reply is not a JSON reply document (Content-Type %q, %d bytes)", resp.StatusCode, resp.Header.Get("Content-Type"), len(data))
+	}
+	return resp.StatusCode, &reply, dur, nil
+}
+
+// transportError shortens the errors of net/http to their cause.
+func transportError(err error, timeout time.Duration) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("no reply within --timeout %s", timeout)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// newWebhookID is a fresh random id, or with keep the same id for the same
+// body, so that sending a fixture again is the same delivery.
+func newWebhookID(body []byte, keep bool) string {
+	if keep {
+		sum := sha256.Sum256(body)
+		return "msg_" + hex.EncodeToString(sum[:16])
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return "msg_" + hex.EncodeToString(b[:])
+}
+
+// extensionOf finds the extension a fixture is sent to: its extension_name,
+// else the last path segment of its extension_url.
+func extensionOf(body []byte) (string, error) {
+	var doc struct {
+		ExtensionName any `json:"extension_name"`
+		ExtensionURL  any `json:"extension_url"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return "", errors.New("cannot tell the extension of a fixture that is not a JSON object: give --extension")
+	}
+	if s, ok := doc.ExtensionName.(string); ok && strings.TrimSpace(s) != "" {
+		return strings.TrimSpace(s), nil
+	}
+	if s, ok := doc.ExtensionURL.(string); ok && s != "" {
+		p := s
+		if u, err := url.Parse(s); err == nil {
+			p = u.Path
+		}
+		if seg := path.Base(strings.TrimRight(p, "/")); seg != "." && seg != "/" && seg != "" {
+			return seg, nil
+		}
+	}
+	return "", errors.New("no extension: the fixture has no extension_name and no extension_url with a path; give --extension NAME")
+}
+
+// expectation is a NAME.expect.json: the reply fields that must match. A
+// field left out is not compared.
+type expectation struct {
+	Success           *bool   `json:"success"`
+	ErrorCode         *string `json:"errorCode"`
+	AccountIdentifier *string `json:"accountIdentifier"`
+	Message           *string `json:"message"`
+	Status            *int    `json:"status"`
+}
+
+// readExpectation reads the expectation beside f, or nil when there is none.
+func readExpectation(f fixture, lookup func(string) (string, error)) (*expectation, error) {
+	p := f.expectPath()
+	raw, err := readLimited(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if lookup != nil {
+		if raw, err = substitute(raw, lookup); err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var exp expectation
+	if err := dec.Decode(&exp); err != nil {
+		return nil, fmt.Errorf("%s: %v (it holds some of success, errorCode, accountIdentifier, message, status)", p, err)
+	}
+	return &exp, nil
+}
+
+// compare lists each expected field that the reply does not match.
+func (e *expectation) compare(status int, reply *events.Reply) []string {
+	var problems []string
+	if e.Status != nil && *e.Status != status {
+		problems = append(problems, fmt.Sprintf("status: expected %d, got %d", *e.Status, status))
+	}
+	if e.Success != nil && *e.Success != reply.Success {
+		problems = append(problems, fmt.Sprintf("success: expected %t, got %t", *e.Success, reply.Success))
+	}
+	str := func(field, want, got string) {
+		if want != got {
+			problems = append(problems, fmt.Sprintf("%s: expected %q, got %q", field, want, got))
+		}
+	}
+	if e.ErrorCode != nil {
+		str("errorCode", *e.ErrorCode, string(reply.ErrorCode))
+	}
+	if e.AccountIdentifier != nil {
+		str("accountIdentifier", *e.AccountIdentifier, reply.AccountIdentifier)
+	}
+	if e.Message != nil {
+		str("message", *e.Message, reply.Message)
+	}
+	return problems
+}
