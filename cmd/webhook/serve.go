@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,8 @@ import (
 	"github.com/banking-marketplace/webhook/internal/store"
 	"github.com/banking-marketplace/webhook/internal/subscriptions"
 )
+
+var redisLoggerOnce sync.Once
 
 // serve runs the receiver until ctx ends, then drains: it stops accepting,
 // lets in-flight deliveries finish (their work is not cancelled by the
@@ -42,9 +45,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 
+	// go-redis logs through one process-wide logger: set it once.
+	redisLoggerOnce.Do(func() { store.SetClientLogger(log.Named("redis")) })
 	db, err := store.Open(startCtx, store.Options{URL: cfg.RedisURL, MasterName: cfg.RedisSentinelMaster, Cluster: cfg.RedisCluster, Logger: log})
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrUnavailable):
 		return fmt.Errorf("opening redis: %w", err)
+	case err != nil: // a bad REDIS_URL or Redis setting
+		return &configError{msg: err.Error()}
 	}
 	defer db.Close()
 

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/sandbox"
+)
+
+// syncBuffer collects a service's log output from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// service is one run() of the receiver on a loopback port.
+type service struct {
+	url    string
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// startService runs `webhook serve` in-process with env as its whole
+// environment (WEBHOOK_ADDR defaults to 127.0.0.1:0) and waits until it
+// listens.
+func startService(t *testing.T, env map[string]string, args ...string) *service {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &service{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	getenv := func(k string) string {
+		if k == "WEBHOOK_ADDR" && env[k] == "" {
+			return "127.0.0.1:0"
+		}
+		return env[k]
+	}
+	go func() { s.done <- run(ctx, append([]string{"serve"}, args...), getenv, s.logs, s.logs) }()
+	t.Cleanup(func() { s.stop(t) })
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if addr := listeningAddr(s.logs.String()); addr != "" {
+			s.url = "http://" + addr
+			return s
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("the service stopped at start: %v\n%s", err, s.logs)
+		default:
+		}
+	}
+	t.Fatalf("the service did not start listening:\n%s", s.logs)
+	return nil
+}
+
+// stop sends the "signal" and returns run's result.
+func (s *service) stop(t *testing.T) error {
+	t.Helper()
+	s.once.Do(func() {
+		s.cancel()
+		select {
+		case s.err = <-s.done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("the service did not stop")
+		}
+	})
+	return s.err
+}
+
+// listeningAddr finds the address in the service's "listening" log line.
+func listeningAddr(logs string) string {
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	for sc.Scan() {
+		var line struct{ Msg, Addr string }
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+			return line.Addr
+		}
+	}
+	return ""
+}
+
+// startSandbox runs a Q2 sandbox that outlives the services a test starts.
+func startSandbox(t *testing.T, cfg sandbox.Config) (*sandbox.Sandbox, string) {
+	t.Helper()
+	sb := sandbox.New(cfg)
+	srv := httptest.NewServer(sb.Handler())
+	t.Cleanup(srv.Close)
+	return sb, srv.URL
+}
+
+// q2Env is the environment of a service that talks to the sandbox at url
+// and Redis at redisURL, without authentication.
+func q2Env(url, redisURL string) map[string]string {
+	return map[string]string{
+		"Q2_BASE_URL":      url,
+		"Q2_CLIENT_ID":     sandbox.DefaultClientID,
+		"Q2_CLIENT_SECRET": sandbox.DefaultClientSecret,
+		"WEBHOOK_AUTH":     "none",
+		"REDIS_URL":        redisURL,
+	}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) reply(t *testing.T) events.Reply {
+	t.Helper()
+	var rep events.Reply
+	if err := json.Unmarshal(r.body, &rep); err != nil {
+		t.Fatalf("reply is not JSON: %q", r.body)
+	}
+	return rep
+}
+
+var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+func post(t *testing.T, url string, body []byte, header http.Header) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{resp.StatusCode, resp.Header, b}
+}
+
+func get(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func readFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// withSubscription returns a fixture with another subscription_id and,
+// when account is not empty, that accountIdentifier.
+func withSubscription(t *testing.T, name, sub, account string) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(readFixture(t, name), &m); err != nil {
+		t.Fatal(err)
+	}
+	m["subscription_id"] = sub
+	if acct, ok := m["event"].(map[string]any)["payload"].(map[string]any)["account"].(map[string]any); ok && account != "" {
+		acct["accountIdentifier"] = account
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+func wantReply(t *testing.T, r response, status int, code events.ErrorCode) events.Reply {
+	t.Helper()
+	rep := r.reply(t)
+	if r.status != status || (code == "" && !rep.Success) || (code != "" && rep.ErrorCode != code) {
+		t.Fatalf("reply %d %s; want %d %q", r.status, r.body, status, code)
+	}
+	return rep
+}
+
+// eventually polls cond until it holds or the time is up.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/sandbox"
+	"github.com/banking-marketplace/webhook/internal/testredis"
+)
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"bad duration", nil, map[string]string{"EVENT_TTL": "forever"}, `EVENT_TTL: "forever" is not a duration like 72h`},
+		{"zero timeout", nil, map[string]string{"PROCESS_TIMEOUT": "0s"}, `PROCESS_TIMEOUT: "0s" must be more than zero`},
+		{"bad auth", nil, map[string]string{"WEBHOOK_AUTH": "maybe"}, `WEBHOOK_AUTH: "maybe" is not signature, basic or none`},
+		{"bad level", nil, map[string]string{"LOG_LEVEL": "loud"}, `LOG_LEVEL: "loud" is not a level`},
+		{"bad cancel deletes", nil, map[string]string{"CANCEL_DELETES": "everything"}, `CANCEL_DELETES: "everything" is not user or customer`},
+		{"bad in-flight cap", nil, map[string]string{"MAX_IN_FLIGHT": "-1"}, "MAX_IN_FLIGHT"},
+		{"bad api version", nil, map[string]string{"Q2_API_VERSION": "2"}, `Q2_API_VERSION: "2" is not a version like v2`},
+		{"bad q2 url", nil, map[string]string{"Q2_BASE_URL": "ftp://q2"}, "Q2_BASE_URL"},
+		{"q2 without credentials", nil, map[string]string{"Q2_BASE_URL": "https://q2.example"}, "Q2_CLIENT_ID: is required when Q2_BASE_URL is set"},
+		{"signature without secrets outside sandbox mode", nil, map[string]string{
+			"Q2_BASE_URL": "https://q2.example", "Q2_CLIENT_ID": "id", "Q2_CLIENT_SECRET": "s"}, "WEBHOOK_SECRETS: is required with WEBHOOK_AUTH=signature"},
+		{"bad secret", nil, map[string]string{"WEBHOOK_SECRETS": "whsec_not*base64"}, "WEBHOOK_SECRETS"},
+		{"basic without credentials", nil, map[string]string{"WEBHOOK_AUTH": "basic"}, "WEBHOOK_BASIC_AUTH: must be user:password"},
+		{"bad redis url", nil, map[string]string{"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"},
+		{"cluster without url", nil, map[string]string{"REDIS_CLUSTER": "true"}, "REDIS_URL: is required with REDIS_CLUSTER"},
+		{"bad flag", []string{"--nope"}, nil, "flag provided but not defined: -nope"},
+		{"flag value wins and is checked", []string{"--event-ttl", "soon"}, map[string]string{"EVENT_TTL": "1h"}, `EVENT_TTL: "soon" is not a duration`},
+		{"stray argument", []string{"extra"}, nil, `unexpected argument "extra"`},
+		{"unknown command", []string{"frobnicate"}, nil, `unknown command "frobnicate"`},
+		{"bad listen address", nil, map[string]string{"WEBHOOK_ADDR": "127.0.0.1:99999"}, "WEBHOOK_ADDR: cannot listen"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			args := tt.args
+			if len(args) == 0 || args[0] != "frobnicate" {
+				args = append([]string{"serve"}, args...)
+			}
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), args, func(k string) string { return tt.env[k] }, &out, &errOut)
+			var stderr bytes.Buffer
+			if code := exitCode(err, &stderr); code != 2 {
+				t.Fatalf("exit code = %d (err %v), want 2", code, err)
+			}
+			if lines := strings.Count(stderr.String(), "\n"); lines != 1 || !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("stderr = %q, want one line containing %q", stderr.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestFlagWinsOverEnvironment(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig([]string{"--event-ttl", "1h", "--log-level", "debug"},
+		func(k string) string { return map[string]string{"EVENT_TTL": "forever", "LOG_LEVEL": "error"}[k] }, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.EventTTL != time.Hour || cfg.LogLevel.String() != "debug" {
+		t.Errorf("config = %+v", cfg)
+	}
+	cfg, err = loadConfig(nil, func(string) string { return "" }, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != ":8080" || cfg.EventTTL != 72*time.Hour || cfg.ProcessTimeout != 4*time.Second || cfg.Q2APIVersion != "v2" || !cfg.SandboxMode() || cfg.Auth != "signature" {
+		t.Errorf("defaults = %+v", cfg)
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, func(string) string { return "" }, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "webhook ") {
+		t.Errorf("version: %v %q", err, out.String())
+	}
+	for _, cmd := range []string{"serve", "replay", "q2-sandbox"} {
+		out.Reset()
+		errOut.Reset()
+		err := run(context.Background(), []string{cmd, "--help"}, func(string) string { return "" }, &out, &errOut)
+		if exitCode(err, &bytes.Buffer{}) != 0 || !strings.Contains(out.String()+errOut.String(), "Usage: webhook "+cmd) {
+			t.Errorf("%s --help: err %v, output %q", cmd, err, out.String()+errOut.String())
+		}
+	}
+}
+
+// The shared fixtures, over real HTTP, on embedded defaults: the contract's
+// replies, one log line per delivery.
+func TestServeFixtures(t *testing.T) {
+	t.Parallel()
+	redis := testredis.Start(t)
+	svc := startService(t, map[string]string{"REDIS_URL": redis.URL()})
+	url := svc.url + "/marketplace/my-product-name"
+
+	first := post(t, url, readFixture(t, "subscription-order.json"), nil)
+	id := wantReply(t, first, 200, "").AccountIdentifier
+	again := post(t, url, readFixture(t, "subscription-order.json"), nil)
+	if !bytes.Equal(again.body, first.body) || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("the copy got %s (replayed %q), want the same bytes replayed", again.body, again.header.Get("Idempotent-Replayed"))
+	}
+	wantReply(t, post(t, url, withSubscription(t, "subscription-change.json", "a3c9c831-e550-428f-b89c-43c5e7b338b9", id), nil), 200, "")
+	wantReply(t, post(t, url, readFixture(t, "subscription-cancel.json"), nil), 200, "")
+	wantReply(t, post(t, url, readFixture(t, "q2-sdk-sample-cancel.json"), nil), 200, "") // cancelled already
+	wantReply(t, post(t, url, withSubscription(t, "subscription-change.json", "a3c9c831-e550-428f-b89c-43c5e7b338b9", "x"), nil), 200, events.AccountNotFound)
+
+	bad := post(t, url, []byte(`{"event":{},"event_type":"SUBSCRIPTION_ORDER","user_id":"x","subscription_id":"s"}`), nil)
+	if rep := wantReply(t, bad, 400, events.InvalidResponse); !strings.Contains(rep.Message, "user_id must be an integer") {
+		t.Errorf("400 message %q does not name the field", rep.Message)
+	}
+	wantReply(t, post(t, url, bytes.Repeat([]byte("x"), 2<<20), nil), 413, events.InvalidResponse)
+	if code := get(t, svc.url+"/healthz"); code != 200 {
+		t.Errorf("/healthz = %d", code)
+	}
+	if code := get(t, svc.url+"/readyz"); code != 200 {
+		t.Errorf("/readyz = %d", code)
+	}
+
+	if err := svc.stop(t); err != nil {
+		t.Fatalf("run returned %v after the signal, want nil", err)
+	}
+	logs := svc.logs.String()
+	for _, want := range []string{`"msg":"delivery"`, `"key":"sha256:`, `"event_type":"SUBSCRIPTION_ORDER"`, `"outcome":"SUCCESS"`, `"duration"`, `"q2_calls":3`, `"msg":"stopped"`, "sandbox mode"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s", want)
+		}
+	}
+}
+
+// SIGTERM while a delivery is in flight: /readyz turns 503, the delivery's
+// Q2 call and Redis writes complete, run returns nil.
+func TestGracefulDrain(t *testing.T) {
+	t.Parallel()
+	redis := testredis.Start(t)
+	sb, q2 := startSandbox(t, sandbox.Config{})
+	env := q2Env(q2, redis.URL())
+	env["SHUTDOWN_DELAY"] = "500ms"
+	svc := startService(t, env)
+	if err := sb.SetFault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	replies := make(chan response, 1)
+	go func() { replies <- post(t, svc.url+"/marketplace/p", readFixture(t, "subscription-order.json"), nil) }()
+	eventually(t, 5*time.Second, "the enrollment to reach Q2", func() bool { return sb.Stats().Calls["Enrollment"] == 1 })
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- svc.stop(t) }()
+	eventually(t, 2*time.Second, "/readyz to turn 503", func() bool { return get(t, svc.url+"/readyz") == 503 })
+
+	wantReply(t, <-replies, 200, "")
+	if err := <-stopped; err != nil {
+		t.Fatalf("run returned %v", err)
+	}
+	if sb.Stats().Users != 1 {
+		t.Errorf("users = %d, want 1", sb.Stats().Users)
+	}
+	// The outcome was recorded before the process ended: a new replica on
+	// the same Redis replays it.
+	next := startService(t, q2Env(q2, redis.URL()))
+	r := post(t, next.url+"/marketplace/p", readFixture(t, "subscription-order.json"), nil)
+	if r.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("after the drain the delivery was not recorded: %d %s", r.status, r.body)
+	}
+}
+
+// stormResult checks a storm's replies: every one the same success, or 409
+// PENDING; exactly one enrollment.
+func stormResult(t *testing.T, replies []response, sb *sandbox.Sandbox) {
+	t.Helper()
+	var id string
+	successes := 0
+	for _, r := range replies {
+		switch rep := r.reply(t); {
+		case r.status == 200 && rep.Success:
+			if id != "" && rep.AccountIdentifier != id {
+				t.Fatalf("two account identifiers: %s and %s", id, rep.AccountIdentifier)
+			}
+			id = rep.AccountIdentifier
+			successes++
+		case r.status == 409 && rep.ErrorCode == events.Pending && r.header.Get("Retry-After") != "":
+		default:
+			t.Fatalf("storm reply %d %s", r.status, r.body)
+		}
+	}
+	if successes == 0 {
+		t.Fatal("no copy succeeded")
+	}
+	if st := sb.Stats(); st.Calls["Enrollment"] != 1 || st.Users != 1 {
+		t.Fatalf("after the storm: %+v, want one enrollment and one user", st)
+	}
+	t.Logf("%d copies: %d succeeded, %d pending", len(replies), successes, len(replies)-successes)
+}
+
+func storm(t *testing.T, urls []string, n int, body []byte) []response {
+	t.Helper()
+	replies := make([]response, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			replies[i] = post(t, urls[i%len(urls)]+"/marketplace/p", body, nil)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return replies
+}
+
+// 200 copies of one event at once, on one replica and on two sharing Redis:
+// one processing, one enrollment.
+func TestStorm(t *testing.T) {
+	t.Parallel()
+	for _, replicas := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d replicas", replicas), func(t *testing.T) {
+			t.Parallel()
+			redis := testredis.Start(t)
+			sb, q2 := startSandbox(t, sandbox.Config{})
+			if err := sb.SetFault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 200}); err != nil {
+				t.Fatal(err)
+			}
+			var urls []string
+			for range replicas {
+				urls = append(urls, startService(t, q2Env(q2, redis.URL())).url)
+			}
+			stormResult(t, storm(t, urls, 200, readFixture(t, "subscription-order.json")), sb)
+		})
+	}
+}
+
+// Redis down: 503 TRANSPORT_ERROR with Retry-After and /readyz 503; Redis
+// back: the service recovers without a restart.
+func TestRedisOutage(t *testing.T) {
+	t.Parallel()
+	redis := testredis.Start(t)
+	sb, q2 := startSandbox(t, sandbox.Config{})
+	svc := startService(t, q2Env(q2, redis.URL()))
+	url := svc.url + "/marketplace/p"
+
+	redis.Down()
+	r := post(t, url, withSubscription(t, "subscription-order.json", "sub-outage-1", ""), nil)
+	wantReply(t, r, 503, events.TransportError)
+	if r.header.Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	if code := get(t, svc.url+"/readyz"); code != 503 {
+		t.Errorf("/readyz during the outage = %d", code)
+	}
+	if sb.Stats().Calls["Enrollment"] != 0 {
+		t.Error("Q2 was called while Redis was down")
+	}
+
+	redis.Up()
+	eventually(t, 10*time.Second, "/readyz to recover", func() bool { return get(t, svc.url+"/readyz") == 200 })
+	wantReply(t, post(t, url, withSubscription(t, "subscription-order.json", "sub-outage-1", ""), nil), 200, "")
+}
+
+// Redis restarted empty between two copies of an answered ORDER: the copy
+// finds the Q2 user by its logon and answers the same accountIdentifier.
+func TestRedisRestartedEmpty(t *testing.T) {
+	t.Parallel()
+	redis := testredis.Start(t)
+	sb, q2 := startSandbox(t, sandbox.Config{})
+	svc := startService(t, q2Env(q2, redis.URL()))
+	url := svc.url + "/marketplace/p"
+	first := wantReply(t, post(t, url, readFixture(t, "subscription-order.json"), nil), 200, "")
+
+	redis.Down()
+	redis.Up()
+	eventually(t, 10*time.Second, "/readyz to recover", func() bool { return get(t, svc.url+"/readyz") == 200 })
+	again := post(t, url, readFixture(t, "subscription-order.json"), nil)
+	if rep := wantReply(t, again, 200, ""); rep.AccountIdentifier != first.AccountIdentifier || again.header.Get("Idempotent-Replayed") != "" {
+		t.Errorf("after the restart: %s, want %s processed again", again.body, first.AccountIdentifier)
+	}
+	if st := sb.Stats(); st.Calls["Enrollment"] != 1 || st.Users != 1 {
+		t.Errorf("Q2 after the restart: %+v, want one enrollment, one user", st)
+	}
+}
+
+// A late ORDER after a CANCEL is FORBIDDEN and enrolls nobody; an ORDER
+// during a Q2 outage is 503, then succeeds once Q2 is back.
+func TestOrderAfterCancelAndDuringOutage(t *testing.T) {
+	t.Parallel()
+	redis := testredis.Start(t)
+	sb, q2 := startSandbox(t, sandbox.Config{})
+	svc := startService(t, q2Env(q2, redis.URL()))
+	url := svc.url + "/marketplace/p"
+
+	if err := sb.SetFault(sandbox.Fault{Route: "LookupUser", Status: 503, Times: 100}); err != nil {
+		t.Fatal(err)
+	}
+	r := post(t, url, readFixture(t, "subscription-order.json"), http.Header{"Webhook-Id": {"msg_order"}})
+	wantReply(t, r, 503, events.TransportError)
+	_ = sb.SetFault(sandbox.Fault{Route: "LookupUser", Times: 0})
+	id := wantReply(t, post(t, url, readFixture(t, "subscription-order.json"), http.Header{"Webhook-Id": {"msg_order"}}), 200, "").AccountIdentifier
+
+	wantReply(t, post(t, url, withSubscription(t, "subscription-cancel.json", "a3c9c831-e550-428f-b89c-43c5e7b338b9", id), nil), 200, "")
+	late := withSubscription(t, "subscription-order.json", "a3c9c831-e550-428f-b89c-43c5e7b338b9", "")
+	late = bytes.Replace(late, []byte(`"fi_name"`), []byte(`"late":true,"fi_name"`), 1) // another delivery of the ORDER
+	wantReply(t, post(t, url, late, nil), 200, events.Forbidden)
+	if st := sb.Stats(); st.Calls["Enrollment"] != 1 || st.Users != 0 {
+		t.Errorf("Q2 after the late ORDER: %+v", st)
+	}
+}
