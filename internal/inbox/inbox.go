@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -38,9 +39,9 @@ type Processor interface {
 
 // Config tunes the inbox. Zero values take the defaults.
 type Config struct {
-	ProcessTimeout time.Duration // deadline for processing one event (PROCESS_TIMEOUT)
+	ProcessTimeout time.Duration // deadline for handling one copy, waiting included (PROCESS_TIMEOUT)
 	TTL            time.Duration // how long outcomes are kept (EVENT_TTL)
-	Wait           time.Duration // how long a copy waits for a copy in progress
+	Wait           time.Duration // how long a copy waits for a copy in progress (at most half of ProcessTimeout)
 }
 
 func (c Config) withDefaults() Config {
@@ -69,11 +70,23 @@ type Inbox struct {
 	processor  Processor
 	cfg        Config
 	log        *zap.Logger
+
+	mu      sync.Mutex
+	flights map[string]*flight // deliveries being received on this replica, by key
+}
+
+// flight is one delivery being received; copies that arrive at this replica
+// meanwhile wait for its reply instead of asking Redis again.
+type flight struct {
+	fingerprint string
+	done        chan struct{}
+	reply       Reply
+	err         error
 }
 
 // New returns an Inbox.
 func New(d Deliveries, p Processor, cfg Config, log *zap.Logger) *Inbox {
-	return &Inbox{deliveries: d, processor: p, cfg: cfg.withDefaults(), log: log}
+	return &Inbox{deliveries: d, processor: p, cfg: cfg.withDefaults(), log: log, flights: make(map[string]*flight)}
 }
 
 // Delivery is one copy of an event as received.
@@ -95,7 +108,66 @@ type Reply struct {
 
 // Receive handles one copy of a delivery. Its error is an *events.Error
 // (409 PENDING, 422 for a reused id, 503 when Redis is unavailable).
+//
+// Concurrent copies of one delivery at this replica are coalesced: the
+// first goes to Redis, the others wait for its reply, so that a storm of
+// copies costs Redis one claim per replica, not one per copy.
 func (in *Inbox) Receive(ctx context.Context, d Delivery) (Reply, error) {
+	in.mu.Lock()
+	if f, ok := in.flights[d.Key]; ok {
+		in.mu.Unlock()
+		return in.follow(ctx, f, d)
+	}
+	f := &flight{fingerprint: d.Fingerprint, done: make(chan struct{})}
+	in.flights[d.Key] = f
+	in.mu.Unlock()
+
+	defer func() {
+		if p := recover(); p != nil {
+			f.err = errors.New("processing panicked")
+			in.land(d.Key, f)
+			panic(p)
+		}
+		in.land(d.Key, f)
+	}()
+	f.reply, f.err = in.receive(ctx, d)
+	return f.reply, f.err
+}
+
+// land ends a flight and wakes its followers.
+func (in *Inbox) land(key string, f *flight) {
+	in.mu.Lock()
+	delete(in.flights, key)
+	in.mu.Unlock()
+	close(f.done)
+}
+
+// follow answers a copy that arrived while another copy of its delivery was
+// being received here: with that copy's reply, marked replayed.
+func (in *Inbox) follow(ctx context.Context, f *flight, d Delivery) (Reply, error) {
+	if f.fingerprint != d.Fingerprint {
+		return Reply{}, reusedID()
+	}
+	t := time.NewTimer(min(in.cfg.Wait, in.cfg.ProcessTimeout/2))
+	defer t.Stop()
+	select {
+	case <-f.done:
+	case <-t.C:
+		return Reply{}, pending(time.Second, nil)
+	case <-ctx.Done():
+		return Reply{}, pending(time.Second, ctx.Err())
+	}
+	if f.err != nil {
+		return Reply{}, f.err
+	}
+	r := f.reply
+	r.Replayed, r.Q2Calls, r.Code = true, 0, "REPLAYED"
+	return r, nil
+}
+
+// receive takes one copy through Redis: claim, wait for another replica's
+// copy, process, record.
+func (in *Inbox) receive(ctx context.Context, d Delivery) (Reply, error) {
 	req := store.ClaimRequest{
 		Key:          d.Key,
 		Fingerprint:  d.Fingerprint,
@@ -104,7 +176,10 @@ func (in *Inbox) Receive(ctx context.Context, d Delivery) (Reply, error) {
 		EventType:    string(d.Event.EventType),
 		Subscription: d.Event.SubscriptionID,
 	}
-	waitUntil := time.Now().Add(in.cfg.Wait)
+	// PROCESS_TIMEOUT bounds the whole handling of the copy, waiting
+	// included: the marketplace gives up after about 5 s.
+	deadline := time.Now().Add(in.cfg.ProcessTimeout)
+	waitUntil := time.Now().Add(min(in.cfg.Wait, in.cfg.ProcessTimeout/2))
 	pause := 10 * time.Millisecond
 	for {
 		claim, err := in.deliveries.Claim(ctx, req)
@@ -115,39 +190,29 @@ func (in *Inbox) Receive(ctx context.Context, d Delivery) (Reply, error) {
 		case store.ClaimDone:
 			return Reply{Status: claim.Status, Body: claim.Body, Code: "REPLAYED", Replayed: true}, nil
 		case store.ClaimConflict:
-			return Reply{}, &events.Error{
-				Status:  http.StatusUnprocessableEntity,
-				Code:    events.InvalidResponse,
-				Message: "this webhook-id was delivered before with a different body; send a new webhook-id for a new event",
-			}
+			return Reply{}, reusedID()
 		case store.ClaimFresh:
-			return in.process(ctx, d, claim.Token)
+			return in.process(ctx, d, claim.Token, deadline)
 		}
 		// Busy: another copy is processing. Wait for its outcome, briefly.
 		left := time.Until(waitUntil)
 		if left <= 0 {
-			return Reply{}, &events.Error{
-				Status:     http.StatusConflict,
-				Code:       events.Pending,
-				Message:    "this delivery is being processed right now; send it again later",
-				RetryAfter: max(claim.RetryIn, time.Second),
-			}
+			return Reply{}, pending(claim.RetryIn, nil)
 		}
 		if err := sleep(ctx, min(jitter(pause), left)); err != nil {
-			return Reply{}, &events.Error{Status: http.StatusConflict, Code: events.Pending,
-				Message: "this delivery is being processed right now; send it again later", RetryAfter: time.Second, Cause: err}
+			return Reply{}, pending(time.Second, err)
 		}
 		pause = min(2*pause, 200*time.Millisecond)
 	}
 }
 
-// process runs the event under the claim identified by token and records the
-// outcome: stored when final, released otherwise.
-func (in *Inbox) process(ctx context.Context, d Delivery, token string) (reply Reply, err error) {
+// process runs the event under the claim identified by token, until
+// deadline, and records the outcome: stored when final, released otherwise.
+func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline time.Time) (reply Reply, err error) {
 	start := time.Now()
 	// The work must not stop half-way because the sender hung up or the
 	// server is draining: detach from the request, bound by the deadline.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ProcessTimeout)
+	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	// Store calls after processing get their own short budget, so that an
 	// outcome reached at the deadline is still recorded or released.
@@ -197,6 +262,16 @@ func codeOf(r events.Reply) string {
 		return "SUCCESS"
 	}
 	return string(r.ErrorCode)
+}
+
+func pending(retryAfter time.Duration, cause error) *events.Error {
+	return &events.Error{Status: http.StatusConflict, Code: events.Pending,
+		Message: "this delivery is being processed right now; send it again later", RetryAfter: max(retryAfter, time.Second), Cause: cause}
+}
+
+func reusedID() *events.Error {
+	return &events.Error{Status: http.StatusUnprocessableEntity, Code: events.InvalidResponse,
+		Message: "this webhook-id was delivered before with a different body; send a new webhook-id for a new event"}
 }
 
 func unavailable(msg string, cause error) *events.Error {
