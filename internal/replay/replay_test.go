@@ -503,6 +503,7 @@ func TestTransportFailures(t *testing.T) {
 			_, _ = io.WriteString(w, "<html>bad gateway</html>")
 		}, "is not a JSON reply document"},
 		{"too slow", func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
 			select {
 			case <-r.Context().Done():
 			case <-time.After(5 * time.Second):
@@ -612,5 +613,42 @@ func TestManyFixtures(t *testing.T) {
 	}
 	if c := rc.conns.Load(); c > 64 {
 		t.Errorf("%d connections for %d requests: keep-alive is not working", c, n)
+	}
+}
+
+func TestMismatchShowsTheReplyMessage(t *testing.T) {
+	t.Parallel()
+	_, srv := newReceiver(t)
+	dir := t.TempDir()
+	copyFixture(t, dir, "04-change-after-cancel.json", "change", `{"success": true}`, "{{accounts.01-order}}", "unknown")
+	stdout, stderr, code := run(t, nil, "--url", srv.URL, dir)
+	wantCode(t, code, 1, stdout, stderr)
+	if !strings.Contains(stdout, `MISMATCH: success: expected true, got false; the reply says "no such account"`) {
+		t.Errorf("output:\n%s", stdout)
+	}
+}
+
+func TestInterrupted(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		_, _ = io.Copy(io.Discard, r.Body) // the server notices a gone client only once the body is read
+		<-r.Context().Done()
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-started
+		cancel()
+	}()
+	var out bytes.Buffer
+	err := replay.Run(ctx, []string{"--url", srv.URL, storyDir}, func(string) string { return "" }, &out, io.Discard)
+	var ee *replay.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(err.Error(), "interrupted after 1 of 4 fixtures") {
+		t.Fatalf("Run = %v, want exit 1 interrupted after 1 of 4\n%s", err, out.String())
 	}
 }

@@ -237,6 +237,10 @@ func (r *runner) process(ctx context.Context, f fixture) (res result) {
 	}
 	if len(res.problems) > 0 {
 		res.verdict = verdictMismatch
+		if reply.Message != "" && (exp.Message == nil || *exp.Message == reply.Message) {
+			// The receiver's own words usually say why.
+			res.problems = append(res.problems, fmt.Sprintf("the reply says %q", reply.Message))
+		}
 	} else {
 		res.verdict = verdictOK
 	}
