@@ -181,7 +181,7 @@ func (r *reporter) finish(interrupted error) error {
 	case r.writeErr != nil:
 		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("replay: writing the report: %w", r.writeErr)}
 	case failed > 0 || mismatched > 0:
-		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("replay: %d of %d fixtures failed, %d mismatched", failed, sent, mismatched)}
+		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("replay: %d of %d fixtures did not pass (%d failed, %d mismatched)", failed+mismatched, sent, failed, mismatched)}
 	}
 	return nil
 }
