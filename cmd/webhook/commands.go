@@ -51,12 +51,8 @@ func runSandbox(ctx context.Context, args []string, getenv func(string) string, 
 	srv := &http.Server{Handler: sandbox.New(sandbox.Config{ClientID: *id, ClientSecret: *secret, TokenTTL: *ttl}).Handler(),
 		ReadHeaderTimeout: 5 * time.Second}
 	log.Info("Q2 sandbox listening", zap.String("addr", ln.Addr().String()), zap.String("client_id", *id), zap.Duration("token_ttl", *ttl))
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving: %w", err)
-	case <-ctx.Done():
+	if err := serveUntil(ctx, srv, ln); err != nil {
+		return err
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -107,12 +107,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("version", versionString()),
 		zap.Bool("sandbox_mode", cfg.SandboxMode()), zap.Bool("embedded_redis", db.Embedded()), zap.String("auth", cfg.Auth))
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving: %w", err)
-	case <-ctx.Done():
+	if err := serveUntil(ctx, srv, ln); err != nil {
+		return err
 	}
 
 	draining.Store(true)
@@ -177,4 +173,17 @@ func q2Client(cfg *config, log *zap.Logger) (client *q2client.Client, stop func(
 		return nil, nil, &configError{msg: "Q2_BASE_URL: " + err.Error()}
 	}
 	return client, stop, nil
+}
+
+// serveUntil serves ln until ctx ends (nil) or serving fails (the error).
+// The caller shuts srv down.
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+		return nil
+	}
 }
