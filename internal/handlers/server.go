@@ -101,7 +101,9 @@ func requestLogger(log *zap.Logger) echo.MiddlewareFunc {
 				zap.Duration("duration", v.Latency),
 				zap.String("request_id", v.RequestID),
 			}
+			msg := "request"
 			if d, ok := c.Get(deliveryLogKey).(*deliveryLog); ok {
+				msg = "delivery"
 				fields = append(fields,
 					zap.String("key", d.key),
 					zap.String("event_type", d.eventType),
@@ -111,10 +113,6 @@ func requestLogger(log *zap.Logger) echo.MiddlewareFunc {
 					zap.Bool("replayed", d.replayed),
 					zap.Int("q2_calls", d.q2Calls),
 				)
-			}
-			msg := "request"
-			if _, ok := c.Get(deliveryLogKey).(*deliveryLog); ok {
-				msg = "delivery"
 			}
 			log.Info(msg, fields...)
 			return nil
