@@ -22,6 +22,8 @@ type config struct {
 	RedisURL            string
 	RedisSentinelMaster string
 	RedisCluster        bool
+	RedisWaitReplicas   int
+	RedisWaitTimeout    time.Duration
 
 	Q2BaseURL      string // empty: sandbox mode
 	Q2APIVersion   string
@@ -56,6 +58,8 @@ var settings = []setting{
 	{"REDIS_URL", "redis-url", "", "redis:// or rediss:// URL; several hosts comma-separated; empty: embedded, not durable"},
 	{"REDIS_SENTINEL_MASTER", "redis-sentinel-master", "", "Sentinel master name: REDIS_URL's hosts are Sentinels"},
 	{"REDIS_CLUSTER", "redis-cluster", "false", "true: REDIS_URL's hosts are Redis Cluster seed nodes"},
+	{"REDIS_WAIT_REPLICAS", "redis-wait-replicas", "0", "after each account write, wait until this many replicas have it (Redis WAIT); 1 with Sentinel keeps acknowledged accounts through a failover"},
+	{"REDIS_WAIT_TIMEOUT", "redis-wait-timeout", "500ms", "the longest wait for REDIS_WAIT_REPLICAS; past it the event answers 503 and is sent again"},
 	{"Q2_BASE_URL", "q2-base-url", "", "Q2 API base URL; empty: sandbox mode (an embedded Q2 sandbox)"},
 	{"Q2_API_VERSION", "q2-api-version", "v2", "path prefix of every Q2 call (v1 or v2)"},
 	{"Q2_CLIENT_ID", "q2-client-id", "", "OAuth2 client id (required with Q2_BASE_URL)"},
@@ -158,6 +162,7 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 		{"PROCESS_TIMEOUT", &c.ProcessTimeout, 5 * time.Minute, false},
 		{"SHUTDOWN_DELAY", &c.ShutdownDelay, 5 * time.Minute, true},
 		{"SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, 10 * time.Minute, false},
+		{"REDIS_WAIT_TIMEOUT", &c.RedisWaitTimeout, 10 * time.Second, false},
 	}
 	for _, d := range durations {
 		parsed, err := time.ParseDuration(v[d.env])
@@ -173,6 +178,12 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 	}
 	if c.MaxInFlight, err = strconv.Atoi(v["MAX_IN_FLIGHT"]); err != nil || c.MaxInFlight < 1 {
 		return nil, badSetting(s["MAX_IN_FLIGHT"], "%q is not a whole number of 1 or more, like 256", v["MAX_IN_FLIGHT"])
+	}
+	if c.RedisWaitReplicas, err = strconv.Atoi(v["REDIS_WAIT_REPLICAS"]); err != nil || c.RedisWaitReplicas < 0 {
+		return nil, badSetting(s["REDIS_WAIT_REPLICAS"], "%q is not a whole number of 0 or more (0: do not wait; 1: one replica)", v["REDIS_WAIT_REPLICAS"])
+	}
+	if c.RedisWaitReplicas > 0 && c.RedisURL == "" {
+		return nil, badSetting(s["REDIS_WAIT_REPLICAS"], "the embedded Redis has no replicas; set REDIS_URL, or REDIS_WAIT_REPLICAS=0")
 	}
 	if c.LogLevel, err = zapcore.ParseLevel(v["LOG_LEVEL"]); err != nil {
 		return nil, badSetting(s["LOG_LEVEL"], "%q is not a level; use debug, info, warn or error", v["LOG_LEVEL"])

@@ -47,7 +47,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	// go-redis logs through one process-wide logger: set it once.
 	redisLoggerOnce.Do(func() { store.SetClientLogger(log.Named("redis")) })
-	db, err := store.Open(startCtx, store.Options{URL: cfg.RedisURL, MasterName: cfg.RedisSentinelMaster, Cluster: cfg.RedisCluster, Logger: log})
+	db, err := store.Open(startCtx, store.Options{
+		URL: cfg.RedisURL, MasterName: cfg.RedisSentinelMaster, Cluster: cfg.RedisCluster, Logger: log,
+		WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout,
+	})
 	switch {
 	case errors.Is(err, store.ErrUnavailable):
 		return fmt.Errorf("opening redis: %w", err)

@@ -28,6 +28,10 @@ type Account struct {
 	CreatedAt         time.Time     `json:"createdAt"`
 	UpdatedAt         time.Time     `json:"updatedAt"`
 	CancelledAt       *time.Time    `json:"cancelledAt,omitempty"`
+	// EventTime is the marketplace's own time (`created`) of the newest
+	// ORDER or CHANGE applied, when the events carry one: a CHANGE older
+	// than it arrived late and is not applied over a newer one.
+	EventTime *time.Time `json:"eventTime,omitempty"`
 }
 
 // Active reports whether the account is provisioned and not cancelled.

@@ -82,6 +82,9 @@ type flight struct {
 	done        chan struct{}
 	reply       Reply
 	err         error
+	// stored: the reply is a final outcome held in Redis (stored by this
+	// copy, or found there), so followers may be told it is replayed.
+	stored bool
 }
 
 // New returns an Inbox.
@@ -130,7 +133,7 @@ func (in *Inbox) Receive(ctx context.Context, d Delivery) (Reply, error) {
 		}
 		in.land(d.Key, f)
 	}()
-	f.reply, f.err = in.receive(ctx, d)
+	f.reply, f.stored, f.err = in.receive(ctx, d)
 	return f.reply, f.err
 }
 
@@ -143,7 +146,9 @@ func (in *Inbox) land(key string, f *flight) {
 }
 
 // follow answers a copy that arrived while another copy of its delivery was
-// being received here: with that copy's reply, marked replayed.
+// being received here: with that copy's reply. Only a stored final outcome
+// is marked replayed; a transient one (503, 409) is passed on as it is, so a
+// sender never takes a retryable answer for a settled one.
 func (in *Inbox) follow(ctx context.Context, f *flight, d Delivery) (Reply, error) {
 	if f.fingerprint != d.Fingerprint {
 		return Reply{}, reusedID()
@@ -161,13 +166,17 @@ func (in *Inbox) follow(ctx context.Context, f *flight, d Delivery) (Reply, erro
 		return Reply{}, f.err
 	}
 	r := f.reply
-	r.Replayed, r.Q2Calls, r.Code = true, 0, "REPLAYED"
+	r.Q2Calls = 0
+	if f.stored {
+		r.Replayed, r.Code = true, "REPLAYED"
+	}
 	return r, nil
 }
 
 // receive takes one copy through Redis: claim, wait for another replica's
-// copy, process, record.
-func (in *Inbox) receive(ctx context.Context, d Delivery) (Reply, error) {
+// copy, process, record. stored reports that the reply is a final outcome
+// held in Redis.
+func (in *Inbox) receive(ctx context.Context, d Delivery) (reply Reply, stored bool, err error) {
 	req := store.ClaimRequest{
 		Key:          d.Key,
 		Fingerprint:  d.Fingerprint,
@@ -184,46 +193,51 @@ func (in *Inbox) receive(ctx context.Context, d Delivery) (Reply, error) {
 	for {
 		claim, err := in.deliveries.Claim(ctx, req)
 		if err != nil {
-			return Reply{}, unavailable("the delivery store is unavailable; nothing was processed", err)
+			return Reply{}, false, unavailable("the delivery store is unavailable; nothing was processed", err)
 		}
 		switch claim.State {
 		case store.ClaimDone:
-			return Reply{Status: claim.Status, Body: claim.Body, Code: "REPLAYED", Replayed: true}, nil
+			return Reply{Status: claim.Status, Body: claim.Body, Code: "REPLAYED", Replayed: true}, true, nil
 		case store.ClaimConflict:
-			return Reply{}, reusedID()
+			return Reply{}, false, reusedID()
 		case store.ClaimFresh:
 			return in.process(ctx, d, claim.Token, deadline)
 		}
 		// Busy: another copy is processing. Wait for its outcome, briefly.
 		left := time.Until(waitUntil)
 		if left <= 0 {
-			return Reply{}, pending(claim.RetryIn, nil)
+			return Reply{}, false, pending(claim.RetryIn, nil)
 		}
 		if err := sleep(ctx, min(jitter(pause), left)); err != nil {
-			return Reply{}, pending(time.Second, err)
+			return Reply{}, false, pending(time.Second, err)
 		}
 		pause = min(2*pause, 200*time.Millisecond)
 	}
 }
 
+// storeBudget is how long the store calls after processing may take. It
+// starts when processing ends, however long that took, so an outcome
+// reached at the deadline is still recorded (final) or released (transient).
+const storeBudget = 2 * time.Second
+
 // process runs the event under the claim identified by token, until
 // deadline, and records the outcome: stored when final, released otherwise.
-func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline time.Time) (reply Reply, err error) {
+// stored reports that the final outcome is now held in Redis.
+func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline time.Time) (reply Reply, stored bool, err error) {
 	start := time.Now()
 	// The work must not stop half-way because the sender hung up or the
 	// server is draining: detach from the request, bound by the deadline.
-	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	detached := context.WithoutCancel(ctx)
+	pctx, cancel := context.WithDeadline(detached, deadline)
 	defer cancel()
-	// Store calls after processing get their own short budget, so that an
-	// outcome reached at the deadline is still recorded or released.
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer scancel()
 
-	released := false
+	recorded := false
 	defer func() {
 		if p := recover(); p != nil {
-			if !released {
+			if !recorded {
+				sctx, scancel := context.WithTimeout(detached, storeBudget)
 				_ = in.deliveries.Release(sctx, d.Key, token, "PANIC", time.Since(start))
+				scancel()
 			}
 			panic(p)
 		}
@@ -232,16 +246,18 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 	out := in.processor.Process(pctx, d.Event)
 	body, err := json.Marshal(out.Reply)
 	if err != nil { // cannot happen: Reply marshals strings and a bool
-		return Reply{}, fmt.Errorf("encoding reply: %w", err)
+		return Reply{}, false, fmt.Errorf("encoding reply: %w", err)
 	}
 	code := codeOf(out.Reply)
 	elapsed := time.Since(start)
+	sctx, scancel := context.WithTimeout(detached, storeBudget)
+	defer scancel()
 	if out.Final {
 		err = in.deliveries.Complete(sctx, d.Key, token, store.Result{Status: out.Status, Body: body, Code: code, Duration: elapsed}, in.cfg.TTL)
 	} else {
 		err = in.deliveries.Release(sctx, d.Key, token, code, elapsed)
 	}
-	released = true
+	recorded = true
 	switch {
 	case errors.Is(err, store.ErrLeaseLost):
 		// Our lease ran out and another copy took over: our outcome still
@@ -254,7 +270,7 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 	case err != nil:
 		in.log.Warn("releasing a delivery failed; its lease will expire", zap.String("key", d.Key), zap.Error(err))
 	}
-	return Reply{Status: out.Status, Body: body, Code: code, RetryAfter: out.RetryAfter, Q2Calls: out.Q2Calls}, nil
+	return Reply{Status: out.Status, Body: body, Code: code, RetryAfter: out.RetryAfter, Q2Calls: out.Q2Calls}, out.Final && err == nil, nil
 }
 
 func codeOf(r events.Reply) string {

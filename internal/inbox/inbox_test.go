@@ -283,3 +283,87 @@ func TestRedisDownIs503(t *testing.T) {
 		t.Error("processed while Redis was down")
 	}
 }
+
+// Rule: an outcome reached inside PROCESS_TIMEOUT is recorded, however long
+// the processing took: the store calls after processing get a budget of
+// their own. A processor slower than that budget (2 s) once left the
+// delivery "processing", so the next copy got 409 and, after the lease, was
+// processed again.
+func TestSlowProcessingIsStillRecorded(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		out   events.Outcome
+		final bool
+	}{
+		{"final", events.Provisioned("5"), true},
+		{"transient", events.Unavailable("Q2 down", time.Second), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db, _ := newStore(t)
+			p := &processor{next: func(_ context.Context, n int32) events.Outcome {
+				if n == 1 {
+					time.Sleep(2500 * time.Millisecond)
+				}
+				return tt.out
+			}}
+			in := inbox.New(db, p, inbox.Config{ProcessTimeout: 4 * time.Second, Wait: 100 * time.Millisecond}, zap.NewNop())
+			if _, e := receive(t, in, delivery("id:slow", "fp")); e != nil {
+				t.Fatal(e)
+			}
+			rec, err := db.Delivery(context.Background(), "id:slow")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[bool]string{true: "done", false: "released"}[tt.final]
+			if rec.State != want {
+				t.Fatalf("after a 2.5 s processing the record is %q, want %q", rec.State, want)
+			}
+			r, e := receive(t, in, delivery("id:slow", "fp"))
+			if e != nil || r.Replayed != tt.final {
+				t.Fatalf("next copy: %+v %v; want replayed=%v", r, e, tt.final)
+			}
+		})
+	}
+}
+
+// Rule: followers coalesced on a replica are told "replayed" only when the
+// first copy's reply is a stored final outcome, never for a 503 or a 409.
+func TestFollowersOfATransientReplyAreNotReplayed(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name     string
+		out      events.Outcome
+		replayed bool
+	}{
+		{"stored final", events.Provisioned("1"), true},
+		{"transient 503", events.Unavailable("Q2 down", time.Second), false},
+		{"do not cancel", events.NotCancelled("Q2 down"), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db, _ := newStore(t)
+			started := make(chan struct{})
+			p := &processor{next: func(context.Context, int32) events.Outcome {
+				close(started)
+				time.Sleep(100 * time.Millisecond)
+				return tt.out
+			}}
+			in := newInbox(db, p)
+			first := make(chan inbox.Reply)
+			go func() { r, _ := in.Receive(context.Background(), delivery("id:f", "fp")); first <- r }()
+			<-started
+			r, e := receive(t, in, delivery("id:f", "fp"))
+			if e != nil || r.Status != tt.out.Status || r.Replayed != tt.replayed {
+				t.Fatalf("follower got %+v %v; want status %d replayed=%v", r, e, tt.out.Status, tt.replayed)
+			}
+			if lead := <-first; lead.Replayed {
+				t.Errorf("the first copy is marked replayed: %+v", lead)
+			}
+			if p.calls.Load() != 1 {
+				t.Errorf("processed %d times", p.calls.Load())
+			}
+		})
+	}
+}

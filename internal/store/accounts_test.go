@@ -31,7 +31,7 @@ func TestAccounts(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		ctx := ctxT(t)
 		a := testAccount("sub-1", "42")
-		if err := b.r.SaveAccount(ctx, a); err != nil {
+		if err := saveLocked(ctx, b.r, a); err != nil {
 			t.Fatal(err)
 		}
 		got, err := b.r.Account(ctx, "sub-1")
@@ -50,7 +50,7 @@ func TestAccounts(t *testing.T) {
 		cancelled := a
 		at := a.CreatedAt.Add(time.Hour)
 		cancelled.Status, cancelled.CancelledAt, cancelled.UpdatedAt = events.AccountCancelled, &at, at
-		if err := b.r.SaveAccount(ctx, cancelled); err != nil {
+		if err := saveLocked(ctx, b.r, cancelled); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := b.r.Account(ctx, "sub-1"); err != nil || !reflect.DeepEqual(got, cancelled) {
@@ -72,11 +72,11 @@ func TestAccountNotFound(t *testing.T) {
 		ctx := ctxT(t)
 		// An account whose identifier changed leaves a stale index entry.
 		moved := testAccount("sub-moved", "100")
-		if err := b.r.SaveAccount(ctx, moved); err != nil {
+		if err := saveLocked(ctx, b.r, moved); err != nil {
 			t.Fatal(err)
 		}
 		moved.AccountIdentifier = "101"
-		if err := b.r.SaveAccount(ctx, moved); err != nil {
+		if err := saveLocked(ctx, b.r, moved); err != nil {
 			t.Fatal(err)
 		}
 		// An index written just before a crash, its account never saved.
@@ -112,11 +112,11 @@ func TestSaveAccountWithoutIdentifier(t *testing.T) {
 	t.Parallel()
 	b := newMiniBackend(t)
 	ctx := ctxT(t)
-	if err := b.r.SaveAccount(ctx, events.Account{}); err == nil {
+	if err := b.r.SaveAccount(ctx, "token", events.Account{}); err == nil {
 		t.Error("SaveAccount without a subscription id: want an error")
 	}
 	a := testAccount("sub-pending", "")
-	if err := b.r.SaveAccount(ctx, a); err != nil {
+	if err := saveLocked(ctx, b.r, a); err != nil {
 		t.Fatal(err)
 	}
 	if keys := b.mr.Keys(); len(keys) != 1 {

@@ -17,13 +17,13 @@ func TestEmbeddedLeasesRunOut(t *testing.T) {
 	}
 	defer r.Close()
 	ctx := context.Background()
-	if _, err := r.Lock(ctx, "embedded", 300*time.Millisecond, 0); err != nil {
+	if _, _, err := r.Lock(ctx, "embedded", 300*time.Millisecond, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Lock(ctx, "embedded", time.Second, 0); !errors.Is(err, ErrBusy) {
+	if _, _, err := r.Lock(ctx, "embedded", time.Second, 0); !errors.Is(err, ErrBusy) {
 		t.Fatalf("second Lock while held: %v, want ErrBusy", err)
 	}
-	if _, err := r.Lock(ctx, "embedded", time.Second, 3*time.Second); err != nil {
+	if _, _, err := r.Lock(ctx, "embedded", time.Second, 3*time.Second); err != nil {
 		t.Fatalf("Lock after the lease ran out: %v", err)
 	}
 }

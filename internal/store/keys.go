@@ -36,11 +36,13 @@ import (
 //	                              NO TTL: an index of the record above, living as
 //	                              long as it does. Another slot than the account
 //	                              on Cluster (see SaveAccount).
-//	webhook:lock:{<name>}         string, the holder's random token; PX = lease
+//	webhook:lock:{<sub>}          string, the holder's random token; PX = lease.
+//	                              Same hash tag as the account: SaveAccount checks
+//	                              the token and writes the account in one script
 //
 // <h> is the hex SHA-256 of the delivery key: the key may hold any bytes
 // (it comes from a header), the hash is short, fixed and brace-free.
-// <sub> and <name> are subscription ids, printable ASCII without spaces or
+// <sub> is a subscription id, printable ASCII without spaces or
 // braces (validated upstream), used as they are so an operator can find them.
 type keys struct {
 	prefix string
@@ -65,6 +67,6 @@ func (k keys) accountIndex(accountIdentifier string) string {
 	return k.prefix + "account-id:" + accountIdentifier
 }
 
-func (k keys) lock(name string) string {
-	return k.prefix + "lock:{" + name + "}"
+func (k keys) lock(subscriptionID string) string {
+	return k.prefix + "lock:{" + subscriptionID + "}"
 }

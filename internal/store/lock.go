@@ -20,6 +20,20 @@ const (
 	unlockTimeout  = time.Second
 )
 
+// lockScript takes the lock if it is free, or reports success if it already
+// holds this token: go-redis sends a command again after a lost reply, and
+// a plain SET NX would then find its own token and report "busy", holding
+// the subscription for a whole lease. KEYS: lock. ARGV: token, lease ms.
+var lockScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if cur == ARGV[1] then return 1 end
+return 0
+`)
+
 // unlockScript deletes the lock only if it still holds our token: after
 // our lease ran out, the lock may be someone else's.
 var unlockScript = redis.NewScript(`
@@ -29,38 +43,40 @@ end
 return 0
 `)
 
-// Lock takes the lock name (SET NX PX lease with a random token), trying
-// again with a short jittered backoff for up to wait (0: one try). It
-// returns ErrBusy when the lock stayed held for the whole wait,
-// ErrUnavailable on Redis errors, and the ctx error if ctx ends first.
+// Lock takes the lock of a subscription, trying again with a short jittered
+// backoff for up to wait (0: one try). It returns ErrBusy when the lock
+// stayed held for the whole wait, ErrUnavailable on Redis errors, and the
+// ctx error if ctx ends first.
 //
-// The lease bounds how long a crashed holder blocks others; a holder that
-// works longer than the lease loses the lock silently, so pick a lease
-// above the work's own deadline.
+// token fences the holder's account writes (SaveAccount): the lock and the
+// account share a hash tag, so one script checks the one and writes the
+// other. The lease bounds how long a crashed holder blocks others; a holder
+// that stalls past it loses the lock, and its later writes are refused with
+// ErrLeaseLost instead of overwriting the new holder's.
 //
 // unlock releases the lock only if it is still ours, and may be called more
 // than once. It uses a context that is not cancelled (the request's ctx is
 // often done by then) with a short timeout; a failure is logged, and the
 // lease frees the lock anyway.
-func (r *Redis) Lock(ctx context.Context, name string, lease, wait time.Duration) (unlock func(), err error) {
-	if name == "" || lease <= 0 {
-		return nil, errors.New("store: lock: need a name and a positive lease")
+func (r *Redis) Lock(ctx context.Context, subscription string, lease, wait time.Duration) (token string, unlock func(), err error) {
+	if subscription == "" || lease <= 0 {
+		return "", nil, errors.New("store: lock: need a subscription and a positive lease")
 	}
-	key := r.keys.lock(name)
-	token := newToken()
+	key := r.keys.lock(subscription)
+	token = newToken()
 	deadline := time.Now().Add(wait)
 	backoff := lockBackoffMin
 	for {
-		ok, err := r.client.SetArgs(ctx, key, token, redis.SetArgs{Mode: "NX", TTL: lease}).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return nil, unavailable("lock", err)
+		ok, err := r.acquire(ctx, key, token, lease)
+		if err != nil {
+			return "", nil, err
 		}
-		if ok == "OK" {
+		if ok {
 			break
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return nil, fmt.Errorf("lock %q: %w", name, ErrBusy)
+			return "", nil, fmt.Errorf("lock %q: %w", subscription, ErrBusy)
 		}
 		// Full jitter in [backoff/2, backoff), never past the deadline.
 		d := min(backoff/2+rand.N(backoff/2), left)
@@ -68,7 +84,7 @@ func (r *Redis) Lock(ctx context.Context, name string, lease, wait time.Duration
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("waiting for lock %q: %w", name, ctx.Err())
+			return "", nil, fmt.Errorf("waiting for lock %q: %w", subscription, ctx.Err())
 		case <-t.C:
 		}
 		backoff = min(backoff*2, lockBackoffMax)
@@ -76,13 +92,22 @@ func (r *Redis) Lock(ctx context.Context, name string, lease, wait time.Duration
 
 	var once sync.Once
 	base := context.WithoutCancel(ctx)
-	return func() { once.Do(func() { r.unlock(base, name, key, token) }) }, nil
+	return token, func() { once.Do(func() { r.unlock(base, subscription, key, token) }) }, nil
 }
 
-func (r *Redis) unlock(base context.Context, name, key, token string) {
+// acquire runs one attempt at the lock; it is idempotent for one token.
+func (r *Redis) acquire(ctx context.Context, key, token string, lease time.Duration) (bool, error) {
+	n, err := lockScript.Run(ctx, r.client, []string{key}, token, millis(lease)).Int()
+	if err != nil {
+		return false, unavailable("lock", err)
+	}
+	return n == 1, nil
+}
+
+func (r *Redis) unlock(base context.Context, subscription, key, token string) {
 	ctx, cancel := context.WithTimeout(base, unlockTimeout)
 	defer cancel()
 	if err := unlockScript.Run(ctx, r.client, []string{key}, token).Err(); err != nil {
-		r.log.Warn("releasing lock failed; its lease will free it", zap.String("lock", name), zap.Error(err))
+		r.log.Warn("releasing lock failed; its lease will free it", zap.String("subscription", subscription), zap.Error(err))
 	}
 }

@@ -189,7 +189,7 @@ func TestClusterMode(t *testing.T) {
 	if c, err := r.Claim(ctx, req); err != nil || c.State != ClaimDone {
 		t.Fatalf("Claim = %+v, %v", c, err)
 	}
-	if err := r.SaveAccount(ctx, testAccount("sub-c", "9")); err != nil {
+	if err := saveLocked(ctx, r, testAccount("sub-c", "9")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.AccountByIdentifier(ctx, "9"); err != nil {

@@ -69,7 +69,7 @@ func TestOutage(t *testing.T) {
 		{"Claim", func(ctx context.Context) error { _, err := r.Claim(ctx, req); return err }},
 		{"Account", func(ctx context.Context) error { _, err := r.Account(ctx, "sub-1"); return err }},
 		{"Lock", func(ctx context.Context) error {
-			unlock, err := r.Lock(ctx, "sub-1", time.Second, 0)
+			_, unlock, err := r.Lock(ctx, "sub-1", time.Second, 0)
 			if err == nil {
 				unlock()
 			}

@@ -70,7 +70,20 @@ type Options struct {
 	// Logger receives the embedded-mode warning and unlock failures; a nop
 	// logger when nil.
 	Logger *zap.Logger
+	// WaitReplicas is REDIS_WAIT_REPLICAS: after each account write, wait
+	// (Redis WAIT) until that many replicas have it, for up to WaitTimeout,
+	// before the write counts as done. With a replica and Sentinel, 1 keeps
+	// an acknowledged account through a failover. 0 (the default) does not
+	// wait.
+	WaitReplicas int
+	// WaitTimeout is REDIS_WAIT_TIMEOUT, the longest WAIT; 500ms when zero.
+	WaitTimeout time.Duration
 }
+
+// ErrNotReplicated means a write reached the master but not WaitReplicas
+// replicas within WaitTimeout: a failover now could lose it, so the caller
+// treats it as not done (a transient failure; the retry is idempotent).
+var ErrNotReplicated = errors.New("not replicated")
 
 // Redis is the store. It is safe for concurrent use; the go-redis client
 // reconnects by itself after an outage, so it is opened once per process.
@@ -81,6 +94,9 @@ type Redis struct {
 	mini   *miniredis.Miniredis // non-nil in embedded mode
 	// stopClock stops the embedded miniredis's clock (embedded mode only).
 	stopClock func()
+	// waitReplicas and waitTimeout: see Options.WaitReplicas.
+	waitReplicas int
+	waitTimeout  time.Duration
 }
 
 // Open connects to Redis and pings it once, so that a wrong address is a
@@ -97,7 +113,13 @@ func Open(ctx context.Context, o Options) (*Redis, error) {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	r := &Redis{keys: keys{prefix: prefix}, log: log}
+	r := &Redis{keys: keys{prefix: prefix}, log: log, waitReplicas: o.WaitReplicas, waitTimeout: o.WaitTimeout}
+	if r.waitTimeout <= 0 {
+		r.waitTimeout = 500 * time.Millisecond
+	}
+	if o.WaitReplicas < 0 {
+		return nil, fmt.Errorf("REDIS_WAIT_REPLICAS is %d: use 0 (do not wait) or the number of replicas to wait for", o.WaitReplicas)
+	}
 
 	var uo *redis.UniversalOptions
 	if o.URL == "" {

@@ -158,7 +158,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("account after CANCEL = %+v", a)
 	}
 
-	// Cancelling again changes nothing and calls nobody.
+	// Cancelling again changes nothing and deletes nothing.
 	wantOutcome(t, e.process(cancel(t, sub, id)), 200, "", true)
 	if e.calls("DeleteUser") != 1 {
 		t.Fatal("a second CANCEL called Q2")
@@ -267,9 +267,17 @@ func TestStatelessAndUnsupported(t *testing.T) {
 	if out.Q2Calls != 0 || len(e.mini.Keys()) != 0 {
 		t.Errorf("STATELESS had side effects: %d Q2 calls, keys %v", out.Q2Calls, e.mini.Keys())
 	}
-	notice := order(t, "sub-notice")
-	notice.EventType, notice.Event.Type = "SUBSCRIPTION_NOTICE", "SUBSCRIPTION_NOTICE"
-	wantOutcome(t, e.process(notice), 200, events.ConfigurationError, true)
+	// Every type the dispatch does not list is refused with no side
+	// effect: nothing falls into a destructive default.
+	for _, typ := range []events.EventType{"SUBSCRIPTION_NOTICE", "USER_ASSIGNMENT", "subscription_cancel", ""} {
+		ev := order(t, "sub-notice")
+		ev.EventType, ev.Event.Type = typ, typ
+		out := e.process(ev)
+		wantOutcome(t, out, 200, events.ConfigurationError, true)
+		if out.Q2Calls != 0 || len(e.mini.Keys()) != 0 {
+			t.Errorf("%q had side effects: %d Q2 calls, keys %v", typ, out.Q2Calls, e.mini.Keys())
+		}
+	}
 }
 
 func TestTransientQ2Failures(t *testing.T) {
@@ -369,7 +377,7 @@ func TestQ2RefusesCredentials(t *testing.T) {
 func TestLockedSubscriptionIsPending(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, subscriptions.Config{LockWait: 50 * time.Millisecond})
-	unlock, err := e.db.Lock(context.Background(), "subscription:sub-busy", time.Minute, 0)
+	_, unlock, err := e.db.Lock(context.Background(), "sub-busy", time.Minute, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,10 +436,149 @@ func TestConcurrentChangeAndCancel(t *testing.T) {
 
 func TestLogonNameAndPassword(t *testing.T) {
 	t.Parallel()
-	if subscriptions.LogonName("a") != subscriptions.LogonName("a") || subscriptions.LogonName("a") == subscriptions.LogonName("b") {
-		t.Error("LogonName is not a deterministic function of the subscription")
+	// A golden value: the logon must never change for a subscription, or
+	// every retry after an upgrade would enroll a second user.
+	if got, want := subscriptions.LogonName("a"), "mpaad61e3d645200800410"; got != want {
+		t.Errorf("LogonName(a) = %q, want %q", got, want)
+	}
+	if subscriptions.LogonName("a") == subscriptions.LogonName("b") {
+		t.Error("two subscriptions share a logon")
 	}
 	if n := len(subscriptions.LogonName("a3c9c831-e550-428f-b89c-43c5e7b338b9")); n != 22 {
 		t.Errorf("logon length %d", n)
+	}
+}
+
+func (e *env) liveUsers() int { return e.sandbox.Stats().Users }
+
+// Rule (issue 10.2): a CANCEL that overtakes its ORDER, or the lost reply of
+// its Enrollment, never leaves a live user behind a cancelled subscription,
+// and the late ORDER provisions nothing.
+func TestCancelOvertakesOrder(t *testing.T) {
+	t.Parallel()
+	t.Run("cancel before any order", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, subscriptions.Config{})
+		wantOutcome(t, e.process(cancel(t, "sub-first", "")), 200, events.AccountNotFound, true)
+		if a := e.account("sub-first"); a.Status != events.AccountCancelled {
+			t.Fatalf("the cancel recorded %+v, want a cancelled account", a)
+		}
+		wantOutcome(t, e.process(order(t, "sub-first")), 200, events.Forbidden, true)
+		if e.calls("Enrollment") != 0 || e.liveUsers() != 0 {
+			t.Fatalf("the late ORDER enrolled: %+v", e.sandbox.Stats())
+		}
+	})
+	t.Run("cancel after the enrollment's reply was lost", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, subscriptions.Config{})
+		e.fault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 300})
+		ctx, cancelCtx := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancelCtx()
+		wantOutcome(t, e.svc.Process(ctx, order(t, "sub-lost")), 503, events.TransportError, false)
+		time.Sleep(400 * time.Millisecond) // Q2 completes the enrollment whose reply was lost
+		wantOutcome(t, e.process(cancel(t, "sub-lost", "")), 200, "", true)
+		if e.liveUsers() != 0 || e.calls("DeleteUser") != 1 {
+			t.Fatalf("after the CANCEL: %+v", e.sandbox.Stats())
+		}
+		wantOutcome(t, e.process(order(t, "sub-lost")), 200, events.Forbidden, true)
+		if e.calls("Enrollment") != 1 || e.liveUsers() != 0 {
+			t.Fatalf("the ORDER's next copy provisioned again: %+v", e.sandbox.Stats())
+		}
+	})
+	t.Run("cancel while Q2 is still enrolling", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, subscriptions.Config{})
+		e.fault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 500})
+		ctx, cancelCtx := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancelCtx()
+		wantOutcome(t, e.svc.Process(ctx, order(t, "sub-race")), 503, events.TransportError, false)
+		// Q2 has not created the user yet: the CANCEL finds nothing.
+		wantOutcome(t, e.process(cancel(t, "sub-race", "")), 200, events.AccountNotFound, true)
+		time.Sleep(600 * time.Millisecond) // now Q2 has the user
+		if e.liveUsers() != 1 {
+			t.Fatalf("setup: live users %d, want the late enrollment's 1", e.liveUsers())
+		}
+		wantOutcome(t, e.process(order(t, "sub-race")), 200, events.Forbidden, true)
+		if e.liveUsers() != 0 || e.calls("Enrollment") != 1 {
+			t.Fatalf("a live user stayed behind the cancelled subscription: %+v", e.sandbox.Stats())
+		}
+	})
+}
+
+// Rule (issue 10.3): Q2 keeps a deleted user visible and its logon taken.
+// After Redis lost its data, the subscription's own deleted user means "it
+// was cancelled": a late ORDER answers FORBIDDEN and enrolls nothing.
+func TestRedisForgotACancelledSubscription(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, subscriptions.Config{})
+	id := e.process(order(t, "sub-forgot")).Reply.AccountIdentifier
+	wantOutcome(t, e.process(cancel(t, "sub-forgot", id)), 200, "", true)
+	e.mini.FlushAll()
+
+	wantOutcome(t, e.process(order(t, "sub-forgot")), 200, events.Forbidden, true)
+	if e.calls("Enrollment") != 1 || e.liveUsers() != 0 {
+		t.Fatalf("the late ORDER enrolled again: %+v", e.sandbox.Stats())
+	}
+	if a := e.account("sub-forgot"); a.Status != events.AccountCancelled || a.AccountIdentifier != id {
+		t.Fatalf("the record rebuilt from Q2 = %+v, want cancelled with id %s", a, id)
+	}
+	// A copy of the CANCEL after the loss is a success, deleting nothing.
+	e.mini.FlushAll()
+	wantOutcome(t, e.process(cancel(t, "sub-forgot", id)), 200, "", true)
+	if e.calls("DeleteUser") != 1 {
+		t.Fatalf("DeleteUser calls %d, want 1", e.calls("DeleteUser"))
+	}
+}
+
+// failingIndex is a store whose accountIdentifier index is down.
+type failingIndex struct{ *store.Redis }
+
+func (failingIndex) AccountByIdentifier(context.Context, string) (events.Account, error) {
+	return events.Account{}, fmt.Errorf("redis account index: %w", store.ErrUnavailable)
+}
+
+// Rule (issue 10.4): only "not found" falls back from the accountIdentifier
+// to the subscription_id; a Redis error is a transient 503, never a stored
+// ACCOUNT_NOT_FOUND.
+func TestIndexLookupErrorIsTransient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, subscriptions.Config{})
+	id := e.process(order(t, "sub-idx")).Reply.AccountIdentifier
+	svc := subscriptions.New(failingIndex{e.db}, e.q2, subscriptions.Config{}, zap.NewNop())
+	for _, ev := range []*events.SubscriptionEvent{cancel(t, "sub-other-id", id), change(t, "sub-other-id", id)} {
+		wantOutcome(t, svc.Process(context.Background(), ev), 503, events.TransportError, false)
+	}
+	if e.liveUsers() != 1 || !e.account("sub-idx").Active() {
+		t.Fatal("a failed index lookup changed something")
+	}
+}
+
+// Rule (issue 10.6): a CHANGE older than the one applied (by the event's
+// `created`) is answered success and not applied.
+func TestLateChangeIsNotApplied(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, subscriptions.Config{})
+	at := func(ev *events.SubscriptionEvent, s string) *events.SubscriptionEvent {
+		ts, err := events.ParseTimestamp(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Created = &ts
+		return ev
+	}
+	id := e.process(at(order(t, "sub-late"), "2026-01-01T10:00:00")).Reply.AccountIdentifier
+	newer := at(change(t, "sub-late", id), "2026-01-03T10:00:00") // PREMIUM, 10 users
+	older := at(change(t, "sub-late", id), "2026-01-02T10:00:00")
+	older.Event.Payload.Order = &events.Order{EditionCode: "BASIC", Items: []events.Item{{Unit: "USER", Quantity: 2}}}
+	wantOutcome(t, e.process(newer), 200, "", true)
+	wantOutcome(t, e.process(older), 200, "", true)
+	if a := e.account("sub-late"); a.Edition != "PREMIUM" || a.Items[0].Quantity != 10 {
+		t.Fatalf("a late CHANGE overwrote a newer one: %+v", a)
+	}
+	// Without a time, arrival order decides.
+	older.Created = nil
+	wantOutcome(t, e.process(older), 200, "", true)
+	if a := e.account("sub-late"); a.Edition != "BASIC" {
+		t.Fatalf("a CHANGE without a time was not applied: %+v", a)
 	}
 }
