@@ -2,6 +2,8 @@
 # against a real Redis.
 .PHONY: run test ci lint bench fuzz sandbox
 
+STATICCHECK = v0.8.2
+
 run:            ## the service on embedded defaults (embedded Redis and Q2 sandbox)
 	go run ./cmd/webhook
 
@@ -11,9 +13,10 @@ test:           ## every test; real-Redis tests run when REDIS_URL is set
 ci:             ## what CI runs: a real redis-server, then the tests
 	bash .ci/run
 
-lint:
+lint:           ## gofmt, go vet and staticcheck
 	test -z "$$(gofmt -l .)"
 	go vet ./...
+	go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
 
 bench:          ## benchmarks (real Redis when REDIS_URL is set)
 	go test -run '^$$' -bench . -benchmem ./...
