@@ -9,6 +9,7 @@ package deploy_test
 import (
 	"context"
 	"errors"
+	"github.com/banking-marketplace/webhook/internal/events"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -29,7 +30,7 @@ import (
 type okReceiver struct{}
 
 func (okReceiver) Receive(context.Context, inbox.Delivery) (inbox.Reply, error) {
-	return inbox.Reply{Status: http.StatusOK, Body: []byte(`{"success":true,"accountIdentifier":"1"}`), Code: "SUCCESS"}, nil
+	return inbox.Reply{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`), Code: "SUCCESS"}, nil
 }
 
 func read(t *testing.T, path string) string {

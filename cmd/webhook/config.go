@@ -42,6 +42,7 @@ type config struct {
 	ShutdownTimeout time.Duration
 	MaxInFlight     int
 	CancelDeletes   string
+	ProductsFile    string
 	LogLevel        zapcore.Level
 }
 
@@ -73,7 +74,8 @@ var settings = []setting{
 	{"SHUTDOWN_DELAY", "shutdown-delay", "0s", "after SIGTERM, how long /readyz answers 503 before the listener closes (for load balancers)"},
 	{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long in-flight requests may finish after SIGTERM"},
 	{"MAX_IN_FLIGHT", "max-in-flight", "256", "deliveries processed at once; past it 503 with Retry-After"},
-	{"CANCEL_DELETES", "cancel-deletes", "user", "what a CANCEL deletes in Q2: user or customer"},
+	{"CANCEL_DELETES", "cancel-deletes", "user", "what a CANCEL deletes in Q2 (user or customer), for products that do not say"},
+	{"PRODUCTS_FILE", "products-file", "", "the products file (YAML or JSON); empty: one product on every extension, provisioning a Q2 user"},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
 }
 
@@ -141,6 +143,7 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 		Auth:                strings.ToLower(v["WEBHOOK_AUTH"]),
 		Secrets:             strings.Fields(v["WEBHOOK_SECRETS"]),
 		CancelDeletes:       strings.ToLower(v["CANCEL_DELETES"]),
+		ProductsFile:        v["PRODUCTS_FILE"],
 	}
 	var err error
 	if c.RedisCluster, err = strconv.ParseBool(v["REDIS_CLUSTER"]); err != nil {

@@ -134,7 +134,7 @@ func TestServeFixtures(t *testing.T) {
 		t.Fatalf("run returned %v after the signal, want nil", err)
 	}
 	logs := svc.logs.String()
-	for _, want := range []string{`"msg":"delivery"`, `"key":"sha256:`, `"event_type":"SUBSCRIPTION_ORDER"`, `"outcome":"SUCCESS"`, `"duration"`, `"q2_calls":3`, `"msg":"stopped"`, "sandbox mode"} {
+	for _, want := range []string{`"msg":"delivery"`, `"key":"sha256:`, `"event_type":"SUBSCRIPTION_ORDER"`, `"outcome":"SUCCESS"`, `"duration"`, `"calls":3`, `"msg":"stopped"`, "sandbox mode"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s", want)
 		}

@@ -17,11 +17,12 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/handlers"
 	"github.com/banking-marketplace/webhook/internal/inbox"
+	"github.com/banking-marketplace/webhook/internal/products"
+	"github.com/banking-marketplace/webhook/internal/provisioning"
 	"github.com/banking-marketplace/webhook/internal/q2client"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/signature"
 	"github.com/banking-marketplace/webhook/internal/store"
-	"github.com/banking-marketplace/webhook/internal/subscriptions"
 )
 
 var redisLoggerOnce sync.Once
@@ -72,15 +73,28 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Warn("sandbox mode without WEBHOOK_SECRETS: unsigned requests are accepted; set WEBHOOK_SECRETS to require signatures")
 	}
 
+	catalog := products.Default(cfg.CancelDeletes)
+	if cfg.ProductsFile != "" {
+		if catalog, err = products.Load(cfg.ProductsFile); err != nil {
+			return &configError{msg: err.Error()}
+		}
+	}
+	plans, err := plans(catalog, targets{q2: q2}, cfg)
+	if err != nil {
+		return &configError{msg: err.Error()}
+	}
 	var draining atomic.Bool
-	service := subscriptions.New(db, q2, subscriptions.Config{
-		CancelDeletes: subscriptions.CancelDeletes(cfg.CancelDeletes),
-		LockLease:     inbox.Lease(cfg.ProcessTimeout),
-		LockWait:      cfg.ProcessTimeout / 3,
+	service, err := provisioning.New(db, plans, provisioning.Config{
+		LockLease: inbox.Lease(cfg.ProcessTimeout),
+		LockWait:  cfg.ProcessTimeout / 3,
 	}, log)
+	if err != nil {
+		return &configError{msg: "PRODUCTS_FILE: " + err.Error()}
+	}
 	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL}, log)
 	handler := handlers.New(handlers.Config{
 		Receiver:    in,
+		Products:    catalog,
 		Auth:        auth,
 		MaxInFlight: cfg.MaxInFlight,
 		Logger:      log,
@@ -170,6 +184,7 @@ func q2Client(cfg *config, log *zap.Logger) (client *q2client.Client, stop func(
 		q2client.WithAPIVersion(cfg.Q2APIVersion),
 		q2client.WithCredentials(id, secret, scopes...),
 		q2client.WithLogger(log.Named("q2")),
+		q2client.WithObserver(observeQ2(log.Named("q2"))),
 	)
 	if err != nil {
 		stop()

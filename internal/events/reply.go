@@ -2,7 +2,6 @@ package events
 
 import (
 	"encoding/json"
-	"net/http"
 	"time"
 )
 
@@ -89,44 +88,10 @@ func (r *Reply) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Outcome is what processing one delivery came to: the reply and its HTTP
-// status, and whether it is final. A final outcome is stored and replayed to
-// every later copy of the delivery; any other outcome leaves nothing behind,
-// so a later copy is processed again.
-type Outcome struct {
-	Status     int
-	Reply      Reply
-	Final      bool
-	RetryAfter time.Duration // for a transient outcome: when to try again
-	Q2Calls    int           // Q2 API calls made, for the delivery's log line
-}
-
-// Provisioned is the final success of a delivery.
-func Provisioned(accountIdentifier string) Outcome {
-	return Outcome{Status: http.StatusOK, Reply: Success(accountIdentifier), Final: true}
-}
-
-// Refused is a final business failure (ACCOUNT_NOT_FOUND, FORBIDDEN, ...):
-// sent again, the delivery gets the same answer.
-func Refused(code ErrorCode, message string) Outcome {
-	return Outcome{Status: http.StatusOK, Reply: Failure(code, message), Final: true}
-}
-
-// NotCancelled answers a cancel that could not be carried out now: the
-// marketplace keeps the subscription and may send the cancel again.
-func NotCancelled(message string) Outcome {
-	return Outcome{Status: http.StatusOK, Reply: Failure(DoNotCancel, message)}
-}
-
-// Unavailable answers a delivery that hit a transient failure (Redis or Q2
-// unreachable): nothing final happened, a later copy is processed again.
-func Unavailable(message string, retryAfter time.Duration) Outcome {
-	return Outcome{Status: http.StatusServiceUnavailable, Reply: Failure(TransportError, message), RetryAfter: retryAfter}
-}
-
-// Error is a request refused before or instead of processing (bad input,
-// bad signature, a copy still in progress). Its Message is for the sender;
-// Cause carries detail for the log only.
+// Error is a request refused by the HTTP door before it reaches processing
+// (bad input, bad signature, a body too large). It carries the HTTP status
+// because it never leaves the door. Its Message is for the sender; Cause
+// carries detail for the log only.
 type Error struct {
 	Status     int
 	Code       ErrorCode
@@ -143,8 +108,3 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Cause }
-
-// Outcome is the reply the error is answered with; it is never final.
-func (e *Error) Outcome() Outcome {
-	return Outcome{Status: e.Status, Reply: Failure(e.Code, e.Message), RetryAfter: e.RetryAfter}
-}

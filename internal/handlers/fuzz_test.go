@@ -14,10 +14,12 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/handlers"
 	"github.com/banking-marketplace/webhook/internal/inbox"
+	"github.com/banking-marketplace/webhook/internal/products"
+	"github.com/banking-marketplace/webhook/internal/provisioning"
 	"github.com/banking-marketplace/webhook/internal/q2client"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/store"
-	"github.com/banking-marketplace/webhook/internal/subscriptions"
+	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 )
 
 // pipeline is the whole service behind the handler: embedded Redis, the
@@ -35,7 +37,14 @@ func pipeline(f *testing.F) http.Handler {
 	if err != nil {
 		f.Fatal(err)
 	}
-	svc := subscriptions.New(db, q2, subscriptions.Config{}, zap.NewNop())
+	target, err := q2target.New(q2, q2target.Settings{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	svc, err := provisioning.New(db, []provisioning.Plan{{Product: products.DefaultName, Targets: []provisioning.Target{target}}}, provisioning.Config{}, zap.NewNop())
+	if err != nil {
+		f.Fatal(err)
+	}
 	in := inbox.New(db, svc, inbox.Config{ProcessTimeout: 2 * time.Second, Wait: 100 * time.Millisecond}, zap.NewNop())
 	return handlers.New(handlers.Config{Receiver: in})
 }

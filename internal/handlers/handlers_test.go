@@ -15,6 +15,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
+	"github.com/banking-marketplace/webhook/internal/products"
 )
 
 // fakeReceiver answers every delivery with reply or err and remembers what
@@ -83,7 +84,7 @@ func failure(t *testing.T, rec *httptest.ResponseRecorder) events.Reply {
 func TestMarketplaceStatuses(t *testing.T) {
 	t.Parallel()
 	order := orderFixture(t)
-	okReply := inbox.Reply{Status: 200, Body: []byte(`{"success":true,"accountIdentifier":"7"}`), Code: "SUCCESS"}
+	okReply := inbox.Reply{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"7"}`), Code: "SUCCESS"}
 	jsonCT := http.Header{"Content-Type": {"application/json"}}
 	tests := []struct {
 		name       string
@@ -162,7 +163,7 @@ func TestMarketplaceStatuses(t *testing.T) {
 func TestDeliveryKeyAndReplay(t *testing.T) {
 	t.Parallel()
 	order := orderFixture(t)
-	recv := &fakeReceiver{reply: inbox.Reply{Status: 200, Body: []byte(`{"success":true,"accountIdentifier":"1"}`), Replayed: true}}
+	recv := &fakeReceiver{reply: inbox.Reply{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`), Replayed: true}}
 	h := New(Config{Receiver: recv})
 
 	rec := do(t, h, http.MethodPost, "/marketplace/x", order, http.Header{"Webhook-Id": {"msg_1"}})
@@ -219,7 +220,7 @@ func TestInFlightCap(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
-	recv := &fakeReceiver{reply: inbox.Reply{Status: 200, Body: []byte(`{}`)}, hook: func() {
+	recv := &fakeReceiver{reply: inbox.Reply{Kind: events.Final, Body: []byte(`{}`)}, hook: func() {
 		entered <- struct{}{}
 		<-release
 	}}
@@ -260,5 +261,61 @@ func TestBasicAuth(t *testing.T) {
 		if err := a.Authenticate(req, nil); (err == nil) != tt.ok {
 			t.Errorf("Authenticate(%q, %q) = %v, want ok=%v", tt.user, tt.pass, err, tt.ok)
 		}
+	}
+}
+
+// Routing: an extension of no product is 404; an event whose
+// product_identifier is another product's is answered CONFIGURATION_ERROR
+// and not processed; the delivery carries its product.
+func TestRoutingByExtension(t *testing.T) {
+	t.Parallel()
+	catalog, err := products.Parse([]byte(`{"products": [
+	  {"name": "Plus", "product_id": "obp", "extension_list": ["plus"], "targets": ["q2"]},
+	  {"name": "Desk", "product_id": "desk", "extension_list": ["desk"], "targets": ["q2"]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := orderFixture(t) // product_identifier is empty
+	withID := func(id string) []byte {
+		var m map[string]any
+		_ = json.Unmarshal(order, &m)
+		m["product_identifier"] = id
+		b, _ := json.Marshal(m)
+		return b
+	}
+	tests := []struct {
+		name, ext   string
+		body        []byte
+		wantStatus  int
+		wantCode    events.ErrorCode
+		wantProduct string
+	}{
+		{"known extension", "plus", order, 200, "", "Plus"},
+		{"matching product_identifier", "desk", withID("desk"), 200, "", "Desk"},
+		{"unknown extension", "nobody", order, 404, events.ConfigurationError, ""},
+		{"another product's identifier", "plus", withID("desk"), 200, events.ConfigurationError, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			recv := &fakeReceiver{reply: inbox.Reply{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`)}}
+			h := New(Config{Receiver: recv, Products: catalog})
+			rec := do(t, h, http.MethodPost, "/marketplace/"+tt.ext, tt.body, nil)
+			if rec.Code != tt.wantStatus {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.wantStatus, rec.Body)
+			}
+			if tt.wantCode != "" {
+				if got := failure(t, rec); got.ErrorCode != tt.wantCode {
+					t.Fatalf("code %s, want %s", got.ErrorCode, tt.wantCode)
+				}
+				if tt.wantStatus == 200 && !strings.Contains(rec.Body.String(), `\"desk\"`) || len(recv.got) != 0 {
+					t.Fatalf("reply %s names neither product, or the event was processed (%d)", rec.Body, len(recv.got))
+				}
+				return
+			}
+			if len(recv.got) != 1 || recv.got[0].Product != tt.wantProduct {
+				t.Fatalf("deliveries %+v, want one for product %q", recv.got, tt.wantProduct)
+			}
+		})
 	}
 }

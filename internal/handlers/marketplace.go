@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 
 type marketplace struct {
 	receiver Receiver
+	products Products
 	auth     Authenticator
 	log      *zap.Logger
 }
@@ -25,6 +27,11 @@ type marketplace struct {
 // receive is POST /marketplace/:extension.
 func (m *marketplace) receive(c echo.Context) error {
 	req := c.Request()
+	product, ok := m.products.Lookup(c.Param("extension"))
+	if !ok {
+		return &events.Error{Status: http.StatusNotFound, Code: events.ConfigurationError,
+			Message: "no product answers on extension " + strconv.Quote(c.Param("extension")) + "; check the products file (PRODUCTS_FILE)"}
+	}
 	if err := checkContentType(req.Header.Get(echo.HeaderContentType)); err != nil {
 		return err
 	}
@@ -54,24 +61,45 @@ func (m *marketplace) receive(c echo.Context) error {
 		key = "sha256:" + fingerprint
 	}
 
-	log := &deliveryLog{key: key, eventType: string(ev.EventType), subscription: ev.SubscriptionID, extension: c.Param("extension")}
+	log := &deliveryLog{key: key, eventType: string(ev.EventType), subscription: ev.SubscriptionID, extension: c.Param("extension"), product: product.Name}
 	c.Set(deliveryLogKey, log)
-	reply, err := m.receiver.Receive(req.Context(), inbox.Delivery{Key: key, Fingerprint: fingerprint, Event: ev})
+	if ev.ProductIdentifier != "" && product.ProductID != "" && ev.ProductIdentifier != product.ProductID {
+		// The event was sent to another product's extension: answered, not
+		// stored, so a copy sent after the products file is fixed succeeds.
+		log.outcome = string(events.ConfigurationError)
+		return c.JSON(http.StatusOK, events.Failure(events.ConfigurationError, fmt.Sprintf(
+			"product_identifier %q is not the product of extension %q (%q, product_id %q)",
+			ev.ProductIdentifier, c.Param("extension"), product.Name, product.ProductID)))
+	}
+	reply, err := m.receiver.Receive(req.Context(), inbox.Delivery{Key: key, Fingerprint: fingerprint, Event: ev, Product: product.Name})
 	if err != nil {
-		var e *events.Error
-		if errors.As(err, &e) {
-			log.outcome = string(e.Code)
-		}
 		return err
 	}
-	log.outcome, log.replayed, log.q2Calls = reply.Code, reply.Replayed, reply.Q2Calls
+	log.outcome, log.replayed, log.calls = reply.Code, reply.Replayed, reply.Calls
 
 	h := c.Response().Header()
 	if reply.Replayed {
 		h.Set("Idempotent-Replayed", "true")
 	}
 	setRetryAfter(h, reply.RetryAfter)
-	return c.Blob(reply.Status, echo.MIMEApplicationJSON, reply.Body)
+	return c.Blob(statusOf(reply.Kind), echo.MIMEApplicationJSON, reply.Body)
+}
+
+// statuses is the one table from an outcome's kind to the HTTP status the
+// marketplace sees.
+var statuses = map[events.Kind]int{
+	events.Final:     http.StatusOK,                 // stored; copies get the same bytes
+	events.Unsettled: http.StatusOK,                 // a document the marketplace acts on (DO_NOT_CANCEL), not stored
+	events.Transient: http.StatusServiceUnavailable, // nothing final; send again after Retry-After
+	events.Busy:      http.StatusConflict,           // PENDING; send again after Retry-After
+	events.Conflict:  http.StatusUnprocessableEntity,
+}
+
+func statusOf(k events.Kind) int {
+	if s, ok := statuses[k]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
 }
 
 // checkContentType accepts no Content-Type or a JSON one.

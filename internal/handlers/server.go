@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/inbox"
+	"github.com/banking-marketplace/webhook/internal/products"
 )
 
 // MaxBody is the largest body accepted (413 past it).
@@ -26,11 +27,15 @@ type Receiver interface {
 	Receive(ctx context.Context, d inbox.Delivery) (inbox.Reply, error)
 }
 
-var _ Receiver = (*inbox.Inbox)(nil)
+// Products finds the product of an extension.
+type Products interface {
+	Lookup(extension string) (*products.Product, bool)
+}
 
 // Config is what the handlers need.
 type Config struct {
 	Receiver    Receiver
+	Products    Products
 	Auth        Authenticator                   // nil accepts every request (WEBHOOK_AUTH=none)
 	Ready       func(ctx context.Context) error // nil: always ready
 	MaxInFlight int                             // deliveries processed at once; 0 = 256
@@ -45,6 +50,9 @@ func New(cfg Config) *echo.Echo {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.Products == nil {
+		cfg.Products = products.Default("")
+	}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -55,7 +63,7 @@ func New(cfg Config) *echo.Echo {
 		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}),
 	)
 
-	m := &marketplace{receiver: cfg.Receiver, auth: cfg.Auth, log: cfg.Logger}
+	m := &marketplace{receiver: cfg.Receiver, products: cfg.Products, auth: cfg.Auth, log: cfg.Logger}
 	e.POST("/marketplace/:extension", m.receive, limitInFlight(cfg.MaxInFlight))
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
@@ -76,9 +84,9 @@ func New(cfg Config) *echo.Echo {
 
 // deliveryLog is what a delivery adds to its request's log line.
 type deliveryLog struct {
-	key, eventType, subscription, extension, outcome string
-	replayed                                         bool
-	q2Calls                                          int
+	key, eventType, subscription, extension, product, outcome string
+	replayed                                                  bool
+	calls                                                     int
 }
 
 const deliveryLogKey = "delivery"
@@ -109,9 +117,10 @@ func requestLogger(log *zap.Logger) echo.MiddlewareFunc {
 					zap.String("event_type", d.eventType),
 					zap.String("subscription", d.subscription),
 					zap.String("extension", d.extension),
+					zap.String("product", d.product),
 					zap.String("outcome", d.outcome),
 					zap.Bool("replayed", d.replayed),
-					zap.Int("q2_calls", d.q2Calls),
+					zap.Int("calls", d.calls),
 				)
 			}
 			log.Info(msg, fields...)

@@ -12,29 +12,27 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
-	"github.com/banking-marketplace/webhook/internal/store"
 )
 
-// Deliveries records deliveries and their outcomes.
+// Deliveries records deliveries and their outcomes. Complete and Release
+// are fenced by the claim's token: a holder whose lease ran out gets
+// events.ErrLeaseLost and writes nothing.
 type Deliveries interface {
-	Claim(ctx context.Context, c store.ClaimRequest) (store.Claim, error)
-	Complete(ctx context.Context, key, token string, res store.Result, ttl time.Duration) error
-	Release(ctx context.Context, key, token, code string, d time.Duration) error
+	Claim(ctx context.Context, c events.ClaimRequest) (events.Claim, error)
+	Complete(ctx context.Context, key, token string, res events.Result, ttl time.Duration) error
+	Release(ctx context.Context, key, token string, res events.Result) error
 }
 
-var _ Deliveries = (*store.Redis)(nil)
-
-// Processor carries out one event. It returns a transient outcome, never a
-// half-recorded final one, when ctx expires.
+// Processor carries out one event for a product. It returns a transient
+// outcome, never a half-recorded final one, when ctx expires.
 type Processor interface {
-	Process(ctx context.Context, ev *events.SubscriptionEvent) events.Outcome
+	Process(ctx context.Context, ev *events.SubscriptionEvent, product string) events.Outcome
 }
 
 // Config tunes the inbox. Zero values take the defaults.
@@ -97,20 +95,23 @@ type Delivery struct {
 	Key         string // "id:<webhook-id>" or "sha256:<fingerprint>"
 	Fingerprint string // SHA-256 of the body in canonical JSON
 	Event       *events.SubscriptionEvent
+	Product     string // the product its extension belongs to
 }
 
-// Reply is what a delivery is answered with.
+// Reply is what a delivery is answered with. The door that received it
+// turns Kind into its own terms (an HTTP status).
 type Reply struct {
-	Status     int
-	Body       []byte
-	Code       string // "SUCCESS" or the error code, for the log
+	Kind       events.Kind
+	Body       []byte // a reply document
+	Code       string // "SUCCESS", "REPLAYED" or the error code, for the log
 	Replayed   bool   // the stored reply of an earlier copy
 	RetryAfter time.Duration
-	Q2Calls    int
+	Calls      int // outside calls made for this copy
 }
 
-// Receive handles one copy of a delivery. Its error is an *events.Error
-// (409 PENDING, 422 for a reused id, 503 when Redis is unavailable).
+// Receive handles one copy of a delivery. Its error is for what no reply
+// document describes (a bug); every outcome, including PENDING, a reused
+// id and Redis being unavailable, is a Reply.
 //
 // Concurrent copies of one delivery at this replica are coalesced: the
 // first goes to Redis, the others wait for its reply, so that a storm of
@@ -151,22 +152,22 @@ func (in *Inbox) land(key string, f *flight) {
 // sender never takes a retryable answer for a settled one.
 func (in *Inbox) follow(ctx context.Context, f *flight, d Delivery) (Reply, error) {
 	if f.fingerprint != d.Fingerprint {
-		return Reply{}, reusedID()
+		return reusedID(), nil
 	}
 	t := time.NewTimer(min(in.cfg.Wait, in.cfg.ProcessTimeout/2))
 	defer t.Stop()
 	select {
 	case <-f.done:
 	case <-t.C:
-		return Reply{}, pending(time.Second, nil)
+		return pending(time.Second), nil
 	case <-ctx.Done():
-		return Reply{}, pending(time.Second, ctx.Err())
+		return pending(time.Second), nil
 	}
 	if f.err != nil {
 		return Reply{}, f.err
 	}
 	r := f.reply
-	r.Q2Calls = 0
+	r.Calls = 0
 	if f.stored {
 		r.Replayed, r.Code = true, "REPLAYED"
 	}
@@ -177,7 +178,7 @@ func (in *Inbox) follow(ctx context.Context, f *flight, d Delivery) (Reply, erro
 // copy, process, record. stored reports that the reply is a final outcome
 // held in Redis.
 func (in *Inbox) receive(ctx context.Context, d Delivery) (reply Reply, stored bool, err error) {
-	req := store.ClaimRequest{
+	req := events.ClaimRequest{
 		Key:          d.Key,
 		Fingerprint:  d.Fingerprint,
 		Lease:        Lease(in.cfg.ProcessTimeout),
@@ -193,23 +194,24 @@ func (in *Inbox) receive(ctx context.Context, d Delivery) (reply Reply, stored b
 	for {
 		claim, err := in.deliveries.Claim(ctx, req)
 		if err != nil {
-			return Reply{}, false, unavailable("the delivery store is unavailable; nothing was processed", err)
+			in.log.Warn("claiming a delivery failed", zap.String("key", d.Key), zap.Error(err))
+			return unavailable("the delivery store is unavailable; nothing was processed"), false, nil
 		}
 		switch claim.State {
-		case store.ClaimDone:
-			return Reply{Status: claim.Status, Body: claim.Body, Code: "REPLAYED", Replayed: true}, true, nil
-		case store.ClaimConflict:
-			return Reply{}, false, reusedID()
-		case store.ClaimFresh:
+		case events.ClaimDone:
+			return Reply{Kind: events.Final, Body: claim.Body, Code: "REPLAYED", Replayed: true}, true, nil
+		case events.ClaimConflict:
+			return reusedID(), false, nil
+		case events.ClaimFresh:
 			return in.process(ctx, d, claim.Token, deadline)
 		}
 		// Busy: another copy is processing. Wait for its outcome, briefly.
 		left := time.Until(waitUntil)
 		if left <= 0 {
-			return Reply{}, false, pending(claim.RetryIn, nil)
+			return pending(claim.RetryIn), false, nil
 		}
 		if err := sleep(ctx, min(jitter(pause), left)); err != nil {
-			return Reply{}, false, pending(time.Second, err)
+			return pending(time.Second), false, nil
 		}
 		pause = min(2*pause, 200*time.Millisecond)
 	}
@@ -236,14 +238,16 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 		if p := recover(); p != nil {
 			if !recorded {
 				sctx, scancel := context.WithTimeout(detached, storeBudget)
-				_ = in.deliveries.Release(sctx, d.Key, token, "PANIC", time.Since(start))
+				_ = in.deliveries.Release(sctx, d.Key, token, events.Result{Kind: events.Transient, Code: "PANIC", Duration: time.Since(start)})
 				scancel()
 			}
 			panic(p)
 		}
 	}()
 
-	out := in.processor.Process(pctx, d.Event)
+	pctx, calls := events.WithCalls(pctx)
+	out := in.processor.Process(pctx, d.Event, d.Product)
+	out.Calls = calls.N()
 	body, err := json.Marshal(out.Reply)
 	if err != nil { // cannot happen: Reply marshals strings and a bool
 		return Reply{}, false, fmt.Errorf("encoding reply: %w", err)
@@ -252,25 +256,26 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 	elapsed := time.Since(start)
 	sctx, scancel := context.WithTimeout(detached, storeBudget)
 	defer scancel()
-	if out.Final {
-		err = in.deliveries.Complete(sctx, d.Key, token, store.Result{Status: out.Status, Body: body, Code: code, Duration: elapsed}, in.cfg.TTL)
+	res := events.Result{Kind: out.Kind, Body: body, Code: code, Duration: elapsed}
+	if out.Final() {
+		err = in.deliveries.Complete(sctx, d.Key, token, res, in.cfg.TTL)
 	} else {
-		err = in.deliveries.Release(sctx, d.Key, token, code, elapsed)
+		err = in.deliveries.Release(sctx, d.Key, token, res)
 	}
 	recorded = true
 	switch {
-	case errors.Is(err, store.ErrLeaseLost):
+	case errors.Is(err, events.ErrLeaseLost):
 		// Our lease ran out and another copy took over: our outcome still
 		// describes what happened, so answer it; the newer holder's stands.
 		in.log.Warn("delivery lease lost before its outcome was recorded", zap.String("key", d.Key))
-	case err != nil && out.Final:
+	case err != nil && out.Final():
 		// The effect happened and the reply is true, but it is not stored: a
 		// later copy is processed again, which every event type tolerates.
 		in.log.Error("recording a final outcome failed", zap.String("key", d.Key), zap.Error(err))
 	case err != nil:
 		in.log.Warn("releasing a delivery failed; its lease will expire", zap.String("key", d.Key), zap.Error(err))
 	}
-	return Reply{Status: out.Status, Body: body, Code: code, RetryAfter: out.RetryAfter, Q2Calls: out.Q2Calls}, out.Final && err == nil, nil
+	return Reply{Kind: out.Kind, Body: body, Code: code, RetryAfter: out.RetryAfter, Calls: out.Calls}, out.Final() && err == nil, nil
 }
 
 func codeOf(r events.Reply) string {
@@ -280,18 +285,23 @@ func codeOf(r events.Reply) string {
 	return string(r.ErrorCode)
 }
 
-func pending(retryAfter time.Duration, cause error) *events.Error {
-	return &events.Error{Status: http.StatusConflict, Code: events.Pending,
-		Message: "this delivery is being processed right now; send it again later", RetryAfter: max(retryAfter, time.Second), Cause: cause}
+func pending(retryAfter time.Duration) Reply {
+	return replyOf(events.InProgress("this delivery is being processed right now; send it again later", retryAfter))
 }
 
-func reusedID() *events.Error {
-	return &events.Error{Status: http.StatusUnprocessableEntity, Code: events.InvalidResponse,
-		Message: "this webhook-id was delivered before with a different body; send a new webhook-id for a new event"}
+func reusedID() Reply {
+	return replyOf(events.Outcome{Kind: events.Conflict, Reply: events.Failure(events.InvalidResponse,
+		"this webhook-id was delivered before with a different body; send a new webhook-id for a new event")})
 }
 
-func unavailable(msg string, cause error) *events.Error {
-	return &events.Error{Status: http.StatusServiceUnavailable, Code: events.TransportError, Message: msg, RetryAfter: 5 * time.Second, Cause: cause}
+func unavailable(msg string) Reply {
+	return replyOf(events.Unavailable(msg, 5*time.Second))
+}
+
+// replyOf is the reply of an outcome decided here, not by processing.
+func replyOf(out events.Outcome) Reply {
+	body, _ := json.Marshal(out.Reply) // cannot fail: strings and a bool
+	return Reply{Kind: out.Kind, Body: body, Code: codeOf(out.Reply), RetryAfter: out.RetryAfter}
 }
 
 // jitter spreads d over [d/2, d), so that waiting copies do not poll in step.

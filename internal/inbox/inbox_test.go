@@ -3,6 +3,7 @@ package inbox_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -24,7 +25,7 @@ type processor struct {
 	next  func(ctx context.Context, n int32) events.Outcome
 }
 
-func (p *processor) Process(ctx context.Context, _ *events.SubscriptionEvent) events.Outcome {
+func (p *processor) Process(ctx context.Context, _ *events.SubscriptionEvent, _ string) events.Outcome {
 	n := p.calls.Add(1)
 	if p.next == nil {
 		return events.Provisioned(fmt.Sprint(n))
@@ -52,17 +53,30 @@ func delivery(key, fp string) inbox.Delivery {
 		EventType: events.SubscriptionOrder, SubscriptionID: "sub-1"}}
 }
 
-func receive(t *testing.T, in *inbox.Inbox, d inbox.Delivery) (inbox.Reply, *events.Error) {
+// receive hands d to in and returns its reply; the error is the reply's
+// when it is not a success, for the tests' convenience.
+func receive(t *testing.T, in *inbox.Inbox, d inbox.Delivery) (inbox.Reply, *failure) {
 	t.Helper()
 	r, err := in.Receive(context.Background(), d)
-	if err == nil {
-		return r, nil
+	if err != nil {
+		t.Fatalf("Receive: %v", err)
 	}
-	var e *events.Error
-	if !errors.As(err, &e) {
-		t.Fatalf("Receive error %v is not an *events.Error", err)
+	switch r.Kind {
+	case events.Busy, events.Conflict, events.Transient:
+		var doc events.Reply
+		if err := json.Unmarshal(r.Body, &doc); err != nil {
+			t.Fatalf("reply body %q: %v", r.Body, err)
+		}
+		return r, &failure{Kind: r.Kind, Code: doc.ErrorCode, RetryAfter: r.RetryAfter}
 	}
-	return r, e
+	return r, nil
+}
+
+// failure is a reply that is not a processed outcome.
+type failure struct {
+	Kind       events.Kind
+	Code       events.ErrorCode
+	RetryAfter time.Duration
 }
 
 func TestFinalOutcomeIsReplayedByteForByte(t *testing.T) {
@@ -75,7 +89,7 @@ func TestFinalOutcomeIsReplayedByteForByte(t *testing.T) {
 	if p.calls.Load() != 1 {
 		t.Fatalf("processed %d times, want 1", p.calls.Load())
 	}
-	if first.Replayed || !second.Replayed || !bytes.Equal(first.Body, second.Body) || second.Status != 200 {
+	if first.Replayed || !second.Replayed || !bytes.Equal(first.Body, second.Body) || second.Kind != events.Final {
 		t.Errorf("first %+v, second %+v", first, second)
 	}
 	// Another replica, same Redis: the same bytes.
@@ -99,10 +113,10 @@ func TestTransientOutcomeIsProcessedAgain(t *testing.T) {
 	}}
 	in := newInbox(db, p)
 	r, _ := receive(t, in, delivery("id:t", "fp"))
-	if r.Status != 503 || r.RetryAfter != 5*time.Second || r.Replayed {
+	if r.Kind != events.Transient || r.RetryAfter != 5*time.Second || r.Replayed {
 		t.Fatalf("first: %+v", r)
 	}
-	if r, _ = receive(t, in, delivery("id:t", "fp")); r.Status != 200 || r.Code != string(events.DoNotCancel) || r.Replayed {
+	if r, _ = receive(t, in, delivery("id:t", "fp")); r.Kind != events.Unsettled || r.Code != string(events.DoNotCancel) || r.Replayed {
 		t.Fatalf("second: %+v", r)
 	}
 	if r, _ = receive(t, in, delivery("id:t", "fp")); r.Code != "SUCCESS" || r.Replayed {
@@ -118,7 +132,7 @@ func TestReusedIDWithAnotherBody(t *testing.T) {
 	db, _ := newStore(t)
 	in := newInbox(db, &processor{})
 	receive(t, in, delivery("id:r", "fp-1"))
-	if _, e := receive(t, in, delivery("id:r", "fp-2")); e == nil || e.Status != 422 {
+	if _, e := receive(t, in, delivery("id:r", "fp-2")); e == nil || e.Kind != events.Conflict {
 		t.Fatalf("reused id: %v, want 422", e)
 	}
 }
@@ -149,7 +163,7 @@ func TestCopiesWaitForTheHolder(t *testing.T) {
 			<-started
 			r, e := receive(t, copyAt, delivery("id:w", "fp"))
 			switch {
-			case tt.pending && (e == nil || e.Status != 409 || e.Code != events.Pending || e.RetryAfter < time.Second):
+			case tt.pending && (e == nil || e.Kind != events.Busy || e.Code != events.Pending || e.RetryAfter < time.Second):
 				t.Fatalf("got %+v %v, want 409 PENDING with Retry-After", r, e)
 			case !tt.pending && (e != nil || !r.Replayed || string(r.Body) != `{"success":true,"accountIdentifier":"9"}`):
 				t.Fatalf("got %+v %v, want the holder's reply", r, e)
@@ -209,7 +223,7 @@ func TestCrashedHolderIsTakenOver(t *testing.T) {
 	}
 	p := &processor{}
 	in := inbox.New(db, p, inbox.Config{ProcessTimeout: 2 * time.Second, Wait: 50 * time.Millisecond}, zap.NewNop())
-	if _, e := receive(t, in, delivery("id:c", "fp")); e == nil || e.Status != 409 {
+	if _, e := receive(t, in, delivery("id:c", "fp")); e == nil || e.Kind != events.Busy {
 		t.Fatalf("while the dead holder's lease lives: %v, want 409", e)
 	}
 	mini.FastForward(6 * time.Second)
@@ -217,7 +231,7 @@ func TestCrashedHolderIsTakenOver(t *testing.T) {
 		t.Fatalf("after the lease: %+v %v", r, e)
 	}
 	// The dead holder's late write cannot overwrite the outcome.
-	if err := db.Complete(context.Background(), "id:c", dead.Token, store.Result{Status: 200, Body: []byte("stale")}, time.Hour); !errors.Is(err, store.ErrLeaseLost) {
+	if err := db.Complete(context.Background(), "id:c", dead.Token, store.Result{Kind: events.Final, Body: []byte("stale")}, time.Hour); !errors.Is(err, store.ErrLeaseLost) {
 		t.Errorf("late Complete: %v, want ErrLeaseLost", err)
 	}
 }
@@ -276,7 +290,7 @@ func TestRedisDownIs503(t *testing.T) {
 	p := &processor{}
 	in := newInbox(db, p)
 	mini.Close()
-	if _, e := receive(t, in, delivery("id:x", "fp")); e == nil || e.Status != 503 || e.Code != events.TransportError || e.RetryAfter == 0 {
+	if _, e := receive(t, in, delivery("id:x", "fp")); e == nil || e.Kind != events.Transient || e.Code != events.TransportError || e.RetryAfter == 0 {
 		t.Fatalf("Redis down: %v", e)
 	}
 	if p.calls.Load() != 0 {
@@ -309,8 +323,8 @@ func TestSlowProcessingIsStillRecorded(t *testing.T) {
 				return tt.out
 			}}
 			in := inbox.New(db, p, inbox.Config{ProcessTimeout: 4 * time.Second, Wait: 100 * time.Millisecond}, zap.NewNop())
-			if _, e := receive(t, in, delivery("id:slow", "fp")); e != nil {
-				t.Fatal(e)
+			if r, _ := receive(t, in, delivery("id:slow", "fp")); r.Kind != tt.out.Kind {
+				t.Fatalf("first copy: %+v", r)
 			}
 			rec, err := db.Delivery(context.Background(), "id:slow")
 			if err != nil {
@@ -321,7 +335,7 @@ func TestSlowProcessingIsStillRecorded(t *testing.T) {
 				t.Fatalf("after a 2.5 s processing the record is %q, want %q", rec.State, want)
 			}
 			r, e := receive(t, in, delivery("id:slow", "fp"))
-			if e != nil || r.Replayed != tt.final {
+			if r.Replayed != tt.final {
 				t.Fatalf("next copy: %+v %v; want replayed=%v", r, e, tt.final)
 			}
 		})
@@ -355,8 +369,8 @@ func TestFollowersOfATransientReplyAreNotReplayed(t *testing.T) {
 			go func() { r, _ := in.Receive(context.Background(), delivery("id:f", "fp")); first <- r }()
 			<-started
 			r, e := receive(t, in, delivery("id:f", "fp"))
-			if e != nil || r.Status != tt.out.Status || r.Replayed != tt.replayed {
-				t.Fatalf("follower got %+v %v; want status %d replayed=%v", r, e, tt.out.Status, tt.replayed)
+			if r.Kind != tt.out.Kind || r.Replayed != tt.replayed {
+				t.Fatalf("follower got %+v %v; want kind %v replayed=%v", r, e, tt.out.Kind, tt.replayed)
 			}
 			if lead := <-first; lead.Replayed {
 				t.Errorf("the first copy is marked replayed: %+v", lead)

@@ -36,6 +36,24 @@ type Client struct {
 	log       *zap.Logger
 	creds     *credentials
 	auth      *tokens // nil without credentials
+	observe   func(context.Context, Attempt)
+}
+
+// Attempt is one HTTP attempt at a Q2 call, as an observer sees it.
+type Attempt struct {
+	Endpoint  string        // the Q2 action ("Enrollment", "LookupUser", ...)
+	Status    int           // HTTP status; 0 when no response arrived
+	Err       error         // nil on success
+	Duration  time.Duration // of this attempt
+	RequestID string        // Q2's requestid, when the reply had one
+	LogRefID  string        // Q2's log_ref_id, when the reply had one
+}
+
+// WithObserver calls observe after every attempt (retries and the token
+// refresh included), with the caller's ctx: for metrics, the delivery's
+// call count, and logging Q2's request ids.
+func WithObserver(observe func(ctx context.Context, a Attempt)) Option {
+	return func(c *Client) { c.observe = observe }
 }
 
 type credentials struct {
@@ -147,7 +165,11 @@ func (c *Client) do(ctx context.Context, r *request) (json.RawMessage, error) {
 	refreshed := false
 	for attempt := 1; ; {
 		ts := c.auth.current()
+		start := time.Now()
 		data, err := c.send(ctx, r, ts)
+		if c.observe != nil {
+			c.observe(ctx, attemptOf(r.endpoint, err, time.Since(start)))
+		}
 		if err == nil {
 			return data, nil
 		}
@@ -177,6 +199,18 @@ func (c *Client) do(ctx context.Context, r *request) (json.RawMessage, error) {
 		}
 		attempt++
 	}
+}
+
+func attemptOf(endpoint string, err error, d time.Duration) Attempt {
+	a := Attempt{Endpoint: endpoint, Status: http.StatusOK, Err: err, Duration: d}
+	var ae *APIError
+	switch {
+	case errors.As(err, &ae):
+		a.Status, a.RequestID, a.LogRefID = ae.Status, ae.RequestID, ae.LogRefID
+	case err != nil:
+		a.Status = 0
+	}
+	return a
 }
 
 // retryable: 429/502/503/504 and network errors for calls safe to repeat;

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"github.com/banking-marketplace/webhook/internal/events"
 	"strconv"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func BenchmarkClaimComplete(b *testing.B) {
 	r := benchBackend(b)
 	rt := countRoundTrips(r, "")
 	ctx := b.Context()
-	res := Result{Status: 200, Body: []byte(`{"success":true,"accountIdentifier":"123456"}`), Code: "SUCCESS", Duration: 50 * time.Millisecond}
+	res := Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"123456"}`), Code: "SUCCESS", Duration: 50 * time.Millisecond}
 	for i := 0; b.Loop(); i++ {
 		key := "id:msg_" + strconv.Itoa(i)
 		c, err := r.Claim(ctx, ClaimRequest{Key: key, Fingerprint: fpA, Lease: 5 * time.Second, TTL: time.Hour,
@@ -49,7 +50,7 @@ func BenchmarkClaimDone(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := r.Complete(ctx, req.Key, c.Token, Result{Status: 200, Body: []byte(`{"success":true,"accountIdentifier":"123456"}`)}, time.Hour); err != nil {
+	if err := r.Complete(ctx, req.Key, c.Token, Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"123456"}`)}, time.Hour); err != nil {
 		b.Fatal(err)
 	}
 	rt := countRoundTrips(r, "")

@@ -10,79 +10,34 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/banking-marketplace/webhook/internal/events"
 )
 
-// ClaimState is what Claim found for a delivery.
-type ClaimState int
+// The claim types are the domain's (internal/events), so that the inbox
+// names them without importing this package.
+type (
+	ClaimState   = events.ClaimState
+	ClaimRequest = events.ClaimRequest
+	Claim        = events.Claim
+	Result       = events.Result
+)
 
 // Claim outcomes.
 const (
-	// ClaimFresh: the caller holds the lease and must process the delivery,
-	// then Complete or Release it with the token.
-	ClaimFresh ClaimState = iota + 1
-	// ClaimDone: a final outcome is stored; answer it again, byte for byte.
-	ClaimDone
-	// ClaimBusy: another copy is being processed; wait or answer 409 PENDING.
-	ClaimBusy
-	// ClaimConflict: the key was seen with another body; answer 422.
-	ClaimConflict
+	ClaimFresh    = events.ClaimFresh
+	ClaimDone     = events.ClaimDone
+	ClaimBusy     = events.ClaimBusy
+	ClaimConflict = events.ClaimConflict
 )
-
-func (s ClaimState) String() string {
-	switch s {
-	case ClaimFresh:
-		return "fresh"
-	case ClaimDone:
-		return "done"
-	case ClaimBusy:
-		return "busy"
-	case ClaimConflict:
-		return "conflict"
-	}
-	return "ClaimState(" + strconv.Itoa(int(s)) + ")"
-}
-
-// ClaimRequest asks for one delivery.
-type ClaimRequest struct {
-	// Key is the delivery key: "id:<webhook-id>" or "sha256:<hex of the
-	// canonical body>". Any bytes; it is hashed into the Redis key.
-	Key string
-	// Fingerprint is the hex SHA-256 of the canonical body.
-	Fingerprint string
-	// Lease is how long the claim holds: a little longer than
-	// PROCESS_TIMEOUT, so that a crashed holder frees it by itself.
-	Lease time.Duration
-	// TTL is EVENT_TTL, how long the record is kept. Never shorter than
-	// Lease.
-	TTL          time.Duration
-	EventType    string // for the history record
-	Subscription string // for the history record
-}
-
-// Claim is what Claim found.
-type Claim struct {
-	State   ClaimState
-	Token   string        // when Fresh: the fencing token for Complete or Release
-	Status  int           // when Done: the stored HTTP status
-	Body    []byte        // when Done: the stored reply, exactly as stored
-	RetryIn time.Duration // when Busy: time left on the holder's lease
-}
-
-// Result is a final outcome to store.
-type Result struct {
-	Status   int
-	Body     []byte
-	Code     string // outcome code for the history ("SUCCESS", "ACCOUNT_NOT_FOUND", ...)
-	Duration time.Duration
-}
 
 // DeliveryRecord is the history of one delivery, for operators and tests.
 type DeliveryRecord struct {
 	Key, EventType, Subscription, State, Code string
+	Kind                                      events.Kind // of the latest attempt's outcome
 	Attempts                                  int
 	FirstSeen, LastSeen                       time.Time
 	Duration                                  time.Duration
-	Status                                    int
 }
 
 // claimScript decides a delivery's fate in one round trip, so that two
@@ -96,7 +51,7 @@ type DeliveryRecord struct {
 var claimScript = redis.NewScript(`
 local rec, lease = KEYS[1], KEYS[2]
 local fp, token, now = ARGV[1], ARGV[2], ARGV[5]
-local cur = redis.call('HMGET', rec, 'state', 'fp', 'status', 'body')
+local cur = redis.call('HMGET', rec, 'state', 'fp', 'body')
 local state = cur[1]
 if state and cur[2] ~= fp then
   return {'conflict'}
@@ -104,7 +59,7 @@ end
 if state == 'done' then
   redis.call('HINCRBY', rec, 'attempts', 1)
   redis.call('HSET', rec, 'last', now)
-  return {'done', cur[3] or '0', cur[4] or ''}
+  return {'done', cur[3] or ''}
 end
 local holder = redis.call('GET', lease)
 if holder == token then
@@ -124,7 +79,7 @@ return {'fresh'}
 `)
 
 // completeScript stores a final outcome if the lease still holds the token.
-// KEYS: record, lease. ARGV: token, status, body, code, duration ms, ttl ms.
+// KEYS: record, lease. ARGV: token, kind, body, code, duration ms, ttl ms.
 // Returns 1 when written (or already written by this token: a retried
 // call), 0 when the lease is lost.
 var completeScript = redis.NewScript(`
@@ -134,7 +89,7 @@ if redis.call('GET', lease) ~= token then
   if cur[1] == 'done' and cur[2] == token then return 1 end
   return 0
 end
-redis.call('HSET', rec, 'state', 'done', 'status', ARGV[2], 'body', ARGV[3], 'code', ARGV[4], 'duration_ms', ARGV[5])
+redis.call('HSET', rec, 'state', 'done', 'kind', ARGV[2], 'body', ARGV[3], 'code', ARGV[4], 'duration_ms', ARGV[5])
 redis.call('PEXPIRE', rec, ARGV[6])
 redis.call('DEL', lease)
 return 1
@@ -142,7 +97,7 @@ return 1
 
 // releaseScript gives a claim up after a transient outcome if the lease
 // still holds the token. KEYS: record, lease. ARGV: token, code, duration
-// ms. The record keeps its TTL and its fingerprint, so a later copy with the
+// ms, kind. The record keeps its TTL and its fingerprint, so a later copy with the
 // same body claims Fresh and one with another body is still a conflict.
 var releaseScript = redis.NewScript(`
 local rec, lease, token = KEYS[1], KEYS[2], ARGV[1]
@@ -151,7 +106,7 @@ if redis.call('GET', lease) ~= token then
   if cur[1] == 'released' and cur[2] == token then return 1 end
   return 0
 end
-redis.call('HSET', rec, 'state', 'released', 'code', ARGV[2], 'duration_ms', ARGV[3])
+redis.call('HSET', rec, 'state', 'released', 'code', ARGV[2], 'duration_ms', ARGV[3], 'kind', ARGV[4])
 redis.call('DEL', lease)
 return 1
 `)
@@ -199,21 +154,16 @@ func (r *Redis) Claim(ctx context.Context, c ClaimRequest) (Claim, error) {
 		pttl, _ := res[1].(int64)
 		return Claim{State: ClaimBusy, RetryIn: time.Duration(max(pttl, 0)) * time.Millisecond}, nil
 	case "done":
-		if len(res) < 3 {
+		if len(res) < 2 {
 			return bad()
 		}
-		s, _ := res[1].(string)
-		body, _ := res[2].(string)
-		status, err := strconv.Atoi(s)
-		if err != nil {
-			return bad()
-		}
-		return Claim{State: ClaimDone, Status: status, Body: []byte(body)}, nil
+		body, _ := res[1].(string)
+		return Claim{State: ClaimDone, Body: []byte(body)}, nil
 	}
 	return bad()
 }
 
-// Complete stores a final outcome, fenced: only if the lease still holds
+// Complete stores a final outcome (res.Kind is events.Final), fenced: only if the lease still holds
 // token, else ErrLeaseLost and nothing is written (a newer holder owns the
 // delivery, and its outcome must not be overwritten). One round trip. The
 // record is kept for ttl from now; the lease is deleted.
@@ -223,7 +173,7 @@ func (r *Redis) Complete(ctx context.Context, key, token string, res Result, ttl
 	}
 	rec, lease := r.keys.delivery(key)
 	n, err := completeScript.Run(ctx, r.client, []string{rec, lease},
-		token, strconv.Itoa(res.Status), res.Body, res.Code, res.Duration.Milliseconds(), millis(ttl)).Int()
+		token, res.Kind.String(), res.Body, res.Code, res.Duration.Milliseconds(), millis(ttl)).Int()
 	if err != nil {
 		return unavailable("complete", err)
 	}
@@ -233,16 +183,16 @@ func (r *Redis) Complete(ctx context.Context, key, token string, res Result, ttl
 	return nil
 }
 
-// Release gives up a claim after a transient outcome (Q2 unreachable, 5xx,
-// timeout), fenced like Complete. The record shows state released with the
-// code and duration, so the history keeps the attempt; the next Claim of
-// the delivery is Fresh.
-func (r *Redis) Release(ctx context.Context, key, token string, code string, d time.Duration) error {
+// Release gives up a claim after an outcome that is not final (an outside
+// API unreachable, a deadline, DO_NOT_CANCEL), fenced like Complete. The
+// record shows state released with the code, kind and duration, so the
+// history keeps the attempt; the next Claim of the delivery is Fresh.
+func (r *Redis) Release(ctx context.Context, key, token string, res Result) error {
 	if key == "" || token == "" {
 		return fmt.Errorf("store: release: need a key and a token")
 	}
 	rec, lease := r.keys.delivery(key)
-	n, err := releaseScript.Run(ctx, r.client, []string{rec, lease}, token, code, d.Milliseconds()).Int()
+	n, err := releaseScript.Run(ctx, r.client, []string{rec, lease}, token, res.Code, res.Duration.Milliseconds(), res.Kind.String()).Int()
 	if err != nil {
 		return unavailable("release", err)
 	}
@@ -283,7 +233,7 @@ func (r *Redis) Delivery(ctx context.Context, key string) (DeliveryRecord, error
 		FirstSeen:    at("first"),
 		LastSeen:     at("last"),
 		Duration:     time.Duration(num("duration_ms")) * time.Millisecond,
-		Status:       int(num("status")),
+		Kind:         events.ParseKind(m["kind"]),
 	}
 	return d, nil
 }

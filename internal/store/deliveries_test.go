@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/banking-marketplace/webhook/internal/events"
 	"sync"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func mustComplete(t *testing.T, b *backend, key, token string, res Result) {
 	}
 }
 
-var okResult = Result{Status: 200, Body: []byte(`{"success":true,"accountIdentifier":"42"}`), Code: "SUCCESS", Duration: 120 * time.Millisecond}
+var okResult = Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"42"}`), Code: "SUCCESS", Duration: 120 * time.Millisecond}
 
 func TestClaim(t *testing.T) {
 	t.Parallel()
@@ -93,7 +94,7 @@ func TestClaim(t *testing.T) {
 			name: "released, same body",
 			setup: func(t *testing.T, b *backend, key string) {
 				c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
-				if err := b.r.Release(ctxT(t), key, c.Token, "TRANSPORT_ERROR", time.Second); err != nil {
+				if err := b.r.Release(ctxT(t), key, c.Token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -103,7 +104,7 @@ func TestClaim(t *testing.T) {
 			name: "released, other body",
 			setup: func(t *testing.T, b *backend, key string) {
 				c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
-				if err := b.r.Release(ctxT(t), key, c.Token, "TRANSPORT_ERROR", time.Second); err != nil {
+				if err := b.r.Release(ctxT(t), key, c.Token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -135,8 +136,8 @@ func TestClaim(t *testing.T) {
 						t.Errorf("token %q: want 128-bit hex", c.Token)
 					}
 				case ClaimDone:
-					if c.Status != okResult.Status || !bytes.Equal(c.Body, okResult.Body) {
-						t.Errorf("done = %d %q, want %d %q", c.Status, c.Body, okResult.Status, okResult.Body)
+					if !bytes.Equal(c.Body, okResult.Body) {
+						t.Errorf("done = %q, want %q", c.Body, okResult.Body)
 					}
 				case ClaimBusy:
 					if c.RetryIn <= 0 || c.RetryIn > testLease {
@@ -178,11 +179,11 @@ func TestDoneReplaysBodyByteForByte(t *testing.T) {
 				t.Parallel()
 				key := "id:" + name
 				c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
-				mustComplete(t, b, key, c.Token, Result{Status: 422, Body: body, Code: "INVALID_RESPONSE"})
+				mustComplete(t, b, key, c.Token, Result{Kind: events.Final, Body: body, Code: "INVALID_RESPONSE"})
 				for range 2 {
 					got := mustClaim(t, b, claimReq(key, fpA), ClaimDone)
-					if got.Status != 422 || !bytes.Equal(got.Body, body) {
-						t.Fatalf("replayed %d, %d bytes; want 422, %d bytes, identical", got.Status, len(got.Body), len(body))
+					if !bytes.Equal(got.Body, body) {
+						t.Fatalf("replayed %d bytes; want %d bytes, identical", len(got.Body), len(body))
 					}
 				}
 			})
@@ -202,11 +203,11 @@ func TestFencing(t *testing.T) {
 			t.Fatal("takeover reused the old token")
 		}
 
-		stale := Result{Status: 200, Body: []byte(`{"stale":true}`), Code: "SUCCESS"}
+		stale := Result{Kind: events.Final, Body: []byte(`{"stale":true}`), Code: "SUCCESS"}
 		if err := b.r.Complete(ctx, key, old.Token, stale, testTTL); !errors.Is(err, ErrLeaseLost) {
 			t.Errorf("late Complete by the expired holder: %v, want ErrLeaseLost", err)
 		}
-		if err := b.r.Release(ctx, key, old.Token, "TRANSPORT_ERROR", 0); !errors.Is(err, ErrLeaseLost) {
+		if err := b.r.Release(ctx, key, old.Token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 0}); !errors.Is(err, ErrLeaseLost) {
 			t.Errorf("late Release by the expired holder: %v, want ErrLeaseLost", err)
 		}
 		// The newer owner still holds the delivery and is unaffected.
@@ -219,7 +220,7 @@ func TestFencing(t *testing.T) {
 		if err := b.r.Complete(ctx, key, "not-a-token", stale, testTTL); !errors.Is(err, ErrLeaseLost) {
 			t.Errorf("Complete with a foreign token: %v, want ErrLeaseLost", err)
 		}
-		if err := b.r.Release(ctx, key, cur.Token, "TRANSPORT_ERROR", 0); !errors.Is(err, ErrLeaseLost) {
+		if err := b.r.Release(ctx, key, cur.Token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 0}); !errors.Is(err, ErrLeaseLost) {
 			t.Errorf("Release after Complete: %v, want ErrLeaseLost", err)
 		}
 		// A repeated Complete by the owner (a client retry after a lost
@@ -277,7 +278,7 @@ func TestTTLs(t *testing.T) {
 		within(t, "record after claim", b.pttl(t, rec), 72*time.Hour)
 		within(t, "lease after claim", b.pttl(t, lease), 10*time.Second)
 
-		if err := b.r.Release(ctx, key, c.Token, "TRANSPORT_ERROR", time.Second); err != nil {
+		if err := b.r.Release(ctx, key, c.Token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 			t.Fatal(err)
 		}
 		within(t, "record after release", b.pttl(t, rec), 72*time.Hour)
@@ -350,18 +351,18 @@ func TestHistory(t *testing.T) {
 		mustClaim(t, b, req, ClaimBusy) // a concurrent copy does not count
 		check(t, want)
 
-		if err := b.r.Release(ctx, key, c.Token, "TRANSPORT_ERROR", 1500*time.Millisecond); err != nil {
+		if err := b.r.Release(ctx, key, c.Token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 1500 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
-		want.State, want.Code, want.Duration = "released", "TRANSPORT_ERROR", 1500*time.Millisecond
+		want.State, want.Code, want.Duration, want.Kind = "released", "TRANSPORT_ERROR", 1500*time.Millisecond, events.Transient
 		check(t, want)
 
 		c = mustClaim(t, b, req, ClaimFresh)
 		want.State, want.Attempts = "processing", 2
 		check(t, want)
 
-		mustComplete(t, b, key, c.Token, Result{Status: 200, Body: []byte(`{"success":true}`), Code: "SUCCESS", Duration: 80 * time.Millisecond})
-		want.State, want.Code, want.Duration, want.Status = "done", "SUCCESS", 80*time.Millisecond, 200
+		mustComplete(t, b, key, c.Token, Result{Kind: events.Final, Body: []byte(`{"success":true}`), Code: "SUCCESS", Duration: 80 * time.Millisecond})
+		want.State, want.Code, want.Duration, want.Kind = "done", "SUCCESS", 80*time.Millisecond, events.Final
 		check(t, want)
 
 		mustClaim(t, b, req, ClaimDone)
@@ -443,12 +444,12 @@ func TestRetriedScriptsAreIdempotent(t *testing.T) {
 			t.Errorf("record %+v, %v: want 1 attempt", d, err)
 		}
 		for i := range 2 {
-			if err := b.r.Release(ctx, key, token, "TRANSPORT_ERROR", time.Second); err != nil {
+			if err := b.r.Release(ctx, key, token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 				t.Errorf("release run %d: %v", i+1, err)
 			}
 		}
 		mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
-		if err := b.r.Release(ctx, key, token, "TRANSPORT_ERROR", time.Second); !errors.Is(err, ErrLeaseLost) {
+		if err := b.r.Release(ctx, key, token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); !errors.Is(err, ErrLeaseLost) {
 			t.Errorf("release by the old token after a new claim: %v, want ErrLeaseLost", err)
 		}
 	})

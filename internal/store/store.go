@@ -15,22 +15,17 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/events"
 )
 
-// Errors, matched with errors.Is.
+// Errors, matched with errors.Is: the domain's (internal/events), so that
+// callers name them without importing this package.
 var (
-	// ErrUnavailable means Redis could not be reached or answered with an
-	// error. Nothing final was recorded; the caller answers 503
-	// TRANSPORT_ERROR so that the marketplace sends the delivery again.
-	ErrUnavailable = errors.New("redis unavailable")
-	// ErrNotFound means there is no such record.
-	ErrNotFound = errors.New("not found")
-	// ErrLeaseLost means a fenced write came from a holder whose lease ran
-	// out (or was released): someone else may own the delivery now, so
-	// nothing was written.
-	ErrLeaseLost = errors.New("lease lost")
-	// ErrBusy means a lock was held by someone else for the whole wait.
-	ErrBusy = errors.New("lock busy")
+	ErrUnavailable = events.ErrUnavailable
+	ErrNotFound    = events.ErrNotFound
+	ErrLeaseLost   = events.ErrLeaseLost
+	ErrBusy        = events.ErrBusy
 )
 
 // DefaultPrefix namespaces every key when Options.Prefix is empty.

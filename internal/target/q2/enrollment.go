@@ -1,4 +1,4 @@
-package subscriptions
+package q2
 
 import (
 	"crypto/rand"
@@ -26,7 +26,7 @@ func Marker(subscriptionID string) string {
 
 // newEnrollment builds the Q2 enrollment of an ORDER's user: the creator, or
 // the company when there is no creator. ok is false when there is neither.
-func newEnrollment(ev *events.SubscriptionEvent) (e q2client.Enrollment, ok bool) {
+func newEnrollment(ev *events.SubscriptionEvent, subscription string) (e q2client.Enrollment, ok bool) {
 	creator, company := ev.Event.Creator, ev.Event.Payload.Company
 	switch {
 	case creator != nil && (creator.FirstName != "" || creator.LastName != ""):
@@ -36,12 +36,12 @@ func newEnrollment(ev *events.SubscriptionEvent) (e q2client.Enrollment, ok bool
 	default:
 		return e, false
 	}
-	e.LogonName = LogonName(ev.SubscriptionID)
+	e.LogonName = LogonName(subscription)
 	e.Password = newPassword()
 	e.RequirePasswordReset = true
 	e.SSOIdentifier = ev.SSOUserID
-	e.UserInfo = Marker(ev.SubscriptionID)
-	e.UserData = map[string]string{"SubscriptionID": ev.SubscriptionID}
+	e.UserInfo = Marker(subscription)
+	e.UserData = map[string]string{"SubscriptionID": subscription}
 	if ev.ProductIdentifier != "" {
 		e.UserData["ProductIdentifier"] = ev.ProductIdentifier
 	}

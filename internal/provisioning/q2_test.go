@@ -1,4 +1,4 @@
-package subscriptions_test
+package provisioning_test
 
 import (
 	"context"
@@ -16,10 +16,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/provisioning"
 	"github.com/banking-marketplace/webhook/internal/q2client"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/store"
-	"github.com/banking-marketplace/webhook/internal/subscriptions"
+	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 )
 
 // env is one service on miniredis and a sandbox behind real HTTP.
@@ -29,10 +30,34 @@ type env struct {
 	db      *store.Redis
 	sandbox *sandbox.Sandbox
 	q2      *q2client.Client
-	svc     *subscriptions.Service
+	svc     *provisioning.Service
 }
 
-func newEnv(t *testing.T, cfg subscriptions.Config) *env {
+// envConfig tunes an env: the product's Q2 settings and the lock's wait.
+type envConfig struct {
+	cancelDeletes q2target.CancelDeletes
+	lockWait      time.Duration
+}
+
+// newService is the service of one product, "default", provisioning Q2.
+func newService(t *testing.T, accounts provisioning.Accounts, q2 q2target.API, cfg envConfig) *provisioning.Service {
+	t.Helper()
+	target, err := q2target.New(q2, q2target.Settings{CancelDeletes: cfg.cancelDeletes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.lockWait == 0 {
+		cfg.lockWait = 200 * time.Millisecond
+	}
+	svc, err := provisioning.New(accounts, []provisioning.Plan{{Product: "default", Targets: []provisioning.Target{target}}},
+		provisioning.Config{LockWait: cfg.lockWait}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+func newEnv(t *testing.T, cfg envConfig) *env {
 	t.Helper()
 	mini := miniredis.RunT(t)
 	db, err := store.Open(context.Background(), store.Options{URL: "redis://" + mini.Addr()})
@@ -49,17 +74,14 @@ func newEnv(t *testing.T, cfg subscriptions.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.LockWait == 0 {
-		cfg.LockWait = 200 * time.Millisecond
-	}
-	return &env{t: t, mini: mini, db: db, sandbox: sb, q2: q2, svc: subscriptions.New(db, q2, cfg, zap.NewNop())}
+	return &env{t: t, mini: mini, db: db, sandbox: sb, q2: q2, svc: newService(t, db, q2, cfg)}
 }
 
 func (e *env) process(ev *events.SubscriptionEvent) events.Outcome {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
-	return e.svc.Process(ctx, ev)
+	return e.svc.Process(ctx, ev, "default")
 }
 
 func (e *env) calls(route string) int { return e.sandbox.Stats().Calls[route] }
@@ -109,16 +131,22 @@ func cancel(t *testing.T, sub, acct string) *events.SubscriptionEvent {
 	return fixture(t, "subscription-cancel.json", sub, acct)
 }
 
+// wantOutcome checks an outcome by the HTTP status it is answered with
+// (200 final or not, 503, 409) and its code ("" for a success).
 func wantOutcome(t *testing.T, got events.Outcome, status int, code events.ErrorCode, final bool) {
 	t.Helper()
-	if got.Status != status || got.Final != final || (code == "" && !got.Reply.Success) || (code != "" && got.Reply.ErrorCode != code) {
-		t.Fatalf("outcome = %d %+v final=%v; want %d %q final=%v", got.Status, got.Reply, got.Final, status, code, final)
+	kind := map[int]events.Kind{200: events.Unsettled, 503: events.Transient, 409: events.Busy}[status]
+	if status == 200 && final {
+		kind = events.Final
+	}
+	if got.Kind != kind || (code == "" && !got.Reply.Success) || (code != "" && got.Reply.ErrorCode != code) {
+		t.Fatalf("outcome = %v %+v; want %v %q", got.Kind, got.Reply, kind, code)
 	}
 }
 
 func TestLifecycle(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, subscriptions.Config{})
+	e := newEnv(t, envConfig{})
 	sub := "sub-lifecycle"
 
 	out := e.process(order(t, sub))
@@ -128,10 +156,10 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("accountIdentifier %q is not a decimal Q2 UserID", id)
 	}
 	a := e.account(sub)
-	if a.AccountIdentifier != id || a.Edition != "BASIC" || a.Items[0].Quantity != 5 || !a.Active() || a.Logon != subscriptions.LogonName(sub) {
+	if a.AccountIdentifier != id || a.Edition != "BASIC" || a.Items[0].Quantity != 5 || !a.Active() || len(a.Steps) != 1 || a.Steps[0].Target != "q2" || a.Steps[0].ID != id {
 		t.Fatalf("account after ORDER = %+v", a)
 	}
-	users, err := e.q2.LookupUser(context.Background(), q2client.UserQuery{LoginName: subscriptions.LogonName(sub)})
+	users, err := e.q2.LookupUser(context.Background(), q2client.UserQuery{LoginName: q2target.LogonName(sub)})
 	if err != nil || len(users) != 1 || strconv.FormatInt(users[0].UserID, 10) != id {
 		t.Fatalf("Q2 user for the logon = %+v, %v", users, err)
 	}
@@ -173,7 +201,7 @@ func TestLifecycle(t *testing.T) {
 
 func TestAccountFoundBySubscriptionOrIdentifier(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, subscriptions.Config{})
+	e := newEnv(t, envConfig{})
 	id := e.process(order(t, "sub-a")).Reply.AccountIdentifier
 
 	tests := []struct {
@@ -203,7 +231,7 @@ func TestOrderRecognisesItsOwnEnrollment(t *testing.T) {
 		{"reply lost after Q2 enrolled", func(e *env, sub string) {
 			// Enroll exactly as the service would, but record nothing.
 			if err := e.q2.Enroll(context.Background(), q2client.Enrollment{
-				LogonName: subscriptions.LogonName(sub), FirstName: "John", LastName: "Doe", UserInfo: subscriptions.Marker(sub),
+				LogonName: q2target.LogonName(sub), FirstName: "John", LastName: "Doe", UserInfo: q2target.Marker(sub),
 			}); err != nil {
 				e.t.Fatal(err)
 			}
@@ -216,10 +244,10 @@ func TestOrderRecognisesItsOwnEnrollment(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, subscriptions.Config{})
+			e := newEnv(t, envConfig{})
 			sub := "sub-own"
 			tt.before(e, sub)
-			users, _ := e.q2.LookupUser(context.Background(), q2client.UserQuery{LoginName: subscriptions.LogonName(sub)})
+			users, _ := e.q2.LookupUser(context.Background(), q2client.UserQuery{LoginName: q2target.LogonName(sub)})
 			out := e.process(order(t, sub))
 			wantOutcome(t, out, 200, "", true)
 			if want := strconv.FormatInt(users[0].UserID, 10); out.Reply.AccountIdentifier != want {
@@ -234,11 +262,11 @@ func TestOrderRecognisesItsOwnEnrollment(t *testing.T) {
 
 func TestOrderRefusals(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, subscriptions.Config{})
+	e := newEnv(t, envConfig{})
 
 	// Q2 holds the derived logon for somebody else.
 	taken := "sub-taken"
-	if err := e.q2.Enroll(context.Background(), q2client.Enrollment{LogonName: subscriptions.LogonName(taken), FirstName: "Someone", LastName: "Else", UserInfo: "not ours"}); err != nil {
+	if err := e.q2.Enroll(context.Background(), q2client.Enrollment{LogonName: q2target.LogonName(taken), FirstName: "Someone", LastName: "Else", UserInfo: "not ours"}); err != nil {
 		t.Fatal(err)
 	}
 	wantOutcome(t, e.process(order(t, taken)), 200, events.UserAlreadyExists, true)
@@ -259,13 +287,13 @@ func TestOrderRefusals(t *testing.T) {
 
 func TestStatelessAndUnsupported(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, subscriptions.Config{})
+	e := newEnv(t, envConfig{})
 	ping := order(t, "sub-ping")
 	ping.Event.Flag = events.FlagStateless
 	out := e.process(ping)
 	wantOutcome(t, out, 200, "", true)
-	if out.Q2Calls != 0 || len(e.mini.Keys()) != 0 {
-		t.Errorf("STATELESS had side effects: %d Q2 calls, keys %v", out.Q2Calls, e.mini.Keys())
+	if out.Calls != 0 || len(e.mini.Keys()) != 0 {
+		t.Errorf("STATELESS had side effects: %d Q2 calls, keys %v", out.Calls, e.mini.Keys())
 	}
 	// Every type the dispatch does not list is refused with no side
 	// effect: nothing falls into a destructive default.
@@ -274,8 +302,8 @@ func TestStatelessAndUnsupported(t *testing.T) {
 		ev.EventType, ev.Event.Type = typ, typ
 		out := e.process(ev)
 		wantOutcome(t, out, 200, events.ConfigurationError, true)
-		if out.Q2Calls != 0 || len(e.mini.Keys()) != 0 {
-			t.Errorf("%q had side effects: %d Q2 calls, keys %v", typ, out.Q2Calls, e.mini.Keys())
+		if out.Calls != 0 || len(e.mini.Keys()) != 0 {
+			t.Errorf("%q had side effects: %d Q2 calls, keys %v", typ, out.Calls, e.mini.Keys())
 		}
 	}
 }
@@ -284,7 +312,7 @@ func TestTransientQ2Failures(t *testing.T) {
 	t.Parallel()
 	t.Run("order during an outage is 503, then succeeds once", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, subscriptions.Config{})
+		e := newEnv(t, envConfig{})
 		e.fault(sandbox.Fault{Route: "LookupUser", Status: 503, Times: 10})
 		wantOutcome(t, e.process(order(t, "sub-outage")), 503, events.TransportError, false)
 		e.fault(sandbox.Fault{Route: "LookupUser", Times: 0})
@@ -295,7 +323,7 @@ func TestTransientQ2Failures(t *testing.T) {
 	})
 	t.Run("enrollment that fails is not retried blindly", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, subscriptions.Config{})
+		e := newEnv(t, envConfig{})
 		e.fault(sandbox.Fault{Route: "Enrollment", Status: 502, Times: 1})
 		wantOutcome(t, e.process(order(t, "sub-502")), 503, events.TransportError, false)
 		if e.calls("Enrollment") != 1 {
@@ -305,11 +333,11 @@ func TestTransientQ2Failures(t *testing.T) {
 	})
 	t.Run("deadline during a slow enrollment is transient, the retry finds the user", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, subscriptions.Config{})
+		e := newEnv(t, envConfig{})
 		e.fault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 300})
 		ctx, cancelCtx := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancelCtx()
-		out := e.svc.Process(ctx, order(t, "sub-slow"))
+		out := e.svc.Process(ctx, order(t, "sub-slow"), "default")
 		wantOutcome(t, out, 503, events.TransportError, false)
 		if _, err := e.db.Account(context.Background(), "sub-slow"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatal("a timed-out ORDER recorded an account")
@@ -322,7 +350,7 @@ func TestTransientQ2Failures(t *testing.T) {
 	})
 	t.Run("cancel during an outage is DO_NOT_CANCEL, then succeeds", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, subscriptions.Config{})
+		e := newEnv(t, envConfig{})
 		id := e.process(order(t, "sub-dnc")).Reply.AccountIdentifier
 		e.fault(sandbox.Fault{Route: "DeleteUser", Status: 503, Times: 10})
 		wantOutcome(t, e.process(cancel(t, "sub-dnc", id)), 200, events.DoNotCancel, false)
@@ -339,7 +367,7 @@ func TestTransientQ2Failures(t *testing.T) {
 
 func TestCancelOfUserDeletedBehindOurBack(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, subscriptions.Config{})
+	e := newEnv(t, envConfig{})
 	id := e.process(order(t, "sub-gone")).Reply.AccountIdentifier
 	uid, _ := strconv.ParseInt(id, 10, 64)
 	if err := e.q2.DeleteUser(context.Background(), uid); err != nil {
@@ -353,7 +381,7 @@ func TestCancelOfUserDeletedBehindOurBack(t *testing.T) {
 
 func TestCancelDeletesCustomer(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, subscriptions.Config{CancelDeletes: subscriptions.DeleteCustomer})
+	e := newEnv(t, envConfig{cancelDeletes: q2target.DeleteCustomer})
 	id := e.process(order(t, "sub-cust")).Reply.AccountIdentifier
 	wantOutcome(t, e.process(cancel(t, "sub-cust", id)), 200, "", true)
 	st := e.sandbox.Stats()
@@ -364,19 +392,19 @@ func TestCancelDeletesCustomer(t *testing.T) {
 
 func TestQ2RefusesCredentials(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, subscriptions.Config{})
+	e := newEnv(t, envConfig{})
 	srv := httptest.NewServer(e.sandbox.Handler())
 	defer srv.Close()
 	bad, _ := q2client.New(srv.URL, q2client.WithCredentials("sandbox", "wrong"), q2client.WithRetry(1, time.Millisecond, time.Millisecond))
-	svc := subscriptions.New(e.db, bad, subscriptions.Config{}, zap.NewNop())
-	out := svc.Process(context.Background(), order(t, "sub-creds"))
+	svc := newService(t, e.db, bad, envConfig{})
+	out := svc.Process(context.Background(), order(t, "sub-creds"), "default")
 	// Our misconfiguration is not the subscription's fate: not stored.
 	wantOutcome(t, out, 200, events.Unauthorized, false)
 }
 
 func TestLockedSubscriptionIsPending(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, subscriptions.Config{LockWait: 50 * time.Millisecond})
+	e := newEnv(t, envConfig{lockWait: 50 * time.Millisecond})
 	_, unlock, err := e.db.Lock(context.Background(), "sub-busy", time.Minute, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -392,7 +420,7 @@ func TestLockedSubscriptionIsPending(t *testing.T) {
 
 func TestStoreDownIsTransient(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, subscriptions.Config{})
+	e := newEnv(t, envConfig{})
 	e.mini.Close()
 	wantOutcome(t, e.process(order(t, "sub-down")), 503, events.TransportError, false)
 	if e.calls("Enrollment") != 0 {
@@ -405,7 +433,7 @@ func TestStoreDownIsTransient(t *testing.T) {
 // no CHANGE succeeds after the CANCEL.
 func TestConcurrentChangeAndCancel(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, subscriptions.Config{LockWait: 2 * time.Second})
+	e := newEnv(t, envConfig{lockWait: 2 * time.Second})
 	for i := range 20 {
 		sub := fmt.Sprintf("sub-race-%d", i)
 		id := e.process(order(t, sub)).Reply.AccountIdentifier
@@ -438,13 +466,13 @@ func TestLogonNameAndPassword(t *testing.T) {
 	t.Parallel()
 	// A golden value: the logon must never change for a subscription, or
 	// every retry after an upgrade would enroll a second user.
-	if got, want := subscriptions.LogonName("a"), "mpaad61e3d645200800410"; got != want {
+	if got, want := q2target.LogonName("a"), "mpaad61e3d645200800410"; got != want {
 		t.Errorf("LogonName(a) = %q, want %q", got, want)
 	}
-	if subscriptions.LogonName("a") == subscriptions.LogonName("b") {
+	if q2target.LogonName("a") == q2target.LogonName("b") {
 		t.Error("two subscriptions share a logon")
 	}
-	if n := len(subscriptions.LogonName("a3c9c831-e550-428f-b89c-43c5e7b338b9")); n != 22 {
+	if n := len(q2target.LogonName("a3c9c831-e550-428f-b89c-43c5e7b338b9")); n != 22 {
 		t.Errorf("logon length %d", n)
 	}
 }
@@ -458,7 +486,7 @@ func TestCancelOvertakesOrder(t *testing.T) {
 	t.Parallel()
 	t.Run("cancel before any order", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, subscriptions.Config{})
+		e := newEnv(t, envConfig{})
 		wantOutcome(t, e.process(cancel(t, "sub-first", "")), 200, events.AccountNotFound, true)
 		if a := e.account("sub-first"); a.Status != events.AccountCancelled {
 			t.Fatalf("the cancel recorded %+v, want a cancelled account", a)
@@ -470,11 +498,11 @@ func TestCancelOvertakesOrder(t *testing.T) {
 	})
 	t.Run("cancel after the enrollment's reply was lost", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, subscriptions.Config{})
+		e := newEnv(t, envConfig{})
 		e.fault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 300})
 		ctx, cancelCtx := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancelCtx()
-		wantOutcome(t, e.svc.Process(ctx, order(t, "sub-lost")), 503, events.TransportError, false)
+		wantOutcome(t, e.svc.Process(ctx, order(t, "sub-lost"), "default"), 503, events.TransportError, false)
 		time.Sleep(400 * time.Millisecond) // Q2 completes the enrollment whose reply was lost
 		wantOutcome(t, e.process(cancel(t, "sub-lost", "")), 200, "", true)
 		if e.liveUsers() != 0 || e.calls("DeleteUser") != 1 {
@@ -487,11 +515,11 @@ func TestCancelOvertakesOrder(t *testing.T) {
 	})
 	t.Run("cancel while Q2 is still enrolling", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, subscriptions.Config{})
+		e := newEnv(t, envConfig{})
 		e.fault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 500})
 		ctx, cancelCtx := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancelCtx()
-		wantOutcome(t, e.svc.Process(ctx, order(t, "sub-race")), 503, events.TransportError, false)
+		wantOutcome(t, e.svc.Process(ctx, order(t, "sub-race"), "default"), 503, events.TransportError, false)
 		// Q2 has not created the user yet: the CANCEL finds nothing.
 		wantOutcome(t, e.process(cancel(t, "sub-race", "")), 200, events.AccountNotFound, true)
 		time.Sleep(600 * time.Millisecond) // now Q2 has the user
@@ -510,7 +538,7 @@ func TestCancelOvertakesOrder(t *testing.T) {
 // was cancelled": a late ORDER answers FORBIDDEN and enrolls nothing.
 func TestRedisForgotACancelledSubscription(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, subscriptions.Config{})
+	e := newEnv(t, envConfig{})
 	id := e.process(order(t, "sub-forgot")).Reply.AccountIdentifier
 	wantOutcome(t, e.process(cancel(t, "sub-forgot", id)), 200, "", true)
 	e.mini.FlushAll()
@@ -542,11 +570,11 @@ func (failingIndex) AccountByIdentifier(context.Context, string) (events.Account
 // ACCOUNT_NOT_FOUND.
 func TestIndexLookupErrorIsTransient(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, subscriptions.Config{})
+	e := newEnv(t, envConfig{})
 	id := e.process(order(t, "sub-idx")).Reply.AccountIdentifier
-	svc := subscriptions.New(failingIndex{e.db}, e.q2, subscriptions.Config{}, zap.NewNop())
+	svc := newService(t, failingIndex{e.db}, e.q2, envConfig{})
 	for _, ev := range []*events.SubscriptionEvent{cancel(t, "sub-other-id", id), change(t, "sub-other-id", id)} {
-		wantOutcome(t, svc.Process(context.Background(), ev), 503, events.TransportError, false)
+		wantOutcome(t, svc.Process(context.Background(), ev, "default"), 503, events.TransportError, false)
 	}
 	if e.liveUsers() != 1 || !e.account("sub-idx").Active() {
 		t.Fatal("a failed index lookup changed something")
@@ -557,7 +585,7 @@ func TestIndexLookupErrorIsTransient(t *testing.T) {
 // `created`) is answered success and not applied.
 func TestLateChangeIsNotApplied(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, subscriptions.Config{})
+	e := newEnv(t, envConfig{})
 	at := func(ev *events.SubscriptionEvent, s string) *events.SubscriptionEvent {
 		ts, err := events.ParseTimestamp(s)
 		if err != nil {

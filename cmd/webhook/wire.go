@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/handlers"
+	"github.com/banking-marketplace/webhook/internal/inbox"
+	"github.com/banking-marketplace/webhook/internal/products"
+	"github.com/banking-marketplace/webhook/internal/provisioning"
+	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/store"
+	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
+)
+
+// The adapters satisfy the interfaces the use cases declare; this is the
+// one place that knows both sides.
+var (
+	_ inbox.Deliveries      = (*store.Redis)(nil)
+	_ inbox.Processor       = (*provisioning.Service)(nil)
+	_ provisioning.Accounts = (*store.Redis)(nil)
+	_ handlers.Receiver     = (*inbox.Inbox)(nil)
+	_ handlers.Products     = (*products.Catalog)(nil)
+	_ q2target.API          = (*q2client.Client)(nil)
+	_ provisioning.Target   = (*q2target.Target)(nil)
+)
+
+// targets are the clients of the outside systems products provision in.
+type targets struct {
+	q2 *q2client.Client
+}
+
+// plans builds each product's plan: its targets, in order, with its
+// settings. CANCEL_DELETES is the default of a product's q2.cancel_deletes.
+func plans(catalog *products.Catalog, t targets, cfg *config) ([]provisioning.Plan, error) {
+	var out []provisioning.Plan
+	for _, p := range catalog.Products {
+		plan := provisioning.Plan{Product: p.Name}
+		for _, name := range p.Targets {
+			target, err := newTarget(name, p, t, cfg)
+			if err != nil {
+				return nil, fmt.Errorf("product %q: %s: %w", p.Name, name, err)
+			}
+			plan.Targets = append(plan.Targets, target)
+		}
+		out = append(out, plan)
+	}
+	return out, nil
+}
+
+func newTarget(name string, p products.Product, t targets, cfg *config) (provisioning.Target, error) {
+	switch name {
+	case products.TargetQ2:
+		s := q2target.Settings{CancelDeletes: q2target.CancelDeletes(cfg.CancelDeletes)}
+		if p.Q2 != nil {
+			s.GroupID, s.UserRoleID = p.Q2.GroupID, p.Q2.UserRoleID
+			if p.Q2.CancelDeletes != "" {
+				s.CancelDeletes = q2target.CancelDeletes(p.Q2.CancelDeletes)
+			}
+		}
+		return q2target.New(t.q2, s)
+	}
+	return nil, fmt.Errorf("the %q target is not built yet; use q2", name)
+}
+
+// observeQ2 counts each Q2 attempt for the delivery's log line and logs
+// Q2's request ids, so a support ticket with the bank can quote them.
+func observeQ2(log *zap.Logger) func(context.Context, q2client.Attempt) {
+	return func(ctx context.Context, a q2client.Attempt) {
+		events.CountCall(ctx)
+		log.Debug("q2 call", zap.String("endpoint", a.Endpoint), zap.Int("status", a.Status),
+			zap.Duration("duration", a.Duration), zap.String("requestid", a.RequestID), zap.String("log_ref_id", a.LogRefID))
+	}
+}

@@ -1,0 +1,88 @@
+package events
+
+import (
+	"errors"
+	"strconv"
+	"time"
+)
+
+// Errors of the records the use cases keep (deliveries, accounts, locks),
+// matched with errors.Is. They live here, not in the Redis adapter, so that
+// the use cases name them without importing it.
+var (
+	// ErrUnavailable means the record store could not be reached or
+	// answered with an error. Nothing final was recorded; the delivery is
+	// answered as transient so that the marketplace sends it again.
+	ErrUnavailable = errors.New("record store unavailable")
+	// ErrNotFound means there is no such record.
+	ErrNotFound = errors.New("not found")
+	// ErrLeaseLost means a fenced write came from a holder whose lease ran
+	// out (or was released): someone else may own the delivery or the
+	// subscription now, so nothing was written.
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrBusy means a lock was held by someone else for the whole wait.
+	ErrBusy = errors.New("lock busy")
+)
+
+// ClaimState is what a claim found for a delivery.
+type ClaimState int
+
+// Claim outcomes.
+const (
+	// ClaimFresh: the caller holds the lease and must process the delivery,
+	// then Complete or Release it with the token.
+	ClaimFresh ClaimState = iota + 1
+	// ClaimDone: a final outcome is stored; answer it again, byte for byte.
+	ClaimDone
+	// ClaimBusy: another copy is being processed; wait or answer PENDING.
+	ClaimBusy
+	// ClaimConflict: the key was seen with another body.
+	ClaimConflict
+)
+
+func (s ClaimState) String() string {
+	switch s {
+	case ClaimFresh:
+		return "fresh"
+	case ClaimDone:
+		return "done"
+	case ClaimBusy:
+		return "busy"
+	case ClaimConflict:
+		return "conflict"
+	}
+	return "ClaimState(" + strconv.Itoa(int(s)) + ")"
+}
+
+// ClaimRequest asks for one delivery.
+type ClaimRequest struct {
+	// Key is the delivery key: "id:<webhook-id>" or "sha256:<hex of the
+	// canonical body>". Any bytes.
+	Key string
+	// Fingerprint is the hex SHA-256 of the canonical body.
+	Fingerprint string
+	// Lease is how long the claim holds: a little longer than
+	// PROCESS_TIMEOUT, so that a crashed holder frees it by itself.
+	Lease time.Duration
+	// TTL is EVENT_TTL, how long the record is kept. Never shorter than
+	// Lease.
+	TTL          time.Duration
+	EventType    string // for the history record
+	Subscription string // for the history record
+}
+
+// Claim is what a claim found.
+type Claim struct {
+	State   ClaimState
+	Token   string        // when Fresh: the fencing token for Complete or Release
+	Body    []byte        // when Done: the stored reply, exactly as stored
+	RetryIn time.Duration // when Busy: time left on the holder's lease
+}
+
+// Result is the outcome of one attempt at a delivery, as recorded.
+type Result struct {
+	Kind     Kind
+	Body     []byte // the reply; stored for replay when Kind is Final
+	Code     string // outcome code for the history ("SUCCESS", "ACCOUNT_NOT_FOUND", ...)
+	Duration time.Duration
+}
