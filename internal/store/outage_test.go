@@ -24,7 +24,9 @@ func startRedisServer(t *testing.T, port string, args ...string) *redisServer {
 	if port == "" {
 		_, port, _ = net.SplitHostPort(freeAddr(t))
 	}
-	base := []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}
+	// --dir: a replica's initial sync writes dump.rdb there even without
+	// persistence; keep it out of the source tree.
+	base := []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}
 	return startRedisProcess(t, port, append(base, args...))
 }
 
