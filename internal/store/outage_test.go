@@ -16,18 +16,30 @@ type redisServer struct {
 }
 
 // startRedisServer starts redis-server on port (a free one when empty),
-// without persistence, and waits until it accepts connections. The test
-// skips where redis-server is not installed.
-func startRedisServer(t *testing.T, port string) *redisServer {
+// without persistence, with args appended (for example "--replicaof", host,
+// port), and waits until it accepts connections. The test skips where
+// redis-server is not installed.
+func startRedisServer(t *testing.T, port string, args ...string) *redisServer {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server not on PATH: skipping the outage test")
-	}
 	if port == "" {
 		_, port, _ = net.SplitHostPort(freeAddr(t))
 	}
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	// --dir: a replica's initial sync writes dump.rdb there even without
+	// persistence; keep it out of the source tree.
+	base := []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}
+	return startRedisProcess(t, port, append(base, args...))
+}
+
+// startRedisProcess runs redis-server with args, kills it at the end of the
+// test, and waits until port accepts connections. It skips the test where
+// redis-server is not installed.
+func startRedisProcess(t *testing.T, port string, args []string) *redisServer {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server not on PATH: skipping a test that needs a real Redis")
+	}
+	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting redis-server: %v", err)
 	}

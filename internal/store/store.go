@@ -67,9 +67,12 @@ type Options struct {
 	Logger *zap.Logger
 	// WaitReplicas is REDIS_WAIT_REPLICAS: after each account write, wait
 	// (Redis WAIT) until that many replicas have it, for up to WaitTimeout,
-	// before the write counts as done. With a replica and Sentinel, 1 keeps
-	// an acknowledged account through a failover. 0 (the default) does not
-	// wait.
+	// before the write counts as done. Set to the number of replicas (all
+	// of them), it keeps an acknowledged account through a Sentinel
+	// failover; fewer does not, because a replica still attached to the
+	// old master acknowledges writes that the failover then drops (see
+	// TestSentinelFailoverKeepsAcknowledgedAccounts). 0 (the default) does
+	// not wait.
 	WaitReplicas int
 	// WaitTimeout is REDIS_WAIT_TIMEOUT, the longest WAIT; 500ms when zero.
 	WaitTimeout time.Duration
