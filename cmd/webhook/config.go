@@ -59,7 +59,7 @@ var settings = []setting{
 	{"REDIS_URL", "redis-url", "", "redis:// or rediss:// URL; several hosts comma-separated; empty: embedded, not durable"},
 	{"REDIS_SENTINEL_MASTER", "redis-sentinel-master", "", "Sentinel master name: REDIS_URL's hosts are Sentinels"},
 	{"REDIS_CLUSTER", "redis-cluster", "false", "true: REDIS_URL's hosts are Redis Cluster seed nodes"},
-	{"REDIS_WAIT_REPLICAS", "redis-wait-replicas", "0", "after each account write, wait until this many replicas have it (Redis WAIT); 1 with Sentinel keeps acknowledged accounts through a failover"},
+	{"REDIS_WAIT_REPLICAS", "redis-wait-replicas", "0", "after each account write, wait until this many replicas have it (Redis WAIT); set it to the number of replicas to keep acknowledged accounts through a failover"},
 	{"REDIS_WAIT_TIMEOUT", "redis-wait-timeout", "500ms", "the longest wait for REDIS_WAIT_REPLICAS; past it the event answers 503 and is sent again"},
 	{"Q2_BASE_URL", "q2-base-url", "", "Q2 API base URL; empty: sandbox mode (an embedded Q2 sandbox)"},
 	{"Q2_API_VERSION", "q2-api-version", "v2", "path prefix of every Q2 call (v1 or v2)"},
