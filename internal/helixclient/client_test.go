@@ -1,0 +1,512 @@
+package helixclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+const (
+	testKey    = "api-key-1"
+	testSecret = "s3cr3t-helix"
+)
+
+var sample = Entitlement{AccountID: 11, RequestingCustomerID: 22, TargetCustomerID: 33, Level: LevelReadOnly}
+
+// setup starts a fake Helix answering every request with h.
+func setup(t *testing.T, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func newClient(t *testing.T, url string, opts ...Option) *Client {
+	t.Helper()
+	opts = append([]Option{WithCredentials(testKey, testSecret), WithBackoff(time.Millisecond, 20*time.Millisecond)}, opts...)
+	c, err := New(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func write(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}
+
+type call func(*Client, context.Context, Entitlement) (Result, error)
+
+var (
+	add    call = (*Client).AddEntitlement
+	edit   call = (*Client).EditEntitlement
+	remove call = (*Client).RemoveEntitlement
+)
+
+func TestNew(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url  string
+		opts []Option
+		want string
+	}{
+		{"", nil, "HELIX_BASE_URL"},
+		{"sandbox-api.helix.q2.com", nil, "HELIX_BASE_URL"},
+		{"ftp://helix.example.com", nil, "HELIX_BASE_URL"},
+		{"https://", nil, "HELIX_BASE_URL"},
+		{"https://key:pw@helix.example.com", nil, "must not hold credentials"},
+		{"https://helix.example.com", []Option{WithCredentials("key", "")}, "HELIX_API_SECRET"},
+		{"https://helix.example.com", []Option{WithCredentials("", "pw")}, "HELIX_API_KEY"},
+		{"https://helix.example.com", []Option{WithHTTPClient(nil)}, "WithHTTPClient"},
+		{"https://helix.example.com", []Option{WithLogger(nil)}, "WithLogger"},
+		{"https://helix.example.com", []Option{WithRetries(-1)}, "WithRetries"},
+		{"https://helix.example.com", []Option{WithBackoff(time.Second, time.Millisecond)}, "WithBackoff"},
+		{"https://helix.example.com", []Option{WithTimeout(0)}, "WithTimeout"},
+	} {
+		t.Run(tc.url+"/"+tc.want, func(t *testing.T) {
+			_, err := New(tc.url, tc.opts...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "pw") {
+				t.Errorf("New(%q) = %v, want an error naming %s and no secret", tc.url, err, tc.want)
+			}
+		})
+	}
+	if _, err := New("https://helix.example.com/api", WithCredentials("k", "s"), WithRetries(0)); err != nil {
+		t.Errorf("New: %v", err)
+	}
+}
+
+func TestParseLevel(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want Level
+		ok   bool
+	}{
+		{"FULL", LevelFull, true}, {"RDONLY", LevelReadOnly, true}, {"RDDB", LevelReadDebit, true},
+		{"RDCR", LevelReadCredit, true}, {"DBONLY", LevelDebitOnly, true}, {"CRONLY", LevelCreditOnly, true},
+		{" rdonly ", LevelReadOnly, true},
+		{"", "", false}, {"READONLY", "", false}, {"FULL,RDONLY", "", false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseLevel(tc.in)
+			if got != tc.want || (err == nil) != tc.ok {
+				t.Errorf("ParseLevel(%q) = %q, %v; want %q, ok %v", tc.in, got, err, tc.want, tc.ok)
+			}
+			if err != nil && (!errors.Is(err, ErrInvalidLevel) || !strings.Contains(err.Error(), "CRONLY")) {
+				t.Errorf("error %q should match ErrInvalidLevel and list the levels", err)
+			}
+		})
+	}
+}
+
+// TestRoutes checks each route's request (method, path under the base
+// URL's path, Basic credentials, headers, exact body) and its Result.
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, path, wantBody string
+		call                 call
+		in                   Entitlement
+	}{
+		{"add", "/base/account/addEntitlement", `{"accountId":11,"requestingCustomerId":22,"targetCustomerId":33,"entitlement":"RDONLY"}`, add, sample},
+		{"edit", "/base/account/editEntitlement", `{"accountId":11,"requestingCustomerId":22,"targetCustomerId":33,"entitlement":"FULL"}`, edit, Entitlement{11, 22, 33, LevelFull}},
+		{"remove", "/base/account/removeEntitlement", `{"accountId":11,"requestingCustomerId":22,"targetCustomerId":33}`, remove, sample},
+		{"remove without level", "/base/account/removeEntitlement", `{"accountId":1,"requestingCustomerId":2,"targetCustomerId":3}`, remove, Entitlement{AccountID: 1, RequestingCustomerID: 2, TargetCustomerID: 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := setup(t, func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				user, pass, ok := r.BasicAuth()
+				switch {
+				case r.Method != http.MethodPost || r.URL.Path != tc.path:
+					t.Errorf("request = %s %s, want POST %s", r.Method, r.URL.Path, tc.path)
+				case !ok || user != testKey || pass != testSecret:
+					t.Errorf("basic auth = %q, %q, %v", user, pass, ok)
+				case r.Header.Get("Content-Type") != "application/json" || r.Header.Get("Accept") != "application/json":
+					t.Errorf("headers = %v", r.Header)
+				case string(body) != tc.wantBody:
+					t.Errorf("body = %s, want %s", body, tc.wantBody)
+				}
+				write(w, http.StatusOK, `{"data":{"ok":true},"errors":[],"requestId":"req-1","status":"OK","throttle":{"remaining":99}}`)
+			})
+			res, err := tc.call(newClient(t, srv.URL+"/base"), context.Background(), tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.RequestID != "req-1" || string(res.Data) != `{"ok":true}` {
+				t.Errorf("result = %+v", res)
+			}
+		})
+	}
+}
+
+// TestValidation: a bad request fails naming each bad field, matches
+// ErrInvalidRequest, and is never sent.
+func TestValidation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		call call
+		in   Entitlement
+		want []string
+	}{
+		{"add no account", add, Entitlement{0, 2, 3, LevelFull}, []string{"accountId must be 1 or more, got 0"}},
+		{"add negative requester", add, Entitlement{1, -2, 3, LevelFull}, []string{"requestingCustomerId must be 1 or more, got -2"}},
+		{"edit no target", edit, Entitlement{1, 2, 0, LevelFull}, []string{"targetCustomerId"}},
+		{"add lower-case level", add, Entitlement{1, 2, 3, "rdonly"}, []string{`entitlement "rdonly" must be one of FULL, RDONLY`}},
+		{"edit no level", edit, Entitlement{1, 2, 3, ""}, []string{`entitlement ""`}},
+		{"remove zero", remove, Entitlement{}, []string{"accountId", "requestingCustomerId", "targetCustomerId"}},
+		{"add all bad", add, Entitlement{Level: "X"}, []string{"accountId", "requestingCustomerId", "targetCustomerId", `entitlement "X"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var n atomic.Int32
+			srv := setup(t, func(w http.ResponseWriter, r *http.Request) { n.Add(1) })
+			_, err := tc.call(newClient(t, srv.URL), context.Background(), tc.in)
+			if !errors.Is(err, ErrInvalidRequest) || errors.Is(err, ErrTransient) {
+				t.Fatalf("err = %v, want ErrInvalidRequest", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err %q does not say %q", err, w)
+				}
+			}
+			if n.Load() != 0 {
+				t.Errorf("%d requests sent, want none", n.Load())
+			}
+		})
+	}
+}
+
+// TestReplies decodes the envelope: successes, business errors with one or
+// several codes, and the statuses that classify as a kind.
+func TestReplies(t *testing.T) {
+	t.Parallel()
+	kinds := []error{ErrUnauthorized, ErrTransient, ErrInvalidResponse, ErrInvalidRequest}
+	for _, tc := range []struct {
+		name   string
+		status int
+		header map[string]string
+		body   string
+		want   *APIError // nil: a success, or a non-APIError of kind
+		kind   error
+		data   string
+	}{
+		{name: "ok", status: 200, body: `{"data":{"id":5},"errors":[],"requestId":"r0","status":200}`, data: `{"id":5}`},
+		{name: "ok null errors", status: 200, body: `{"data":null,"errors":null,"requestId":"r0"}`, data: `null`},
+		{name: "no content", status: 204},
+		{name: "already entitled", status: 400,
+			body: `{"data":null,"errors":[{"code":195110,"message":"targetCustomerId 33 already has an entitlement for accountId 11"}],"requestId":"r1","status":400}`,
+			want: &APIError{HTTPStatus: 400, Codes: []int{195110}, Messages: []string{"targetCustomerId 33 already has an entitlement for accountId 11"}, RequestID: "r1"}},
+		{name: "several codes on 200", status: 200,
+			body: `{"data":{},"errors":[{"code":195105,"message":"requestingCustomerId is required"},{"code":"195107","message":"targetCustomerId is required"}],"requestId":"r2"}`,
+			want: &APIError{HTTPStatus: 200, Codes: []int{195105, 195107}, Messages: []string{"requestingCustomerId is required", "targetCustomerId is required"}, RequestID: "r2"}},
+		{name: "code without message", status: 404, body: `{"errors":[{"code":195109}],"requestId":"r3"}`,
+			want: &APIError{HTTPStatus: 404, Codes: []int{195109}, Messages: []string{""}, RequestID: "r3"}},
+		{name: "401", status: 401, body: `{"errors":[{"code":50401,"message":"Unauthorized"}],"requestId":"r4"}`, kind: ErrUnauthorized,
+			want: &APIError{HTTPStatus: 401, Codes: []int{50401}, Messages: []string{"Unauthorized"}, RequestID: "r4"}},
+		{name: "ip not trusted on 400", status: 400, body: `{"errors":[{"code":50403,"message":"IP not trusted"}]}`, kind: ErrUnauthorized,
+			want: &APIError{HTTPStatus: 400, Codes: []int{50403}, Messages: []string{"IP not trusted"}}},
+		{name: "server code on 400", status: 400, body: `{"errors":[{"code":50502,"message":"down"}]}`, kind: ErrTransient,
+			want: &APIError{HTTPStatus: 400, Codes: []int{50502}, Messages: []string{"down"}}},
+		{name: "500 html", status: 500, header: map[string]string{"X-Request-Id": "hdr-1"}, body: `<html>oops</html>`, kind: ErrTransient,
+			want: &APIError{HTTPStatus: 500, RequestID: "hdr-1"}},
+		{name: "503 retry-after", status: 503, header: map[string]string{"Retry-After": "120"}, body: `{}`, kind: ErrTransient,
+			want: &APIError{HTTPStatus: 503, RetryAfter: 120 * time.Second}},
+		{name: "405 empty", status: 405, want: &APIError{HTTPStatus: 405}},
+		{name: "200 not json", status: 200, body: `<html></html>`, kind: ErrInvalidResponse},
+		{name: "200 empty", status: 200, kind: ErrInvalidResponse},
+		{name: "200 errors not a list", status: 200, body: `{"errors":"boom"}`, kind: ErrInvalidResponse},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := setup(t, func(w http.ResponseWriter, r *http.Request) {
+				for k, v := range tc.header {
+					w.Header().Set(k, v)
+				}
+				write(w, tc.status, tc.body)
+			})
+			res, err := newClient(t, srv.URL, WithRetries(0)).AddEntitlement(context.Background(), sample)
+			for _, k := range kinds {
+				if errors.Is(err, k) != (k == tc.kind) {
+					t.Errorf("errors.Is(%v, %v) = %v", err, k, !(k == tc.kind))
+				}
+			}
+			if tc.want == nil {
+				if tc.kind == nil && (err != nil || string(res.Data) != tc.data) {
+					t.Errorf("= %+v, %v; want data %s", res, err, tc.data)
+				}
+				return
+			}
+			var ae *APIError
+			if !errors.As(err, &ae) {
+				t.Fatalf("err = %v, want an *APIError", err)
+			}
+			tc.want.Route = "addEntitlement"
+			if !reflect.DeepEqual(ae, tc.want) {
+				t.Errorf("err = %#v\nwant  %#v", ae, tc.want)
+			}
+			for i, c := range tc.want.Codes {
+				if !ae.Has(c) || !strings.Contains(err.Error(), fmt.Sprint(c)) || !strings.Contains(err.Error(), tc.want.Messages[i]) {
+					t.Errorf("Has(%d) = %v, or %q lacks it", c, ae.Has(c), err)
+				}
+			}
+			if ae.Has(1) || !strings.Contains(err.Error(), fmt.Sprintf("HTTP %d", tc.status)) {
+				t.Errorf("Has(1) or error text %q", err)
+			}
+		})
+	}
+}
+
+// TestRateLimit: the wait of a 429 (or code 50429) comes from Retry-After,
+// else throttle, else DefaultRetryAfter.
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	for _, tc := range []struct {
+		name   string
+		status int
+		header string
+		body   string
+		want   time.Duration
+	}{
+		{"retry-after seconds", 429, "7", `{"errors":[{"code":50429,"message":"slow down"}]}`, 7 * time.Second},
+		{"retry-after wins over throttle", 429, "3", `{"throttle":60}`, 3 * time.Second},
+		{"retry-after http date", 429, now.Add(time.Hour).UTC().Format(http.TimeFormat), `{}`, time.Hour},
+		{"throttle number", 429, "", `{"throttle":12}`, 12 * time.Second},
+		{"throttle string", 429, "", `{"throttle":"2.5"}`, 2500 * time.Millisecond},
+		{"throttle retryAfter", 429, "", `{"throttle":{"limit":100,"remaining":0,"retryAfter":4}}`, 4 * time.Second},
+		{"throttle retry preferred to reset", 429, "", `{"throttle":{"reset":50,"retry_after":"5"}}`, 5 * time.Second},
+		{"throttle reset", 429, "", `{"throttle":{"limit":100,"reset":6}}`, 6 * time.Second},
+		{"throttle resetMs", 429, "", `{"throttle":{"resetMs":1500}}`, 1500 * time.Millisecond},
+		{"throttle reset unix", 429, "", fmt.Sprintf(`{"throttle":{"reset":%d}}`, now.Add(time.Hour).Unix()), time.Hour},
+		{"code 50429 on 400 with throttle", 400, "", `{"errors":[{"code":50429}],"throttle":8}`, 8 * time.Second},
+		{"neither", 429, "", `{"errors":[{"code":50429,"message":"rate limit"}]}`, DefaultRetryAfter},
+		{"throttle unusable", 429, "", `{"throttle":{"limit":100,"remaining":0}}`, DefaultRetryAfter},
+		{"not json", 429, "", `Too Many Requests`, DefaultRetryAfter},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var n atomic.Int32
+			srv := setup(t, func(w http.ResponseWriter, r *http.Request) {
+				n.Add(1)
+				if tc.header != "" {
+					w.Header().Set("Retry-After", tc.header)
+				}
+				write(w, tc.status, tc.body)
+			})
+			// The backoff cap (20ms) is below every wait: no retry is made.
+			_, err := newClient(t, srv.URL).RemoveEntitlement(context.Background(), sample)
+			var ae *APIError
+			if !errors.As(err, &ae) || !errors.Is(err, ErrTransient) {
+				t.Fatalf("err = %v, want a transient *APIError", err)
+			}
+			// Dates and Unix times are an hour ahead, counted from whenever
+			// the reply is read: allow a few minutes on a busy machine.
+			lo := tc.want
+			if tc.want == time.Hour {
+				lo = tc.want - 5*time.Minute
+			}
+			if ae.RetryAfter > tc.want || ae.RetryAfter < lo {
+				t.Errorf("RetryAfter = %v, want %v", ae.RetryAfter, tc.want)
+			}
+			if n.Load() != 1 {
+				t.Errorf("calls = %d, want 1: a wait over the backoff cap is not slept", n.Load())
+			}
+		})
+	}
+}
+
+// TestRetries: transient failures are retried, within the budget, on all
+// three routes; business refusals and credentials are not.
+func TestRetries(t *testing.T) {
+	t.Parallel()
+	const ok = `{"data":{},"errors":[],"requestId":"ok"}`
+	type reply struct {
+		status       int
+		header, body string
+	}
+	r503 := reply{503, "", `{"errors":[{"code":50503,"message":"unavailable"}]}`}
+	for _, tc := range []struct {
+		name    string
+		call    call
+		replies []reply // answered in turn; the last repeats
+		calls   int32
+		kind    error // nil: success
+		code    int   // an *APIError's code, when not a success
+	}{
+		{"add 503 then ok", add, []reply{r503, {200, "", ok}}, 2, nil, 0},
+		{"edit 502 502 ok", edit, []reply{{502, "", "bad gateway"}, {502, "", ""}, {200, "", ok}}, 3, nil, 0},
+		{"remove 429 short throttle then ok", remove, []reply{{429, "", `{"throttle":{"retryAfterMs":2}}`}, {200, "", ok}}, 2, nil, 0},
+		{"add 429 retry-after 0 then ok", add, []reply{{429, "0", `{}`}, {200, "", ok}}, 2, nil, 0},
+		{"add 50500 on 400 then ok", add, []reply{{400, "", `{"errors":[{"code":50500}]}`}, {200, "", ok}}, 2, nil, 0},
+		{"add then already entitled", add, []reply{r503, {400, "", `{"errors":[{"code":195110}]}`}}, 2, nil, CodeAlreadyEntitled},
+		{"remove 503 always", remove, []reply{r503}, 3, ErrTransient, 50503},
+		{"add 400 not retried", add, []reply{{400, "", `{"errors":[{"code":195104}]}`}}, 1, nil, CodeAccountLocked},
+		{"edit 401 not retried", edit, []reply{{401, "", `{"errors":[{"code":50401}]}`}}, 1, ErrUnauthorized, 50401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var n atomic.Int32
+			srv := setup(t, func(w http.ResponseWriter, r *http.Request) {
+				rp := tc.replies[min(int(n.Add(1))-1, len(tc.replies)-1)]
+				if rp.header != "" {
+					w.Header().Set("Retry-After", rp.header)
+				}
+				write(w, rp.status, rp.body)
+			})
+			res, err := tc.call(newClient(t, srv.URL), context.Background(), sample)
+			var ae *APIError
+			switch {
+			case tc.code == 0 && (err != nil || res.RequestID != "ok"):
+				t.Errorf("= %+v, %v; want success", res, err)
+			case tc.code != 0 && (!errors.As(err, &ae) || !ae.Has(tc.code) || (tc.kind != nil && !errors.Is(err, tc.kind))):
+				t.Errorf("err = %v, want code %d of kind %v", err, tc.code, tc.kind)
+			}
+			if n.Load() != tc.calls {
+				t.Errorf("calls = %d, want %d", n.Load(), tc.calls)
+			}
+		})
+	}
+}
+
+// roundTripper answers every request with err, counting them.
+type roundTripper struct {
+	n   atomic.Int32
+	err error
+}
+
+func (rt *roundTripper) RoundTrip(*http.Request) (*http.Response, error) {
+	rt.n.Add(1)
+	return nil, rt.err
+}
+
+func TestTransportErrors(t *testing.T) {
+	t.Parallel()
+	for _, cause := range []error{io.ErrUnexpectedEOF, context.DeadlineExceeded} {
+		t.Run(cause.Error(), func(t *testing.T) {
+			t.Parallel()
+			rt := &roundTripper{err: cause}
+			c := newClient(t, "http://helix.test", WithHTTPClient(&http.Client{Transport: rt}), WithRetries(3))
+			_, err := c.AddEntitlement(context.Background(), sample)
+			if !errors.Is(err, ErrTransient) || !errors.Is(err, cause) || strings.Contains(err.Error(), testSecret) {
+				t.Errorf("err = %v, want ErrTransient wrapping %v", err, cause)
+			}
+			if rt.n.Load() != 4 {
+				t.Errorf("calls = %d, want 4", rt.n.Load())
+			}
+		})
+	}
+}
+
+// TestContext: no retry once the caller's context is done, nor one whose
+// wait would pass its deadline.
+func TestContext(t *testing.T) {
+	t.Parallel()
+	t.Run("cancelled during the call", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithCancel(context.Background())
+		var n atomic.Int32
+		srv := setup(t, func(w http.ResponseWriter, r *http.Request) {
+			n.Add(1)
+			cancel()
+			write(w, 503, `{}`)
+		})
+		_, err := newClient(t, srv.URL, WithRetries(5)).EditEntitlement(ctx, sample)
+		if !errors.Is(err, ErrTransient) || n.Load() != 1 {
+			t.Errorf("err = %v after %d calls, want a transient error after 1", err, n.Load())
+		}
+	})
+	t.Run("wait past the deadline", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var n atomic.Int32
+		srv := setup(t, func(w http.ResponseWriter, r *http.Request) {
+			n.Add(1)
+			w.Header().Set("Retry-After", "3600")
+			write(w, 429, `{}`)
+		})
+		_, err := newClient(t, srv.URL, WithBackoff(time.Millisecond, 2*time.Hour)).AddEntitlement(ctx, sample)
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.RetryAfter != time.Hour || n.Load() != 1 {
+			t.Errorf("err = %v after %d calls, want the 429 after 1", err, n.Load())
+		}
+	})
+}
+
+// TestLogging: one debug entry per attempt with route, status, duration,
+// request id and codes; never the body or the credentials.
+func TestLogging(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zapcore.DebugLevel)
+	var n atomic.Int32
+	srv := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			write(w, 503, `{"errors":[{"code":50503,"message":"down"}],"requestId":"req-a"}`)
+			return
+		}
+		write(w, 200, `{"data":{"secretish":"data-body"},"errors":[],"requestId":"req-b"}`)
+	})
+	if _, err := newClient(t, srv.URL, WithLogger(zap.New(core))).AddEntitlement(context.Background(), sample); err != nil {
+		t.Fatal(err)
+	}
+	entries := logs.FilterMessage("helix call").All()
+	if len(entries) != 2 {
+		t.Fatalf("%d entries, want 2: %v", len(entries), logs.All())
+	}
+	for i, want := range []struct {
+		status int64
+		id     string
+	}{{503, "req-a"}, {200, "req-b"}} {
+		f := entries[i].ContextMap()
+		if f["route"] != "addEntitlement" || f["status"] != want.status || f["requestId"] != want.id || f["duration"] == nil {
+			t.Errorf("entry %d = %v", i, f)
+		}
+	}
+	for _, e := range logs.All() {
+		text := fmt.Sprint(e.Message, e.ContextMap())
+		for _, secret := range []string{testKey, testSecret, "data-body", "RDONLY", "down"} {
+			if strings.Contains(text, secret) {
+				t.Errorf("log %q holds %q", text, secret)
+			}
+		}
+	}
+}
+
+func TestThrottleWait(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(2_000_000_000, 0)
+	for _, tc := range []struct {
+		raw  string
+		want time.Duration
+	}{
+		{``, 0}, {`null`, 0}, {`0`, 0}, {`-3`, 0}, {`"soon"`, 0}, {`true`, 0}, {`[1]`, 0},
+		{`3`, 3 * time.Second}, {`"4"`, 4 * time.Second},
+		{`{"Retry-After":"9"}`, 9 * time.Second},
+		{`{"retryAfterMs":"250"}`, 250 * time.Millisecond},
+		{`{"resetAt":2000000010}`, 10 * time.Second},
+		{`{"reset":1999999990}`, 0},
+		{`{"retry":0,"reset":2}`, 2 * time.Second},
+		{`{"remaining":0}`, 0},
+	} {
+		if got := throttleWait([]byte(tc.raw), now); got != tc.want {
+			t.Errorf("throttleWait(%s) = %v, want %v", tc.raw, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,144 @@
+package helixclient_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/helixclient"
+	sandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
+	target "github.com/banking-marketplace/webhook/internal/target/helix"
+)
+
+// fake serves the sandbox's Helix part behind a wrap that counts calls and
+// plays a fault for its next times calls, like internal/sandbox.
+type fake struct {
+	*sandbox.Sandbox
+	url string
+
+	mu    sync.Mutex
+	calls map[string]int
+	fault map[string]struct{ status, code, times int }
+}
+
+func newFake(t *testing.T) *fake {
+	t.Helper()
+	f := &fake{Sandbox: sandbox.New("", ""), calls: map[string]int{}, fault: map[string]struct{ status, code, times int }{}}
+	mux := http.NewServeMux()
+	f.Register(mux, func(route string, h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			f.mu.Lock()
+			f.calls[route]++
+			ft, faulty := f.fault[route]
+			if faulty {
+				if ft.times--; ft.times == 0 {
+					delete(f.fault, route)
+				} else {
+					f.fault[route] = ft
+				}
+			}
+			f.mu.Unlock()
+			if faulty {
+				f.Fail(w, ft.status, ft.code)
+				return
+			}
+			h(w, r)
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	f.url = srv.URL
+	return f
+}
+
+func (f *fake) count(route string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[route]
+}
+
+// TestAgainstSandbox: the client, the sandbox and the code table agree on
+// every answer the sandbox can give through the client.
+func TestAgainstSandbox(t *testing.T) {
+	t.Parallel()
+	f := newFake(t)
+	c, err := helixclient.New(f.url, helixclient.WithCredentials(sandbox.DefaultKey, sandbox.DefaultSecret),
+		helixclient.WithBackoff(time.Millisecond, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	e := helixclient.Entitlement{AccountID: 100, RequestingCustomerID: 200, TargetCustomerID: 300, Level: helixclient.LevelReadOnly}
+	full := e
+	full.Level = helixclient.LevelFull
+	self := e
+	self.TargetCustomerID = self.RequestingCustomerID
+
+	type outcome struct {
+		done, transient bool
+		code            events.ErrorCode
+		final           bool
+	}
+	done := outcome{done: true}
+	for _, step := range []struct {
+		name  string
+		fault struct{ status, code, times int }
+		op    target.Op
+		in    helixclient.Entitlement
+		route string
+		want  outcome
+		calls int    // calls of the route made by this step
+		level string // level held afterwards
+	}{
+		{name: "edit of none", op: target.Edit, in: full, route: "helix.editEntitlement", want: outcome{code: events.AccountNotFound, final: true}, calls: 1},
+		{name: "add", op: target.Add, in: e, route: "helix.addEntitlement", want: done, calls: 1, level: "RDONLY"},
+		{name: "add again: 195110 is done", op: target.Add, in: full, route: "helix.addEntitlement", want: done, calls: 1, level: "RDONLY"},
+		{name: "edit after a 503", fault: struct{ status, code, times int }{503, 0, 1}, op: target.Edit, in: full, route: "helix.editEntitlement", want: done, calls: 2, level: "FULL"},
+		{name: "edit after a 429 with throttle", fault: struct{ status, code, times int }{429, 0, 1}, op: target.Edit, in: e, route: "helix.editEntitlement", want: done, calls: 2, level: "RDONLY"},
+		{name: "remove while locked", fault: struct{ status, code, times int }{0, 195104, 1}, op: target.Remove, in: e, route: "helix.removeEntitlement", want: outcome{code: events.Forbidden}, calls: 1, level: "RDONLY"},
+		{name: "remove", op: target.Remove, in: e, route: "helix.removeEntitlement", want: done, calls: 1},
+		{name: "remove again: 195119 is done", op: target.Remove, in: e, route: "helix.removeEntitlement", want: done, calls: 1},
+		{name: "target is the requester", op: target.Add, in: self, route: "helix.addEntitlement", want: outcome{code: events.Forbidden, final: true}, calls: 1},
+		{name: "server down", fault: struct{ status, code, times int }{502, 0, 5}, op: target.Add, in: e, route: "helix.addEntitlement", want: outcome{transient: true, code: events.TransportError}, calls: 3},
+	} {
+		if step.fault.times > 0 {
+			f.mu.Lock()
+			f.fault[step.route] = step.fault
+			f.mu.Unlock()
+		}
+		before := f.count(step.route)
+		var err error
+		switch step.op {
+		case target.Add:
+			_, err = c.AddEntitlement(ctx, step.in)
+		case target.Edit:
+			_, err = c.EditEntitlement(ctx, step.in)
+		case target.Remove:
+			_, err = c.RemoveEntitlement(ctx, step.in)
+		}
+		cl := target.Classify(step.op, err)
+		if got := (outcome{cl.Done, cl.Transient, cl.Code, cl.Final}); got != step.want {
+			t.Errorf("%s: %+v (err %v), want %+v", step.name, got, err, step.want)
+		}
+		if n := f.count(step.route) - before; n != step.calls {
+			t.Errorf("%s: %d calls, want %d", step.name, n, step.calls)
+		}
+		if level, _ := f.Entitlement(e.AccountID, e.TargetCustomerID); level != step.level {
+			t.Errorf("%s: level %q, want %q", step.name, level, step.level)
+		}
+	}
+
+	bad, err := helixclient.New(f.url, helixclient.WithCredentials(sandbox.DefaultKey, "wrong"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = bad.AddEntitlement(ctx, e)
+	if cl := target.Classify(target.Add, err); !errors.Is(err, helixclient.ErrUnauthorized) || cl.Code != events.Unauthorized || cl.Final {
+		t.Errorf("wrong secret: %v classed %+v, want UNAUTHORIZED, not final", err, cl)
+	}
+}
