@@ -43,6 +43,10 @@ func TestConfigErrors(t *testing.T) {
 		{"stray argument", []string{"extra"}, nil, `unexpected argument "extra"`},
 		{"unknown command", []string{"frobnicate"}, nil, `unknown command "frobnicate"`},
 		{"bad listen address", nil, map[string]string{"WEBHOOK_ADDR": "127.0.0.1:99999"}, "WEBHOOK_ADDR: cannot listen"},
+		{"missing products file", nil, map[string]string{"PRODUCTS_FILE": "testdata/no-such-products.yaml"}, "PRODUCTS_FILE testdata/no-such-products.yaml"},
+		{"bad products file", nil, map[string]string{"PRODUCTS_FILE": "testdata/bad-products.yaml"}, `PRODUCTS_FILE testdata/bad-products.yaml: product "Desk": extension_list: extension "plus" belongs to product "Plus" too`},
+		{"bad wait replicas", nil, map[string]string{"REDIS_WAIT_REPLICAS": "-1"}, "REDIS_WAIT_REPLICAS"},
+		{"wait replicas on the embedded redis", nil, map[string]string{"REDIS_WAIT_REPLICAS": "1"}, "REDIS_WAIT_REPLICAS: the embedded Redis has no replicas"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -316,5 +320,26 @@ func TestOrderAfterCancelAndDuringOutage(t *testing.T) {
 	wantReply(t, post(t, url, late, nil), 200, events.Forbidden)
 	if st := sb.Stats(); st.Calls["Enrollment"] != 1 || st.Users != 0 {
 		t.Errorf("Q2 after the late ORDER: %+v", st)
+	}
+}
+
+// Two products from the example file: each extension is provisioned by its
+// own product's plan, recorded with its product; another extension is 404.
+func TestProductsFile(t *testing.T) {
+	t.Parallel()
+	sb, q2 := startSandbox(t, sandbox.Config{})
+	env := q2Env(q2, "")
+	env["PRODUCTS_FILE"] = "../../products.example.yaml"
+	svc := startService(t, env)
+	for i, ext := range []string{"my-product-name", "treasury-desk"} {
+		body := withSubscription(t, "subscription-order.json", fmt.Sprintf("sub-product-%d", i), "")
+		wantReply(t, post(t, svc.url+"/marketplace/"+ext, body, nil), 200, "")
+	}
+	if n := sb.Stats().Calls["Enrollment"]; n != 2 {
+		t.Errorf("enrollments %d, want one per product", n)
+	}
+	wantReply(t, post(t, svc.url+"/marketplace/nobody-sells-this", readFixture(t, "subscription-order.json"), nil), 404, events.ConfigurationError)
+	if !strings.Contains(svc.logs.String(), `"product":"Treasury Desk"`) {
+		t.Error("the delivery's log line does not name its product")
 	}
 }

@@ -39,6 +39,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	catalog := products.Default(cfg.CancelDeletes)
+	if cfg.ProductsFile != "" {
+		if catalog, err = products.Load(cfg.ProductsFile); err != nil {
+			return &configError{msg: err.Error()}
+		}
+	}
 	log := newLogger(stdout, cfg.LogLevel)
 	defer func() { _ = log.Sync() }()
 
@@ -73,12 +79,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Warn("sandbox mode without WEBHOOK_SECRETS: unsigned requests are accepted; set WEBHOOK_SECRETS to require signatures")
 	}
 
-	catalog := products.Default(cfg.CancelDeletes)
-	if cfg.ProductsFile != "" {
-		if catalog, err = products.Load(cfg.ProductsFile); err != nil {
-			return &configError{msg: err.Error()}
-		}
-	}
 	plans, err := plans(catalog, targets{q2: q2}, cfg)
 	if err != nil {
 		return &configError{msg: err.Error()}
