@@ -1,6 +1,6 @@
 # The team's habits. CI runs .ci/run, which runs `go test -race ./...`
 # against a real Redis.
-.PHONY: run test ci lint bench fuzz sandbox
+.PHONY: run test ci lint bench fuzz sandbox loadtest
 
 run:            ## the service on embedded defaults (embedded Redis and Q2 sandbox)
 	go run ./cmd/webhook
@@ -17,6 +17,9 @@ lint:
 
 bench:          ## benchmarks (real Redis when REDIS_URL is set)
 	go test -run '^$$' -bench . -benchmem ./...
+
+loadtest:       ## the load benchmark, service vs floor (BENCHMARKS.md); ARGS=--quick for a smoke run
+	go run ./internal/loadtest/cmd/loadtest $(ARGS)
 
 fuzz:           ## a minute of each fuzz target
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/events

@@ -69,10 +69,12 @@ type flight struct {
 	ans  answer
 }
 
-// answer is a status and the reply bytes.
+// answer is a status and the reply bytes; replayed marks the outcome of an
+// earlier processing.
 type answer struct {
-	status int
-	body   []byte
+	status   int
+	body     []byte
+	replayed bool
 }
 
 func newFloor(cfg config, rdb *redis.Client, q2 *http.Client) (*floor, error) {
@@ -119,7 +121,7 @@ func document(r reply) []byte {
 }
 
 func failure(status int, code, msg string) answer {
-	return answer{status, document(reply{ErrorCode: code, Message: msg})}
+	return answer{status: status, body: document(reply{ErrorCode: code, Message: msg})}
 }
 
 func pending() answer {
@@ -157,8 +159,8 @@ func (f *floor) receive(c echo.Context) error {
 	case !errors.Is(err, redis.Nil):
 		return blob(c, unavailable("redis: "+err.Error()))
 	}
-	a, replayed := f.once(ctx, hash, body)
-	if replayed {
+	a := f.once(ctx, hash, body)
+	if a.replayed {
 		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
 	return blob(c, a)
@@ -176,16 +178,18 @@ func replyKey(hash string) string { return "floor:reply:" + hash }
 func claimKey(hash string) string { return "floor:claim:" + hash }
 
 // once processes the delivery unless this process is already at it; then it
-// waits for that outcome (replayed is true) until ctx ends.
-func (f *floor) once(ctx context.Context, hash string, body []byte) (a answer, replayed bool) {
+// waits for that outcome until ctx ends.
+func (f *floor) once(ctx context.Context, hash string, body []byte) answer {
 	f.mu.Lock()
 	if fl, ok := f.flights[hash]; ok {
 		f.mu.Unlock()
 		select {
 		case <-fl.done:
-			return fl.ans, true
+			a := fl.ans
+			a.replayed = true
+			return a
 		case <-ctx.Done():
-			return pending(), false
+			return pending()
 		}
 	}
 	fl := &flight{done: make(chan struct{})}
@@ -200,7 +204,7 @@ func (f *floor) once(ctx context.Context, hash string, body []byte) (a answer, r
 	delete(f.flights, hash)
 	f.mu.Unlock()
 	close(fl.done)
-	return fl.ans, false
+	return fl.ans
 }
 
 // order is what the floor reads of a SubscriptionEvent: the subscription
@@ -256,7 +260,7 @@ func (f *floor) process(ctx context.Context, hash string, body []byte) answer {
 	if err := f.rdb.Set(ctx, replyKey(hash), out, f.cfg.EventTTL).Err(); err != nil {
 		return unavailable("redis: " + err.Error())
 	}
-	return answer{http.StatusOK, out}
+	return answer{status: http.StatusOK, body: out}
 }
 
 // awaitOther polls for the reply of a delivery that another process claimed.
@@ -273,7 +277,7 @@ func (f *floor) awaitOther(ctx context.Context, hash string) answer {
 		}
 		stored, err := f.rdb.Get(ctx, replyKey(hash)).Bytes()
 		if err == nil {
-			return answer{http.StatusOK, stored}
+			return answer{status: http.StatusOK, body: stored, replayed: true}
 		}
 	}
 }

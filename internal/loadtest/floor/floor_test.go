@@ -109,10 +109,17 @@ func TestStormOfOneNewDeliveryEnrollsOnce(t *testing.T) {
 		wg.Go(func() { replies[i] = post(t, r.url, body) })
 	}
 	wg.Wait()
+	replayed := 0
 	for i, g := range replies {
 		if g.status != http.StatusOK || !bytes.Equal(g.body, replies[0].body) {
 			t.Fatalf("copy %d = %d %s; want 200 and the same bytes as copy 0 (%s)", i, g.status, g.body, replies[0].body)
 		}
+		if g.replayed {
+			replayed++
+		}
+	}
+	if replayed != copies-1 {
+		t.Fatalf("%d of %d copies marked Idempotent-Replayed; want all but the one processed", replayed, copies)
 	}
 	if n := r.sandbox.Stats().Calls["Enrollment"]; n != 1 {
 		t.Fatalf("%d Enrollment calls for %d copies; want 1", n, copies)
@@ -223,8 +230,8 @@ func TestClaimHeldElsewhere(t *testing.T) {
 			// claiming; this is the copy whose GET missed just before the
 			// other holder stored its reply.
 			a := r.floor.process(ctx, h, body)
-			if a.status != tt.status {
-				t.Fatalf("got %d %s; want %d", a.status, a.body, tt.status)
+			if a.status != tt.status || a.replayed != tt.answer {
+				t.Fatalf("got %d %s (replayed %t); want %d (replayed %t)", a.status, a.body, a.replayed, tt.status, tt.answer)
 			}
 			if n := r.sandbox.Stats().Calls["Enrollment"]; n != 0 {
 				t.Fatalf("%d Enrollment calls while another process held the claim; want 0", n)
