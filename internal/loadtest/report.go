@@ -31,6 +31,15 @@ func (r row) rps() float64 {
 	return float64(r.Sent) / r.Elapsed.Seconds()
 }
 
+// goodput is the 2xx replies per second: under overload, fast 503s inflate
+// req/s but not this.
+func (r row) goodput() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.count2xx()) / r.Elapsed.Seconds()
+}
+
 func (r row) count2xx() int {
 	n := 0
 	for s, c := range r.Status {
@@ -90,14 +99,14 @@ func mib(kb int64) string {
 // printRows writes one line per phase run.
 func printRows(w io.Writer, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\ttarget\tphase\tsent\tc\treq/s\tp50\tp90\tp99\t2xx\tnon-2xx\tnot success\treplayed\tEnrollment\tQ2 calls\tCPU/req\tpeak RSS\t")
+	fmt.Fprintln(tw, "round\ttarget\tphase\tsent\tc\treq/s\t2xx/s\tp50\tp90\tp99\t2xx\tnon-2xx\tnot success\treplayed\tEnrollment\tQ2 calls\tCPU/req\tpeak RSS\t")
 	for _, r := range rows {
 		sent := strconv.Itoa(r.Sent)
 		if r.Sent != r.Load.N {
 			sent += "/" + strconv.Itoa(r.Load.N)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%.0f\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t\n",
-			r.Round, r.Target, r.Phase, sent, r.Load.C, r.rps(),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t\n",
+			r.Round, r.Target, r.Phase, sent, r.Load.C, r.rps(), r.goodput(),
 			ms(percentile(r.Latencies, .50)), ms(percentile(r.Latencies, .90)), ms(percentile(r.Latencies, .99)),
 			r.count2xx(), r.non2xx(), r.NotSuccess, r.Replayed, r.Enrollments, r.Q2Calls,
 			us(r.cpuPerRequest()), mib(r.PeakRSSKB))
@@ -107,10 +116,10 @@ func printRows(w io.Writer, rows []row) {
 
 // summary is one target's phase over every round: means of the rounds.
 type summary struct {
-	rps, p50, p99, cpu, rssKB float64
-	enrollments               []int // per round
-	fivexx, status503         int   // over the rounds
-	rounds                    int
+	rps, goodput, p50, p99, cpu, rssKB float64
+	enrollments                        []int // per round
+	fivexx, status503                  int   // over the rounds
+	rounds                             int
 }
 
 func summarize(rows []row) map[[2]string]*summary {
@@ -124,6 +133,7 @@ func summarize(rows []row) map[[2]string]*summary {
 		}
 		s.rounds++
 		s.rps += r.rps()
+		s.goodput += r.goodput()
 		s.p50 += float64(percentile(r.Latencies, .50))
 		s.p99 += float64(percentile(r.Latencies, .99))
 		s.cpu += float64(r.cpuPerRequest())
@@ -134,7 +144,7 @@ func summarize(rows []row) map[[2]string]*summary {
 	}
 	for _, s := range out {
 		n := float64(s.rounds)
-		s.rps, s.p50, s.p99, s.cpu, s.rssKB = s.rps/n, s.p50/n, s.p99/n, s.cpu/n, s.rssKB/n
+		s.rps, s.goodput, s.p50, s.p99, s.cpu, s.rssKB = s.rps/n, s.goodput/n, s.p50/n, s.p99/n, s.cpu/n, s.rssKB/n
 	}
 	return out
 }
@@ -152,7 +162,7 @@ func ratio(a, b float64) string {
 func printRatios(w io.Writer, rows []row, phases []string) {
 	sums := summarize(rows)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tservice req/s\tfloor req/s\treq/s s/f\tp50 s/f\tp99 s/f\tCPU/req s/f\tpeak RSS s/f\tnotes\t")
+	fmt.Fprintln(tw, "phase\tservice req/s\tfloor req/s\treq/s s/f\t2xx/s s/f\tp50 s/f\tp99 s/f\tCPU/req s/f\tpeak RSS s/f\tnotes\t")
 	for _, ph := range phases {
 		s, f := sums[[2]string{ph, "service"}], sums[[2]string{ph, "floor"}]
 		if s == nil || f == nil {
@@ -165,8 +175,8 @@ func printRatios(w io.Writer, rows []row, phases []string) {
 		case phaseConns:
 			notes = fmt.Sprintf("503: service %d, floor %d", s.status503, f.status503)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", ph, s.rps, f.rps,
-			ratio(s.rps, f.rps), ratio(s.p50, f.p50), ratio(s.p99, f.p99), ratio(s.cpu, f.cpu), ratio(s.rssKB, f.rssKB), notes)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", ph, s.rps, f.rps,
+			ratio(s.rps, f.rps), ratio(s.goodput, f.goodput), ratio(s.p50, f.p50), ratio(s.p99, f.p99), ratio(s.cpu, f.cpu), ratio(s.rssKB, f.rssKB), notes)
 	}
 	_ = tw.Flush()
 }

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,8 +40,19 @@ func TestPrintRatios(t *testing.T) {
 	var b strings.Builder
 	printRatios(&b, rows, phaseNames)
 	out := b.String()
-	// Means: service 75 req/s, floor 150: 0.50; latency, CPU 2.00; RSS 3.00.
-	for _, want := range []string{"75", "150", "0.50", "2.00", "3.00", "service [1 2], floor [1 1]", "5xx: service 1, floor 0"} {
+	// Means: service 75 req/s, floor 150: 0.50; 2xx/s 74.5 and 150: 0.50;
+	// latency, CPU 2.00; RSS 3.00.
+	var storm []string
+	for line := range strings.Lines(out) {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == phaseStorm {
+			storm = f
+		}
+	}
+	want := []string{phaseStorm, "75", "150", "0.50", "0.50", "2.00", "2.00", "2.00", "3.00"}
+	if len(storm) < len(want) || !slices.Equal(storm[:len(want)], want) {
+		t.Errorf("storm line %q; want it to start %q", storm, want)
+	}
+	for _, want := range []string{"service [1 2], floor [1 1]", "5xx: service 1, floor 0"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ratios lack %q:\n%s", want, out)
 		}
