@@ -1,6 +1,6 @@
 # The team's habits. CI runs .ci/run, which runs `go test -race ./...`
 # against a real Redis.
-.PHONY: run test ci lint bench fuzz sandbox
+.PHONY: run test ci lint bench fuzz sandbox loadtest
 
 STATICCHECK = v0.8.2
 
@@ -20,6 +20,9 @@ lint:           ## gofmt, go vet and staticcheck
 
 bench:          ## benchmarks (real Redis when REDIS_URL is set)
 	go test -run '^$$' -bench . -benchmem ./...
+
+loadtest:       ## the load benchmark, service vs floor (BENCHMARKS.md); ARGS=--quick for a smoke run
+	go run ./internal/loadtest/cmd/loadtest $(ARGS)
 
 fuzz:           ## a minute of each fuzz target
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/events

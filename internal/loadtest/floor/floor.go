@@ -1,0 +1,389 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
+)
+
+const (
+	// maxBody is the service's body cap (handlers.MaxBody).
+	maxBody = 1 << 20
+	// processTimeout bounds one delivery's handling, as PROCESS_TIMEOUT does
+	// in the service.
+	processTimeout = 4 * time.Second
+	// claimTTL outlives processTimeout, like the service's lease: a floor
+	// killed mid-delivery leaves a claim that expires by itself.
+	claimTTL = processTimeout + time.Second
+	// defaultWaitForOther bounds how long a copy waits for a claim held
+	// elsewhere (another replica) before it is told PENDING, as the service
+	// does.
+	defaultWaitForOther = 2 * time.Second
+	// maxQ2Reply bounds what is read of a Q2 reply.
+	maxQ2Reply = 1 << 20
+)
+
+// config is what the floor needs; run fills it from flags.
+type config struct {
+	Q2BaseURL    string // the sandbox (or Q2) base URL, without the version
+	ClientID     string
+	ClientSecret string
+	EventTTL     time.Duration // how long a stored reply is kept
+	MaxInFlight  int           // deliveries at once; past it, 503
+	WaitForOther time.Duration // 0: defaultWaitForOther
+}
+
+// floor is the minimal receiver. Its Redis keys are its own ("floor:"):
+// it never shares data with the service, though both may use one Redis.
+type floor struct {
+	cfg   config
+	rdb   *redis.Client
+	q2    *http.Client
+	slots chan struct{}
+
+	tokMu sync.Mutex
+	tok   string // the cached Q2 access token; "" until fetched
+
+	mu      sync.Mutex
+	flights map[string]*flight // delivery hash → its processing on this process
+}
+
+// flight is one delivery being processed; copies that reach this process
+// meanwhile wait on done instead of touching Redis.
+type flight struct {
+	done chan struct{}
+	ans  answer
+}
+
+// answer is a status and the reply bytes; replayed marks the outcome of an
+// earlier processing.
+type answer struct {
+	status   int
+	body     []byte
+	replayed bool
+}
+
+func newFloor(cfg config, rdb *redis.Client, q2 *http.Client) (*floor, error) {
+	if u, err := url.Parse(cfg.Q2BaseURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("--q2-base-url %q: want an absolute http(s) URL such as http://127.0.0.1:9090", cfg.Q2BaseURL)
+	}
+	if cfg.ClientID == "" || cfg.ClientSecret == "" {
+		return nil, errors.New("--q2-client-id and --q2-client-secret are both required")
+	}
+	if cfg.MaxInFlight < 1 {
+		return nil, fmt.Errorf("--max-in-flight %d: want at least 1, like 256", cfg.MaxInFlight)
+	}
+	if cfg.EventTTL <= 0 {
+		return nil, fmt.Errorf("--event-ttl %s: want a positive duration, like 72h", cfg.EventTTL)
+	}
+	if cfg.WaitForOther <= 0 {
+		cfg.WaitForOther = defaultWaitForOther
+	}
+	cfg.Q2BaseURL = strings.TrimRight(cfg.Q2BaseURL, "/")
+	return &floor{cfg: cfg, rdb: rdb, q2: q2, slots: make(chan struct{}, cfg.MaxInFlight), flights: map[string]*flight{}}, nil
+}
+
+// handler serves the extension URL and /healthz. It has no middleware: no
+// request log, no request id, no recovery; each is work the service chose.
+func (f *floor) handler() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.POST("/marketplace/:extension", f.receive)
+	e.GET("/healthz", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
+	return e
+}
+
+// reply is one of the two reply documents of the contract.
+type reply struct {
+	Success           bool   `json:"success"`
+	AccountIdentifier string `json:"accountIdentifier,omitempty"`
+	ErrorCode         string `json:"errorCode,omitempty"`
+	Message           string `json:"message,omitempty"`
+}
+
+func document(r reply) []byte {
+	b, _ := json.Marshal(r) // a struct of strings and a bool always marshals
+	return b
+}
+
+func failure(status int, code, msg string) answer {
+	return answer{status: status, body: document(reply{ErrorCode: code, Message: msg})}
+}
+
+func pending() answer {
+	return failure(http.StatusConflict, "PENDING", "a copy of this delivery is being processed; send again shortly")
+}
+
+// receive is POST /marketplace/:extension: a stored reply for a copy, else
+// the delivery processed once.
+func (f *floor) receive(c echo.Context) error {
+	select {
+	case f.slots <- struct{}{}:
+		defer func() { <-f.slots }()
+	default:
+		c.Response().Header().Set("Retry-After", "1")
+		return blob(c, failure(http.StatusServiceUnavailable, "TRANSPORT_ERROR", "at capacity; send again shortly"))
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return blob(c, failure(http.StatusRequestEntityTooLarge, "INVALID_RESPONSE", "the body is larger than 1 MiB"))
+		}
+		return blob(c, failure(http.StatusBadRequest, "INVALID_RESPONSE", "the body could not be read"))
+	}
+	sum := sha256.Sum256(body)
+	hash := hex.EncodeToString(sum[:])
+
+	ctx, cancel := context.WithTimeout(c.Request().Context(), processTimeout)
+	defer cancel()
+	stored, err := f.rdb.Get(ctx, replyKey(hash)).Bytes()
+	switch {
+	case err == nil:
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, stored)
+	case !errors.Is(err, redis.Nil):
+		return blob(c, unavailable("redis: "+err.Error()))
+	}
+	a := f.once(ctx, hash, body)
+	if a.replayed {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+	}
+	return blob(c, a)
+}
+
+func blob(c echo.Context, a answer) error {
+	return c.Blob(a.status, echo.MIMEApplicationJSON, a.body)
+}
+
+func unavailable(cause string) answer {
+	return failure(http.StatusServiceUnavailable, "TRANSPORT_ERROR", "a dependency is unavailable ("+cause+"); send again shortly")
+}
+
+func replyKey(hash string) string { return "floor:reply:" + hash }
+func claimKey(hash string) string { return "floor:claim:" + hash }
+
+// once processes the delivery unless this process is already at it; then it
+// waits for that outcome until ctx ends.
+func (f *floor) once(ctx context.Context, hash string, body []byte) answer {
+	f.mu.Lock()
+	if fl, ok := f.flights[hash]; ok {
+		f.mu.Unlock()
+		select {
+		case <-fl.done:
+			a := fl.ans
+			a.replayed = true
+			return a
+		case <-ctx.Done():
+			return pending()
+		}
+	}
+	fl := &flight{done: make(chan struct{})}
+	f.flights[hash] = fl
+	f.mu.Unlock()
+
+	// The work outlives a caller that hangs up: copies are waiting for it.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), processTimeout)
+	fl.ans = f.process(pctx, hash, body)
+	cancel()
+	f.mu.Lock()
+	delete(f.flights, hash)
+	f.mu.Unlock()
+	close(fl.done)
+	return fl.ans
+}
+
+// order is what the floor reads of a SubscriptionEvent: the subscription
+// and who to enroll.
+type order struct {
+	SubscriptionID string `json:"subscription_id"`
+	Event          struct {
+		Creator *struct {
+			FirstName string `json:"firstName"`
+			LastName  string `json:"lastName"`
+		} `json:"creator"`
+		Payload struct {
+			Company *struct {
+				Name string `json:"name"`
+			} `json:"company"`
+		} `json:"payload"`
+	} `json:"event"`
+}
+
+// process claims the delivery, enrolls its user in Q2 and stores the reply:
+// the I/O no correct implementation can skip for a new delivery.
+func (f *floor) process(ctx context.Context, hash string, body []byte) answer {
+	var o order
+	if err := json.Unmarshal(body, &o); err != nil || o.SubscriptionID == "" {
+		return failure(http.StatusBadRequest, "INVALID_RESPONSE", "the body is not a SubscriptionEvent with a subscription_id")
+	}
+	first, last := "", ""
+	switch {
+	case o.Event.Creator != nil && (o.Event.Creator.FirstName != "" || o.Event.Creator.LastName != ""):
+		first, last = o.Event.Creator.FirstName, o.Event.Creator.LastName
+	case o.Event.Payload.Company != nil && o.Event.Payload.Company.Name != "":
+		first, last = o.Event.Payload.Company.Name, "Administrator"
+	default:
+		return failure(http.StatusOK, "USER_NOT_FOUND", "the order names no creator and no company")
+	}
+
+	claimed, err := f.rdb.SetNX(ctx, claimKey(hash), "1", claimTTL).Result()
+	if err != nil {
+		return unavailable("redis: " + err.Error())
+	}
+	if !claimed {
+		return f.awaitOther(ctx, hash)
+	}
+	logon := logonName(o.SubscriptionID)
+	if err := f.enroll(ctx, enrollment{
+		LogonName: logon, FirstName: first, LastName: last, Password: rand.Text(),
+		UserInfo: "marketplace-subscription:" + o.SubscriptionID,
+	}); err != nil {
+		_ = f.rdb.Del(context.WithoutCancel(ctx), claimKey(hash)).Err() // best effort: the claim expires anyway
+		return unavailable(err.Error())
+	}
+	out := document(reply{Success: true, AccountIdentifier: logon})
+	if err := f.rdb.Set(ctx, replyKey(hash), out, f.cfg.EventTTL).Err(); err != nil {
+		return unavailable("redis: " + err.Error())
+	}
+	return answer{status: http.StatusOK, body: out}
+}
+
+// awaitOther polls for the reply of a delivery that another process claimed.
+func (f *floor) awaitOther(ctx context.Context, hash string) answer {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.WaitForOther)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return pending()
+		case <-tick.C:
+		}
+		stored, err := f.rdb.Get(ctx, replyKey(hash)).Bytes()
+		if err == nil {
+			return answer{status: http.StatusOK, body: stored, replayed: true}
+		}
+	}
+}
+
+// logonName is derived from the subscription alone, as the service's is, so
+// that a second enrollment of one subscription is refused by Q2.
+func logonName(subscription string) string {
+	sum := sha256.Sum256([]byte("q2-marketplace-subscription:" + subscription))
+	return "mp" + hex.EncodeToString(sum[:10])
+}
+
+// enrollment is the body of Q2's POST /v2/Enrollment, the fields the floor sets.
+type enrollment struct {
+	LogonName, FirstName, LastName, Password, UserInfo string
+}
+
+// errQ2 is a Q2 reply the floor cannot use.
+type errQ2 struct {
+	Endpoint string
+	Status   int
+}
+
+func (e *errQ2) Error() string { return fmt.Sprintf("q2 %s answered HTTP %d", e.Endpoint, e.Status) }
+
+// enroll calls Enrollment once with the cached token; a refused token (the
+// sandbox was reset) is fetched again and the call repeated once. A logon
+// that exists means an earlier attempt enrolled it: done.
+func (f *floor) enroll(ctx context.Context, e enrollment) error {
+	payload, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encoding the enrollment: %w", err)
+	}
+	for attempt := 0; ; attempt++ {
+		tok, err := f.token(ctx)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.cfg.Q2BaseURL+"/v2/Enrollment", bytes.NewReader(payload))
+		if err != nil {
+			return fmt.Errorf("building the enrollment request: %w", err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		status, _, err := f.do(req)
+		switch {
+		case err != nil:
+			return fmt.Errorf("q2 Enrollment: %w", err)
+		case status == http.StatusOK || status == http.StatusConflict:
+			return nil
+		case status == http.StatusUnauthorized && attempt == 0:
+			f.dropToken(tok)
+			continue
+		}
+		return &errQ2{Endpoint: "Enrollment", Status: status}
+	}
+}
+
+// token returns the cached access token, fetching it once.
+func (f *floor) token(ctx context.Context) (string, error) {
+	f.tokMu.Lock()
+	defer f.tokMu.Unlock()
+	if f.tok != "" {
+		return f.tok, nil
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {f.cfg.ClientID}, "client_secret": {f.cfg.ClientSecret}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.cfg.Q2BaseURL+"/v2/oauth2/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", fmt.Errorf("building the token request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	status, body, err := f.do(req)
+	if err != nil {
+		return "", fmt.Errorf("q2 token: %w", err)
+	}
+	if status != http.StatusOK {
+		return "", &errQ2{Endpoint: "token", Status: status}
+	}
+	var t struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(body, &t); err != nil || t.AccessToken == "" {
+		return "", errors.New("q2 token: the reply holds no access_token")
+	}
+	f.tok = t.AccessToken
+	return f.tok, nil
+}
+
+// dropToken forgets tok unless another caller replaced it already.
+func (f *floor) dropToken(tok string) {
+	f.tokMu.Lock()
+	defer f.tokMu.Unlock()
+	if f.tok == tok {
+		f.tok = ""
+	}
+}
+
+// do sends req and reads the whole reply, so that the connection is reused.
+func (f *floor) do(req *http.Request) (int, []byte, error) {
+	resp, err := f.q2.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxQ2Reply))
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("reading the reply: %w", err)
+	}
+	return resp.StatusCode, body, nil
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/banking-marketplace/webhook/internal/sandbox"
+)
+
+// rig is a floor on miniredis and the in-memory Q2 sandbox.
+type rig struct {
+	floor   *floor
+	url     string
+	sandbox *sandbox.Sandbox
+	redis   *miniredis.Miniredis
+}
+
+func newRig(t *testing.T, maxInFlight int, waitForOther time.Duration) *rig {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	sb := sandbox.New(sandbox.Config{ClientID: "floor", ClientSecret: "floor-secret"})
+	q2 := httptest.NewServer(sb.Handler())
+	t.Cleanup(q2.Close)
+	f, err := newFloor(config{
+		Q2BaseURL: q2.URL, ClientID: "floor", ClientSecret: "floor-secret",
+		EventTTL: time.Hour, MaxInFlight: maxInFlight, WaitForOther: waitForOther,
+	}, rdb, q2.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(f.handler())
+	t.Cleanup(srv.Close)
+	return &rig{floor: f, url: srv.URL + "/marketplace/my-product-name", sandbox: sb, redis: mr}
+}
+
+func orderBody(subscription string) []byte {
+	return fmt.Appendf(nil, `{"subscription_id":%q,"event_type":"SUBSCRIPTION_ORDER","event":{"creator":{"firstName":"John","lastName":"Doe"},"payload":{"company":{"name":"Doe Holdings"}}}}`, subscription)
+}
+
+type got struct {
+	status   int
+	body     []byte
+	replayed bool
+	doc      reply
+}
+
+func post(t *testing.T, url string, body []byte) got {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := got{status: resp.StatusCode, body: b, replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
+	if err := json.Unmarshal(b, &g.doc); err != nil {
+		t.Fatalf("reply %q is not a reply document: %v", b, err)
+	}
+	return g
+}
+
+func hashOf(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
+}
+
+func TestNewThenCopy(t *testing.T) {
+	r := newRig(t, 8, 0)
+	body := orderBody("sub-1")
+	first := post(t, r.url, body)
+	if first.status != http.StatusOK || !first.doc.Success || first.doc.AccountIdentifier != logonName("sub-1") || first.replayed {
+		t.Fatalf("first delivery = %d %s (replayed %t); want 200 success with the logon", first.status, first.body, first.replayed)
+	}
+	again := post(t, r.url, body)
+	if again.status != http.StatusOK || !bytes.Equal(again.body, first.body) || !again.replayed {
+		t.Fatalf("copy = %d %s (replayed %t); want the same bytes, replayed", again.status, again.body, again.replayed)
+	}
+	st := r.sandbox.Stats()
+	if st.Calls["Enrollment"] != 1 || st.Calls["token"] != 1 || st.Users != 1 {
+		t.Fatalf("sandbox saw %v with %d users; want one token, one Enrollment, one user", st.Calls, st.Users)
+	}
+}
+
+func TestStormOfOneNewDeliveryEnrollsOnce(t *testing.T) {
+	r := newRig(t, 64, 0)
+	body := orderBody("sub-storm")
+	const copies = 40
+	replies := make([]got, copies)
+	var wg sync.WaitGroup
+	for i := range copies {
+		wg.Go(func() { replies[i] = post(t, r.url, body) })
+	}
+	wg.Wait()
+	replayed := 0
+	for i, g := range replies {
+		if g.status != http.StatusOK || !bytes.Equal(g.body, replies[0].body) {
+			t.Fatalf("copy %d = %d %s; want 200 and the same bytes as copy 0 (%s)", i, g.status, g.body, replies[0].body)
+		}
+		if g.replayed {
+			replayed++
+		}
+	}
+	if replayed != copies-1 {
+		t.Fatalf("%d of %d copies marked Idempotent-Replayed; want all but the one processed", replayed, copies)
+	}
+	if n := r.sandbox.Stats().Calls["Enrollment"]; n != 1 {
+		t.Fatalf("%d Enrollment calls for %d copies; want 1", n, copies)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	tests := []struct {
+		name   string
+		body   []byte
+		status int
+		code   string
+	}{
+		{"not JSON", []byte("{"), http.StatusBadRequest, "INVALID_RESPONSE"},
+		{"no subscription", []byte(`{"event":{}}`), http.StatusBadRequest, "INVALID_RESPONSE"},
+		{"nobody to enroll", []byte(`{"subscription_id":"s","event":{"creator":null,"payload":{}}}`), http.StatusOK, "USER_NOT_FOUND"},
+		{"too large", append(append([]byte(`{"x":"`), bytes.Repeat([]byte("a"), maxBody)...), `"}`...), http.StatusRequestEntityTooLarge, "INVALID_RESPONSE"},
+	}
+	r := newRig(t, 8, 0)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := post(t, r.url, tt.body)
+			if g.status != tt.status || g.doc.Success || g.doc.ErrorCode != tt.code {
+				t.Fatalf("got %d %s; want %d %s", g.status, g.body, tt.status, tt.code)
+			}
+		})
+	}
+	if n := r.sandbox.Stats().Calls["Enrollment"]; n != 0 {
+		t.Fatalf("%d Enrollment calls for refused deliveries; want 0", n)
+	}
+}
+
+func TestAtCapacity(t *testing.T) {
+	r := newRig(t, 1, 0)
+	r.floor.slots <- struct{}{} // the only slot is taken
+	resp, err := http.Post(r.url, "application/json", bytes.NewReader(orderBody("sub-busy")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	<-r.floor.slots
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("at capacity: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if g := post(t, r.url, orderBody("sub-busy")); g.status != http.StatusOK {
+		t.Fatalf("with a free slot: %d %s; want 200", g.status, g.body)
+	}
+}
+
+func TestQ2FailureReleasesTheClaim(t *testing.T) {
+	r := newRig(t, 8, 0)
+	if err := r.sandbox.SetFault(sandbox.Fault{Route: "Enrollment", Status: 503, Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	body := orderBody("sub-fault")
+	if g := post(t, r.url, body); g.status != http.StatusServiceUnavailable || g.doc.ErrorCode != "TRANSPORT_ERROR" {
+		t.Fatalf("Q2 down: %d %s; want 503 TRANSPORT_ERROR", g.status, g.body)
+	}
+	if g := post(t, r.url, body); g.status != http.StatusOK || !g.doc.Success || g.replayed {
+		t.Fatalf("next copy: %d %s (replayed %t); want 200 success, processed again", g.status, g.body, g.replayed)
+	}
+	if n := r.sandbox.Stats().Calls["Enrollment"]; n != 2 {
+		t.Fatalf("%d Enrollment calls; want 2 (the failed one and the retry)", n)
+	}
+}
+
+func TestTokenRefusedAfterSandboxReset(t *testing.T) {
+	r := newRig(t, 8, 0)
+	if g := post(t, r.url, orderBody("sub-a")); g.status != http.StatusOK {
+		t.Fatalf("first order: %d %s", g.status, g.body)
+	}
+	r.sandbox.Reset() // forgets the floor's token
+	if g := post(t, r.url, orderBody("sub-b")); g.status != http.StatusOK || !g.doc.Success {
+		t.Fatalf("after a reset: %d %s; want 200 success with a new token", g.status, g.body)
+	}
+	st := r.sandbox.Stats()
+	if st.Calls["token"] != 1 || st.Calls["Enrollment"] != 2 {
+		t.Fatalf("after a reset the sandbox saw %v; want one token and two Enrollment calls (refused, then accepted)", st.Calls)
+	}
+}
+
+func TestClaimHeldElsewhere(t *testing.T) {
+	tests := []struct {
+		name   string
+		answer bool // the other holder stores its reply
+		status int
+	}{
+		{"holder answers", true, http.StatusOK},
+		{"holder never answers", false, http.StatusConflict},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, 8, 300*time.Millisecond)
+			body := orderBody("sub-other")
+			h := hashOf(body)
+			rdb := redis.NewClient(&redis.Options{Addr: r.redis.Addr()})
+			defer rdb.Close()
+			ctx := context.Background()
+			if err := rdb.Set(ctx, claimKey(h), "1", time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if tt.answer {
+				if err := rdb.Set(ctx, replyKey(h), `{"success":true,"accountIdentifier":"other"}`, time.Minute).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// process, not a POST: a POST would find the stored reply before
+			// claiming; this is the copy whose GET missed just before the
+			// other holder stored its reply.
+			a := r.floor.process(ctx, h, body)
+			if a.status != tt.status || a.replayed != tt.answer {
+				t.Fatalf("got %d %s (replayed %t); want %d (replayed %t)", a.status, a.body, a.replayed, tt.status, tt.answer)
+			}
+			if n := r.sandbox.Stats().Calls["Enrollment"]; n != 0 {
+				t.Fatalf("%d Enrollment calls while another process held the claim; want 0", n)
+			}
+		})
+	}
+}
+
+func TestNewFloorRefusesBadConfig(t *testing.T) {
+	good := config{Q2BaseURL: "http://127.0.0.1:1", ClientID: "a", ClientSecret: "b", EventTTL: time.Hour, MaxInFlight: 1}
+	tests := []struct {
+		name string
+		edit func(*config)
+	}{
+		{"relative URL", func(c *config) { c.Q2BaseURL = "127.0.0.1:1" }},
+		{"no client id", func(c *config) { c.ClientID = "" }},
+		{"no secret", func(c *config) { c.ClientSecret = "" }},
+		{"no slots", func(c *config) { c.MaxInFlight = 0 }},
+		{"no TTL", func(c *config) { c.EventTTL = 0 }},
+	}
+	if _, err := newFloor(good, nil, http.DefaultClient); err != nil {
+		t.Fatalf("good config refused: %v", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := good
+			tt.edit(&c)
+			if _, err := newFloor(c, nil, http.DefaultClient); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}

@@ -1,0 +1,182 @@
+package loadtest
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// row is one phase against one target in one round.
+type row struct {
+	Round  int
+	Target string
+	Phase  string
+	Load   load
+	outcome
+	Enrollments int   // Enrollment calls the sandbox received during the phase
+	Q2Calls     int   // every call the sandbox received during the phase
+	PeakRSSKB   int64 // the target's peak resident memory during the phase
+	CPU         time.Duration
+}
+
+func (r row) rps() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Sent) / r.Elapsed.Seconds()
+}
+
+// goodput is the 2xx replies per second: under overload, fast 503s inflate
+// req/s but not this.
+func (r row) goodput() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.count2xx()) / r.Elapsed.Seconds()
+}
+
+func (r row) count2xx() int {
+	n := 0
+	for s, c := range r.Status {
+		if s/100 == 2 {
+			n += c
+		}
+	}
+	return n
+}
+
+// count is the replies with a status in [lo, hi].
+func (r row) count(lo, hi int) int {
+	n := 0
+	for s, c := range r.Status {
+		if s >= lo && s <= hi {
+			n += c
+		}
+	}
+	return n
+}
+
+// non2xx lists the other statuses with their counts ("503:12 err:1"), or "0".
+func (r row) non2xx() string {
+	var parts []string
+	for _, s := range slices.Sorted(maps.Keys(r.Status)) {
+		if s/100 == 2 {
+			continue
+		}
+		name := strconv.Itoa(s)
+		if s == 0 {
+			name = "err"
+		}
+		parts = append(parts, fmt.Sprintf("%s:%d", name, r.Status[s]))
+	}
+	if len(parts) == 0 {
+		return "0"
+	}
+	return strings.Join(parts, " ")
+}
+
+func (r row) cpuPerRequest() time.Duration {
+	if r.Sent == 0 {
+		return 0
+	}
+	return r.CPU / time.Duration(r.Sent)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)) }
+func mib(kb int64) string {
+	if kb <= 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.1fMiB", float64(kb)/1024)
+}
+
+// printRows writes one line per phase run.
+func printRows(w io.Writer, rows []row) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "round\ttarget\tphase\tsent\tc\treq/s\t2xx/s\tp50\tp90\tp99\t2xx\tnon-2xx\tnot success\treplayed\tEnrollment\tQ2 calls\tCPU/req\tpeak RSS\t")
+	for _, r := range rows {
+		sent := strconv.Itoa(r.Sent)
+		if r.Sent != r.Load.N {
+			sent += "/" + strconv.Itoa(r.Load.N)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t\n",
+			r.Round, r.Target, r.Phase, sent, r.Load.C, r.rps(), r.goodput(),
+			ms(percentile(r.Latencies, .50)), ms(percentile(r.Latencies, .90)), ms(percentile(r.Latencies, .99)),
+			r.count2xx(), r.non2xx(), r.NotSuccess, r.Replayed, r.Enrollments, r.Q2Calls,
+			us(r.cpuPerRequest()), mib(r.PeakRSSKB))
+	}
+	_ = tw.Flush()
+}
+
+// summary is one target's phase over every round: means of the rounds.
+type summary struct {
+	rps, goodput, p50, p99, cpu, rssKB float64
+	enrollments                        []int // per round
+	fivexx, status503                  int   // over the rounds
+	rounds                             int
+}
+
+func summarize(rows []row) map[[2]string]*summary {
+	out := map[[2]string]*summary{}
+	for _, r := range rows {
+		k := [2]string{r.Phase, r.Target}
+		s := out[k]
+		if s == nil {
+			s = &summary{}
+			out[k] = s
+		}
+		s.rounds++
+		s.rps += r.rps()
+		s.goodput += r.goodput()
+		s.p50 += float64(percentile(r.Latencies, .50))
+		s.p99 += float64(percentile(r.Latencies, .99))
+		s.cpu += float64(r.cpuPerRequest())
+		s.rssKB += float64(r.PeakRSSKB)
+		s.enrollments = append(s.enrollments, r.Enrollments)
+		s.fivexx += r.count(500, 599)
+		s.status503 += r.count(503, 503)
+	}
+	for _, s := range out {
+		n := float64(s.rounds)
+		s.rps, s.goodput, s.p50, s.p99, s.cpu, s.rssKB = s.rps/n, s.goodput/n, s.p50/n, s.p99/n, s.cpu/n, s.rssKB/n
+	}
+	return out
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+// printRatios writes, per phase, the service's means over the rounds
+// divided by the floor's: throughput below 1 and latency, CPU and memory
+// above 1 say how far the service is from the floor.
+func printRatios(w io.Writer, rows []row, phases []string) {
+	sums := summarize(rows)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\tservice req/s\tfloor req/s\treq/s s/f\t2xx/s s/f\tp50 s/f\tp99 s/f\tCPU/req s/f\tpeak RSS s/f\tnotes\t")
+	for _, ph := range phases {
+		s, f := sums[[2]string{ph, "service"}], sums[[2]string{ph, "floor"}]
+		if s == nil || f == nil {
+			continue
+		}
+		var notes string
+		switch ph {
+		case phaseStorm:
+			notes = fmt.Sprintf("Enrollment per round: service %v, floor %v; 5xx: service %d, floor %d", s.enrollments, f.enrollments, s.fivexx, f.fivexx)
+		case phaseConns:
+			notes = fmt.Sprintf("503: service %d, floor %d", s.status503, f.status503)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", ph, s.rps, f.rps,
+			ratio(s.rps, f.rps), ratio(s.goodput, f.goodput), ratio(s.p50, f.p50), ratio(s.p99, f.p99), ratio(s.cpu, f.cpu), ratio(s.rssKB, f.rssKB), notes)
+	}
+	_ = tw.Flush()
+}
