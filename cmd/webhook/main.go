@@ -1,7 +1,7 @@
 // Command webhook is the marketplace subscription webhook receiver: the
 // extension URL that the Q2 marketplace calls when a subscription is ordered,
-// changed or cancelled. Subcommands: serve (default), replay, q2-sandbox,
-// version. Run `webhook COMMAND --help` for each one's flags.
+// changed or cancelled. Subcommands: serve (default), replay, sandbox,
+// bench, version. Run `webhook COMMAND --help` for each one's flags.
 package main
 
 import (
@@ -14,6 +14,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/banking-marketplace/webhook/internal/loadtest"
 )
 
 func main() {
@@ -46,7 +48,8 @@ const usage = `Usage: webhook [COMMAND] [flags]
 Commands:
   serve        run the receiver (the default)
   replay       send fixture files to a running receiver
-  q2-sandbox   run the Q2 sandbox API alone
+  sandbox      run the sandbox alone: Q2, QBD Connect and Helix in memory (alias: q2-sandbox)
+  bench        the load benchmark against a floor server (see BENCHMARKS.md; run inside the repository)
   version      print the version
 
 Run "webhook COMMAND --help" for a command's flags.
@@ -64,8 +67,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, args, getenv, stdout, stderr)
 	case "replay":
 		return runReplay(ctx, args, getenv, stdout, stderr)
-	case "q2-sandbox":
+	case "sandbox", "q2-sandbox":
 		return runSandbox(ctx, args, getenv, stdout, stderr)
+	case "bench":
+		return loadtest.Run(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
