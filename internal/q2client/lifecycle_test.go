@@ -80,8 +80,12 @@ func TestSandboxLifecycle(t *testing.T) {
 			if err := c.DeleteUser(ctx, u.UserID); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("second DeleteUser = %v, want ErrNotFound", err)
 			}
-			if _, err := c.LookupUser(ctx, UserQuery{LoginName: "sub-42"}); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("LookupUser after delete = %v, want ErrNotFound", err)
+			// Q2 marks a deleted user: it is still found, with DeletedDate set.
+			if users, err := c.LookupUser(ctx, UserQuery{LoginName: "sub-42"}); err != nil || len(users) != 1 || users[0].DeletedDate == "" {
+				t.Fatalf("LookupUser after delete = %+v, %v; want the user with DeletedDate set", users, err)
+			}
+			if custs, err := c.LookupCustomer(ctx, CustomerQuery{CustomerID: u.CustomerID}); err != nil || len(custs) != 1 || custs[0].DeletedDate != "" {
+				t.Fatalf("LookupCustomer after DeleteUser = %+v, %v; want the customer, not deleted", custs, err)
 			}
 			if err := c.DeleteCustomer(ctx, u.CustomerID); err != nil {
 				t.Fatalf("DeleteCustomer: %v", err)
@@ -89,8 +93,14 @@ func TestSandboxLifecycle(t *testing.T) {
 			if err := c.DeleteCustomer(ctx, u.CustomerID); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("second DeleteCustomer = %v, want ErrNotFound", err)
 			}
+			if custs, err := c.LookupCustomer(ctx, CustomerQuery{LoginName: "sub-42"}); err != nil || len(custs) != 1 || custs[0].DeletedDate == "" {
+				t.Fatalf("LookupCustomer after delete = %+v, %v; want the customer with DeletedDate set", custs, err)
+			}
+			if err := c.Enroll(ctx, enr); !errors.Is(err, ErrAlreadyExists) {
+				t.Fatalf("Enroll of a deleted user's logon = %v, want ErrAlreadyExists", err)
+			}
 			st := sb.Stats()
-			if st.Calls["token"] != 1 || st.Calls["Enrollment"] != 2 || st.Users != 0 || st.Customers != 0 {
+			if st.Calls["token"] != 1 || st.Calls["Enrollment"] != 3 || st.Users != 0 || st.Customers != 0 {
 				t.Errorf("stats = %+v", st)
 			}
 		})

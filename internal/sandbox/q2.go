@@ -11,42 +11,6 @@ import (
 	"time"
 )
 
-type customer struct {
-	id         int64
-	name       string
-	taxID      string
-	primaryCIF string
-	groupID    int64
-	hostUser   string
-	address    *addressIn
-	phones     []phoneIn
-	data       map[string]string // the enrollment's UserData
-	created    time.Time
-	deleted    time.Time // zero while live
-}
-
-type user struct {
-	id, customerID       int64
-	first, middle, last  string
-	ssn, dob, email      string
-	userInfo, primaryCIF string
-	ssoIdentifier, title string
-	profileUpdated       bool
-	logon                string
-	logonID              int64
-	authToken            string
-	accounts             []account
-	created              time.Time
-	deleted              time.Time // zero while live
-}
-
-type account struct {
-	ID                             int64
-	Number, Type, Description, ABA string
-	External                       bool
-	AllowDeposit, AllowWithdrawal  bool
-}
-
 // Wire types: what the Q2 documentation shows, read independently of the client.
 
 type addressIn struct {
@@ -170,34 +134,12 @@ func pathID(w http.ResponseWriter, r *http.Request, name string) (int64, bool) {
 	return id, err == nil
 }
 
-// liveUser and liveCustomer return nil for unknown or deleted records; the
-// caller holds s.mu.
-func (s *Sandbox) liveUser(id int64) *user {
-	if id < 1 || id > int64(len(s.users)) || !s.users[id-1].deleted.IsZero() {
-		return nil
-	}
-	return s.users[id-1]
-}
-
-func (s *Sandbox) liveCustomer(id int64) *customer {
-	if id < 1 || id > int64(len(s.customers)) || !s.customers[id-1].deleted.IsZero() {
-		return nil
-	}
-	return s.customers[id-1]
-}
-
 func (s *Sandbox) deleteUser(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r, "UserID")
 	if !ok {
 		return
 	}
-	s.mu.Lock()
-	u := s.liveUser(id)
-	if u != nil {
-		s.remove(u, time.Now())
-	}
-	s.mu.Unlock()
-	if u == nil {
+	if !s.q2.deleteUser(id, time.Now().UTC()) {
 		fail(w, http.StatusNotFound, fmt.Sprintf("User %d not found", id))
 		return
 	}
@@ -209,29 +151,11 @@ func (s *Sandbox) deleteCustomer(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.mu.Lock()
-	c := s.liveCustomer(id)
-	if c != nil {
-		now := time.Now()
-		c.deleted = now
-		for _, u := range s.users {
-			if u.customerID == id && u.deleted.IsZero() {
-				s.remove(u, now)
-			}
-		}
-	}
-	s.mu.Unlock()
-	if c == nil {
+	if !s.q2.deleteCustomer(id, time.Now().UTC()) {
 		fail(w, http.StatusNotFound, fmt.Sprintf("Customer %d not found", id))
 		return
 	}
 	reply(w, http.StatusOK, map[string]any{}, []string{})
-}
-
-// remove marks u deleted and frees its logon; the caller holds s.mu.
-func (s *Sandbox) remove(u *user, now time.Time) {
-	u.deleted = now
-	delete(s.logons, strings.ToLower(u.logon))
 }
 
 func (s *Sandbox) enroll(w http.ResponseWriter, r *http.Request) {
@@ -243,51 +167,18 @@ func (s *Sandbox) enroll(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "LogonName, FirstName and LastName are required")
 		return
 	}
-	now := time.Now().UTC()
-	s.mu.Lock()
-	key := strings.ToLower(in.LogonName)
-	if _, taken := s.logons[key]; taken {
-		s.mu.Unlock()
+	switch err := s.q2.enroll(&in, time.Now().UTC()); {
+	case errors.Is(err, errLogonTaken):
 		fail(w, http.StatusConflict, fmt.Sprintf("Logon name %s already exists", in.LogonName))
-		return
+	case err != nil:
+		fail(w, http.StatusInternalServerError, "enrollment: "+err.Error())
+	default:
+		succeed(w, map[string]any{})
 	}
-	c := &customer{
-		id: int64(len(s.customers)) + 1, name: in.FirstName + " " + in.LastName,
-		taxID: in.SSN, primaryCIF: in.PrimaryCIF, groupID: in.GroupID, hostUser: in.HostUser,
-		phones: in.Phones, data: in.UserData, created: now,
-	}
-	if len(in.Addresses) > 0 {
-		c.address = &in.Addresses[0]
-	}
-	s.nextID++
-	u := &user{
-		id: int64(len(s.users)) + 1, customerID: c.id,
-		first: in.FirstName, middle: in.MiddleName, last: in.LastName,
-		ssn: in.SSN, dob: in.DOB, userInfo: in.UserInfo, primaryCIF: in.PrimaryCIF,
-		ssoIdentifier: in.SSOIdentifier, profileUpdated: in.ProfileUpdated,
-		logon: in.LogonName, logonID: s.nextID, authToken: requestID(), created: now,
-	}
-	if len(in.Emails) > 0 {
-		u.email = in.Emails[0].EmailAddress
-	}
-	if in.AccountLinkingValue != "" && !in.SkipAccountLinking {
-		s.nextID++
-		u.accounts = []account{{ID: s.nextID, Number: in.AccountLinkingValue, Type: "Checking",
-			Description: "Linked account", AllowDeposit: true, AllowWithdrawal: true}}
-	}
-	s.customers = append(s.customers, c)
-	s.users = append(s.users, u)
-	s.logons[key] = u
-	s.mu.Unlock()
-	succeed(w, map[string]any{})
 }
 
 func (s *Sandbox) lookupUser(w http.ResponseWriter, r *http.Request) {
-	var q struct {
-		SSN, LoginName, PrimaryCIF string
-		UserID, CustomerID         int64
-		IncludeAuthToken           bool
-	}
+	var q userQuery
 	if !decode(w, r, &q) {
 		return
 	}
@@ -295,25 +186,12 @@ func (s *Sandbox) lookupUser(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "give SSN, UserID, LoginName, PrimaryCIF or CustomerID")
 		return
 	}
-	out := []userOut{}
-	s.mu.Lock()
-	for _, u := range s.users {
-		if u.deleted.IsZero() &&
-			(q.SSN == "" || q.SSN == u.ssn) &&
-			(q.LoginName == "" || strings.EqualFold(q.LoginName, u.logon)) &&
-			(q.PrimaryCIF == "" || q.PrimaryCIF == u.primaryCIF) &&
-			(q.UserID == 0 || q.UserID == u.id) &&
-			(q.CustomerID == 0 || q.CustomerID == u.customerID) {
-			out = append(out, u.out(q.IncludeAuthToken))
-		}
-	}
-	s.mu.Unlock()
-	succeed(w, out)
+	succeed(w, s.q2.lookupUsers(q))
 }
 
 func (u *user) out(withToken bool) userOut {
 	o := userOut{
-		UserID: u.id, CustomerID: u.customerID,
+		UserID: u.id, CustomerID: u.customer.id,
 		FirstName: u.first, MiddleName: u.middle, LastName: u.last,
 		SSN: u.ssn, CreateDate: u.created.Format(q2Time),
 		UserInfo: u.userInfo, ProfileUpdated: u.profileUpdated, PrimaryCIF: u.primaryCIF,
@@ -324,6 +202,10 @@ func (u *user) out(withToken bool) userOut {
 	if d, err := time.Parse("01/02/2006", u.dob); err == nil {
 		o.DOB = d.Format(q2Time)
 	}
+	if !u.deleted.IsZero() {
+		d := u.deleted.Format(q2Time)
+		o.DeletedDate = &d
+	}
 	if withToken {
 		o.AuthToken = u.authToken
 	}
@@ -331,11 +213,7 @@ func (u *user) out(withToken bool) userOut {
 }
 
 func (s *Sandbox) lookupCustomer(w http.ResponseWriter, r *http.Request) {
-	var q struct {
-		TaxID, LoginName, PrimaryCIF                      string
-		CustomerID                                        int64
-		IncludePhone, IncludeAddress, IncludeCustomerData bool
-	}
+	var q customerQuery
 	if !decode(w, r, &q) {
 		return
 	}
@@ -343,23 +221,7 @@ func (s *Sandbox) lookupCustomer(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "give TaxID, CustomerID, LoginName or PrimaryCIF")
 		return
 	}
-	out := []customerOut{}
-	s.mu.Lock()
-	byLogon := int64(0)
-	if u := s.logons[strings.ToLower(q.LoginName)]; u != nil {
-		byLogon = u.customerID
-	}
-	for _, c := range s.customers {
-		if c.deleted.IsZero() &&
-			(q.TaxID == "" || q.TaxID == c.taxID) &&
-			(q.LoginName == "" || byLogon == c.id) &&
-			(q.PrimaryCIF == "" || q.PrimaryCIF == c.primaryCIF) &&
-			(q.CustomerID == 0 || q.CustomerID == c.id) {
-			out = append(out, c.out(q.IncludeAddress, q.IncludePhone, q.IncludeCustomerData))
-		}
-	}
-	s.mu.Unlock()
-	succeed(w, out)
+	succeed(w, s.q2.lookupCustomers(q))
 }
 
 func (c *customer) out(address, phones, data bool) customerOut {
@@ -367,6 +229,10 @@ func (c *customer) out(address, phones, data bool) customerOut {
 		CustomerID: c.id, CustomerName: c.name, TaxID: c.taxID,
 		CreateDate: c.created.Format(q2Time), GroupID: c.groupID,
 		CustInfo: c.primaryCIF, PrimaryCIF: c.primaryCIF, HostUser: c.hostUser,
+	}
+	if !c.deleted.IsZero() {
+		d := c.deleted.Format(q2Time)
+		o.DeletedDate = &d
 	}
 	if address && c.address != nil {
 		a := c.address
@@ -416,21 +282,7 @@ func (s *Sandbox) addExternalAccount(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, `"Account" is empty`)
 		return
 	}
-	out := make([]externalOut, 0, len(list))
-	s.mu.Lock()
-	for _, a := range list {
-		u := s.logons[strings.ToLower(a.LogonName)]
-		success := u != nil && len(a.ABA) == 9 && a.Account != ""
-		if success {
-			s.nextID++
-			u.accounts = append(u.accounts, account{ID: s.nextID, Number: a.Account, Type: a.AccountType,
-				Description: "External " + a.AccountType, ABA: a.ABA, External: true,
-				AllowDeposit: a.AllowDeposit, AllowWithdrawal: a.AllowWithdrawal})
-		}
-		out = append(out, externalOut{ABA: a.ABA, Account: a.Account, Success: success})
-	}
-	s.mu.Unlock()
-	succeed(w, out)
+	succeed(w, s.q2.addExternal(list))
 }
 
 // accountList answers the accounts of the live users named by exactly one
@@ -448,38 +300,11 @@ func (s *Sandbox) accountList(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "give exactly one of username, user_id, customer_id")
 		return
 	}
-	s.mu.Lock()
-	var users []*user
-	switch {
-	case username != "":
-		if u := s.logons[strings.ToLower(username)]; u != nil {
-			users = []*user{u}
-		}
-	case userID != "":
-		id, _ := strconv.ParseInt(userID, 10, 64)
-		if u := s.liveUser(id); u != nil {
-			users = []*user{u}
-		}
-	default:
-		id, _ := strconv.ParseInt(customerID, 10, 64)
-		if s.liveCustomer(id) != nil {
-			for _, u := range s.users {
-				if u.customerID == id && u.deleted.IsZero() {
-					users = append(users, u)
-				}
-			}
-		}
-	}
-	out := []accountOut{}
-	for _, u := range users {
-		for _, a := range u.accounts {
-			out = append(out, accountOut{AccountID: a.ID, AccountNumber: a.Number, AccountType: a.Type,
-				Description: a.Description, ABA: a.ABA, Balance: "0.00", IsExternal: a.External,
-				AllowDeposit: a.AllowDeposit, AllowWithdrawal: a.AllowWithdrawal})
-		}
-	}
-	s.mu.Unlock()
-	if users == nil {
+	// A malformed id names nobody, like an unknown one.
+	uid, _ := strconv.ParseInt(userID, 10, 64)
+	cid, _ := strconv.ParseInt(customerID, 10, 64)
+	out, found := s.q2.accountList(username, uid, cid)
+	if !found {
 		fail(w, http.StatusNotFound, "no such user or customer")
 		return
 	}

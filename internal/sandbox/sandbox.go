@@ -1,16 +1,16 @@
 package sandbox
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,43 +32,100 @@ type Config struct {
 	TokenTTL     time.Duration
 }
 
-// Routes names the routes that count calls and take faults.
+// Routes names Q2's routes that count calls and take faults; a Part adds
+// its own.
 var Routes = []string{"token", "Enrollment", "DeleteUser", "DeleteCustomer", "LookupUser", "LookupCustomer", "AddExternalAccount", "GetAccountList"}
 
 // Fault makes the next Times calls of Route wait Delay, then answer Status
-// with an error (Status 0: then answer normally). Times 0 clears the route's
+// with an error (Status 0: then answer normally). Code, for a part's route
+// only, is an error code of that API: the fault answers Status (400 when 0)
+// in the part's error envelope with that code. Times 0 clears the route's
 // fault.
 type Fault struct {
 	Route   string `json:"route"`
 	Status  int    `json:"status"`
 	Times   int    `json:"times"`
 	DelayMS int    `json:"delay_ms"`
+	Code    int    `json:"code"`
 }
 
 // Stats counts the calls received per route (when they arrive, before
-// authentication and faults) and the live users and customers.
+// authentication and faults; routes never called are left out) and the
+// live users and customers. Parts holds each part's block by its name: in
+// JSON the blocks stand beside "calls", "users" and "customers".
 type Stats struct {
 	Calls     map[string]int `json:"calls"`
 	Users     int            `json:"users"`
 	Customers int            `json:"customers"`
+	Parts     map[string]any `json:"-"` // decoded from JSON as json.RawMessage
 }
 
-// Sandbox is the in-memory Q2 API. It is safe for concurrent use.
+// MarshalJSON writes the parts' blocks beside the fixed fields.
+func (st Stats) MarshalJSON() ([]byte, error) {
+	doc := map[string]any{"calls": st.Calls, "users": st.Users, "customers": st.Customers}
+	for name, block := range st.Parts {
+		doc[name] = block // New keeps part names off the fixed ones
+	}
+	return json.Marshal(doc)
+}
+
+// UnmarshalJSON reads the fixed fields, and every other key into Parts.
+func (st *Stats) UnmarshalJSON(b []byte) error {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	var out Stats
+	for k, v := range doc {
+		var err error
+		switch k {
+		case "calls":
+			err = json.Unmarshal(v, &out.Calls)
+		case "users":
+			err = json.Unmarshal(v, &out.Users)
+		case "customers":
+			err = json.Unmarshal(v, &out.Customers)
+		default:
+			if out.Parts == nil {
+				out.Parts = map[string]any{}
+			}
+			out.Parts[k] = v
+		}
+		if err != nil {
+			return fmt.Errorf("stats %q: %w", k, err)
+		}
+	}
+	*st = out
+	return nil
+}
+
+// Sandbox is the in-memory Q2 API, hosting other APIs (parts) beside it. It
+// is safe for concurrent use.
 type Sandbox struct {
-	cfg Config
+	cfg     Config
+	q2      directory
+	parts   []Part
+	routes  []string                 // Q2's, then each part's
+	owner   map[string]Part          // route → its part; nil for Q2's routes
+	calls   map[string]*atomic.Int64 // one per route, fixed by New
+	handler http.Handler
 
-	mu        sync.Mutex
-	tokens    map[string]time.Time // access token → expiry
-	customers []*customer          // CustomerID = index + 1
-	users     []*user              // UserID = index + 1
-	logons    map[string]*user     // live logon name (lower case) → user
-	nextID    int64                // logon and account ids
-	faults    map[string]Fault
-	calls     map[string]int
+	tokMu   sync.RWMutex
+	tokens  map[string]time.Time // access token → expiry
+	sweepAt int                  // sweep expired tokens when there are this many
+
+	faultMu sync.Mutex
+	faults  map[string]Fault
 }
 
-// New returns an empty sandbox.
-func New(cfg Config) *Sandbox {
+// minSweep is the number of tokens below which expired ones are not swept.
+const minSweep = 1024
+
+// New returns an empty sandbox serving Q2 and the given parts. A part
+// whose name is empty, reserved ("calls", "users", "customers") or taken,
+// or whose route is taken, is a wiring mistake: New panics naming it, as
+// http.ServeMux does for conflicting patterns.
+func New(cfg Config, parts ...Part) *Sandbox {
 	if cfg.ClientID == "" {
 		cfg.ClientID = DefaultClientID
 	}
@@ -78,53 +135,89 @@ func New(cfg Config) *Sandbox {
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = DefaultTokenTTL
 	}
-	s := &Sandbox{cfg: cfg}
+	s := &Sandbox{cfg: cfg, parts: parts, owner: map[string]Part{}, calls: map[string]*atomic.Int64{}}
+	for _, r := range Routes {
+		s.addRoute(r, nil)
+	}
+	names := map[string]bool{"calls": true, "users": true, "customers": true}
+	for _, p := range parts {
+		if names[p.Name()] || p.Name() == "" {
+			panic(fmt.Sprintf("sandbox: part name %q is empty, reserved or taken", p.Name()))
+		}
+		names[p.Name()] = true
+		for _, r := range p.Routes() {
+			s.addRoute(r, p)
+		}
+	}
 	s.Reset()
+	s.handler = s.mux()
 	return s
 }
 
-// Reset forgets everything: users, customers, tokens, faults and counters.
-func (s *Sandbox) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.tokens = map[string]time.Time{}
-	s.customers, s.users = nil, nil
-	s.logons = map[string]*user{}
-	s.nextID = 0
-	s.faults = map[string]Fault{}
-	s.calls = map[string]int{}
+func (s *Sandbox) addRoute(route string, p Part) {
+	if _, taken := s.owner[route]; taken || route == "" {
+		panic(fmt.Sprintf("sandbox: route %q is empty or taken", route))
+	}
+	s.owner[route] = p
+	s.routes = append(s.routes, route)
+	s.calls[route] = new(atomic.Int64)
 }
 
-// Stats returns the call counters and the live users and customers.
+// Reset forgets everything: users, customers, tokens, faults, counters and
+// every part's state.
+func (s *Sandbox) Reset() {
+	s.q2.reset()
+	s.tokMu.Lock()
+	s.tokens, s.sweepAt = map[string]time.Time{}, minSweep
+	s.tokMu.Unlock()
+	s.faultMu.Lock()
+	s.faults = map[string]Fault{}
+	s.faultMu.Unlock()
+	for _, n := range s.calls {
+		n.Store(0)
+	}
+	for _, p := range s.parts {
+		p.Reset()
+	}
+}
+
+// Stats returns the call counters, the live users and customers, and each
+// part's block.
 func (s *Sandbox) Stats() Stats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := Stats{Calls: maps.Clone(s.calls)}
-	for _, u := range s.users {
-		if u.deleted.IsZero() {
-			st.Users++
+	st := Stats{Calls: map[string]int{}}
+	for route, n := range s.calls {
+		if v := n.Load(); v != 0 {
+			st.Calls[route] = int(v)
 		}
 	}
-	for _, c := range s.customers {
-		if c.deleted.IsZero() {
-			st.Customers++
+	st.Users, st.Customers = s.q2.live()
+	for _, p := range s.parts {
+		if st.Parts == nil {
+			st.Parts = map[string]any{}
 		}
+		st.Parts[p.Name()] = p.Stats()
 	}
 	return st
 }
 
-// SetFault installs f, replacing the route's previous fault.
+// SetFault installs f, replacing the route's previous fault. The route is
+// any of Q2's or of a part; a code only makes sense for a part's route.
 func (s *Sandbox) SetFault(f Fault) error {
+	p, known := s.owner[f.Route]
 	switch {
-	case !slices.Contains(Routes, f.Route):
-		return fmt.Errorf("route %q is not one of %s", f.Route, strings.Join(Routes, ", "))
+	case !known:
+		return fmt.Errorf("route %q is not one of %s", f.Route, strings.Join(s.routes, ", "))
 	case f.Status != 0 && (f.Status < 400 || f.Status > 599):
 		return fmt.Errorf("status %d: want 0 or 400-599", f.Status)
 	case f.Times < 0 || f.DelayMS < 0:
 		return errors.New("times and delay_ms must not be negative")
+	case f.Code < 0:
+		return fmt.Errorf("code %d: want 0 or an API error code", f.Code)
+	case f.Code != 0 && p == nil:
+		return fmt.Errorf("code %d: Q2 route %q takes no code; give only a status", f.Code, f.Route)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
 	if f.Times == 0 {
 		delete(s.faults, f.Route)
 	} else {
@@ -133,17 +226,23 @@ func (s *Sandbox) SetFault(f Fault) error {
 	return nil
 }
 
-// Handler serves the Q2 routes and the /_sandbox/ routes.
-func (s *Sandbox) Handler() http.Handler {
+// Handler serves the Q2 routes, every part's routes and the /_sandbox/
+// routes.
+func (s *Sandbox) Handler() http.Handler { return s.handler }
+
+func (s *Sandbox) mux() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /{v}/oauth2/token", s.route("token", s.token))
-	mux.HandleFunc("POST /{v}/Enrollment", s.route("Enrollment", s.authed(s.enroll)))
-	mux.HandleFunc("DELETE /{v}/DeleteUser/{id}", s.route("DeleteUser", s.authed(s.deleteUser)))
-	mux.HandleFunc("DELETE /{v}/DeleteCustomer/{id}", s.route("DeleteCustomer", s.authed(s.deleteCustomer)))
-	mux.HandleFunc("POST /{v}/LookupUser", s.route("LookupUser", s.authed(s.lookupUser)))
-	mux.HandleFunc("POST /{v}/LookupCustomer", s.route("LookupCustomer", s.authed(s.lookupCustomer)))
-	mux.HandleFunc("POST /{v}/AddExternalAccount", s.route("AddExternalAccount", s.authed(s.addExternalAccount)))
-	mux.HandleFunc("GET /{v}/GetAccountList", s.route("GetAccountList", s.authed(s.accountList)))
+	mux.HandleFunc("POST /{v}/oauth2/token", s.q2Route("token", s.token))
+	mux.HandleFunc("POST /{v}/Enrollment", s.q2Route("Enrollment", s.authed(s.enroll)))
+	mux.HandleFunc("DELETE /{v}/DeleteUser/{id}", s.q2Route("DeleteUser", s.authed(s.deleteUser)))
+	mux.HandleFunc("DELETE /{v}/DeleteCustomer/{id}", s.q2Route("DeleteCustomer", s.authed(s.deleteCustomer)))
+	mux.HandleFunc("POST /{v}/LookupUser", s.q2Route("LookupUser", s.authed(s.lookupUser)))
+	mux.HandleFunc("POST /{v}/LookupCustomer", s.q2Route("LookupCustomer", s.authed(s.lookupCustomer)))
+	mux.HandleFunc("POST /{v}/AddExternalAccount", s.q2Route("AddExternalAccount", s.authed(s.addExternalAccount)))
+	mux.HandleFunc("GET /{v}/GetAccountList", s.q2Route("GetAccountList", s.authed(s.accountList)))
+	for _, p := range s.parts {
+		p.Register(mux, s.partRoute(p))
+	}
 	mux.HandleFunc("GET /_sandbox/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Stats()) })
 	mux.HandleFunc("POST /_sandbox/faults", s.setFault)
 	mux.HandleFunc("POST /_sandbox/reset", func(w http.ResponseWriter, r *http.Request) {
@@ -153,23 +252,28 @@ func (s *Sandbox) Handler() http.Handler {
 	return mux
 }
 
-// route counts the call, checks the version segment and plays the route's
+// arrive counts a call of route and takes one of its fault's calls.
+func (s *Sandbox) arrive(route string) (Fault, bool) {
+	s.calls[route].Add(1)
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	f, faulty := s.faults[route]
+	if faulty {
+		if f.Times--; f.Times == 0 {
+			delete(s.faults, route)
+		} else {
+			s.faults[route] = f
+		}
+	}
+	return f, faulty
+}
+
+// q2Route counts the call, checks the version segment and plays the route's
 // fault, if any. The delay does not watch the caller: a delayed call does
 // its work even when its caller has gone away.
-func (s *Sandbox) route(name string, h http.HandlerFunc) http.HandlerFunc {
+func (s *Sandbox) q2Route(name string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		s.calls[name]++
-		f, faulty := s.faults[name]
-		if faulty {
-			if f.Times--; f.Times == 0 {
-				delete(s.faults, name)
-			} else {
-				s.faults[name] = f
-			}
-		}
-		s.mu.Unlock()
-
+		f, faulty := s.arrive(name)
 		if v := r.PathValue("v"); v != "v1" && v != "v2" {
 			fail(w, http.StatusNotFound, fmt.Sprintf("unknown API version %q (want v1 or v2)", v))
 			return
@@ -191,18 +295,38 @@ func (s *Sandbox) route(name string, h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// partRoute is the wrap a part registers its routes with: it counts the
+// call and plays the route's fault in the part's own error envelope, with
+// the same delay rule as Q2's routes. A route the part did not declare in
+// Routes is a wiring mistake, found when the handler is built.
+func (s *Sandbox) partRoute(p Part) func(string, http.HandlerFunc) http.HandlerFunc {
+	return func(route string, h http.HandlerFunc) http.HandlerFunc {
+		if s.owner[route] != p {
+			panic(fmt.Sprintf("sandbox: part %q registers route %q, which is not in its Routes", p.Name(), route))
+		}
+		return func(w http.ResponseWriter, r *http.Request) {
+			f, faulty := s.arrive(route)
+			if faulty {
+				time.Sleep(time.Duration(f.DelayMS) * time.Millisecond)
+				if f.Status != 0 || f.Code != 0 {
+					p.Fail(w, cmp.Or(f.Status, http.StatusBadRequest), f.Code)
+					return
+				}
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+			h(w, r)
+		}
+	}
+}
+
 // authed wants a live Bearer token.
 func (s *Sandbox) authed(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		s.mu.Lock()
+		s.tokMu.RLock()
 		exp, known := s.tokens[tok]
-		live := ok && known && time.Now().Before(exp)
-		if known && !live {
-			delete(s.tokens, tok)
-		}
-		s.mu.Unlock()
-		if !live {
+		s.tokMu.RUnlock()
+		if !ok || !known || !time.Now().Before(exp) {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			fail(w, http.StatusUnauthorized, "missing, unknown or expired bearer token")
 			return
@@ -238,14 +362,17 @@ func (s *Sandbox) token(w http.ResponseWriter, r *http.Request) {
 	}
 	tok := rand.Text()
 	now := time.Now()
-	s.mu.Lock()
-	for t, exp := range s.tokens {
-		if !now.Before(exp) {
-			delete(s.tokens, t)
+	s.tokMu.Lock()
+	if len(s.tokens) >= s.sweepAt { // doubling keeps the sweeps' cost per token flat
+		for t, exp := range s.tokens {
+			if !now.Before(exp) {
+				delete(s.tokens, t)
+			}
 		}
+		s.sweepAt = max(2*len(s.tokens), minSweep)
 	}
 	s.tokens[tok] = now.Add(s.cfg.TokenTTL)
-	s.mu.Unlock()
+	s.tokMu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": tok,
 		"token_type":   "Bearer",

@@ -1,0 +1,88 @@
+package sandbox
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// benchSizes are the numbers of users the benchmarks run at: a call must
+// cost the same at both. The million runs only without -short.
+var benchSizes = []int{1_000, 1_000_000}
+
+// benchSandbox returns a sandbox holding n users (and their customers),
+// built through the directory rather than n HTTP calls, and a live token.
+func benchSandbox(b *testing.B, n int) (*Sandbox, string) {
+	b.Helper()
+	if n > 1_000 && testing.Short() {
+		b.Skip("a million users only without -short")
+	}
+	sb := New(Config{})
+	now := time.Now().UTC()
+	for i := range n {
+		in := enrollmentIn{LogonName: fmt.Sprintf("user%d", i), FirstName: "A", LastName: "B",
+			SSN: fmt.Sprintf("%09d", i), PrimaryCIF: fmt.Sprintf("cif%d", i)}
+		if err := sb.q2.enroll(&in, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+	sb.tokens["bench"] = now.Add(time.Hour)
+	return sb, "bench"
+}
+
+// serve sends one call straight to the handler: what is measured is the
+// sandbox's cost, not the loopback's.
+func serve(b *testing.B, h http.Handler, tok, method, path, body string, want int) {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != want {
+		b.Fatalf("%s %s: %d %s, want %d", method, path, w.Code, w.Body, want)
+	}
+}
+
+func BenchmarkLookupUser(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("users=%d", n), func(b *testing.B) {
+			sb, tok := benchSandbox(b, n)
+			h := sb.Handler()
+			i := 0
+			for b.Loop() {
+				i++
+				serve(b, h, tok, "POST", "/v2/LookupUser", fmt.Sprintf(`{"LoginName":"USER%d"}`, i%n), http.StatusOK)
+			}
+		})
+	}
+}
+
+func BenchmarkLookupCustomer(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("users=%d", n), func(b *testing.B) {
+			sb, tok := benchSandbox(b, n)
+			h := sb.Handler()
+			i := 0
+			for b.Loop() {
+				i++
+				serve(b, h, tok, "POST", "/v2/LookupCustomer", fmt.Sprintf(`{"TaxID":"%09d"}`, i%n), http.StatusOK)
+			}
+		})
+	}
+}
+
+func BenchmarkEnrollment(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("users=%d", n), func(b *testing.B) {
+			sb, tok := benchSandbox(b, n)
+			h := sb.Handler()
+			i := 0
+			for b.Loop() {
+				i++
+				serve(b, h, tok, "POST", "/v2/Enrollment", fmt.Sprintf(`{"LogonName":"new%d","FirstName":"A","LastName":"B","SSN":"1"}`, i), http.StatusOK)
+			}
+		})
+	}
+}
