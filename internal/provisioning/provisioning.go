@@ -204,6 +204,9 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 				zap.String("subscription", w.subscription), zap.String("target", t.Name()))
 			step.Target, step.Undone = t.Name(), true
 			acct.Steps = append(acct.Steps, step)
+			if acct.AccountIdentifier == "" {
+				acct.AccountIdentifier = step.ID
+			}
 			return s.cancelledMeanwhile(ctx, w, &acct)
 		case Live:
 		default:
