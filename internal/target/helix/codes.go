@@ -1,6 +1,6 @@
-// Package helix is the Helix target of a product's plan: entitlements on a
-// business account through internal/helixclient. This file holds the one
-// table from Helix's answers to marketplace outcomes.
+// This file holds the one table from Helix's answers to marketplace
+// outcomes (the package comment is in helix.go).
+
 package helix
 
 import (

@@ -1,0 +1,374 @@
+package helix_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/provisioning"
+	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/sandbox"
+	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
+	"github.com/banking-marketplace/webhook/internal/store"
+	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
+)
+
+// The product of the plan tests: the README's "Business Access", plan
+// [q2, helix].
+const businessAccess = "business-access"
+
+// planEnv is the provisioning service with plan [q2, helix] on miniredis,
+// the Q2 sandbox and the Helix part behind real HTTP.
+type planEnv struct {
+	t     *testing.T
+	mini  *miniredis.Miniredis
+	db    *store.Redis
+	q2    *sandbox.Sandbox
+	helix *fakeHelix
+	svc   *provisioning.Service
+}
+
+func newPlanEnv(t *testing.T) *planEnv {
+	t.Helper()
+	mini := miniredis.RunT(t)
+	db, err := store.Open(context.Background(), store.Options{URL: "redis://" + mini.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+
+	q2 := sandbox.New(sandbox.Config{})
+	q2srv := httptest.NewServer(q2.Handler())
+	t.Cleanup(q2srv.Close)
+	q2c, err := q2client.New(q2srv.URL, q2client.WithCredentials(sandbox.DefaultClientID, sandbox.DefaultClientSecret),
+		q2client.WithRetry(2, time.Millisecond, 5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q2t, err := q2target.New(q2c, q2target.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startHelix(t)
+	svc, err := provisioning.New(db, []provisioning.Plan{{Product: businessAccess,
+		Targets: []provisioning.Target{q2t, newTarget(t, h.client(t), product)}}},
+		provisioning.Config{LockWait: 200 * time.Millisecond}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &planEnv{t: t, mini: mini, db: db, q2: q2, helix: h, svc: svc}
+}
+
+func (e *planEnv) process(ev *events.SubscriptionEvent) events.Outcome {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	return e.svc.Process(ctx, ev, businessAccess)
+}
+
+func (e *planEnv) account(sub string) events.Account {
+	e.t.Helper()
+	a, err := e.db.Account(context.Background(), sub)
+	if err != nil {
+		e.t.Fatalf("account %s: %v", sub, err)
+	}
+	return a
+}
+
+// customer is the Q2 CustomerID the subscription's q2 step recorded.
+func (e *planEnv) customer(sub string) int64 {
+	e.t.Helper()
+	a := e.account(sub)
+	s, ok := a.Step(q2target.Name)
+	if !ok {
+		e.t.Fatalf("no q2 step recorded: %+v", a)
+	}
+	id, ok := q2target.CustomerID(*s)
+	if !ok {
+		e.t.Fatalf("q2 step without a customer: %+v", s)
+	}
+	return id
+}
+
+func (e *planEnv) users() int       { return e.q2.Stats().Users }
+func (e *planEnv) enrollments() int { return e.q2.Stats().Calls["Enrollment"] }
+func (e *planEnv) entitlements() int {
+	return e.helix.part.Stats().(helixsandbox.Stats).Entitlements
+}
+
+// event decodes testdata/name.json, giving it subscription sub and, when
+// acct is not empty, that accountIdentifier.
+func event(t *testing.T, name, sub, acct string) *events.SubscriptionEvent {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.SubscriptionID = sub
+	if ev.Event.Payload.Account != nil {
+		ev.Event.Payload.Account.AccountIdentifier = acct
+	}
+	return ev
+}
+
+// wantOutcome checks an outcome's kind and code ("" for a success).
+func wantOutcome(t *testing.T, got events.Outcome, kind events.Kind, code events.ErrorCode) {
+	t.Helper()
+	if got.Kind != kind || got.Reply.Success != (code == "") || got.Reply.ErrorCode != code {
+		t.Fatalf("outcome = %v %+v; want %v %q", got.Kind, got.Reply, kind, code)
+	}
+}
+
+// The fixture's configuration: business account 4001, requester 5001.
+const account, requester = 4001, 5001
+
+// TestPlanStory: ORDER entitles the Q2 customer the q2 step enrolled,
+// CHANGE to PREMIUM edits it to FULL, CANCEL removes it and deletes the
+// user.
+func TestPlanStory(t *testing.T) {
+	t.Parallel()
+	e := newPlanEnv(t)
+	sub := "sub-story"
+
+	out := e.process(event(t, "order", sub, ""))
+	wantOutcome(t, out, events.Final, "")
+	id := out.Reply.AccountIdentifier
+	cust := e.customer(sub)
+	a := e.account(sub)
+	if !a.Active() || len(a.Steps) != 2 || a.Steps[0].ID != id || a.Steps[1].Target != "helix" {
+		t.Fatalf("account after ORDER = %+v", a)
+	}
+	hs := a.Steps[1]
+	if want := "4001:" + strconv.FormatInt(cust, 10); hs.ID != want || hs.Data["requesting_customer_id"] != "5001" || hs.Data["entitlement"] != "RDONLY" {
+		t.Fatalf("helix step = %+v, want id %s, requester 5001, RDONLY", hs, want)
+	}
+	if got := e.helix.level(account, cust); got != "RDONLY" {
+		t.Fatalf("Helix holds %q for the Q2 customer %d, want RDONLY", got, cust)
+	}
+
+	wantOutcome(t, e.process(event(t, "change", sub, id)), events.Final, "")
+	if got := e.helix.level(account, cust); got != "FULL" || e.account(sub).Steps[1].Data["entitlement"] != "FULL" {
+		t.Fatalf("after CHANGE to PREMIUM: Helix %q, step %+v; want FULL", got, e.account(sub).Steps[1])
+	}
+
+	wantOutcome(t, e.process(event(t, "cancel", sub, id)), events.Final, "")
+	if _, held := e.helix.part.Entitlement(account, cust); held || e.users() != 0 {
+		t.Fatalf("after CANCEL: entitlement held %v, users %d", held, e.users())
+	}
+	if a := e.account(sub); a.Status != events.AccountCancelled || !a.Steps[0].Undone || !a.Steps[1].Undone {
+		t.Fatalf("account after CANCEL = %+v", a)
+	}
+	if e.helix.count(routeAdd) != 1 || e.helix.count(routeEdit) != 1 || e.helix.count(routeRemove) != 1 || e.enrollments() != 1 {
+		t.Errorf("calls: add %d, edit %d, remove %d, enrollments %d; want one each",
+			e.helix.count(routeAdd), e.helix.count(routeEdit), e.helix.count(routeRemove), e.enrollments())
+	}
+}
+
+// TestPlanOrderCopyAfterRedisForgot: the q2 target finds its user, Helix
+// answers 195110 for the entitlement: success with the same
+// accountIdentifier, nothing new anywhere.
+func TestPlanOrderCopyAfterRedisForgot(t *testing.T) {
+	t.Parallel()
+	e := newPlanEnv(t)
+	sub := "sub-forgot"
+	id := e.process(event(t, "order", sub, "")).Reply.AccountIdentifier
+	cust := e.customer(sub)
+	e.mini.FlushAll()
+
+	out := e.process(event(t, "order", sub, ""))
+	wantOutcome(t, out, events.Final, "")
+	if out.Reply.AccountIdentifier != id {
+		t.Errorf("accountIdentifier = %s, want the first ORDER's %s", out.Reply.AccountIdentifier, id)
+	}
+	if e.enrollments() != 1 || e.users() != 1 || e.entitlements() != 1 || e.helix.count(routeAdd) != 2 {
+		t.Errorf("enrollments %d, users %d, entitlements %d, adds %d; want 1, 1, 1, 2",
+			e.enrollments(), e.users(), e.entitlements(), e.helix.count(routeAdd))
+	}
+	if a := e.account(sub); !a.Active() || len(a.Steps) != 2 || e.customer(sub) != cust {
+		t.Errorf("account rebuilt = %+v", a)
+	}
+}
+
+// TestPlanCancelAfterRedisForgot: a CANCEL with nothing recorded finds the
+// Q2 user, names the entitlement from its configuration and that user's
+// customer, and removes both.
+func TestPlanCancelAfterRedisForgot(t *testing.T) {
+	t.Parallel()
+	e := newPlanEnv(t)
+	sub := "sub-cancel-forgot"
+	id := e.process(event(t, "order", sub, "")).Reply.AccountIdentifier
+	cust := e.customer(sub)
+	e.mini.FlushAll()
+
+	wantOutcome(t, e.process(event(t, "cancel", sub, id)), events.Final, "")
+	if _, held := e.helix.part.Entitlement(account, cust); held || e.users() != 0 || e.helix.count(routeRemove) != 1 {
+		t.Fatalf("entitlement held %v, users %d, removes %d", held, e.users(), e.helix.count(routeRemove))
+	}
+	wantOutcome(t, e.process(event(t, "order", sub, "")), events.Final, events.Forbidden)
+	if e.entitlements() != 0 || e.helix.count(routeAdd) != 1 {
+		t.Error("a late ORDER entitled again")
+	}
+}
+
+// TestPlanFinalFailureUndoesQ2: a final refusal at the helix step undoes
+// the Q2 enrollment and answers the refusal.
+func TestPlanFinalFailureUndoesQ2(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		setup func(e *planEnv, ev *events.SubscriptionEvent)
+		code  events.ErrorCode
+		says  string
+		adds  int
+	}{
+		{"Helix: invalid account (195109)", func(e *planEnv, _ *events.SubscriptionEvent) {
+			e.helix.failNext(routeAdd, 1, fault{code: 195109})
+		}, events.AccountNotFound, "195109", 1},
+		{"Helix: customer unrelated to the business (195117)", func(e *planEnv, _ *events.SubscriptionEvent) {
+			e.helix.failNext(routeAdd, 1, fault{code: 195117})
+		}, events.Forbidden, "195117", 1},
+		{"no accountId in the configuration", func(_ *planEnv, ev *events.SubscriptionEvent) {
+			delete(ev.Event.Payload.Configuration, "accountId")
+		}, events.ConfigurationError, "payload.configuration.accountId is missing", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newPlanEnv(t)
+			ev := event(t, "order", "sub-final", "")
+			tc.setup(e, ev)
+			out := e.process(ev)
+			wantOutcome(t, out, events.Final, tc.code)
+			if !strings.Contains(out.Reply.Message, tc.says) {
+				t.Errorf("message %q does not say %q", out.Reply.Message, tc.says)
+			}
+			if e.users() != 0 || e.enrollments() != 1 || e.q2.Stats().Calls["DeleteUser"] != 1 {
+				t.Errorf("the Q2 enrollment was not undone: %+v", e.q2.Stats())
+			}
+			if e.entitlements() != 0 || e.helix.count(routeAdd) != tc.adds {
+				t.Errorf("entitlements %d, adds %d; want 0 and %d", e.entitlements(), e.helix.count(routeAdd), tc.adds)
+			}
+		})
+	}
+}
+
+// TestPlanLockedAccountResumes: 195104 (the account is locked) is a state
+// the bank lifts without the event changing, so it is not final: FORBIDDEN
+// is answered but not stored, the Q2 step stays recorded, and a copy sent
+// after the lock is lifted resumes at the helix step, enrolling no one
+// again. (Undoing Q2 here would make the deleted user read as "cancelled"
+// to every later copy.)
+func TestPlanLockedAccountResumes(t *testing.T) {
+	t.Parallel()
+	e := newPlanEnv(t)
+	sub := "sub-locked"
+	e.helix.failNext(routeAdd, 1, fault{code: 195104})
+	out := e.process(event(t, "order", sub, ""))
+	wantOutcome(t, out, events.Unsettled, events.Forbidden)
+	if !strings.Contains(out.Reply.Message, "195104") {
+		t.Errorf("message %q does not name the code", out.Reply.Message)
+	}
+	if a := e.account(sub); a.Status != events.AccountProvisioning || len(a.Steps) != 1 || e.users() != 1 {
+		t.Fatalf("after the refusal: account %+v, users %d", a, e.users())
+	}
+
+	out = e.process(event(t, "order", sub, ""))
+	wantOutcome(t, out, events.Final, "")
+	if out.Reply.AccountIdentifier != e.account(sub).Steps[0].ID || e.enrollments() != 1 || e.helix.level(account, e.customer(sub)) != "RDONLY" {
+		t.Errorf("the copy: %+v, enrollments %d, Helix %q", out.Reply, e.enrollments(), e.helix.level(account, e.customer(sub)))
+	}
+}
+
+// TestPlanRateLimited: a 429 whose Retry-After is longer than the client
+// waits answers transient with Helix's wait; a later copy succeeds without
+// a second enrollment.
+func TestPlanRateLimited(t *testing.T) {
+	t.Parallel()
+	e := newPlanEnv(t)
+	sub := "sub-429"
+	e.helix.failNext(routeAdd, 1, fault{status: 429, retryAfter: "30"})
+	out := e.process(event(t, "order", sub, ""))
+	wantOutcome(t, out, events.Transient, events.TransportError)
+	if out.RetryAfter != 30*time.Second {
+		t.Errorf("RetryAfter = %v, want Helix's 30s", out.RetryAfter)
+	}
+	out = e.process(event(t, "order", sub, ""))
+	wantOutcome(t, out, events.Final, "")
+	if e.enrollments() != 1 || e.helix.count(routeAdd) != 2 || e.helix.level(account, e.customer(sub)) != "RDONLY" {
+		t.Errorf("enrollments %d, adds %d, Helix %q", e.enrollments(), e.helix.count(routeAdd), e.helix.level(account, e.customer(sub)))
+	}
+}
+
+// TestFixtureStory plays fixtures/business-access (the replay story) on
+// the plan and checks each reply against its NAME.expect.json.
+func TestFixtureStory(t *testing.T) {
+	t.Parallel()
+	const dir = "../../../fixtures/business-access"
+	e := newPlanEnv(t)
+	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts := map[string]string{}
+	placeholders := func(b []byte) []byte {
+		s := string(b)
+		for name, id := range accounts {
+			s = strings.ReplaceAll(s, "{{accounts."+name+"}}", id)
+		}
+		return []byte(s)
+	}
+	played := 0
+	for _, path := range names {
+		if strings.HasSuffix(path, ".expect.json") {
+			continue
+		}
+		name := strings.TrimSuffix(filepath.Base(path), ".json")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := events.Decode(placeholders(b))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if ev.ExtensionName != businessAccess {
+			t.Errorf("%s: extension %q, want %q", name, ev.ExtensionName, businessAccess)
+		}
+		out := e.process(ev)
+		accounts[name] = out.Reply.AccountIdentifier
+		eb, err := os.ReadFile(strings.TrimSuffix(path, ".json") + ".expect.json")
+		if err != nil {
+			t.Fatalf("%s: every step of the story needs its expectation: %v", name, err)
+		}
+		var want map[string]any
+		if err := json.Unmarshal(placeholders(eb), &want); err != nil {
+			t.Fatalf("%s.expect.json: %v", name, err)
+		}
+		gb, _ := json.Marshal(out.Reply)
+		var got map[string]any
+		_ = json.Unmarshal(gb, &got)
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s: reply %s, want %s = %v", name, gb, k, v)
+			}
+		}
+		played++
+	}
+	if played != 3 || e.entitlements() != 0 || e.users() != 0 || e.helix.count(routeEdit) != 1 {
+		t.Errorf("played %d, entitlements %d, users %d, edits %d; want 3 steps ending with nothing live and one edit",
+			played, e.entitlements(), e.users(), e.helix.count(routeEdit))
+	}
+}
