@@ -91,7 +91,11 @@ var codes = []rule{
 	{code: helixclient.CodeProgramNotAuthorized, what: "program not authorized", errorCode: events.Forbidden, message: "the service's Helix program is not approved for entitlements; Q2 and the bank must approve it"},
 	{code: helixclient.CodeNotBusinessAccount, what: "not a business account", errorCode: events.AccountNotFound, final: true, message: "the account is not a business account"},
 	{code: helixclient.CodeAccountStatus, what: "account status forbids it", errorCode: events.Forbidden, message: "the account's status does not allow entitlement changes now"},
-	{code: helixclient.CodeAccountLocked, what: "account locked", errorCode: events.Forbidden, message: "the account is locked"},
+	// Locked is final on purpose, though the bank may lift it: the
+	// marketplace takes a failed ORDER as failed, so an ORDER refused here
+	// must not leave the Q2 user of an earlier step behind (the plan undoes
+	// it only after a final failure).
+	{code: helixclient.CodeAccountLocked, what: "account locked", errorCode: events.Forbidden, final: true, message: "the account is locked"},
 	{code: helixclient.CodeRequestingCustomerRequired, what: "requestingCustomerId required", errorCode: events.ConfigurationError, message: "Helix wants a requestingCustomerId; set it in the subscription's configuration"},
 	{code: helixclient.CodeAccountRequired, what: "accountId required", errorCode: events.ConfigurationError, message: "Helix wants an accountId; set it in the subscription's configuration"},
 	{code: helixclient.CodeTargetCustomerRequired, what: "targetCustomerId required", errorCode: events.ConfigurationError, message: "Helix wants a targetCustomerId; set it in the subscription's configuration"},

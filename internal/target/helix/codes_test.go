@@ -67,7 +67,7 @@ func TestEveryCode(t *testing.T) {
 		195101: same(fail(events.Forbidden, false)),
 		195102: same(fail(events.AccountNotFound, true)),
 		195103: same(fail(events.Forbidden, false)),
-		195104: same(fail(events.Forbidden, false)),
+		195104: same(fail(events.Forbidden, true)),
 		195105: same(fail(events.ConfigurationError, false)),
 		195106: same(fail(events.ConfigurationError, false)),
 		195107: same(fail(events.ConfigurationError, false)),
@@ -198,7 +198,7 @@ func TestSeveralCodes(t *testing.T) {
 		want  want
 	}{
 		{Add, []int{195104, 195110}, doneW},
-		{Edit, []int{195110, 195104}, fail(events.Forbidden, false)},
+		{Edit, []int{195110, 195104}, fail(events.Forbidden, true)},
 		{Remove, []int{60004, 195119}, doneW},
 		{Add, []int{195112, 50401}, fail(events.Unauthorized, false)},
 		{Add, []int{195112, 50503}, transientW},

@@ -436,7 +436,8 @@ func TestFailures(t *testing.T) {
 		wantRetry time.Duration
 		says      string
 	}{
-		{"account locked on add: not final", routeAdd, fault{code: 195104}, 1, provision, events.Unsettled, events.Forbidden, 0, "195104"},
+		{"account locked on add: final", routeAdd, fault{code: 195104}, 1, provision, events.Final, events.Forbidden, 0, "195104"},
+		{"customer locked on add: not final", routeAdd, fault{code: 195114}, 1, provision, events.Unsettled, events.Forbidden, 0, "195114"},
 		{"invalid account on add: final", routeAdd, fault{code: 195109}, 1, provision, events.Final, events.AccountNotFound, 0, "195109"},
 		{"customer unrelated on add: final", routeAdd, fault{code: 195117}, 1, provision, events.Final, events.Forbidden, 0, "195117"},
 		{"5xx after the client's retries", routeAdd, fault{status: 503}, 3, provision, events.Transient, events.TransportError, 0, ""},

@@ -265,30 +265,19 @@ func TestPlanFinalFailureUndoesQ2(t *testing.T) {
 	}
 }
 
-// TestPlanLockedAccountResumes: 195104 (the account is locked) is a state
-// the bank lifts without the event changing, so it is not final: FORBIDDEN
-// is answered but not stored, the Q2 step stays recorded, and a copy sent
-// after the lock is lifted resumes at the helix step, enrolling no one
-// again. (Undoing Q2 here would make the deleted user read as "cancelled"
-// to every later copy.)
-func TestPlanLockedAccountResumes(t *testing.T) {
+// TestPlanLockedAccountUndoesQ2: 195104 (the account is locked) on an
+// ORDER is final: the Q2 enrollment of step 1 is undone and FORBIDDEN is
+// answered and stored, so no Q2 user stays behind an order the marketplace
+// takes as failed.
+func TestPlanLockedAccountUndoesQ2(t *testing.T) {
 	t.Parallel()
 	e := newPlanEnv(t)
 	sub := "sub-locked"
 	e.helix.failNext(routeAdd, 1, fault{code: 195104})
 	out := e.process(event(t, "order", sub, ""))
-	wantOutcome(t, out, events.Unsettled, events.Forbidden)
-	if !strings.Contains(out.Reply.Message, "195104") {
-		t.Errorf("message %q does not name the code", out.Reply.Message)
-	}
-	if a := e.account(sub); a.Status != events.AccountProvisioning || len(a.Steps) != 1 || e.users() != 1 {
-		t.Fatalf("after the refusal: account %+v, users %d", a, e.users())
-	}
-
-	out = e.process(event(t, "order", sub, ""))
-	wantOutcome(t, out, events.Final, "")
-	if out.Reply.AccountIdentifier != e.account(sub).Steps[0].ID || e.enrollments() != 1 || e.helix.level(account, e.customer(sub)) != "RDONLY" {
-		t.Errorf("the copy: %+v, enrollments %d, Helix %q", out.Reply, e.enrollments(), e.helix.level(account, e.customer(sub)))
+	wantOutcome(t, out, events.Final, events.Forbidden)
+	if e.users() != 0 || e.enrollments() != 1 || e.entitlements() != 0 {
+		t.Fatalf("after the refusal: users %d, enrollments %d, entitlements %d; want 0, 1, 0", e.users(), e.enrollments(), e.entitlements())
 	}
 }
 
