@@ -31,6 +31,16 @@ type config struct {
 	Q2ClientSecret string
 	Q2Scope        string
 
+	QBDBaseURL    string // empty: the embedded sandbox's QBD Connect
+	QBDAPIVersion string
+	QBDToken      string
+
+	HelixBaseURL   string // empty: the embedded sandbox's Helix
+	HelixAPIKey    string
+	HelixAPISecret string
+
+	SandboxAddr string // where the embedded sandbox listens
+
 	Auth      string // signature, basic or none
 	Secrets   []string
 	BasicUser string
@@ -66,6 +76,13 @@ var settings = []setting{
 	{"Q2_CLIENT_ID", "q2-client-id", "", "OAuth2 client id (required with Q2_BASE_URL)"},
 	{"Q2_CLIENT_SECRET", "q2-client-secret", "", "OAuth2 client secret (required with Q2_BASE_URL)"},
 	{"Q2_SCOPE", "q2-scope", "", "OAuth2 scopes, space-separated"},
+	{"QBD_BASE_URL", "qbd-base-url", "", "QBD Connect API base URL (the part before /qbdconnect-api/); empty: the embedded sandbox's"},
+	{"QBD_API_VERSION", "qbd-api-version", "v1", "the {version} path segment of QBD Connect calls"},
+	{"QBD_TOKEN", "qbd-token", "", "sent to QBD Connect as Authorization: Bearer when set"},
+	{"HELIX_BASE_URL", "helix-base-url", "", "Helix API base URL; empty: the embedded sandbox's"},
+	{"HELIX_API_KEY", "helix-api-key", "", "Helix HTTP Basic user (required with HELIX_BASE_URL)"},
+	{"HELIX_API_SECRET", "helix-api-secret", "", "Helix HTTP Basic password (required with HELIX_BASE_URL)"},
+	{"SANDBOX_ADDR", "sandbox-addr", "127.0.0.1:9090", "where the embedded sandbox listens when an outside API's base URL is empty (127.0.0.1:0: any free port)"},
 	{"WEBHOOK_AUTH", "auth", "signature", "who may call: signature, basic or none"},
 	{"WEBHOOK_SECRETS", "secrets", "", "space-separated signing secrets (whsec_ + base64), several for rotation"},
 	{"WEBHOOK_BASIC_AUTH", "basic-auth", "", "user:password, with WEBHOOK_AUTH=basic"},
@@ -140,6 +157,13 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 		Q2ClientID:          v["Q2_CLIENT_ID"],
 		Q2ClientSecret:      v["Q2_CLIENT_SECRET"],
 		Q2Scope:             v["Q2_SCOPE"],
+		QBDBaseURL:          strings.TrimRight(v["QBD_BASE_URL"], "/"),
+		QBDAPIVersion:       v["QBD_API_VERSION"],
+		QBDToken:            v["QBD_TOKEN"],
+		HelixBaseURL:        strings.TrimRight(v["HELIX_BASE_URL"], "/"),
+		HelixAPIKey:         v["HELIX_API_KEY"],
+		HelixAPISecret:      v["HELIX_API_SECRET"],
+		SandboxAddr:         v["SANDBOX_ADDR"],
 		Auth:                strings.ToLower(v["WEBHOOK_AUTH"]),
 		Secrets:             strings.Fields(v["WEBHOOK_SECRETS"]),
 		CancelDeletes:       strings.ToLower(v["CANCEL_DELETES"]),
@@ -194,17 +218,33 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 	if c.CancelDeletes != "user" && c.CancelDeletes != "customer" {
 		return nil, badSetting(s["CANCEL_DELETES"], "%q is not user or customer", v["CANCEL_DELETES"])
 	}
-	if !apiVersion.MatchString(c.Q2APIVersion) {
-		return nil, badSetting(s["Q2_API_VERSION"], "%q is not a version like v2", c.Q2APIVersion)
+	if c.Q2APIVersion != "v1" && c.Q2APIVersion != "v2" {
+		return nil, badSetting(s["Q2_API_VERSION"], "%q is not a version Q2 serves; use v1 or v2", c.Q2APIVersion)
 	}
-	if c.Q2BaseURL != "" {
-		u, err := url.Parse(c.Q2BaseURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, badSetting(s["Q2_BASE_URL"], "%q is not an http(s) URL like https://api.q2.example", c.Q2BaseURL)
+	if !apiVersion.MatchString(c.QBDAPIVersion) {
+		return nil, badSetting(s["QBD_API_VERSION"], "%q is not a version like v1", c.QBDAPIVersion)
+	}
+	apis := []struct {
+		base, example string
+		required      []string
+		why           string
+	}{
+		{"Q2_BASE_URL", "https://api.q2.example", []string{"Q2_CLIENT_ID", "Q2_CLIENT_SECRET"}, "the OAuth2 client credentials Q2 gave you"},
+		{"QBD_BASE_URL", "https://qbd.example", nil, ""},
+		{"HELIX_BASE_URL", "https://sandbox-api.helix.q2.com", []string{"HELIX_API_KEY", "HELIX_API_SECRET"}, "the API key and secret Helix gave you"},
+	}
+	for _, api := range apis {
+		base := strings.TrimRight(v[api.base], "/")
+		if base == "" {
+			continue
 		}
-		for _, env := range []string{"Q2_CLIENT_ID", "Q2_CLIENT_SECRET"} {
+		u, err := url.Parse(base)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, badSetting(s[api.base], "%q is not an http(s) URL like %s", base, api.example)
+		}
+		for _, env := range api.required {
 			if v[env] == "" {
-				return nil, badSetting(s[env], "is required when Q2_BASE_URL is set; set the OAuth2 client credentials Q2 gave you")
+				return nil, badSetting(s[env], "is required when %s is set; set %s", api.base, api.why)
 			}
 		}
 	}

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +17,6 @@ import (
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/q2client"
-	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/signature"
 	"github.com/banking-marketplace/webhook/internal/store"
 )
@@ -66,7 +62,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer db.Close()
 
-	q2, stopSandbox, err := q2Client(cfg, log)
+	clients, stopSandbox, err := outsideAPIs(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -79,7 +75,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Warn("sandbox mode without WEBHOOK_SECRETS: unsigned requests are accepted; set WEBHOOK_SECRETS to require signatures")
 	}
 
-	plans, err := plans(catalog, targets{q2: q2}, cfg)
+	plans, err := plans(catalog, clients, cfg)
 	if err != nil {
 		return &configError{msg: err.Error()}
 	}
@@ -157,40 +153,6 @@ func authenticator(cfg *config) (handlers.Authenticator, error) {
 		return handlers.Signed(v), nil
 	}
 	return nil, nil
-}
-
-// q2Client returns the Q2 client: to Q2_BASE_URL, or in sandbox mode to an
-// embedded sandbox on a loopback port, which stop shuts down.
-func q2Client(cfg *config, log *zap.Logger) (client *q2client.Client, stop func(), err error) {
-	stop = func() {}
-	base, id, secret := cfg.Q2BaseURL, cfg.Q2ClientID, cfg.Q2ClientSecret
-	var scopes []string
-	if cfg.SandboxMode() {
-		id, secret = sandbox.DefaultClientID, rand.Text()
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, nil, fmt.Errorf("starting the embedded Q2 sandbox: %w", err)
-		}
-		srv := &http.Server{Handler: sandbox.New(sandbox.Config{ClientID: id, ClientSecret: secret}).Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		stop = func() { _ = srv.Close() }
-		base = "http://" + ln.Addr().String()
-		log.Warn("sandbox mode: Q2 calls go to an embedded in-memory Q2 sandbox; set Q2_BASE_URL to use Q2",
-			zap.String("sandbox", base), zap.String("stats", base+"/_sandbox/stats"))
-	} else {
-		scopes = strings.Fields(cfg.Q2Scope)
-	}
-	client, err = q2client.New(base,
-		q2client.WithAPIVersion(cfg.Q2APIVersion),
-		q2client.WithCredentials(id, secret, scopes...),
-		q2client.WithLogger(log.Named("q2")),
-		q2client.WithObserver(observeQ2(log.Named("q2"))),
-	)
-	if err != nil {
-		stop()
-		return nil, nil, &configError{msg: "Q2_BASE_URL: " + err.Error()}
-	}
-	return client, stop, nil
 }
 
 // serveUntil serves ln until ctx ends (nil) or serving fails (the error).

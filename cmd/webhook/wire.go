@@ -1,18 +1,17 @@
 package main
 
 import (
-	"context"
 	"fmt"
 
-	"go.uber.org/zap"
-
-	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/handlers"
+	"github.com/banking-marketplace/webhook/internal/helixclient"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
 	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/qbdclient"
 	"github.com/banking-marketplace/webhook/internal/store"
+	helixtarget "github.com/banking-marketplace/webhook/internal/target/helix"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 )
 
@@ -30,7 +29,9 @@ var (
 
 // targets are the clients of the outside systems products provision in.
 type targets struct {
-	q2 *q2client.Client
+	q2    *q2client.Client
+	qbd   *qbdclient.Client
+	helix *helixclient.Client
 }
 
 // plans builds each product's plan: its targets, in order, with its
@@ -62,16 +63,12 @@ func newTarget(name string, p products.Product, t targets, cfg *config) (provisi
 			}
 		}
 		return q2target.New(t.q2, s)
+	case products.TargetHelix:
+		var s helixtarget.Settings
+		if p.Helix != nil {
+			s = helixtarget.Settings{Entitlement: p.Helix.Entitlement, Editions: p.Helix.Editions}
+		}
+		return helixtarget.New(t.helix, s)
 	}
-	return nil, fmt.Errorf("the %q target is not built yet; use q2", name)
-}
-
-// observeQ2 counts each Q2 attempt for the delivery's log line and logs
-// Q2's request ids, so a support ticket with the bank can quote them.
-func observeQ2(log *zap.Logger) func(context.Context, q2client.Attempt) {
-	return func(ctx context.Context, a q2client.Attempt) {
-		events.CountCall(ctx)
-		log.Debug("q2 call", zap.String("endpoint", a.Endpoint), zap.Int("status", a.Status),
-			zap.Duration("duration", a.Duration), zap.String("requestid", a.RequestID), zap.String("log_ref_id", a.LogRefID))
-	}
+	return nil, fmt.Errorf("the %q target is not built yet", name)
 }

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/helixclient"
+	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/qbdclient"
+	"github.com/banking-marketplace/webhook/internal/sandbox"
+	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
+	qbdsandbox "github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
+)
+
+// newSandbox is the in-memory sandbox of every outside API: Q2, with QBD
+// Connect and Helix as parts.
+func newSandbox(cfg sandbox.Config, helixKey, helixSecret string) *sandbox.Sandbox {
+	return sandbox.New(cfg, qbdsandbox.New(), helixsandbox.New(helixKey, helixSecret))
+}
+
+// outsideAPIs returns the clients of the outside systems. Each API whose
+// base URL is empty is served by one embedded sandbox, on SANDBOX_ADDR,
+// with credentials made up at start; stop shuts it down.
+func outsideAPIs(cfg *config, log *zap.Logger) (c targets, stop func(), err error) {
+	stop = func() {}
+	q2Base, qbdBase, helixBase := cfg.Q2BaseURL, cfg.QBDBaseURL, cfg.HelixBaseURL
+	q2ID, q2Secret, helixKey, helixSecret := cfg.Q2ClientID, cfg.Q2ClientSecret, cfg.HelixAPIKey, cfg.HelixAPISecret
+	var scopes []string
+	if q2Base != "" {
+		scopes = strings.Fields(cfg.Q2Scope)
+	}
+	if q2Base == "" || qbdBase == "" || helixBase == "" {
+		sandboxQ2ID, sandboxQ2Secret := sandbox.DefaultClientID, rand.Text()
+		sandboxKey, sandboxSecret := helixsandbox.DefaultKey, rand.Text()
+		ln, err := net.Listen("tcp", cfg.SandboxAddr)
+		if err != nil {
+			hint := ""
+			if errors.Is(err, syscall.EADDRINUSE) {
+				hint = " (another webhook running? set SANDBOX_ADDR=127.0.0.1:0 for any free port)"
+			}
+			return c, nil, &configError{msg: fmt.Sprintf("SANDBOX_ADDR: cannot listen on %q: %v%s", cfg.SandboxAddr, err, hint)}
+		}
+		sb := newSandbox(sandbox.Config{ClientID: sandboxQ2ID, ClientSecret: sandboxQ2Secret}, sandboxKey, sandboxSecret)
+		srv := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		stop = func() { _ = srv.Close() }
+		base := "http://" + ln.Addr().String()
+		var embedded []string
+		if q2Base == "" {
+			q2Base, q2ID, q2Secret = base, sandboxQ2ID, sandboxQ2Secret
+			embedded = append(embedded, "Q2")
+		}
+		if qbdBase == "" {
+			qbdBase = base
+			embedded = append(embedded, "QBD Connect")
+		}
+		if helixBase == "" {
+			helixBase, helixKey, helixSecret = base, sandboxKey, sandboxSecret
+			embedded = append(embedded, "Helix")
+		}
+		log.Warn("sandbox mode: calls to "+strings.Join(embedded, ", ")+" go to an embedded in-memory sandbox; set Q2_BASE_URL, QBD_BASE_URL and HELIX_BASE_URL to use the real APIs",
+			zap.String("sandbox", base), zap.String("stats", base+"/_sandbox/stats"))
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	if c.q2, err = q2client.New(q2Base,
+		q2client.WithAPIVersion(cfg.Q2APIVersion),
+		q2client.WithCredentials(q2ID, q2Secret, scopes...),
+		q2client.WithLogger(log.Named("q2")),
+		q2client.WithObserver(observeQ2(log.Named("q2"))),
+	); err != nil {
+		return c, nil, &configError{msg: "Q2_BASE_URL: " + err.Error()}
+	}
+	if c.qbd, err = qbdclient.New(qbdBase,
+		qbdclient.WithAPIVersion(cfg.QBDAPIVersion),
+		qbdclient.WithToken(cfg.QBDToken),
+		qbdclient.WithLogger(log.Named("qbd_connect")),
+	); err != nil {
+		return c, nil, &configError{msg: "QBD_BASE_URL: " + err.Error()}
+	}
+	if c.helix, err = helixclient.New(helixBase,
+		helixclient.WithCredentials(helixKey, helixSecret),
+		helixclient.WithLogger(log.Named("helix")),
+	); err != nil {
+		return c, nil, &configError{msg: "HELIX_BASE_URL: " + err.Error()}
+	}
+	return c, stop, nil
+}
+
+// observeQ2 counts each Q2 attempt for the delivery's log line and logs
+// Q2's request ids, so a support ticket with the bank can quote them.
+func observeQ2(log *zap.Logger) func(context.Context, q2client.Attempt) {
+	return func(ctx context.Context, a q2client.Attempt) {
+		events.CountCall(ctx)
+		log.Debug("q2 call", zap.String("endpoint", a.Endpoint), zap.Int("status", a.Status),
+			zap.Duration("duration", a.Duration), zap.String("requestid", a.RequestID), zap.String("log_ref_id", a.LogRefID))
+	}
+}
