@@ -28,7 +28,8 @@ const (
 )
 
 // fault is how a route answers instead of the sandbox: status with
-// QBD Connect's error shape, or body as it is.
+// QBD Connect's error shape, or body as it is; the zero fault lets the
+// sandbox answer.
 type fault struct {
 	status     int
 	retryAfter string // the Retry-After header, when set
@@ -76,8 +77,8 @@ func (q *qbd) wrap(route string, h http.HandlerFunc) http.HandlerFunc {
 		}
 		q.mu.Unlock()
 		switch {
-		case f == nil:
-			h(w, r)
+		case f == nil || (f.status == 0 && f.body == ""):
+			h(w, r) // fault{}: this call answers normally
 		case f.body != "":
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(f.status)
