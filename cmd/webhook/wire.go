@@ -13,6 +13,7 @@ import (
 	"github.com/banking-marketplace/webhook/internal/store"
 	helixtarget "github.com/banking-marketplace/webhook/internal/target/helix"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
+	qbdtarget "github.com/banking-marketplace/webhook/internal/target/qbdconnect"
 )
 
 // The adapters satisfy the interfaces the use cases declare; this is the
@@ -69,6 +70,8 @@ func newTarget(name string, p products.Product, t targets, cfg *config) (provisi
 			s = helixtarget.Settings{Entitlement: p.Helix.Entitlement, Editions: p.Helix.Editions}
 		}
 		return helixtarget.New(t.helix, s)
+	case products.TargetQBD:
+		return qbdtarget.New(t.qbd, qbdtarget.Settings{ProductID: p.QBD.ProductID})
 	}
 	return nil, fmt.Errorf("the %q target is not built yet", name)
 }

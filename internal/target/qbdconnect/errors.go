@@ -1,0 +1,82 @@
+package qbdconnect
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/provisioning"
+	"github.com/banking-marketplace/webhook/internal/qbdclient"
+)
+
+var (
+	// errForeignSubscription: the derived subscription id belongs to
+	// another customer, so it is not ours to take or touch.
+	errForeignSubscription = errors.New("the subscription id belongs to another QBD Connect customer")
+	// errCanceled: the subscription an ORDER would create exists, canceled.
+	errCanceled = errors.New("the QBD Connect subscription is canceled")
+)
+
+// codes is the one table from QBD Connect failures to outcomes, first
+// match wins. Final marks an outcome about the order itself, stored and
+// replayed to later copies; Unsettled ones (the token, QBD Connect
+// answering nonsense or something unexpected) are answered but not stored,
+// so a copy sent after the cause is fixed succeeds. ErrNotFound is decided
+// by each call (a lookup's "none", a delete's "done") before it gets here.
+var codes = []struct {
+	err     error
+	code    events.ErrorCode
+	kind    events.Kind
+	message string
+}{
+	{errForeignSubscription, events.UserAlreadyExists, events.Final, "QBD Connect has this subscription's id for another customer"},
+	{errCanceled, events.Forbidden, events.Final, "the QBD Connect subscription is canceled; it is not provisioned again"},
+	// A 400 or 422: what the order gives is wrong for QBD Connect, and sent
+	// again it fails again. QBD Connect's message names the field.
+	{qbdclient.ErrBadRequest, events.InvalidResponse, events.Final, "QBD Connect refused the order's data"},
+	{qbdclient.ErrUnauthorized, events.Unauthorized, events.Unsettled, "QBD Connect refused the service's token (QBD_TOKEN)"},
+	{qbdclient.ErrInvalidResponse, events.InvalidResponse, events.Unsettled, "QBD Connect answered something the service cannot read"},
+}
+
+// defaultRetry is how long a transient failure asks to wait when QBD
+// Connect said nothing (no Retry-After).
+const defaultRetry = 5 * time.Second
+
+// transient reports whether err may pass by itself: QBD Connect down, 5xx,
+// 429, 408, a timeout, a refused connection, or the event's deadline.
+func transient(err error) bool {
+	return errors.Is(err, qbdclient.ErrTransient) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// failure classifies a failed QBD Connect call made while doing something.
+func failure(doing string, err error) *provisioning.Failure {
+	if transient(err) {
+		retry := defaultRetry
+		if apiErr, ok := errors.AsType[*qbdclient.APIError](err); ok && apiErr.RetryAfter > 0 {
+			retry = apiErr.RetryAfter
+		}
+		return provisioning.Outage("QBD Connect is unavailable ("+doing+"); nothing final was recorded, send the event again", retry, err)
+	}
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			msg := c.message + " (" + doing + ")"
+			if apiErr, ok := errors.AsType[*qbdclient.APIError](err); ok && c.err == qbdclient.ErrBadRequest && apiErr.Message() != "" {
+				msg += ": " + clip(apiErr.Message())
+			}
+			return &provisioning.Failure{Kind: c.kind, Code: c.code, Message: msg, Err: err}
+		}
+	}
+	return &provisioning.Failure{Kind: events.Unsettled, Code: events.UnknownError,
+		Message: "QBD Connect failed while " + doing + "; the detail is in the service's log", Err: err}
+}
+
+// maxRelayed bounds how much of QBD Connect's message a reply carries.
+const maxRelayed = 200
+
+func clip(s string) string {
+	if r := []rune(s); len(r) > maxRelayed {
+		return string(r[:maxRelayed]) + "…"
+	}
+	return s
+}

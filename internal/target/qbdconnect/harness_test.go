@@ -1,0 +1,175 @@
+package qbdconnect_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/provisioning"
+	"github.com/banking-marketplace/webhook/internal/qbdclient"
+	qbdsandbox "github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/target/qbdconnect"
+)
+
+// Routes of the QBD Connect sandbox part, as its wrap function names them.
+const (
+	routeListCustomers  = "qbd.GET /customers"
+	routeCreateCustomer = "qbd.POST /customers"
+	routeCreateSub      = "qbd.POST /subscriptions"
+	routeGetSub         = "qbd.GET /subscriptions/{id}"
+	routePutSub         = "qbd.PUT /subscriptions/{id}"
+	routeDeleteInstance = "qbd.DELETE /instances/{id}"
+)
+
+// fault is how a route answers instead of the sandbox: status with
+// QBD Connect's error shape, or body as it is; the zero fault lets the
+// sandbox answer.
+type fault struct {
+	status     int
+	retryAfter string // the Retry-After header, when set
+	body       string // a raw body instead of the error shape
+}
+
+// qbd is the sandbox part served over HTTP, the real client of it, and
+// the target. The wrap around every route counts calls and plays faults.
+type qbd struct {
+	t      *testing.T
+	sb     *qbdsandbox.Sandbox
+	client *qbdclient.Client
+	target *qbdconnect.Target
+
+	mu     sync.Mutex
+	calls  map[string]int
+	faults map[string][]fault // route → the answers of its next calls
+}
+
+func newQBD(t *testing.T) *qbd {
+	t.Helper()
+	q := &qbd{t: t, sb: qbdsandbox.New(), calls: map[string]int{}, faults: map[string][]fault{}}
+	mux := http.NewServeMux()
+	q.sb.Register(mux, q.wrap)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	var err error
+	q.client, err = qbdclient.New(srv.URL, qbdclient.WithBackoff(time.Millisecond, 5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.target, err = qbdconnect.New(q.client, qbdconnect.Settings{ProductID: "prod_qbd"}); err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func (q *qbd) wrap(route string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q.mu.Lock()
+		q.calls[route]++
+		var f *fault
+		if next := q.faults[route]; len(next) > 0 {
+			f, q.faults[route] = &next[0], next[1:]
+		}
+		q.mu.Unlock()
+		switch {
+		case f == nil || (f.status == 0 && f.body == ""):
+			h(w, r) // fault{}: this call answers normally
+		case f.body != "":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(f.status)
+			_, _ = w.Write([]byte(f.body))
+		default:
+			if f.retryAfter != "" {
+				w.Header().Set("Retry-After", f.retryAfter)
+			}
+			q.sb.Fail(w, f.status, 0)
+		}
+	}
+}
+
+// fail makes the next calls of route answer fs, one each.
+func (q *qbd) fail(route string, fs ...fault) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.faults[route] = append(q.faults[route], fs...)
+}
+
+func (q *qbd) count(route string) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.calls[route]
+}
+
+func (q *qbd) stats() qbdsandbox.Stats {
+	q.t.Helper()
+	return q.sb.Stats().(qbdsandbox.Stats)
+}
+
+// subscription reads a QBD Connect subscription.
+func (q *qbd) subscription(id string) *qbdclient.Subscription {
+	q.t.Helper()
+	s, err := q.client.GetSubscription(context.Background(), id)
+	if err != nil {
+		q.t.Fatalf("GET /subscriptions/%s: %v", id, err)
+	}
+	return s
+}
+
+// addInstance creates an instance of the customer, as its user would.
+func (q *qbd) addInstance(customerID string) {
+	q.t.Helper()
+	_, err := q.client.CreateInstance(context.Background(), qbdclient.Instance{Name: "Books", CustomerID: customerID,
+		Contact: qbdclient.Contact{FirstName: "John", LastName: "Doe", Email: "jdoe@example.com"}})
+	if err != nil {
+		q.t.Fatal(err)
+	}
+}
+
+// fixture decodes a testdata event, giving it subscription sub and, when
+// account is not empty, that accountIdentifier.
+func fixture(t *testing.T, name, sub, account string) *events.SubscriptionEvent {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.SubscriptionID = sub
+	if ev.Event.Payload.Account != nil {
+		ev.Event.Payload.Account.AccountIdentifier = account
+	}
+	return ev
+}
+
+func order(t *testing.T, sub string) *events.SubscriptionEvent {
+	return fixture(t, "subscription-order.json", sub, "")
+}
+func change(t *testing.T, sub, acct string) *events.SubscriptionEvent {
+	return fixture(t, "subscription-change.json", sub, acct)
+}
+func cancel(t *testing.T, sub, acct string) *events.SubscriptionEvent {
+	return fixture(t, "subscription-cancel.json", sub, acct)
+}
+
+// job is the target's job for ev.
+func job(ev *events.SubscriptionEvent) *provisioning.Job {
+	return &provisioning.Job{Event: ev, Product: "qbd", Subscription: ev.SubscriptionID}
+}
+
+// wantFailure checks that err is a *provisioning.Failure of kind and code.
+func wantFailure(t *testing.T, err error, kind events.Kind, code events.ErrorCode) *provisioning.Failure {
+	t.Helper()
+	var f *provisioning.Failure
+	if !errors.As(err, &f) || f.Kind != kind || f.Code != code {
+		t.Fatalf("err = %v; want a %s %s failure", err, kind, code)
+	}
+	return f
+}

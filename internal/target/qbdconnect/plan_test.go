@@ -1,0 +1,329 @@
+package qbdconnect_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/provisioning"
+	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/qbdclient"
+	"github.com/banking-marketplace/webhook/internal/sandbox"
+	qbdsandbox "github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/store"
+	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
+	"github.com/banking-marketplace/webhook/internal/target/qbdconnect"
+)
+
+// plan is the service of one product, "qbd", on miniredis: its targets
+// are qbd_connect, after q2 when withQ2.
+type plan struct {
+	*qbd
+	t    *testing.T
+	mini *miniredis.Miniredis
+	db   *store.Redis
+	q2   *sandbox.Sandbox // nil without q2
+	svc  *provisioning.Service
+}
+
+func newPlan(t *testing.T, withQ2 bool) *plan {
+	t.Helper()
+	mini := miniredis.RunT(t)
+	db, err := store.Open(context.Background(), store.Options{URL: "redis://" + mini.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	p := &plan{qbd: newQBD(t), t: t, mini: mini, db: db}
+	var targets []provisioning.Target
+	if withQ2 {
+		p.q2 = sandbox.New(sandbox.Config{})
+		srv := httptest.NewServer(p.q2.Handler())
+		t.Cleanup(srv.Close)
+		c, err := q2client.New(srv.URL, q2client.WithCredentials(sandbox.DefaultClientID, sandbox.DefaultClientSecret),
+			q2client.WithRetry(2, time.Millisecond, 5*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q2, err := q2target.New(c, q2target.Settings{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets = append(targets, q2)
+	}
+	targets = append(targets, p.target)
+	p.svc, err = provisioning.New(db, []provisioning.Plan{{Product: "qbd", Targets: targets}},
+		provisioning.Config{LockWait: 200 * time.Millisecond}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (p *plan) process(ev *events.SubscriptionEvent) events.Outcome {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	return p.svc.Process(ctx, ev, "qbd")
+}
+
+func (p *plan) account(sub string) events.Account {
+	p.t.Helper()
+	a, err := p.db.Account(context.Background(), sub)
+	if err != nil {
+		p.t.Fatalf("account %s: %v", sub, err)
+	}
+	return a
+}
+
+// wantOutcome checks an outcome's kind and code ("" for a success).
+func wantOutcome(t *testing.T, got events.Outcome, kind events.Kind, code events.ErrorCode) {
+	t.Helper()
+	if got.Kind != kind || (code == "" && !got.Reply.Success) || (code != "" && got.Reply.ErrorCode != code) {
+		t.Fatalf("outcome = %v %+v; want %v %q", got.Kind, got.Reply, kind, code)
+	}
+}
+
+// TestStory: ORDER creates the customer and its subscription once, CHANGE
+// follows the quantity, CANCEL deletes the instances and leaves the
+// subscription canceled with quantity 0.
+func TestStory(t *testing.T) {
+	t.Parallel()
+	p := newPlan(t, false)
+	const sub = "sub-story"
+
+	out := p.process(order(t, sub))
+	wantOutcome(t, out, events.Final, "")
+	id := out.Reply.AccountIdentifier
+	cu, err := p.client.FindCustomer(context.Background(), qbdconnect.GatewayCustomerID(sub))
+	if err != nil || cu.ID != id {
+		t.Fatalf("accountIdentifier %q; the customer is %+v, %v", id, cu, err)
+	}
+	a := p.account(sub)
+	if !a.Active() || a.AccountIdentifier != id || len(a.Steps) != 1 || a.Steps[0].Target != qbdconnect.Name || a.Steps[0].ID != id {
+		t.Fatalf("account after ORDER = %+v", a)
+	}
+	sid, _ := qbdconnect.SubscriptionOf(a.Steps[0])
+	if st := p.stats(); st != (qbdsandbox.Stats{Customers: 1, Subscriptions: 1, Quantity: 2}) {
+		t.Fatalf("after ORDER: %+v", st)
+	}
+
+	// A copy of the ORDER answers the same, and creates nothing.
+	out = p.process(order(t, sub))
+	wantOutcome(t, out, events.Final, "")
+	if out.Reply.AccountIdentifier != id || p.count(routeCreateCustomer) != 1 || p.count(routeCreateSub) != 1 {
+		t.Fatalf("second ORDER = %+v; %d customer and %d subscription creates", out.Reply, p.count(routeCreateCustomer), p.count(routeCreateSub))
+	}
+
+	wantOutcome(t, p.process(change(t, sub, id)), events.Final, "")
+	if got := p.subscription(sid); got.Quantity != 4 || got.Status != qbdclient.StatusActive {
+		t.Fatalf("subscription after CHANGE = %+v; want quantity 4", got)
+	}
+
+	p.addInstance(id)
+	p.addInstance(id)
+	out = p.process(cancel(t, sub, id))
+	wantOutcome(t, out, events.Final, "")
+	if got := p.subscription(sid); got.Status != qbdclient.StatusCanceled || got.Quantity != 0 {
+		t.Errorf("subscription after CANCEL = %+v; want canceled, quantity 0", got)
+	}
+	if st := p.stats(); st != (qbdsandbox.Stats{Customers: 1}) {
+		t.Errorf("after CANCEL: %+v; want no live subscription and no instance", st)
+	}
+	if a := p.account(sub); a.Status != events.AccountCancelled || !a.Steps[0].Undone {
+		t.Errorf("account after CANCEL = %+v", a)
+	}
+	// Later events of the cancelled subscription are refused.
+	wantOutcome(t, p.process(change(t, sub, id)), events.Final, events.AccountNotFound)
+	wantOutcome(t, p.process(order(t, sub)), events.Final, events.Forbidden)
+	if p.count(routeCreateCustomer) != 1 || p.count(routeCreateSub) != 1 {
+		t.Error("a late ORDER created something")
+	}
+}
+
+// TestRedisForgot: with Redis emptied, QBD Connect alone tells what the
+// subscription is: provisioned (the same answer, nothing new), cancelled
+// (a late ORDER is refused), or provisioned and now cancelled.
+func TestRedisForgot(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		before func(p *plan, sub string) // before the flush
+		ev     func(t *testing.T, sub string) *events.SubscriptionEvent
+		code   events.ErrorCode
+		live   int // live subscriptions after
+	}{
+		{"a copy of the ORDER", func(p *plan, sub string) {}, func(t *testing.T, sub string) *events.SubscriptionEvent { return order(t, sub) }, "", 1},
+		{"a late ORDER after a CANCEL", func(p *plan, sub string) {
+			wantOutcome(p.t, p.process(cancel(p.t, sub, "")), events.Final, "")
+		}, func(t *testing.T, sub string) *events.SubscriptionEvent { return order(t, sub) }, events.Forbidden, 0},
+		{"a CANCEL", func(p *plan, sub string) {}, func(t *testing.T, sub string) *events.SubscriptionEvent { return cancel(t, sub, "") }, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := newPlan(t, false)
+			const sub = "sub-forgot"
+			out := p.process(order(t, sub))
+			wantOutcome(t, out, events.Final, "")
+			id := out.Reply.AccountIdentifier
+			tt.before(p, sub)
+			p.mini.FlushAll()
+
+			out = p.process(tt.ev(t, sub))
+			wantOutcome(t, out, events.Final, tt.code)
+			if tt.code == "" && out.Reply.AccountIdentifier != id {
+				t.Errorf("accountIdentifier = %q, want the customer's %q", out.Reply.AccountIdentifier, id)
+			}
+			if st := p.stats(); st.Customers != 1 || st.Subscriptions != tt.live || p.count(routeCreateCustomer) != 1 || p.count(routeCreateSub) != 1 {
+				t.Errorf("stats %+v, %d customer and %d subscription creates; want one each and %d live", st,
+					p.count(routeCreateCustomer), p.count(routeCreateSub), tt.live)
+			}
+			a := p.account(sub)
+			if (tt.code == "" && a.AccountIdentifier != id) || (tt.live == 1) != a.Active() || (tt.live == 0) != (a.Status == events.AccountCancelled) {
+				t.Errorf("account recorded again = %+v", a)
+			}
+		})
+	}
+}
+
+// TestTransientCreateSubscription: a 503 on POST /subscriptions answers
+// "try again"; the copy finds the customer and creates only the
+// subscription.
+func TestTransientCreateSubscription(t *testing.T) {
+	t.Parallel()
+	p := newPlan(t, false)
+	const sub = "sub-transient"
+	p.fail(routeCreateSub, fault{status: 503})
+
+	out := p.process(order(t, sub))
+	wantOutcome(t, out, events.Transient, events.TransportError)
+	if st := p.stats(); st.Customers != 1 || st.Subscriptions != 0 {
+		t.Fatalf("after the 503: %+v", st)
+	}
+	out = p.process(order(t, sub))
+	wantOutcome(t, out, events.Final, "")
+	if st := p.stats(); st.Customers != 1 || st.Subscriptions != 1 || p.count(routeCreateCustomer) != 1 {
+		t.Errorf("after the copy: %+v, %d customer creates; want one customer and one subscription", st, p.count(routeCreateCustomer))
+	}
+	if out.Reply.AccountIdentifier != p.account(sub).AccountIdentifier || out.Reply.AccountIdentifier == "" {
+		t.Errorf("reply %+v", out.Reply)
+	}
+}
+
+// TestRefusedOrderLeavesNothing: an order without an address is refused
+// before anything is created in QBD Connect, and a Q2 user enrolled by an
+// earlier step of the plan is deleted.
+func TestRefusedOrderLeavesNothing(t *testing.T) {
+	t.Parallel()
+	for _, withQ2 := range []bool{false, true} {
+		name := "qbd_connect"
+		if withQ2 {
+			name = "q2, qbd_connect"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			p := newPlan(t, withQ2)
+			const sub = "sub-no-address"
+			ev := order(t, sub)
+			ev.Event.Creator.Address = nil
+
+			out := p.process(ev)
+			wantOutcome(t, out, events.Final, events.ConfigurationError)
+			if !strings.Contains(out.Reply.Message, "event.creator.address") {
+				t.Errorf("message %q does not name the field", out.Reply.Message)
+			}
+			if st := p.stats(); st.Customers != 0 || p.count(routeCreateCustomer) != 0 {
+				t.Errorf("QBD Connect after the refusal: %+v, %d creates", st, p.count(routeCreateCustomer))
+			}
+			// No account, or (after the q2 step was recorded and undone) one
+			// with no step left and nothing provisioned.
+			if a, err := p.db.Account(context.Background(), sub); !errors.Is(err, events.ErrNotFound) &&
+				(err != nil || len(a.Steps) != 0 || a.Active() || a.AccountIdentifier != "") {
+				t.Errorf("account after the refusal: %+v, %v; want none provisioned", a, err)
+			}
+			if !withQ2 {
+				return
+			}
+			if st := p.q2.Stats(); st.Calls["Enrollment"] != 1 || st.Calls["DeleteUser"] != 1 || st.Users != 0 {
+				t.Errorf("Q2 after the refusal: %+v; want the enrolled user deleted", st)
+			}
+		})
+	}
+}
+
+// TestFixtureStory sends fixtures/qbd-story through the plan and checks
+// each reply against its NAME.expect.json, as webhook replay would.
+func TestFixtureStory(t *testing.T) {
+	t.Parallel()
+	p := newPlan(t, false)
+	dir := filepath.Join("..", "..", "..", "fixtures", "qbd-story")
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts := map[string]string{}
+	placeholder := regexp.MustCompile(`\{\{accounts\.([^{}]+)\}\}`)
+	fill := func(b []byte) []byte {
+		return placeholder.ReplaceAllFunc(b, func(m []byte) []byte {
+			return []byte(accounts[string(placeholder.FindSubmatch(m)[1])])
+		})
+	}
+	sent := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, ".expect.json") {
+			continue
+		}
+		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		body, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := events.Decode(fill(body))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out := p.process(ev)
+		accounts[name] = out.Reply.AccountIdentifier
+		sent++
+
+		b, err := os.ReadFile(strings.TrimSuffix(f, ".json") + ".expect.json")
+		if err != nil {
+			t.Fatalf("%s: every fixture of the story has its expectation: %v", name, err)
+		}
+		var want struct {
+			Success           *bool   `json:"success"`
+			ErrorCode         *string `json:"errorCode"`
+			AccountIdentifier *string `json:"accountIdentifier"`
+		}
+		if err := json.Unmarshal(fill(b), &want); err != nil {
+			t.Fatalf("%s.expect.json: %v", name, err)
+		}
+		got := out.Reply
+		if !out.Final() || (want.Success != nil && *want.Success != got.Success) ||
+			(want.ErrorCode != nil && *want.ErrorCode != string(got.ErrorCode)) ||
+			(want.AccountIdentifier != nil && *want.AccountIdentifier != got.AccountIdentifier) {
+			t.Errorf("%s: reply %v %+v; want %s", name, out.Kind, got, b)
+		}
+	}
+	if sent != 4 {
+		t.Errorf("sent %d fixtures, want the story's 4", sent)
+	}
+	if st := p.stats(); st != (qbdsandbox.Stats{Customers: 1}) || p.count(routeCreateSub) != 1 {
+		t.Errorf("after the story: %+v", st)
+	}
+	if cu, err := p.client.FindCustomer(context.Background(), qbdconnect.GatewayCustomerID("7b1e4c2a-5d3f-4e8a-9c61-2f0d8a4b3e17")); err != nil || cu.Address.State != "CO" {
+		t.Errorf("the story's customer: %+v, %v; want state Colorado as CO", cu, err)
+	}
+}
