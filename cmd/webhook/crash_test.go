@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/sandbox"
+	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
@@ -118,5 +119,58 @@ func TestCrashDuringEnrollment(t *testing.T) {
 	// And once more: the answered delivery is replayed.
 	if r := post(t, second.url+"/marketplace/p", body, id); r.header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(r.body, last.body) {
 		t.Errorf("after completion: %d %s", r.status, r.body)
+	}
+}
+
+// A plan of two steps (q2, then helix) with the service killed between
+// them: the Q2 user is enrolled and recorded, the Helix call is in flight.
+// After a restart, a copy completes the plan once: one enrollment, one
+// entitlement.
+func TestCrashBetweenSteps(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	redis := testredis.Start(t)
+	sb, url := startSandbox(t, sandbox.Config{})
+	env := q2Env(url, redis.URL())
+	env["PROCESS_TIMEOUT"] = "2s"
+	env["PRODUCTS_FILE"] = "../../products.example.yaml"
+	body := readFixture(t, "../../../fixtures/business-access/01-order.json")
+	id := http.Header{"Webhook-Id": {"msg_crash_between_steps"}}
+	target := "/marketplace/business-access"
+
+	first := startBinary(t, bin, env)
+	if err := sb.SetFault(sandbox.Fault{Route: "helix.addEntitlement", Times: 1, DelayMS: 1000, Status: 503}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, first.url+target, bytes.NewReader(body))
+		req.Header = id.Clone()
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	eventually(t, 5*time.Second, "the plan to reach its helix step", func() bool { return sb.Stats().Calls["helix.addEntitlement"] == 1 })
+	if err := first.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.cmd.Wait()
+
+	second := startBinary(t, bin, env)
+	var last response
+	eventually(t, 20*time.Second, "the delivery to be answered after the restart", func() bool {
+		last = post(t, second.url+target, body, id)
+		if last.status == 409 || last.status == 503 {
+			time.Sleep(200 * time.Millisecond)
+			return false
+		}
+		return true
+	})
+	wantReply(t, last, 200, "")
+	st := sb.Stats()
+	if st.Calls["Enrollment"] != 1 || st.Users != 1 {
+		t.Errorf("Q2 after the crash: %d enrollments, %d users; want 1 and 1", st.Calls["Enrollment"], st.Users)
+	}
+	if h, ok := st.Parts["helix"].(helixsandbox.Stats); !ok || h.Entitlements != 1 {
+		t.Errorf("Helix after the crash: %+v, want 1 entitlement", st.Parts["helix"])
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
+	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
 )
 
 // syncBuffer collects a service's log output from several goroutines.
@@ -54,7 +55,7 @@ func startService(t *testing.T, env map[string]string, args ...string) *service 
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &service{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	getenv := func(k string) string {
-		if k == "WEBHOOK_ADDR" && env[k] == "" {
+		if (k == "WEBHOOK_ADDR" || k == "SANDBOX_ADDR") && env[k] == "" {
 			return "127.0.0.1:0"
 		}
 		return env[k]
@@ -102,22 +103,27 @@ func listeningAddr(logs string) string {
 	return ""
 }
 
-// startSandbox runs a Q2 sandbox that outlives the services a test starts.
+// startSandbox runs the sandbox of every outside API (Q2, QBD Connect,
+// Helix with its default credentials), outliving the services a test starts.
 func startSandbox(t *testing.T, cfg sandbox.Config) (*sandbox.Sandbox, string) {
 	t.Helper()
-	sb := sandbox.New(cfg)
+	sb := newSandbox(cfg, "", "")
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
 	return sb, srv.URL
 }
 
 // q2Env is the environment of a service that talks to the sandbox at url
-// and Redis at redisURL, without authentication.
+// (every outside API) and Redis at redisURL, without authentication.
 func q2Env(url, redisURL string) map[string]string {
 	return map[string]string{
 		"Q2_BASE_URL":      url,
 		"Q2_CLIENT_ID":     sandbox.DefaultClientID,
 		"Q2_CLIENT_SECRET": sandbox.DefaultClientSecret,
+		"QBD_BASE_URL":     url,
+		"HELIX_BASE_URL":   url,
+		"HELIX_API_KEY":    helixsandbox.DefaultKey,
+		"HELIX_API_SECRET": helixsandbox.DefaultSecret,
 		"WEBHOOK_AUTH":     "none",
 		"REDIS_URL":        redisURL,
 	}

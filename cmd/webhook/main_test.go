@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -29,7 +30,12 @@ func TestConfigErrors(t *testing.T) {
 		{"bad level", nil, map[string]string{"LOG_LEVEL": "loud"}, `LOG_LEVEL: "loud" is not a level`},
 		{"bad cancel deletes", nil, map[string]string{"CANCEL_DELETES": "everything"}, `CANCEL_DELETES: "everything" is not user or customer`},
 		{"bad in-flight cap", nil, map[string]string{"MAX_IN_FLIGHT": "-1"}, "MAX_IN_FLIGHT"},
-		{"bad api version", nil, map[string]string{"Q2_API_VERSION": "2"}, `Q2_API_VERSION: "2" is not a version like v2`},
+		{"bad api version", nil, map[string]string{"Q2_API_VERSION": "2"}, `Q2_API_VERSION: "2" is not a version Q2 serves; use v1 or v2`},
+		{"unknown api version", nil, map[string]string{"Q2_API_VERSION": "v3"}, `Q2_API_VERSION: "v3" is not a version Q2 serves`},
+		{"bad qbd api version", nil, map[string]string{"QBD_API_VERSION": "one"}, `QBD_API_VERSION: "one" is not a version like v1`},
+		{"bad helix url", nil, map[string]string{"HELIX_BASE_URL": "helix"}, "HELIX_BASE_URL"},
+		{"helix without credentials", nil, map[string]string{"HELIX_BASE_URL": "https://helix.example"}, "HELIX_API_KEY: is required when HELIX_BASE_URL is set"},
+		{"bad qbd url", nil, map[string]string{"QBD_BASE_URL": "ftp://qbd"}, "QBD_BASE_URL"},
 		{"bad q2 url", nil, map[string]string{"Q2_BASE_URL": "ftp://q2"}, "Q2_BASE_URL"},
 		{"q2 without credentials", nil, map[string]string{"Q2_BASE_URL": "https://q2.example"}, "Q2_CLIENT_ID: is required when Q2_BASE_URL is set"},
 		{"signature without secrets outside sandbox mode", nil, map[string]string{
@@ -341,5 +347,39 @@ func TestProductsFile(t *testing.T) {
 	wantReply(t, post(t, svc.url+"/marketplace/nobody-sells-this", readFixture(t, "subscription-order.json"), nil), 404, events.ConfigurationError)
 	if !strings.Contains(svc.logs.String(), `"product":"Treasury Desk"`) {
 		t.Error("the delivery's log line does not name its product")
+	}
+}
+
+// The products example with every target, and the fixture stories of the
+// QBD Connect and Business Access products replayed through the real
+// command: every reply as expected, and the sandbox's counters moved as the
+// contract says.
+func TestProductStoriesReplay(t *testing.T) {
+	t.Parallel()
+	sb, url := startSandbox(t, sandbox.Config{})
+	env := q2Env(url, "")
+	env["PRODUCTS_FILE"] = "../../products.example.yaml"
+	svc := startService(t, env)
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"replay", "--url", svc.url, "../../fixtures/qbd-story", "../../fixtures/business-access"},
+		func(string) string { return "" }, &out, &errOut)
+	if err != nil {
+		t.Fatalf("replay: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	st := sb.Stats()
+	for route, want := range map[string]int{"qbd.POST /customers": 1, "qbd.POST /subscriptions": 1, "Enrollment": 1,
+		"helix.addEntitlement": 1, "helix.editEntitlement": 1, "helix.removeEntitlement": 1, "DeleteUser": 1} {
+		if st.Calls[route] != want {
+			t.Errorf("calls[%q] = %d, want %d (all: %v)", route, st.Calls[route], want, st.Calls)
+		}
+	}
+	if st.Users != 0 {
+		t.Errorf("live Q2 users after the cancels: %d", st.Users)
+	}
+	b, _ := json.Marshal(st)
+	for _, want := range []string{`"entitlements":0`, `"subscriptions":0`, `"quantity":0`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("stats %s lack %s", b, want)
+		}
 	}
 }
