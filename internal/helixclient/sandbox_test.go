@@ -100,7 +100,7 @@ func TestAgainstSandbox(t *testing.T) {
 		{name: "add again: 195110 is done", op: target.Add, in: full, route: "helix.addEntitlement", want: done, calls: 1, level: "RDONLY"},
 		{name: "edit after a 503", fault: struct{ status, code, times int }{503, 0, 1}, op: target.Edit, in: full, route: "helix.editEntitlement", want: done, calls: 2, level: "FULL"},
 		{name: "edit after a 429 with throttle", fault: struct{ status, code, times int }{429, 0, 1}, op: target.Edit, in: e, route: "helix.editEntitlement", want: done, calls: 2, level: "RDONLY"},
-		{name: "remove while locked", fault: struct{ status, code, times int }{0, 195104, 1}, op: target.Remove, in: e, route: "helix.removeEntitlement", want: outcome{code: events.Forbidden}, calls: 1, level: "RDONLY"},
+		{name: "remove while locked", fault: struct{ status, code, times int }{0, 195104, 1}, op: target.Remove, in: e, route: "helix.removeEntitlement", want: outcome{code: events.Forbidden, final: true}, calls: 1, level: "RDONLY"},
 		{name: "remove", op: target.Remove, in: e, route: "helix.removeEntitlement", want: done, calls: 1},
 		{name: "remove again: 195119 is done", op: target.Remove, in: e, route: "helix.removeEntitlement", want: done, calls: 1},
 		{name: "target is the requester", op: target.Add, in: self, route: "helix.addEntitlement", want: outcome{code: events.Forbidden, final: true}, calls: 1},
