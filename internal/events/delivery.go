@@ -81,8 +81,27 @@ type Claim struct {
 
 // Result is the outcome of one attempt at a delivery, as recorded.
 type Result struct {
-	Kind     Kind
-	Body     []byte // the reply; stored for replay when Kind is Final
-	Code     string // outcome code for the history ("SUCCESS", "ACCOUNT_NOT_FOUND", ...)
-	Duration time.Duration
+	Subscription string // the event's subscription_id, whose delivery log it joins
+	Kind         Kind
+	Body         []byte // the reply; stored for replay when Kind is Final
+	Code         string // outcome code for the history ("SUCCESS", "ACCOUNT_NOT_FOUND", ...)
+	Duration     time.Duration
+}
+
+// DeliverySummary is one delivery in a subscription's delivery log, for
+// operators: ids, codes, counts and times, nothing personal.
+type DeliverySummary struct {
+	Key          string `json:"key"`
+	EventType    string `json:"event_type"`
+	Subscription string `json:"subscription"`
+	// State is processing, released (a transient outcome: a later copy is
+	// processed again) or done (a final outcome, stored and replayed).
+	State      string `json:"state"`
+	Kind       string `json:"kind"` // of the latest outcome: final, unsettled, transient
+	Code       string `json:"code"` // of the latest outcome: SUCCESS or an error code
+	Attempts   int    `json:"attempts"`
+	Copies     int    `json:"copies"` // answered from the stored outcome
+	First      int64  `json:"first"`  // Unix ms
+	Last       int64  `json:"last"`   // Unix ms
+	DurationMS int64  `json:"duration_ms"`
 }

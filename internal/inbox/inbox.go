@@ -238,7 +238,7 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 		if p := recover(); p != nil {
 			if !recorded {
 				sctx, scancel := context.WithTimeout(detached, storeBudget)
-				_ = in.deliveries.Release(sctx, d.Key, token, events.Result{Kind: events.Transient, Code: "PANIC", Duration: time.Since(start)})
+				_ = in.deliveries.Release(sctx, d.Key, token, events.Result{Subscription: d.Event.SubscriptionID, Kind: events.Transient, Code: "PANIC", Duration: time.Since(start)})
 				scancel()
 			}
 			panic(p)
@@ -256,7 +256,7 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 	elapsed := time.Since(start)
 	sctx, scancel := context.WithTimeout(detached, storeBudget)
 	defer scancel()
-	res := events.Result{Kind: out.Kind, Body: body, Code: code, Duration: elapsed}
+	res := events.Result{Subscription: d.Event.SubscriptionID, Kind: out.Kind, Body: body, Code: code, Duration: elapsed}
 	if out.Final() {
 		err = in.deliveries.Complete(sctx, d.Key, token, res, in.cfg.TTL)
 	} else {

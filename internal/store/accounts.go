@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/redis/go-redis/v9"
@@ -56,28 +57,36 @@ func (r *Redis) AccountByIdentifier(ctx context.Context, accountIdentifier strin
 }
 
 // saveAccountScript writes the account only while the subscription's lock
-// holds the writer's token (they share a hash tag). A retry of the same
-// write after a lost reply writes the same bytes again. KEYS: lock, account.
-// ARGV: token, account JSON. Returns 1 when written, 0 when the lock is lost.
+// holds the writer's token (they share a hash tag), and with it, in the
+// same atomic step where the keys allow it (not on Cluster), the account's
+// indexes: accountIdentifier → subscription and the user's accounts. A
+// retry of the same write after a lost reply writes the same bytes again.
+// KEYS: lock, account, [identifier index, user index]. ARGV: token,
+// account JSON, [subscription id, identifier]. Returns 1 when written, 0
+// when the lock is lost.
 var saveAccountScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
+if KEYS[3] and ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
+if KEYS[4] then redis.call('HSET', KEYS[4], ARGV[3], ARGV[2]) end
 return 1
 `)
 
 // SaveAccount stores an account as JSON, without TTL (it is the system of
-// record, see keys.go), and indexes it by accountIdentifier when it has one.
-// The write is fenced: it happens only while the subscription's lock holds
-// lockToken (from Lock), else ErrLeaseLost and the account is untouched. A
-// holder that stalled past its lease can thus never overwrite what the next
-// holder wrote (a CHANGE bringing back "active" after a CANCEL).
+// record, see keys.go), with its indexes: by accountIdentifier, and among
+// its marketplace user's accounts (for the read API). The write is fenced:
+// it happens only while the subscription's lock holds lockToken (from
+// Lock), else ErrLeaseLost and nothing is written. A holder that stalled
+// past its lease can thus never overwrite what the next holder wrote (a
+// CHANGE bringing back "active" after a CANCEL).
 //
-// The index is written first, then the account: on Redis Cluster the two
-// keys are in different slots (the index is keyed by the identifier, the
-// account by the subscription), so no script or MULTI can cover both. In
-// this order a crash in between leaves an index without an account, which
-// reads as not found (AccountByIdentifier checks the account it points to),
-// never an account that its identifier cannot find.
+// On a single node or Sentinel the account and its indexes are one atomic
+// step, so the read API is right the moment the event is answered, even if
+// the process dies right after. On Cluster the indexes live in other slots:
+// the identifier index is written before the account (a crash in between
+// leaves an index that reads as not found, never an account its identifier
+// cannot find) and the user index after it (a crash in between leaves the
+// user's list one write behind until the event's next copy).
 func (r *Redis) SaveAccount(ctx context.Context, lockToken string, a events.Account) error {
 	if a.SubscriptionID == "" {
 		return errors.New("store: save account: empty subscription id")
@@ -89,20 +98,36 @@ func (r *Redis) SaveAccount(ctx context.Context, lockToken string, a events.Acco
 	if err != nil {
 		return fmt.Errorf("encoding account %q: %w", a.SubscriptionID, err)
 	}
-	if a.AccountIdentifier != "" {
+	keys := []string{r.keys.lock(a.SubscriptionID), r.keys.account(a.SubscriptionID)}
+	args := []any{lockToken, b}
+	if !r.cluster() {
+		keys = append(keys, r.keys.accountIndex(a.AccountIdentifier))
+		if a.UserID > 0 {
+			keys = append(keys, r.keys.userIndex(a.UserID))
+		}
+		args = append(args, a.SubscriptionID, a.AccountIdentifier)
+	} else if a.AccountIdentifier != "" {
 		if err := r.client.Set(ctx, r.keys.accountIndex(a.AccountIdentifier), a.SubscriptionID, 0).Err(); err != nil {
 			return unavailable("save account index", err)
 		}
 	}
-	keys := []string{r.keys.lock(a.SubscriptionID), r.keys.account(a.SubscriptionID)}
 	if r.waitReplicas > 0 {
-		return r.saveReplicated(ctx, keys, lockToken, b, a.SubscriptionID)
+		err = r.saveReplicated(ctx, keys, args, a.SubscriptionID)
+	} else {
+		var n int
+		if n, err = saveAccountScript.Run(ctx, r.client, keys, args...).Int(); err != nil {
+			err = unavailable("save account", err)
+		} else {
+			err = saved(n, a.SubscriptionID)
+		}
 	}
-	n, err := saveAccountScript.Run(ctx, r.client, keys, lockToken, b).Int()
-	if err != nil {
-		return unavailable("save account", err)
+	if err != nil || !r.cluster() || a.UserID <= 0 {
+		return err
 	}
-	return saved(n, a.SubscriptionID)
+	if err := r.client.HSet(ctx, r.keys.userIndex(a.UserID), a.SubscriptionID, b).Err(); err != nil {
+		return unavailable("save user index", err)
+	}
+	return nil
 }
 
 func saved(n int, subscriptionID string) error {
@@ -116,7 +141,7 @@ func saved(n int, subscriptionID string) error {
 // on the same connection (WAIT counts the writes of its own connection),
 // so a failover right after the reply cannot lose what was acknowledged.
 // On Cluster the pipeline goes to the master of the account's slot.
-func (r *Redis) saveReplicated(ctx context.Context, keys []string, token string, account []byte, subscriptionID string) error {
+func (r *Redis) saveReplicated(ctx context.Context, keys []string, args []any, subscriptionID string) error {
 	var node redis.Cmdable = r.client
 	if cc, ok := r.client.(*redis.ClusterClient); ok {
 		m, err := cc.MasterForKey(ctx, keys[1])
@@ -129,7 +154,7 @@ func (r *Redis) saveReplicated(ctx context.Context, keys []string, token string,
 	var wait *redis.IntCmd
 	_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
 		// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.
-		write = saveAccountScript.Eval(ctx, p, keys, token, account)
+		write = saveAccountScript.Eval(ctx, p, keys, args...)
 		wait = redis.NewIntCmd(ctx, "wait", r.waitReplicas, r.waitTimeout.Milliseconds())
 		return p.Process(ctx, wait)
 	})
@@ -145,4 +170,23 @@ func (r *Redis) saveReplicated(ctx context.Context, keys []string, token string,
 			subscriptionID, got, r.waitReplicas, r.waitTimeout, ErrUnavailable, ErrNotReplicated)
 	}
 	return nil
+}
+
+// AccountsOfUser returns the accounts of a marketplace user (user_id), in
+// one round trip; none is not an error.
+func (r *Redis) AccountsOfUser(ctx context.Context, userID int64) ([]events.Account, error) {
+	m, err := r.client.HGetAll(ctx, r.keys.userIndex(userID)).Result()
+	if err != nil {
+		return nil, unavailable("user index", err)
+	}
+	out := make([]events.Account, 0, len(m))
+	for sub, b := range m {
+		var a events.Account
+		if err := json.Unmarshal([]byte(b), &a); err != nil {
+			return nil, fmt.Errorf("decoding account %q of user %d: %w", sub, userID, err)
+		}
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b events.Account) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
 }

@@ -1,11 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -35,31 +38,78 @@ const (
 type DeliveryRecord struct {
 	Key, EventType, Subscription, State, Code string
 	Kind                                      events.Kind // of the latest attempt's outcome
-	Attempts                                  int
+	Attempts                                  int         // copies processed (claimed fresh)
+	Copies                                    int         // copies answered from the stored outcome
 	FirstSeen, LastSeen                       time.Time
 	Duration                                  time.Duration
 }
 
+// indexLua maintains a subscription's delivery index (for the read API's
+// delivery log) from a delivery record: a hash of summaries by delivery
+// hash, and a sorted set of the same hashes by first-seen time that caps
+// the index at the newest DeliveriesPerSubscription. Each record script
+// ends with indexed(): with mode "inline" it writes the index in the same
+// atomic step (single node, Sentinel); otherwise it returns the summary for
+// the caller to write to the index's own slot (Cluster).
+const indexLua = `
+local function summary(rec)
+  local f = redis.call('HMGET', rec, 'key', 'type', 'sub', 'state', 'code', 'kind', 'attempts', 'copies', 'first', 'last', 'duration_ms')
+  local first = tonumber(f[9]) or 0
+  return cjson.encode({key = f[1] or '', event_type = f[2] or '', subscription = f[3] or '', state = f[4] or '',
+    code = f[5] or '', kind = f[6] or '', attempts = tonumber(f[7]) or 0, copies = tonumber(f[8]) or 0,
+    first = first, last = tonumber(f[10]) or 0, duration_ms = tonumber(f[11]) or 0}), first
+end
+local function index(idx, ord, h, s, first, cap, ttl)
+  redis.call('HSET', idx, h, s)
+  redis.call('ZADD', ord, 'NX', first, h)
+  local over = redis.call('ZCARD', ord) - cap
+  if over > 0 then
+    local old = redis.call('ZRANGE', ord, 0, over - 1)
+    redis.call('ZREMRANGEBYRANK', ord, 0, over - 1)
+    redis.call('HDEL', idx, unpack(old))
+  end
+  if tonumber(ttl) > 0 then
+    redis.call('PEXPIRE', idx, ttl)
+    redis.call('PEXPIRE', ord, ttl)
+  end
+end
+local function indexed(rec, h, mode, cap, ttl)
+  local s, first = summary(rec)
+  if mode == 'inline' then index(KEYS[3], KEYS[4], h, s, first, tonumber(cap), ttl) end
+  return s
+end
+`
+
+// indexScript writes one summary to a subscription's delivery index, on
+// Cluster, where the index lives in another slot than the record. KEYS:
+// index, order. ARGV: hash, summary, first ms, cap, ttl ms.
+var indexScript = redis.NewScript(indexLua + `
+index(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
+return 1
+`)
+
 // claimScript decides a delivery's fate in one round trip, so that two
-// copies can never both see "free". KEYS: record, lease. ARGV: fp, token,
-// lease ms, ttl ms, now ms, type, sub, key.
+// copies can never both see "free". KEYS: record, lease, [index, order].
+// ARGV: fp, token, lease ms, ttl ms, now ms, type, sub, key, hash, index
+// mode, cap.
 //
 // A Busy answer leaves the record alone: the copy was not processed and
 // not answered from the record. A lease that already holds this claim's
 // token means go-redis retried the script after a lost reply: the first run
 // won, so the answer is Fresh again, without counting a second attempt.
-var claimScript = redis.NewScript(`
+var claimScript = redis.NewScript(indexLua + `
 local rec, lease = KEYS[1], KEYS[2]
 local fp, token, now = ARGV[1], ARGV[2], ARGV[5]
+local h, mode, cap = ARGV[9], ARGV[10], ARGV[11]
 local cur = redis.call('HMGET', rec, 'state', 'fp', 'body')
 local state = cur[1]
 if state and cur[2] ~= fp then
   return {'conflict'}
 end
 if state == 'done' then
-  redis.call('HINCRBY', rec, 'attempts', 1)
+  redis.call('HINCRBY', rec, 'copies', 1)
   redis.call('HSET', rec, 'last', now)
-  return {'done', cur[3] or ''}
+  return {'done', cur[3] or '', indexed(rec, h, mode, cap, 0)}
 end
 local holder = redis.call('GET', lease)
 if holder == token then
@@ -75,40 +125,42 @@ end
 redis.call('HSET', rec, 'state', 'processing', 'token', token, 'last', now)
 redis.call('HINCRBY', rec, 'attempts', 1)
 redis.call('PEXPIRE', rec, ARGV[4])
-return {'fresh'}
+return {'fresh', indexed(rec, h, mode, cap, ARGV[4])}
 `)
 
 // completeScript stores a final outcome if the lease still holds the token.
-// KEYS: record, lease. ARGV: token, kind, body, code, duration ms, ttl ms.
-// Returns 1 when written (or already written by this token: a retried
-// call), 0 when the lease is lost.
-var completeScript = redis.NewScript(`
+// KEYS: record, lease, [index, order]. ARGV: token, kind, body, code,
+// duration ms, ttl ms, hash, index mode, cap. Returns {1, summary} when
+// written, {1} when already written by this token (a retried call), {0}
+// when the lease is lost.
+var completeScript = redis.NewScript(indexLua + `
 local rec, lease, token = KEYS[1], KEYS[2], ARGV[1]
 if redis.call('GET', lease) ~= token then
   local cur = redis.call('HMGET', rec, 'state', 'token')
-  if cur[1] == 'done' and cur[2] == token then return 1 end
-  return 0
+  if cur[1] == 'done' and cur[2] == token then return {1} end
+  return {0}
 end
 redis.call('HSET', rec, 'state', 'done', 'kind', ARGV[2], 'body', ARGV[3], 'code', ARGV[4], 'duration_ms', ARGV[5])
 redis.call('PEXPIRE', rec, ARGV[6])
 redis.call('DEL', lease)
-return 1
+return {1, indexed(rec, ARGV[7], ARGV[8], ARGV[9], ARGV[6])}
 `)
 
-// releaseScript gives a claim up after a transient outcome if the lease
-// still holds the token. KEYS: record, lease. ARGV: token, code, duration
-// ms, kind. The record keeps its TTL and its fingerprint, so a later copy with the
-// same body claims Fresh and one with another body is still a conflict.
-var releaseScript = redis.NewScript(`
+// releaseScript gives a claim up after an outcome that is not final if the
+// lease still holds the token. KEYS: record, lease, [index, order]. ARGV:
+// token, code, duration ms, kind, hash, index mode, cap. The record keeps
+// its TTL and its fingerprint, so a later copy with the same body claims
+// Fresh and one with another body is still a conflict.
+var releaseScript = redis.NewScript(indexLua + `
 local rec, lease, token = KEYS[1], KEYS[2], ARGV[1]
 if redis.call('GET', lease) ~= token then
   local cur = redis.call('HMGET', rec, 'state', 'token')
-  if cur[1] == 'released' and cur[2] == token then return 1 end
-  return 0
+  if cur[1] == 'released' and cur[2] == token then return {1} end
+  return {0}
 end
 redis.call('HSET', rec, 'state', 'released', 'code', ARGV[2], 'duration_ms', ARGV[3], 'kind', ARGV[4])
 redis.call('DEL', lease)
-return 1
+return {1, indexed(rec, ARGV[5], ARGV[6], ARGV[7], 0)}
 `)
 
 // Claim decides, in one round trip, what to do with a delivery:
@@ -129,12 +181,18 @@ func (r *Redis) Claim(ctx context.Context, c ClaimRequest) (Claim, error) {
 		return Claim{}, fmt.Errorf("store: claim: lease %v and ttl %v must be positive", c.Lease, c.TTL)
 	}
 	token := newToken()
-	rec, lease := r.keys.delivery(c.Key)
-	res, err := claimScript.Run(ctx, r.client, []string{rec, lease},
-		c.Fingerprint, token, millis(c.Lease), millis(max(c.TTL, c.Lease)),
-		time.Now().UnixMilli(), c.EventType, c.Subscription, c.Key).Slice()
+	keys, h, mode := r.deliveryKeys(c.Key, c.Subscription)
+	ttl := millis(max(c.TTL, c.Lease))
+	res, err := claimScript.Run(ctx, r.client, keys,
+		c.Fingerprint, token, millis(c.Lease), ttl,
+		time.Now().UnixMilli(), c.EventType, c.Subscription, c.Key, h, mode, DeliveriesPerSubscription).Slice()
 	if err != nil {
 		return Claim{}, unavailable("claim", err)
+	}
+	if n := len(res); n > 0 && ((res[0] == "fresh" && n == 2) || (res[0] == "done" && n == 3)) {
+		if err := r.indexLater(ctx, c.Subscription, h, mode, res[n-1], ttl); err != nil {
+			return Claim{}, err
+		}
 	}
 	bad := func() (Claim, error) {
 		return Claim{}, fmt.Errorf("redis claim: %w: unexpected script reply %v", ErrUnavailable, res)
@@ -171,16 +229,68 @@ func (r *Redis) Complete(ctx context.Context, key, token string, res Result, ttl
 	if key == "" || token == "" || ttl <= 0 {
 		return fmt.Errorf("store: complete: need a key, a token and a positive ttl")
 	}
-	rec, lease := r.keys.delivery(key)
-	n, err := completeScript.Run(ctx, r.client, []string{rec, lease},
-		token, res.Kind.String(), res.Body, res.Code, res.Duration.Milliseconds(), millis(ttl)).Int()
+	keys, h, mode := r.deliveryKeys(key, res.Subscription)
+	out, err := completeScript.Run(ctx, r.client, keys,
+		token, res.Kind.String(), res.Body, res.Code, res.Duration.Milliseconds(), millis(ttl), h, mode, DeliveriesPerSubscription).Slice()
 	if err != nil {
 		return unavailable("complete", err)
 	}
-	if n != 1 {
-		return fmt.Errorf("completing delivery: %w", ErrLeaseLost)
+	return r.recorded(ctx, "completing", res.Subscription, h, mode, out, millis(ttl))
+}
+
+// recorded reads a fenced record script's reply ({1, summary}, {1} or {0})
+// and, on Cluster, writes the summary to the subscription's index.
+func (r *Redis) recorded(ctx context.Context, doing, subscription, h, mode string, out []any, ttl int64) error {
+	if len(out) == 0 || out[0] != int64(1) {
+		return fmt.Errorf("%s delivery: %w", doing, ErrLeaseLost)
+	}
+	if len(out) > 1 {
+		return r.indexLater(ctx, subscription, h, mode, out[1], ttl)
 	}
 	return nil
+}
+
+// DeliveriesPerSubscription caps a subscription's delivery index: a storm
+// of one subscription's events keeps only the newest this many (and each
+// entry lives no longer than EVENT_TTL).
+const DeliveriesPerSubscription = 100
+
+// deliveryKeys are the keys a record script touches: the record and its
+// lease, plus, when the index is written in the same step, the
+// subscription's index and order. h is the delivery's hash; mode is
+// "inline" or "later" (Cluster, or no subscription).
+func (r *Redis) deliveryKeys(deliveryKey, subscription string) (keys []string, h, mode string) {
+	rec, lease := r.keys.delivery(deliveryKey)
+	h = deliveryHash(deliveryKey)
+	if subscription == "" || r.cluster() {
+		return []string{rec, lease}, h, "later"
+	}
+	idx, ord := r.keys.deliveryIndex(subscription)
+	return []string{rec, lease, idx, ord}, h, "inline"
+}
+
+// indexLater writes a summary to the subscription's index in its own slot,
+// on Cluster: a second step, so a crash in between leaves the index one
+// write behind the record until the next copy.
+func (r *Redis) indexLater(ctx context.Context, subscription, h, mode string, summary any, ttl int64) error {
+	s, _ := summary.(string)
+	if mode != "later" || subscription == "" || s == "" {
+		return nil
+	}
+	var d struct {
+		First int64 `json:"first"`
+	}
+	_ = json.Unmarshal([]byte(s), &d)
+	idx, ord := r.keys.deliveryIndex(subscription)
+	if err := indexScript.Run(ctx, r.client, []string{idx, ord}, h, s, d.First, DeliveriesPerSubscription, ttl).Err(); err != nil {
+		return unavailable("delivery index", err)
+	}
+	return nil
+}
+
+func (r *Redis) cluster() bool {
+	_, ok := r.client.(*redis.ClusterClient)
+	return ok
 }
 
 // Release gives up a claim after an outcome that is not final (an outside
@@ -191,15 +301,12 @@ func (r *Redis) Release(ctx context.Context, key, token string, res Result) erro
 	if key == "" || token == "" {
 		return fmt.Errorf("store: release: need a key and a token")
 	}
-	rec, lease := r.keys.delivery(key)
-	n, err := releaseScript.Run(ctx, r.client, []string{rec, lease}, token, res.Code, res.Duration.Milliseconds(), res.Kind.String()).Int()
+	keys, h, mode := r.deliveryKeys(key, res.Subscription)
+	out, err := releaseScript.Run(ctx, r.client, keys, token, res.Code, res.Duration.Milliseconds(), res.Kind.String(), h, mode, DeliveriesPerSubscription).Slice()
 	if err != nil {
 		return unavailable("release", err)
 	}
-	if n != 1 {
-		return fmt.Errorf("releasing delivery: %w", ErrLeaseLost)
-	}
-	return nil
+	return r.recorded(ctx, "releasing", res.Subscription, h, mode, out, 0)
 }
 
 // Delivery reads the history record of a delivery; ErrNotFound when there
@@ -230,12 +337,39 @@ func (r *Redis) Delivery(ctx context.Context, key string) (DeliveryRecord, error
 		State:        m["state"],
 		Code:         m["code"],
 		Attempts:     int(num("attempts")),
+		Copies:       int(num("copies")),
 		FirstSeen:    at("first"),
 		LastSeen:     at("last"),
 		Duration:     time.Duration(num("duration_ms")) * time.Millisecond,
 		Kind:         events.ParseKind(m["kind"]),
 	}
 	return d, nil
+}
+
+// Deliveries returns a subscription's delivery log, newest first, in one
+// round trip: at most DeliveriesPerSubscription, none older than
+// EVENT_TTL; none is not an error.
+func (r *Redis) Deliveries(ctx context.Context, subscription string) ([]events.DeliverySummary, error) {
+	idx, _ := r.keys.deliveryIndex(subscription)
+	m, err := r.client.HGetAll(ctx, idx).Result()
+	if err != nil {
+		return nil, unavailable("delivery index", err)
+	}
+	out := make([]events.DeliverySummary, 0, len(m))
+	for h, s := range m {
+		var d events.DeliverySummary
+		if err := json.Unmarshal([]byte(s), &d); err != nil {
+			return nil, fmt.Errorf("decoding delivery %s of subscription %q: %w", h, subscription, err)
+		}
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b events.DeliverySummary) int {
+		if c := cmp.Compare(b.First, a.First); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.Last, a.Last)
+	})
+	return out, nil
 }
 
 // newToken returns a random 128-bit token, unique per claim or lock.

@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 )
 
 // The key layout, all of it. Every key starts with the prefix (Options.Prefix,
@@ -65,6 +66,20 @@ func (k keys) account(subscriptionID string) string {
 
 func (k keys) accountIndex(accountIdentifier string) string {
 	return k.prefix + "account-id:" + accountIdentifier
+}
+
+// deliveryIndex returns a subscription's delivery index (hash: delivery
+// hash → summary JSON) and its order (sorted set: delivery hash by first
+// seen), in the subscription's slot.
+func (k keys) deliveryIndex(subscriptionID string) (index, order string) {
+	index = k.prefix + "deliveries:{" + subscriptionID + "}"
+	return index, index + ":order"
+}
+
+// userIndex is a marketplace user's accounts (hash: subscription id →
+// account JSON), for GET /v1/subscriptions?user_id=N.
+func (k keys) userIndex(userID int64) string {
+	return k.prefix + "user:{" + strconv.FormatInt(userID, 10) + "}"
 }
 
 func (k keys) lock(subscriptionID string) string {

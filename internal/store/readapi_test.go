@@ -1,0 +1,144 @@
+package store
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+)
+
+// The read API's indexes are written in the same step as what they
+// describe: one round trip writes the account and its user index (and a
+// delivery's record and its log entry), so the answer is right the moment
+// an event is answered, even if the process dies right after.
+func TestIndexesAreWrittenInOneStep(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		a := testAccount("sub-u1", "501")
+		a.UserID = 77
+		token, unlock, err := b.r.Lock(ctx, a.SubscriptionID, time.Minute, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unlock()
+		if err := b.r.SaveAccount(ctx, token, a); err != nil { // loads the script
+			t.Fatal(err)
+		}
+		trips := countRoundTrips(b.r, "")
+		a.Status = events.AccountCancelled
+		if err := b.r.SaveAccount(ctx, token, a); err != nil {
+			t.Fatal(err)
+		}
+		if n := trips.n.Load(); n != 1 {
+			t.Errorf("SaveAccount took %d round trips, want 1 (account and indexes in one script)", n)
+		}
+		got, err := b.r.AccountsOfUser(ctx, 77)
+		if err != nil || len(got) != 1 || got[0].Status != events.AccountCancelled {
+			t.Fatalf("AccountsOfUser right after the save = %+v, %v", got, err)
+		}
+		if by, err := b.r.AccountByIdentifier(ctx, "501"); err != nil || by.SubscriptionID != "sub-u1" {
+			t.Fatalf("AccountByIdentifier = %+v, %v", by, err)
+		}
+
+		req := claimReq("id:one-step", fpA)
+		req.Subscription = "sub-u1"
+		c := mustClaim(t, b, req, ClaimFresh)
+		if err := completeScript.Load(ctx, b.r.client).Err(); err != nil {
+			t.Fatal(err)
+		}
+		trips = countRoundTrips(b.r, "")
+		mustComplete(t, b, req.Key, c.Token, Result{Subscription: "sub-u1", Kind: events.Final, Body: []byte(`{}`), Code: "SUCCESS"})
+		if n := trips.n.Load(); n != 1 {
+			t.Errorf("Complete took %d round trips, want 1 (record and log entry in one script)", n)
+		}
+		log, err := b.r.Deliveries(ctx, "sub-u1")
+		if err != nil || len(log) != 1 || log[0].State != "done" || log[0].Code != "SUCCESS" {
+			t.Fatalf("Deliveries right after Complete = %+v, %v", log, err)
+		}
+	})
+}
+
+func TestAccountsOfUser(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		for i, product := range []string{"Plus", "Desk"} {
+			a := testAccount(fmt.Sprintf("sub-user-%d", i), fmt.Sprint(600+i))
+			a.UserID, a.Product = 88, product
+			a.CreatedAt = a.CreatedAt.Add(time.Duration(i) * time.Hour)
+			if err := saveLocked(ctx, b.r, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := b.r.AccountsOfUser(ctx, 88)
+		if err != nil || len(got) != 2 || got[0].Product != "Plus" || got[1].Product != "Desk" {
+			t.Fatalf("AccountsOfUser = %+v, %v; want Plus then Desk", got, err)
+		}
+		if none, err := b.r.AccountsOfUser(ctx, 89); err != nil || len(none) != 0 {
+			t.Fatalf("unknown user: %+v, %v", none, err)
+		}
+	})
+}
+
+// The delivery log counts attempts (processings) and copies (answered from
+// the stored outcome), says final or released, lists newest first, and is
+// bounded: a storm of one subscription's events keeps the newest
+// DeliveriesPerSubscription, each no longer than EVENT_TTL.
+func TestDeliveryLog(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		req := func(key string) ClaimRequest {
+			r := claimReq(key, fpA)
+			r.Subscription = "sub-log"
+			return r
+		}
+		first := req("id:log-1")
+		c := mustClaim(t, b, first, ClaimFresh)
+		if err := b.r.Release(ctx, first.Key, c.Token, Result{Subscription: "sub-log", Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		log, _ := b.r.Deliveries(ctx, "sub-log")
+		if len(log) != 1 || log[0].State != "released" || log[0].Kind != "transient" || log[0].Attempts != 1 {
+			t.Fatalf("after a transient outcome: %+v", log)
+		}
+		c = mustClaim(t, b, first, ClaimFresh)
+		mustComplete(t, b, first.Key, c.Token, Result{Subscription: "sub-log", Kind: events.Final, Body: []byte(`{}`), Code: "SUCCESS", Duration: 40 * time.Millisecond})
+		mustClaim(t, b, first, ClaimDone)
+		mustClaim(t, b, first, ClaimDone)
+		b.advance(5 * time.Millisecond)
+		second := req("id:log-2")
+		mustClaim(t, b, second, ClaimFresh)
+
+		log, err := b.r.Deliveries(ctx, "sub-log")
+		if err != nil || len(log) != 2 {
+			t.Fatalf("Deliveries = %+v, %v", log, err)
+		}
+		if log[0].Key != "id:log-2" || log[0].State != "processing" {
+			t.Errorf("newest first: %+v", log[0])
+		}
+		want := events.DeliverySummary{Key: "id:log-1", EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-log", State: "done",
+			Kind: "final", Code: "SUCCESS", Attempts: 2, Copies: 2, DurationMS: 40}
+		got := log[1]
+		got.First, got.Last = 0, 0
+		if got != want {
+			t.Errorf("the answered delivery:\n got %+v\nwant %+v", got, want)
+		}
+
+		for i := range DeliveriesPerSubscription + 5 {
+			mustClaim(t, b, req(fmt.Sprintf("id:storm-%d", i)), ClaimFresh)
+		}
+		log, _ = b.r.Deliveries(ctx, "sub-log")
+		if len(log) != DeliveriesPerSubscription {
+			t.Errorf("after a storm the log holds %d deliveries, want the cap %d", len(log), DeliveriesPerSubscription)
+		}
+		idx, ord := b.r.keys.deliveryIndex("sub-log")
+		for _, key := range []string{idx, ord} {
+			if d := b.pttl(t, key); d <= 0 || d > testTTL {
+				t.Errorf("%s: PTTL %v, want within EVENT_TTL", key, d)
+			}
+		}
+	})
+}
