@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,7 +120,7 @@ func TestSaveAccountWithoutIdentifier(t *testing.T) {
 	if err := saveLocked(ctx, b.r, a); err != nil {
 		t.Fatal(err)
 	}
-	if keys := b.mr.Keys(); len(keys) != 1 {
-		t.Errorf("keys %v: want only the account, no index for an empty identifier", keys)
+	if keys := b.mr.Keys(); len(keys) != 2 || !strings.Contains(keys[0]+keys[1], ":user:{42}") {
+		t.Errorf("keys %v: want only the account and its user's index, no identifier index for an empty identifier", keys)
 	}
 }
