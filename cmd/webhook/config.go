@@ -53,6 +53,7 @@ type config struct {
 	MaxInFlight     int
 	CancelDeletes   string
 	ProductsFile    string
+	APITokens       []string
 	LogLevel        zapcore.Level
 }
 
@@ -92,6 +93,7 @@ var settings = []setting{
 	{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long in-flight requests may finish after SIGTERM"},
 	{"MAX_IN_FLIGHT", "max-in-flight", "256", "deliveries processed at once; past it 503 with Retry-After"},
 	{"CANCEL_DELETES", "cancel-deletes", "user", "what a CANCEL deletes in Q2 (user or customer), for products that do not say"},
+	{"API_TOKENS", "api-tokens", "", "space-separated bearer tokens of the read API (/v1/...), several for rotation; empty: those routes answer 404"},
 	{"PRODUCTS_FILE", "products-file", "", "the products file (YAML or JSON); empty: one product on every extension, provisioning a Q2 user"},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
 }
@@ -168,6 +170,7 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 		Secrets:             strings.Fields(v["WEBHOOK_SECRETS"]),
 		CancelDeletes:       strings.ToLower(v["CANCEL_DELETES"]),
 		ProductsFile:        v["PRODUCTS_FILE"],
+		APITokens:           strings.Fields(v["API_TOKENS"]),
 	}
 	var err error
 	if c.RedisCluster, err = strconv.ParseBool(v["REDIS_CLUSTER"]); err != nil {
@@ -246,6 +249,11 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 			if v[env] == "" {
 				return nil, badSetting(s[env], "is required when %s is set; set %s", api.base, api.why)
 			}
+		}
+	}
+	for _, tok := range c.APITokens {
+		if len(tok) < 16 {
+			return nil, badSetting(s["API_TOKENS"], "a token is shorter than 16 characters; use long random tokens (openssl rand -hex 24)")
 		}
 	}
 	switch c.Auth {

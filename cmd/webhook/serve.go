@@ -91,6 +91,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	handler := handlers.New(handlers.Config{
 		Receiver:    in,
 		Products:    catalog,
+		Reader:      db,
+		APITokens:   cfg.APITokens,
 		Auth:        auth,
 		MaxInFlight: cfg.MaxInFlight,
 		Logger:      log,

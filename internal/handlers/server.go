@@ -36,6 +36,8 @@ type Products interface {
 type Config struct {
 	Receiver    Receiver
 	Products    Products
+	Reader      Reader   // the read API's records; with APITokens
+	APITokens   []string // bearer tokens of the read API (/v1/...); none: its routes answer 404
 	Auth        Authenticator                   // nil accepts every request (WEBHOOK_AUTH=none)
 	Ready       func(ctx context.Context) error // nil: always ready
 	MaxInFlight int                             // deliveries processed at once; 0 = 256
@@ -65,6 +67,9 @@ func New(cfg Config) *echo.Echo {
 
 	m := &marketplace{receiver: cfg.Receiver, products: cfg.Products, auth: cfg.Auth, log: cfg.Logger}
 	e.POST("/marketplace/:extension", m.receive, limitInFlight(cfg.MaxInFlight))
+	if len(cfg.APITokens) > 0 && cfg.Reader != nil {
+		newReadAPI(cfg.Reader, cfg.APITokens, cfg.Logger).routes(e)
+	}
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})

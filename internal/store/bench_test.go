@@ -1,10 +1,12 @@
 package store
 
 import (
-	"github.com/banking-marketplace/webhook/internal/events"
+	"context"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/banking-marketplace/webhook/internal/events"
 )
 
 // Benchmarks run on the real Redis of REDIS_URL when set, else miniredis:
@@ -58,6 +60,50 @@ func BenchmarkClaimDone(b *testing.B) {
 		c, err := r.Claim(ctx, req)
 		if err != nil || c.State != ClaimDone {
 			b.Fatalf("Claim = %+v, %v", c, err)
+		}
+	}
+	b.ReportMetric(float64(rt.n.Load())/float64(b.N), "roundtrips/op")
+}
+
+// BenchmarkGate is the read API's gate (GET /v1/subscriptions/{id}): one
+// GET of the account.
+func BenchmarkGate(b *testing.B) {
+	r := benchBackend(b)
+	ctx := context.Background()
+	a := testAccount("sub-gate", "700")
+	a.UserID = 70
+	if err := saveLocked(ctx, r, a); err != nil {
+		b.Fatal(err)
+	}
+	rt := countRoundTrips(r, "")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := r.Account(ctx, "sub-gate"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(rt.n.Load())/float64(b.N), "roundtrips/op")
+}
+
+// BenchmarkDeliveryLog is GET /v1/deliveries for a subscription with 20
+// deliveries: one HGETALL.
+func BenchmarkDeliveryLog(b *testing.B) {
+	r := benchBackend(b)
+	ctx := context.Background()
+	for i := range 20 {
+		req := ClaimRequest{Key: "id:log-" + strconv.Itoa(i), Fingerprint: "fp", Lease: time.Minute, TTL: time.Hour,
+			EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-bench-log"}
+		if _, err := r.Claim(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rt := countRoundTrips(r, "")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if d, err := r.Deliveries(ctx, "sub-bench-log"); err != nil || len(d) != 20 {
+			b.Fatal(len(d), err)
 		}
 	}
 	b.ReportMetric(float64(rt.n.Load())/float64(b.N), "roundtrips/op")
