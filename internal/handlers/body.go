@@ -35,6 +35,21 @@ const (
 	DefaultBodyMemory = 64 << 20
 )
 
+// ConnOverhead is the heap a connection reading a body holds besides the
+// body's bytes: net/http's buffers, the request and its headers, echo's
+// context. TestSlowSendersDoNotStopDeliveries measures it (about 20 KiB,
+// counting the client's end too) and holds it below this.
+const ConnOverhead = 24 << 10
+
+// BodyHeapBound is the most heap that requests reading or holding bodies
+// keep live at once, with readers body readers and memory bytes of body
+// memory, however many connections send: the bodies' bytes, plus each
+// reader's connection. The garbage of buffers that grew comes on top until
+// the GC runs (GOMEMLIMIT makes it run before the pod's limit).
+func BodyHeapBound(readers int, memory int64) int64 {
+	return memory + int64(readers)*ConnOverhead
+}
+
 const (
 	// firstBuffer is where a body's buffer starts: it grows, doubling, with
 	// what arrives, never from what Content-Length announces.

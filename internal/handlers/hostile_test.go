@@ -174,7 +174,11 @@ func TestSlowSendersDoNotStopDeliveries(t *testing.T) {
 		return m.bodies.readers.used() == slow
 	})
 	if after := liveHeap(); after > before {
-		t.Logf("%d slow senders hold %.1f MiB of heap (%.1f KiB each, both ends of the connection)", slow, mib(after-before), float64(after-before)/slow/1024)
+		each := (after - before) / slow
+		t.Logf("%d slow senders hold %.1f MiB of heap (%.1f KiB each, both ends of the connection)", slow, mib(after-before), float64(each)/1024)
+		if each > ConnOverhead {
+			t.Errorf("a slow sender holds %d bytes of heap, more than ConnOverhead (%d), which README and deploy/ size pods by", each, ConnOverhead)
+		}
 	}
 
 	order := orderFixture(t)
@@ -268,11 +272,10 @@ func TestStalledBodiesStayInBodyMemory(t *testing.T) {
 		memory  = 8 << 20
 	)
 	held, peak := worstBodies(t, senders, memory)
-	// Each open connection costs some memory besides its body: net/http's
-	// buffers, the request, its goroutine's stack is not heap.
-	if limit := uint64(memory + senders*64<<10 + 2<<20); held > limit {
-		t.Errorf("%d senders of 1 MiB - 1 byte hold %.1f MiB of heap, more than the body memory (%d MiB) and their connections allow (%.1f MiB)",
-			senders, mib(held), memory>>20, mib(limit))
+	// The senders' own 1 MiB is in this process too.
+	if limit := uint64(BodyHeapBound(senders, memory) + MaxBody); held > limit {
+		t.Errorf("%d senders of 1 MiB - 1 byte hold %.1f MiB of heap, more than BodyHeapBound allows (%.1f MiB)",
+			senders, mib(held), mib(limit))
 	}
 	t.Logf("%d stalled senders of 1 MiB - 1 byte, body memory %d MiB: %.1f MiB of heap held, peak heap %.1f MiB", senders, memory>>20, mib(held), mib(peak))
 }
@@ -348,7 +351,10 @@ func samplePeakHeap(peak *uint64) (stop func()) {
 	return func() { once.Do(func() { close(done); <-finished }) }
 }
 
+// liveHeap is the heap of live objects. Two collections empty the
+// sync.Pools (net/http's buffers, ours) that other tests filled.
 func liveHeap() uint64 {
+	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
