@@ -429,3 +429,60 @@ func TestHeaderLimits(t *testing.T) {
 		t.Errorf("past ServerMaxHeaderBytes: %d %s; README says net/http answers 431 text/plain", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 }
+
+// BenchmarkReceiveBytesPerByte reports what one signed delivery of about
+// 1 MiB costs the handler (read, authenticate, key, decode) in bytes
+// allocated per byte of body, for bodies whose bulk is in the worst shapes:
+// go test -run '^$' -bench ReceiveBytesPerByte ./internal/handlers
+func BenchmarkReceiveBytesPerByte(b *testing.B) {
+	order := orderFixture(b)
+	bulk := func(elem string) string {
+		return "[" + strings.Repeat(elem+",", (MaxBody-len(order)-64)/(len(elem)+1)) + elem + "]"
+	}
+	shapes := map[string][]byte{
+		"order event":                        order,
+		"unknown field of empty objects":     withTopKey(b, order, `"x":`+bulk("{}")),
+		"unknown field of objects unordered": withTopKey(b, order, `"x":`+bulk(`{"b":1,"a":2}`)),
+		"long string":                        withTopKey(b, order, `"x":"`+strings.Repeat("a", MaxBody-len(order)-64)+`"`),
+		"configuration of empty objects":     insertAfter(b, order, `"configuration": {`, `"x":`+bulk("{}")+`,`),
+	}
+	for name, body := range shapes {
+		b.Run(name, func(b *testing.B) {
+			if len(body) > MaxBody {
+				b.Fatalf("body of %d bytes", len(body))
+			}
+			h := New(Config{Receiver: &fakeReceiver{reply: okReply}})
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodPost, "/marketplace/p", bytes.NewReader(body))
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != 200 {
+					b.Fatalf("%d %s", rec.Code, rec.Body)
+				}
+			}
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(b.N)/float64(len(body)), "B/byte")
+		})
+	}
+}
+
+// withTopKey puts a member at the start of body's top-level object.
+func withTopKey(t testing.TB, body []byte, member string) []byte {
+	t.Helper()
+	return insertAfter(t, body, "{", member+",")
+}
+
+// insertAfter inserts s after the first marker in body.
+func insertAfter(t testing.TB, body []byte, marker, s string) []byte {
+	t.Helper()
+	i := bytes.Index(body, []byte(marker))
+	if i < 0 {
+		t.Fatalf("the fixture has no %s", marker)
+	}
+	i += len(marker)
+	return append(append(append([]byte{}, body[:i]...), s...), body[i:]...)
+}
