@@ -145,9 +145,11 @@ func (bs *bodies) readBody(c echo.Context) (*body, error) {
 	}
 	b.reserved = int64(cap(*b.buf))
 
-	// The deadline is cleared once the body is read: net/http keeps reading
+	// The deadline must be gone once the body is read: net/http then reads
 	// the connection in the background while the handler works, and a
-	// deadline passing then would cancel the request's context.
+	// deadline passing would cancel the request's context. net/http clears
+	// it when the body hits EOF; clearing it here too covers a body it had
+	// already finished before the handler ran (an empty one).
 	rc := http.NewResponseController(c.Response())
 	if err := rc.SetReadDeadline(time.Now().Add(bs.timeout)); err == nil {
 		defer func() { _ = rc.SetReadDeadline(time.Time{}) }()

@@ -3,6 +3,7 @@ package handlers
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -485,4 +486,39 @@ func insertAfter(t testing.TB, body []byte, marker, s string) []byte {
 	}
 	i += len(marker)
 	return append(append(append([]byte{}, body[:i]...), s...), body[i:]...)
+}
+
+// slowReceiver takes longer than the body read timeout to answer, and fails
+// if the request's context ends first.
+type slowReceiver struct{ wait time.Duration }
+
+func (r slowReceiver) Receive(ctx context.Context, _ inbox.Delivery) (inbox.Reply, error) {
+	select {
+	case <-ctx.Done():
+		return inbox.Reply{}, fmt.Errorf("the request's context ended while processing: %w", ctx.Err())
+	case <-time.After(r.wait):
+		return okReply, nil
+	}
+}
+
+// The body's read deadline ends with the body: net/http reads the
+// connection in the background while the delivery is processed, and a
+// deadline passing then would cancel the delivery's context.
+func TestReadDeadlineDoesNotCutProcessing(t *testing.T) {
+	t.Parallel()
+	srv, _ := serveReal(t, Config{Receiver: slowReceiver{wait: 300 * time.Millisecond}, BodyReadTimeout: 50 * time.Millisecond})
+	client := &http.Client{Timeout: 10 * time.Second}
+	if status, _, reply := (&signer{t: t}).post(client, srv.URL, orderFixture(t)); status != 200 {
+		t.Errorf("a delivery processed past the body's read deadline: %d %s", status, reply)
+	}
+	// An empty body: net/http has finished it before the handler runs.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/marketplace/p", http.NoBody)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("an empty body: %d, want 400", resp.StatusCode)
+	}
 }
