@@ -667,3 +667,60 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("Dockerfile: CMD %v, want [\"serve\"]", cmd)
 	}
 }
+
+// TestMemoryFitsHostileBodies: what unauthenticated senders can make a pod
+// hold live (handlers.BodyHeapBound at the default limits, plus a stack per
+// reader and the service's own baseline) is below GOMEMLIMIT, which is
+// below the container's memory limit with room for the rest of the runtime.
+func TestMemoryFitsHostileBodies(t *testing.T) {
+	const (
+		baseline   = 32 << 20 // the service at rest: code, Redis and Q2 clients, runtime
+		stack      = 8 << 10  // a goroutine's stack, one per connection
+		minHeadway = 0.15     // GOMEMLIMIT leaves at least this share of the limit to non-heap memory
+	)
+	lines := strings.Split(read(t, "kubernetes/deployment.yaml"), "\n")
+	limit := quantity(t, pairs(under(under(lines, "resources"), "limits"))["memory"])
+
+	var goMemLimit int64
+	for _, item := range listItems(under(lines, "env")) {
+		if p := pairs(item); p["name"] == "GOMEMLIMIT" {
+			goMemLimit = quantity(t, p["value"])
+		}
+	}
+	if goMemLimit == 0 {
+		t.Fatal("deployment.yaml sets no GOMEMLIMIT: the GC would let garbage grow to twice the live heap, past limits.memory")
+	}
+
+	live := handlers.BodyHeapBound(handlers.DefaultMaxBodyReaders, handlers.DefaultBodyMemory) +
+		handlers.DefaultMaxBodyReaders*stack + baseline
+	if live >= goMemLimit {
+		t.Errorf("hostile bodies can hold %d MiB live, not below GOMEMLIMIT (%d MiB)", live>>20, goMemLimit>>20)
+	}
+	if float64(goMemLimit) > (1-minHeadway)*float64(limit) {
+		t.Errorf("GOMEMLIMIT %d MiB leaves less than %.0f%% of limits.memory (%d MiB) to the rest of the process", goMemLimit>>20, minHeadway*100, limit>>20)
+	}
+	t.Logf("live bound %d MiB < GOMEMLIMIT %d MiB < limits.memory %d MiB", live>>20, goMemLimit>>20, limit>>20)
+}
+
+// quantity reads a memory size as Kubernetes (256Mi) or GOMEMLIMIT (200MiB)
+// write it.
+func quantity(t *testing.T, s string) int64 {
+	t.Helper()
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"Gi", 30}, {"Mi", 20}, {"Ki", 10}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			v, err := strconv.ParseInt(n, 10, 64)
+			if err != nil {
+				t.Fatalf("memory size %q: %v", s, err)
+			}
+			return v << u.shift
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("memory size %q: want a number with Mi, Gi, MiB or GiB", s)
+	}
+	return v
+}

@@ -98,9 +98,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Logger:      log,
 		Ready: func(ctx context.Context) error {
 			if draining.Load() {
-				return errors.New("shutting down")
+				return &handlers.NotReadyError{Reason: "shutting down"}
 			}
-			return db.Ping(ctx)
+			if err := db.Ping(ctx); err != nil { // the detail names addresses: the log's, not the reply's
+				return &handlers.NotReadyError{Reason: "redis: unavailable", Cause: err}
+			}
+			return nil
 		},
 	})
 
@@ -111,10 +114,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
+		ReadTimeout:       15 * time.Second, // a backstop: the extension URL cuts bodies at 2 s itself
 		WriteTimeout:      cfg.ProcessTimeout + 15*time.Second,
 		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    handlers.ServerMaxHeaderBytes, // above what the handler answers 431 to, in JSON
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 		// Requests do not inherit ctx: the signal must not cancel their work.
 		BaseContext: func(net.Listener) context.Context { return context.Background() },

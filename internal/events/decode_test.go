@@ -280,37 +280,6 @@ func TestReplyDocuments(t *testing.T) {
 	}
 }
 
-func TestFingerprint(t *testing.T) {
-	t.Parallel()
-	base := `{"b":1,"a":{"y":[1,2,{"k":"v"}],"x":"<tag>"}}`
-	same := []string{
-		"{\n  \"a\": {\"x\": \"<tag>\", \"y\": [1, 2, {\"k\": \"v\"}]},\n  \"b\": 1\n}",
-		`{"a":{"x":"\u003ctag\u003e","y":[1,2,{"k":"v"}]},"b":1}`,
-	}
-	different := []string{
-		`{"b":2,"a":{"y":[1,2,{"k":"v"}],"x":"<tag>"}}`,
-		`{"b":1,"a":{"y":[2,1,{"k":"v"}],"x":"<tag>"}}`,
-		`{"b":1.0,"a":{"y":[1,2,{"k":"v"}],"x":"<tag>"}}`,
-	}
-	want, err := Fingerprint([]byte(base))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range same {
-		if got, _ := Fingerprint([]byte(s)); got != want {
-			t.Errorf("Fingerprint(%s) differs from the canonical form's", s)
-		}
-	}
-	for _, s := range different {
-		if got, _ := Fingerprint([]byte(s)); got == want {
-			t.Errorf("Fingerprint(%s) equals a different document's", s)
-		}
-	}
-	if _, err := Fingerprint([]byte("{")); err == nil {
-		t.Error("Fingerprint of invalid JSON: no error")
-	}
-}
-
 func FuzzDecode(f *testing.F) {
 	for _, name := range []string{"subscription-order.json", "subscription-change.json", "subscription-cancel.json"} {
 		f.Add(readFixture(f, name))
@@ -329,7 +298,8 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 		if json.Valid(body) {
-			if _, err := Fingerprint(body); err != nil {
+			var dup *DuplicateKeyError
+			if _, err := Fingerprint(body); err != nil && !errors.As(err, &dup) {
 				t.Fatalf("Fingerprint of valid JSON: %v", err)
 			}
 		}

@@ -13,18 +13,14 @@ import (
 
 // errorHandler turns every error into a contract document: an *events.Error
 // as it says, echo's routing errors as the matching status, anything else as
-// a generic 500 whose detail goes to the log only.
+// a generic 500 whose detail goes to the log only (the request's line, see
+// requestLogger).
 func errorHandler(log *zap.Logger) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
 		}
 		e := asEventsError(err, c)
-		if e.Status >= http.StatusInternalServerError && e.Code == events.UnknownError {
-			log.Error("request failed", zap.String("route", c.Path()), zap.Error(err))
-		} else if e.Cause != nil {
-			log.Debug("request refused", zap.String("code", string(e.Code)), zap.Error(e.Cause))
-		}
 		setRetryAfter(c.Response().Header(), e.RetryAfter)
 		if c.Request().Method == http.MethodHead {
 			_ = c.NoContent(e.Status)
@@ -61,7 +57,8 @@ func asEventsError(err error, c echo.Context) *events.Error {
 		Message: "internal error; it has been logged", Cause: err}
 }
 
-// busy is the answer past the in-flight cap.
+// busy is the answer past a cap: in-flight deliveries, body readers, body
+// memory.
 func busy(msg string) error {
 	return &events.Error{Status: http.StatusServiceUnavailable, Code: events.TransportError, Message: msg, RetryAfter: time.Second}
 }

@@ -51,6 +51,16 @@ func orderFixture(t testing.TB) []byte {
 	return b
 }
 
+// withEventKeys puts members at the start of body's event object.
+func withEventKeys(t testing.TB, body []byte, members string) []byte {
+	t.Helper()
+	out := bytes.Replace(body, []byte(`"event": {`), []byte(`"event": {`+members+`,`), 1)
+	if bytes.Equal(out, body) {
+		t.Fatal("the fixture has no event object")
+	}
+	return out
+}
+
 func do(t *testing.T, h http.Handler, method, path string, body []byte, header http.Header) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, path, bytes.NewReader(body))
@@ -84,7 +94,6 @@ func failure(t *testing.T, rec *httptest.ResponseRecorder) events.Reply {
 func TestMarketplaceStatuses(t *testing.T) {
 	t.Parallel()
 	order := orderFixture(t)
-	okReply := inbox.Reply{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"7"}`), Code: "SUCCESS"}
 	jsonCT := http.Header{"Content-Type": {"application/json"}}
 	tests := []struct {
 		name       string
@@ -108,6 +117,9 @@ func TestMarketplaceStatuses(t *testing.T) {
 		{name: "wrong content type", body: order, header: http.Header{"Content-Type": {"text/xml"}}, wantStatus: 415, wantCode: events.InvalidResponse, wantMsg: "Content-Type"},
 		{name: "bad signature", body: order, auth: fakeAuth{errors.New("no matching signature")}, wantStatus: 401, wantCode: events.Unauthorized},
 		{name: "good signature", body: order, auth: fakeAuth{}, receiver: &fakeReceiver{reply: okReply}, wantStatus: 200},
+		{name: "keys read as one (issue 10 item 5)", body: withEventKeys(t, order, `"Flag":"STATELESS","flag":""`), wantStatus: 400, wantCode: events.InvalidResponse, wantMsg: `"event.Flag" and "event.flag" differ only in case`},
+		{name: "keys read as one, reversed", body: withEventKeys(t, order, `"flag":"","Flag":"STATELESS"`), wantStatus: 400, wantCode: events.InvalidResponse, wantMsg: `"event.flag" and "event.Flag" differ only in case`},
+		{name: "a key twice", body: withEventKeys(t, order, `"flag":"","flag":""`), wantStatus: 400, wantCode: events.InvalidResponse, wantMsg: `"event.flag" is sent twice`},
 		{name: "bad webhook-id", body: order, header: http.Header{"Webhook-Id": {"has space"}}, wantStatus: 400, wantCode: events.InvalidResponse, wantMsg: "webhook-id"},
 		{name: "GET not allowed", method: http.MethodGet, wantStatus: 405, wantCode: events.ConfigurationError},
 		{name: "PUT not allowed", method: http.MethodPut, body: order, wantStatus: 405, wantCode: events.ConfigurationError},
@@ -216,6 +228,18 @@ func TestHealth(t *testing.T) {
 	}
 }
 
+// headerAuth authenticates requests that carry X-Signed.
+type headerAuth struct{}
+
+func (headerAuth) Authenticate(r *http.Request, _ []byte) error {
+	if r.Header.Get("X-Signed") == "" {
+		return errors.New("unsigned")
+	}
+	return nil
+}
+
+// The processing slots are taken only after authentication: with every
+// slot busy, an unsigned request is still told 401, a signed one 503.
 func TestInFlightCap(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
@@ -224,12 +248,16 @@ func TestInFlightCap(t *testing.T) {
 		entered <- struct{}{}
 		<-release
 	}}
-	h := New(Config{Receiver: recv, MaxInFlight: 1})
+	h := New(Config{Receiver: recv, MaxInFlight: 1, Auth: headerAuth{}})
 	order := orderFixture(t)
+	signed := http.Header{"X-Signed": {"1"}}
 	done := make(chan int)
-	go func() { done <- do(t, h, http.MethodPost, "/marketplace/x", order, nil).Code }()
+	go func() { done <- do(t, h, http.MethodPost, "/marketplace/x", order, signed).Code }()
 	<-entered
-	rec := do(t, h, http.MethodPost, "/marketplace/x", order, nil)
+	if rec := do(t, h, http.MethodPost, "/marketplace/x", order, nil); rec.Code != 401 {
+		t.Errorf("unsigned, every slot busy: %d, want 401 (authentication comes before the slot)", rec.Code)
+	}
+	rec := do(t, h, http.MethodPost, "/marketplace/x", order, signed)
 	if rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
 		t.Errorf("past the cap: status %d, Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
 	}

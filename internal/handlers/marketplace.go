@@ -3,7 +3,6 @@ package handlers
 import (
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strconv"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
@@ -21,30 +19,48 @@ type marketplace struct {
 	receiver Receiver
 	products Products
 	auth     Authenticator
-	log      *zap.Logger
+	bodies   *bodies
+	inFlight slots // deliveries being processed: taken only once authenticated
 }
 
-// receive is POST /marketplace/:extension.
+// receive is POST /marketplace/:extension. The order matters: nothing
+// scarce is held by a sender who has not finished sending and proved who
+// it is. The body is read under a deadline, a cap on readers and a memory
+// budget; the processing slot is taken only after authentication.
 func (m *marketplace) receive(c echo.Context) error {
 	req := c.Request()
+	log := &deliveryLog{extension: c.Param("extension")}
+	c.Set(deliveryLogKey, log)
 	product, ok := m.products.Lookup(c.Param("extension"))
 	if !ok {
+		c.Response().Header().Set(echo.HeaderConnection, "close") // the body is not read
 		return &events.Error{Status: http.StatusNotFound, Code: events.ConfigurationError,
 			Message: "no product answers on extension " + strconv.Quote(c.Param("extension")) + "; check the products file (PRODUCTS_FILE)"}
 	}
+	log.product = product.Name
 	if err := checkContentType(req.Header.Get(echo.HeaderContentType)); err != nil {
+		c.Response().Header().Set(echo.HeaderConnection, "close") // the body is not read
 		return err
 	}
-	body, err := readBody(c)
+	b, err := m.bodies.read(c)
 	if err != nil {
 		return err
 	}
+	defer b.release()
+	body := b.Bytes()
 	if m.auth != nil {
 		if err := m.auth.Authenticate(req, body); err != nil {
 			return &events.Error{Status: http.StatusUnauthorized, Code: events.Unauthorized,
 				Message: "the request is not signed by the marketplace", Cause: err}
 		}
 	}
+	b.doneReading()
+
+	if !m.inFlight.take() {
+		return busy("the service is at capacity; send the delivery again shortly")
+	}
+	defer m.inFlight.release()
+
 	key, err := deliveryKey(req.Header.Get("webhook-id"))
 	if err != nil {
 		return err
@@ -54,15 +70,18 @@ func (m *marketplace) receive(c echo.Context) error {
 		return &events.Error{Status: http.StatusBadRequest, Code: events.InvalidResponse, Message: err.Error()}
 	}
 	fingerprint, err := events.Fingerprint(body)
-	if err != nil { // Decode accepted the body, so it is JSON
+	var dup *events.DuplicateKeyError
+	switch {
+	case errors.As(err, &dup):
+		return &events.Error{Status: http.StatusBadRequest, Code: events.InvalidResponse, Message: dup.Error()}
+	case err != nil: // Decode accepted the body, so it is JSON
 		return err
 	}
 	if key == "" {
 		key = "sha256:" + fingerprint
 	}
 
-	log := &deliveryLog{key: key, eventType: string(ev.EventType), subscription: ev.SubscriptionID, extension: c.Param("extension"), product: product.Name}
-	c.Set(deliveryLogKey, log)
+	log.key, log.eventType, log.subscription = key, string(ev.EventType), ev.SubscriptionID
 	if ev.ProductIdentifier != "" && product.ProductID != "" && ev.ProductIdentifier != product.ProductID {
 		// The event was sent to another product's extension: answered, not
 		// stored, so a copy sent after the products file is fixed succeeds.
@@ -113,30 +132,6 @@ func checkContentType(ct string) error {
 	}
 	return &events.Error{Status: http.StatusUnsupportedMediaType, Code: events.InvalidResponse,
 		Message: "Content-Type must be application/json"}
-}
-
-// readBody reads the raw body, up to MaxBody bytes: the raw bytes are what
-// signatures and delivery keys are computed on.
-func readBody(c echo.Context) ([]byte, error) {
-	req := c.Request()
-	if req.ContentLength > MaxBody {
-		return nil, tooLarge()
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, MaxBody))
-	var maxErr *http.MaxBytesError
-	switch {
-	case errors.As(err, &maxErr):
-		return nil, tooLarge()
-	case err != nil:
-		return nil, &events.Error{Status: http.StatusBadRequest, Code: events.InvalidResponse,
-			Message: "the body could not be read", Cause: err}
-	}
-	return body, nil
-}
-
-func tooLarge() error {
-	return &events.Error{Status: http.StatusRequestEntityTooLarge, Code: events.InvalidResponse,
-		Message: "the body is larger than 1 MiB"}
 }
 
 // maxWebhookID bounds the webhook-id header.

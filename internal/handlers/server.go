@@ -1,13 +1,17 @@
 // Package handlers is the HTTP side of the service (echo): the marketplace
-// extension URL and the health routes. It reads the raw body under a size
-// limit, checks who sent it, computes the delivery key, decodes the event and
-// hands it to the inbox; then it writes the reply document. It decides no
-// business outcome, and every error it meets becomes a contract document in
-// one place (errorHandler).
+// extension URL and the health routes. It reads the raw body under the
+// limits of hostile traffic (size, deadline, readers, memory), checks who
+// sent it, takes a processing slot, computes the delivery key, decodes the
+// event and hands it to the inbox; then it writes the reply document. It
+// decides no business outcome, every error it meets becomes a contract
+// document in one place (errorHandler), and every request is one log line
+// with the status really sent (requestLogger).
 package handlers
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -15,12 +19,10 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"go.uber.org/zap"
 
+	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/products"
 )
-
-// MaxBody is the largest body accepted (413 past it).
-const MaxBody = 1 << 20
 
 // Receiver takes a decoded delivery and answers it.
 type Receiver interface {
@@ -32,22 +34,59 @@ type Products interface {
 	Lookup(extension string) (*products.Product, bool)
 }
 
-// Config is what the handlers need.
+// Config is what the handlers need. Zero limits take their defaults.
 type Config struct {
-	Receiver    Receiver
-	Products    Products
-	Reader      Reader   // the read API's records; with APITokens
-	APITokens   []string // bearer tokens of the read API (/v1/...); none: its routes answer 404
-	Auth        Authenticator                   // nil accepts every request (WEBHOOK_AUTH=none)
-	Ready       func(ctx context.Context) error // nil: always ready
-	MaxInFlight int                             // deliveries processed at once; 0 = 256
-	Logger      *zap.Logger
+	Receiver  Receiver
+	Products  Products                        // the product of each extension; nil: one product on every extension
+	Reader    Reader                          // the read API's records; with APITokens
+	APITokens []string                        // bearer tokens of the read API (/v1/...); none: its routes answer 404
+	Auth      Authenticator                   // nil accepts every request (WEBHOOK_AUTH=none)
+	Ready     func(ctx context.Context) error // nil: always ready; see NotReadyError
+	Logger    *zap.Logger
+
+	MaxInFlight     int           // authenticated deliveries processed at once; 0 = 256
+	MaxBodyReaders  int           // requests reading their bodies at once; 0 = DefaultMaxBodyReaders
+	BodyMemory      int64         // bytes of bodies held at once; 0 = DefaultBodyMemory
+	BodyReadTimeout time.Duration // how long a body may take to arrive; 0 = DefaultBodyReadTimeout
 }
 
-// New returns the service's HTTP handler.
+// NotReadyError is why the service is not ready: Reason is said in /readyz's
+// body ("redis: unavailable"), Cause goes to the log only, since it may name
+// internal addresses.
+type NotReadyError struct {
+	Reason string
+	Cause  error
+}
+
+func (e *NotReadyError) Error() string {
+	if e.Cause == nil {
+		return e.Reason
+	}
+	return e.Reason + ": " + e.Cause.Error()
+}
+
+func (e *NotReadyError) Unwrap() error { return e.Cause }
+
+// New returns the service's HTTP handler. Serve it with an http.Server
+// whose MaxHeaderBytes is ServerMaxHeaderBytes, so that every header limit
+// is answered by this handler in JSON.
 func New(cfg Config) *echo.Echo {
+	e, _ := newHandler(cfg)
+	return e
+}
+
+func newHandler(cfg Config) (*echo.Echo, *marketplace) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 256
+	}
+	if cfg.MaxBodyReaders <= 0 {
+		cfg.MaxBodyReaders = DefaultMaxBodyReaders
+	}
+	if cfg.BodyMemory <= 0 {
+		cfg.BodyMemory = DefaultBodyMemory
+	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -62,11 +101,19 @@ func New(cfg Config) *echo.Echo {
 	e.Use(
 		middleware.RequestID(),
 		requestLogger(cfg.Logger),
-		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true}),
+		// The panic becomes the request's error, so that its log line says so.
+		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true, DisableErrorHandler: true}),
+		limitHeaders(MaxHeaderBytes, MaxHeaderFields),
 	)
 
-	m := &marketplace{receiver: cfg.Receiver, products: cfg.Products, auth: cfg.Auth, log: cfg.Logger}
-	e.POST("/marketplace/:extension", m.receive, limitInFlight(cfg.MaxInFlight))
+	m := &marketplace{
+		receiver: cfg.Receiver,
+		products: cfg.Products,
+		auth:     cfg.Auth,
+		bodies:   newBodies(cfg.MaxBodyReaders, cfg.BodyMemory, cfg.BodyReadTimeout),
+		inFlight: newSlots(cfg.MaxInFlight),
+	}
+	e.POST("/marketplace/:extension", m.receive)
 	if len(cfg.APITokens) > 0 && cfg.Reader != nil {
 		newReadAPI(cfg.Reader, cfg.APITokens, cfg.Logger).routes(e)
 	}
@@ -78,75 +125,51 @@ func New(cfg Config) *echo.Echo {
 			ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 			defer cancel()
 			if err := cfg.Ready(ctx); err != nil {
-				cfg.Logger.Warn("not ready", zap.Error(err))
-				return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+				reason := "unavailable"
+				var nr *NotReadyError
+				if errors.As(err, &nr) {
+					reason = nr.Reason
+				}
+				setReason(c, err)
+				return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": reason})
 			}
 		}
 		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 	})
-	return e
+	return e, m
 }
 
-// deliveryLog is what a delivery adds to its request's log line.
-type deliveryLog struct {
-	key, eventType, subscription, extension, product, outcome string
-	replayed                                                  bool
-	calls                                                     int
-}
+// The header limits. net/http answers requests whose headers exceed its
+// Server.MaxHeaderBytes itself, in text/plain; with ServerMaxHeaderBytes
+// there, everything between MaxHeaderBytes and it is answered here, in
+// JSON, and only absurd requests meet net/http's answer.
+const (
+	MaxHeaderBytes       = 32 << 10 // request line and headers, counted as sent
+	MaxHeaderFields      = 100      // header lines
+	ServerMaxHeaderBytes = 64 << 10 // for http.Server.MaxHeaderBytes
+)
 
-const deliveryLogKey = "delivery"
-
-// requestLogger writes one line per request: method, route, status,
-// duration, request id and, for a delivery, its key, type, subscription,
-// outcome and Q2 calls. It never logs bodies or headers.
-func requestLogger(log *zap.Logger) echo.MiddlewareFunc {
-	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
-		LogMethod:    true,
-		LogRoutePath: true,
-		LogStatus:    true,
-		LogLatency:   true,
-		LogRequestID: true,
-		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
-			fields := []zap.Field{
-				zap.String("method", v.Method),
-				zap.String("route", v.RoutePath),
-				zap.Int("status", v.Status),
-				zap.Duration("duration", v.Latency),
-				zap.String("request_id", v.RequestID),
-			}
-			msg := "request"
-			if d, ok := c.Get(deliveryLogKey).(*deliveryLog); ok {
-				msg = "delivery"
-				fields = append(fields,
-					zap.String("key", d.key),
-					zap.String("event_type", d.eventType),
-					zap.String("subscription", d.subscription),
-					zap.String("extension", d.extension),
-					zap.String("product", d.product),
-					zap.String("outcome", d.outcome),
-					zap.Bool("replayed", d.replayed),
-					zap.Int("calls", d.calls),
-				)
-			}
-			log.Info(msg, fields...)
-			return nil
-		},
-	})
-}
-
-// limitInFlight caps concurrent deliveries; past the cap a sender is told to
-// come back rather than queued without bound.
-func limitInFlight(n int) echo.MiddlewareFunc {
-	slots := make(chan struct{}, n)
+// limitHeaders answers 431 to a request whose headers are larger than
+// maxBytes or have more than maxFields lines.
+func limitHeaders(maxBytes, maxFields int) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			select {
-			case slots <- struct{}{}:
-				defer func() { <-slots }()
-				return next(c)
-			default:
-				return busy("the service is at capacity; send the delivery again shortly")
+			req := c.Request()
+			// "METHOD URI PROTO\r\n", "Host: host\r\n", then "Key: value\r\n" each.
+			size := len(req.Method) + len(req.RequestURI) + len(req.Proto) + 4 + len("Host: \r\n") + len(req.Host)
+			fields := 1
+			for k, vs := range req.Header {
+				for _, v := range vs {
+					size += len(k) + len(v) + 4
+					fields++
+				}
 			}
+			if size > maxBytes || fields > maxFields {
+				c.Response().Header().Set(echo.HeaderConnection, "close")
+				return &events.Error{Status: http.StatusRequestHeaderFieldsTooLarge, Code: events.InvalidResponse,
+					Message: fmt.Sprintf("the request's headers are %d bytes in %d lines; at most %d bytes and %d lines are accepted", size, fields, maxBytes, maxFields)}
+			}
+			return next(c)
 		}
 	}
 }

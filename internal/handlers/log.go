@@ -1,0 +1,106 @@
+package handlers
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+)
+
+// deliveryLog is what a request to the extension URL adds to its log line,
+// as far as it got.
+type deliveryLog struct {
+	key, eventType, subscription, extension, product, outcome string
+	replayed                                                  bool
+	calls                                                     int // outside API calls, every attempt
+}
+
+const (
+	deliveryLogKey = "delivery"
+	reasonKey      = "reason"
+)
+
+// setReason gives the request's log line a private reason for a reply that
+// is not an error (a /readyz 503).
+func setReason(c echo.Context, err error) { c.Set(reasonKey, err.Error()) }
+
+// requestLogger writes one line per request, after the error handler has
+// written the reply, so the line has the status really sent: method, route,
+// status, duration, request id; for a refusal its error code and a private
+// reason (the cause, never a secret or the body); for a delivery its key,
+// type, subscription, extension, outcome and Q2 calls. It never logs bodies
+// or headers. 2xx is info, other statuses warn, and a 5xx that is the
+// service's own fault (UNKNOWN_ERROR) is an error.
+func requestLogger(log *zap.Logger) echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		HandleError:  true, // run errorHandler first: v.Status is then what was sent
+		LogError:     true,
+		LogMethod:    true,
+		LogRoutePath: true,
+		LogStatus:    true,
+		LogLatency:   true,
+		LogRequestID: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			fields := []zap.Field{
+				zap.String("method", v.Method),
+				zap.String("route", v.RoutePath),
+				zap.Int("status", v.Status),
+				zap.Duration("duration", v.Latency),
+				zap.String("request_id", v.RequestID),
+			}
+			var code events.ErrorCode
+			if v.Error != nil {
+				e := asEventsError(v.Error, c)
+				code = e.Code
+				fields = append(fields, zap.String("code", string(code)), zap.String("reason", reason(e)))
+			} else if r, ok := c.Get(reasonKey).(string); ok {
+				fields = append(fields, zap.String("reason", r))
+			}
+			msg := "request"
+			if d, ok := c.Get(deliveryLogKey).(*deliveryLog); ok {
+				msg = "delivery"
+				outcome := d.outcome
+				if outcome == "" {
+					outcome = string(code)
+				}
+				fields = append(fields,
+					zap.String("key", d.key),
+					zap.String("event_type", d.eventType),
+					zap.String("subscription", d.subscription),
+					zap.String("extension", d.extension),
+					zap.String("product", d.product),
+					zap.String("outcome", outcome),
+					zap.Bool("replayed", d.replayed),
+					zap.Int("calls", d.calls),
+				)
+			}
+			log.Log(level(v.Status, code), msg, fields...)
+			return nil
+		},
+	})
+}
+
+// level is the log level of a request answered status with code.
+func level(status int, code events.ErrorCode) zapcore.Level {
+	switch {
+	case status >= http.StatusInternalServerError && code == events.UnknownError:
+		return zapcore.ErrorLevel
+	case status >= http.StatusBadRequest:
+		return zapcore.WarnLevel
+	}
+	return zapcore.InfoLevel
+}
+
+// reason is why a request was refused, for the log only: the cause chain
+// when there is one ("no matching signature", "i/o timeout"), else the
+// message the sender got.
+func reason(e *events.Error) string {
+	if e.Cause == nil {
+		return e.Message
+	}
+	return e.Cause.Error()
+}
