@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -381,5 +382,37 @@ func TestProductStoriesReplay(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("stats %s lack %s", b, want)
 		}
+	}
+
+	// Every family of the contract and the issue, with plausible values.
+	resp, err := http.Get(svc.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`webhook_deliveries_total{event_type="SUBSCRIPTION_ORDER",outcome="SUCCESS"} 2`,
+		`webhook_deliveries_total{event_type="SUBSCRIPTION_ORDER",outcome="FORBIDDEN"} 1`,
+		`webhook_deliveries_total{event_type="SUBSCRIPTION_CANCEL",outcome="SUCCESS"} 2`,
+		`webhook_delivery_duration_seconds_count{event_type="SUBSCRIPTION_CHANGE"} 2`,
+		`webhook_duplicates_total 0`,
+		`webhook_upstream_requests_total{action="addEntitlement",status="200",target="helix"} 1`,
+		`webhook_upstream_requests_total{action="POST /customers",status="201",target="qbd_connect"}`,
+		`webhook_upstream_requests_total{action="Enrollment",status="200",target="q2"} 1`,
+		`webhook_upstream_request_duration_seconds_bucket{action="LookupUser",target="q2",le="+Inf"}`,
+		`webhook_in_flight 0`,
+		`webhook_redis_errors_total 0`,
+		`webhook_token_refreshes_total{result="ok",target="q2"} 1`,
+		`webhook_plan_steps_undone_total{target="q2"} 0`,
+		`go_goroutines `,
+		`process_resident_memory_bytes `,
+	} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(string(text), "sub-") {
+		t.Error("/metrics carries a subscription id in a label")
 	}
 }

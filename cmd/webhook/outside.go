@@ -15,6 +15,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/helixclient"
+	"github.com/banking-marketplace/webhook/internal/metrics"
 	"github.com/banking-marketplace/webhook/internal/q2client"
 	"github.com/banking-marketplace/webhook/internal/qbdclient"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
@@ -31,7 +32,7 @@ func newSandbox(cfg sandbox.Config, helixKey, helixSecret string) *sandbox.Sandb
 // outsideAPIs returns the clients of the outside systems. Each API whose
 // base URL is empty is served by one embedded sandbox, on SANDBOX_ADDR,
 // with credentials made up at start; stop shuts it down.
-func outsideAPIs(cfg *config, log *zap.Logger) (c targets, stop func(), err error) {
+func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, stop func(), err error) {
 	stop = func() {}
 	q2Base, qbdBase, helixBase := cfg.Q2BaseURL, cfg.QBDBaseURL, cfg.HelixBaseURL
 	q2ID, q2Secret, helixKey, helixSecret := cfg.Q2ClientID, cfg.Q2ClientSecret, cfg.HelixAPIKey, cfg.HelixAPISecret
@@ -80,7 +81,7 @@ func outsideAPIs(cfg *config, log *zap.Logger) (c targets, stop func(), err erro
 		q2client.WithAPIVersion(cfg.Q2APIVersion),
 		q2client.WithCredentials(q2ID, q2Secret, scopes...),
 		q2client.WithLogger(log.Named("q2")),
-		q2client.WithObserver(observeQ2(log.Named("q2"))),
+		q2client.WithObserver(observeQ2(log.Named("q2"), m)),
 	); err != nil {
 		return c, nil, &configError{msg: "Q2_BASE_URL: " + err.Error()}
 	}
@@ -88,24 +89,45 @@ func outsideAPIs(cfg *config, log *zap.Logger) (c targets, stop func(), err erro
 		qbdclient.WithAPIVersion(cfg.QBDAPIVersion),
 		qbdclient.WithToken(cfg.QBDToken),
 		qbdclient.WithLogger(log.Named("qbd_connect")),
+		qbdclient.WithObserver(func(ctx context.Context, a qbdclient.Attempt) {
+			events.CountCall(ctx)
+			m.Upstream("qbd_connect", a.Action, a.Status, a.Duration)
+		}),
 	); err != nil {
 		return c, nil, &configError{msg: "QBD_BASE_URL: " + err.Error()}
 	}
 	if c.helix, err = helixclient.New(helixBase,
 		helixclient.WithCredentials(helixKey, helixSecret),
 		helixclient.WithLogger(log.Named("helix")),
+		helixclient.WithObserver(observeHelix(log.Named("helix"), m)),
 	); err != nil {
 		return c, nil, &configError{msg: "HELIX_BASE_URL: " + err.Error()}
 	}
 	return c, stop, nil
 }
 
-// observeQ2 counts each Q2 attempt for the delivery's log line and logs
-// Q2's request ids, so a support ticket with the bank can quote them.
-func observeQ2(log *zap.Logger) func(context.Context, q2client.Attempt) {
+// observeQ2 counts each Q2 attempt for the delivery's log line and the
+// metrics, and logs Q2's request ids, so a support ticket with the bank can
+// quote them.
+func observeQ2(log *zap.Logger, m *metrics.Metrics) func(context.Context, q2client.Attempt) {
 	return func(ctx context.Context, a q2client.Attempt) {
-		events.CountCall(ctx)
+		m.Upstream("q2", a.Endpoint, a.Status, a.Duration)
+		if a.Endpoint == "token" {
+			m.TokenFetched("q2", a.Err)
+		} else {
+			events.CountCall(ctx)
+		}
 		log.Debug("q2 call", zap.String("endpoint", a.Endpoint), zap.Int("status", a.Status),
 			zap.Duration("duration", a.Duration), zap.String("requestid", a.RequestID), zap.String("log_ref_id", a.LogRefID))
+	}
+}
+
+// observeHelix counts each Helix attempt and logs Helix's requestId.
+func observeHelix(log *zap.Logger, m *metrics.Metrics) func(context.Context, helixclient.Attempt) {
+	return func(ctx context.Context, a helixclient.Attempt) {
+		events.CountCall(ctx)
+		m.Upstream("helix", a.Route, a.Status, a.Duration)
+		log.Debug("helix call", zap.String("route", a.Route), zap.Int("status", a.Status),
+			zap.Duration("duration", a.Duration), zap.String("requestId", a.RequestID))
 	}
 }

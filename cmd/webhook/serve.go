@@ -15,6 +15,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/handlers"
 	"github.com/banking-marketplace/webhook/internal/inbox"
+	"github.com/banking-marketplace/webhook/internal/metrics"
 	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
 	"github.com/banking-marketplace/webhook/internal/signature"
@@ -48,11 +49,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 
+	m := metrics.New()
 	// go-redis logs through one process-wide logger: set it once.
 	redisLoggerOnce.Do(func() { store.SetClientLogger(log.Named("redis")) })
 	db, err := store.Open(startCtx, store.Options{
 		URL: cfg.RedisURL, MasterName: cfg.RedisSentinelMaster, Cluster: cfg.RedisCluster, Logger: log,
 		WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout,
+		OnError: m.RedisError,
 	})
 	switch {
 	case errors.Is(err, store.ErrUnavailable):
@@ -62,7 +65,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer db.Close()
 
-	clients, stopSandbox, err := outsideAPIs(cfg, log)
+	clients, stopSandbox, err := outsideAPIs(cfg, log, m)
 	if err != nil {
 		return err
 	}
@@ -83,6 +86,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	service, err := provisioning.New(db, plans, provisioning.Config{
 		LockLease: inbox.Lease(cfg.ProcessTimeout),
 		LockWait:  cfg.ProcessTimeout / 3,
+		OnUndone:  m.StepUndone,
 	}, log)
 	if err != nil {
 		return &configError{msg: "PRODUCTS_FILE: " + err.Error()}
@@ -92,6 +96,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Receiver:    in,
 		Products:    catalog,
 		Reader:      db,
+		Observer:    m,
+		Metrics:     m.Handler(),
 		APITokens:   cfg.APITokens,
 		Auth:        auth,
 		MaxInFlight: cfg.MaxInFlight,

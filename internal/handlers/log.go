@@ -35,7 +35,7 @@ func setReason(c echo.Context, err error) { c.Set(reasonKey, err.Error()) }
 // type, subscription, extension, outcome and Q2 calls. It never logs bodies
 // or headers. 2xx is info, other statuses warn, and a 5xx that is the
 // service's own fault (UNKNOWN_ERROR) is an error.
-func requestLogger(log *zap.Logger) echo.MiddlewareFunc {
+func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		HandleError:  true, // run errorHandler first: v.Status is then what was sent
 		LogError:     true,
@@ -77,6 +77,7 @@ func requestLogger(log *zap.Logger) echo.MiddlewareFunc {
 					zap.Bool("replayed", d.replayed),
 					zap.Int("calls", d.calls),
 				)
+				obs.Delivered(d.eventType, outcome, d.replayed, v.Latency)
 			}
 			log.Log(level(v.Status, code), msg, fields...)
 			return nil

@@ -21,6 +21,7 @@ type marketplace struct {
 	auth     Authenticator
 	bodies   *bodies
 	inFlight slots // deliveries being processed: taken only once authenticated
+	obs      Observer
 }
 
 // receive is POST /marketplace/:extension. The order matters: nothing
@@ -59,7 +60,8 @@ func (m *marketplace) receive(c echo.Context) error {
 	if !m.inFlight.take() {
 		return busy("the service is at capacity; send the delivery again shortly")
 	}
-	defer m.inFlight.release()
+	m.obs.InFlight(1)
+	defer func() { m.obs.InFlight(-1); m.inFlight.release() }()
 
 	key, err := deliveryKey(req.Header.Get("webhook-id"))
 	if err != nil {

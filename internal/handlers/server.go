@@ -29,6 +29,18 @@ type Receiver interface {
 	Receive(ctx context.Context, d inbox.Delivery) (inbox.Reply, error)
 }
 
+// Observer is told of every delivery answered (on the extension URL) and
+// of processing slots taken and given back: the metrics.
+type Observer interface {
+	Delivered(eventType, outcome string, replayed bool, d time.Duration)
+	InFlight(delta int)
+}
+
+type nobody struct{}
+
+func (nobody) Delivered(string, string, bool, time.Duration) {}
+func (nobody) InFlight(int)                                  {}
+
 // Products finds the product of an extension.
 type Products interface {
 	Lookup(extension string) (*products.Product, bool)
@@ -43,6 +55,8 @@ type Config struct {
 	Auth      Authenticator                   // nil accepts every request (WEBHOOK_AUTH=none)
 	Ready     func(ctx context.Context) error // nil: always ready; see NotReadyError
 	Logger    *zap.Logger
+	Observer  Observer     // told of every delivery and processing slot; nil: nobody
+	Metrics   http.Handler // served at GET /metrics; nil: no such route
 
 	MaxInFlight     int           // authenticated deliveries processed at once; 0 = 256
 	MaxBodyReaders  int           // requests reading their bodies at once; 0 = DefaultMaxBodyReaders
@@ -94,13 +108,16 @@ func newHandler(cfg Config) (*echo.Echo, *marketplace) {
 	if cfg.Products == nil {
 		cfg.Products = products.Default("")
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = nobody{}
+	}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
 	e.Use(
 		middleware.RequestID(),
-		requestLogger(cfg.Logger),
+		requestLogger(cfg.Logger, cfg.Observer),
 		// The panic becomes the request's error, so that its log line says so.
 		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true, DisableErrorHandler: true}),
 		limitHeaders(MaxHeaderBytes, MaxHeaderFields),
@@ -112,10 +129,14 @@ func newHandler(cfg Config) (*echo.Echo, *marketplace) {
 		auth:     cfg.Auth,
 		bodies:   newBodies(cfg.MaxBodyReaders, cfg.BodyMemory, cfg.BodyReadTimeout),
 		inFlight: newSlots(cfg.MaxInFlight),
+		obs:      cfg.Observer,
 	}
 	e.POST("/marketplace/:extension", m.receive)
 	if len(cfg.APITokens) > 0 && cfg.Reader != nil {
 		newReadAPI(cfg.Reader, cfg.APITokens, cfg.Logger).routes(e)
+	}
+	if cfg.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
 	}
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})

@@ -34,6 +34,23 @@ type Client struct {
 	maxDelay    time.Duration
 	timeout     time.Duration // per attempt
 	log         *zap.Logger
+	observe     func(context.Context, Attempt)
+}
+
+// Attempt is one HTTP attempt at a Helix call, as an observer sees it.
+type Attempt struct {
+	Route     string // "addEntitlement", "editEntitlement", "removeEntitlement"
+	Status    int    // HTTP status; 0 when no response arrived
+	Err       error  // nil on success
+	Duration  time.Duration
+	RequestID string // Helix's requestId, when the reply had one
+}
+
+// WithObserver calls observe after every attempt (retries included), with
+// the caller's ctx: for metrics, the delivery's call count, and logging
+// Helix's request ids.
+func WithObserver(observe func(ctx context.Context, a Attempt)) Option {
+	return func(c *Client) { c.observe = observe }
 }
 
 // Option configures a Client.
@@ -187,6 +204,9 @@ func (c *Client) send(ctx context.Context, route, u string, body []byte, attempt
 		err = transportError(route, err)
 		c.log.Debug("helix call", zap.String("route", route), zap.Int("attempt", attempt),
 			zap.Duration("duration", time.Since(start)), zap.Error(err))
+		if c.observe != nil {
+			c.observe(ctx, Attempt{Route: route, Err: err, Duration: time.Since(start)})
+		}
 		return Result{}, err
 	}
 	defer resp.Body.Close()
@@ -199,6 +219,9 @@ func (c *Client) send(ctx context.Context, route, u string, body []byte, attempt
 	c.log.Debug("helix call", zap.String("route", route), zap.Int("attempt", attempt),
 		zap.Int("status", resp.StatusCode), zap.Duration("duration", time.Since(start)),
 		zap.String("requestId", requestID), zap.Ints("codes", codes))
+	if c.observe != nil {
+		c.observe(ctx, Attempt{Route: route, Status: resp.StatusCode, Err: err, Duration: time.Since(start), RequestID: requestID})
+	}
 	return res, err
 }
 

@@ -56,6 +56,9 @@ type Plan struct {
 type Config struct {
 	LockLease time.Duration // how long a subscription lock holds; longer than PROCESS_TIMEOUT
 	LockWait  time.Duration // how long an event waits for another event of its subscription
+	// OnUndone, when set, is told of every step undone after a later step
+	// of an ORDER failed for good: for metrics.
+	OnUndone func(target string)
 }
 
 // Service processes subscription events.
@@ -272,6 +275,9 @@ func (s *Service) undo(ctx context.Context, w *work, acct *events.Account) (out 
 			return s.storeDown(err), false
 		}
 		s.log.Info("step undone", zap.String("subscription", w.subscription), zap.String("target", t.Name()))
+		if s.cfg.OnUndone != nil {
+			s.cfg.OnUndone(t.Name())
+		}
 	}
 	return out, true
 }

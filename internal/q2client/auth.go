@@ -24,15 +24,23 @@ type tokens struct {
 	cur oauth2.TokenSource
 }
 
-// fetcher fetches a fresh token on every call.
+// fetcher fetches a fresh token on every call, and tells onFetch.
 type fetcher struct {
-	cfg *clientcredentials.Config
-	ctx context.Context
+	cfg     *clientcredentials.Config
+	ctx     context.Context
+	onFetch func(err error, d time.Duration)
 }
 
-func (f fetcher) Token() (*oauth2.Token, error) { return f.cfg.Token(f.ctx) }
+func (f fetcher) Token() (*oauth2.Token, error) {
+	start := time.Now()
+	tok, err := f.cfg.Token(f.ctx)
+	if f.onFetch != nil {
+		f.onFetch(err, time.Since(start))
+	}
+	return tok, err
+}
 
-func newTokens(tokenURL string, cr *credentials, hc *http.Client, timeout time.Duration) *tokens {
+func newTokens(tokenURL string, cr *credentials, hc *http.Client, timeout time.Duration, onFetch func(error, time.Duration)) *tokens {
 	cfg := &clientcredentials.Config{
 		ClientID:     cr.id,
 		ClientSecret: cr.secret,
@@ -44,7 +52,7 @@ func newTokens(tokenURL string, cr *credentials, hc *http.Client, timeout time.D
 	// waiting for it), so it runs on its own context, bounded like an attempt.
 	th := *hc
 	th.Timeout = timeout
-	f := fetcher{cfg, context.WithValue(context.Background(), oauth2.HTTPClient, &th)}
+	f := fetcher{cfg, context.WithValue(context.Background(), oauth2.HTTPClient, &th), onFetch}
 	return &tokens{fetch: f, cur: oauth2.ReuseTokenSource(nil, f)}
 }
 

@@ -49,8 +49,9 @@ type Attempt struct {
 	LogRefID  string        // Q2's log_ref_id, when the reply had one
 }
 
-// WithObserver calls observe after every attempt (retries and the token
-// refresh included), with the caller's ctx: for metrics, the delivery's
+// WithObserver calls observe after every attempt (retries included) with
+// the caller's ctx, and after every token fetch (Endpoint "token") with a
+// background ctx: for metrics, the delivery's
 // call count, and logging Q2's request ids.
 func WithObserver(observe func(ctx context.Context, a Attempt)) Option {
 	return func(c *Client) { c.observe = observe }
@@ -127,7 +128,11 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		if c.creds.id == "" || c.creds.secret == "" {
 			return nil, errors.New("q2client: Q2_CLIENT_ID and Q2_CLIENT_SECRET must both be set")
 		}
-		c.auth = newTokens(c.url("oauth2", "token").String(), c.creds, c.http, c.timeout)
+		c.auth = newTokens(c.url("oauth2", "token").String(), c.creds, c.http, c.timeout, func(err error, d time.Duration) {
+			if c.observe != nil { // a token fetch serves many calls: it has no caller's ctx
+				c.observe(context.Background(), attemptOf("token", err, d))
+			}
+		})
 	}
 	return c, nil
 }

@@ -35,6 +35,21 @@ type Client struct {
 	maxDelay  time.Duration
 	log       *zap.Logger
 	sleep     func(context.Context, time.Duration) error // replaced in tests to observe waits
+	observe   func(context.Context, Attempt)
+}
+
+// Attempt is one HTTP attempt at a QBD Connect call, as an observer sees it.
+type Attempt struct {
+	Action   string // "POST /customers", "GET /subscriptions/{id}", ...
+	Status   int    // HTTP status; 0 when no response arrived
+	Err      error  // nil on success
+	Duration time.Duration
+}
+
+// WithObserver calls observe after every attempt (retries included), with
+// the caller's ctx: for metrics and the delivery's call count.
+func WithObserver(observe func(ctx context.Context, a Attempt)) Option {
+	return func(c *Client) { c.observe = observe }
 }
 
 // Option configures a Client.
@@ -232,6 +247,9 @@ func (c *Client) send(ctx context.Context, r *call, attempt int, out any) error 
 		fields = append(fields, zap.Error(err)) // transport and decoding errors carry no body
 	}
 	c.log.Debug("qbd call", fields...)
+	if c.observe != nil {
+		c.observe(ctx, Attempt{Action: r.method + " " + r.route, Status: status, Err: err, Duration: time.Since(start)})
+	}
 	return err
 }
 
