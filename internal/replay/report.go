@@ -2,6 +2,7 @@ package replay
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -197,8 +198,11 @@ func (r *reporter) finish(interrupted error) error {
 	case r.writeErr != nil:
 		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("replay: writing the report: %w", r.writeErr)}
 	case failed > 0 || mismatched > 0 || skipped > 0:
-		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("replay: %d of %d fixtures did not pass (%d failed, %d mismatched), %d skipped after them",
-			failed+mismatched, sent, failed, mismatched, skipped)}
+		msg := fmt.Sprintf("replay: %d of %d fixtures did not pass (%d failed, %d mismatched)", failed+mismatched, sent, failed, mismatched)
+		if skipped > 0 {
+			msg += fmt.Sprintf(", %d skipped after them", skipped)
+		}
+		return &ExitError{Code: ExitFailed, Err: errors.New(msg)}
 	}
 	return nil
 }
