@@ -31,8 +31,10 @@ func (f fixture) name() string { return strings.TrimSuffix(filepath.Base(f.path)
 // expectPath is where the fixture's expectation file would stand.
 func (f fixture) expectPath() string { return strings.TrimSuffix(f.path, fixtureExt) + expectExt }
 
-// group is the fixtures of one PATH argument. A sequential group is sent in
-// order by one worker; the fixtures of any other group are independent.
+// group is the fixtures of one PATH argument. A sequential group is a story:
+// it is sent in order by one worker, which skips the rest of it once one of
+// its fixtures did not pass. The fixtures of any other group are
+// independent.
 type group struct {
 	fixtures   []fixture
 	sequential bool
@@ -47,8 +49,9 @@ type runPlan struct {
 }
 
 // plan lists the fixtures of paths without reading them, except that when
-// scan is set (concurrent sends) each folder's files are read once to find
-// out whether it is a story (uses placeholders) and must be sent in order.
+// scan is set (sending, not --dry-run) each folder's files are read once to
+// find out whether it is a story (uses placeholders): sent in order, and cut
+// short after a failure.
 func plan(paths []string, scan bool) (*runPlan, error) {
 	p := &runPlan{names: make(map[string][]int)}
 	for _, path := range paths {

@@ -28,6 +28,27 @@
 //
 // So to replay a story concurrently with other traffic, pass its folder;
 // listing its files one by one sends them concurrently.
+//
+// # Skipped fixtures
+//
+// Once a fixture of a story did not pass (failed or mismatched), the later
+// fixtures of that story are not sent: they are reported as skipped, "an
+// earlier event of this story failed", and counted apart, so the summary
+// points at the one failure instead of a cascade of them. A fixture whose
+// placeholder names a fixture of another PATH that did not pass is skipped
+// the same way.
+//
+// # Fresh subscriptions
+//
+// A receiver that keeps its state remembers a story's subscription: a second
+// run's ORDER meets a cancelled subscription and is refused. With --fresh,
+// each subscription_id (the top-level field, which the receiver keys
+// everything on) is sent as a new random UUID, the same for every fixture of
+// the run that names the same original, so a story stays one subscription
+// and is new to the receiver on every run. The accountIdentifier of later
+// events follows through the placeholders above; webhook-id is random per
+// request, or with --keep-ids derived from the body sent, which holds the
+// fresh id.
 package replay
 
 import (
@@ -80,17 +101,20 @@ const (
 type config struct {
 	url         *url.URL
 	secret      string
+	basicUser   string // with basicPass: HTTP Basic credentials, for WEBHOOK_AUTH=basic
+	basicPass   string
 	extension   string
 	concurrency int
 	dryRun      bool
 	timeout     time.Duration
 	format      string
 	keepIDs     bool
+	fresh       bool
 	paths       []string
 }
 
 // Run is `webhook replay`: args are the arguments after the subcommand name,
-// getenv reads the environment (WEBHOOK_SECRETS). Per-fixture lines and the
+// getenv reads the environment (WEBHOOK_SECRETS, WEBHOOK_BASIC_AUTH). Per-fixture lines and the
 // summary go to stdout, the progress bar (on a terminal) to stderr. It
 // returns nil for exit status 0, else an *ExitError whose one-line message
 // the caller prints to stderr.
@@ -102,7 +126,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	p, err := plan(cfg.paths, cfg.concurrency > 1 && !cfg.dryRun)
+	p, err := plan(cfg.paths, !cfg.dryRun)
 	if err != nil {
 		return err
 	}
@@ -120,8 +144,14 @@ Each PATH is a .json file holding one SubscriptionEvent, or a folder whose
 NAME.expect.json stands beside NAME.json, the reply must match the fields
 given there (success, errorCode, accountIdentifier, message, status).
 {{accounts.NAME}} in a fixture is replaced by the accountIdentifier fixture
-NAME received earlier in the run; a folder using placeholders is sent in
-order even with --concurrency above 1.
+NAME received earlier in the run. A folder using placeholders is a story:
+it is sent in order even with --concurrency above 1, and once one of its
+fixtures fails, the later ones are skipped. --fresh gives every
+subscription_id a new id for this run, so a story can be replayed against
+the same receiver again and again.
+
+Each line reads: file, HTTP status, outcome ("(replayed)" when the receiver
+answered from its store, Idempotent-Replayed: true), duration, verdict.
 
 Exit status: 0 all good, 1 a delivery failed (connection error, non-JSON
 reply, 5xx) or a reply did not match (with --dry-run: a fixture is
@@ -139,12 +169,14 @@ func parseArgs(args []string, getenv func(string) string, stdout io.Writer) (con
 	fs.SetOutput(io.Discard) // errors are returned as one line; --help goes to stdout
 	fs.StringVar(&rawURL, "url", "", "base URL of the receiver, e.g. http://localhost:8080 (required unless --dry-run)")
 	fs.StringVar(&cfg.secret, "secret", "", "signing secret (whsec_...); default: the first of WEBHOOK_SECRETS; --secret= sends unsigned")
+	basicAuth := fs.String("basic-auth", "", "user:password sent as HTTP Basic credentials, for a receiver with WEBHOOK_AUTH=basic; default: WEBHOOK_BASIC_AUTH; --basic-auth= sends none")
 	fs.StringVar(&cfg.extension, "extension", "", "extension path segment; default: the fixture's extension_name, else the last segment of its extension_url")
 	fs.IntVar(&cfg.concurrency, "concurrency", DefaultConcurrency, "requests in flight at once")
 	fs.BoolVar(&cfg.dryRun, "dry-run", false, "decode and validate the fixtures only; send nothing")
 	fs.DurationVar(&cfg.timeout, "timeout", DefaultTimeout, "deadline of each request")
 	fs.StringVar(&cfg.format, "format", "text", "output format: text, or json (one object per line)")
 	fs.BoolVar(&cfg.keepIDs, "keep-ids", false, "derive webhook-id from the body sent instead of a fresh random one, so that a second run tests deduplication")
+	fs.BoolVar(&cfg.fresh, "fresh", false, "send every subscription_id as a new random id, the same for the same original in this run, so that stories replay green on every run")
 
 	// Flags may come before or after the paths: parse, take one path, repeat.
 	rest := args
@@ -170,12 +202,16 @@ func parseArgs(args []string, getenv func(string) string, stdout io.Writer) (con
 		rest = left[1:]
 	}
 
-	secretSet := false
-	fs.Visit(func(f *flag.Flag) { secretSet = secretSet || f.Name == "secret" })
-	if !secretSet && getenv != nil {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["secret"] && getenv != nil {
 		if fields := strings.Fields(getenv("WEBHOOK_SECRETS")); len(fields) > 0 {
 			cfg.secret = fields[0]
 		}
+	}
+	basicSource := "--basic-auth"
+	if !set["basic-auth"] && getenv != nil {
+		*basicAuth, basicSource = getenv("WEBHOOK_BASIC_AUTH"), "WEBHOOK_BASIC_AUTH"
 	}
 
 	switch {
@@ -207,6 +243,14 @@ func parseArgs(args []string, getenv func(string) string, stdout io.Writer) (con
 		if _, err := signature.Sign(cfg.secret, "msg_check", time.Unix(0, 0), nil); err != nil {
 			return cfg, usageError("--secret (or the first of WEBHOOK_SECRETS): %v", err)
 		}
+	}
+	if *basicAuth != "" {
+		user, pass, ok := strings.Cut(*basicAuth, ":")
+		if !ok || user == "" || pass == "" {
+			// The value is a password: name where it came from, never what it is.
+			return cfg, usageError("%s must be user:password, both non-empty (or --basic-auth= to send no credentials)", basicSource)
+		}
+		cfg.basicUser, cfg.basicPass = user, pass
 	}
 	return cfg, nil
 }

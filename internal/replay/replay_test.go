@@ -34,16 +34,22 @@ const (
 
 // receiver mimics the service contract closely enough for replay: ORDER
 // enrolls (a new decimal account id), CHANGE and CANCEL need a known, active
-// account, found by accountIdentifier else by subscription_id.
+// account, found by accountIdentifier else by subscription_id. It keeps its
+// state between runs, like the service on Redis, and answers a webhook-id it
+// has answered before with the same bytes and Idempotent-Replayed: true.
 type receiver struct {
 	verifier *signature.Verifier // nil: unsigned requests are accepted
+	basic    []string            // user, password; nil: no Basic credentials asked
 
 	mu       sync.Mutex
 	nextID   int
 	bySub    map[string]*account
 	byID     map[string]*account
+	replies  map[string][]byte // stored reply per webhook-id
 	bodies   map[string][]byte // last body per event type, for placeholder checks
 	webhooks []string          // webhook-id of every request
+	subs     []string          // subscription_id of every valid event, in arrival order
+	accounts []string          // accountIdentifier of every valid event, in arrival order
 	exts     []string
 
 	inFlight, maxInFlight atomic.Int64
@@ -57,7 +63,7 @@ type account struct {
 
 func newReceiver(t *testing.T, secrets ...string) (*receiver, *httptest.Server) {
 	t.Helper()
-	rc := &receiver{nextID: 1000, bySub: map[string]*account{}, byID: map[string]*account{}, bodies: map[string][]byte{}}
+	rc := &receiver{nextID: 1000, bySub: map[string]*account{}, byID: map[string]*account{}, replies: map[string][]byte{}, bodies: map[string][]byte{}}
 	if len(secrets) > 0 {
 		v, err := signature.NewVerifier(secrets)
 		if err != nil {
@@ -112,6 +118,12 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if rc.basic != nil {
+		if u, p, ok := r.BasicAuth(); !ok || u != rc.basic[0] || p != rc.basic[1] {
+			reply(w, http.StatusUnauthorized, events.Failure(events.Unauthorized, "missing or wrong basic credentials"))
+			return
+		}
+	}
 	ev, err := events.Decode(body)
 	if err != nil {
 		reply(w, http.StatusBadRequest, events.Failure(events.InvalidResponse, err.Error()))
@@ -119,7 +131,28 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	id := r.Header.Get("webhook-id")
+	if stored, ok := rc.replies[id]; ok {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Idempotent-Replayed", "true")
+		_, _ = w.Write(stored)
+		return
+	}
+	rec := httptest.NewRecorder()
+	rc.process(rec, ev, body)
+	rc.replies[id] = rec.Body.Bytes()
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// process carries out one new delivery; the caller holds rc.mu.
+func (rc *receiver) process(w http.ResponseWriter, ev *events.SubscriptionEvent, body []byte) {
 	rc.bodies[string(ev.EventType)] = body
+	rc.subs = append(rc.subs, ev.SubscriptionID)
+	rc.accounts = append(rc.accounts, ev.AccountIdentifier())
 	find := func() *account {
 		if a := rc.byID[ev.AccountIdentifier()]; a != nil {
 			return a
@@ -218,7 +251,7 @@ func TestStoryPasses(t *testing.T) {
 					t.Errorf("line %d = %q, want it to hold %q and end in OK", i+1, lines[i], w)
 				}
 			}
-			if !strings.HasPrefix(lines[4], "sent 4, succeeded 4, failed 0, mismatched 0, p50 ") || !strings.Contains(lines[4], ", p99 ") {
+			if !strings.HasPrefix(lines[4], "sent 4, passed 4, failed 0, mismatched 0, skipped 0, replayed 0, p50 ") || !strings.Contains(lines[4], ", p99 ") {
 				t.Errorf("summary = %q", lines[4])
 			}
 			if rc.exts[0] != "my-product-name" {
@@ -374,13 +407,19 @@ func TestPlaceholders(t *testing.T) {
 		copyFixture(t, dir, "02-change.json", "02-change", "", "{{accounts.01-order}}", "{{accounts.nope}}")
 		copyFixture(t, dir, "03-cancel.json", "03-cancel", `{"success": true}`)
 		copyFixture(t, dir, "02-change.json", "04-typo", "", "{{accounts.01-order}}", "{{acounts.01-order}}")
-		stdout, stderr, code := run(t, nil, "--url", srv.URL, dir)
+		// Files named one by one are independent (a folder would be a story,
+		// cut short at the first failure).
+		var paths []string
+		for _, n := range []string{"01-order", "02-change", "03-cancel", "04-typo"} {
+			paths = append(paths, filepath.Join(dir, n+".json"))
+		}
+		stdout, stderr, code := run(t, nil, append([]string{"--url", srv.URL}, paths...)...)
 		wantCode(t, code, 1, stdout, stderr)
 		for _, want := range []string{
 			"02-change.json - - - FAIL: unresolved placeholder {{accounts.nope}}: no fixture nope.json comes before this one in the run",
 			"03-cancel.json 200 success ",
 			"04-typo.json - - - FAIL: unknown placeholder {{acounts.01-order}}",
-			"sent 4, succeeded 2, failed 2, mismatched 0",
+			"sent 4, passed 2, failed 2, mismatched 0, skipped 0",
 		} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("output lacks %q:\n%s", want, stdout)
@@ -438,7 +477,7 @@ func TestHelp(t *testing.T) {
 	t.Parallel()
 	stdout, stderr, code := run(t, nil, "--help")
 	wantCode(t, code, 0, stdout, stderr)
-	for _, flag := range []string{"-url", "-secret", "-extension", "-concurrency", "-dry-run", "-timeout", "-format", "-keep-ids"} {
+	for _, flag := range []string{"-url", "-secret", "-basic-auth", "-extension", "-concurrency", "-dry-run", "-timeout", "-format", "-keep-ids", "-fresh"} {
 		if !strings.Contains(stdout, flag) {
 			t.Errorf("help lacks %s:\n%s", flag, stdout)
 		}
@@ -452,11 +491,9 @@ func TestFlagsAfterPaths(t *testing.T) {
 	wantCode(t, code, 0, stdout, stderr)
 }
 
-func TestJSONFormat(t *testing.T) {
-	t.Parallel()
-	_, srv := newReceiver(t)
-	stdout, stderr, code := run(t, nil, "--url", srv.URL, "--format", "json", storyDir)
-	wantCode(t, code, 0, stdout, stderr)
+// jsonLines decodes --format json output, one object per line.
+func jsonLines(t *testing.T, stdout string) []map[string]any {
+	t.Helper()
 	var lines []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(stdout))
 	for sc.Scan() {
@@ -466,26 +503,73 @@ func TestJSONFormat(t *testing.T) {
 		}
 		lines = append(lines, m)
 	}
+	return lines
+}
+
+func TestJSONFormat(t *testing.T) {
+	t.Parallel()
+	_, srv := newReceiver(t)
+	stdout, stderr, code := run(t, nil, "--url", srv.URL, "--format", "json", storyDir)
+	wantCode(t, code, 0, stdout, stderr)
+	lines := jsonLines(t, stdout)
 	if len(lines) != 5 {
 		t.Fatalf("want 5 JSON lines, got %d:\n%s", len(lines), stdout)
 	}
-	first := lines[0]
-	if first["type"] != "fixture" || first["result"] != "OK" || first["status"] != 200.0 || first["accountIdentifier"] != "1001" || first["success"] != true {
-		t.Errorf("first line = %v", first)
+	// The outcome is an object with every field, whatever the reply held.
+	tests := []struct {
+		line int
+		want map[string]any
+	}{
+		{0, map[string]any{"status": 200.0, "success": true, "errorCode": "", "accountIdentifier": "1001", "message": "", "replayed": false}},
+		{1, map[string]any{"status": 200.0, "success": true, "errorCode": "", "accountIdentifier": "", "message": "", "replayed": false}},
+		{3, map[string]any{"status": 200.0, "success": false, "errorCode": "ACCOUNT_NOT_FOUND", "accountIdentifier": "", "message": "no such account", "replayed": false}},
 	}
-	if _, ok := first["durationMs"].(float64); !ok {
-		t.Errorf("first line has no durationMs: %v", first)
-	}
-	if lines[3]["errorCode"] != "ACCOUNT_NOT_FOUND" {
-		t.Errorf("fourth line = %v", lines[3])
+	for _, tt := range tests {
+		t.Run(fmt.Sprint("line ", tt.line+1), func(t *testing.T) {
+			line := lines[tt.line]
+			if line["type"] != "fixture" || line["result"] != "OK" {
+				t.Errorf("line = %v", line)
+			}
+			got, ok := line["outcome"].(map[string]any)
+			if !ok {
+				t.Fatalf("outcome is %T %v, want an object", line["outcome"], line["outcome"])
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("outcome = %v, want %v", got, tt.want)
+			}
+			if _, ok := line["durationMs"].(float64); !ok {
+				t.Errorf("line has no durationMs: %v", line)
+			}
+			if _, ok := line["subscriptionId"]; ok {
+				t.Errorf("subscriptionId without --fresh: %v", line)
+			}
+		})
 	}
 	sum := lines[4]
-	if sum["type"] != "summary" || sum["sent"] != 4.0 || sum["succeeded"] != 4.0 || sum["failed"] != 0.0 || sum["mismatched"] != 0.0 {
-		t.Errorf("summary = %v", sum)
+	want := map[string]any{"type": "summary", "sent": 4.0, "passed": 4.0, "failed": 0.0, "mismatched": 0.0, "skipped": 0.0, "replayed": 0.0}
+	for k, v := range want {
+		if sum[k] != v {
+			t.Errorf("summary[%q] = %v, want %v (%v)", k, sum[k], v, sum)
+		}
 	}
 	if _, ok := sum["p99Ms"].(float64); !ok {
 		t.Errorf("summary has no p99Ms: %v", sum)
 	}
+
+	t.Run("no reply, no outcome", func(t *testing.T) {
+		t.Parallel()
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusBadGateway)
+			_, _ = io.WriteString(w, "<html>bad gateway</html>")
+		}))
+		t.Cleanup(srv.Close)
+		stdout, stderr, code := run(t, nil, "--url", srv.URL, "--format", "json", filepath.Join(storyDir, "01-order.json"))
+		wantCode(t, code, 1, stdout, stderr)
+		line := jsonLines(t, stdout)[0]
+		if _, ok := line["outcome"]; ok || line["result"] != "FAIL" {
+			t.Errorf("a reply that is no document: line = %v, want FAIL without outcome", line)
+		}
+	})
 }
 
 func TestTransportFailures(t *testing.T) {
@@ -529,7 +613,7 @@ func TestTransportFailures(t *testing.T) {
 		srv.Close()
 		stdout, stderr, code := run(t, nil, "--url", url, storyDir)
 		wantCode(t, code, 1, stdout, stderr)
-		if !strings.Contains(stdout, "sent 4, succeeded 0, failed 4") {
+		if !strings.Contains(stdout, "sent 1, passed 0, failed 1, mismatched 0, skipped 3") {
 			t.Errorf("output:\n%s", stdout)
 		}
 	})
@@ -602,7 +686,7 @@ func TestManyFixtures(t *testing.T) {
 	rc, srv := newReceiver(t, testSecret)
 	stdout, stderr, code := run(t, nil, "--url", srv.URL, "--concurrency", "32", "--secret", testSecret, dir)
 	wantCode(t, code, 0, stdout, stderr)
-	if want := fmt.Sprintf("sent %d, succeeded %d, failed 0, mismatched 0", n, n); !strings.Contains(stdout, want) {
+	if want := fmt.Sprintf("sent %d, passed %d, failed 0, mismatched 0, skipped 0", n, n); !strings.Contains(stdout, want) {
 		t.Errorf("summary lacks %q", want)
 	}
 	if got := len(rc.bySub); got != n {
@@ -650,5 +734,268 @@ func TestInterrupted(t *testing.T) {
 	var ee *replay.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(err.Error(), "interrupted after 1 of 4 fixtures") {
 		t.Fatalf("Run = %v, want exit 1 interrupted after 1 of 4\n%s", err, out.String())
+	}
+}
+
+// The story against one receiver that keeps its state, twice in a row: with
+// --fresh both runs pass, each as a new subscription whose events all carry
+// the same fresh id and the account its own ORDER received; without it the
+// second run's ORDER meets the cancelled subscription, and the rest of the
+// story is skipped rather than failed.
+func TestFreshReplaysTwice(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		args       []string
+		secondCode int
+		second     []string // in the second run's output
+	}{
+		{"--fresh", []string{"--fresh"}, 0, []string{"01-order.json 200 success 1002 ", "sent 4, passed 4, failed 0, mismatched 0, skipped 0, replayed 0"}},
+		{"--fresh --concurrency 8", []string{"--fresh", "--concurrency", "8"}, 0, []string{"sent 4, passed 4"}},
+		{"--fresh --keep-ids: new webhook-ids too", []string{"--fresh", "--keep-ids"}, 0, []string{"sent 4, passed 4, failed 0, mismatched 0, skipped 0, replayed 0"}},
+		{"without --fresh", nil, 1, []string{
+			"01-order.json 200 FORBIDDEN ",
+			"02-change.json - - - SKIPPED: an earlier event of this story failed",
+			"04-change-after-cancel.json - - - SKIPPED: an earlier event of this story failed",
+			"sent 1, passed 0, failed 0, mismatched 1, skipped 3",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rc, srv := newReceiver(t)
+			args := append(append([]string{"--url", srv.URL}, tt.args...), storyDir)
+			stdout, stderr, code := run(t, nil, args...)
+			wantCode(t, code, 0, stdout, stderr)
+			stdout, stderr, code = run(t, nil, args...)
+			wantCode(t, code, tt.secondCode, stdout, stderr)
+			for _, want := range tt.second {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("second run's output lacks %q:\n%s", want, stdout)
+				}
+			}
+			if tt.secondCode != 0 {
+				if !strings.Contains(stderr, "1 of 1 fixtures did not pass (0 failed, 1 mismatched), 3 skipped after them") {
+					t.Errorf("error line = %q", stderr)
+				}
+				return
+			}
+			rc.mu.Lock()
+			defer rc.mu.Unlock()
+			if len(rc.subs) != 8 || len(rc.webhooks) != 8 {
+				t.Fatalf("the receiver saw %d events, %d webhook-ids; want 8", len(rc.subs), len(rc.webhooks))
+			}
+			const original = "65d945e7-7911-47f8-b7c1-8def1a776464"
+			runs := [][]string{rc.subs[:4], rc.subs[4:]}
+			for i, subs := range runs {
+				for _, s := range subs {
+					if s != subs[0] || s == original {
+						t.Errorf("run %d sent subscription ids %q: want one fresh id, not the fixture's", i+1, subs)
+						break
+					}
+				}
+				// The CHANGE, CANCEL and late CHANGE name this run's account.
+				want := fmt.Sprint(1001 + i)
+				for _, a := range rc.accounts[4*i+1 : 4*i+4] {
+					if a != want {
+						t.Errorf("run %d sent accountIdentifiers %q, want %s", i+1, rc.accounts[4*i:4*i+4], want)
+						break
+					}
+				}
+			}
+			if runs[0][0] == runs[1][0] {
+				t.Errorf("both runs sent subscription %s", runs[0][0])
+			}
+			seen := map[string]bool{}
+			for _, id := range rc.webhooks {
+				if seen[id] {
+					t.Errorf("webhook-id %s sent twice: %q", id, rc.webhooks)
+				}
+				seen[id] = true
+			}
+		})
+	}
+}
+
+// --fresh shows the subscription it sent in --format json, so that it can be
+// looked up in the receiver's logs or read API.
+func TestFreshJSONNamesTheSubscription(t *testing.T) {
+	t.Parallel()
+	rc, srv := newReceiver(t)
+	stdout, stderr, code := run(t, nil, "--url", srv.URL, "--fresh", "--format", "json", filepath.Join(storyDir, "01-order.json"))
+	wantCode(t, code, 0, stdout, stderr)
+	if got := jsonLines(t, stdout)[0]["subscriptionId"]; got != rc.subs[0] {
+		t.Errorf("subscriptionId = %v, want the id sent, %s", got, rc.subs[0])
+	}
+}
+
+// A fixture that depends on one that did not pass is skipped, not failed:
+// the later events of its story, or a fixture whose placeholder names it.
+// Fixtures that depend on nothing go on.
+func TestSkipped(t *testing.T) {
+	t.Parallel()
+	const wrong = `{"success": false}` // the receiver answers success: a mismatch
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string) []string // the paths to replay
+		want  []string
+	}{
+		{"a story's first event fails", func(t *testing.T, dir string) []string {
+			copyFixture(t, dir, "01-order.json", "01-order", wrong)
+			copyFixture(t, dir, "02-change.json", "02-change", `{"success": true}`)
+			copyFixture(t, dir, "03-cancel.json", "03-cancel", `{"success": true}`)
+			return []string{dir}
+		}, []string{
+			"01-order.json 200 success 1001 ",
+			"02-change.json - - - SKIPPED: an earlier event of this story failed",
+			"03-cancel.json - - - SKIPPED: an earlier event of this story failed",
+			"sent 1, passed 0, failed 0, mismatched 1, skipped 2",
+		}},
+		{"a story's middle event fails", func(t *testing.T, dir string) []string {
+			copyFixture(t, dir, "01-order.json", "01-order", `{"success": true}`)
+			copyFixture(t, dir, "02-change.json", "02-change", `{"success": true}`, "{{accounts.01-order}}", "{{accounts.nope}}")
+			copyFixture(t, dir, "03-cancel.json", "03-cancel", `{"success": true}`)
+			return []string{dir}
+		}, []string{
+			"01-order.json 200 success 1001 ",
+			"02-change.json - - - FAIL: unresolved placeholder {{accounts.nope}}",
+			"03-cancel.json - - - SKIPPED: an earlier event of this story failed",
+			"sent 2, passed 1, failed 1, mismatched 0, skipped 1",
+		}},
+		{"a fixture of another path names a failed one", func(t *testing.T, dir string) []string {
+			copyFixture(t, dir, "01-order.json", "order", wrong)
+			copyFixture(t, dir, "02-change.json", "change", "", "{{accounts.01-order}}", "{{accounts.order}}")
+			return []string{filepath.Join(dir, "order.json"), filepath.Join(dir, "change.json")}
+		}, []string{
+			"change.json - - - SKIPPED: fixture order, which this one names, did not pass",
+			"sent 1, passed 0, failed 0, mismatched 1, skipped 1",
+		}},
+		{"a folder without placeholders is no story", func(t *testing.T, dir string) []string {
+			copyFixture(t, dir, "01-order.json", "a", wrong)
+			copyFixture(t, dir, "01-order.json", "b", `{"success": true}`, "65d945e7", "75d945e7")
+			return []string{dir}
+		}, []string{
+			"b.json 200 success 100", // either id: with concurrency, either may come first
+			"sent 2, passed 1, failed 0, mismatched 1, skipped 0",
+		}},
+	}
+	for _, tt := range tests {
+		for _, conc := range []string{"1", "4"} {
+			t.Run(tt.name+", concurrency "+conc, func(t *testing.T) {
+				t.Parallel()
+				_, srv := newReceiver(t)
+				paths := tt.setup(t, t.TempDir())
+				stdout, stderr, code := run(t, nil, append([]string{"--url", srv.URL, "--concurrency", conc}, paths...)...)
+				wantCode(t, code, 1, stdout, stderr)
+				for _, want := range tt.want {
+					if !strings.Contains(stdout, want) {
+						t.Errorf("output lacks %q:\n%s", want, stdout)
+					}
+				}
+			})
+		}
+	}
+}
+
+// Replies the receiver answered from its store (Idempotent-Replayed: true)
+// are marked on their line and counted in the summary.
+func TestReplayedCounted(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		format string
+		want   func(t *testing.T, stdout string)
+	}{
+		{"text", "text", func(t *testing.T, stdout string) {
+			for _, want := range []string{"01-order.json 200 success 1001 (replayed) ", "04-change-after-cancel.json 200 ACCOUNT_NOT_FOUND (replayed) ", "sent 4, passed 4, failed 0, mismatched 0, skipped 0, replayed 4"} {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("output lacks %q:\n%s", want, stdout)
+				}
+			}
+		}},
+		{"json", "json", func(t *testing.T, stdout string) {
+			lines := jsonLines(t, stdout)
+			for _, line := range lines[:4] {
+				if o, _ := line["outcome"].(map[string]any); o["replayed"] != true {
+					t.Errorf("line %v: outcome.replayed is not true", line)
+				}
+			}
+			if sum := lines[4]; sum["replayed"] != 4.0 {
+				t.Errorf("summary = %v, want replayed 4", sum)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, srv := newReceiver(t)
+			// --keep-ids: the second run is the same deliveries again.
+			args := []string{"--url", srv.URL, "--keep-ids", "--format", tt.format, storyDir}
+			stdout, stderr, code := run(t, nil, args...)
+			wantCode(t, code, 0, stdout, stderr)
+			if strings.Contains(stdout, "replayed\":true") || strings.Contains(stdout, "(replayed)") {
+				t.Errorf("the first run has replayed replies:\n%s", stdout)
+			}
+			stdout, stderr, code = run(t, nil, args...)
+			wantCode(t, code, 0, stdout, stderr)
+			tt.want(t, stdout)
+		})
+	}
+}
+
+func TestBasicAuth(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want int
+	}{
+		{"--basic-auth", nil, []string{"--basic-auth", "market:s3cret:with:colons"}, 0},
+		{"WEBHOOK_BASIC_AUTH", map[string]string{"WEBHOOK_BASIC_AUTH": "market:s3cret:with:colons"}, nil, 0},
+		{"the flag wins over the environment", map[string]string{"WEBHOOK_BASIC_AUTH": "market:wrong"}, []string{"--basic-auth", "market:s3cret:with:colons"}, 0},
+		{"wrong password", nil, []string{"--basic-auth", "market:wrong"}, 1},
+		{"--basic-auth= sends none", map[string]string{"WEBHOOK_BASIC_AUTH": "market:s3cret:with:colons"}, []string{"--basic-auth="}, 1},
+		{"none", nil, nil, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rc, srv := newReceiver(t)
+			rc.basic = []string{"market", "s3cret:with:colons"}
+			stdout, stderr, code := run(t, tt.env, append(append([]string{"--url", srv.URL}, tt.args...), storyDir)...)
+			wantCode(t, code, tt.want, stdout, stderr)
+			if tt.want == 1 && !strings.Contains(stdout, "401 UNAUTHORIZED") {
+				t.Errorf("output should show the UNAUTHORIZED reply:\n%s", stdout)
+			}
+		})
+	}
+}
+
+func TestBasicAuthBadValue(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"no colon", nil, []string{"--basic-auth", "marketpassword"}, "--basic-auth must be user:password"},
+		{"no user", nil, []string{"--basic-auth", ":password"}, "--basic-auth must be user:password"},
+		{"no password", nil, []string{"--basic-auth", "market:"}, "--basic-auth must be user:password"},
+		{"from the environment", map[string]string{"WEBHOOK_BASIC_AUTH": "marketpassword"}, nil, "WEBHOOK_BASIC_AUTH must be user:password"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			stdout, stderr, code := run(t, tt.env, append(append([]string{"--url", "http://127.0.0.1:1"}, tt.args...), storyDir)...)
+			wantCode(t, code, 2, stdout, stderr)
+			if !strings.Contains(stderr, tt.want) {
+				t.Errorf("error %q should say %q", stderr, tt.want)
+			}
+			if strings.Contains(stderr, "password") && !strings.Contains(stderr, "user:password") || strings.Contains(stderr, "marketpassword") {
+				t.Errorf("error prints the credentials: %q", stderr)
+			}
+		})
 	}
 }

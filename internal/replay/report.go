@@ -2,6 +2,7 @@ package replay
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -27,6 +28,7 @@ type reporter struct {
 	out       io.Writer
 	bar       *progressbar.ProgressBar // nil unless stderr is a terminal
 	counts    map[verdict]int
+	replayed  int // replies answered from the receiver's store
 	latencies []time.Duration
 	writeErr  error
 }
@@ -48,27 +50,37 @@ func newReporter(format string, total int, stdout, stderr io.Writer) *reporter {
 
 // fixtureLine is one fixture in --format json.
 type fixtureLine struct {
-	Type              string   `json:"type"` // "fixture"
-	File              string   `json:"file"`
-	Result            verdict  `json:"result"`
-	Status            int      `json:"status,omitempty"`
-	Outcome           string   `json:"outcome,omitempty"`
-	Success           *bool    `json:"success,omitempty"`
-	AccountIdentifier string   `json:"accountIdentifier,omitempty"`
-	ErrorCode         string   `json:"errorCode,omitempty"`
-	Message           string   `json:"message,omitempty"`
-	WebhookID         string   `json:"webhookId,omitempty"`
-	DurationMs        *float64 `json:"durationMs,omitempty"`
-	Problems          []string `json:"problems,omitempty"`
+	Type           string       `json:"type"` // "fixture"
+	File           string       `json:"file"`
+	Result         verdict      `json:"result"`
+	Outcome        *outcomeLine `json:"outcome,omitempty"` // absent when no reply document came back
+	WebhookID      string       `json:"webhookId,omitempty"`
+	SubscriptionID string       `json:"subscriptionId,omitempty"` // with --fresh: the id sent
+	DurationMs     *float64     `json:"durationMs,omitempty"`
+	Problems       []string     `json:"problems,omitempty"`
+}
+
+// outcomeLine is the reply of one fixture in --format json: every field is
+// always there, so that a script reads it without guessing what a missing
+// field means.
+type outcomeLine struct {
+	Status            int    `json:"status"`
+	Success           bool   `json:"success"`
+	ErrorCode         string `json:"errorCode"`
+	AccountIdentifier string `json:"accountIdentifier"`
+	Message           string `json:"message"`
+	Replayed          bool   `json:"replayed"` // Idempotent-Replayed: true
 }
 
 // summaryLine is the last line in --format json.
 type summaryLine struct {
 	Type       string   `json:"type"` // "summary"
 	Sent       int      `json:"sent"`
-	Succeeded  int      `json:"succeeded"`
+	Passed     int      `json:"passed"`
 	Failed     int      `json:"failed"`
 	Mismatched int      `json:"mismatched"`
+	Skipped    int      `json:"skipped"`
+	Replayed   int      `json:"replayed"`
 	P50Ms      *float64 `json:"p50Ms,omitempty"`
 	P99Ms      *float64 `json:"p99Ms,omitempty"`
 }
@@ -77,6 +89,9 @@ func (r *reporter) report(res result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.counts[res.verdict]++
+	if res.replayed {
+		r.replayed++
+	}
 	if res.status != 0 {
 		r.latencies = append(r.latencies, res.duration)
 	}
@@ -85,18 +100,18 @@ func (r *reporter) report(res result) {
 	}
 	if r.format == "json" {
 		line := fixtureLine{
-			Type: "fixture", File: res.file, Result: res.verdict, Status: res.status,
-			WebhookID: res.webhookID, Problems: res.problems,
-		}
-		if !r.dry {
-			line.Outcome = res.outcome()
+			Type: "fixture", File: res.file, Result: res.verdict,
+			WebhookID: res.webhookID, SubscriptionID: res.subscription, Problems: res.problems,
 		}
 		if res.reply != nil {
-			ok := res.reply.Success
-			line.Success = &ok
-			line.AccountIdentifier = res.reply.AccountIdentifier
-			line.ErrorCode = string(res.reply.ErrorCode)
-			line.Message = res.reply.Message
+			line.Outcome = &outcomeLine{
+				Status:            res.status,
+				Success:           res.reply.Success,
+				ErrorCode:         string(res.reply.ErrorCode),
+				AccountIdentifier: res.reply.AccountIdentifier,
+				Message:           res.reply.Message,
+				Replayed:          res.replayed,
+			}
 		}
 		if res.duration > 0 {
 			ms := millis(res.duration)
@@ -157,31 +172,37 @@ func (r *reporter) finish(interrupted error) error {
 	if r.bar != nil {
 		_ = r.bar.Finish()
 	}
-	ok, failed, mismatched := r.counts[verdictOK], r.counts[verdictFail], r.counts[verdictMismatch]
-	sent := ok + failed + mismatched
+	passed, failed, mismatched := r.counts[verdictOK], r.counts[verdictFail], r.counts[verdictMismatch]
+	skipped := r.counts[verdictSkipped]
+	sent := passed + failed + mismatched // tried; skipped fixtures were not
 	if r.dry {
-		return r.finishDry(ok, r.counts[verdictBad])
+		return r.finishDry(passed, r.counts[verdictBad])
 	}
 	slices.Sort(r.latencies)
 	p50, p99 := percentile(r.latencies, 0.50), percentile(r.latencies, 0.99)
 	if r.format == "json" {
-		s := summaryLine{Type: "summary", Sent: sent, Succeeded: ok, Failed: failed, Mismatched: mismatched}
+		s := summaryLine{Type: "summary", Sent: sent, Passed: passed, Failed: failed, Mismatched: mismatched, Skipped: skipped, Replayed: r.replayed}
 		if len(r.latencies) > 0 {
 			a, b := millis(p50), millis(p99)
 			s.P50Ms, s.P99Ms = &a, &b
 		}
 		r.writeJSON(s)
 	} else {
-		r.write(fmt.Sprintf("sent %d, succeeded %d, failed %d, mismatched %d, p50 %s, p99 %s\n",
-			sent, ok, failed, mismatched, formatDurationOrDash(p50, len(r.latencies)), formatDurationOrDash(p99, len(r.latencies))))
+		r.write(fmt.Sprintf("sent %d, passed %d, failed %d, mismatched %d, skipped %d, replayed %d, p50 %s, p99 %s\n",
+			sent, passed, failed, mismatched, skipped, r.replayed,
+			formatDurationOrDash(p50, len(r.latencies)), formatDurationOrDash(p99, len(r.latencies))))
 	}
 	switch {
 	case interrupted != nil:
-		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("replay: interrupted after %d of %d fixtures: %w", sent, r.total, interrupted)}
+		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("replay: interrupted after %d of %d fixtures: %w", sent+skipped, r.total, interrupted)}
 	case r.writeErr != nil:
 		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("replay: writing the report: %w", r.writeErr)}
-	case failed > 0 || mismatched > 0:
-		return &ExitError{Code: ExitFailed, Err: fmt.Errorf("replay: %d of %d fixtures did not pass (%d failed, %d mismatched)", failed+mismatched, sent, failed, mismatched)}
+	case failed > 0 || mismatched > 0 || skipped > 0:
+		msg := fmt.Sprintf("replay: %d of %d fixtures did not pass (%d failed, %d mismatched)", failed+mismatched, sent, failed, mismatched)
+		if skipped > 0 {
+			msg += fmt.Sprintf(", %d skipped after them", skipped)
+		}
+		return &ExitError{Code: ExitFailed, Err: errors.New(msg)}
 	}
 	return nil
 }

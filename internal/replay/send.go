@@ -32,55 +32,82 @@ const (
 	verdictOK       verdict = "OK"       // delivered; the reply matched its expectation, if any
 	verdictFail     verdict = "FAIL"     // not delivered: transport error, non-JSON reply, 5xx, or a fixture that could not be sent
 	verdictMismatch verdict = "MISMATCH" // delivered, but the reply differs from the expectation
+	verdictSkipped  verdict = "SKIPPED"  // not sent: an earlier event of its story, or a fixture it names, did not pass
 	verdictBad      verdict = "BAD"      // --dry-run: the fixture is invalid
 )
 
+// passed reports whether fixtures that depend on this one may go on.
+func (v verdict) passed() bool { return v == verdictOK }
+
+// skipError is why a fixture is not sent: one it depends on did not pass.
+// It is reported as skipped, not as one more failure, so that the summary
+// points at the fixture that failed.
+type skipError struct{ reason string }
+
+func (e *skipError) Error() string { return "skipped: " + e.reason }
+
+// skipEarlierFailed is the reason for the later events of a story whose
+// earlier event failed: they would fail too, for a cause already reported.
+const skipEarlierFailed = "an earlier event of this story failed"
+
 // result is one fixture's outcome, as reported. It is dropped once printed.
 type result struct {
-	file      string
-	webhookID string
-	status    int // 0: no HTTP reply
-	reply     *events.Reply
-	duration  time.Duration
-	verdict   verdict
-	problems  []string
+	file         string
+	webhookID    string
+	subscription string // with --fresh: the subscription_id sent
+	status       int    // 0: no HTTP reply
+	reply        *events.Reply
+	replayed     bool // the reply came with Idempotent-Replayed: true
+	duration     time.Duration
+	verdict      verdict
+	problems     []string
 }
 
-// outcome is the short reading of the reply: "success <id>" or the error code.
+// outcome is the short reading of the reply: "success <id>" or the error
+// code, marked "(replayed)" when the receiver answered from its store.
 func (r *result) outcome() string {
+	var s string
 	switch {
 	case r.reply == nil:
 		return "-"
 	case r.reply.Success && r.reply.AccountIdentifier != "":
-		return "success " + r.reply.AccountIdentifier
+		s = "success " + r.reply.AccountIdentifier
 	case r.reply.Success:
-		return "success"
+		s = "success"
 	case r.reply.ErrorCode != "":
-		return string(r.reply.ErrorCode)
+		s = string(r.reply.ErrorCode)
+	default:
+		s = "failure"
 	}
-	return "failure"
+	if r.replayed {
+		s += " (replayed)"
+	}
+	return s
 }
 
 // accountBook holds the accountIdentifier each finished fixture received,
-// for placeholders. Only a done flag per fixture and the ids actually
-// received are kept.
+// for placeholders, and whether it passed. Only two flags per fixture and
+// the ids actually received are kept.
 type accountBook struct {
-	mu   sync.Mutex
-	cond *sync.Cond
-	done []bool
-	ids  map[int]string
+	mu     sync.Mutex
+	cond   *sync.Cond
+	done   []bool
+	passed []bool
+	ids    map[int]string
 }
 
 func newAccountBook(total int) *accountBook {
-	b := &accountBook{done: make([]bool, total), ids: make(map[int]string)}
+	b := &accountBook{done: make([]bool, total), passed: make([]bool, total), ids: make(map[int]string)}
 	b.cond = sync.NewCond(&b.mu)
 	return b
 }
 
-// finish records that fixture index is done, with the id it received ("" for none).
-func (b *accountBook) finish(index int, id string) {
+// finish records that fixture index is done, with the id it received ("" for
+// none) and whether it passed.
+func (b *accountBook) finish(index int, id string, passed bool) {
 	b.mu.Lock()
 	b.done[index] = true
+	b.passed[index] = passed
 	if id != "" {
 		b.ids[index] = id
 	}
@@ -88,8 +115,9 @@ func (b *accountBook) finish(index int, id string) {
 	b.cond.Broadcast()
 }
 
-// wait blocks until fixture index is done (or ctx ends) and returns its id.
-func (b *accountBook) wait(ctx context.Context, index int) (string, error) {
+// wait blocks until fixture index is done (or ctx ends) and returns its id
+// and whether it passed.
+func (b *accountBook) wait(ctx context.Context, index int) (string, bool, error) {
 	stop := context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -100,11 +128,11 @@ func (b *accountBook) wait(ctx context.Context, index int) (string, error) {
 	defer b.mu.Unlock()
 	for !b.done[index] {
 		if err := ctx.Err(); err != nil {
-			return "", err
+			return "", false, err
 		}
 		b.cond.Wait()
 	}
-	return b.ids[index], nil
+	return b.ids[index], b.passed[index], nil
 }
 
 // runner sends the fixtures of one run.
@@ -113,6 +141,7 @@ type runner struct {
 	plan     *runPlan
 	client   *http.Client
 	accounts *accountBook
+	fresh    *freshIDs // nil unless --fresh
 }
 
 // send runs the fixtures against the receiver and reports them.
@@ -127,20 +156,32 @@ func send(ctx context.Context, p *runPlan, cfg config, stdout, stderr io.Writer)
 		client:   &http.Client{Transport: transport},
 		accounts: newAccountBook(p.total),
 	}
+	if cfg.fresh {
+		r.fresh = newFreshIDs()
+	}
 	rep := newReporter(cfg.format, p.total, stdout, stderr)
 
 	// A job is a run of fixtures one worker sends in order: a whole story, or
-	// one fixture.
+	// one fixture. Once an event of a story did not pass, the later ones are
+	// skipped: they depend on it, and would only repeat its failure.
 	jobs := make(chan []fixture)
 	var wg sync.WaitGroup
 	for range cfg.concurrency {
 		wg.Go(func() {
 			for job := range jobs {
+				storyFailed := false
 				for _, f := range job {
 					if ctx.Err() != nil {
 						break
 					}
-					rep.report(r.process(ctx, f))
+					var res result
+					if storyFailed {
+						res = r.skip(f, skipEarlierFailed)
+					} else {
+						res = r.process(ctx, f)
+					}
+					storyFailed = storyFailed || !res.verdict.passed()
+					rep.report(res)
 				}
 			}
 		})
@@ -168,6 +209,13 @@ dispatch:
 	return rep.finish(ctx.Err())
 }
 
+// skip reports f as skipped for reason, without reading it, and records it
+// as done and not passed, so that fixtures naming it are skipped too.
+func (r *runner) skip(f fixture, reason string) result {
+	r.accounts.finish(f.index, "", false)
+	return result{file: f.path, verdict: verdictSkipped, problems: []string{reason}}
+}
+
 // process sends one fixture and judges the reply. It always records the
 // fixture as done, so that fixtures waiting on it go on.
 func (r *runner) process(ctx context.Context, f fixture) (res result) {
@@ -177,12 +225,22 @@ func (r *runner) process(ctx context.Context, f fixture) (res result) {
 		if res.reply != nil && res.reply.Success {
 			id = res.reply.AccountIdentifier
 		}
-		r.accounts.finish(f.index, id)
+		r.accounts.finish(f.index, id, res.verdict.passed())
 	}()
 	fail := func(format string, args ...any) result {
 		res.verdict = verdictFail
 		res.problems = append(res.problems, fmt.Sprintf(format, args...))
 		return res
+	}
+	// failOrSkip fails the fixture, or skips it when err says that a fixture
+	// it names did not pass.
+	failOrSkip := func(err error) result {
+		if se, ok := errors.AsType[*skipError](err); ok {
+			res.verdict = verdictSkipped
+			res.problems = append(res.problems, se.reason)
+			return res
+		}
+		return fail("%v", err)
 	}
 
 	lookup := func(name string) (string, error) {
@@ -193,9 +251,12 @@ func (r *runner) process(ctx context.Context, f fixture) (res result) {
 		if !ok {
 			return "", fmt.Errorf("unresolved placeholder {{accounts.%s}}: no fixture %s.json comes before this one in the run", name, name)
 		}
-		id, err := r.accounts.wait(ctx, idx)
+		id, passed, err := r.accounts.wait(ctx, idx)
 		if err != nil {
 			return "", fmt.Errorf("waiting for fixture %s: %w", name, err)
+		}
+		if !passed {
+			return "", &skipError{reason: fmt.Sprintf("fixture %s, which this one names, did not pass", name)}
 		}
 		if id == "" {
 			return "", fmt.Errorf("unresolved placeholder {{accounts.%s}}: fixture %s received no accountIdentifier", name, name)
@@ -209,11 +270,14 @@ func (r *runner) process(ctx context.Context, f fixture) (res result) {
 	}
 	body, err := substitute(raw, lookup)
 	if err != nil {
-		return fail("%v", err)
+		return failOrSkip(err)
 	}
 	exp, err := readExpectation(f, lookup)
 	if err != nil {
-		return fail("%v", err)
+		return failOrSkip(err)
+	}
+	if r.fresh != nil {
+		body, res.subscription = rewriteSubscription(body, r.fresh.get)
 	}
 	ext := r.cfg.extension
 	if ext == "" {
@@ -223,12 +287,13 @@ func (r *runner) process(ctx context.Context, f fixture) (res result) {
 	}
 
 	res.webhookID = newWebhookID(body, r.cfg.keepIDs)
-	status, reply, dur, err := r.post(ctx, ext, res.webhookID, body)
-	res.status, res.duration = status, dur
+	resp, err := r.post(ctx, ext, res.webhookID, body)
+	res.status, res.duration = resp.status, resp.duration
 	if err != nil {
 		return fail("%v", err)
 	}
-	res.reply = reply
+	status, reply := resp.status, resp.reply
+	res.reply, res.replayed = reply, resp.replayed
 	if status >= 500 && (exp == nil || exp.Status == nil || *exp.Status != status) {
 		return fail("server error: HTTP %d", status)
 	}
@@ -247,23 +312,31 @@ func (r *runner) process(ctx context.Context, f fixture) (res result) {
 	return res
 }
 
+// response is what came back for one delivery.
+type response struct {
+	status   int // 0: no HTTP reply
+	reply    *events.Reply
+	replayed bool // Idempotent-Replayed: true, the receiver answered from its store
+	duration time.Duration
+}
+
 // post sends body and reads the reply document. An error means the delivery
 // failed at the transport level (including a reply that is not JSON); status
 // and duration are set whenever a reply arrived.
-func (r *runner) post(ctx context.Context, ext, id string, body []byte) (int, *events.Reply, time.Duration, error) {
+func (r *runner) post(ctx context.Context, ext, id string, body []byte) (response, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.timeout)
 	defer cancel()
 	target := r.cfg.url.JoinPath("marketplace", ext)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target.String(), bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, 0, fmt.Errorf("building the request: %w", err)
+		return response{}, fmt.Errorf("building the request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	if r.cfg.secret != "" {
 		h, err := signature.Headers(r.cfg.secret, id, time.Now(), body)
 		if err != nil {
-			return 0, nil, 0, fmt.Errorf("signing: %w", err)
+			return response{}, fmt.Errorf("signing: %w", err)
 		}
 		for k, v := range h {
 			req.Header[k] = v
@@ -271,27 +344,36 @@ func (r *runner) post(ctx context.Context, ext, id string, body []byte) (int, *e
 	} else {
 		req.Header.Set(signature.HeaderID, id) // still the delivery key
 	}
+	if r.cfg.basicUser != "" {
+		req.SetBasicAuth(r.cfg.basicUser, r.cfg.basicPass)
+	}
 
 	start := time.Now()
-	resp, err := r.client.Do(req)
+	hr, err := r.client.Do(req)
 	if err != nil {
-		return 0, nil, time.Since(start), transportError(err, r.cfg.timeout)
+		return response{duration: time.Since(start)}, transportError(err, r.cfg.timeout)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes+1))
-	dur := time.Since(start)
+	defer hr.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(hr.Body, maxReplyBytes+1))
+	resp := response{status: hr.StatusCode, duration: time.Since(start)}
 	if err != nil {
-		return resp.StatusCode, nil, dur, fmt.Errorf("reading the reply: %w", transportError(err, r.cfg.timeout))
+		return resp, fmt.Errorf("reading the reply: %w", transportError(err, r.cfg.timeout))
 	}
 	if len(data) > maxReplyBytes {
-		return resp.StatusCode, nil, dur, fmt.Errorf("reply larger than %d MiB", maxReplyBytes>>20)
+		return resp, fmt.Errorf("reply larger than %d MiB", maxReplyBytes>>20)
 	}
 	var reply events.Reply
 	if err := json.Unmarshal(data, &reply); err != nil {
-		return resp.StatusCode, nil, dur, fmt.Errorf("HTTP %d reply is not a JSON reply document (Content-Type %q, %d bytes)", resp.StatusCode, resp.Header.Get("Content-Type"), len(data))
+		return resp, fmt.Errorf("HTTP %d reply is not a JSON reply document (Content-Type %q, %d bytes)", hr.StatusCode, hr.Header.Get("Content-Type"), len(data))
 	}
-	return resp.StatusCode, &reply, dur, nil
+	resp.reply = &reply
+	resp.replayed = hr.Header.Get(headerReplayed) == "true"
+	return resp, nil
 }
+
+// headerReplayed marks a reply the receiver answered from its store: the
+// delivery (same webhook-id, or same body without one) was answered before.
+const headerReplayed = "Idempotent-Replayed"
 
 // transportError shortens the errors of net/http to their cause.
 func transportError(err error, timeout time.Duration) error {
