@@ -33,6 +33,10 @@ func (okReceiver) Receive(context.Context, inbox.Delivery) (inbox.Reply, error) 
 	return inbox.Reply{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`), Code: "SUCCESS"}, nil
 }
 
+func (okReceiver) Copy(context.Context, string) (inbox.Reply, events.Copy, bool) {
+	return inbox.Reply{}, events.Copy{}, false
+}
+
 func read(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.FromSlash(path))

@@ -82,6 +82,11 @@ type Claim struct {
 // Result is the outcome of one attempt at a delivery, as recorded.
 type Result struct {
 	Subscription string // the event's subscription_id, whose delivery log it joins
+	// CopyKey names the exact bytes of this copy (its webhook-id and raw
+	// body, hashed): a final outcome is also kept under it, so that a later
+	// byte-identical copy is answered before any JSON work (see Copy).
+	CopyKey   string
+	EventType string // for a copy's log line
 	Kind         Kind
 	Body         []byte // the reply; stored for replay when Kind is Final
 	Code         string // outcome code for the history ("SUCCESS", "ACCOUNT_NOT_FOUND", ...)
@@ -104,4 +109,13 @@ type DeliverySummary struct {
 	First      int64  `json:"first"`  // Unix ms
 	Last       int64  `json:"last"`   // Unix ms
 	DurationMS int64  `json:"duration_ms"`
+}
+
+// Copy is a final outcome found by a copy's CopyKey: what a byte-identical
+// copy of an answered delivery is answered with, without decoding it.
+type Copy struct {
+	Key          string `json:"k"` // the delivery key
+	EventType    string `json:"t"`
+	Subscription string `json:"s"`
+	Body         string `json:"b"` // the stored reply, exactly
 }

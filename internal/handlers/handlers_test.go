@@ -26,6 +26,22 @@ type fakeReceiver struct {
 	reply inbox.Reply
 	err   error
 	hook  func()
+
+	copies   map[string]events.Copy // answered copies by copy key
+	copyKeys []string               // the copy keys asked for
+}
+
+// Copy answers a copy key the fake was given in copies, as the inbox
+// answers a byte-identical copy of an answered delivery.
+func (f *fakeReceiver) Copy(_ context.Context, copyKey string) (inbox.Reply, events.Copy, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.copyKeys = append(f.copyKeys, copyKey)
+	c, ok := f.copies[copyKey]
+	if !ok {
+		return inbox.Reply{}, c, false
+	}
+	return inbox.Reply{Kind: events.Final, Body: []byte(c.Body), Code: "REPLAYED", Replayed: true}, c, true
 }
 
 func (f *fakeReceiver) Receive(_ context.Context, d inbox.Delivery) (inbox.Reply, error) {
@@ -345,5 +361,43 @@ func TestRoutingByExtension(t *testing.T) {
 				t.Fatalf("deliveries %+v, want one for product %q", recv.got, tt.wantProduct)
 			}
 		})
+	}
+}
+
+// A byte-identical copy of an answered delivery is answered from its copy
+// key before any JSON work and without a processing slot: it is not shed
+// when every slot is taken. A copy with other bytes takes the whole path.
+func TestCopiesAreAnsweredBeforeDecoding(t *testing.T) {
+	t.Parallel()
+	order := orderFixture(t)
+	stored := events.Copy{Key: "id:msg_1", EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1", Body: `{"success":true,"accountIdentifier":"7"}`}
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
+	recv := &fakeReceiver{
+		reply:  inbox.Reply{Kind: events.Final, Body: []byte(`{}`)},
+		copies: map[string]events.Copy{copyKeyOf("msg_1", order): stored},
+		hook:   func() { entered <- struct{}{}; <-release },
+	}
+	h := New(Config{Receiver: recv, MaxInFlight: 1})
+	// Hold the only processing slot with another delivery.
+	done := make(chan int)
+	go func() { done <- do(t, h, http.MethodPost, "/marketplace/x", order, http.Header{"Webhook-Id": {"msg_other"}}).Code }()
+	<-entered
+
+	rec := do(t, h, http.MethodPost, "/marketplace/x", order, http.Header{"Webhook-Id": {"msg_1"}})
+	if rec.Code != 200 || rec.Body.String() != stored.Body || rec.Header().Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the copy got %d %s (replayed %q), want the stored bytes", rec.Code, rec.Body, rec.Header().Get("Idempotent-Replayed"))
+	}
+	// Same id, other bytes: not the stored copy; the whole path (here, at
+	// capacity) decides.
+	other := bytes.Replace(order, []byte(`"BASIC"`), []byte(`"PREMIUM"`), 1)
+	if rec := do(t, h, http.MethodPost, "/marketplace/x", other, http.Header{"Webhook-Id": {"msg_1"}}); rec.Code != 503 {
+		t.Errorf("a copy with other bytes: %d, want the whole path (503 at capacity)", rec.Code)
+	}
+	close(release)
+	<-done
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	if len(recv.got) != 1 {
+		t.Errorf("Receive was called %d times, want once (the slot holder)", len(recv.got))
 	}
 }

@@ -24,9 +24,11 @@ import (
 	"github.com/banking-marketplace/webhook/internal/products"
 )
 
-// Receiver takes a decoded delivery and answers it.
+// Receiver takes a decoded delivery and answers it; Copy answers a
+// byte-identical copy of an answered one before any decoding.
 type Receiver interface {
 	Receive(ctx context.Context, d inbox.Delivery) (inbox.Reply, error)
+	Copy(ctx context.Context, copyKey string) (inbox.Reply, events.Copy, bool)
 }
 
 // Observer is told of every delivery answered (on the extension URL) and

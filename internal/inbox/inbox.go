@@ -27,6 +27,9 @@ type Deliveries interface {
 	Claim(ctx context.Context, c events.ClaimRequest) (events.Claim, error)
 	Complete(ctx context.Context, key, token string, res events.Result, ttl time.Duration) error
 	Release(ctx context.Context, key, token string, res events.Result) error
+	// Copy finds a final outcome by a copy's CopyKey; ok is false when
+	// there is none.
+	Copy(ctx context.Context, copyKey string) (c events.Copy, ok bool, err error)
 }
 
 // Processor carries out one event for a product. It returns a transient
@@ -96,6 +99,7 @@ type Delivery struct {
 	Fingerprint string // SHA-256 of the body in canonical JSON
 	Event       *events.SubscriptionEvent
 	Product     string // the product its extension belongs to
+	CopyKey     string // names this copy's exact bytes (see Copy); "" for none
 }
 
 // Reply is what a delivery is answered with. The door that received it
@@ -136,6 +140,27 @@ func (in *Inbox) Receive(ctx context.Context, d Delivery) (Reply, error) {
 	}()
 	f.reply, f.stored, f.err = in.receive(ctx, d)
 	return f.reply, f.err
+}
+
+// Copy answers a byte-identical copy of an answered delivery, before any
+// JSON work: ok is false when copyKey names no stored final outcome (a new
+// delivery, a copy with other bytes, a Redis error: the caller then takes
+// the whole path, which decides). Every redelivery rule holds: only final
+// outcomes are kept under a copy key, and a copy with another body has
+// another key.
+func (in *Inbox) Copy(ctx context.Context, copyKey string) (r Reply, c events.Copy, ok bool) {
+	if copyKey == "" {
+		return r, c, false
+	}
+	c, ok, err := in.deliveries.Copy(ctx, copyKey)
+	if err != nil {
+		in.log.Debug("looking up a copy failed; taking the whole path", zap.Error(err))
+		return r, c, false
+	}
+	if !ok {
+		return r, c, false
+	}
+	return Reply{Kind: events.Final, Body: []byte(c.Body), Code: "REPLAYED", Replayed: true}, c, true
 }
 
 // land ends a flight and wakes its followers.
@@ -256,7 +281,8 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 	elapsed := time.Since(start)
 	sctx, scancel := context.WithTimeout(detached, storeBudget)
 	defer scancel()
-	res := events.Result{Subscription: d.Event.SubscriptionID, Kind: out.Kind, Body: body, Code: code, Duration: elapsed}
+	res := events.Result{Subscription: d.Event.SubscriptionID, CopyKey: d.CopyKey, EventType: string(d.Event.EventType),
+		Kind: out.Kind, Body: body, Code: code, Duration: elapsed}
 	if out.Final() {
 		err = in.deliveries.Complete(sctx, d.Key, token, res, in.cfg.TTL)
 	} else {

@@ -130,7 +130,8 @@ return {'fresh', indexed(rec, h, mode, cap, ARGV[4])}
 
 // completeScript stores a final outcome if the lease still holds the token.
 // KEYS: record, lease, [index, order]. ARGV: token, kind, body, code,
-// duration ms, ttl ms, hash, index mode, cap. Returns {1, summary} when
+// duration ms, ttl ms, hash, index mode, cap, copy key ("" for none; not on
+// Cluster, where it is written in a second step). Returns {1, summary} when
 // written, {1} when already written by this token (a retried call), {0}
 // when the lease is lost.
 var completeScript = redis.NewScript(indexLua + `
@@ -143,8 +144,58 @@ end
 redis.call('HSET', rec, 'state', 'done', 'kind', ARGV[2], 'body', ARGV[3], 'code', ARGV[4], 'duration_ms', ARGV[5])
 redis.call('PEXPIRE', rec, ARGV[6])
 redis.call('DEL', lease)
+if ARGV[10] ~= '' then
+  local f = redis.call('HMGET', rec, 'key', 'type', 'sub')
+  redis.call('SET', ARGV[10], cjson.encode({k = f[1], t = f[2], s = f[3], b = ARGV[3], h = ARGV[7]}), 'PX', ARGV[6])
+end
 return {1, indexed(rec, ARGV[7], ARGV[8], ARGV[9], ARGV[6])}
 `)
+
+// copyScript answers a byte-identical copy of an answered delivery from
+// its copy key, in one round trip, and counts it in the delivery's record
+// and log as the claim script would. It reaches the record through the
+// key stored in the copy (not declared: single node and Sentinel only; on
+// Cluster a plain GET answers and the counters are not moved). A copy whose
+// record is gone or no longer done is a miss: the slow path decides.
+// KEYS: copy. ARGV: key prefix, now ms, cap.
+var copyScript = redis.NewScript(indexLua + `
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local d = cjson.decode(v)
+local rec = ARGV[1] .. 'delivery:{' .. d.h .. '}'
+if redis.call('HGET', rec, 'state') ~= 'done' then return false end
+redis.call('HINCRBY', rec, 'copies', 1)
+redis.call('HSET', rec, 'last', ARGV[2])
+if d.s and d.s ~= '' then
+  local idx = ARGV[1] .. 'deliveries:{' .. d.s .. '}'
+  local s, first = summary(rec)
+  index(idx, idx .. ':order', d.h, s, first, tonumber(ARGV[3]), 0)
+end
+return v
+`)
+
+// Copy answers a byte-identical copy of an answered delivery from its copy
+// key (see events.Result.CopyKey): ok is false when there is none, and the
+// caller takes the slow path (decode, key, claim).
+func (r *Redis) Copy(ctx context.Context, copyKey string) (c events.Copy, ok bool, err error) {
+	key := r.keys.copy(copyKey)
+	var v string
+	if r.cluster() {
+		v, err = r.client.Get(ctx, key).Result()
+	} else {
+		v, err = copyScript.Run(ctx, r.client, []string{key}, r.keys.prefix, time.Now().UnixMilli(), DeliveriesPerSubscription).Text()
+	}
+	switch {
+	case errors.Is(err, redis.Nil):
+		return c, false, nil
+	case err != nil:
+		return c, false, unavailable("copy", err)
+	}
+	if err := json.Unmarshal([]byte(v), &c); err != nil {
+		return c, false, nil // not ours to trust: the slow path decides
+	}
+	return c, true, nil
+}
 
 // releaseScript gives a claim up after an outcome that is not final if the
 // lease still holds the token. KEYS: record, lease, [index, order]. ARGV:
@@ -230,12 +281,25 @@ func (r *Redis) Complete(ctx context.Context, key, token string, res Result, ttl
 		return fmt.Errorf("store: complete: need a key, a token and a positive ttl")
 	}
 	keys, h, mode := r.deliveryKeys(key, res.Subscription)
+	copyKey := ""
+	if res.CopyKey != "" && !r.cluster() {
+		copyKey = r.keys.copy(res.CopyKey)
+	}
 	out, err := completeScript.Run(ctx, r.client, keys,
-		token, res.Kind.String(), res.Body, res.Code, res.Duration.Milliseconds(), millis(ttl), h, mode, DeliveriesPerSubscription).Slice()
+		token, res.Kind.String(), res.Body, res.Code, res.Duration.Milliseconds(), millis(ttl), h, mode, DeliveriesPerSubscription, copyKey).Slice()
 	if err != nil {
 		return unavailable("complete", err)
 	}
-	return r.recorded(ctx, "completing", res.Subscription, h, mode, out, millis(ttl))
+	if err := r.recorded(ctx, "completing", res.Subscription, h, mode, out, millis(ttl)); err != nil {
+		return err
+	}
+	if res.CopyKey != "" && r.cluster() && len(out) > 1 {
+		b, _ := json.Marshal(events.Copy{Key: key, EventType: res.EventType, Subscription: res.Subscription, Body: string(res.Body)})
+		if err := r.client.Set(ctx, r.keys.copy(res.CopyKey), b, ttl).Err(); err != nil {
+			return unavailable("copy", err)
+		}
+	}
+	return nil
 }
 
 // recorded reads a fenced record script's reply ({1, summary}, {1} or {0})

@@ -37,6 +37,17 @@ import (
 //	                              NO TTL: an index of the record above, living as
 //	                              long as it does. Another slot than the account
 //	                              on Cluster (see SaveAccount).
+//	webhook:copy:{<c>}            string, JSON {k, t, s, b, h}: the delivery key,
+//	                              type, subscription, stored reply and record hash
+//	                              of a final outcome, under the copy key <c> (hex
+//	                              SHA-256 of "v1\n" + webhook-id + "\n" + raw body);
+//	                              PX = EVENT_TTL. Lets a byte-identical copy be
+//	                              answered before any JSON work.
+//	webhook:deliveries:{<sub>}    hash, a subscription's delivery log: record hash →
+//	                              summary JSON; :order is a sorted set of the same
+//	                              hashes by first seen, capped at 100; PX = EVENT_TTL
+//	webhook:user:{<user_id>}      hash, a marketplace user's accounts: subscription
+//	                              id → account JSON (the read API). NO TTL
 //	webhook:lock:{<sub>}          string, the holder's random token; PX = lease.
 //	                              Same hash tag as the account: SaveAccount checks
 //	                              the token and writes the account in one script
@@ -66,6 +77,13 @@ func (k keys) account(subscriptionID string) string {
 
 func (k keys) accountIndex(accountIdentifier string) string {
 	return k.prefix + "account-id:" + accountIdentifier
+}
+
+// copy is where a final outcome is also kept under its copy key (a hash
+// of the copy's webhook-id and raw body), so that a byte-identical copy is
+// answered before any JSON work. TTL: EVENT_TTL, like the record.
+func (k keys) copy(copyKey string) string {
+	return k.prefix + "copy:{" + copyKey + "}"
 }
 
 // deliveryIndex returns a subscription's delivery index (hash: delivery

@@ -142,3 +142,53 @@ func TestDeliveryLog(t *testing.T) {
 		}
 	})
 }
+
+// A final outcome is also kept under its copy key: a byte-identical copy is
+// answered in one round trip and counted in the record and the log like a
+// copy answered by a claim; a transient outcome keeps nothing there.
+func TestCopyKey(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		req := claimReq("id:copy-1", fpA)
+		req.Subscription = "sub-copy"
+		if _, ok, err := b.r.Copy(ctx, "copy-key-1"); ok || err != nil {
+			t.Fatalf("before any outcome: %v %v", ok, err)
+		}
+		c := mustClaim(t, b, req, ClaimFresh)
+		if err := b.r.Release(ctx, req.Key, c.Token, Result{Subscription: "sub-copy", CopyKey: "copy-key-1", Kind: events.Transient, Code: "TRANSPORT_ERROR"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := b.r.Copy(ctx, "copy-key-1"); ok {
+			t.Fatal("a transient outcome was kept under the copy key")
+		}
+		c = mustClaim(t, b, req, ClaimFresh)
+		mustComplete(t, b, req.Key, c.Token, Result{Subscription: "sub-copy", CopyKey: "copy-key-1", EventType: "SUBSCRIPTION_ORDER",
+			Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"9"}`), Code: "SUCCESS"})
+		trips := countRoundTrips(b.r, "")
+		got, ok, err := b.r.Copy(ctx, "copy-key-1")
+		if err != nil || !ok || got.Body != `{"success":true,"accountIdentifier":"9"}` || got.Key != "id:copy-1" || got.Subscription != "sub-copy" {
+			t.Fatalf("Copy = %+v %v %v", got, ok, err)
+		}
+		if n := trips.n.Load(); n > 2 { // EVALSHA, and EVAL the first time
+			t.Errorf("Copy took %d round trips", n)
+		}
+		if rec, _ := b.r.Delivery(ctx, req.Key); rec.Copies != 1 {
+			t.Errorf("the record counts %d copies, want 1", rec.Copies)
+		}
+		if log, _ := b.r.Deliveries(ctx, "sub-copy"); len(log) != 1 || log[0].Copies != 1 {
+			t.Errorf("the log: %+v", log)
+		}
+		if _, ok, _ := b.r.Copy(ctx, "copy-key-other-bytes"); ok {
+			t.Error("another copy key found the outcome")
+		}
+		// The record gone (EVENT_TTL): the copy is a miss, the slow path decides.
+		rec, _ := b.r.keys.delivery(req.Key)
+		if err := b.r.client.Del(ctx, rec).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := b.r.Copy(ctx, "copy-key-1"); ok {
+			t.Error("a copy whose record is gone was answered")
+		}
+	})
+}
