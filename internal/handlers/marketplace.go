@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
+	"github.com/banking-marketplace/webhook/internal/logctx"
 )
 
 type marketplace struct {
@@ -105,7 +107,11 @@ func (m *marketplace) receive(c echo.Context) error {
 			"product_identifier %q is not the product of extension %q (%q, product_id %q)",
 			ev.ProductIdentifier, c.Param("extension"), product.Name, product.ProductID)))
 	}
-	reply, err := m.receiver.Receive(req.Context(), inbox.Delivery{Key: key, Fingerprint: fingerprint, Event: ev, Product: product.Name, CopyKey: copyKey})
+	// Every log line of this delivery, the outside API calls' included,
+	// carries its request id, key and subscription.
+	ctx := logctx.With(req.Context(), zap.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
+		zap.String("key", key), zap.String("subscription", ev.SubscriptionID))
+	reply, err := m.receiver.Receive(ctx, inbox.Delivery{Key: key, Fingerprint: fingerprint, Event: ev, Product: product.Name, CopyKey: copyKey})
 	if err != nil {
 		return err
 	}

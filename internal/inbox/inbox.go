@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/logctx"
 )
 
 // Deliveries records deliveries and their outcomes. Complete and Release
@@ -154,7 +155,7 @@ func (in *Inbox) Copy(ctx context.Context, copyKey string) (r Reply, c events.Co
 	}
 	c, ok, err := in.deliveries.Copy(ctx, copyKey)
 	if err != nil {
-		in.log.Debug("looking up a copy failed; taking the whole path", zap.Error(err))
+		logctx.Logger(ctx, in.log).Debug("looking up a copy failed; taking the whole path", zap.Error(err))
 		return r, c, false
 	}
 	if !ok {
@@ -219,7 +220,7 @@ func (in *Inbox) receive(ctx context.Context, d Delivery) (reply Reply, stored b
 	for {
 		claim, err := in.deliveries.Claim(ctx, req)
 		if err != nil {
-			in.log.Warn("claiming a delivery failed", zap.String("key", d.Key), zap.Error(err))
+			logctx.Logger(ctx, in.log).Warn("claiming a delivery failed", zap.String("key", d.Key), zap.Error(err))
 			return unavailable("the delivery store is unavailable; nothing was processed"), false, nil
 		}
 		switch claim.State {
@@ -293,13 +294,13 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 	case errors.Is(err, events.ErrLeaseLost):
 		// Our lease ran out and another copy took over: our outcome still
 		// describes what happened, so answer it; the newer holder's stands.
-		in.log.Warn("delivery lease lost before its outcome was recorded", zap.String("key", d.Key))
+		logctx.Logger(ctx, in.log).Warn("delivery lease lost before its outcome was recorded", zap.String("key", d.Key))
 	case err != nil && out.Final():
 		// The effect happened and the reply is true, but it is not stored: a
 		// later copy is processed again, which every event type tolerates.
-		in.log.Error("recording a final outcome failed", zap.String("key", d.Key), zap.Error(err))
+		logctx.Logger(ctx, in.log).Error("recording a final outcome failed", zap.String("key", d.Key), zap.Error(err))
 	case err != nil:
-		in.log.Warn("releasing a delivery failed; its lease will expire", zap.String("key", d.Key), zap.Error(err))
+		logctx.Logger(ctx, in.log).Warn("releasing a delivery failed; its lease will expire", zap.String("key", d.Key), zap.Error(err))
 	}
 	return Reply{Kind: out.Kind, Body: body, Code: code, RetryAfter: out.RetryAfter, Calls: out.Calls}, out.Final() && err == nil, nil
 }

@@ -33,6 +33,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/logctx"
 )
 
 // Accounts records provisioned subscriptions and serialises the events of
@@ -130,14 +131,14 @@ func (s *Service) locked(ctx context.Context, w *work) events.Outcome {
 	}
 	subscription, err := s.target(ctx, w.ev)
 	if err != nil {
-		return s.storeDown(err)
+		return s.storeDown(ctx, err)
 	}
 	token, unlock, err := s.accounts.Lock(ctx, subscription, s.cfg.LockLease, s.cfg.LockWait)
 	switch {
 	case errors.Is(err, events.ErrBusy):
 		return events.InProgress("another event of this subscription is being processed; send this one again shortly", time.Second)
 	case err != nil:
-		return s.storeDown(err)
+		return s.storeDown(ctx, err)
 	}
 	defer unlock()
 	w.subscription, w.token = subscription, token
@@ -173,7 +174,7 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 		acct = events.Account{SubscriptionID: w.subscription, Product: w.plan.Product, UserID: ev.UserID,
 			Status: events.AccountProvisioning, CreatedAt: now, UpdatedAt: now}
 	case err != nil:
-		return s.storeDown(err)
+		return s.storeDown(ctx, err)
 	case acct.Status == events.AccountCancelled:
 		// Never provisioned again. A CANCEL that overtook a lost reply may
 		// have found nothing while an outside system was still creating
@@ -203,7 +204,7 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 		case Gone:
 			// Our own work, undone: the subscription was cancelled and its
 			// record lost. Record that again and refuse.
-			s.log.Warn("a target holds this subscription's work undone: it was cancelled",
+			logctx.Logger(ctx, s.log).Warn("a target holds this subscription's work undone: it was cancelled",
 				zap.String("subscription", w.subscription), zap.String("target", t.Name()))
 			step.Target, step.Undone = t.Name(), true
 			acct.Steps = append(acct.Steps, step)
@@ -224,14 +225,14 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 			acct.AccountIdentifier = step.ID
 		}
 		if err := s.save(ctx, w, &acct); err != nil {
-			return s.storeDown(err)
+			return s.storeDown(ctx, err)
 		}
 	}
 	acct.Status = events.AccountActive
 	acct.EventTime = eventTime(ev)
 	applyOrder(&acct, ev.Event.Payload.Order)
 	if err := s.save(ctx, w, &acct); err != nil {
-		return s.storeDown(err)
+		return s.storeDown(ctx, err)
 	}
 	return events.Provisioned(acct.AccountIdentifier)
 }
@@ -241,7 +242,7 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 // answers as it is and leaves the recorded steps for the next copy.
 func (s *Service) failed(ctx context.Context, w *work, acct *events.Account, t Target, doing string, err error) events.Outcome {
 	f := classify(t.Name(), err)
-	s.log.Warn("a target failed", zap.String("subscription", w.subscription), zap.String("target", t.Name()),
+	logctx.Logger(ctx, s.log).Warn("a target failed", zap.String("subscription", w.subscription), zap.String("target", t.Name()),
 		zap.String("doing", doing), zap.Stringer("kind", f.Kind), zap.String("code", string(f.Code)), zap.Error(f.Err))
 	if f.Kind != events.Final {
 		return outcomeOf(f)
@@ -264,7 +265,7 @@ func (s *Service) undo(ctx context.Context, w *work, acct *events.Account) (out 
 		}
 		if err := t.Deprovision(ctx, w.job(acct.Steps[:i]), step); err != nil {
 			f := classify(t.Name(), err)
-			s.log.Warn("undoing a step failed", zap.String("subscription", w.subscription), zap.String("target", t.Name()), zap.Error(f.Err))
+			logctx.Logger(ctx, s.log).Warn("undoing a step failed", zap.String("subscription", w.subscription), zap.String("target", t.Name()), zap.Error(f.Err))
 			return events.Unavailable("the order failed and undoing its earlier steps is not finished; send it again", max(f.RetryAfter, time.Second)), false
 		}
 		acct.Steps = acct.Steps[:i]
@@ -272,9 +273,9 @@ func (s *Service) undo(ctx context.Context, w *work, acct *events.Account) (out 
 			acct.AccountIdentifier = ""
 		}
 		if err := s.save(ctx, w, acct); err != nil {
-			return s.storeDown(err), false
+			return s.storeDown(ctx, err), false
 		}
-		s.log.Info("step undone", zap.String("subscription", w.subscription), zap.String("target", t.Name()))
+		logctx.Logger(ctx, s.log).Info("step undone", zap.String("subscription", w.subscription), zap.String("target", t.Name()))
 		if s.cfg.OnUndone != nil {
 			s.cfg.OnUndone(t.Name())
 		}
@@ -303,12 +304,12 @@ func (s *Service) change(ctx context.Context, w *work) events.Outcome {
 	case errors.Is(err, events.ErrNotFound) || (err == nil && acct.Status != events.AccountActive && acct.Status != events.AccountSuspended):
 		return events.Refused(events.AccountNotFound, "no active account for subscription "+ev.SubscriptionID)
 	case err != nil:
-		return s.storeDown(err)
+		return s.storeDown(ctx, err)
 	}
 	at := eventTime(ev)
 	if at != nil && acct.EventTime != nil && at.Before(*acct.EventTime) {
 		// A late CHANGE: a newer ORDER or CHANGE is applied already.
-		s.log.Info("a change older than the one applied is not applied",
+		logctx.Logger(ctx, s.log).Info("a change older than the one applied is not applied",
 			zap.String("subscription", w.subscription), zap.Time("event_time", *at), zap.Time("applied", *acct.EventTime))
 		return events.Provisioned(acct.AccountIdentifier)
 	}
@@ -321,7 +322,7 @@ func (s *Service) change(ctx context.Context, w *work) events.Outcome {
 		changed, err := t.Change(ctx, j, step)
 		if err != nil {
 			f := classify(t.Name(), err)
-			s.log.Warn("a target failed to apply a change", zap.String("subscription", w.subscription),
+			logctx.Logger(ctx, s.log).Warn("a target failed to apply a change", zap.String("subscription", w.subscription),
 				zap.String("target", t.Name()), zap.Stringer("kind", f.Kind), zap.Error(f.Err))
 			return outcomeOf(f)
 		}
@@ -333,7 +334,7 @@ func (s *Service) change(ctx context.Context, w *work) events.Outcome {
 		acct.EventTime = at
 	}
 	if err := s.save(ctx, w, &acct); err != nil {
-		return s.storeDown(err)
+		return s.storeDown(ctx, err)
 	}
 	return events.Provisioned(acct.AccountIdentifier)
 }
@@ -348,7 +349,7 @@ func (s *Service) cancel(ctx context.Context, w *work) events.Outcome {
 		acct = events.Account{SubscriptionID: w.subscription, Product: w.plan.Product, UserID: w.ev.UserID,
 			Status: events.AccountProvisioning, CreatedAt: now, UpdatedAt: now}
 	case err != nil:
-		return s.storeDown(err)
+		return s.storeDown(ctx, err)
 	case acct.Status == events.AccountCancelled:
 		// Cancelled before: cancelling again changes nothing, but work
 		// that landed after the first cancel must not stay behind.
@@ -381,7 +382,7 @@ func cancelledReply(w *work, acct *events.Account) events.Outcome {
 func (s *Service) deprovisionAll(ctx context.Context, w *work, acct *events.Account, for_ events.EventType) (out events.Outcome, ok bool) {
 	fail := func(t Target, doing string, err error) (events.Outcome, bool) {
 		f := classify(t.Name(), err)
-		s.log.Warn("a target failed while cancelling", zap.String("subscription", w.subscription),
+		logctx.Logger(ctx, s.log).Warn("a target failed while cancelling", zap.String("subscription", w.subscription),
 			zap.String("target", t.Name()), zap.String("doing", doing), zap.Error(f.Err))
 		if for_ == events.SubscriptionCancel {
 			return events.NotCancelled(t.Name() + " failed while " + doing + "; the subscription is kept, send the cancel again"), false
@@ -418,7 +419,7 @@ func (s *Service) deprovisionAll(ctx context.Context, w *work, acct *events.Acco
 		}
 		if err := t.Deprovision(ctx, w.job(acct.Steps), step); err != nil {
 			if err := s.save(ctx, w, acct); err != nil {
-				s.log.Warn("recording a cancel's progress failed", zap.Error(err))
+				logctx.Logger(ctx, s.log).Warn("recording a cancel's progress failed", zap.Error(err))
 			}
 			return fail(t, "deprovisioning", err)
 		}
@@ -427,7 +428,7 @@ func (s *Service) deprovisionAll(ctx context.Context, w *work, acct *events.Acco
 	now := s.now().UTC()
 	acct.Status, acct.CancelledAt = events.AccountCancelled, &now
 	if err := s.save(ctx, w, acct); err != nil {
-		return s.storeDown(err), false
+		return s.storeDown(ctx, err), false
 	}
 	return out, true
 }
@@ -440,7 +441,7 @@ func (s *Service) sweep(ctx context.Context, w *work, acct *events.Account) (out
 		step, presence, err := t.Find(ctx, j)
 		if err != nil {
 			f := classify(t.Name(), err)
-			s.log.Warn("checking a cancelled subscription failed", zap.String("target", t.Name()), zap.Error(f.Err))
+			logctx.Logger(ctx, s.log).Warn("checking a cancelled subscription failed", zap.String("target", t.Name()), zap.Error(f.Err))
 			if w.ev.EventType == events.SubscriptionCancel {
 				return events.NotCancelled(t.Name() + " could not be checked; send the cancel again"), false
 			}
@@ -453,7 +454,7 @@ func (s *Service) sweep(ctx context.Context, w *work, acct *events.Account) (out
 			}
 			continue
 		}
-		s.log.Warn("a cancelled subscription had live work; undoing it", zap.String("subscription", w.subscription), zap.String("target", t.Name()))
+		logctx.Logger(ctx, s.log).Warn("a cancelled subscription had live work; undoing it", zap.String("subscription", w.subscription), zap.String("target", t.Name()))
 		if err := t.Deprovision(ctx, j, step); err != nil {
 			f := classify(t.Name(), err)
 			if w.ev.EventType == events.SubscriptionCancel {
@@ -524,7 +525,7 @@ func eventTime(ev *events.SubscriptionEvent) *time.Time {
 	return &t
 }
 
-func (s *Service) storeDown(err error) events.Outcome {
-	s.log.Warn("account store unavailable", zap.Error(err))
+func (s *Service) storeDown(ctx context.Context, err error) events.Outcome {
+	logctx.Logger(ctx, s.log).Warn("account store unavailable", zap.Error(err))
 	return events.Unavailable("the account store is unavailable; nothing final was recorded, send the event again", 5*time.Second)
 }
