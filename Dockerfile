@@ -7,8 +7,14 @@
 #   docker run --rm -p 9090:9090 webhook:1.2.3 q2-sandbox --addr 0.0.0.0:9090
 #
 # See deploy/README.md for Kubernetes and docker compose.
+#
+# Base images are pinned by exact tag: the Go patch release is go.mod's
+# (deploy_test.go checks). For a reproducible production image, pin each by
+# digest too, IMAGE:TAG@sha256:... (deploy/README.md, "Pinning the base
+# images", says how); this file has no digests because they must be read
+# from the registry, not written from memory.
 
-FROM golang:1.26-bookworm AS build
+FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 
 # Modules first, in their own layer: it is rebuilt only when go.mod or
@@ -25,6 +31,8 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}"
 
 # static-debian12: CA certificates (for https Q2 and rediss Redis), tzdata,
 # /etc/passwd with the nonroot user (uid/gid 65532); no shell, no libc.
+# Distroless publishes no version tags: :nonroot moves with every rebuild,
+# and only a digest pins it.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /webhook /webhook
 USER nonroot:nonroot

@@ -1,8 +1,16 @@
 # The team's habits. CI runs .ci/run, which runs `go test -race ./...`
-# against a real Redis.
-.PHONY: run test ci lint bench fuzz sandbox loadtest
+# against a real Redis. `make` alone lists the targets.
+.PHONY: help build run test ci lint bench fuzz sandbox loadtest
+.DEFAULT_GOAL := help
 
 STATICCHECK = v0.8.2
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+help:           ## this list: each target and what it does
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build:          ## the binary, bin/webhook (VERSION=1.2.3 to set what `webhook version` prints)
+	CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/webhook ./cmd/webhook
 
 run:            ## the service on embedded defaults (embedded Redis and Q2 sandbox)
 	go run ./cmd/webhook

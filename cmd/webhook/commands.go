@@ -43,7 +43,7 @@ func runSandbox(ctx context.Context, args []string, getenv func(string) string, 
 	if *ttl <= 0 {
 		return &configError{msg: "--token-ttl: must be more than zero, like 1h"}
 	}
-	log := newLogger(stdout, zap.InfoLevel)
+	log := newLogger(stdout, zap.InfoLevel, "auto")
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return &configError{msg: fmt.Sprintf("--addr: cannot listen on %q: %v", *addr, err)}

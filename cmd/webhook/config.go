@@ -55,6 +55,7 @@ type config struct {
 	ProductsFile    string
 	APITokens       []string
 	LogLevel        zapcore.Level
+	LogFormat       string // auto, json or console
 }
 
 // SandboxMode reports whether Q2 calls go to the embedded sandbox.
@@ -96,6 +97,7 @@ var settings = []setting{
 	{"API_TOKENS", "api-tokens", "", "space-separated bearer tokens of the read API (/v1/...), several for rotation; empty: those routes answer 404"},
 	{"PRODUCTS_FILE", "products-file", "", "the products file (YAML or JSON); empty: one product on every extension, provisioning a Q2 user"},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error"},
+	{"LOG_FORMAT", "log-format", "auto", "json, console, or auto: console on a terminal, JSON otherwise"},
 }
 
 // configError is a bad flag or setting: the command exits with status 2.
@@ -150,6 +152,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 var apiVersion = regexp.MustCompile(`^v[0-9]+$`)
 
 func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
+	if err := placeholders(v); err != nil {
+		return nil, err
+	}
 	c := &config{
 		Addr:                v["WEBHOOK_ADDR"],
 		RedisURL:            v["REDIS_URL"],
@@ -171,6 +176,7 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 		CancelDeletes:       strings.ToLower(v["CANCEL_DELETES"]),
 		ProductsFile:        v["PRODUCTS_FILE"],
 		APITokens:           strings.Fields(v["API_TOKENS"]),
+		LogFormat:           strings.ToLower(v["LOG_FORMAT"]),
 	}
 	var err error
 	if c.RedisCluster, err = strconv.ParseBool(v["REDIS_CLUSTER"]); err != nil {
@@ -217,6 +223,9 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 	}
 	if c.LogLevel, err = zapcore.ParseLevel(v["LOG_LEVEL"]); err != nil {
 		return nil, badSetting(s["LOG_LEVEL"], "%q is not a level; use debug, info, warn or error", v["LOG_LEVEL"])
+	}
+	if c.LogFormat != "auto" && c.LogFormat != "json" && c.LogFormat != "console" {
+		return nil, badSetting(s["LOG_FORMAT"], "%q is not json, console or auto", v["LOG_FORMAT"])
 	}
 	if c.CancelDeletes != "user" && c.CancelDeletes != "customer" {
 		return nil, badSetting(s["CANCEL_DELETES"], "%q is not user or customer", v["CANCEL_DELETES"])
@@ -272,4 +281,51 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 		return nil, badSetting(s["WEBHOOK_AUTH"], "%q is not signature, basic or none", v["WEBHOOK_AUTH"])
 	}
 	return c, nil
+}
+
+// placeholder is the mark of a value the example manifests leave to fill in.
+const placeholder = "CHANGE-ME"
+
+// baseURLs are the outside APIs' base URL settings.
+var baseURLs = []string{"Q2_BASE_URL", "QBD_BASE_URL", "HELIX_BASE_URL"}
+
+// placeholders refuses the example manifests' unfilled values: any value
+// holding CHANGE-ME, and a base URL on the .invalid top-level domain (such
+// as q2.example.invalid), which is reserved never to resolve. A pod started
+// with them then stops at once naming the setting, and never turns ready,
+// rather than failing each delivery later.
+func placeholders(v map[string]string) error {
+	for _, s := range settings {
+		if strings.Contains(strings.ToUpper(v[s.env]), placeholder) {
+			return badSetting(s, "still the placeholder %s from the example manifest; set the real value", placeholder)
+		}
+	}
+	for _, env := range baseURLs {
+		u, err := url.Parse(v[env])
+		if err != nil {
+			continue // parseConfig names the bad URL
+		}
+		host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+		if host == "invalid" || strings.HasSuffix(host, ".invalid") {
+			return &configError{msg: fmt.Sprintf("%s: %q is the example manifest's placeholder (a .invalid host never resolves); set the real base URL", env, v[env])}
+		}
+	}
+	return nil
+}
+
+// processTimeoutWarning is where PROCESS_TIMEOUT starts to outlast the
+// marketplace's patience: it stops waiting for a reply after about 5 s.
+const processTimeoutWarning = 5 * time.Second
+
+// warnings are settings that parse but probably do not do what was meant;
+// the service logs each one at start.
+func (c *config) warnings() []string {
+	var out []string
+	if len(c.Secrets) > 0 && c.Auth != "signature" {
+		out = append(out, fmt.Sprintf("WEBHOOK_SECRETS is set but WEBHOOK_AUTH=%s ignores it: signatures are not checked; set WEBHOOK_AUTH=signature, or unset WEBHOOK_SECRETS", c.Auth))
+	}
+	if c.ProcessTimeout >= processTimeoutWarning {
+		out = append(out, fmt.Sprintf("PROCESS_TIMEOUT=%s: the marketplace stops waiting for a reply after about 5s and sends the event again, so slower processing only makes copies; use 4s or less", c.ProcessTimeout))
+	}
+	return out
 }

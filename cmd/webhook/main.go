@@ -46,11 +46,12 @@ var version = "dev"
 const usage = `Usage: webhook [COMMAND] [flags]
 
 Commands:
-  serve        run the receiver (the default)
+  serve        run the receiver (the default; its settings: webhook serve --help)
   replay       send fixture files to a running receiver
   sandbox      run the sandbox alone: Q2, QBD Connect and Helix in memory (alias: q2-sandbox)
   bench        the load benchmark against a floor server (see BENCHMARKS.md; run inside the repository)
   version      print the version
+  help         print this list (also: webhook --help, webhook -h)
 
 Run "webhook COMMAND --help" for a command's flags.
 `
@@ -58,6 +59,10 @@ Run "webhook COMMAND --help" for a command's flags.
 // run is the whole program, callable from tests: ctx ends it (as SIGINT or
 // SIGTERM does), getenv stands for the environment.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h" || args[0] == "-help") {
+		fmt.Fprint(stdout, usage) // the commands; `webhook serve --help` has serve's flags
+		return nil
+	}
 	cmd := "serve"
 	if len(args) > 0 && (args[0] == "" || args[0][0] != '-') {
 		cmd, args = args[0], args[1:]

@@ -54,6 +54,19 @@ func TestConfigErrors(t *testing.T) {
 		{"bad products file", nil, map[string]string{"PRODUCTS_FILE": "testdata/bad-products.yaml"}, `PRODUCTS_FILE testdata/bad-products.yaml: product "Desk": extension_list: extension "plus" belongs to product "Plus" too`},
 		{"bad wait replicas", nil, map[string]string{"REDIS_WAIT_REPLICAS": "-1"}, "REDIS_WAIT_REPLICAS"},
 		{"wait replicas on the embedded redis", nil, map[string]string{"REDIS_WAIT_REPLICAS": "1"}, "REDIS_WAIT_REPLICAS: the embedded Redis has no replicas"},
+		{"bad log format", nil, map[string]string{"LOG_FORMAT": "yaml"}, `LOG_FORMAT: "yaml" is not json, console or auto`},
+		// The example manifests' placeholders (deploy/kubernetes): a pod
+		// with unfilled settings stops at once and never turns ready.
+		{"placeholder secret", nil, map[string]string{"Q2_BASE_URL": "https://q2.example.com", "Q2_CLIENT_ID": "id",
+			"Q2_CLIENT_SECRET": "CHANGE-ME-q2-client-secret", "WEBHOOK_AUTH": "none"},
+			"Q2_CLIENT_SECRET: still the placeholder CHANGE-ME from the example manifest; set the real value"},
+		{"placeholder signing secret", nil, map[string]string{"WEBHOOK_SECRETS": "whsec_CHANGE-ME-base64-of-24-or-more-random-bytes"},
+			"WEBHOOK_SECRETS: still the placeholder CHANGE-ME"},
+		{"placeholder in a flag, any case", []string{"--q2-client-id", "change-me"}, nil, "Q2_CLIENT_ID: still the placeholder CHANGE-ME"},
+		{"placeholder q2 host", nil, map[string]string{"Q2_BASE_URL": "https://q2.example.invalid", "Q2_CLIENT_ID": "id", "Q2_CLIENT_SECRET": "s"},
+			`Q2_BASE_URL: "https://q2.example.invalid" is the example manifest's placeholder (a .invalid host never resolves); set the real base URL`},
+		{"placeholder qbd host", nil, map[string]string{"QBD_BASE_URL": "https://QBD.Invalid./"}, "QBD_BASE_URL: "},
+		{"placeholder helix host", nil, map[string]string{"HELIX_BASE_URL": "https://helix.example.invalid:8443", "HELIX_API_KEY": "k", "HELIX_API_SECRET": "s"}, "HELIX_BASE_URL: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

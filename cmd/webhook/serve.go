@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,8 +20,6 @@ import (
 	"github.com/banking-marketplace/webhook/internal/signature"
 	"github.com/banking-marketplace/webhook/internal/store"
 )
-
-var redisLoggerOnce sync.Once
 
 // serve runs the receiver until ctx ends, then drains: it stops accepting,
 // lets in-flight deliveries finish (their work is not cancelled by the
@@ -42,21 +39,27 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return &configError{msg: err.Error()}
 		}
 	}
-	log := newLogger(stdout, cfg.LogLevel)
+	log := newLogger(stdout, cfg.LogLevel, cfg.LogFormat)
 	defer func() { _ = log.Sync() }()
+	for _, w := range cfg.warnings() {
+		log.Warn(w)
+	}
 
 	// Start-up steps must not hang forever on an unreachable dependency.
 	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 
 	m := metrics.New()
-	// go-redis logs through one process-wide logger: set it once.
-	redisLoggerOnce.Do(func() { store.SetClientLogger(log.Named("redis")) })
+	// go-redis logs through one process-wide logger, muted while the start
+	// ping's failure is about to be said once, as the error.
+	setGoRedisLogger(log.Named("redis"))
+	unmute := muteGoRedis()
 	db, err := store.Open(startCtx, store.Options{
 		URL: cfg.RedisURL, MasterName: cfg.RedisSentinelMaster, Cluster: cfg.RedisCluster, Logger: log,
 		WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout,
 		OnError: m.RedisError,
 	})
+	unmute()
 	switch {
 	case errors.Is(err, store.ErrUnavailable):
 		return fmt.Errorf("opening redis: %w", err)
@@ -70,6 +73,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer stopSandbox()
+	// Credentials an outside API refuses stop the start (exit 1); an API
+	// that does not answer is a warning, and /readyz shows its state.
+	outside := outsideMonitorFor(cfg, clients, log)
+	if err := outside.start(ctx); err != nil {
+		return err
+	}
+	defer outside.watchInBackground(recheckEvery)()
 
 	switch {
 	case cfg.Auth == "none":
@@ -102,6 +112,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Auth:        auth,
 		MaxInFlight: cfg.MaxInFlight,
 		Logger:      log,
+		Outside:     outside.State,
 		Ready: func(ctx context.Context) error {
 			if draining.Load() {
 				return &handlers.NotReadyError{Reason: "shutting down"}

@@ -34,7 +34,8 @@ func setReason(c echo.Context, err error) { c.Set(reasonKey, err.Error()) }
 // reason (the cause, never a secret or the body); for a delivery its key,
 // type, subscription, extension, outcome and Q2 calls. It never logs bodies
 // or headers. 2xx is info, other statuses warn, and a 5xx that is the
-// service's own fault (UNKNOWN_ERROR) is an error.
+// service's own fault (UNKNOWN_ERROR) is an error; a probe answered 2xx is
+// debug.
 func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		HandleError:  true, // run errorHandler first: v.Status is then what was sent
@@ -79,7 +80,7 @@ func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
 				)
 				obs.Delivered(d.eventType, outcome, d.replayed, v.Latency)
 			}
-			log.Log(level(v.Status, code), msg, fields...)
+			log.Log(quietProbe(v.RoutePath, level(v.Status, code)), msg, fields...)
 			return nil
 		},
 	})
@@ -104,4 +105,14 @@ func reason(e *events.Error) string {
 		return e.Message
 	}
 	return e.Cause.Error()
+}
+
+// quietProbe lowers a probe's info line (/healthz, /readyz answered 2xx) to
+// debug: orchestrators call them every few seconds, and those lines would
+// bury the deliveries. A probe that fails keeps its warning.
+func quietProbe(route string, l zapcore.Level) zapcore.Level {
+	if l == zapcore.InfoLevel && (route == "/healthz" || route == "/readyz") {
+		return zapcore.DebugLevel
+	}
+	return l
 }

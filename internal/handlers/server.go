@@ -64,6 +64,12 @@ type Config struct {
 	MaxBodyReaders  int           // requests reading their bodies at once; 0 = DefaultMaxBodyReaders
 	BodyMemory      int64         // bytes of bodies held at once; 0 = DefaultBodyMemory
 	BodyReadTimeout time.Duration // how long a body may take to arrive; 0 = DefaultBodyReadTimeout
+
+	// Outside is the outside APIs' last known state ("q2": "ok", ...),
+	// shown in /readyz's body under "outside". It never changes the status,
+	// which is about Redis (Ready): an outside API down must not take every
+	// replica out of the Service. nil: left out.
+	Outside func() map[string]string
 }
 
 // NotReadyError is why the service is not ready: Reason is said in /readyz's
@@ -144,6 +150,10 @@ func newHandler(cfg Config) (*echo.Echo, *marketplace) {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
 	e.GET("/readyz", func(c echo.Context) error {
+		body := map[string]any{"status": "ready"}
+		if cfg.Outside != nil {
+			body["outside"] = cfg.Outside()
+		}
 		if cfg.Ready != nil {
 			ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 			defer cancel()
@@ -154,10 +164,11 @@ func newHandler(cfg Config) (*echo.Echo, *marketplace) {
 					reason = nr.Reason
 				}
 				setReason(c, err)
-				return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": reason})
+				body["status"], body["reason"] = "unavailable", reason
+				return c.JSON(http.StatusServiceUnavailable, body)
 			}
 		}
-		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+		return c.JSON(http.StatusOK, body)
 	})
 	return e, m
 }

@@ -75,6 +75,19 @@ func (t *tokens) drop(used oauth2.TokenSource) {
 	}
 }
 
+// refresh fetches a new token now and makes it the one later calls use, so
+// that a check of the credentials costs no extra token request afterwards.
+func (t *tokens) refresh(ctx context.Context) error {
+	tok, err := token(ctx, t.fetch)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cur = oauth2.ReuseTokenSource(tok, t.fetch)
+	return nil
+}
+
 // token gets a token from ts, giving up when ctx is done.
 func token(ctx context.Context, ts oauth2.TokenSource) (*oauth2.Token, error) {
 	type result struct {

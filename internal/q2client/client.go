@@ -137,6 +137,20 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
+// CheckToken fetches a new access token with the client credentials, so
+// that a service finds out at start, rather than on its first delivery,
+// that Q2 refuses them (an error matching ErrUnauthorized, or ErrNotFound
+// when the token endpoint is not at the base URL and version) or cannot be
+// reached (ErrTransient). It is not retried: the caller decides what an
+// unreachable Q2 means. The token becomes the one later calls use. Without
+// credentials there is nothing to check, and it returns nil.
+func (c *Client) CheckToken(ctx context.Context) error {
+	if c.auth == nil {
+		return nil
+	}
+	return c.auth.refresh(ctx)
+}
+
 func (c *Client) url(segments ...string) *url.URL {
 	return c.base.JoinPath(append([]string{c.version}, segments...)...)
 }
