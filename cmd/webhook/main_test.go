@@ -429,3 +429,31 @@ func TestProductStoriesReplay(t *testing.T) {
 		t.Error("/metrics carries a subscription id in a label")
 	}
 }
+
+// Every log line of a delivery, the outside API calls' included, carries
+// its request id, delivery key and subscription; Q2's own request ids are
+// logged with each call.
+func TestCorrelatedLogs(t *testing.T) {
+	t.Parallel()
+	_, url := startSandbox(t, sandbox.Config{})
+	env := q2Env(url, "")
+	env["LOG_LEVEL"] = "debug"
+	env["LOG_FORMAT"] = "json"
+	svc := startService(t, env)
+	wantReply(t, post(t, svc.url+"/marketplace/p", withSubscription(t, "subscription-order.json", "sub-correlated", ""), http.Header{"Webhook-Id": {"msg_correlated"}}), 200, "")
+	var calls int
+	for _, line := range strings.Split(svc.logs.String(), "\n") {
+		if !strings.Contains(line, `"msg":"q2 call"`) || strings.Contains(line, `"endpoint":"token"`) {
+			continue
+		}
+		calls++
+		for _, want := range []string{`"key":"id:msg_correlated"`, `"subscription":"sub-correlated"`, `"request_id":"`, `"requestid":"`} {
+			if !strings.Contains(line, want) {
+				t.Errorf("a q2 call's log line lacks %s: %s", want, line)
+			}
+		}
+	}
+	if calls != 3 {
+		t.Errorf("%d q2 call lines, want 3 (lookup, enrollment, lookup)", calls)
+	}
+}

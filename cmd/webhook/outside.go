@@ -15,6 +15,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/helixclient"
+	"github.com/banking-marketplace/webhook/internal/logctx"
 	"github.com/banking-marketplace/webhook/internal/metrics"
 	"github.com/banking-marketplace/webhook/internal/q2client"
 	"github.com/banking-marketplace/webhook/internal/qbdclient"
@@ -117,7 +118,7 @@ func observeQ2(log *zap.Logger, m *metrics.Metrics) func(context.Context, q2clie
 		} else {
 			events.CountCall(ctx)
 		}
-		log.Debug("q2 call", zap.String("endpoint", a.Endpoint), zap.Int("status", a.Status),
+		logctx.Logger(ctx, log).Debug("q2 call", zap.String("endpoint", a.Endpoint), zap.Int("status", a.Status),
 			zap.Duration("duration", a.Duration), zap.String("requestid", a.RequestID), zap.String("log_ref_id", a.LogRefID))
 	}
 }
@@ -127,7 +128,7 @@ func observeHelix(log *zap.Logger, m *metrics.Metrics) func(context.Context, hel
 	return func(ctx context.Context, a helixclient.Attempt) {
 		events.CountCall(ctx)
 		m.Upstream("helix", a.Route, a.Status, a.Duration)
-		log.Debug("helix call", zap.String("route", a.Route), zap.Int("status", a.Status),
+		logctx.Logger(ctx, log).Debug("helix call", zap.String("route", a.Route), zap.Int("status", a.Status),
 			zap.Duration("duration", a.Duration), zap.String("requestId", a.RequestID))
 	}
 }
