@@ -87,10 +87,10 @@ type Result struct {
 	// byte-identical copy is answered before any JSON work (see Copy).
 	CopyKey   string
 	EventType string // for a copy's log line
-	Kind         Kind
-	Body         []byte // the reply; stored for replay when Kind is Final
-	Code         string // outcome code for the history ("SUCCESS", "ACCOUNT_NOT_FOUND", ...)
-	Duration     time.Duration
+	Kind      Kind
+	Body      []byte // the reply; stored for replay when Kind is Final
+	Code      string // outcome code for the history ("SUCCESS", "ACCOUNT_NOT_FOUND", ...)
+	Duration  time.Duration
 }
 
 // DeliverySummary is one delivery in a subscription's delivery log, for

@@ -380,7 +380,9 @@ func TestCopiesAreAnsweredBeforeDecoding(t *testing.T) {
 	h := New(Config{Receiver: recv, MaxInFlight: 1})
 	// Hold the only processing slot with another delivery.
 	done := make(chan int)
-	go func() { done <- do(t, h, http.MethodPost, "/marketplace/x", order, http.Header{"Webhook-Id": {"msg_other"}}).Code }()
+	go func() {
+		done <- do(t, h, http.MethodPost, "/marketplace/x", order, http.Header{"Webhook-Id": {"msg_other"}}).Code
+	}()
 	<-entered
 
 	rec := do(t, h, http.MethodPost, "/marketplace/x", order, http.Header{"Webhook-Id": {"msg_1"}})
