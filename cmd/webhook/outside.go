@@ -78,7 +78,13 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 			stop()
 		}
 	}()
+	// One pool for the three clients: without it each would use
+	// http.DefaultTransport, which keeps 2 idle connections per host, so
+	// under MAX_IN_FLIGHT concurrent deliveries most Q2 calls opened (and
+	// left in TIME_WAIT) a new connection.
+	hc := &http.Client{Transport: outsideTransport(cfg.MaxInFlight)}
 	if c.q2, err = q2client.New(q2Base,
+		q2client.WithHTTPClient(hc),
 		q2client.WithAPIVersion(cfg.Q2APIVersion),
 		q2client.WithCredentials(q2ID, q2Secret, scopes...),
 		q2client.WithLogger(log.Named("q2")),
@@ -87,6 +93,7 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 		return c, nil, &configError{msg: "Q2_BASE_URL: " + err.Error()}
 	}
 	if c.qbd, err = qbdclient.New(qbdBase,
+		qbdclient.WithHTTPClient(&http.Client{Transport: hc.Transport, Timeout: 10 * time.Second}),
 		qbdclient.WithAPIVersion(cfg.QBDAPIVersion),
 		qbdclient.WithToken(cfg.QBDToken),
 		qbdclient.WithLogger(log.Named("qbd_connect")),
@@ -98,6 +105,7 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 		return c, nil, &configError{msg: "QBD_BASE_URL: " + err.Error()}
 	}
 	if c.helix, err = helixclient.New(helixBase,
+		helixclient.WithHTTPClient(hc),
 		helixclient.WithCredentials(helixKey, helixSecret),
 		helixclient.WithLogger(log.Named("helix")),
 		helixclient.WithObserver(observeHelix(log.Named("helix"), m)),
@@ -105,6 +113,17 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 		return c, nil, &configError{msg: "HELIX_BASE_URL: " + err.Error()}
 	}
 	return c, stop, nil
+}
+
+// outsideTransport is http.DefaultTransport's settings with as many idle
+// connections per host as deliveries may run at once (MAX_IN_FLIGHT), so
+// that a burst reuses its connections to the outside APIs instead of
+// opening one per call.
+func outsideTransport(maxInFlight int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = max(maxInFlight, 2)
+	t.MaxIdleConns = max(3*maxInFlight, t.MaxIdleConns)
+	return t
 }
 
 // observeQ2 counts each Q2 attempt for the delivery's log line and the

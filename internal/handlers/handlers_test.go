@@ -403,3 +403,21 @@ func TestCopiesAreAnsweredBeforeDecoding(t *testing.T) {
 		t.Errorf("Receive was called %d times, want once (the slot holder)", len(recv.got))
 	}
 }
+
+// BenchmarkCopyKey is the only work a byte-identical copy costs before its
+// one Redis round trip: a SHA-256 of the webhook-id and the raw body, in hex.
+//
+//	go test -run '^$' -bench CopyKey -benchmem ./internal/handlers
+func BenchmarkCopyKey(b *testing.B) {
+	body, err := os.ReadFile("../events/testdata/subscription-order.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if k := copyKeyOf("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", body); len(k) != 64 {
+			b.Fatalf("copy key %q is not 64 hex digits", k)
+		}
+	}
+}

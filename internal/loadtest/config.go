@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
 	"time"
 )
 
@@ -30,6 +31,7 @@ type config struct {
 	Fixture                   string // "": the embedded ORDER
 	RedisServer               string
 	KeepLogs                  bool
+	GoMemLimit                string // GOMEMLIMIT of the service and the floor; "": unset
 }
 
 // The phases' defaults and their --quick sizes.
@@ -89,6 +91,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.MaxInFlight, "max-in-flight", cfg.MaxInFlight, "MAX_IN_FLIGHT of the service and of the floor")
 	fs.StringVar(&cfg.Fixture, "fixture", "", "a SUBSCRIPTION_ORDER JSON file to build the ORDERs from (default: the embedded fixtures/story/01-order.json)")
 	fs.StringVar(&cfg.RedisServer, "redis-server", cfg.RedisServer, "the redis-server program")
+	fs.StringVar(&cfg.GoMemLimit, "gomemlimit", "", "GOMEMLIMIT of the service and of the floor, like 48MiB (default: unset, the Go runtime's default)")
 	fs.BoolVar(&cfg.KeepLogs, "keep-logs", false, "keep the processes' logs and binaries (their folder is printed)")
 	isQuick := fs.Bool("quick", false, "tiny phases, for a smoke test (flags given explicitly still win)")
 	if err := fs.Parse(args); err != nil {
@@ -124,8 +127,14 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 // descriptor in this process and in the server.
 const maxConcurrency = 5000
 
+// goMemLimit is what the Go runtime accepts in GOMEMLIMIT.
+var goMemLimit = regexp.MustCompile(`^[0-9]+(B|KiB|MiB|GiB|TiB)?$`)
+
 func (c config) validate() error {
 	bad := func(format string, args ...any) error { return &UsageError{Msg: fmt.Sprintf(format, args...)} }
+	if c.GoMemLimit != "" && !goMemLimit.MatchString(c.GoMemLimit) {
+		return bad("--gomemlimit %q: want bytes with an optional unit, like 48MiB", c.GoMemLimit)
+	}
 	if c.New.N < 1 {
 		return bad("--new %d: want at least 1, like 2000 (the copies phases copy these ORDERs)", c.New.N)
 	}

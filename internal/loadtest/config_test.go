@@ -22,6 +22,7 @@ func TestParseArgs(t *testing.T) {
 			return c.New == load{5, quick.New.C} && c.Conns == load{quick.Conns.N, 3}
 		}},
 		{"a phase skipped", []string{"--storm", "0"}, func(c config) bool { return c.Storm.N == 0 }},
+		{"gomemlimit", []string{"--gomemlimit", "48MiB"}, func(c config) bool { return c.GoMemLimit == "48MiB" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -50,6 +51,7 @@ func TestParseArgsRefuses(t *testing.T) {
 		{[]string{"--request-timeout", "-1s"}, "--request-timeout"},
 		{[]string{"--max-in-flight", "0"}, "--max-in-flight"},
 		{[]string{"--redis-server", ""}, "--redis-server"},
+		{[]string{"--gomemlimit", "48M"}, "--gomemlimit"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"extra"}, "extra"},
 	}

@@ -77,7 +77,11 @@ func startStack(ctx context.Context, cfg config, dir string, bins binaries) (st 
 	}
 
 	redisURL := "redis://" + st.redisAddr + "/0"
-	serviceEnv := append(slices.Clip(env),
+	targetEnv := slices.Clip(env)
+	if cfg.GoMemLimit != "" {
+		targetEnv = append(targetEnv, "GOMEMLIMIT="+cfg.GoMemLimit)
+	}
+	serviceEnv := append(slices.Clip(targetEnv),
 		"WEBHOOK_ADDR=127.0.0.1:"+strconv.Itoa(wp),
 		"REDIS_URL="+redisURL,
 		"Q2_BASE_URL="+st.sandboxURL,
@@ -96,7 +100,7 @@ func startStack(ctx context.Context, cfg config, dir string, bins binaries) (st 
 		return nil, err
 	}
 
-	fl, err := st.start("floor", dir, env, bins.floor,
+	fl, err := st.start("floor", dir, targetEnv, bins.floor,
 		"--addr", "127.0.0.1:"+strconv.Itoa(fp), "--redis-url", redisURL,
 		"--q2-base-url", st.sandboxURL, "--q2-client-id", clientID, "--q2-client-secret", secret,
 		"--max-in-flight", strconv.Itoa(cfg.MaxInFlight))

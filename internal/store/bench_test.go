@@ -108,3 +108,32 @@ func BenchmarkDeliveryLog(b *testing.B) {
 	}
 	b.ReportMetric(float64(rt.n.Load())/float64(b.N), "roundtrips/op")
 }
+
+// BenchmarkCopy is a byte-identical copy answered from its copy key: one
+// EVALSHA that also counts the copy in the record and the delivery log.
+func BenchmarkCopy(b *testing.B) {
+	r := benchBackend(b)
+	ctx := b.Context()
+	req := ClaimRequest{Key: "id:copy-bench", Fingerprint: fpA, Lease: 5 * time.Second, TTL: time.Hour,
+		EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-copy-bench"}
+	c, err := r.Claim(ctx, req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res := Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"123456"}`), Code: "SUCCESS",
+		Subscription: req.Subscription, EventType: req.EventType, CopyKey: "copy-bench"}
+	if err := r.Complete(ctx, req.Key, c.Token, res, time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	if _, ok, err := r.Copy(ctx, "copy-bench"); !ok || err != nil { // loads the script
+		b.Fatalf("Copy = %t, %v", ok, err)
+	}
+	rt := countRoundTrips(r, "")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok, err := r.Copy(ctx, "copy-bench"); !ok || err != nil {
+			b.Fatalf("Copy = %t, %v", ok, err)
+		}
+	}
+	b.ReportMetric(float64(rt.n.Load())/float64(b.N), "roundtrips/op")
+}

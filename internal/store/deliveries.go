@@ -145,33 +145,39 @@ redis.call('HSET', rec, 'state', 'done', 'kind', ARGV[2], 'body', ARGV[3], 'code
 redis.call('PEXPIRE', rec, ARGV[6])
 redis.call('DEL', lease)
 if ARGV[10] ~= '' then
-  local f = redis.call('HMGET', rec, 'key', 'type', 'sub')
-  redis.call('SET', ARGV[10], cjson.encode({k = f[1], t = f[2], s = f[3], b = ARGV[3], h = ARGV[7]}), 'PX', ARGV[6])
+  redis.call('SET', ARGV[10], ARGV[7], 'PX', ARGV[6])
 end
 return {1, indexed(rec, ARGV[7], ARGV[8], ARGV[9], ARGV[6])}
 `)
 
 // copyScript answers a byte-identical copy of an answered delivery from
 // its copy key, in one round trip, and counts it in the delivery's record
-// and log as the claim script would. It reaches the record through the
-// key stored in the copy (not declared: single node and Sentinel only; on
-// Cluster a plain GET answers and the counters are not moved). A copy whose
-// record is gone or no longer done is a miss: the slow path decides.
-// KEYS: copy. ARGV: key prefix, now ms, cap.
+// and log as the claim script would. The copy key holds only the record's
+// hash: the reply, the delivery key, type and subscription are read from
+// the record, so they are stored once (a copy key written by an earlier
+// version holds JSON with the hash as "h"). The record is reached through
+// a key not declared: single node and Sentinel only; on Cluster the copy
+// key holds the whole answer (events.Copy as JSON), a plain GET answers
+// and the counters are not moved. A copy whose record is gone or no longer
+// done is a miss: the slow path decides.
+// KEYS: copy. ARGV: key prefix, now ms, cap. Returns {key, type, sub,
+// reply} or nil.
 var copyScript = redis.NewScript(indexLua + `
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
-local d = cjson.decode(v)
-local rec = ARGV[1] .. 'delivery:{' .. d.h .. '}'
-if redis.call('HGET', rec, 'state') ~= 'done' then return false end
+local h = redis.call('GET', KEYS[1])
+if not h then return false end
+if string.sub(h, 1, 1) == '{' then h = cjson.decode(h).h end
+local rec = ARGV[1] .. 'delivery:{' .. h .. '}'
+local f = redis.call('HMGET', rec, 'state', 'key', 'type', 'sub', 'body')
+if f[1] ~= 'done' then return false end
 redis.call('HINCRBY', rec, 'copies', 1)
 redis.call('HSET', rec, 'last', ARGV[2])
-if d.s and d.s ~= '' then
-  local idx = ARGV[1] .. 'deliveries:{' .. d.s .. '}'
+local sub = f[4] or ''
+if sub ~= '' then
+  local idx = ARGV[1] .. 'deliveries:{' .. sub .. '}'
   local s, first = summary(rec)
-  index(idx, idx .. ':order', d.h, s, first, tonumber(ARGV[3]), 0)
+  index(idx, idx .. ':order', h, s, first, tonumber(ARGV[3]), 0)
 end
-return v
+return {f[2] or '', f[3] or '', sub, f[5] or ''}
 `)
 
 // Copy answers a byte-identical copy of an answered delivery from its copy
@@ -179,22 +185,29 @@ return v
 // caller takes the slow path (decode, key, claim).
 func (r *Redis) Copy(ctx context.Context, copyKey string) (c events.Copy, ok bool, err error) {
 	key := r.keys.copy(copyKey)
-	var v string
 	if r.cluster() {
-		v, err = r.client.Get(ctx, key).Result()
-	} else {
-		v, err = copyScript.Run(ctx, r.client, []string{key}, r.keys.prefix, time.Now().UnixMilli(), DeliveriesPerSubscription).Text()
+		v, err := r.client.Get(ctx, key).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return c, false, nil
+		case err != nil:
+			return c, false, unavailable("copy", err)
+		}
+		if err := json.Unmarshal([]byte(v), &c); err != nil {
+			return c, false, nil // not ours to trust: the slow path decides
+		}
+		return c, true, nil
 	}
+	f, err := copyScript.Run(ctx, r.client, []string{key}, r.keys.prefix, time.Now().UnixMilli(), DeliveriesPerSubscription).StringSlice()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return c, false, nil
 	case err != nil:
 		return c, false, unavailable("copy", err)
-	}
-	if err := json.Unmarshal([]byte(v), &c); err != nil {
+	case len(f) != 4:
 		return c, false, nil // not ours to trust: the slow path decides
 	}
-	return c, true, nil
+	return events.Copy{Key: f[0], EventType: f[1], Subscription: f[2], Body: f[3]}, true, nil
 }
 
 // releaseScript gives a claim up after an outcome that is not final if the

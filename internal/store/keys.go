@@ -37,10 +37,13 @@ import (
 //	                              NO TTL: an index of the record above, living as
 //	                              long as it does. Another slot than the account
 //	                              on Cluster (see SaveAccount).
-//	webhook:copy:{<c>}            string, JSON {k, t, s, b, h}: the delivery key,
-//	                              type, subscription, stored reply and record hash
-//	                              of a final outcome, under the copy key <c> (hex
-//	                              SHA-256 of "v1\n" + webhook-id + "\n" + raw body);
+//	webhook:copy:{<c>}            string, the record hash <h> of a final outcome,
+//	                              under the copy key <c> (hex SHA-256 of "v1\n" +
+//	                              webhook-id + "\n" + raw body); the reply is read
+//	                              from the record, so it is stored once. On
+//	                              Cluster, where the record is in another slot,
+//	                              JSON {k, t, s, b, h}: the delivery key, type,
+//	                              subscription, stored reply and record hash.
 //	                              PX = EVENT_TTL. Lets a byte-identical copy be
 //	                              answered before any JSON work.
 //	webhook:deliveries:{<sub>}    hash, a subscription's delivery log: record hash →

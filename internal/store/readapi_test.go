@@ -176,7 +176,20 @@ func TestCopyKey(t *testing.T) {
 		if rec, _ := b.r.Delivery(ctx, req.Key); rec.Copies != 1 {
 			t.Errorf("the record counts %d copies, want 1", rec.Copies)
 		}
-		if log, _ := b.r.Deliveries(ctx, "sub-copy"); len(log) != 1 || log[0].Copies != 1 {
+		// The reply is stored once, in the record: the copy key holds the
+		// record's hash. One written by the previous version (JSON with the
+		// hash as "h") is still answered, from the record.
+		if v, _ := b.r.client.Get(ctx, b.r.keys.copy("copy-key-1")).Result(); v != deliveryHash(req.Key) {
+			t.Errorf("the copy key holds %q, want the record hash %q", v, deliveryHash(req.Key))
+		}
+		old := `{"k":"id:copy-1","t":"SUBSCRIPTION_ORDER","s":"sub-copy","b":"stale","h":"` + deliveryHash(req.Key) + `"}`
+		if err := b.r.client.Set(ctx, b.r.keys.copy("copy-key-old"), old, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok, err := b.r.Copy(ctx, "copy-key-old"); err != nil || !ok || got.Body != `{"success":true,"accountIdentifier":"9"}` {
+			t.Errorf("Copy of a copy key in the previous layout = %+v %v %v", got, ok, err)
+		}
+		if log, _ := b.r.Deliveries(ctx, "sub-copy"); len(log) != 1 || log[0].Copies != 2 {
 			t.Errorf("the log: %+v", log)
 		}
 		if _, ok, _ := b.r.Copy(ctx, "copy-key-other-bytes"); ok {

@@ -131,13 +131,6 @@ func pending() answer {
 // receive is POST /marketplace/:extension: a stored reply for a copy, else
 // the delivery processed once.
 func (f *floor) receive(c echo.Context) error {
-	select {
-	case f.slots <- struct{}{}:
-		defer func() { <-f.slots }()
-	default:
-		c.Response().Header().Set("Retry-After", "1")
-		return blob(c, failure(http.StatusServiceUnavailable, "TRANSPORT_ERROR", "at capacity; send again shortly"))
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -158,6 +151,15 @@ func (f *floor) receive(c echo.Context) error {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, stored)
 	case !errors.Is(err, redis.Nil):
 		return blob(c, unavailable("redis: "+err.Error()))
+	}
+	// Like the service, the cap protects processing, not stored replies:
+	// a copy answered above never needs a slot.
+	select {
+	case f.slots <- struct{}{}:
+		defer func() { <-f.slots }()
+	default:
+		c.Response().Header().Set("Retry-After", "1")
+		return blob(c, failure(http.StatusServiceUnavailable, "TRANSPORT_ERROR", "at capacity; send again shortly"))
 	}
 	a := f.once(ctx, hash, body)
 	if a.replayed {

@@ -169,6 +169,22 @@ func TestAtCapacity(t *testing.T) {
 	}
 }
 
+// TestCopyNeedsNoSlot: a stored reply is answered with every slot taken,
+// as the service answers a byte-identical copy from its copy key, so that
+// the floor of the many-connections phase is the service's rule too.
+func TestCopyNeedsNoSlot(t *testing.T) {
+	r := newRig(t, 1, 0)
+	body := orderBody("sub-copy")
+	if g := post(t, r.url, body); g.status != http.StatusOK {
+		t.Fatalf("first delivery: %d %s; want 200", g.status, g.body)
+	}
+	r.floor.slots <- struct{}{} // the only slot is taken
+	defer func() { <-r.floor.slots }()
+	if g := post(t, r.url, body); g.status != http.StatusOK || !g.replayed {
+		t.Fatalf("copy at capacity: %d %s (replayed %t); want 200 replayed", g.status, g.body, g.replayed)
+	}
+}
+
 func TestQ2FailureReleasesTheClaim(t *testing.T) {
 	r := newRig(t, 8, 0)
 	if err := r.sandbox.SetFault(sandbox.Fault{Route: "Enrollment", Status: 503, Times: 1}); err != nil {
