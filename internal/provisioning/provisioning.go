@@ -192,7 +192,7 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 	}
 
 	j := w.job(acct.Steps)
-	for _, t := range w.plan.Targets {
+	for i, t := range w.plan.Targets {
 		if _, done := j.Step(t.Name()); done {
 			continue // recorded by an earlier copy: never done twice
 		}
@@ -224,17 +224,27 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 		if acct.AccountIdentifier == "" {
 			acct.AccountIdentifier = step.ID
 		}
+		if i == len(w.plan.Targets)-1 {
+			activate(&acct, ev) // the last step's record is the account's: one write less
+		}
 		if err := s.save(ctx, w, &acct); err != nil {
 			return s.storeDown(ctx, err)
 		}
 	}
-	acct.Status = events.AccountActive
-	acct.EventTime = eventTime(ev)
-	applyOrder(&acct, ev.Event.Payload.Order)
-	if err := s.save(ctx, w, &acct); err != nil {
-		return s.storeDown(ctx, err)
+	if acct.Status != events.AccountActive { // every step was recorded by earlier copies
+		activate(&acct, ev)
+		if err := s.save(ctx, w, &acct); err != nil {
+			return s.storeDown(ctx, err)
+		}
 	}
 	return events.Provisioned(acct.AccountIdentifier)
+}
+
+// activate records an ORDER whose every step is done.
+func activate(acct *events.Account, ev *events.SubscriptionEvent) {
+	acct.Status = events.AccountActive
+	acct.EventTime = eventTime(ev)
+	applyOrder(acct, ev.Event.Payload.Order)
 }
 
 // failed answers an ORDER whose target failed. A final failure undoes the
