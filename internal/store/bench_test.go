@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
-// Benchmarks run on the real Redis of REDIS_URL when set, else miniredis:
+// Benchmarks run on real Redis where there is one (REDIS_URL, else a
+// redis-server on PATH, started for the run), else on miniredis:
 //
 //	go test -bench . -run '^$' ./internal/store/
 //
@@ -19,7 +21,7 @@ import (
 // once per script per server (NOSCRIPT), which rounds away.
 func benchBackend(b *testing.B) *Redis {
 	b.Helper()
-	if testingURL() != "" {
+	if testredis.SharedAvailable() {
 		return newRealBackend(b).r
 	}
 	return newMiniBackend(b).r

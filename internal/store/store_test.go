@@ -13,6 +13,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
 // backend is one Redis the suite runs against, with a store whose prefix
@@ -22,10 +24,10 @@ type backend struct {
 	mr *miniredis.Miniredis // nil on real Redis
 }
 
-// forEachBackend runs fn on miniredis always, and on the real Redis of
-// REDIS_URL when it is set (REDIS_CLUSTER and REDIS_SENTINEL_MASTER are
-// honoured as in the service). Each run has its own key prefix, so tests
-// and packages running in parallel never collide, and nothing is flushed.
+// forEachBackend runs fn on miniredis always, and on a real Redis where
+// there is one (see newRealBackend). Each run has its own key prefix, so
+// tests and packages running in parallel never collide, and nothing is
+// flushed.
 func forEachBackend(t *testing.T, fn func(t *testing.T, b *backend)) {
 	t.Helper()
 	t.Run("miniredis", func(t *testing.T) {
@@ -44,22 +46,22 @@ func newMiniBackend(t testing.TB) *backend {
 	return &backend{r: openTest(t, Options{URL: "redis://" + mr.Addr() + "/0"}), mr: mr}
 }
 
+// newRealBackend opens a store on the real Redis that the package's tests
+// share: REDIS_URL when it is set (with REDIS_CLUSTER and
+// REDIS_SENTINEL_MASTER honoured as in the service), else a redis-server
+// that testredis starts for this test binary. It skips t when there is
+// neither.
 func newRealBackend(t testing.TB) *backend {
 	t.Helper()
-	url := testingURL()
-	if url == "" {
-		t.Skip("REDIS_URL not set: skipping real-Redis tests")
+	o := Options{URL: testredis.SharedURL(t)}
+	if os.Getenv("REDIS_URL") != "" {
+		o.MasterName = os.Getenv("REDIS_SENTINEL_MASTER")
+		o.Cluster = os.Getenv("REDIS_CLUSTER") == "true"
 	}
-	r := openTest(t, Options{
-		URL:        url,
-		MasterName: os.Getenv("REDIS_SENTINEL_MASTER"),
-		Cluster:    os.Getenv("REDIS_CLUSTER") == "true",
-	})
+	r := openTest(t, o)
 	t.Cleanup(func() { deletePrefix(t, r) })
 	return &backend{r: r}
 }
-
-func testingURL() string { return os.Getenv("REDIS_URL") }
 
 // openTest opens a store with a random prefix and closes it at the end.
 func openTest(t testing.TB, o Options) *Redis {

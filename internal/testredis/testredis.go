@@ -1,19 +1,26 @@
-// Package testredis gives tests a Redis of their own that they can take
-// down, bring back and empty: a real redis-server process where the
-// environment runs real-Redis tests (REDIS_URL set and redis-server
-// installed, as in CI), else an in-process miniredis. Tests that need the
-// real one call Real.
+// Package testredis gives tests a real Redis where the machine has one,
+// so that the rules that depend on Redis are proven on Redis itself and
+// not only on miniredis:
+//
+//   - SharedURL: one Redis for all the real-Redis tests of a test binary,
+//     REDIS_URL when it is set (CI), else a redis-server started on a free
+//     loopback port when one is on PATH, stopped by Main; tests skip when
+//     there is neither.
+//   - Start: a Redis of the test's own that it can take down, bring back
+//     and empty: a redis-server process when one is on PATH, else an
+//     in-process miniredis.
+//
+// Servers run without persistence, bound to 127.0.0.1, and die with the
+// test binary.
 package testredis
 
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"strconv"
+	"sync"
 	"testing"
-	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -25,14 +32,26 @@ type Server struct {
 	port string
 	bin  string // redis-server, or "" for miniredis
 	dir  string
-	cmd  *exec.Cmd
+	proc *process // nil while down
 	mini *miniredis.Miniredis
 }
 
-// Start returns a running Redis, real where the environment allows it.
+// startNote says once per test binary what Start runs on.
+var startNote sync.Once
+
+// Start returns a running Redis that t owns: a redis-server process when
+// redis-server is on PATH, else miniredis. It is stopped when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	if bin, ok := realAvailable(); ok {
+	bin, ok := realAvailable()
+	startNote.Do(func() {
+		if ok {
+			fmt.Fprintf(os.Stderr, "testredis: tests that take Redis down run on their own %s\n", bin)
+		} else {
+			fmt.Fprintln(os.Stderr, "testredis: redis-server not on PATH: tests that take Redis down run on miniredis")
+		}
+	})
+	if ok {
 		return startReal(t, bin)
 	}
 	m := miniredis.NewMiniRedis()
@@ -44,28 +63,29 @@ func Start(t testing.TB) *Server {
 	return &Server{t: t, mini: m}
 }
 
-// Real returns a real redis-server, or skips the test saying why.
+// Real returns a redis-server process that t owns, or skips t saying why.
 func Real(t testing.TB) *Server {
 	t.Helper()
 	bin, ok := realAvailable()
 	if !ok {
-		t.Skip("REDIS_URL not set or redis-server not installed: skipping real-Redis test")
+		t.Skip("redis-server not on PATH: skipping real-Redis test")
 	}
 	return startReal(t, bin)
 }
 
 func realAvailable() (string, bool) {
-	if os.Getenv("REDIS_URL") == "" {
-		return "", false
-	}
 	bin, err := exec.LookPath("redis-server")
 	return bin, err == nil
 }
 
 func startReal(t testing.TB, bin string) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
-	s.Up()
+	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	p, port, err := startOnFreePort(bin, s.dir)
+	if err != nil {
+		t.Fatalf("testredis: %v", err)
+	}
+	s.proc, s.port = p, port
 	t.Cleanup(s.Down)
 	return s
 }
@@ -87,10 +107,9 @@ func (s *Server) Down() {
 		s.mini.Close()
 		return
 	}
-	if s.cmd != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-		s.cmd = nil
+	if s.proc != nil {
+		s.proc.stop()
+		s.proc = nil
 	}
 }
 
@@ -104,21 +123,14 @@ func (s *Server) Up() {
 		}
 		return
 	}
-	s.cmd = exec.Command(s.bin, "--bind", "127.0.0.1", "--port", s.port, "--save", "", "--appendonly", "no", "--dir", s.dir)
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("starting redis-server: %v", err)
+	if s.proc != nil {
+		s.t.Fatalf("testredis: Up on %s, which is already up", s)
 	}
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + s.port})
-	defer c.Close()
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		if c.Ping(context.Background()).Err() == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("redis-server on port %s did not come up", s.port)
-		}
-		time.Sleep(20 * time.Millisecond)
+	p, err := startProcess(s.bin, s.port, s.dir)
+	if err != nil {
+		s.t.Fatalf("testredis: %v", err)
 	}
+	s.proc = p
 }
 
 // Flush empties s without stopping it.
@@ -133,17 +145,6 @@ func (s *Server) Flush() {
 	if err := c.FlushAll(context.Background()).Err(); err != nil {
 		s.t.Fatal(err)
 	}
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // String describes s for test logs.
