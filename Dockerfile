@@ -4,7 +4,7 @@
 #
 #   docker build --build-arg VERSION=1.2.3 -t webhook:1.2.3 .
 #   docker run --rm -p 8080:8080 webhook:1.2.3            # serve, sandbox mode
-#   docker run --rm -p 9090:9090 webhook:1.2.3 q2-sandbox --addr 0.0.0.0:9090
+#   docker run --rm -p 9090:9090 webhook:1.2.3 sandbox --addr 0.0.0.0:9090
 #
 # See deploy/README.md for Kubernetes and docker compose.
 #

@@ -36,5 +36,5 @@ fuzz:           ## a minute of each fuzz target
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/events
 	go test -run '^$$' -fuzz FuzzMarketplace -fuzztime 30s ./internal/handlers
 
-sandbox:        ## the Q2 sandbox alone on :9090
-	go run ./cmd/webhook q2-sandbox --addr 127.0.0.1:9090
+sandbox:        ## the sandbox alone on :9090 (Q2, QBD Connect, Helix)
+	go run ./cmd/webhook sandbox --addr 127.0.0.1:9090

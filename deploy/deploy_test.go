@@ -494,7 +494,7 @@ func TestComposeWiring(t *testing.T) {
 	svcs := composeServices(t)
 	sandboxPort := ""
 	for _, s := range svcs {
-		if f := strings.Fields(s.command()); len(f) > 0 && f[0] == "q2-sandbox" {
+		if f := strings.Fields(s.command()); len(f) > 0 && (f[0] == "sandbox" || f[0] == "q2-sandbox") {
 			for i, a := range f {
 				if a == "--addr" && i+1 < len(f) {
 					sandboxPort = addrPort(t, "compose.yaml "+s.name+" --addr", f[i+1])
@@ -503,7 +503,7 @@ func TestComposeWiring(t *testing.T) {
 				}
 			}
 			if sandboxPort == "" {
-				t.Fatalf("compose.yaml %s: q2-sandbox without --addr listens on 127.0.0.1 only, out of reach of the receivers", s.name)
+				t.Fatalf("compose.yaml %s: the sandbox without --addr listens on 127.0.0.1 only, out of reach of the receivers", s.name)
 			}
 			for _, p := range s.publishedContainerPorts() {
 				if p != sandboxPort {

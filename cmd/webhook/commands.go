@@ -14,6 +14,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/replay"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
+	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
 )
 
 // runReplay is `webhook replay`: see internal/replay.
@@ -21,24 +22,26 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	return replay.Run(ctx, args, getenv, stdout, stderr)
 }
 
-// runSandbox is `webhook q2-sandbox`: the Q2 sandbox API alone, until ctx
-// ends.
+// runSandbox is `webhook sandbox` (alias q2-sandbox): the sandbox of every
+// outside API (Q2, QBD Connect, Helix) alone, until ctx ends.
 func runSandbox(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("webhook q2-sandbox", flag.ContinueOnError)
+	fs := flag.NewFlagSet("webhook sandbox", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:9090", "listen address")
 	ttl := fs.Duration("token-ttl", time.Hour, "lifetime of the access tokens it issues")
 	id := fs.String("client-id", sandbox.DefaultClientID, "OAuth2 client id it accepts")
 	secret := fs.String("client-secret", sandbox.DefaultClientSecret, "OAuth2 client secret it accepts")
+	helixKey := fs.String("helix-key", helixsandbox.DefaultKey, "Helix HTTP Basic user it accepts")
+	helixSecret := fs.String("helix-secret", helixsandbox.DefaultSecret, "Helix HTTP Basic password it accepts")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: webhook q2-sandbox [flags]\n\nServes an in-memory Q2 API for tests and demos (see README).\n\nFlags:")
+		fmt.Fprintln(stderr, "Usage: webhook sandbox [flags]   (alias: q2-sandbox)\n\nServes in-memory Q2, QBD Connect and Helix APIs for tests and demos (see README).\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return &configError{msg: err.Error() + " (see webhook q2-sandbox --help)"}
+		return &configError{msg: err.Error() + " (see webhook sandbox --help)"}
 	}
 	if *ttl <= 0 {
 		return &configError{msg: "--token-ttl: must be more than zero, like 1h"}
@@ -48,9 +51,10 @@ func runSandbox(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return &configError{msg: fmt.Sprintf("--addr: cannot listen on %q: %v", *addr, err)}
 	}
-	srv := &http.Server{Handler: sandbox.New(sandbox.Config{ClientID: *id, ClientSecret: *secret, TokenTTL: *ttl}).Handler(),
-		ReadHeaderTimeout: 5 * time.Second}
-	log.Info("Q2 sandbox listening", zap.String("addr", ln.Addr().String()), zap.String("client_id", *id), zap.Duration("token_ttl", *ttl))
+	sb := newSandbox(sandbox.Config{ClientID: *id, ClientSecret: *secret, TokenTTL: *ttl}, *helixKey, *helixSecret)
+	srv := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	log.Info("sandbox listening: Q2, QBD Connect, Helix", zap.String("addr", ln.Addr().String()), zap.String("client_id", *id),
+		zap.String("helix_key", *helixKey), zap.Duration("token_ttl", *ttl))
 	if err := serveUntil(ctx, srv, ln); err != nil {
 		return err
 	}

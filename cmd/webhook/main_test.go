@@ -76,7 +76,13 @@ func TestConfigErrors(t *testing.T) {
 				args = append([]string{"serve"}, args...)
 			}
 			var out, errOut bytes.Buffer
-			err := run(context.Background(), args, func(k string) string { return tt.env[k] }, &out, &errOut)
+			getenv := func(k string) string {
+				if k == "SANDBOX_ADDR" && tt.env[k] == "" {
+					return "127.0.0.1:0" // not the default 9090, which a developer's service may hold
+				}
+				return tt.env[k]
+			}
+			err := run(context.Background(), args, getenv, &out, &errOut)
 			var stderr bytes.Buffer
 			if code := exitCode(err, &stderr); code != 2 {
 				t.Fatalf("exit code = %d (err %v), want 2", code, err)
@@ -113,7 +119,7 @@ func TestVersionAndHelp(t *testing.T) {
 	if err := run(context.Background(), []string{"version"}, func(string) string { return "" }, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "webhook ") {
 		t.Errorf("version: %v %q", err, out.String())
 	}
-	for _, cmd := range []string{"serve", "replay", "q2-sandbox"} {
+	for _, cmd := range []string{"serve", "replay", "sandbox"} {
 		out.Reset()
 		errOut.Reset()
 		err := run(context.Background(), []string{cmd, "--help"}, func(string) string { return "" }, &out, &errOut)
