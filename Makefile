@@ -15,7 +15,7 @@ build:          ## the binary, bin/webhook (VERSION=1.2.3 to set what `webhook v
 run:            ## the service on embedded defaults (embedded Redis and Q2 sandbox)
 	go run ./cmd/webhook
 
-test:           ## every test; real-Redis tests run when REDIS_URL is set
+test:           ## every test; real-Redis tests use REDIS_URL, else a redis-server they start (when on PATH)
 	go test -race ./...
 
 ci:             ## what CI runs: a real redis-server, then the tests
@@ -26,7 +26,7 @@ lint:           ## gofmt, go vet and staticcheck
 	go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
 
-bench:          ## benchmarks (real Redis when REDIS_URL is set)
+bench:          ## benchmarks (REDIS_URL, else a redis-server they start, else miniredis)
 	go test -run '^$$' -bench . -benchmem ./...
 
 loadtest:       ## the load benchmark, service vs floor (BENCHMARKS.md); ARGS=--quick for a smoke run
