@@ -474,12 +474,18 @@ func TestRetryAfter(t *testing.T) {
 	t.Run("never past the deadline", func(t *testing.T) {
 		t.Parallel()
 		var n atomic.Int32
-		srv := setup(t, map[string]http.HandlerFunc{"/v2/": handler(&n)})
-		dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		srv := setup(t, map[string]http.HandlerFunc{"/v2/": func(w http.ResponseWriter, r *http.Request) {
+			n.Add(1)
+			w.Header().Set("Retry-After", "60") // far past the caller's deadline
+			writeEnvelope(w, 429, `{"success":false,"errors":["slow down"],"status":429}`)
+		}})
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second) // generous: a loaded machine fetches the token slowly
 		defer cancel()
 		start := time.Now()
-		err := newClient(t, srv.URL, WithRetry(3, time.Millisecond, 5*time.Second)).DeleteUser(dctx, 1)
-		if !errors.Is(err, ErrRateLimited) || n.Load() != 1 || time.Since(start) > 250*time.Millisecond {
+		err := newClient(t, srv.URL, WithRetry(3, time.Millisecond, 90*time.Second)).DeleteUser(dctx, 1)
+		// Waiting 60 s would pass the deadline: the 429 is answered at once,
+		// not after sleeping until the deadline.
+		if !errors.Is(err, ErrRateLimited) || n.Load() != 1 || time.Since(start) > 8*time.Second {
 			t.Errorf("err = %v after %d calls and %v, want the 429 at once", err, n.Load(), time.Since(start))
 		}
 	})
