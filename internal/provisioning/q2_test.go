@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/store"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
+	"github.com/banking-marketplace/webhook/internal/testevents"
 )
 
 // env is one service on miniredis and a sandbox behind real HTTP.
@@ -102,35 +102,6 @@ func (e *env) account(sub string) events.Account {
 	return a
 }
 
-// fixture decodes a testdata event, giving it subscription sub and, when
-// account is not empty, that accountIdentifier.
-func fixture(t *testing.T, name, sub, account string) *events.SubscriptionEvent {
-	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := events.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev.SubscriptionID = sub
-	if ev.Event.Payload.Account != nil {
-		ev.Event.Payload.Account.AccountIdentifier = account
-	}
-	return ev
-}
-
-func order(t *testing.T, sub string) *events.SubscriptionEvent {
-	return fixture(t, "subscription-order.json", sub, "")
-}
-func change(t *testing.T, sub, acct string) *events.SubscriptionEvent {
-	return fixture(t, "subscription-change.json", sub, acct)
-}
-func cancel(t *testing.T, sub, acct string) *events.SubscriptionEvent {
-	return fixture(t, "subscription-cancel.json", sub, acct)
-}
-
 // wantOutcome checks an outcome by the HTTP status it is answered with
 // (200 final or not, 503, 409) and its code ("" for a success).
 func wantOutcome(t *testing.T, got events.Outcome, status int, code events.ErrorCode, final bool) {
@@ -149,7 +120,7 @@ func TestLifecycle(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	sub := "sub-lifecycle"
 
-	out := e.process(order(t, sub))
+	out := e.process(testevents.Order(t, sub))
 	wantOutcome(t, out, 200, "", true)
 	id := out.Reply.AccountIdentifier
 	if _, err := strconv.ParseInt(id, 10, 64); err != nil {
@@ -165,20 +136,20 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// A second ORDER for the provisioned subscription answers the same id.
-	out = e.process(order(t, sub))
+	out = e.process(testevents.Order(t, sub))
 	wantOutcome(t, out, 200, "", true)
 	if out.Reply.AccountIdentifier != id || e.calls("Enrollment") != 1 {
 		t.Fatalf("second ORDER = %+v with %d enrollments", out.Reply, e.calls("Enrollment"))
 	}
 
 	// CHANGE by accountIdentifier records the new edition and quantities.
-	wantOutcome(t, e.process(change(t, sub, id)), 200, "", true)
+	wantOutcome(t, e.process(testevents.Change(t, sub, id)), 200, "", true)
 	if a := e.account(sub); a.Edition != "PREMIUM" || a.PricingDuration != "YEARLY" || a.Items[0].Quantity != 10 {
 		t.Fatalf("account after CHANGE = %+v", a)
 	}
 
 	// CANCEL deletes the Q2 user and marks the account cancelled.
-	wantOutcome(t, e.process(cancel(t, sub, id)), 200, "", true)
+	wantOutcome(t, e.process(testevents.Cancel(t, sub, id)), 200, "", true)
 	if st := e.sandbox.Stats(); st.Users != 0 || st.Calls["DeleteUser"] != 1 {
 		t.Fatalf("after CANCEL: %+v", st)
 	}
@@ -187,13 +158,13 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// Cancelling again changes nothing and deletes nothing.
-	wantOutcome(t, e.process(cancel(t, sub, id)), 200, "", true)
+	wantOutcome(t, e.process(testevents.Cancel(t, sub, id)), 200, "", true)
 	if e.calls("DeleteUser") != 1 {
 		t.Fatal("a second CANCEL called Q2")
 	}
 	// A CHANGE of the cancelled account, and a late ORDER, are refused.
-	wantOutcome(t, e.process(change(t, sub, id)), 200, events.AccountNotFound, true)
-	wantOutcome(t, e.process(order(t, sub)), 200, events.Forbidden, true)
+	wantOutcome(t, e.process(testevents.Change(t, sub, id)), 200, events.AccountNotFound, true)
+	wantOutcome(t, e.process(testevents.Order(t, sub)), 200, events.Forbidden, true)
 	if e.calls("Enrollment") != 1 || e.sandbox.Stats().Users != 0 {
 		t.Fatal("a late ORDER enrolled again")
 	}
@@ -202,18 +173,18 @@ func TestLifecycle(t *testing.T) {
 func TestAccountFoundBySubscriptionOrIdentifier(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
-	id := e.process(order(t, "sub-a")).Reply.AccountIdentifier
+	id := e.process(testevents.Order(t, "sub-a")).Reply.AccountIdentifier
 
 	tests := []struct {
 		name     string
 		ev       *events.SubscriptionEvent
 		wantCode events.ErrorCode
 	}{
-		{"by subscription, identifier unknown", change(t, "sub-a", "ACCOUNT-ID-FROM-ORDER"), ""},
-		{"by subscription, no identifier", change(t, "sub-a", ""), ""},
-		{"by identifier, other subscription id", change(t, "sub-other", id), ""},
-		{"unknown change", change(t, "sub-unknown", "nope"), events.AccountNotFound},
-		{"unknown cancel", cancel(t, "sub-unknown", ""), events.AccountNotFound},
+		{"by subscription, identifier unknown", testevents.Change(t, "sub-a", "ACCOUNT-ID-FROM-ORDER"), ""},
+		{"by subscription, no identifier", testevents.Change(t, "sub-a", ""), ""},
+		{"by identifier, other subscription id", testevents.Change(t, "sub-other", id), ""},
+		{"unknown change", testevents.Change(t, "sub-unknown", "nope"), events.AccountNotFound},
+		{"unknown cancel", testevents.Cancel(t, "sub-unknown", ""), events.AccountNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,7 +208,7 @@ func TestOrderRecognisesItsOwnEnrollment(t *testing.T) {
 			}
 		}},
 		{"redis lost everything after an answered ORDER", func(e *env, sub string) {
-			wantOutcome(e.t, e.process(order(e.t, sub)), 200, "", true)
+			wantOutcome(e.t, e.process(testevents.Order(e.t, sub)), 200, "", true)
 			e.mini.FlushAll()
 		}},
 	}
@@ -248,7 +219,7 @@ func TestOrderRecognisesItsOwnEnrollment(t *testing.T) {
 			sub := "sub-own"
 			tt.before(e, sub)
 			users, _ := e.q2.LookupUser(context.Background(), q2client.UserQuery{LoginName: q2target.LogonName(sub)})
-			out := e.process(order(t, sub))
+			out := e.process(testevents.Order(t, sub))
 			wantOutcome(t, out, 200, "", true)
 			if want := strconv.FormatInt(users[0].UserID, 10); out.Reply.AccountIdentifier != want {
 				t.Errorf("accountIdentifier = %s, want the existing user's %s", out.Reply.AccountIdentifier, want)
@@ -269,18 +240,18 @@ func TestOrderRefusals(t *testing.T) {
 	if err := e.q2.Enroll(context.Background(), q2client.Enrollment{LogonName: q2target.LogonName(taken), FirstName: "Someone", LastName: "Else", UserInfo: "not ours"}); err != nil {
 		t.Fatal(err)
 	}
-	wantOutcome(t, e.process(order(t, taken)), 200, events.UserAlreadyExists, true)
+	wantOutcome(t, e.process(testevents.Order(t, taken)), 200, events.UserAlreadyExists, true)
 	if _, err := e.db.Account(context.Background(), taken); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("an account was recorded for a refused ORDER: %v", err)
 	}
 
 	// No creator and no company: nobody to enroll.
-	nobody := order(t, "sub-nobody")
+	nobody := testevents.Order(t, "sub-nobody")
 	nobody.Event.Creator, nobody.Event.Payload.Company = nil, nil
 	wantOutcome(t, e.process(nobody), 200, events.UserNotFound, true)
 
 	// No creator but a company: the company is enrolled.
-	company := order(t, "sub-company")
+	company := testevents.Order(t, "sub-company")
 	company.Event.Creator = nil
 	wantOutcome(t, e.process(company), 200, "", true)
 }
@@ -288,7 +259,7 @@ func TestOrderRefusals(t *testing.T) {
 func TestStatelessAndUnsupported(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
-	ping := order(t, "sub-ping")
+	ping := testevents.Order(t, "sub-ping")
 	ping.Event.Flag = events.FlagStateless
 	out := e.process(ping)
 	wantOutcome(t, out, 200, "", true)
@@ -298,7 +269,7 @@ func TestStatelessAndUnsupported(t *testing.T) {
 	// Every type the dispatch does not list is refused with no side
 	// effect: nothing falls into a destructive default.
 	for _, typ := range []events.EventType{"SUBSCRIPTION_NOTICE", "USER_ASSIGNMENT", "subscription_cancel", ""} {
-		ev := order(t, "sub-notice")
+		ev := testevents.Order(t, "sub-notice")
 		ev.EventType, ev.Event.Type = typ, typ
 		out := e.process(ev)
 		wantOutcome(t, out, 200, events.ConfigurationError, true)
@@ -314,9 +285,9 @@ func TestTransientQ2Failures(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, envConfig{})
 		e.fault(sandbox.Fault{Route: "LookupUser", Status: 503, Times: 10})
-		wantOutcome(t, e.process(order(t, "sub-outage")), 503, events.TransportError, false)
+		wantOutcome(t, e.process(testevents.Order(t, "sub-outage")), 503, events.TransportError, false)
 		e.fault(sandbox.Fault{Route: "LookupUser", Times: 0})
-		wantOutcome(t, e.process(order(t, "sub-outage")), 200, "", true)
+		wantOutcome(t, e.process(testevents.Order(t, "sub-outage")), 200, "", true)
 		if e.sandbox.Stats().Users != 1 {
 			t.Errorf("users = %d, want 1", e.sandbox.Stats().Users)
 		}
@@ -325,11 +296,11 @@ func TestTransientQ2Failures(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, envConfig{})
 		e.fault(sandbox.Fault{Route: "Enrollment", Status: 502, Times: 1})
-		wantOutcome(t, e.process(order(t, "sub-502")), 503, events.TransportError, false)
+		wantOutcome(t, e.process(testevents.Order(t, "sub-502")), 503, events.TransportError, false)
 		if e.calls("Enrollment") != 1 {
 			t.Errorf("Enrollment calls = %d, want 1", e.calls("Enrollment"))
 		}
-		wantOutcome(t, e.process(order(t, "sub-502")), 200, "", true)
+		wantOutcome(t, e.process(testevents.Order(t, "sub-502")), 200, "", true)
 	})
 	t.Run("deadline during a slow enrollment is transient, the retry finds the user", func(t *testing.T) {
 		t.Parallel()
@@ -337,13 +308,13 @@ func TestTransientQ2Failures(t *testing.T) {
 		e.fault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 300})
 		ctx, cancelCtx := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancelCtx()
-		out := e.svc.Process(ctx, order(t, "sub-slow"), "default")
+		out := e.svc.Process(ctx, testevents.Order(t, "sub-slow"), "default")
 		wantOutcome(t, out, 503, events.TransportError, false)
 		if _, err := e.db.Account(context.Background(), "sub-slow"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatal("a timed-out ORDER recorded an account")
 		}
 		time.Sleep(400 * time.Millisecond) // the sandbox completes the delayed enrollment
-		wantOutcome(t, e.process(order(t, "sub-slow")), 200, "", true)
+		wantOutcome(t, e.process(testevents.Order(t, "sub-slow")), 200, "", true)
 		if e.calls("Enrollment") != 1 || e.sandbox.Stats().Users != 1 {
 			t.Errorf("enrollments %d, users %d; want 1 and 1", e.calls("Enrollment"), e.sandbox.Stats().Users)
 		}
@@ -351,14 +322,14 @@ func TestTransientQ2Failures(t *testing.T) {
 	t.Run("cancel during an outage is DO_NOT_CANCEL, then succeeds", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, envConfig{})
-		id := e.process(order(t, "sub-dnc")).Reply.AccountIdentifier
+		id := e.process(testevents.Order(t, "sub-dnc")).Reply.AccountIdentifier
 		e.fault(sandbox.Fault{Route: "DeleteUser", Status: 503, Times: 10})
-		wantOutcome(t, e.process(cancel(t, "sub-dnc", id)), 200, events.DoNotCancel, false)
+		wantOutcome(t, e.process(testevents.Cancel(t, "sub-dnc", id)), 200, events.DoNotCancel, false)
 		if !e.account("sub-dnc").Active() || e.sandbox.Stats().Users != 1 {
 			t.Fatal("a DO_NOT_CANCEL changed the account or the user")
 		}
 		e.fault(sandbox.Fault{Route: "DeleteUser", Times: 0})
-		wantOutcome(t, e.process(cancel(t, "sub-dnc", id)), 200, "", true)
+		wantOutcome(t, e.process(testevents.Cancel(t, "sub-dnc", id)), 200, "", true)
 		if e.sandbox.Stats().Users != 0 {
 			t.Error("the user survived the cancel")
 		}
@@ -368,12 +339,12 @@ func TestTransientQ2Failures(t *testing.T) {
 func TestCancelOfUserDeletedBehindOurBack(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
-	id := e.process(order(t, "sub-gone")).Reply.AccountIdentifier
+	id := e.process(testevents.Order(t, "sub-gone")).Reply.AccountIdentifier
 	uid, _ := strconv.ParseInt(id, 10, 64)
 	if err := e.q2.DeleteUser(context.Background(), uid); err != nil {
 		t.Fatal(err)
 	}
-	wantOutcome(t, e.process(cancel(t, "sub-gone", id)), 200, "", true)
+	wantOutcome(t, e.process(testevents.Cancel(t, "sub-gone", id)), 200, "", true)
 	if e.account("sub-gone").Status != events.AccountCancelled {
 		t.Error("account not cancelled")
 	}
@@ -382,8 +353,8 @@ func TestCancelOfUserDeletedBehindOurBack(t *testing.T) {
 func TestCancelDeletesCustomer(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{cancelDeletes: q2target.DeleteCustomer})
-	id := e.process(order(t, "sub-cust")).Reply.AccountIdentifier
-	wantOutcome(t, e.process(cancel(t, "sub-cust", id)), 200, "", true)
+	id := e.process(testevents.Order(t, "sub-cust")).Reply.AccountIdentifier
+	wantOutcome(t, e.process(testevents.Cancel(t, "sub-cust", id)), 200, "", true)
 	st := e.sandbox.Stats()
 	if st.Calls["DeleteCustomer"] != 1 || st.Calls["DeleteUser"] != 0 || st.Customers != 0 || st.Users != 0 {
 		t.Errorf("stats after CANCEL_DELETES=customer: %+v", st)
@@ -397,7 +368,7 @@ func TestQ2RefusesCredentials(t *testing.T) {
 	defer srv.Close()
 	bad, _ := q2client.New(srv.URL, q2client.WithCredentials("sandbox", "wrong"), q2client.WithRetry(1, time.Millisecond, time.Millisecond))
 	svc := newService(t, e.db, bad, envConfig{})
-	out := svc.Process(context.Background(), order(t, "sub-creds"), "default")
+	out := svc.Process(context.Background(), testevents.Order(t, "sub-creds"), "default")
 	// Our misconfiguration is not the subscription's fate: not stored.
 	wantOutcome(t, out, 200, events.Unauthorized, false)
 }
@@ -409,20 +380,20 @@ func TestLockedSubscriptionIsPending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := e.process(order(t, "sub-busy"))
+	out := e.process(testevents.Order(t, "sub-busy"))
 	wantOutcome(t, out, http.StatusConflict, events.Pending, false)
 	if out.RetryAfter <= 0 || e.calls("Enrollment") != 0 {
 		t.Errorf("PENDING outcome %+v, %d enrollments", out, e.calls("Enrollment"))
 	}
 	unlock()
-	wantOutcome(t, e.process(order(t, "sub-busy")), 200, "", true)
+	wantOutcome(t, e.process(testevents.Order(t, "sub-busy")), 200, "", true)
 }
 
 func TestStoreDownIsTransient(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
 	e.mini.Close()
-	wantOutcome(t, e.process(order(t, "sub-down")), 503, events.TransportError, false)
+	wantOutcome(t, e.process(testevents.Order(t, "sub-down")), 503, events.TransportError, false)
 	if e.calls("Enrollment") != 0 {
 		t.Error("Q2 was called while Redis was down")
 	}
@@ -436,12 +407,12 @@ func TestConcurrentChangeAndCancel(t *testing.T) {
 	e := newEnv(t, envConfig{lockWait: 2 * time.Second})
 	for i := range 20 {
 		sub := fmt.Sprintf("sub-race-%d", i)
-		id := e.process(order(t, sub)).Reply.AccountIdentifier
+		id := e.process(testevents.Order(t, sub)).Reply.AccountIdentifier
 		var wg sync.WaitGroup
 		var changed, cancelled events.Outcome
 		wg.Add(2)
-		go func() { defer wg.Done(); changed = e.process(change(t, sub, id)) }()
-		go func() { defer wg.Done(); cancelled = e.process(cancel(t, sub, id)) }()
+		go func() { defer wg.Done(); changed = e.process(testevents.Change(t, sub, id)) }()
+		go func() { defer wg.Done(); cancelled = e.process(testevents.Cancel(t, sub, id)) }()
 		wg.Wait()
 		wantOutcome(t, cancelled, 200, "", true)
 		a := e.account(sub)
@@ -487,11 +458,11 @@ func TestCancelOvertakesOrder(t *testing.T) {
 	t.Run("cancel before any order", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, envConfig{})
-		wantOutcome(t, e.process(cancel(t, "sub-first", "")), 200, events.AccountNotFound, true)
+		wantOutcome(t, e.process(testevents.Cancel(t, "sub-first", "")), 200, events.AccountNotFound, true)
 		if a := e.account("sub-first"); a.Status != events.AccountCancelled {
 			t.Fatalf("the cancel recorded %+v, want a cancelled account", a)
 		}
-		wantOutcome(t, e.process(order(t, "sub-first")), 200, events.Forbidden, true)
+		wantOutcome(t, e.process(testevents.Order(t, "sub-first")), 200, events.Forbidden, true)
 		if e.calls("Enrollment") != 0 || e.liveUsers() != 0 {
 			t.Fatalf("the late ORDER enrolled: %+v", e.sandbox.Stats())
 		}
@@ -502,13 +473,13 @@ func TestCancelOvertakesOrder(t *testing.T) {
 		e.fault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 300})
 		ctx, cancelCtx := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancelCtx()
-		wantOutcome(t, e.svc.Process(ctx, order(t, "sub-lost"), "default"), 503, events.TransportError, false)
+		wantOutcome(t, e.svc.Process(ctx, testevents.Order(t, "sub-lost"), "default"), 503, events.TransportError, false)
 		time.Sleep(400 * time.Millisecond) // Q2 completes the enrollment whose reply was lost
-		wantOutcome(t, e.process(cancel(t, "sub-lost", "")), 200, "", true)
+		wantOutcome(t, e.process(testevents.Cancel(t, "sub-lost", "")), 200, "", true)
 		if e.liveUsers() != 0 || e.calls("DeleteUser") != 1 {
 			t.Fatalf("after the CANCEL: %+v", e.sandbox.Stats())
 		}
-		wantOutcome(t, e.process(order(t, "sub-lost")), 200, events.Forbidden, true)
+		wantOutcome(t, e.process(testevents.Order(t, "sub-lost")), 200, events.Forbidden, true)
 		if e.calls("Enrollment") != 1 || e.liveUsers() != 0 {
 			t.Fatalf("the ORDER's next copy provisioned again: %+v", e.sandbox.Stats())
 		}
@@ -519,14 +490,14 @@ func TestCancelOvertakesOrder(t *testing.T) {
 		e.fault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 500})
 		ctx, cancelCtx := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancelCtx()
-		wantOutcome(t, e.svc.Process(ctx, order(t, "sub-race"), "default"), 503, events.TransportError, false)
+		wantOutcome(t, e.svc.Process(ctx, testevents.Order(t, "sub-race"), "default"), 503, events.TransportError, false)
 		// Q2 has not created the user yet: the CANCEL finds nothing.
-		wantOutcome(t, e.process(cancel(t, "sub-race", "")), 200, events.AccountNotFound, true)
+		wantOutcome(t, e.process(testevents.Cancel(t, "sub-race", "")), 200, events.AccountNotFound, true)
 		time.Sleep(600 * time.Millisecond) // now Q2 has the user
 		if e.liveUsers() != 1 {
 			t.Fatalf("setup: live users %d, want the late enrollment's 1", e.liveUsers())
 		}
-		wantOutcome(t, e.process(order(t, "sub-race")), 200, events.Forbidden, true)
+		wantOutcome(t, e.process(testevents.Order(t, "sub-race")), 200, events.Forbidden, true)
 		if e.liveUsers() != 0 || e.calls("Enrollment") != 1 {
 			t.Fatalf("a live user stayed behind the cancelled subscription: %+v", e.sandbox.Stats())
 		}
@@ -539,11 +510,11 @@ func TestCancelOvertakesOrder(t *testing.T) {
 func TestRedisForgotACancelledSubscription(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
-	id := e.process(order(t, "sub-forgot")).Reply.AccountIdentifier
-	wantOutcome(t, e.process(cancel(t, "sub-forgot", id)), 200, "", true)
+	id := e.process(testevents.Order(t, "sub-forgot")).Reply.AccountIdentifier
+	wantOutcome(t, e.process(testevents.Cancel(t, "sub-forgot", id)), 200, "", true)
 	e.mini.FlushAll()
 
-	wantOutcome(t, e.process(order(t, "sub-forgot")), 200, events.Forbidden, true)
+	wantOutcome(t, e.process(testevents.Order(t, "sub-forgot")), 200, events.Forbidden, true)
 	if e.calls("Enrollment") != 1 || e.liveUsers() != 0 {
 		t.Fatalf("the late ORDER enrolled again: %+v", e.sandbox.Stats())
 	}
@@ -552,7 +523,7 @@ func TestRedisForgotACancelledSubscription(t *testing.T) {
 	}
 	// A copy of the CANCEL after the loss is a success, deleting nothing.
 	e.mini.FlushAll()
-	wantOutcome(t, e.process(cancel(t, "sub-forgot", id)), 200, "", true)
+	wantOutcome(t, e.process(testevents.Cancel(t, "sub-forgot", id)), 200, "", true)
 	if e.calls("DeleteUser") != 1 {
 		t.Fatalf("DeleteUser calls %d, want 1", e.calls("DeleteUser"))
 	}
@@ -571,9 +542,9 @@ func (failingIndex) AccountByIdentifier(context.Context, string) (events.Account
 func TestIndexLookupErrorIsTransient(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
-	id := e.process(order(t, "sub-idx")).Reply.AccountIdentifier
+	id := e.process(testevents.Order(t, "sub-idx")).Reply.AccountIdentifier
 	svc := newService(t, failingIndex{e.db}, e.q2, envConfig{})
-	for _, ev := range []*events.SubscriptionEvent{cancel(t, "sub-other-id", id), change(t, "sub-other-id", id)} {
+	for _, ev := range []*events.SubscriptionEvent{testevents.Cancel(t, "sub-other-id", id), testevents.Change(t, "sub-other-id", id)} {
 		wantOutcome(t, svc.Process(context.Background(), ev, "default"), 503, events.TransportError, false)
 	}
 	if e.liveUsers() != 1 || !e.account("sub-idx").Active() {
@@ -594,9 +565,9 @@ func TestLateChangeIsNotApplied(t *testing.T) {
 		ev.Created = &ts
 		return ev
 	}
-	id := e.process(at(order(t, "sub-late"), "2026-01-01T10:00:00")).Reply.AccountIdentifier
-	newer := at(change(t, "sub-late", id), "2026-01-03T10:00:00") // PREMIUM, 10 users
-	older := at(change(t, "sub-late", id), "2026-01-02T10:00:00")
+	id := e.process(at(testevents.Order(t, "sub-late"), "2026-01-01T10:00:00")).Reply.AccountIdentifier
+	newer := at(testevents.Change(t, "sub-late", id), "2026-01-03T10:00:00") // PREMIUM, 10 users
+	older := at(testevents.Change(t, "sub-late", id), "2026-01-02T10:00:00")
 	older.Event.Payload.Order = &events.Order{EditionCode: "BASIC", Items: []events.Item{{Unit: "USER", Quantity: 2}}}
 	wantOutcome(t, e.process(newer), 200, "", true)
 	wantOutcome(t, e.process(older), 200, "", true)

@@ -2,9 +2,7 @@ package helix_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +19,7 @@ import (
 	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
 	"github.com/banking-marketplace/webhook/internal/store"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
+	"github.com/banking-marketplace/webhook/internal/testevents"
 )
 
 // The product of the plan tests: the README's "Business Access", plan
@@ -106,23 +105,11 @@ func (e *planEnv) entitlements() int {
 	return e.helix.part.Stats().(helixsandbox.Stats).Entitlements
 }
 
-// event decodes testdata/name.json, giving it subscription sub and, when
-// acct is not empty, that accountIdentifier.
+// event is testdata/name.json for subscription sub and, when acct is not
+// empty, that accountIdentifier.
 func event(t *testing.T, name, sub, acct string) *events.SubscriptionEvent {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := events.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev.SubscriptionID = sub
-	if ev.Event.Payload.Account != nil {
-		ev.Event.Payload.Account.AccountIdentifier = acct
-	}
-	return ev
+	return testevents.Fixture(t, filepath.Join("testdata", name+".json"), sub, acct)
 }
 
 // wantOutcome checks an outcome's kind and code ("" for a success).
@@ -307,55 +294,13 @@ func TestFixtureStory(t *testing.T) {
 	t.Parallel()
 	const dir = "../../../fixtures/business-access"
 	e := newPlanEnv(t)
-	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	accounts := map[string]string{}
-	placeholders := func(b []byte) []byte {
-		s := string(b)
-		for name, id := range accounts {
-			s = strings.ReplaceAll(s, "{{accounts."+name+"}}", id)
-		}
-		return []byte(s)
-	}
-	played := 0
-	for _, path := range names {
-		if strings.HasSuffix(path, ".expect.json") {
-			continue
-		}
-		name := strings.TrimSuffix(filepath.Base(path), ".json")
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev, err := events.Decode(placeholders(b))
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+	sent := testevents.Story(t, dir, e.process)
+	for _, ev := range sent {
 		if ev.ExtensionName != businessAccess {
-			t.Errorf("%s: extension %q, want %q", name, ev.ExtensionName, businessAccess)
+			t.Errorf("%s: extension %q, want %q", ev.SubscriptionID, ev.ExtensionName, businessAccess)
 		}
-		out := e.process(ev)
-		accounts[name] = out.Reply.AccountIdentifier
-		eb, err := os.ReadFile(strings.TrimSuffix(path, ".json") + ".expect.json")
-		if err != nil {
-			t.Fatalf("%s: every step of the story needs its expectation: %v", name, err)
-		}
-		var want map[string]any
-		if err := json.Unmarshal(placeholders(eb), &want); err != nil {
-			t.Fatalf("%s.expect.json: %v", name, err)
-		}
-		gb, _ := json.Marshal(out.Reply)
-		var got map[string]any
-		_ = json.Unmarshal(gb, &got)
-		for k, v := range want {
-			if got[k] != v {
-				t.Errorf("%s: reply %s, want %s = %v", name, gb, k, v)
-			}
-		}
-		played++
 	}
+	played := len(sent)
 	if played != 3 || e.entitlements() != 0 || e.users() != 0 || e.helix.count(routeEdit) != 1 {
 		t.Errorf("played %d, entitlements %d, users %d, edits %d; want 3 steps ending with nothing live and one edit",
 			played, e.entitlements(), e.users(), e.helix.count(routeEdit))

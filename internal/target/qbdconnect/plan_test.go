@@ -2,12 +2,9 @@ package qbdconnect_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +21,7 @@ import (
 	"github.com/banking-marketplace/webhook/internal/store"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 	"github.com/banking-marketplace/webhook/internal/target/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/testevents"
 )
 
 // plan is the service of one product, "qbd", on miniredis: its targets
@@ -103,7 +101,7 @@ func TestStory(t *testing.T) {
 	p := newPlan(t, false)
 	const sub = "sub-story"
 
-	out := p.process(order(t, sub))
+	out := p.process(testevents.Order(t, sub))
 	wantOutcome(t, out, events.Final, "")
 	id := out.Reply.AccountIdentifier
 	cu, err := p.client.FindCustomer(context.Background(), qbdconnect.GatewayCustomerID(sub))
@@ -120,20 +118,20 @@ func TestStory(t *testing.T) {
 	}
 
 	// A copy of the ORDER answers the same, and creates nothing.
-	out = p.process(order(t, sub))
+	out = p.process(testevents.Order(t, sub))
 	wantOutcome(t, out, events.Final, "")
 	if out.Reply.AccountIdentifier != id || p.count(routeCreateCustomer) != 1 || p.count(routeCreateSub) != 1 {
 		t.Fatalf("second ORDER = %+v; %d customer and %d subscription creates", out.Reply, p.count(routeCreateCustomer), p.count(routeCreateSub))
 	}
 
-	wantOutcome(t, p.process(change(t, sub, id)), events.Final, "")
+	wantOutcome(t, p.process(testevents.Change(t, sub, id)), events.Final, "")
 	if got := p.subscription(sid); got.Quantity != 4 || got.Status != qbdclient.StatusActive {
 		t.Fatalf("subscription after CHANGE = %+v; want quantity 4", got)
 	}
 
 	p.addInstance(id)
 	p.addInstance(id)
-	out = p.process(cancel(t, sub, id))
+	out = p.process(testevents.Cancel(t, sub, id))
 	wantOutcome(t, out, events.Final, "")
 	if got := p.subscription(sid); got.Status != qbdclient.StatusCanceled || got.Quantity != 0 {
 		t.Errorf("subscription after CANCEL = %+v; want canceled, quantity 0", got)
@@ -145,8 +143,8 @@ func TestStory(t *testing.T) {
 		t.Errorf("account after CANCEL = %+v", a)
 	}
 	// Later events of the cancelled subscription are refused.
-	wantOutcome(t, p.process(change(t, sub, id)), events.Final, events.AccountNotFound)
-	wantOutcome(t, p.process(order(t, sub)), events.Final, events.Forbidden)
+	wantOutcome(t, p.process(testevents.Change(t, sub, id)), events.Final, events.AccountNotFound)
+	wantOutcome(t, p.process(testevents.Order(t, sub)), events.Final, events.Forbidden)
 	if p.count(routeCreateCustomer) != 1 || p.count(routeCreateSub) != 1 {
 		t.Error("a late ORDER created something")
 	}
@@ -164,18 +162,18 @@ func TestRedisForgot(t *testing.T) {
 		code   events.ErrorCode
 		live   int // live subscriptions after
 	}{
-		{"a copy of the ORDER", func(p *plan, sub string) {}, func(t *testing.T, sub string) *events.SubscriptionEvent { return order(t, sub) }, "", 1},
+		{"a copy of the ORDER", func(p *plan, sub string) {}, func(t *testing.T, sub string) *events.SubscriptionEvent { return testevents.Order(t, sub) }, "", 1},
 		{"a late ORDER after a CANCEL", func(p *plan, sub string) {
-			wantOutcome(p.t, p.process(cancel(p.t, sub, "")), events.Final, "")
-		}, func(t *testing.T, sub string) *events.SubscriptionEvent { return order(t, sub) }, events.Forbidden, 0},
-		{"a CANCEL", func(p *plan, sub string) {}, func(t *testing.T, sub string) *events.SubscriptionEvent { return cancel(t, sub, "") }, "", 0},
+			wantOutcome(p.t, p.process(testevents.Cancel(p.t, sub, "")), events.Final, "")
+		}, func(t *testing.T, sub string) *events.SubscriptionEvent { return testevents.Order(t, sub) }, events.Forbidden, 0},
+		{"a CANCEL", func(p *plan, sub string) {}, func(t *testing.T, sub string) *events.SubscriptionEvent { return testevents.Cancel(t, sub, "") }, "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			p := newPlan(t, false)
 			const sub = "sub-forgot"
-			out := p.process(order(t, sub))
+			out := p.process(testevents.Order(t, sub))
 			wantOutcome(t, out, events.Final, "")
 			id := out.Reply.AccountIdentifier
 			tt.before(p, sub)
@@ -207,12 +205,12 @@ func TestTransientCreateSubscription(t *testing.T) {
 	const sub = "sub-transient"
 	p.fail(routeCreateSub, fault{status: 503})
 
-	out := p.process(order(t, sub))
+	out := p.process(testevents.Order(t, sub))
 	wantOutcome(t, out, events.Transient, events.TransportError)
 	if st := p.stats(); st.Customers != 1 || st.Subscriptions != 0 {
 		t.Fatalf("after the 503: %+v", st)
 	}
-	out = p.process(order(t, sub))
+	out = p.process(testevents.Order(t, sub))
 	wantOutcome(t, out, events.Final, "")
 	if st := p.stats(); st.Customers != 1 || st.Subscriptions != 1 || p.count(routeCreateCustomer) != 1 {
 		t.Errorf("after the copy: %+v, %d customer creates; want one customer and one subscription", st, p.count(routeCreateCustomer))
@@ -236,7 +234,7 @@ func TestRefusedOrderLeavesNothing(t *testing.T) {
 			t.Parallel()
 			p := newPlan(t, withQ2)
 			const sub = "sub-no-address"
-			ev := order(t, sub)
+			ev := testevents.Order(t, sub)
 			ev.Event.Creator.Address = nil
 
 			out := p.process(ev)
@@ -268,55 +266,7 @@ func TestRefusedOrderLeavesNothing(t *testing.T) {
 func TestFixtureStory(t *testing.T) {
 	t.Parallel()
 	p := newPlan(t, false)
-	dir := filepath.Join("..", "..", "..", "fixtures", "qbd-story")
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	accounts := map[string]string{}
-	placeholder := regexp.MustCompile(`\{\{accounts\.([^{}]+)\}\}`)
-	fill := func(b []byte) []byte {
-		return placeholder.ReplaceAllFunc(b, func(m []byte) []byte {
-			return []byte(accounts[string(placeholder.FindSubmatch(m)[1])])
-		})
-	}
-	sent := 0
-	for _, f := range files {
-		if strings.HasSuffix(f, ".expect.json") {
-			continue
-		}
-		name := strings.TrimSuffix(filepath.Base(f), ".json")
-		body, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev, err := events.Decode(fill(body))
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		out := p.process(ev)
-		accounts[name] = out.Reply.AccountIdentifier
-		sent++
-
-		b, err := os.ReadFile(strings.TrimSuffix(f, ".json") + ".expect.json")
-		if err != nil {
-			t.Fatalf("%s: every fixture of the story has its expectation: %v", name, err)
-		}
-		var want struct {
-			Success           *bool   `json:"success"`
-			ErrorCode         *string `json:"errorCode"`
-			AccountIdentifier *string `json:"accountIdentifier"`
-		}
-		if err := json.Unmarshal(fill(b), &want); err != nil {
-			t.Fatalf("%s.expect.json: %v", name, err)
-		}
-		got := out.Reply
-		if !out.Final() || (want.Success != nil && *want.Success != got.Success) ||
-			(want.ErrorCode != nil && *want.ErrorCode != string(got.ErrorCode)) ||
-			(want.AccountIdentifier != nil && *want.AccountIdentifier != got.AccountIdentifier) {
-			t.Errorf("%s: reply %v %+v; want %s", name, out.Kind, got, b)
-		}
-	}
+	sent := len(testevents.Story(t, filepath.Join("..", "..", "..", "fixtures", "qbd-story"), p.process))
 	if sent != 4 {
 		t.Errorf("sent %d fixtures, want the story's 4", sent)
 	}
