@@ -1,25 +1,18 @@
 package helix_test
 
 import (
-	"context"
-	"net/http/httptest"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"go.uber.org/zap"
-
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/q2client"
-	"github.com/banking-marketplace/webhook/internal/sandbox"
 	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
-	"github.com/banking-marketplace/webhook/internal/store"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 	"github.com/banking-marketplace/webhook/internal/testevents"
+	"github.com/banking-marketplace/webhook/internal/testplan"
 )
 
 // The product of the plan tests: the README's "Business Access", plan
@@ -29,65 +22,22 @@ const businessAccess = "business-access"
 // planEnv is the provisioning service with plan [q2, helix] on miniredis,
 // the Q2 sandbox and the Helix part behind real HTTP.
 type planEnv struct {
+	*testplan.Env
 	t     *testing.T
-	mini  *miniredis.Miniredis
-	db    *store.Redis
-	q2    *sandbox.Sandbox
 	helix *fakeHelix
-	svc   *provisioning.Service
 }
 
 func newPlanEnv(t *testing.T) *planEnv {
 	t.Helper()
-	mini := miniredis.RunT(t)
-	db, err := store.Open(context.Background(), store.Options{URL: "redis://" + mini.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-
-	q2 := sandbox.New(sandbox.Config{})
-	q2srv := httptest.NewServer(q2.Handler())
-	t.Cleanup(q2srv.Close)
-	q2c, err := q2client.New(q2srv.URL, q2client.WithCredentials(sandbox.DefaultClientID, sandbox.DefaultClientSecret),
-		q2client.WithRetry(2, time.Millisecond, 5*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q2t, err := q2target.New(q2c, q2target.Settings{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := startHelix(t)
-	svc, err := provisioning.New(db, []provisioning.Plan{{Product: businessAccess,
-		Targets: []provisioning.Target{q2t, newTarget(t, h.client(t), product)}}},
-		provisioning.Config{LockWait: 200 * time.Millisecond}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &planEnv{t: t, mini: mini, db: db, q2: q2, helix: h, svc: svc}
-}
-
-func (e *planEnv) process(ev *events.SubscriptionEvent) events.Outcome {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-	defer cancel()
-	return e.svc.Process(ctx, ev, businessAccess)
-}
-
-func (e *planEnv) account(sub string) events.Account {
-	e.t.Helper()
-	a, err := e.db.Account(context.Background(), sub)
-	if err != nil {
-		e.t.Fatalf("account %s: %v", sub, err)
-	}
-	return a
+	return &planEnv{t: t, helix: h, Env: testplan.New(t, testplan.Config{Product: businessAccess,
+		Q2: &q2target.Settings{}, Targets: []provisioning.Target{newTarget(t, h.client(t), product)}})}
 }
 
 // customer is the Q2 CustomerID the subscription's q2 step recorded.
 func (e *planEnv) customer(sub string) int64 {
 	e.t.Helper()
-	a := e.account(sub)
+	a := e.Account(sub)
 	s, ok := a.Step(q2target.Name)
 	if !ok {
 		e.t.Fatalf("no q2 step recorded: %+v", a)
@@ -99,8 +49,8 @@ func (e *planEnv) customer(sub string) int64 {
 	return id
 }
 
-func (e *planEnv) users() int       { return e.q2.Stats().Users }
-func (e *planEnv) enrollments() int { return e.q2.Stats().Calls["Enrollment"] }
+func (e *planEnv) users() int       { return e.Q2.Sandbox.Stats().Users }
+func (e *planEnv) enrollments() int { return e.Q2.Sandbox.Stats().Calls["Enrollment"] }
 func (e *planEnv) entitlements() int {
 	return e.helix.part.Stats().(helixsandbox.Stats).Entitlements
 }
@@ -131,11 +81,11 @@ func TestPlanStory(t *testing.T) {
 	e := newPlanEnv(t)
 	sub := "sub-story"
 
-	out := e.process(event(t, "order", sub, ""))
+	out := e.Process(event(t, "order", sub, ""))
 	wantOutcome(t, out, events.Final, "")
 	id := out.Reply.AccountIdentifier
 	cust := e.customer(sub)
-	a := e.account(sub)
+	a := e.Account(sub)
 	if !a.Active() || len(a.Steps) != 2 || a.Steps[0].ID != id || a.Steps[1].Target != "helix" {
 		t.Fatalf("account after ORDER = %+v", a)
 	}
@@ -147,16 +97,16 @@ func TestPlanStory(t *testing.T) {
 		t.Fatalf("Helix holds %q for the Q2 customer %d, want RDONLY", got, cust)
 	}
 
-	wantOutcome(t, e.process(event(t, "change", sub, id)), events.Final, "")
-	if got := e.helix.level(account, cust); got != "FULL" || e.account(sub).Steps[1].Data["entitlement"] != "FULL" {
-		t.Fatalf("after CHANGE to PREMIUM: Helix %q, step %+v; want FULL", got, e.account(sub).Steps[1])
+	wantOutcome(t, e.Process(event(t, "change", sub, id)), events.Final, "")
+	if got := e.helix.level(account, cust); got != "FULL" || e.Account(sub).Steps[1].Data["entitlement"] != "FULL" {
+		t.Fatalf("after CHANGE to PREMIUM: Helix %q, step %+v; want FULL", got, e.Account(sub).Steps[1])
 	}
 
-	wantOutcome(t, e.process(event(t, "cancel", sub, id)), events.Final, "")
+	wantOutcome(t, e.Process(event(t, "cancel", sub, id)), events.Final, "")
 	if _, held := e.helix.part.Entitlement(account, cust); held || e.users() != 0 {
 		t.Fatalf("after CANCEL: entitlement held %v, users %d", held, e.users())
 	}
-	if a := e.account(sub); a.Status != events.AccountCancelled || !a.Steps[0].Undone || !a.Steps[1].Undone {
+	if a := e.Account(sub); a.Status != events.AccountCancelled || !a.Steps[0].Undone || !a.Steps[1].Undone {
 		t.Fatalf("account after CANCEL = %+v", a)
 	}
 	if e.helix.count(routeAdd) != 1 || e.helix.count(routeEdit) != 1 || e.helix.count(routeRemove) != 1 || e.enrollments() != 1 {
@@ -172,11 +122,11 @@ func TestPlanOrderCopyAfterRedisForgot(t *testing.T) {
 	t.Parallel()
 	e := newPlanEnv(t)
 	sub := "sub-forgot"
-	id := e.process(event(t, "order", sub, "")).Reply.AccountIdentifier
+	id := e.Process(event(t, "order", sub, "")).Reply.AccountIdentifier
 	cust := e.customer(sub)
-	e.mini.FlushAll()
+	e.Mini.FlushAll()
 
-	out := e.process(event(t, "order", sub, ""))
+	out := e.Process(event(t, "order", sub, ""))
 	wantOutcome(t, out, events.Final, "")
 	if out.Reply.AccountIdentifier != id {
 		t.Errorf("accountIdentifier = %s, want the first ORDER's %s", out.Reply.AccountIdentifier, id)
@@ -185,7 +135,7 @@ func TestPlanOrderCopyAfterRedisForgot(t *testing.T) {
 		t.Errorf("enrollments %d, users %d, entitlements %d, adds %d; want 1, 1, 1, 2",
 			e.enrollments(), e.users(), e.entitlements(), e.helix.count(routeAdd))
 	}
-	if a := e.account(sub); !a.Active() || len(a.Steps) != 2 || e.customer(sub) != cust {
+	if a := e.Account(sub); !a.Active() || len(a.Steps) != 2 || e.customer(sub) != cust {
 		t.Errorf("account rebuilt = %+v", a)
 	}
 }
@@ -197,15 +147,15 @@ func TestPlanCancelAfterRedisForgot(t *testing.T) {
 	t.Parallel()
 	e := newPlanEnv(t)
 	sub := "sub-cancel-forgot"
-	id := e.process(event(t, "order", sub, "")).Reply.AccountIdentifier
+	id := e.Process(event(t, "order", sub, "")).Reply.AccountIdentifier
 	cust := e.customer(sub)
-	e.mini.FlushAll()
+	e.Mini.FlushAll()
 
-	wantOutcome(t, e.process(event(t, "cancel", sub, id)), events.Final, "")
+	wantOutcome(t, e.Process(event(t, "cancel", sub, id)), events.Final, "")
 	if _, held := e.helix.part.Entitlement(account, cust); held || e.users() != 0 || e.helix.count(routeRemove) != 1 {
 		t.Fatalf("entitlement held %v, users %d, removes %d", held, e.users(), e.helix.count(routeRemove))
 	}
-	wantOutcome(t, e.process(event(t, "order", sub, "")), events.Final, events.Forbidden)
+	wantOutcome(t, e.Process(event(t, "order", sub, "")), events.Final, events.Forbidden)
 	if e.entitlements() != 0 || e.helix.count(routeAdd) != 1 {
 		t.Error("a late ORDER entitled again")
 	}
@@ -237,13 +187,13 @@ func TestPlanFinalFailureUndoesQ2(t *testing.T) {
 			e := newPlanEnv(t)
 			ev := event(t, "order", "sub-final", "")
 			tc.setup(e, ev)
-			out := e.process(ev)
+			out := e.Process(ev)
 			wantOutcome(t, out, events.Final, tc.code)
 			if !strings.Contains(out.Reply.Message, tc.says) {
 				t.Errorf("message %q does not say %q", out.Reply.Message, tc.says)
 			}
-			if e.users() != 0 || e.enrollments() != 1 || e.q2.Stats().Calls["DeleteUser"] != 1 {
-				t.Errorf("the Q2 enrollment was not undone: %+v", e.q2.Stats())
+			if e.users() != 0 || e.enrollments() != 1 || e.Q2.Sandbox.Stats().Calls["DeleteUser"] != 1 {
+				t.Errorf("the Q2 enrollment was not undone: %+v", e.Q2.Sandbox.Stats())
 			}
 			if e.entitlements() != 0 || e.helix.count(routeAdd) != tc.adds {
 				t.Errorf("entitlements %d, adds %d; want 0 and %d", e.entitlements(), e.helix.count(routeAdd), tc.adds)
@@ -261,7 +211,7 @@ func TestPlanLockedAccountUndoesQ2(t *testing.T) {
 	e := newPlanEnv(t)
 	sub := "sub-locked"
 	e.helix.failNext(routeAdd, 1, fault{code: 195104})
-	out := e.process(event(t, "order", sub, ""))
+	out := e.Process(event(t, "order", sub, ""))
 	wantOutcome(t, out, events.Final, events.Forbidden)
 	if e.users() != 0 || e.enrollments() != 1 || e.entitlements() != 0 {
 		t.Fatalf("after the refusal: users %d, enrollments %d, entitlements %d; want 0, 1, 0", e.users(), e.enrollments(), e.entitlements())
@@ -276,12 +226,12 @@ func TestPlanRateLimited(t *testing.T) {
 	e := newPlanEnv(t)
 	sub := "sub-429"
 	e.helix.failNext(routeAdd, 1, fault{status: 429, retryAfter: "30"})
-	out := e.process(event(t, "order", sub, ""))
+	out := e.Process(event(t, "order", sub, ""))
 	wantOutcome(t, out, events.Transient, events.TransportError)
 	if out.RetryAfter != 30*time.Second {
 		t.Errorf("RetryAfter = %v, want Helix's 30s", out.RetryAfter)
 	}
-	out = e.process(event(t, "order", sub, ""))
+	out = e.Process(event(t, "order", sub, ""))
 	wantOutcome(t, out, events.Final, "")
 	if e.enrollments() != 1 || e.helix.count(routeAdd) != 2 || e.helix.level(account, e.customer(sub)) != "RDONLY" {
 		t.Errorf("enrollments %d, adds %d, Helix %q", e.enrollments(), e.helix.count(routeAdd), e.helix.level(account, e.customer(sub)))
@@ -294,7 +244,7 @@ func TestFixtureStory(t *testing.T) {
 	t.Parallel()
 	const dir = "../../../fixtures/business-access"
 	e := newPlanEnv(t)
-	sent := testevents.Story(t, dir, e.process)
+	sent := testevents.Story(t, dir, e.Process)
 	for _, ev := range sent {
 		if ev.ExtensionName != businessAccess {
 			t.Errorf("%s: extension %q, want %q", ev.SubscriptionID, ev.ExtensionName, businessAccess)
