@@ -68,9 +68,7 @@ func wantOutcome(t *testing.T, got events.Outcome, status int, code events.Error
 	if status == 200 && final {
 		kind = events.Final
 	}
-	if got.Kind != kind || (code == "" && !got.Reply.Success) || (code != "" && got.Reply.ErrorCode != code) {
-		t.Fatalf("outcome = %v %+v; want %v %q", got.Kind, got.Reply, kind, code)
-	}
+	testevents.WantOutcome(t, got, kind, code)
 }
 
 func TestLifecycle(t *testing.T) {

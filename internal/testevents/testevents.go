@@ -121,3 +121,12 @@ func Story(t testing.TB, dir string, process func(*events.SubscriptionEvent) eve
 	}
 	return sent
 }
+
+// WantOutcome fails the test unless got is of kind and carries code: a
+// success when code is "", else a failure with that code.
+func WantOutcome(t testing.TB, got events.Outcome, kind events.Kind, code events.ErrorCode) {
+	t.Helper()
+	if got.Kind != kind || got.Reply.Success != (code == "") || got.Reply.ErrorCode != code {
+		t.Fatalf("outcome = %v %+v; want %v %q", got.Kind, got.Reply, kind, code)
+	}
+}

@@ -10,8 +10,9 @@ import (
 	"github.com/banking-marketplace/webhook/internal/testevents"
 )
 
-// recorder is a testing.TB that keeps Errorf's messages instead of
-// failing, so that a test can see what Story reports.
+// recorder is a testing.TB that keeps Errorf's and Fatalf's messages
+// instead of failing, so that a test can see what Story and WantOutcome
+// report.
 type recorder struct {
 	testing.TB
 	errors []string
@@ -20,6 +21,9 @@ type recorder struct {
 func (r *recorder) Errorf(format string, args ...any) {
 	r.errors = append(r.errors, fmt.Sprintf(format, args...))
 }
+
+// Fatalf records too; the helpers under test return after it.
+func (r *recorder) Fatalf(format string, args ...any) { r.Errorf(format, args...) }
 
 func write(t *testing.T, dir, name, body string) {
 	t.Helper()
@@ -67,6 +71,32 @@ func TestStory(t *testing.T) {
 			sent := testevents.Story(r, dir, func(*events.SubscriptionEvent) events.Outcome { return tt.reply })
 			if len(sent) != 2 || len(r.errors) != tt.wantErrors {
 				t.Errorf("sent %d events, errors %q; want 2 events and %d errors", len(sent), r.errors, tt.wantErrors)
+			}
+		})
+	}
+}
+
+func TestWantOutcome(t *testing.T) {
+	tests := []struct {
+		name string
+		got  events.Outcome
+		kind events.Kind
+		code events.ErrorCode
+		fail bool
+	}{
+		{"success", events.Provisioned("7"), events.Final, "", false},
+		{"failure with its code", events.Outcome{Kind: events.Final, Reply: events.Failure(events.Forbidden, "no")}, events.Final, events.Forbidden, false},
+		{"other kind", events.Provisioned("7"), events.Transient, "", true},
+		{"failure for success", events.Outcome{Kind: events.Final, Reply: events.Failure(events.Forbidden, "no")}, events.Final, "", true},
+		{"success for failure", events.Provisioned("7"), events.Final, events.Forbidden, true},
+		{"other code", events.Outcome{Kind: events.Final, Reply: events.Failure(events.Forbidden, "no")}, events.Final, events.AccountNotFound, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &recorder{TB: t}
+			testevents.WantOutcome(r, tt.got, tt.kind, tt.code)
+			if failed := len(r.errors) > 0; failed != tt.fail {
+				t.Errorf("failed = %v (%q), want %v", failed, r.errors, tt.fail)
 			}
 		})
 	}

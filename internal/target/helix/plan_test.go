@@ -62,14 +62,6 @@ func event(t *testing.T, name, sub, acct string) *events.SubscriptionEvent {
 	return testevents.Fixture(t, filepath.Join("testdata", name+".json"), sub, acct)
 }
 
-// wantOutcome checks an outcome's kind and code ("" for a success).
-func wantOutcome(t *testing.T, got events.Outcome, kind events.Kind, code events.ErrorCode) {
-	t.Helper()
-	if got.Kind != kind || got.Reply.Success != (code == "") || got.Reply.ErrorCode != code {
-		t.Fatalf("outcome = %v %+v; want %v %q", got.Kind, got.Reply, kind, code)
-	}
-}
-
 // The fixture's configuration: business account 4001, requester 5001.
 const account, requester = 4001, 5001
 
@@ -82,7 +74,7 @@ func TestPlanStory(t *testing.T) {
 	sub := "sub-story"
 
 	out := e.Process(event(t, "order", sub, ""))
-	wantOutcome(t, out, events.Final, "")
+	testevents.WantOutcome(t, out, events.Final, "")
 	id := out.Reply.AccountIdentifier
 	cust := e.customer(sub)
 	a := e.Account(sub)
@@ -97,12 +89,12 @@ func TestPlanStory(t *testing.T) {
 		t.Fatalf("Helix holds %q for the Q2 customer %d, want RDONLY", got, cust)
 	}
 
-	wantOutcome(t, e.Process(event(t, "change", sub, id)), events.Final, "")
+	testevents.WantOutcome(t, e.Process(event(t, "change", sub, id)), events.Final, "")
 	if got := e.helix.level(account, cust); got != "FULL" || e.Account(sub).Steps[1].Data["entitlement"] != "FULL" {
 		t.Fatalf("after CHANGE to PREMIUM: Helix %q, step %+v; want FULL", got, e.Account(sub).Steps[1])
 	}
 
-	wantOutcome(t, e.Process(event(t, "cancel", sub, id)), events.Final, "")
+	testevents.WantOutcome(t, e.Process(event(t, "cancel", sub, id)), events.Final, "")
 	if _, held := e.helix.part.Entitlement(account, cust); held || e.users() != 0 {
 		t.Fatalf("after CANCEL: entitlement held %v, users %d", held, e.users())
 	}
@@ -127,7 +119,7 @@ func TestPlanOrderCopyAfterRedisForgot(t *testing.T) {
 	e.Mini.FlushAll()
 
 	out := e.Process(event(t, "order", sub, ""))
-	wantOutcome(t, out, events.Final, "")
+	testevents.WantOutcome(t, out, events.Final, "")
 	if out.Reply.AccountIdentifier != id {
 		t.Errorf("accountIdentifier = %s, want the first ORDER's %s", out.Reply.AccountIdentifier, id)
 	}
@@ -151,11 +143,11 @@ func TestPlanCancelAfterRedisForgot(t *testing.T) {
 	cust := e.customer(sub)
 	e.Mini.FlushAll()
 
-	wantOutcome(t, e.Process(event(t, "cancel", sub, id)), events.Final, "")
+	testevents.WantOutcome(t, e.Process(event(t, "cancel", sub, id)), events.Final, "")
 	if _, held := e.helix.part.Entitlement(account, cust); held || e.users() != 0 || e.helix.count(routeRemove) != 1 {
 		t.Fatalf("entitlement held %v, users %d, removes %d", held, e.users(), e.helix.count(routeRemove))
 	}
-	wantOutcome(t, e.Process(event(t, "order", sub, "")), events.Final, events.Forbidden)
+	testevents.WantOutcome(t, e.Process(event(t, "order", sub, "")), events.Final, events.Forbidden)
 	if e.entitlements() != 0 || e.helix.count(routeAdd) != 1 {
 		t.Error("a late ORDER entitled again")
 	}
@@ -188,7 +180,7 @@ func TestPlanFinalFailureUndoesQ2(t *testing.T) {
 			ev := event(t, "order", "sub-final", "")
 			tc.setup(e, ev)
 			out := e.Process(ev)
-			wantOutcome(t, out, events.Final, tc.code)
+			testevents.WantOutcome(t, out, events.Final, tc.code)
 			if !strings.Contains(out.Reply.Message, tc.says) {
 				t.Errorf("message %q does not say %q", out.Reply.Message, tc.says)
 			}
@@ -212,7 +204,7 @@ func TestPlanLockedAccountUndoesQ2(t *testing.T) {
 	sub := "sub-locked"
 	e.helix.failNext(routeAdd, 1, fault{code: 195104})
 	out := e.Process(event(t, "order", sub, ""))
-	wantOutcome(t, out, events.Final, events.Forbidden)
+	testevents.WantOutcome(t, out, events.Final, events.Forbidden)
 	if e.users() != 0 || e.enrollments() != 1 || e.entitlements() != 0 {
 		t.Fatalf("after the refusal: users %d, enrollments %d, entitlements %d; want 0, 1, 0", e.users(), e.enrollments(), e.entitlements())
 	}
@@ -227,12 +219,12 @@ func TestPlanRateLimited(t *testing.T) {
 	sub := "sub-429"
 	e.helix.failNext(routeAdd, 1, fault{status: 429, retryAfter: "30"})
 	out := e.Process(event(t, "order", sub, ""))
-	wantOutcome(t, out, events.Transient, events.TransportError)
+	testevents.WantOutcome(t, out, events.Transient, events.TransportError)
 	if out.RetryAfter != 30*time.Second {
 		t.Errorf("RetryAfter = %v, want Helix's 30s", out.RetryAfter)
 	}
 	out = e.Process(event(t, "order", sub, ""))
-	wantOutcome(t, out, events.Final, "")
+	testevents.WantOutcome(t, out, events.Final, "")
 	if e.enrollments() != 1 || e.helix.count(routeAdd) != 2 || e.helix.level(account, e.customer(sub)) != "RDONLY" {
 		t.Errorf("enrollments %d, adds %d, Helix %q", e.enrollments(), e.helix.count(routeAdd), e.helix.level(account, e.customer(sub)))
 	}

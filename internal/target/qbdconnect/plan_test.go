@@ -36,14 +36,6 @@ func newPlan(t *testing.T, withQ2 bool) *plan {
 	return p
 }
 
-// wantOutcome checks an outcome's kind and code ("" for a success).
-func wantOutcome(t *testing.T, got events.Outcome, kind events.Kind, code events.ErrorCode) {
-	t.Helper()
-	if got.Kind != kind || (code == "" && !got.Reply.Success) || (code != "" && got.Reply.ErrorCode != code) {
-		t.Fatalf("outcome = %v %+v; want %v %q", got.Kind, got.Reply, kind, code)
-	}
-}
-
 // TestStory: ORDER creates the customer and its subscription once, CHANGE
 // follows the quantity, CANCEL deletes the instances and leaves the
 // subscription canceled with quantity 0.
@@ -53,7 +45,7 @@ func TestStory(t *testing.T) {
 	const sub = "sub-story"
 
 	out := p.Process(testevents.Order(t, sub))
-	wantOutcome(t, out, events.Final, "")
+	testevents.WantOutcome(t, out, events.Final, "")
 	id := out.Reply.AccountIdentifier
 	cu, err := p.client.FindCustomer(context.Background(), qbdconnect.GatewayCustomerID(sub))
 	if err != nil || cu.ID != id {
@@ -70,12 +62,12 @@ func TestStory(t *testing.T) {
 
 	// A copy of the ORDER answers the same, and creates nothing.
 	out = p.Process(testevents.Order(t, sub))
-	wantOutcome(t, out, events.Final, "")
+	testevents.WantOutcome(t, out, events.Final, "")
 	if out.Reply.AccountIdentifier != id || p.count(routeCreateCustomer) != 1 || p.count(routeCreateSub) != 1 {
 		t.Fatalf("second ORDER = %+v; %d customer and %d subscription creates", out.Reply, p.count(routeCreateCustomer), p.count(routeCreateSub))
 	}
 
-	wantOutcome(t, p.Process(testevents.Change(t, sub, id)), events.Final, "")
+	testevents.WantOutcome(t, p.Process(testevents.Change(t, sub, id)), events.Final, "")
 	if got := p.subscription(sid); got.Quantity != 4 || got.Status != qbdclient.StatusActive {
 		t.Fatalf("subscription after CHANGE = %+v; want quantity 4", got)
 	}
@@ -83,7 +75,7 @@ func TestStory(t *testing.T) {
 	p.addInstance(id)
 	p.addInstance(id)
 	out = p.Process(testevents.Cancel(t, sub, id))
-	wantOutcome(t, out, events.Final, "")
+	testevents.WantOutcome(t, out, events.Final, "")
 	if got := p.subscription(sid); got.Status != qbdclient.StatusCanceled || got.Quantity != 0 {
 		t.Errorf("subscription after CANCEL = %+v; want canceled, quantity 0", got)
 	}
@@ -94,8 +86,8 @@ func TestStory(t *testing.T) {
 		t.Errorf("account after CANCEL = %+v", a)
 	}
 	// Later events of the cancelled subscription are refused.
-	wantOutcome(t, p.Process(testevents.Change(t, sub, id)), events.Final, events.AccountNotFound)
-	wantOutcome(t, p.Process(testevents.Order(t, sub)), events.Final, events.Forbidden)
+	testevents.WantOutcome(t, p.Process(testevents.Change(t, sub, id)), events.Final, events.AccountNotFound)
+	testevents.WantOutcome(t, p.Process(testevents.Order(t, sub)), events.Final, events.Forbidden)
 	if p.count(routeCreateCustomer) != 1 || p.count(routeCreateSub) != 1 {
 		t.Error("a late ORDER created something")
 	}
@@ -115,7 +107,7 @@ func TestRedisForgot(t *testing.T) {
 	}{
 		{"a copy of the ORDER", func(p *plan, sub string) {}, func(t *testing.T, sub string) *events.SubscriptionEvent { return testevents.Order(t, sub) }, "", 1},
 		{"a late ORDER after a CANCEL", func(p *plan, sub string) {
-			wantOutcome(p.t, p.Process(testevents.Cancel(p.t, sub, "")), events.Final, "")
+			testevents.WantOutcome(p.t, p.Process(testevents.Cancel(p.t, sub, "")), events.Final, "")
 		}, func(t *testing.T, sub string) *events.SubscriptionEvent { return testevents.Order(t, sub) }, events.Forbidden, 0},
 		{"a CANCEL", func(p *plan, sub string) {}, func(t *testing.T, sub string) *events.SubscriptionEvent { return testevents.Cancel(t, sub, "") }, "", 0},
 	}
@@ -125,13 +117,13 @@ func TestRedisForgot(t *testing.T) {
 			p := newPlan(t, false)
 			const sub = "sub-forgot"
 			out := p.Process(testevents.Order(t, sub))
-			wantOutcome(t, out, events.Final, "")
+			testevents.WantOutcome(t, out, events.Final, "")
 			id := out.Reply.AccountIdentifier
 			tt.before(p, sub)
 			p.Mini.FlushAll()
 
 			out = p.Process(tt.ev(t, sub))
-			wantOutcome(t, out, events.Final, tt.code)
+			testevents.WantOutcome(t, out, events.Final, tt.code)
 			if tt.code == "" && out.Reply.AccountIdentifier != id {
 				t.Errorf("accountIdentifier = %q, want the customer's %q", out.Reply.AccountIdentifier, id)
 			}
@@ -157,12 +149,12 @@ func TestTransientCreateSubscription(t *testing.T) {
 	p.fail(routeCreateSub, fault{status: 503})
 
 	out := p.Process(testevents.Order(t, sub))
-	wantOutcome(t, out, events.Transient, events.TransportError)
+	testevents.WantOutcome(t, out, events.Transient, events.TransportError)
 	if st := p.stats(); st.Customers != 1 || st.Subscriptions != 0 {
 		t.Fatalf("after the 503: %+v", st)
 	}
 	out = p.Process(testevents.Order(t, sub))
-	wantOutcome(t, out, events.Final, "")
+	testevents.WantOutcome(t, out, events.Final, "")
 	if st := p.stats(); st.Customers != 1 || st.Subscriptions != 1 || p.count(routeCreateCustomer) != 1 {
 		t.Errorf("after the copy: %+v, %d customer creates; want one customer and one subscription", st, p.count(routeCreateCustomer))
 	}
@@ -189,7 +181,7 @@ func TestRefusedOrderLeavesNothing(t *testing.T) {
 			ev.Event.Creator.Address = nil
 
 			out := p.Process(ev)
-			wantOutcome(t, out, events.Final, events.ConfigurationError)
+			testevents.WantOutcome(t, out, events.Final, events.ConfigurationError)
 			if !strings.Contains(out.Reply.Message, "event.creator.address") {
 				t.Errorf("message %q does not name the field", out.Reply.Message)
 			}
