@@ -13,6 +13,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
+	"github.com/banking-marketplace/webhook/internal/testevents"
 )
 
 // memAccounts is an in-memory Accounts with a fenced lock, as the use case
@@ -200,25 +201,18 @@ func run(svc *provisioning.Service, typ events.EventType, sub string) events.Out
 	return svc.Process(context.Background(), event(typ, sub), "two")
 }
 
-func wantKind(t *testing.T, got events.Outcome, kind events.Kind, code events.ErrorCode) {
-	t.Helper()
-	if got.Kind != kind || (code == "" && !got.Reply.Success) || (code != "" && got.Reply.ErrorCode != code) {
-		t.Fatalf("outcome %v %+v; want %v %q", got.Kind, got.Reply, kind, code)
-	}
-}
-
 // Rule: a transient failure at step 2 answers "try again"; the next copy
 // resumes at step 2 and never repeats step 1.
 func TestPlanResumesAfterATransientFailure(t *testing.T) {
 	t.Parallel()
 	svc, accounts, a, b := twoSteps(t)
 	b.failNext("Provision", outage)
-	wantKind(t, run(svc, events.SubscriptionOrder, "s1"), events.Transient, events.TransportError)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s1"), events.Transient, events.TransportError)
 	if acct := accounts.accounts["s1"]; acct.Status != events.AccountProvisioning || len(acct.Steps) != 1 || acct.Steps[0].Target != "a" {
 		t.Fatalf("after the failure the record is %+v; want step a recorded", acct)
 	}
 	out := run(svc, events.SubscriptionOrder, "s1")
-	wantKind(t, out, events.Final, "")
+	testevents.WantOutcome(t, out, events.Final, "")
 	if out.Reply.AccountIdentifier != "a-s1" {
 		t.Errorf("accountIdentifier %q, want the first step's id", out.Reply.AccountIdentifier)
 	}
@@ -236,7 +230,7 @@ func TestPlanUndoesAfterAFinalFailure(t *testing.T) {
 	t.Parallel()
 	svc, accounts, a, b := twoSteps(t)
 	b.failNext("Provision", refusal)
-	wantKind(t, run(svc, events.SubscriptionOrder, "s2"), events.Final, events.Forbidden)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s2"), events.Final, events.Forbidden)
 	if a.isLive("s2") || b.isLive("s2") || a.count("Deprovision") != 1 || b.count("Deprovision") != 0 {
 		t.Fatalf("left behind: a live %v, b live %v; a undone %d times", a.isLive("s2"), b.isLive("s2"), a.count("Deprovision"))
 	}
@@ -252,11 +246,11 @@ func TestPlanUndoThatFailsIsFinishedByTheNextCopy(t *testing.T) {
 	svc, _, a, b := twoSteps(t)
 	b.failNext("Provision", refusal, refusal)
 	a.failNext("Deprovision", outage)
-	wantKind(t, run(svc, events.SubscriptionOrder, "s3"), events.Transient, events.TransportError)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s3"), events.Transient, events.TransportError)
 	if !a.isLive("s3") {
 		t.Fatal("setup: a should still be live after its undo failed")
 	}
-	wantKind(t, run(svc, events.SubscriptionOrder, "s3"), events.Final, events.Forbidden)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s3"), events.Final, events.Forbidden)
 	if a.isLive("s3") || a.count("Provision") != 1 {
 		t.Fatalf("a live %v after %d provisions", a.isLive("s3"), a.count("Provision"))
 	}
@@ -268,8 +262,8 @@ func TestPlanFindsAStepItDidNotRecord(t *testing.T) {
 	t.Parallel()
 	svc, accounts, a, b := twoSteps(t)
 	accounts.failSave = 1 // step a is done, its record is lost
-	wantKind(t, run(svc, events.SubscriptionOrder, "s4"), events.Transient, events.TransportError)
-	wantKind(t, run(svc, events.SubscriptionOrder, "s4"), events.Final, "")
+	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s4"), events.Transient, events.TransportError)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s4"), events.Final, "")
 	if a.count("Provision") != 1 || b.count("Provision") != 1 {
 		t.Fatalf("provisions: a %d, b %d; want 1 each", a.count("Provision"), b.count("Provision"))
 	}
@@ -280,20 +274,20 @@ func TestPlanFindsAStepItDidNotRecord(t *testing.T) {
 func TestCancelOfTwoStepsResumes(t *testing.T) {
 	t.Parallel()
 	svc, accounts, a, b := twoSteps(t)
-	wantKind(t, run(svc, events.SubscriptionOrder, "s5"), events.Final, "")
+	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s5"), events.Final, "")
 	b.failNext("Deprovision", outage)
-	wantKind(t, run(svc, events.SubscriptionCancel, "s5"), events.Unsettled, events.DoNotCancel)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionCancel, "s5"), events.Unsettled, events.DoNotCancel)
 	if !a.isLive("s5") || !b.isLive("s5") || !accounts.accounts["s5"].Active() {
 		t.Fatal("a DO_NOT_CANCEL changed something")
 	}
-	wantKind(t, run(svc, events.SubscriptionCancel, "s5"), events.Final, "")
+	testevents.WantOutcome(t, run(svc, events.SubscriptionCancel, "s5"), events.Final, "")
 	if a.isLive("s5") || b.isLive("s5") || accounts.accounts["s5"].Status != events.AccountCancelled {
 		t.Fatalf("after the cancel: a %v, b %v, account %+v", a.isLive("s5"), b.isLive("s5"), accounts.accounts["s5"])
 	}
 	if a.count("Deprovision") != 1 || b.count("Deprovision") != 2 {
 		t.Errorf("undone: a %d, b %d; want 1 and 2", a.count("Deprovision"), b.count("Deprovision"))
 	}
-	wantKind(t, run(svc, events.SubscriptionOrder, "s5"), events.Final, events.Forbidden)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s5"), events.Final, events.Forbidden)
 }
 
 // Rule: a CANCEL with nothing recorded asks every target; with nothing
@@ -302,8 +296,8 @@ func TestCancelOfTwoStepsResumes(t *testing.T) {
 func TestCancelWithNothingRecorded(t *testing.T) {
 	t.Parallel()
 	svc, _, a, b := twoSteps(t)
-	wantKind(t, run(svc, events.SubscriptionCancel, "s6"), events.Final, events.AccountNotFound)
-	wantKind(t, run(svc, events.SubscriptionOrder, "s6"), events.Final, events.Forbidden)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionCancel, "s6"), events.Final, events.AccountNotFound)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s6"), events.Final, events.Forbidden)
 	if a.count("Provision")+b.count("Provision") != 0 {
 		t.Fatal("the ORDER after the CANCEL provisioned")
 	}
@@ -316,7 +310,7 @@ func TestOrderFindingUndoneWorkIsRefused(t *testing.T) {
 	svc, accounts, a, b := twoSteps(t)
 	a.live["s7"] = true
 	b.gone["s7"] = true
-	wantKind(t, run(svc, events.SubscriptionOrder, "s7"), events.Final, events.Forbidden)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s7"), events.Final, events.Forbidden)
 	if a.isLive("s7") || b.count("Provision") != 0 || accounts.accounts["s7"].Status != events.AccountCancelled {
 		t.Fatalf("a live %v, b provisioned %d, account %+v", a.isLive("s7"), b.count("Provision"), accounts.accounts["s7"])
 	}

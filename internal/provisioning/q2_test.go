@@ -6,14 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/alicebob/miniredis/v2"
-	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
@@ -21,16 +17,15 @@ import (
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/store"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
+	"github.com/banking-marketplace/webhook/internal/testevents"
+	"github.com/banking-marketplace/webhook/internal/testplan"
 )
 
-// env is one service on miniredis and a sandbox behind real HTTP.
+// env is the service of one product, "default", provisioning Q2, on
+// miniredis and a Q2 sandbox behind real HTTP.
 type env struct {
-	t       *testing.T
-	mini    *miniredis.Miniredis
-	db      *store.Redis
-	sandbox *sandbox.Sandbox
-	q2      *q2client.Client
-	svc     *provisioning.Service
+	*testplan.Env
+	t *testing.T
 }
 
 // envConfig tunes an env: the product's Q2 settings and the lock's wait.
@@ -39,96 +34,30 @@ type envConfig struct {
 	lockWait      time.Duration
 }
 
-// newService is the service of one product, "default", provisioning Q2.
+// newService is the service of "default" provisioning Q2 through q2, with
+// its accounts in accounts: a test hands it a failing one of either.
 func newService(t *testing.T, accounts provisioning.Accounts, q2 q2target.API, cfg envConfig) *provisioning.Service {
 	t.Helper()
 	target, err := q2target.New(q2, q2target.Settings{CancelDeletes: cfg.cancelDeletes})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.lockWait == 0 {
-		cfg.lockWait = 200 * time.Millisecond
-	}
-	svc, err := provisioning.New(accounts, []provisioning.Plan{{Product: "default", Targets: []provisioning.Target{target}}},
-		provisioning.Config{LockWait: cfg.lockWait}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svc
+	return testplan.NewService(t, accounts, "default", cfg.lockWait, target)
 }
 
 func newEnv(t *testing.T, cfg envConfig) *env {
 	t.Helper()
-	mini := miniredis.RunT(t)
-	db, err := store.Open(context.Background(), store.Options{URL: "redis://" + mini.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	sb := sandbox.New(sandbox.Config{})
-	srv := httptest.NewServer(sb.Handler())
-	t.Cleanup(srv.Close)
-	q2, err := q2client.New(srv.URL,
-		q2client.WithCredentials(sandbox.DefaultClientID, sandbox.DefaultClientSecret),
-		q2client.WithRetry(2, time.Millisecond, 5*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{t: t, mini: mini, db: db, sandbox: sb, q2: q2, svc: newService(t, db, q2, cfg)}
+	return &env{t: t, Env: testplan.New(t, testplan.Config{Product: "default",
+		Q2: &q2target.Settings{CancelDeletes: cfg.cancelDeletes}, LockWait: cfg.lockWait})}
 }
 
-func (e *env) process(ev *events.SubscriptionEvent) events.Outcome {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-	defer cancel()
-	return e.svc.Process(ctx, ev, "default")
-}
-
-func (e *env) calls(route string) int { return e.sandbox.Stats().Calls[route] }
+func (e *env) calls(route string) int { return e.Q2.Sandbox.Stats().Calls[route] }
 
 func (e *env) fault(f sandbox.Fault) {
 	e.t.Helper()
-	if err := e.sandbox.SetFault(f); err != nil {
+	if err := e.Q2.Sandbox.SetFault(f); err != nil {
 		e.t.Fatal(err)
 	}
-}
-
-func (e *env) account(sub string) events.Account {
-	e.t.Helper()
-	a, err := e.db.Account(context.Background(), sub)
-	if err != nil {
-		e.t.Fatalf("account %s: %v", sub, err)
-	}
-	return a
-}
-
-// fixture decodes a testdata event, giving it subscription sub and, when
-// account is not empty, that accountIdentifier.
-func fixture(t *testing.T, name, sub, account string) *events.SubscriptionEvent {
-	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := events.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev.SubscriptionID = sub
-	if ev.Event.Payload.Account != nil {
-		ev.Event.Payload.Account.AccountIdentifier = account
-	}
-	return ev
-}
-
-func order(t *testing.T, sub string) *events.SubscriptionEvent {
-	return fixture(t, "subscription-order.json", sub, "")
-}
-func change(t *testing.T, sub, acct string) *events.SubscriptionEvent {
-	return fixture(t, "subscription-change.json", sub, acct)
-}
-func cancel(t *testing.T, sub, acct string) *events.SubscriptionEvent {
-	return fixture(t, "subscription-cancel.json", sub, acct)
 }
 
 // wantOutcome checks an outcome by the HTTP status it is answered with
@@ -139,9 +68,7 @@ func wantOutcome(t *testing.T, got events.Outcome, status int, code events.Error
 	if status == 200 && final {
 		kind = events.Final
 	}
-	if got.Kind != kind || (code == "" && !got.Reply.Success) || (code != "" && got.Reply.ErrorCode != code) {
-		t.Fatalf("outcome = %v %+v; want %v %q", got.Kind, got.Reply, kind, code)
-	}
+	testevents.WantOutcome(t, got, kind, code)
 }
 
 func TestLifecycle(t *testing.T) {
@@ -149,52 +76,52 @@ func TestLifecycle(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	sub := "sub-lifecycle"
 
-	out := e.process(order(t, sub))
+	out := e.Process(testevents.Order(t, sub))
 	wantOutcome(t, out, 200, "", true)
 	id := out.Reply.AccountIdentifier
 	if _, err := strconv.ParseInt(id, 10, 64); err != nil {
 		t.Fatalf("accountIdentifier %q is not a decimal Q2 UserID", id)
 	}
-	a := e.account(sub)
+	a := e.Account(sub)
 	if a.AccountIdentifier != id || a.Edition != "BASIC" || a.Items[0].Quantity != 5 || !a.Active() || len(a.Steps) != 1 || a.Steps[0].Target != "q2" || a.Steps[0].ID != id {
 		t.Fatalf("account after ORDER = %+v", a)
 	}
-	users, err := e.q2.LookupUser(context.Background(), q2client.UserQuery{LoginName: q2target.LogonName(sub)})
+	users, err := e.Q2.Client.LookupUser(context.Background(), q2client.UserQuery{LoginName: q2target.LogonName(sub)})
 	if err != nil || len(users) != 1 || strconv.FormatInt(users[0].UserID, 10) != id {
 		t.Fatalf("Q2 user for the logon = %+v, %v", users, err)
 	}
 
 	// A second ORDER for the provisioned subscription answers the same id.
-	out = e.process(order(t, sub))
+	out = e.Process(testevents.Order(t, sub))
 	wantOutcome(t, out, 200, "", true)
 	if out.Reply.AccountIdentifier != id || e.calls("Enrollment") != 1 {
 		t.Fatalf("second ORDER = %+v with %d enrollments", out.Reply, e.calls("Enrollment"))
 	}
 
 	// CHANGE by accountIdentifier records the new edition and quantities.
-	wantOutcome(t, e.process(change(t, sub, id)), 200, "", true)
-	if a := e.account(sub); a.Edition != "PREMIUM" || a.PricingDuration != "YEARLY" || a.Items[0].Quantity != 10 {
+	wantOutcome(t, e.Process(testevents.Change(t, sub, id)), 200, "", true)
+	if a := e.Account(sub); a.Edition != "PREMIUM" || a.PricingDuration != "YEARLY" || a.Items[0].Quantity != 10 {
 		t.Fatalf("account after CHANGE = %+v", a)
 	}
 
 	// CANCEL deletes the Q2 user and marks the account cancelled.
-	wantOutcome(t, e.process(cancel(t, sub, id)), 200, "", true)
-	if st := e.sandbox.Stats(); st.Users != 0 || st.Calls["DeleteUser"] != 1 {
+	wantOutcome(t, e.Process(testevents.Cancel(t, sub, id)), 200, "", true)
+	if st := e.Q2.Sandbox.Stats(); st.Users != 0 || st.Calls["DeleteUser"] != 1 {
 		t.Fatalf("after CANCEL: %+v", st)
 	}
-	if a := e.account(sub); a.Status != events.AccountCancelled || a.CancelledAt == nil {
+	if a := e.Account(sub); a.Status != events.AccountCancelled || a.CancelledAt == nil {
 		t.Fatalf("account after CANCEL = %+v", a)
 	}
 
 	// Cancelling again changes nothing and deletes nothing.
-	wantOutcome(t, e.process(cancel(t, sub, id)), 200, "", true)
+	wantOutcome(t, e.Process(testevents.Cancel(t, sub, id)), 200, "", true)
 	if e.calls("DeleteUser") != 1 {
 		t.Fatal("a second CANCEL called Q2")
 	}
 	// A CHANGE of the cancelled account, and a late ORDER, are refused.
-	wantOutcome(t, e.process(change(t, sub, id)), 200, events.AccountNotFound, true)
-	wantOutcome(t, e.process(order(t, sub)), 200, events.Forbidden, true)
-	if e.calls("Enrollment") != 1 || e.sandbox.Stats().Users != 0 {
+	wantOutcome(t, e.Process(testevents.Change(t, sub, id)), 200, events.AccountNotFound, true)
+	wantOutcome(t, e.Process(testevents.Order(t, sub)), 200, events.Forbidden, true)
+	if e.calls("Enrollment") != 1 || e.Q2.Sandbox.Stats().Users != 0 {
 		t.Fatal("a late ORDER enrolled again")
 	}
 }
@@ -202,22 +129,22 @@ func TestLifecycle(t *testing.T) {
 func TestAccountFoundBySubscriptionOrIdentifier(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
-	id := e.process(order(t, "sub-a")).Reply.AccountIdentifier
+	id := e.Process(testevents.Order(t, "sub-a")).Reply.AccountIdentifier
 
 	tests := []struct {
 		name     string
 		ev       *events.SubscriptionEvent
 		wantCode events.ErrorCode
 	}{
-		{"by subscription, identifier unknown", change(t, "sub-a", "ACCOUNT-ID-FROM-ORDER"), ""},
-		{"by subscription, no identifier", change(t, "sub-a", ""), ""},
-		{"by identifier, other subscription id", change(t, "sub-other", id), ""},
-		{"unknown change", change(t, "sub-unknown", "nope"), events.AccountNotFound},
-		{"unknown cancel", cancel(t, "sub-unknown", ""), events.AccountNotFound},
+		{"by subscription, identifier unknown", testevents.Change(t, "sub-a", "ACCOUNT-ID-FROM-ORDER"), ""},
+		{"by subscription, no identifier", testevents.Change(t, "sub-a", ""), ""},
+		{"by identifier, other subscription id", testevents.Change(t, "sub-other", id), ""},
+		{"unknown change", testevents.Change(t, "sub-unknown", "nope"), events.AccountNotFound},
+		{"unknown cancel", testevents.Cancel(t, "sub-unknown", ""), events.AccountNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			wantOutcome(t, e.process(tt.ev), 200, tt.wantCode, true)
+			wantOutcome(t, e.Process(tt.ev), 200, tt.wantCode, true)
 		})
 	}
 }
@@ -230,15 +157,15 @@ func TestOrderRecognisesItsOwnEnrollment(t *testing.T) {
 	}{
 		{"reply lost after Q2 enrolled", func(e *env, sub string) {
 			// Enroll exactly as the service would, but record nothing.
-			if err := e.q2.Enroll(context.Background(), q2client.Enrollment{
+			if err := e.Q2.Client.Enroll(context.Background(), q2client.Enrollment{
 				LogonName: q2target.LogonName(sub), FirstName: "John", LastName: "Doe", UserInfo: q2target.Marker(sub),
 			}); err != nil {
 				e.t.Fatal(err)
 			}
 		}},
 		{"redis lost everything after an answered ORDER", func(e *env, sub string) {
-			wantOutcome(e.t, e.process(order(e.t, sub)), 200, "", true)
-			e.mini.FlushAll()
+			wantOutcome(e.t, e.Process(testevents.Order(e.t, sub)), 200, "", true)
+			e.Mini.FlushAll()
 		}},
 	}
 	for _, tt := range tests {
@@ -247,14 +174,14 @@ func TestOrderRecognisesItsOwnEnrollment(t *testing.T) {
 			e := newEnv(t, envConfig{})
 			sub := "sub-own"
 			tt.before(e, sub)
-			users, _ := e.q2.LookupUser(context.Background(), q2client.UserQuery{LoginName: q2target.LogonName(sub)})
-			out := e.process(order(t, sub))
+			users, _ := e.Q2.Client.LookupUser(context.Background(), q2client.UserQuery{LoginName: q2target.LogonName(sub)})
+			out := e.Process(testevents.Order(t, sub))
 			wantOutcome(t, out, 200, "", true)
 			if want := strconv.FormatInt(users[0].UserID, 10); out.Reply.AccountIdentifier != want {
 				t.Errorf("accountIdentifier = %s, want the existing user's %s", out.Reply.AccountIdentifier, want)
 			}
-			if e.calls("Enrollment") != 1 || e.sandbox.Stats().Users != 1 {
-				t.Errorf("enrollments %d, users %d; want 1 and 1", e.calls("Enrollment"), e.sandbox.Stats().Users)
+			if e.calls("Enrollment") != 1 || e.Q2.Sandbox.Stats().Users != 1 {
+				t.Errorf("enrollments %d, users %d; want 1 and 1", e.calls("Enrollment"), e.Q2.Sandbox.Stats().Users)
 			}
 		})
 	}
@@ -266,44 +193,44 @@ func TestOrderRefusals(t *testing.T) {
 
 	// Q2 holds the derived logon for somebody else.
 	taken := "sub-taken"
-	if err := e.q2.Enroll(context.Background(), q2client.Enrollment{LogonName: q2target.LogonName(taken), FirstName: "Someone", LastName: "Else", UserInfo: "not ours"}); err != nil {
+	if err := e.Q2.Client.Enroll(context.Background(), q2client.Enrollment{LogonName: q2target.LogonName(taken), FirstName: "Someone", LastName: "Else", UserInfo: "not ours"}); err != nil {
 		t.Fatal(err)
 	}
-	wantOutcome(t, e.process(order(t, taken)), 200, events.UserAlreadyExists, true)
-	if _, err := e.db.Account(context.Background(), taken); !errors.Is(err, store.ErrNotFound) {
+	wantOutcome(t, e.Process(testevents.Order(t, taken)), 200, events.UserAlreadyExists, true)
+	if _, err := e.DB.Account(context.Background(), taken); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("an account was recorded for a refused ORDER: %v", err)
 	}
 
 	// No creator and no company: nobody to enroll.
-	nobody := order(t, "sub-nobody")
+	nobody := testevents.Order(t, "sub-nobody")
 	nobody.Event.Creator, nobody.Event.Payload.Company = nil, nil
-	wantOutcome(t, e.process(nobody), 200, events.UserNotFound, true)
+	wantOutcome(t, e.Process(nobody), 200, events.UserNotFound, true)
 
 	// No creator but a company: the company is enrolled.
-	company := order(t, "sub-company")
+	company := testevents.Order(t, "sub-company")
 	company.Event.Creator = nil
-	wantOutcome(t, e.process(company), 200, "", true)
+	wantOutcome(t, e.Process(company), 200, "", true)
 }
 
 func TestStatelessAndUnsupported(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
-	ping := order(t, "sub-ping")
+	ping := testevents.Order(t, "sub-ping")
 	ping.Event.Flag = events.FlagStateless
-	out := e.process(ping)
+	out := e.Process(ping)
 	wantOutcome(t, out, 200, "", true)
-	if out.Calls != 0 || len(e.mini.Keys()) != 0 {
-		t.Errorf("STATELESS had side effects: %d Q2 calls, keys %v", out.Calls, e.mini.Keys())
+	if out.Calls != 0 || len(e.Mini.Keys()) != 0 {
+		t.Errorf("STATELESS had side effects: %d Q2 calls, keys %v", out.Calls, e.Mini.Keys())
 	}
 	// Every type the dispatch does not list is refused with no side
 	// effect: nothing falls into a destructive default.
 	for _, typ := range []events.EventType{"SUBSCRIPTION_NOTICE", "USER_ASSIGNMENT", "subscription_cancel", ""} {
-		ev := order(t, "sub-notice")
+		ev := testevents.Order(t, "sub-notice")
 		ev.EventType, ev.Event.Type = typ, typ
-		out := e.process(ev)
+		out := e.Process(ev)
 		wantOutcome(t, out, 200, events.ConfigurationError, true)
-		if out.Calls != 0 || len(e.mini.Keys()) != 0 {
-			t.Errorf("%q had side effects: %d Q2 calls, keys %v", typ, out.Calls, e.mini.Keys())
+		if out.Calls != 0 || len(e.Mini.Keys()) != 0 {
+			t.Errorf("%q had side effects: %d Q2 calls, keys %v", typ, out.Calls, e.Mini.Keys())
 		}
 	}
 }
@@ -314,22 +241,22 @@ func TestTransientQ2Failures(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, envConfig{})
 		e.fault(sandbox.Fault{Route: "LookupUser", Status: 503, Times: 10})
-		wantOutcome(t, e.process(order(t, "sub-outage")), 503, events.TransportError, false)
+		wantOutcome(t, e.Process(testevents.Order(t, "sub-outage")), 503, events.TransportError, false)
 		e.fault(sandbox.Fault{Route: "LookupUser", Times: 0})
-		wantOutcome(t, e.process(order(t, "sub-outage")), 200, "", true)
-		if e.sandbox.Stats().Users != 1 {
-			t.Errorf("users = %d, want 1", e.sandbox.Stats().Users)
+		wantOutcome(t, e.Process(testevents.Order(t, "sub-outage")), 200, "", true)
+		if e.Q2.Sandbox.Stats().Users != 1 {
+			t.Errorf("users = %d, want 1", e.Q2.Sandbox.Stats().Users)
 		}
 	})
 	t.Run("enrollment that fails is not retried blindly", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, envConfig{})
 		e.fault(sandbox.Fault{Route: "Enrollment", Status: 502, Times: 1})
-		wantOutcome(t, e.process(order(t, "sub-502")), 503, events.TransportError, false)
+		wantOutcome(t, e.Process(testevents.Order(t, "sub-502")), 503, events.TransportError, false)
 		if e.calls("Enrollment") != 1 {
 			t.Errorf("Enrollment calls = %d, want 1", e.calls("Enrollment"))
 		}
-		wantOutcome(t, e.process(order(t, "sub-502")), 200, "", true)
+		wantOutcome(t, e.Process(testevents.Order(t, "sub-502")), 200, "", true)
 	})
 	t.Run("deadline during a slow enrollment is transient, the retry finds the user", func(t *testing.T) {
 		t.Parallel()
@@ -337,29 +264,29 @@ func TestTransientQ2Failures(t *testing.T) {
 		e.fault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 300})
 		ctx, cancelCtx := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancelCtx()
-		out := e.svc.Process(ctx, order(t, "sub-slow"), "default")
+		out := e.Service.Process(ctx, testevents.Order(t, "sub-slow"), "default")
 		wantOutcome(t, out, 503, events.TransportError, false)
-		if _, err := e.db.Account(context.Background(), "sub-slow"); !errors.Is(err, store.ErrNotFound) {
+		if _, err := e.DB.Account(context.Background(), "sub-slow"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatal("a timed-out ORDER recorded an account")
 		}
 		time.Sleep(400 * time.Millisecond) // the sandbox completes the delayed enrollment
-		wantOutcome(t, e.process(order(t, "sub-slow")), 200, "", true)
-		if e.calls("Enrollment") != 1 || e.sandbox.Stats().Users != 1 {
-			t.Errorf("enrollments %d, users %d; want 1 and 1", e.calls("Enrollment"), e.sandbox.Stats().Users)
+		wantOutcome(t, e.Process(testevents.Order(t, "sub-slow")), 200, "", true)
+		if e.calls("Enrollment") != 1 || e.Q2.Sandbox.Stats().Users != 1 {
+			t.Errorf("enrollments %d, users %d; want 1 and 1", e.calls("Enrollment"), e.Q2.Sandbox.Stats().Users)
 		}
 	})
 	t.Run("cancel during an outage is DO_NOT_CANCEL, then succeeds", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, envConfig{})
-		id := e.process(order(t, "sub-dnc")).Reply.AccountIdentifier
+		id := e.Process(testevents.Order(t, "sub-dnc")).Reply.AccountIdentifier
 		e.fault(sandbox.Fault{Route: "DeleteUser", Status: 503, Times: 10})
-		wantOutcome(t, e.process(cancel(t, "sub-dnc", id)), 200, events.DoNotCancel, false)
-		if !e.account("sub-dnc").Active() || e.sandbox.Stats().Users != 1 {
+		wantOutcome(t, e.Process(testevents.Cancel(t, "sub-dnc", id)), 200, events.DoNotCancel, false)
+		if !e.Account("sub-dnc").Active() || e.Q2.Sandbox.Stats().Users != 1 {
 			t.Fatal("a DO_NOT_CANCEL changed the account or the user")
 		}
 		e.fault(sandbox.Fault{Route: "DeleteUser", Times: 0})
-		wantOutcome(t, e.process(cancel(t, "sub-dnc", id)), 200, "", true)
-		if e.sandbox.Stats().Users != 0 {
+		wantOutcome(t, e.Process(testevents.Cancel(t, "sub-dnc", id)), 200, "", true)
+		if e.Q2.Sandbox.Stats().Users != 0 {
 			t.Error("the user survived the cancel")
 		}
 	})
@@ -368,13 +295,13 @@ func TestTransientQ2Failures(t *testing.T) {
 func TestCancelOfUserDeletedBehindOurBack(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
-	id := e.process(order(t, "sub-gone")).Reply.AccountIdentifier
+	id := e.Process(testevents.Order(t, "sub-gone")).Reply.AccountIdentifier
 	uid, _ := strconv.ParseInt(id, 10, 64)
-	if err := e.q2.DeleteUser(context.Background(), uid); err != nil {
+	if err := e.Q2.Client.DeleteUser(context.Background(), uid); err != nil {
 		t.Fatal(err)
 	}
-	wantOutcome(t, e.process(cancel(t, "sub-gone", id)), 200, "", true)
-	if e.account("sub-gone").Status != events.AccountCancelled {
+	wantOutcome(t, e.Process(testevents.Cancel(t, "sub-gone", id)), 200, "", true)
+	if e.Account("sub-gone").Status != events.AccountCancelled {
 		t.Error("account not cancelled")
 	}
 }
@@ -382,9 +309,9 @@ func TestCancelOfUserDeletedBehindOurBack(t *testing.T) {
 func TestCancelDeletesCustomer(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{cancelDeletes: q2target.DeleteCustomer})
-	id := e.process(order(t, "sub-cust")).Reply.AccountIdentifier
-	wantOutcome(t, e.process(cancel(t, "sub-cust", id)), 200, "", true)
-	st := e.sandbox.Stats()
+	id := e.Process(testevents.Order(t, "sub-cust")).Reply.AccountIdentifier
+	wantOutcome(t, e.Process(testevents.Cancel(t, "sub-cust", id)), 200, "", true)
+	st := e.Q2.Sandbox.Stats()
 	if st.Calls["DeleteCustomer"] != 1 || st.Calls["DeleteUser"] != 0 || st.Customers != 0 || st.Users != 0 {
 		t.Errorf("stats after CANCEL_DELETES=customer: %+v", st)
 	}
@@ -393,11 +320,11 @@ func TestCancelDeletesCustomer(t *testing.T) {
 func TestQ2RefusesCredentials(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
-	srv := httptest.NewServer(e.sandbox.Handler())
+	srv := httptest.NewServer(e.Q2.Sandbox.Handler())
 	defer srv.Close()
 	bad, _ := q2client.New(srv.URL, q2client.WithCredentials("sandbox", "wrong"), q2client.WithRetry(1, time.Millisecond, time.Millisecond))
-	svc := newService(t, e.db, bad, envConfig{})
-	out := svc.Process(context.Background(), order(t, "sub-creds"), "default")
+	svc := newService(t, e.DB, bad, envConfig{})
+	out := svc.Process(context.Background(), testevents.Order(t, "sub-creds"), "default")
 	// Our misconfiguration is not the subscription's fate: not stored.
 	wantOutcome(t, out, 200, events.Unauthorized, false)
 }
@@ -405,24 +332,24 @@ func TestQ2RefusesCredentials(t *testing.T) {
 func TestLockedSubscriptionIsPending(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{lockWait: 50 * time.Millisecond})
-	_, unlock, err := e.db.Lock(context.Background(), "sub-busy", time.Minute, 0)
+	_, unlock, err := e.DB.Lock(context.Background(), "sub-busy", time.Minute, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := e.process(order(t, "sub-busy"))
+	out := e.Process(testevents.Order(t, "sub-busy"))
 	wantOutcome(t, out, http.StatusConflict, events.Pending, false)
 	if out.RetryAfter <= 0 || e.calls("Enrollment") != 0 {
 		t.Errorf("PENDING outcome %+v, %d enrollments", out, e.calls("Enrollment"))
 	}
 	unlock()
-	wantOutcome(t, e.process(order(t, "sub-busy")), 200, "", true)
+	wantOutcome(t, e.Process(testevents.Order(t, "sub-busy")), 200, "", true)
 }
 
 func TestStoreDownIsTransient(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
-	e.mini.Close()
-	wantOutcome(t, e.process(order(t, "sub-down")), 503, events.TransportError, false)
+	e.Mini.Close()
+	wantOutcome(t, e.Process(testevents.Order(t, "sub-down")), 503, events.TransportError, false)
 	if e.calls("Enrollment") != 0 {
 		t.Error("Q2 was called while Redis was down")
 	}
@@ -436,15 +363,15 @@ func TestConcurrentChangeAndCancel(t *testing.T) {
 	e := newEnv(t, envConfig{lockWait: 2 * time.Second})
 	for i := range 20 {
 		sub := fmt.Sprintf("sub-race-%d", i)
-		id := e.process(order(t, sub)).Reply.AccountIdentifier
+		id := e.Process(testevents.Order(t, sub)).Reply.AccountIdentifier
 		var wg sync.WaitGroup
 		var changed, cancelled events.Outcome
 		wg.Add(2)
-		go func() { defer wg.Done(); changed = e.process(change(t, sub, id)) }()
-		go func() { defer wg.Done(); cancelled = e.process(cancel(t, sub, id)) }()
+		go func() { defer wg.Done(); changed = e.Process(testevents.Change(t, sub, id)) }()
+		go func() { defer wg.Done(); cancelled = e.Process(testevents.Cancel(t, sub, id)) }()
 		wg.Wait()
 		wantOutcome(t, cancelled, 200, "", true)
-		a := e.account(sub)
+		a := e.Account(sub)
 		if a.Status != events.AccountCancelled {
 			t.Fatalf("%s: account ends %s", sub, a.Status)
 		}
@@ -457,8 +384,8 @@ func TestConcurrentChangeAndCancel(t *testing.T) {
 			t.Fatalf("%s: a refused CHANGE altered the account", sub)
 		}
 	}
-	if e.sandbox.Stats().Users != 0 {
-		t.Errorf("users left: %d", e.sandbox.Stats().Users)
+	if e.Q2.Sandbox.Stats().Users != 0 {
+		t.Errorf("users left: %d", e.Q2.Sandbox.Stats().Users)
 	}
 }
 
@@ -477,7 +404,7 @@ func TestLogonNameAndPassword(t *testing.T) {
 	}
 }
 
-func (e *env) liveUsers() int { return e.sandbox.Stats().Users }
+func (e *env) liveUsers() int { return e.Q2.Sandbox.Stats().Users }
 
 // Rule (issue 10.2): a CANCEL that overtakes its ORDER, or the lost reply of
 // its Enrollment, never leaves a live user behind a cancelled subscription,
@@ -487,13 +414,13 @@ func TestCancelOvertakesOrder(t *testing.T) {
 	t.Run("cancel before any order", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, envConfig{})
-		wantOutcome(t, e.process(cancel(t, "sub-first", "")), 200, events.AccountNotFound, true)
-		if a := e.account("sub-first"); a.Status != events.AccountCancelled {
+		wantOutcome(t, e.Process(testevents.Cancel(t, "sub-first", "")), 200, events.AccountNotFound, true)
+		if a := e.Account("sub-first"); a.Status != events.AccountCancelled {
 			t.Fatalf("the cancel recorded %+v, want a cancelled account", a)
 		}
-		wantOutcome(t, e.process(order(t, "sub-first")), 200, events.Forbidden, true)
+		wantOutcome(t, e.Process(testevents.Order(t, "sub-first")), 200, events.Forbidden, true)
 		if e.calls("Enrollment") != 0 || e.liveUsers() != 0 {
-			t.Fatalf("the late ORDER enrolled: %+v", e.sandbox.Stats())
+			t.Fatalf("the late ORDER enrolled: %+v", e.Q2.Sandbox.Stats())
 		}
 	})
 	t.Run("cancel after the enrollment's reply was lost", func(t *testing.T) {
@@ -502,15 +429,15 @@ func TestCancelOvertakesOrder(t *testing.T) {
 		e.fault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 300})
 		ctx, cancelCtx := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancelCtx()
-		wantOutcome(t, e.svc.Process(ctx, order(t, "sub-lost"), "default"), 503, events.TransportError, false)
+		wantOutcome(t, e.Service.Process(ctx, testevents.Order(t, "sub-lost"), "default"), 503, events.TransportError, false)
 		time.Sleep(400 * time.Millisecond) // Q2 completes the enrollment whose reply was lost
-		wantOutcome(t, e.process(cancel(t, "sub-lost", "")), 200, "", true)
+		wantOutcome(t, e.Process(testevents.Cancel(t, "sub-lost", "")), 200, "", true)
 		if e.liveUsers() != 0 || e.calls("DeleteUser") != 1 {
-			t.Fatalf("after the CANCEL: %+v", e.sandbox.Stats())
+			t.Fatalf("after the CANCEL: %+v", e.Q2.Sandbox.Stats())
 		}
-		wantOutcome(t, e.process(order(t, "sub-lost")), 200, events.Forbidden, true)
+		wantOutcome(t, e.Process(testevents.Order(t, "sub-lost")), 200, events.Forbidden, true)
 		if e.calls("Enrollment") != 1 || e.liveUsers() != 0 {
-			t.Fatalf("the ORDER's next copy provisioned again: %+v", e.sandbox.Stats())
+			t.Fatalf("the ORDER's next copy provisioned again: %+v", e.Q2.Sandbox.Stats())
 		}
 	})
 	t.Run("cancel while Q2 is still enrolling", func(t *testing.T) {
@@ -519,16 +446,16 @@ func TestCancelOvertakesOrder(t *testing.T) {
 		e.fault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 500})
 		ctx, cancelCtx := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancelCtx()
-		wantOutcome(t, e.svc.Process(ctx, order(t, "sub-race"), "default"), 503, events.TransportError, false)
+		wantOutcome(t, e.Service.Process(ctx, testevents.Order(t, "sub-race"), "default"), 503, events.TransportError, false)
 		// Q2 has not created the user yet: the CANCEL finds nothing.
-		wantOutcome(t, e.process(cancel(t, "sub-race", "")), 200, events.AccountNotFound, true)
+		wantOutcome(t, e.Process(testevents.Cancel(t, "sub-race", "")), 200, events.AccountNotFound, true)
 		time.Sleep(600 * time.Millisecond) // now Q2 has the user
 		if e.liveUsers() != 1 {
 			t.Fatalf("setup: live users %d, want the late enrollment's 1", e.liveUsers())
 		}
-		wantOutcome(t, e.process(order(t, "sub-race")), 200, events.Forbidden, true)
+		wantOutcome(t, e.Process(testevents.Order(t, "sub-race")), 200, events.Forbidden, true)
 		if e.liveUsers() != 0 || e.calls("Enrollment") != 1 {
-			t.Fatalf("a live user stayed behind the cancelled subscription: %+v", e.sandbox.Stats())
+			t.Fatalf("a live user stayed behind the cancelled subscription: %+v", e.Q2.Sandbox.Stats())
 		}
 	})
 }
@@ -539,20 +466,20 @@ func TestCancelOvertakesOrder(t *testing.T) {
 func TestRedisForgotACancelledSubscription(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
-	id := e.process(order(t, "sub-forgot")).Reply.AccountIdentifier
-	wantOutcome(t, e.process(cancel(t, "sub-forgot", id)), 200, "", true)
-	e.mini.FlushAll()
+	id := e.Process(testevents.Order(t, "sub-forgot")).Reply.AccountIdentifier
+	wantOutcome(t, e.Process(testevents.Cancel(t, "sub-forgot", id)), 200, "", true)
+	e.Mini.FlushAll()
 
-	wantOutcome(t, e.process(order(t, "sub-forgot")), 200, events.Forbidden, true)
+	wantOutcome(t, e.Process(testevents.Order(t, "sub-forgot")), 200, events.Forbidden, true)
 	if e.calls("Enrollment") != 1 || e.liveUsers() != 0 {
-		t.Fatalf("the late ORDER enrolled again: %+v", e.sandbox.Stats())
+		t.Fatalf("the late ORDER enrolled again: %+v", e.Q2.Sandbox.Stats())
 	}
-	if a := e.account("sub-forgot"); a.Status != events.AccountCancelled || a.AccountIdentifier != id {
+	if a := e.Account("sub-forgot"); a.Status != events.AccountCancelled || a.AccountIdentifier != id {
 		t.Fatalf("the record rebuilt from Q2 = %+v, want cancelled with id %s", a, id)
 	}
 	// A copy of the CANCEL after the loss is a success, deleting nothing.
-	e.mini.FlushAll()
-	wantOutcome(t, e.process(cancel(t, "sub-forgot", id)), 200, "", true)
+	e.Mini.FlushAll()
+	wantOutcome(t, e.Process(testevents.Cancel(t, "sub-forgot", id)), 200, "", true)
 	if e.calls("DeleteUser") != 1 {
 		t.Fatalf("DeleteUser calls %d, want 1", e.calls("DeleteUser"))
 	}
@@ -571,12 +498,12 @@ func (failingIndex) AccountByIdentifier(context.Context, string) (events.Account
 func TestIndexLookupErrorIsTransient(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
-	id := e.process(order(t, "sub-idx")).Reply.AccountIdentifier
-	svc := newService(t, failingIndex{e.db}, e.q2, envConfig{})
-	for _, ev := range []*events.SubscriptionEvent{cancel(t, "sub-other-id", id), change(t, "sub-other-id", id)} {
+	id := e.Process(testevents.Order(t, "sub-idx")).Reply.AccountIdentifier
+	svc := newService(t, failingIndex{e.DB}, e.Q2.Client, envConfig{})
+	for _, ev := range []*events.SubscriptionEvent{testevents.Cancel(t, "sub-other-id", id), testevents.Change(t, "sub-other-id", id)} {
 		wantOutcome(t, svc.Process(context.Background(), ev, "default"), 503, events.TransportError, false)
 	}
-	if e.liveUsers() != 1 || !e.account("sub-idx").Active() {
+	if e.liveUsers() != 1 || !e.Account("sub-idx").Active() {
 		t.Fatal("a failed index lookup changed something")
 	}
 }
@@ -594,19 +521,19 @@ func TestLateChangeIsNotApplied(t *testing.T) {
 		ev.Created = &ts
 		return ev
 	}
-	id := e.process(at(order(t, "sub-late"), "2026-01-01T10:00:00")).Reply.AccountIdentifier
-	newer := at(change(t, "sub-late", id), "2026-01-03T10:00:00") // PREMIUM, 10 users
-	older := at(change(t, "sub-late", id), "2026-01-02T10:00:00")
+	id := e.Process(at(testevents.Order(t, "sub-late"), "2026-01-01T10:00:00")).Reply.AccountIdentifier
+	newer := at(testevents.Change(t, "sub-late", id), "2026-01-03T10:00:00") // PREMIUM, 10 users
+	older := at(testevents.Change(t, "sub-late", id), "2026-01-02T10:00:00")
 	older.Event.Payload.Order = &events.Order{EditionCode: "BASIC", Items: []events.Item{{Unit: "USER", Quantity: 2}}}
-	wantOutcome(t, e.process(newer), 200, "", true)
-	wantOutcome(t, e.process(older), 200, "", true)
-	if a := e.account("sub-late"); a.Edition != "PREMIUM" || a.Items[0].Quantity != 10 {
+	wantOutcome(t, e.Process(newer), 200, "", true)
+	wantOutcome(t, e.Process(older), 200, "", true)
+	if a := e.Account("sub-late"); a.Edition != "PREMIUM" || a.Items[0].Quantity != 10 {
 		t.Fatalf("a late CHANGE overwrote a newer one: %+v", a)
 	}
 	// Without a time, arrival order decides.
 	older.Created = nil
-	wantOutcome(t, e.process(older), 200, "", true)
-	if a := e.account("sub-late"); a.Edition != "BASIC" {
+	wantOutcome(t, e.Process(older), 200, "", true)
+	if a := e.Account("sub-late"); a.Edition != "BASIC" {
 		t.Fatalf("a CHANGE without a time was not applied: %+v", a)
 	}
 }

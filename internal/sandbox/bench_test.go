@@ -45,7 +45,9 @@ func serve(b *testing.B, h http.Handler, tok, method, path, body string, want in
 	}
 }
 
-func BenchmarkLookupUser(b *testing.B) {
+// benchRoute measures POST path on sandboxes of each of benchSizes
+// users, the i-th call with body(i, n).
+func benchRoute(b *testing.B, path string, body func(i, n int) string) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("users=%d", n), func(b *testing.B) {
 			sb, tok := benchSandbox(b, n)
@@ -53,36 +55,22 @@ func BenchmarkLookupUser(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				i++
-				serve(b, h, tok, "POST", "/v2/LookupUser", fmt.Sprintf(`{"LoginName":"USER%d"}`, i%n), http.StatusOK)
+				serve(b, h, tok, "POST", path, body(i, n), http.StatusOK)
 			}
 		})
 	}
+}
+
+func BenchmarkLookupUser(b *testing.B) {
+	benchRoute(b, "/v2/LookupUser", func(i, n int) string { return fmt.Sprintf(`{"LoginName":"USER%d"}`, i%n) })
 }
 
 func BenchmarkLookupCustomer(b *testing.B) {
-	for _, n := range benchSizes {
-		b.Run(fmt.Sprintf("users=%d", n), func(b *testing.B) {
-			sb, tok := benchSandbox(b, n)
-			h := sb.Handler()
-			i := 0
-			for b.Loop() {
-				i++
-				serve(b, h, tok, "POST", "/v2/LookupCustomer", fmt.Sprintf(`{"TaxID":"%09d"}`, i%n), http.StatusOK)
-			}
-		})
-	}
+	benchRoute(b, "/v2/LookupCustomer", func(i, n int) string { return fmt.Sprintf(`{"TaxID":"%09d"}`, i%n) })
 }
 
 func BenchmarkEnrollment(b *testing.B) {
-	for _, n := range benchSizes {
-		b.Run(fmt.Sprintf("users=%d", n), func(b *testing.B) {
-			sb, tok := benchSandbox(b, n)
-			h := sb.Handler()
-			i := 0
-			for b.Loop() {
-				i++
-				serve(b, h, tok, "POST", "/v2/Enrollment", fmt.Sprintf(`{"LogonName":"new%d","FirstName":"A","LastName":"B","SSN":"1"}`, i), http.StatusOK)
-			}
-		})
-	}
+	benchRoute(b, "/v2/Enrollment", func(i, _ int) string {
+		return fmt.Sprintf(`{"LogonName":"new%d","FirstName":"A","LastName":"B","SSN":"1"}`, i)
+	})
 }

@@ -330,15 +330,23 @@ func TestIncompleteConfiguration(t *testing.T) {
 	}
 }
 
-func TestChange(t *testing.T) {
-	t.Parallel()
+// provisioned starts Helix and the target, and provisions the BASIC
+// ORDER after q2Step: the step a CHANGE or CANCEL test starts from.
+func provisioned(t *testing.T) (*fakeHelix, *helix.Target, events.Step) {
+	t.Helper()
 	h := startHelix(t)
 	tg := newTarget(t, h.client(t), product)
-	ctx := context.Background()
-	s, err := tg.Provision(ctx, job(events.SubscriptionOrder, conf(), "BASIC", q2Step))
+	s, err := tg.Provision(context.Background(), job(events.SubscriptionOrder, conf(), "BASIC", q2Step))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return h, tg, s
+}
+
+func TestChange(t *testing.T) {
+	t.Parallel()
+	h, tg, s := provisioned(t)
+	ctx := context.Background()
 	steps := []struct {
 		name, edition string
 		wantLevel     string
@@ -369,13 +377,8 @@ func TestChange(t *testing.T) {
 
 func TestDeprovision(t *testing.T) {
 	t.Parallel()
-	h := startHelix(t)
-	tg := newTarget(t, h.client(t), product)
+	h, tg, s := provisioned(t)
 	ctx := context.Background()
-	s, err := tg.Provision(ctx, job(events.SubscriptionOrder, conf(), "BASIC", q2Step))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := tg.Deprovision(ctx, job(events.SubscriptionCancel, nil, ""), s); err != nil {
 		t.Fatal(err)
 	}

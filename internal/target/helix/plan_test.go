@@ -1,26 +1,18 @@
 package helix_test
 
 import (
-	"context"
-	"encoding/json"
-	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-	"go.uber.org/zap"
-
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/q2client"
-	"github.com/banking-marketplace/webhook/internal/sandbox"
 	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
-	"github.com/banking-marketplace/webhook/internal/store"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
+	"github.com/banking-marketplace/webhook/internal/testevents"
+	"github.com/banking-marketplace/webhook/internal/testplan"
 )
 
 // The product of the plan tests: the README's "Business Access", plan
@@ -30,65 +22,22 @@ const businessAccess = "business-access"
 // planEnv is the provisioning service with plan [q2, helix] on miniredis,
 // the Q2 sandbox and the Helix part behind real HTTP.
 type planEnv struct {
+	*testplan.Env
 	t     *testing.T
-	mini  *miniredis.Miniredis
-	db    *store.Redis
-	q2    *sandbox.Sandbox
 	helix *fakeHelix
-	svc   *provisioning.Service
 }
 
 func newPlanEnv(t *testing.T) *planEnv {
 	t.Helper()
-	mini := miniredis.RunT(t)
-	db, err := store.Open(context.Background(), store.Options{URL: "redis://" + mini.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-
-	q2 := sandbox.New(sandbox.Config{})
-	q2srv := httptest.NewServer(q2.Handler())
-	t.Cleanup(q2srv.Close)
-	q2c, err := q2client.New(q2srv.URL, q2client.WithCredentials(sandbox.DefaultClientID, sandbox.DefaultClientSecret),
-		q2client.WithRetry(2, time.Millisecond, 5*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q2t, err := q2target.New(q2c, q2target.Settings{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := startHelix(t)
-	svc, err := provisioning.New(db, []provisioning.Plan{{Product: businessAccess,
-		Targets: []provisioning.Target{q2t, newTarget(t, h.client(t), product)}}},
-		provisioning.Config{LockWait: 200 * time.Millisecond}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &planEnv{t: t, mini: mini, db: db, q2: q2, helix: h, svc: svc}
-}
-
-func (e *planEnv) process(ev *events.SubscriptionEvent) events.Outcome {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-	defer cancel()
-	return e.svc.Process(ctx, ev, businessAccess)
-}
-
-func (e *planEnv) account(sub string) events.Account {
-	e.t.Helper()
-	a, err := e.db.Account(context.Background(), sub)
-	if err != nil {
-		e.t.Fatalf("account %s: %v", sub, err)
-	}
-	return a
+	return &planEnv{t: t, helix: h, Env: testplan.New(t, testplan.Config{Product: businessAccess,
+		Q2: &q2target.Settings{}, Targets: []provisioning.Target{newTarget(t, h.client(t), product)}})}
 }
 
 // customer is the Q2 CustomerID the subscription's q2 step recorded.
 func (e *planEnv) customer(sub string) int64 {
 	e.t.Helper()
-	a := e.account(sub)
+	a := e.Account(sub)
 	s, ok := a.Step(q2target.Name)
 	if !ok {
 		e.t.Fatalf("no q2 step recorded: %+v", a)
@@ -100,37 +49,17 @@ func (e *planEnv) customer(sub string) int64 {
 	return id
 }
 
-func (e *planEnv) users() int       { return e.q2.Stats().Users }
-func (e *planEnv) enrollments() int { return e.q2.Stats().Calls["Enrollment"] }
+func (e *planEnv) users() int       { return e.Q2.Sandbox.Stats().Users }
+func (e *planEnv) enrollments() int { return e.Q2.Sandbox.Stats().Calls["Enrollment"] }
 func (e *planEnv) entitlements() int {
 	return e.helix.part.Stats().(helixsandbox.Stats).Entitlements
 }
 
-// event decodes testdata/name.json, giving it subscription sub and, when
-// acct is not empty, that accountIdentifier.
+// event is testdata/name.json for subscription sub and, when acct is not
+// empty, that accountIdentifier.
 func event(t *testing.T, name, sub, acct string) *events.SubscriptionEvent {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := events.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev.SubscriptionID = sub
-	if ev.Event.Payload.Account != nil {
-		ev.Event.Payload.Account.AccountIdentifier = acct
-	}
-	return ev
-}
-
-// wantOutcome checks an outcome's kind and code ("" for a success).
-func wantOutcome(t *testing.T, got events.Outcome, kind events.Kind, code events.ErrorCode) {
-	t.Helper()
-	if got.Kind != kind || got.Reply.Success != (code == "") || got.Reply.ErrorCode != code {
-		t.Fatalf("outcome = %v %+v; want %v %q", got.Kind, got.Reply, kind, code)
-	}
+	return testevents.Fixture(t, filepath.Join("testdata", name+".json"), sub, acct)
 }
 
 // The fixture's configuration: business account 4001, requester 5001.
@@ -144,11 +73,11 @@ func TestPlanStory(t *testing.T) {
 	e := newPlanEnv(t)
 	sub := "sub-story"
 
-	out := e.process(event(t, "order", sub, ""))
-	wantOutcome(t, out, events.Final, "")
+	out := e.Process(event(t, "order", sub, ""))
+	testevents.WantOutcome(t, out, events.Final, "")
 	id := out.Reply.AccountIdentifier
 	cust := e.customer(sub)
-	a := e.account(sub)
+	a := e.Account(sub)
 	if !a.Active() || len(a.Steps) != 2 || a.Steps[0].ID != id || a.Steps[1].Target != "helix" {
 		t.Fatalf("account after ORDER = %+v", a)
 	}
@@ -160,16 +89,16 @@ func TestPlanStory(t *testing.T) {
 		t.Fatalf("Helix holds %q for the Q2 customer %d, want RDONLY", got, cust)
 	}
 
-	wantOutcome(t, e.process(event(t, "change", sub, id)), events.Final, "")
-	if got := e.helix.level(account, cust); got != "FULL" || e.account(sub).Steps[1].Data["entitlement"] != "FULL" {
-		t.Fatalf("after CHANGE to PREMIUM: Helix %q, step %+v; want FULL", got, e.account(sub).Steps[1])
+	testevents.WantOutcome(t, e.Process(event(t, "change", sub, id)), events.Final, "")
+	if got := e.helix.level(account, cust); got != "FULL" || e.Account(sub).Steps[1].Data["entitlement"] != "FULL" {
+		t.Fatalf("after CHANGE to PREMIUM: Helix %q, step %+v; want FULL", got, e.Account(sub).Steps[1])
 	}
 
-	wantOutcome(t, e.process(event(t, "cancel", sub, id)), events.Final, "")
+	testevents.WantOutcome(t, e.Process(event(t, "cancel", sub, id)), events.Final, "")
 	if _, held := e.helix.part.Entitlement(account, cust); held || e.users() != 0 {
 		t.Fatalf("after CANCEL: entitlement held %v, users %d", held, e.users())
 	}
-	if a := e.account(sub); a.Status != events.AccountCancelled || !a.Steps[0].Undone || !a.Steps[1].Undone {
+	if a := e.Account(sub); a.Status != events.AccountCancelled || !a.Steps[0].Undone || !a.Steps[1].Undone {
 		t.Fatalf("account after CANCEL = %+v", a)
 	}
 	if e.helix.count(routeAdd) != 1 || e.helix.count(routeEdit) != 1 || e.helix.count(routeRemove) != 1 || e.enrollments() != 1 {
@@ -185,12 +114,12 @@ func TestPlanOrderCopyAfterRedisForgot(t *testing.T) {
 	t.Parallel()
 	e := newPlanEnv(t)
 	sub := "sub-forgot"
-	id := e.process(event(t, "order", sub, "")).Reply.AccountIdentifier
+	id := e.Process(event(t, "order", sub, "")).Reply.AccountIdentifier
 	cust := e.customer(sub)
-	e.mini.FlushAll()
+	e.Mini.FlushAll()
 
-	out := e.process(event(t, "order", sub, ""))
-	wantOutcome(t, out, events.Final, "")
+	out := e.Process(event(t, "order", sub, ""))
+	testevents.WantOutcome(t, out, events.Final, "")
 	if out.Reply.AccountIdentifier != id {
 		t.Errorf("accountIdentifier = %s, want the first ORDER's %s", out.Reply.AccountIdentifier, id)
 	}
@@ -198,7 +127,7 @@ func TestPlanOrderCopyAfterRedisForgot(t *testing.T) {
 		t.Errorf("enrollments %d, users %d, entitlements %d, adds %d; want 1, 1, 1, 2",
 			e.enrollments(), e.users(), e.entitlements(), e.helix.count(routeAdd))
 	}
-	if a := e.account(sub); !a.Active() || len(a.Steps) != 2 || e.customer(sub) != cust {
+	if a := e.Account(sub); !a.Active() || len(a.Steps) != 2 || e.customer(sub) != cust {
 		t.Errorf("account rebuilt = %+v", a)
 	}
 }
@@ -210,15 +139,15 @@ func TestPlanCancelAfterRedisForgot(t *testing.T) {
 	t.Parallel()
 	e := newPlanEnv(t)
 	sub := "sub-cancel-forgot"
-	id := e.process(event(t, "order", sub, "")).Reply.AccountIdentifier
+	id := e.Process(event(t, "order", sub, "")).Reply.AccountIdentifier
 	cust := e.customer(sub)
-	e.mini.FlushAll()
+	e.Mini.FlushAll()
 
-	wantOutcome(t, e.process(event(t, "cancel", sub, id)), events.Final, "")
+	testevents.WantOutcome(t, e.Process(event(t, "cancel", sub, id)), events.Final, "")
 	if _, held := e.helix.part.Entitlement(account, cust); held || e.users() != 0 || e.helix.count(routeRemove) != 1 {
 		t.Fatalf("entitlement held %v, users %d, removes %d", held, e.users(), e.helix.count(routeRemove))
 	}
-	wantOutcome(t, e.process(event(t, "order", sub, "")), events.Final, events.Forbidden)
+	testevents.WantOutcome(t, e.Process(event(t, "order", sub, "")), events.Final, events.Forbidden)
 	if e.entitlements() != 0 || e.helix.count(routeAdd) != 1 {
 		t.Error("a late ORDER entitled again")
 	}
@@ -250,13 +179,13 @@ func TestPlanFinalFailureUndoesQ2(t *testing.T) {
 			e := newPlanEnv(t)
 			ev := event(t, "order", "sub-final", "")
 			tc.setup(e, ev)
-			out := e.process(ev)
-			wantOutcome(t, out, events.Final, tc.code)
+			out := e.Process(ev)
+			testevents.WantOutcome(t, out, events.Final, tc.code)
 			if !strings.Contains(out.Reply.Message, tc.says) {
 				t.Errorf("message %q does not say %q", out.Reply.Message, tc.says)
 			}
-			if e.users() != 0 || e.enrollments() != 1 || e.q2.Stats().Calls["DeleteUser"] != 1 {
-				t.Errorf("the Q2 enrollment was not undone: %+v", e.q2.Stats())
+			if e.users() != 0 || e.enrollments() != 1 || e.Q2.Sandbox.Stats().Calls["DeleteUser"] != 1 {
+				t.Errorf("the Q2 enrollment was not undone: %+v", e.Q2.Sandbox.Stats())
 			}
 			if e.entitlements() != 0 || e.helix.count(routeAdd) != tc.adds {
 				t.Errorf("entitlements %d, adds %d; want 0 and %d", e.entitlements(), e.helix.count(routeAdd), tc.adds)
@@ -274,8 +203,8 @@ func TestPlanLockedAccountUndoesQ2(t *testing.T) {
 	e := newPlanEnv(t)
 	sub := "sub-locked"
 	e.helix.failNext(routeAdd, 1, fault{code: 195104})
-	out := e.process(event(t, "order", sub, ""))
-	wantOutcome(t, out, events.Final, events.Forbidden)
+	out := e.Process(event(t, "order", sub, ""))
+	testevents.WantOutcome(t, out, events.Final, events.Forbidden)
 	if e.users() != 0 || e.enrollments() != 1 || e.entitlements() != 0 {
 		t.Fatalf("after the refusal: users %d, enrollments %d, entitlements %d; want 0, 1, 0", e.users(), e.enrollments(), e.entitlements())
 	}
@@ -289,13 +218,13 @@ func TestPlanRateLimited(t *testing.T) {
 	e := newPlanEnv(t)
 	sub := "sub-429"
 	e.helix.failNext(routeAdd, 1, fault{status: 429, retryAfter: "30"})
-	out := e.process(event(t, "order", sub, ""))
-	wantOutcome(t, out, events.Transient, events.TransportError)
+	out := e.Process(event(t, "order", sub, ""))
+	testevents.WantOutcome(t, out, events.Transient, events.TransportError)
 	if out.RetryAfter != 30*time.Second {
 		t.Errorf("RetryAfter = %v, want Helix's 30s", out.RetryAfter)
 	}
-	out = e.process(event(t, "order", sub, ""))
-	wantOutcome(t, out, events.Final, "")
+	out = e.Process(event(t, "order", sub, ""))
+	testevents.WantOutcome(t, out, events.Final, "")
 	if e.enrollments() != 1 || e.helix.count(routeAdd) != 2 || e.helix.level(account, e.customer(sub)) != "RDONLY" {
 		t.Errorf("enrollments %d, adds %d, Helix %q", e.enrollments(), e.helix.count(routeAdd), e.helix.level(account, e.customer(sub)))
 	}
@@ -307,55 +236,13 @@ func TestFixtureStory(t *testing.T) {
 	t.Parallel()
 	const dir = "../../../fixtures/business-access"
 	e := newPlanEnv(t)
-	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	accounts := map[string]string{}
-	placeholders := func(b []byte) []byte {
-		s := string(b)
-		for name, id := range accounts {
-			s = strings.ReplaceAll(s, "{{accounts."+name+"}}", id)
-		}
-		return []byte(s)
-	}
-	played := 0
-	for _, path := range names {
-		if strings.HasSuffix(path, ".expect.json") {
-			continue
-		}
-		name := strings.TrimSuffix(filepath.Base(path), ".json")
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev, err := events.Decode(placeholders(b))
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
+	sent := testevents.Story(t, dir, e.Process)
+	for _, ev := range sent {
 		if ev.ExtensionName != businessAccess {
-			t.Errorf("%s: extension %q, want %q", name, ev.ExtensionName, businessAccess)
+			t.Errorf("%s: extension %q, want %q", ev.SubscriptionID, ev.ExtensionName, businessAccess)
 		}
-		out := e.process(ev)
-		accounts[name] = out.Reply.AccountIdentifier
-		eb, err := os.ReadFile(strings.TrimSuffix(path, ".json") + ".expect.json")
-		if err != nil {
-			t.Fatalf("%s: every step of the story needs its expectation: %v", name, err)
-		}
-		var want map[string]any
-		if err := json.Unmarshal(placeholders(eb), &want); err != nil {
-			t.Fatalf("%s.expect.json: %v", name, err)
-		}
-		gb, _ := json.Marshal(out.Reply)
-		var got map[string]any
-		_ = json.Unmarshal(gb, &got)
-		for k, v := range want {
-			if got[k] != v {
-				t.Errorf("%s: reply %s, want %s = %v", name, gb, k, v)
-			}
-		}
-		played++
 	}
+	played := len(sent)
 	if played != 3 || e.entitlements() != 0 || e.users() != 0 || e.helix.count(routeEdit) != 1 {
 		t.Errorf("played %d, entitlements %d, users %d, edits %d; want 3 steps ending with nothing live and one edit",
 			played, e.entitlements(), e.users(), e.helix.count(routeEdit))

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -128,35 +127,6 @@ func (q *qbd) addInstance(customerID string) {
 	if err != nil {
 		q.t.Fatal(err)
 	}
-}
-
-// fixture decodes a testdata event, giving it subscription sub and, when
-// account is not empty, that accountIdentifier.
-func fixture(t *testing.T, name, sub, account string) *events.SubscriptionEvent {
-	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := events.Decode(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev.SubscriptionID = sub
-	if ev.Event.Payload.Account != nil {
-		ev.Event.Payload.Account.AccountIdentifier = account
-	}
-	return ev
-}
-
-func order(t *testing.T, sub string) *events.SubscriptionEvent {
-	return fixture(t, "subscription-order.json", sub, "")
-}
-func change(t *testing.T, sub, acct string) *events.SubscriptionEvent {
-	return fixture(t, "subscription-change.json", sub, acct)
-}
-func cancel(t *testing.T, sub, acct string) *events.SubscriptionEvent {
-	return fixture(t, "subscription-cancel.json", sub, acct)
 }
 
 // job is the target's job for ev.

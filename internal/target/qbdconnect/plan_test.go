@@ -2,97 +2,38 @@ package qbdconnect_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"net/http/httptest"
-	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/alicebob/miniredis/v2"
-	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/q2client"
 	"github.com/banking-marketplace/webhook/internal/qbdclient"
-	"github.com/banking-marketplace/webhook/internal/sandbox"
 	qbdsandbox "github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
-	"github.com/banking-marketplace/webhook/internal/store"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 	"github.com/banking-marketplace/webhook/internal/target/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/testevents"
+	"github.com/banking-marketplace/webhook/internal/testplan"
 )
 
 // plan is the service of one product, "qbd", on miniredis: its targets
 // are qbd_connect, after q2 when withQ2.
 type plan struct {
 	*qbd
-	t    *testing.T
-	mini *miniredis.Miniredis
-	db   *store.Redis
-	q2   *sandbox.Sandbox // nil without q2
-	svc  *provisioning.Service
+	*testplan.Env
+	t *testing.T
 }
 
 func newPlan(t *testing.T, withQ2 bool) *plan {
 	t.Helper()
-	mini := miniredis.RunT(t)
-	db, err := store.Open(context.Background(), store.Options{URL: "redis://" + mini.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	p := &plan{qbd: newQBD(t), t: t, mini: mini, db: db}
-	var targets []provisioning.Target
+	p := &plan{qbd: newQBD(t), t: t}
+	cfg := testplan.Config{Product: "qbd", Targets: []provisioning.Target{p.target}}
 	if withQ2 {
-		p.q2 = sandbox.New(sandbox.Config{})
-		srv := httptest.NewServer(p.q2.Handler())
-		t.Cleanup(srv.Close)
-		c, err := q2client.New(srv.URL, q2client.WithCredentials(sandbox.DefaultClientID, sandbox.DefaultClientSecret),
-			q2client.WithRetry(2, time.Millisecond, 5*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		q2, err := q2target.New(c, q2target.Settings{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		targets = append(targets, q2)
+		cfg.Q2 = &q2target.Settings{}
 	}
-	targets = append(targets, p.target)
-	p.svc, err = provisioning.New(db, []provisioning.Plan{{Product: "qbd", Targets: targets}},
-		provisioning.Config{LockWait: 200 * time.Millisecond}, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	p.Env = testplan.New(t, cfg)
 	return p
-}
-
-func (p *plan) process(ev *events.SubscriptionEvent) events.Outcome {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-	defer cancel()
-	return p.svc.Process(ctx, ev, "qbd")
-}
-
-func (p *plan) account(sub string) events.Account {
-	p.t.Helper()
-	a, err := p.db.Account(context.Background(), sub)
-	if err != nil {
-		p.t.Fatalf("account %s: %v", sub, err)
-	}
-	return a
-}
-
-// wantOutcome checks an outcome's kind and code ("" for a success).
-func wantOutcome(t *testing.T, got events.Outcome, kind events.Kind, code events.ErrorCode) {
-	t.Helper()
-	if got.Kind != kind || (code == "" && !got.Reply.Success) || (code != "" && got.Reply.ErrorCode != code) {
-		t.Fatalf("outcome = %v %+v; want %v %q", got.Kind, got.Reply, kind, code)
-	}
 }
 
 // TestStory: ORDER creates the customer and its subscription once, CHANGE
@@ -103,14 +44,14 @@ func TestStory(t *testing.T) {
 	p := newPlan(t, false)
 	const sub = "sub-story"
 
-	out := p.process(order(t, sub))
-	wantOutcome(t, out, events.Final, "")
+	out := p.Process(testevents.Order(t, sub))
+	testevents.WantOutcome(t, out, events.Final, "")
 	id := out.Reply.AccountIdentifier
 	cu, err := p.client.FindCustomer(context.Background(), qbdconnect.GatewayCustomerID(sub))
 	if err != nil || cu.ID != id {
 		t.Fatalf("accountIdentifier %q; the customer is %+v, %v", id, cu, err)
 	}
-	a := p.account(sub)
+	a := p.Account(sub)
 	if !a.Active() || a.AccountIdentifier != id || len(a.Steps) != 1 || a.Steps[0].Target != qbdconnect.Name || a.Steps[0].ID != id {
 		t.Fatalf("account after ORDER = %+v", a)
 	}
@@ -120,33 +61,33 @@ func TestStory(t *testing.T) {
 	}
 
 	// A copy of the ORDER answers the same, and creates nothing.
-	out = p.process(order(t, sub))
-	wantOutcome(t, out, events.Final, "")
+	out = p.Process(testevents.Order(t, sub))
+	testevents.WantOutcome(t, out, events.Final, "")
 	if out.Reply.AccountIdentifier != id || p.count(routeCreateCustomer) != 1 || p.count(routeCreateSub) != 1 {
 		t.Fatalf("second ORDER = %+v; %d customer and %d subscription creates", out.Reply, p.count(routeCreateCustomer), p.count(routeCreateSub))
 	}
 
-	wantOutcome(t, p.process(change(t, sub, id)), events.Final, "")
+	testevents.WantOutcome(t, p.Process(testevents.Change(t, sub, id)), events.Final, "")
 	if got := p.subscription(sid); got.Quantity != 4 || got.Status != qbdclient.StatusActive {
 		t.Fatalf("subscription after CHANGE = %+v; want quantity 4", got)
 	}
 
 	p.addInstance(id)
 	p.addInstance(id)
-	out = p.process(cancel(t, sub, id))
-	wantOutcome(t, out, events.Final, "")
+	out = p.Process(testevents.Cancel(t, sub, id))
+	testevents.WantOutcome(t, out, events.Final, "")
 	if got := p.subscription(sid); got.Status != qbdclient.StatusCanceled || got.Quantity != 0 {
 		t.Errorf("subscription after CANCEL = %+v; want canceled, quantity 0", got)
 	}
 	if st := p.stats(); st != (qbdsandbox.Stats{Customers: 1}) {
 		t.Errorf("after CANCEL: %+v; want no live subscription and no instance", st)
 	}
-	if a := p.account(sub); a.Status != events.AccountCancelled || !a.Steps[0].Undone {
+	if a := p.Account(sub); a.Status != events.AccountCancelled || !a.Steps[0].Undone {
 		t.Errorf("account after CANCEL = %+v", a)
 	}
 	// Later events of the cancelled subscription are refused.
-	wantOutcome(t, p.process(change(t, sub, id)), events.Final, events.AccountNotFound)
-	wantOutcome(t, p.process(order(t, sub)), events.Final, events.Forbidden)
+	testevents.WantOutcome(t, p.Process(testevents.Change(t, sub, id)), events.Final, events.AccountNotFound)
+	testevents.WantOutcome(t, p.Process(testevents.Order(t, sub)), events.Final, events.Forbidden)
 	if p.count(routeCreateCustomer) != 1 || p.count(routeCreateSub) != 1 {
 		t.Error("a late ORDER created something")
 	}
@@ -164,25 +105,25 @@ func TestRedisForgot(t *testing.T) {
 		code   events.ErrorCode
 		live   int // live subscriptions after
 	}{
-		{"a copy of the ORDER", func(p *plan, sub string) {}, func(t *testing.T, sub string) *events.SubscriptionEvent { return order(t, sub) }, "", 1},
+		{"a copy of the ORDER", func(p *plan, sub string) {}, func(t *testing.T, sub string) *events.SubscriptionEvent { return testevents.Order(t, sub) }, "", 1},
 		{"a late ORDER after a CANCEL", func(p *plan, sub string) {
-			wantOutcome(p.t, p.process(cancel(p.t, sub, "")), events.Final, "")
-		}, func(t *testing.T, sub string) *events.SubscriptionEvent { return order(t, sub) }, events.Forbidden, 0},
-		{"a CANCEL", func(p *plan, sub string) {}, func(t *testing.T, sub string) *events.SubscriptionEvent { return cancel(t, sub, "") }, "", 0},
+			testevents.WantOutcome(p.t, p.Process(testevents.Cancel(p.t, sub, "")), events.Final, "")
+		}, func(t *testing.T, sub string) *events.SubscriptionEvent { return testevents.Order(t, sub) }, events.Forbidden, 0},
+		{"a CANCEL", func(p *plan, sub string) {}, func(t *testing.T, sub string) *events.SubscriptionEvent { return testevents.Cancel(t, sub, "") }, "", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			p := newPlan(t, false)
 			const sub = "sub-forgot"
-			out := p.process(order(t, sub))
-			wantOutcome(t, out, events.Final, "")
+			out := p.Process(testevents.Order(t, sub))
+			testevents.WantOutcome(t, out, events.Final, "")
 			id := out.Reply.AccountIdentifier
 			tt.before(p, sub)
-			p.mini.FlushAll()
+			p.Mini.FlushAll()
 
-			out = p.process(tt.ev(t, sub))
-			wantOutcome(t, out, events.Final, tt.code)
+			out = p.Process(tt.ev(t, sub))
+			testevents.WantOutcome(t, out, events.Final, tt.code)
 			if tt.code == "" && out.Reply.AccountIdentifier != id {
 				t.Errorf("accountIdentifier = %q, want the customer's %q", out.Reply.AccountIdentifier, id)
 			}
@@ -190,7 +131,7 @@ func TestRedisForgot(t *testing.T) {
 				t.Errorf("stats %+v, %d customer and %d subscription creates; want one each and %d live", st,
 					p.count(routeCreateCustomer), p.count(routeCreateSub), tt.live)
 			}
-			a := p.account(sub)
+			a := p.Account(sub)
 			if (tt.code == "" && a.AccountIdentifier != id) || (tt.live == 1) != a.Active() || (tt.live == 0) != (a.Status == events.AccountCancelled) {
 				t.Errorf("account recorded again = %+v", a)
 			}
@@ -207,17 +148,17 @@ func TestTransientCreateSubscription(t *testing.T) {
 	const sub = "sub-transient"
 	p.fail(routeCreateSub, fault{status: 503})
 
-	out := p.process(order(t, sub))
-	wantOutcome(t, out, events.Transient, events.TransportError)
+	out := p.Process(testevents.Order(t, sub))
+	testevents.WantOutcome(t, out, events.Transient, events.TransportError)
 	if st := p.stats(); st.Customers != 1 || st.Subscriptions != 0 {
 		t.Fatalf("after the 503: %+v", st)
 	}
-	out = p.process(order(t, sub))
-	wantOutcome(t, out, events.Final, "")
+	out = p.Process(testevents.Order(t, sub))
+	testevents.WantOutcome(t, out, events.Final, "")
 	if st := p.stats(); st.Customers != 1 || st.Subscriptions != 1 || p.count(routeCreateCustomer) != 1 {
 		t.Errorf("after the copy: %+v, %d customer creates; want one customer and one subscription", st, p.count(routeCreateCustomer))
 	}
-	if out.Reply.AccountIdentifier != p.account(sub).AccountIdentifier || out.Reply.AccountIdentifier == "" {
+	if out.Reply.AccountIdentifier != p.Account(sub).AccountIdentifier || out.Reply.AccountIdentifier == "" {
 		t.Errorf("reply %+v", out.Reply)
 	}
 }
@@ -236,11 +177,11 @@ func TestRefusedOrderLeavesNothing(t *testing.T) {
 			t.Parallel()
 			p := newPlan(t, withQ2)
 			const sub = "sub-no-address"
-			ev := order(t, sub)
+			ev := testevents.Order(t, sub)
 			ev.Event.Creator.Address = nil
 
-			out := p.process(ev)
-			wantOutcome(t, out, events.Final, events.ConfigurationError)
+			out := p.Process(ev)
+			testevents.WantOutcome(t, out, events.Final, events.ConfigurationError)
 			if !strings.Contains(out.Reply.Message, "event.creator.address") {
 				t.Errorf("message %q does not name the field", out.Reply.Message)
 			}
@@ -249,14 +190,14 @@ func TestRefusedOrderLeavesNothing(t *testing.T) {
 			}
 			// No account, or (after the q2 step was recorded and undone) one
 			// with no step left and nothing provisioned.
-			if a, err := p.db.Account(context.Background(), sub); !errors.Is(err, events.ErrNotFound) &&
+			if a, err := p.DB.Account(context.Background(), sub); !errors.Is(err, events.ErrNotFound) &&
 				(err != nil || len(a.Steps) != 0 || a.Active() || a.AccountIdentifier != "") {
 				t.Errorf("account after the refusal: %+v, %v; want none provisioned", a, err)
 			}
 			if !withQ2 {
 				return
 			}
-			if st := p.q2.Stats(); st.Calls["Enrollment"] != 1 || st.Calls["DeleteUser"] != 1 || st.Users != 0 {
+			if st := p.Q2.Sandbox.Stats(); st.Calls["Enrollment"] != 1 || st.Calls["DeleteUser"] != 1 || st.Users != 0 {
 				t.Errorf("Q2 after the refusal: %+v; want the enrolled user deleted", st)
 			}
 		})
@@ -268,55 +209,7 @@ func TestRefusedOrderLeavesNothing(t *testing.T) {
 func TestFixtureStory(t *testing.T) {
 	t.Parallel()
 	p := newPlan(t, false)
-	dir := filepath.Join("..", "..", "..", "fixtures", "qbd-story")
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	accounts := map[string]string{}
-	placeholder := regexp.MustCompile(`\{\{accounts\.([^{}]+)\}\}`)
-	fill := func(b []byte) []byte {
-		return placeholder.ReplaceAllFunc(b, func(m []byte) []byte {
-			return []byte(accounts[string(placeholder.FindSubmatch(m)[1])])
-		})
-	}
-	sent := 0
-	for _, f := range files {
-		if strings.HasSuffix(f, ".expect.json") {
-			continue
-		}
-		name := strings.TrimSuffix(filepath.Base(f), ".json")
-		body, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev, err := events.Decode(fill(body))
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		out := p.process(ev)
-		accounts[name] = out.Reply.AccountIdentifier
-		sent++
-
-		b, err := os.ReadFile(strings.TrimSuffix(f, ".json") + ".expect.json")
-		if err != nil {
-			t.Fatalf("%s: every fixture of the story has its expectation: %v", name, err)
-		}
-		var want struct {
-			Success           *bool   `json:"success"`
-			ErrorCode         *string `json:"errorCode"`
-			AccountIdentifier *string `json:"accountIdentifier"`
-		}
-		if err := json.Unmarshal(fill(b), &want); err != nil {
-			t.Fatalf("%s.expect.json: %v", name, err)
-		}
-		got := out.Reply
-		if !out.Final() || (want.Success != nil && *want.Success != got.Success) ||
-			(want.ErrorCode != nil && *want.ErrorCode != string(got.ErrorCode)) ||
-			(want.AccountIdentifier != nil && *want.AccountIdentifier != got.AccountIdentifier) {
-			t.Errorf("%s: reply %v %+v; want %s", name, out.Kind, got, b)
-		}
-	}
+	sent := len(testevents.Story(t, filepath.Join("..", "..", "..", "fixtures", "qbd-story"), p.Process))
 	if sent != 4 {
 		t.Errorf("sent %d fixtures, want the story's 4", sent)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/banking-marketplace/webhook/internal/qbdclient"
 	qbdsandbox "github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
 	"github.com/banking-marketplace/webhook/internal/target/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/testevents"
 )
 
 func TestNew(t *testing.T) {
@@ -34,7 +35,7 @@ func TestProvision(t *testing.T) {
 	t.Parallel()
 	q := newQBD(t)
 	ctx := context.Background()
-	ev := order(t, "sub-provision")
+	ev := testevents.Order(t, "sub-provision")
 
 	if _, p, err := q.target.Find(ctx, job(ev)); err != nil || p != provisioning.Absent {
 		t.Fatalf("Find before = %v, %v; want Absent", p, err)
@@ -127,7 +128,7 @@ func TestProvisionFindsEarlierWork(t *testing.T) {
 			ctx := context.Background()
 			tt.before(q)
 			creates := q.count(routeCreateCustomer)
-			ev := order(t, sub)
+			ev := testevents.Order(t, sub)
 
 			_, p, err := q.target.Find(ctx, job(ev))
 			if tt.presence == 0 {
@@ -165,7 +166,7 @@ func TestFindForeignSubscriptionOnCancel(t *testing.T) {
 	if _, err := q.client.CreateSubscription(ctx, qbdclient.Subscription{SubscriptionID: qbdconnect.SubscriptionID(sub), CustomerID: other.ID, Quantity: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, p, err := q.target.Find(ctx, job(cancel(t, sub, ""))); err != nil || p != provisioning.Absent {
+	if _, p, err := q.target.Find(ctx, job(testevents.Cancel(t, sub, ""))); err != nil || p != provisioning.Absent {
 		t.Errorf("Find for a CANCEL = %v, %v; want Absent", p, err)
 	}
 }
@@ -175,7 +176,7 @@ func TestChange(t *testing.T) {
 	q := newQBD(t)
 	ctx := context.Background()
 	const sub = "sub-change"
-	s, err := q.target.Provision(ctx, job(order(t, sub)))
+	s, err := q.target.Provision(ctx, job(testevents.Order(t, sub)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +189,7 @@ func TestChange(t *testing.T) {
 	}
 
 	withItems := func(items ...events.Item) *events.SubscriptionEvent {
-		ev := change(t, sub, s.ID)
+		ev := testevents.Change(t, sub, s.ID)
 		ev.Event.Payload.Order.Items = items
 		return ev
 	}
@@ -198,8 +199,8 @@ func TestChange(t *testing.T) {
 		want int64 // the quantity after
 		puts int   // PUTs made
 	}{
-		{"new quantity", change(t, sub, s.ID), 4, 1},
-		{"same quantity", change(t, sub, s.ID), 4, 0},
+		{"new quantity", testevents.Change(t, sub, s.ID), 4, 1},
+		{"same quantity", testevents.Change(t, sub, s.ID), 4, 0},
 		{"no items", withItems(), 4, 0},
 		{"first item when no INSTANCE", withItems(events.Item{Unit: "USER", Quantity: 7}), 7, 1},
 	}
@@ -218,13 +219,13 @@ func TestChange(t *testing.T) {
 	// A subscription QBD Connect no longer has: answered, not stored.
 	gone := s
 	gone.Data = map[string]string{"subscription_id": "mp-sub-none"}
-	_, err = q.target.Change(ctx, job(change(t, sub, s.ID)), gone)
+	_, err = q.target.Change(ctx, job(testevents.Change(t, sub, s.ID)), gone)
 	wantFailure(t, err, events.Unsettled, events.AccountNotFound)
 	// A canceled one is not changed: final.
-	if err := q.target.Deprovision(ctx, job(cancel(t, sub, s.ID)), s); err != nil {
+	if err := q.target.Deprovision(ctx, job(testevents.Cancel(t, sub, s.ID)), s); err != nil {
 		t.Fatal(err)
 	}
-	_, err = q.target.Change(ctx, job(change(t, sub, s.ID)), s)
+	_, err = q.target.Change(ctx, job(testevents.Change(t, sub, s.ID)), s)
 	wantFailure(t, err, events.Final, events.AccountNotFound)
 }
 
@@ -233,19 +234,19 @@ func TestDeprovision(t *testing.T) {
 	q := newQBD(t)
 	ctx := context.Background()
 	const sub = "sub-deprovision"
-	s, err := q.target.Provision(ctx, job(order(t, sub)))
+	s, err := q.target.Provision(ctx, job(testevents.Order(t, sub)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	q.addInstance(s.ID)
 	q.addInstance(s.ID)
-	other, err := q.target.Provision(ctx, job(order(t, "sub-other")))
+	other, err := q.target.Provision(ctx, job(testevents.Order(t, "sub-other")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	q.addInstance(other.ID)
 
-	if err := q.target.Deprovision(ctx, job(cancel(t, sub, s.ID)), s); err != nil {
+	if err := q.target.Deprovision(ctx, job(testevents.Cancel(t, sub, s.ID)), s); err != nil {
 		t.Fatal(err)
 	}
 	sid, _ := qbdconnect.SubscriptionOf(s)
@@ -258,24 +259,24 @@ func TestDeprovision(t *testing.T) {
 	if st := q.stats(); st.Instances != 1 || st.Subscriptions != 1 {
 		t.Errorf("stats %+v; the other customer's instance and subscription must stay", st)
 	}
-	if _, p, err := q.target.Find(ctx, job(order(t, sub))); err != nil || p != provisioning.Gone {
+	if _, p, err := q.target.Find(ctx, job(testevents.Order(t, sub))); err != nil || p != provisioning.Gone {
 		t.Errorf("Find after = %v, %v; want Gone", p, err)
 	}
 
 	// Again: nothing left to do, no write.
 	puts, deletes := q.count(routePutSub), q.count(routeDeleteInstance)
-	if err := q.target.Deprovision(ctx, job(cancel(t, sub, s.ID)), s); err != nil || q.count(routePutSub) != puts || q.count(routeDeleteInstance) != deletes {
+	if err := q.target.Deprovision(ctx, job(testevents.Cancel(t, sub, s.ID)), s); err != nil || q.count(routePutSub) != puts || q.count(routeDeleteInstance) != deletes {
 		t.Errorf("second Deprovision: %v, %d PUTs, %d DELETEs; want none", err, q.count(routePutSub)-puts, q.count(routeDeleteInstance)-deletes)
 	}
 	// What QBD Connect does not have counts as done.
 	unknown := events.Step{Target: qbdconnect.Name, ID: "no-such-customer", Data: map[string]string{"subscription_id": "mp-sub-none"}}
-	if err := q.target.Deprovision(ctx, job(cancel(t, sub, "")), unknown); err != nil {
+	if err := q.target.Deprovision(ctx, job(testevents.Cancel(t, sub, "")), unknown); err != nil {
 		t.Errorf("Deprovision of unknown ids: %v; want done", err)
 	}
 	// A step without ids is a bug of the record: final, naming it.
-	_, err = q.target.Change(ctx, job(change(t, sub, "")), events.Step{Target: qbdconnect.Name, ID: s.ID})
+	_, err = q.target.Change(ctx, job(testevents.Change(t, sub, "")), events.Step{Target: qbdconnect.Name, ID: s.ID})
 	wantFailure(t, err, events.Final, events.ConfigurationError)
-	wantFailure(t, q.target.Deprovision(ctx, job(cancel(t, sub, "")), events.Step{Target: qbdconnect.Name}), events.Final, events.ConfigurationError)
+	wantFailure(t, q.target.Deprovision(ctx, job(testevents.Cancel(t, sub, "")), events.Step{Target: qbdconnect.Name}), events.Final, events.ConfigurationError)
 }
 
 // TestDeprovisionResumes: a CANCEL cut short after deleting some
@@ -286,18 +287,18 @@ func TestDeprovisionResumes(t *testing.T) {
 	q := newQBD(t)
 	ctx := context.Background()
 	const sub = "sub-resume"
-	s, err := q.target.Provision(ctx, job(order(t, sub)))
+	s, err := q.target.Provision(ctx, job(testevents.Order(t, sub)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	q.addInstance(s.ID)
 	q.addInstance(s.ID)
 	q.fail(routeDeleteInstance, fault{}, fault{status: 400}) // the first answers normally
-	wantFailure(t, q.target.Deprovision(ctx, job(cancel(t, sub, s.ID)), s), events.Final, events.InvalidResponse)
-	if _, p, err := q.target.Find(ctx, job(cancel(t, sub, s.ID))); err != nil || p != provisioning.Live {
+	wantFailure(t, q.target.Deprovision(ctx, job(testevents.Cancel(t, sub, s.ID)), s), events.Final, events.InvalidResponse)
+	if _, p, err := q.target.Find(ctx, job(testevents.Cancel(t, sub, s.ID))); err != nil || p != provisioning.Live {
 		t.Fatalf("Find after a cut-short cancel = %v, %v; want Live", p, err)
 	}
-	if err := q.target.Deprovision(ctx, job(cancel(t, sub, s.ID)), s); err != nil {
+	if err := q.target.Deprovision(ctx, job(testevents.Cancel(t, sub, s.ID)), s); err != nil {
 		t.Fatal(err)
 	}
 	if st := q.stats(); st.Instances != 0 || st.Subscriptions != 0 {
@@ -344,7 +345,7 @@ func TestFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			q := newQBD(t)
-			ev := order(t, "sub-failures")
+			ev := testevents.Order(t, "sub-failures")
 			if tt.route == routeGetSub {
 				// The create conflicts, and the lookup that follows finds nothing.
 				q.fail(routeCreateSub, fault{status: 409})
@@ -362,6 +363,6 @@ func TestFailures(t *testing.T) {
 	q := newQBD(t)
 	ctx, stop := context.WithCancel(context.Background())
 	stop()
-	_, _, err := q.target.Find(ctx, job(order(t, "sub-deadline")))
+	_, _, err := q.target.Find(ctx, job(testevents.Order(t, "sub-deadline")))
 	wantFailure(t, err, events.Transient, events.TransportError)
 }
