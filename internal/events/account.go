@@ -16,6 +16,9 @@ const (
 	// DEACTIVATED notice; REACTIVATED makes it active again).
 	AccountSuspended AccountStatus = "SUSPENDED"
 	AccountCancelled AccountStatus = "CANCELLED"
+	// AccountFailed: an ORDER was refused for good and its earlier steps
+	// undone; a later ORDER gets the same refusal (FailureCode).
+	AccountFailed AccountStatus = "FAILED"
 )
 
 // Account is a subscription as provisioned: which product, which steps of
@@ -38,6 +41,9 @@ type Account struct {
 	CreatedAt       time.Time     `json:"createdAt"`
 	UpdatedAt       time.Time     `json:"updatedAt"`
 	CancelledAt     *time.Time    `json:"cancelledAt,omitempty"`
+	// FailureCode and FailureMessage are the refusal of a FAILED account.
+	FailureCode    ErrorCode `json:"failureCode,omitempty"`
+	FailureMessage string    `json:"failureMessage,omitempty"`
 	// EventTime is the marketplace's own time (`created`) of the newest
 	// ORDER or CHANGE applied, when the events carry one: a CHANGE older
 	// than it arrived late and is not applied over a newer one.

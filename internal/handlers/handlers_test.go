@@ -374,7 +374,7 @@ func TestCopiesAreAnsweredBeforeDecoding(t *testing.T) {
 	release, entered := make(chan struct{}), make(chan struct{}, 1)
 	recv := &fakeReceiver{
 		reply:  inbox.Reply{Kind: events.Final, Body: []byte(`{}`)},
-		copies: map[string]events.Copy{copyKeyOf("msg_1", order): stored},
+		copies: map[string]events.Copy{copyKeyOf(products.DefaultName, "msg_1", order): stored},
 		hook:   func() { entered <- struct{}{}; <-release },
 	}
 	h := New(Config{Receiver: recv, MaxInFlight: 1})
@@ -394,6 +394,10 @@ func TestCopiesAreAnsweredBeforeDecoding(t *testing.T) {
 	other := bytes.Replace(order, []byte(`"BASIC"`), []byte(`"PREMIUM"`), 1)
 	if rec := do(t, h, http.MethodPost, "/marketplace/x", other, http.Header{"Webhook-Id": {"msg_1"}}); rec.Code != 503 {
 		t.Errorf("a copy with other bytes: %d, want the whole path (503 at capacity)", rec.Code)
+	}
+	// The same bytes sent to another product's extension are not its copy.
+	if copyKeyOf("Desk", "msg_1", order) == copyKeyOf(products.DefaultName, "msg_1", order) {
+		t.Error("the copy key ignores the product")
 	}
 	close(release)
 	<-done
@@ -416,7 +420,7 @@ func BenchmarkCopyKey(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if k := copyKeyOf("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", body); len(k) != 64 {
+		if k := copyKeyOf("Online Banking Plus", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", body); len(k) != 64 {
 			b.Fatalf("copy key %q is not 64 hex digits", k)
 		}
 	}

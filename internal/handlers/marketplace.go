@@ -64,7 +64,7 @@ func (m *marketplace) receive(c echo.Context) error {
 	// Most copies are byte-identical to an answered delivery: answer them
 	// from the stored outcome before any JSON work, without a processing
 	// slot (the cap protects processing, not stored replies).
-	copyKey := copyKeyOf(req.Header.Get("webhook-id"), body)
+	copyKey := copyKeyOf(product.Name, req.Header.Get("webhook-id"), body)
 	if reply, cp, ok := m.receiver.Copy(req.Context(), copyKey); ok {
 		log.key, log.eventType, log.subscription = cp.Key, cp.EventType, cp.Subscription
 		log.outcome, log.replayed = reply.Code, true
@@ -125,12 +125,16 @@ func (m *marketplace) receive(c echo.Context) error {
 	return c.Blob(statusOf(reply.Kind), echo.MIMEApplicationJSON, reply.Body)
 }
 
-// copyKeyOf names a copy's exact bytes: its webhook-id and raw body,
-// hashed. Two copies share it only when they are byte for byte the same
-// request as far as the delivery is concerned.
-func copyKeyOf(webhookID string, body []byte) string {
+// copyKeyOf names a copy's exact bytes: its product (the extension it was
+// sent to), webhook-id and raw body, hashed. Two copies share it only when
+// they are byte for byte the same request as far as the delivery is
+// concerned; the same bytes sent to another product's extension take the
+// whole path, where that product's checks decide.
+func copyKeyOf(product, webhookID string, body []byte) string {
 	h := sha256.New()
-	h.Write([]byte("v1\n"))
+	h.Write([]byte("v2\n"))
+	h.Write([]byte(product))
+	h.Write([]byte("\n"))
 	h.Write([]byte(webhookID))
 	h.Write([]byte("\n"))
 	h.Write(body)

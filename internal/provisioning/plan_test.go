@@ -327,3 +327,53 @@ func TestNewRefusesBadPlans(t *testing.T) {
 		}
 	}
 }
+
+// Review finding: an event that reaches an account through another
+// product's extension (no product_identifier to refuse it) undoes the
+// account's own product's steps, never records it cancelled with a step
+// left live.
+func TestCancelThroughAnotherProductUndoesTheAccountsPlan(t *testing.T) {
+	t.Parallel()
+	accounts, a, b := newMemAccounts(), newFake("a"), newFake("b")
+	svc, err := provisioning.New(accounts, []provisioning.Plan{
+		{Product: "two", Targets: []provisioning.Target{a, b}},
+		{Product: "one", Targets: []provisioning.Target{a}},
+	}, provisioning.Config{}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testevents.WantOutcome(t, svc.Process(context.Background(), event(events.SubscriptionOrder, "s8"), "two"), events.Final, "")
+	testevents.WantOutcome(t, svc.Process(context.Background(), event(events.SubscriptionCancel, "s8"), "one"), events.Final, "")
+	if a.isLive("s8") || b.isLive("s8") {
+		t.Fatalf("after the cancel through product one: a live %v, b live %v", a.isLive("s8"), b.isLive("s8"))
+	}
+}
+
+// Review finding: a CHANGE that arrives while its ORDER is still being
+// provisioned waits (PENDING), it is not refused for good.
+func TestChangeDuringProvisioningWaits(t *testing.T) {
+	t.Parallel()
+	svc, _, _, b := twoSteps(t)
+	b.failNext("Provision", outage)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s9"), events.Transient, events.TransportError)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionChange, "s9"), events.Busy, events.Pending)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s9"), events.Final, "")
+	testevents.WantOutcome(t, run(svc, events.SubscriptionChange, "s9"), events.Final, "")
+}
+
+// Review finding: after a final failure whose earlier steps were undone, a
+// copy processed again (its stored reply lost) gets the same refusal, not
+// FORBIDDEN because a target found its own undone work.
+func TestRefusedOrderAnswersTheSameAgain(t *testing.T) {
+	t.Parallel()
+	svc, accounts, a, b := twoSteps(t)
+	b.failNext("Provision", refusal)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s10"), events.Final, events.Forbidden)
+	first := run(svc, events.SubscriptionOrder, "s10")
+	if first.Reply.Message != refusal.Message || accounts.accounts["s10"].Status != events.AccountFailed {
+		t.Fatalf("the second processing answered %+v (account %+v)", first.Reply, accounts.accounts["s10"])
+	}
+	if a.count("Provision") != 1 {
+		t.Errorf("a provisioned %d times", a.count("Provision"))
+	}
+}

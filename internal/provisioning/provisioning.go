@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -175,6 +176,9 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 			Status: events.AccountProvisioning, CreatedAt: now, UpdatedAt: now}
 	case err != nil:
 		return s.storeDown(ctx, err)
+	case acct.Product != "" && acct.Product != w.plan.Product:
+		return events.Refused(events.ConfigurationError, fmt.Sprintf(
+			"subscription %s was ordered as product %q, not %q", w.subscription, acct.Product, w.plan.Product))
 	case acct.Status == events.AccountCancelled:
 		// Never provisioned again. A CANCEL that overtook a lost reply may
 		// have found nothing while an outside system was still creating
@@ -183,12 +187,13 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 			return out
 		}
 		return forbidden(w)
+	case acct.Status == events.AccountFailed:
+		// Refused for good and undone before: the same answer, even when
+		// the first answer was not stored (a target's undone work must not
+		// read as "cancelled").
+		return events.Refused(acct.FailureCode, acct.FailureMessage)
 	case acct.Status != events.AccountProvisioning:
 		return events.Provisioned(acct.AccountIdentifier) // provisioned before: the same answer
-	}
-	if acct.Product != "" && acct.Product != w.plan.Product {
-		return events.Refused(events.ConfigurationError, fmt.Sprintf(
-			"subscription %s was ordered as product %q, not %q", w.subscription, acct.Product, w.plan.Product))
 	}
 
 	j := w.job(acct.Steps)
@@ -260,6 +265,10 @@ func (s *Service) failed(ctx context.Context, w *work, acct *events.Account, t T
 	if out, ok := s.undo(ctx, w, acct); !ok {
 		return out
 	}
+	acct.Status, acct.FailureCode, acct.FailureMessage = events.AccountFailed, f.Code, f.Message
+	if err := s.save(ctx, w, acct); err != nil {
+		return s.storeDown(ctx, err)
+	}
 	return events.Refused(f.Code, f.Message)
 }
 
@@ -269,9 +278,13 @@ func (s *Service) failed(ctx context.Context, w *work, acct *events.Account, t T
 func (s *Service) undo(ctx context.Context, w *work, acct *events.Account) (out events.Outcome, ok bool) {
 	for i := len(acct.Steps) - 1; i >= 0; i-- {
 		step := acct.Steps[i]
-		t := w.plan.byName(step.Target)
-		if step.Undone || t == nil {
+		if step.Undone {
 			continue
+		}
+		t := w.plan.byName(step.Target)
+		if t == nil {
+			return events.Unsettling(events.ConfigurationError, "step "+step.Target+" of subscription "+w.subscription+
+				" cannot be undone: its target is no longer in the product's plan"), false
 		}
 		if err := t.Deprovision(ctx, w.job(acct.Steps[:i]), step); err != nil {
 			f := classify(t.Name(), err)
@@ -311,10 +324,16 @@ func (s *Service) change(ctx context.Context, w *work) events.Outcome {
 	ev := w.ev
 	acct, err := s.accounts.Account(ctx, w.subscription)
 	switch {
+	case err == nil && acct.Status == events.AccountProvisioning:
+		// Its ORDER is under way (a step met a transient failure): the
+		// CHANGE waits for it rather than being refused for good.
+		return events.InProgress("the order of subscription "+ev.SubscriptionID+" is still being provisioned; send the change again shortly", 5*time.Second)
 	case errors.Is(err, events.ErrNotFound) || (err == nil && acct.Status != events.AccountActive && acct.Status != events.AccountSuspended):
 		return events.Refused(events.AccountNotFound, "no active account for subscription "+ev.SubscriptionID)
 	case err != nil:
 		return s.storeDown(ctx, err)
+	case !s.usePlanOf(w, &acct):
+		return events.Unsettling(events.ConfigurationError, "product "+strconv.Quote(acct.Product)+" of subscription "+ev.SubscriptionID+" is no longer configured")
 	}
 	at := eventTime(ev)
 	if at != nil && acct.EventTime != nil && at.Before(*acct.EventTime) {
@@ -360,6 +379,9 @@ func (s *Service) cancel(ctx context.Context, w *work) events.Outcome {
 			Status: events.AccountProvisioning, CreatedAt: now, UpdatedAt: now}
 	case err != nil:
 		return s.storeDown(ctx, err)
+	case !s.usePlanOf(w, &acct):
+		return events.NotCancelled("product " + strconv.Quote(acct.Product) + " of subscription " + w.ev.SubscriptionID +
+			" is no longer configured, so its steps cannot be undone; fix PRODUCTS_FILE and send the cancel again")
 	case acct.Status == events.AccountCancelled:
 		// Cancelled before: cancelling again changes nothing, but work
 		// that landed after the first cancel must not stay behind.
@@ -423,9 +445,12 @@ func (s *Service) deprovisionAll(ctx context.Context, w *work, acct *events.Acco
 	slices.SortStableFunc(acct.Steps, func(a, b events.Step) int { return w.plan.index(a.Target) - w.plan.index(b.Target) })
 	for i := len(acct.Steps) - 1; i >= 0; i-- {
 		step := acct.Steps[i]
-		t := w.plan.byName(step.Target)
-		if step.Undone || t == nil {
+		if step.Undone {
 			continue
+		}
+		t := w.plan.byName(step.Target)
+		if t == nil { // never recorded cancelled with a step left live
+			return events.NotCancelled("step " + step.Target + " cannot be undone: its target is no longer in the product's plan; fix PRODUCTS_FILE and send the cancel again"), false
 		}
 		if err := t.Deprovision(ctx, w.job(acct.Steps), step); err != nil {
 			if err := s.save(ctx, w, acct); err != nil {
@@ -476,6 +501,22 @@ func (s *Service) sweep(ctx context.Context, w *work, acct *events.Account) (out
 		j.Steps = append(j.Steps, step)
 	}
 	return out, true
+}
+
+// usePlanOf makes the account's own product govern its steps: an event
+// that reached it through another product's extension (without a
+// product_identifier to refuse it) changes or undoes what the account's
+// product provisioned, not what the extension's would. false when that
+// product is no longer configured.
+func (s *Service) usePlanOf(w *work, acct *events.Account) bool {
+	if acct.Product == "" || acct.Product == w.plan.Product {
+		return true
+	}
+	p, ok := s.plans[acct.Product]
+	if ok {
+		w.plan = p
+	}
+	return ok
 }
 
 // save records acct under the lock.

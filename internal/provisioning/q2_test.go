@@ -197,9 +197,11 @@ func TestOrderRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantOutcome(t, e.Process(testevents.Order(t, taken)), 200, events.UserAlreadyExists, true)
-	if _, err := e.DB.Account(context.Background(), taken); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("an account was recorded for a refused ORDER: %v", err)
+	if a, err := e.DB.Account(context.Background(), taken); err != nil || a.Status != events.AccountFailed || len(a.Steps) != 0 || a.FailureCode != events.UserAlreadyExists {
+		t.Errorf("a refused ORDER recorded %+v, %v; want a FAILED account with its refusal and no steps", a, err)
 	}
+	// A later ORDER of it (a copy whose stored reply was lost) gets the same refusal.
+	wantOutcome(t, e.Process(testevents.Order(t, taken)), 200, events.UserAlreadyExists, true)
 
 	// No creator and no company: nobody to enroll.
 	nobody := testevents.Order(t, "sub-nobody")

@@ -38,8 +38,8 @@ import (
 //	                              long as it does. Another slot than the account
 //	                              on Cluster (see SaveAccount).
 //	webhook:copy:{<c>}            string, the record hash <h> of a final outcome,
-//	                              under the copy key <c> (hex SHA-256 of "v1\n" +
-//	                              webhook-id + "\n" + raw body); the reply is read
+//	                              under the copy key <c> (hex SHA-256 of "v2\n" +
+//	                              product + "\n" + webhook-id + "\n" + raw body); the reply is read
 //	                              from the record, so it is stored once. On
 //	                              Cluster, where the record is in another slot,
 //	                              JSON {k, t, s, b, h}: the delivery key, type,

@@ -117,13 +117,12 @@ func (t *Target) Change(_ context.Context, _ *provisioning.Job, s events.Step) (
 // Deprovision deletes the user (or its customer); already deleted is done.
 func (t *Target) Deprovision(ctx context.Context, _ *provisioning.Job, s events.Step) error {
 	var err error
-	if t.set.CancelDeletes == DeleteCustomer {
-		id, perr := strconv.ParseInt(s.Data["customer_id"], 10, 64)
-		if perr != nil {
-			return provisioning.Refusal(events.ConfigurationError, "the recorded q2 step has no customer id", perr)
-		}
+	if id, ok := CustomerID(s); ok && t.set.CancelDeletes == DeleteCustomer {
 		err = t.api.DeleteCustomer(ctx, id)
 	} else {
+		// Delete User, also when a customer is to be deleted but the step
+		// names none: deleting "customer 0" would answer "not found" and
+		// leave the user live.
 		id, perr := strconv.ParseInt(s.ID, 10, 64)
 		if perr != nil {
 			return provisioning.Refusal(events.ConfigurationError, "the recorded q2 step has no user id", perr)

@@ -1,0 +1,62 @@
+package q2
+
+import (
+	"context"
+	"testing"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/q2client"
+)
+
+// fakeAPI records the deletes it is asked for.
+type fakeAPI struct{ deleted []string }
+
+func (f *fakeAPI) Enroll(context.Context, q2client.Enrollment) error { return nil }
+func (f *fakeAPI) LookupUser(context.Context, q2client.UserQuery) ([]q2client.User, error) {
+	return nil, nil
+}
+func (f *fakeAPI) DeleteUser(_ context.Context, id int64) error {
+	f.deleted = append(f.deleted, "user")
+	return nil
+}
+func (f *fakeAPI) DeleteCustomer(_ context.Context, id int64) error {
+	f.deleted = append(f.deleted, "customer")
+	return nil
+}
+
+// Deprovision deletes what CANCEL_DELETES says, and the user when a
+// customer is asked for but the step names none: "customer 0" would answer
+// "not found" and leave the user live.
+func TestDeprovision(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		mode  CancelDeletes
+		step  events.Step
+		wants string
+	}{
+		{"user", DeleteUser, events.Step{ID: "7", Data: map[string]string{"customer_id": "3"}}, "user"},
+		{"customer", DeleteCustomer, events.Step{ID: "7", Data: map[string]string{"customer_id": "3"}}, "customer"},
+		{"customer unknown", DeleteCustomer, events.Step{ID: "7", Data: map[string]string{"customer_id": "0"}}, "user"},
+		{"customer missing", DeleteCustomer, events.Step{ID: "7"}, "user"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			api := &fakeAPI{}
+			target, err := New(api, Settings{CancelDeletes: tt.mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := target.Deprovision(context.Background(), nil, tt.step); err != nil {
+				t.Fatal(err)
+			}
+			if len(api.deleted) != 1 || api.deleted[0] != tt.wants {
+				t.Errorf("deleted %v, want %s", api.deleted, tt.wants)
+			}
+		})
+	}
+	if _, err := New(&fakeAPI{}, Settings{CancelDeletes: "everything"}); err == nil {
+		t.Error("New accepted cancel_deletes=everything")
+	}
+}
