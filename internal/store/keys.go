@@ -42,8 +42,8 @@ import (
 //	                              product + "\n" + webhook-id + "\n" + raw body); the reply is read
 //	                              from the record, so it is stored once. On
 //	                              Cluster, where the record is in another slot,
-//	                              JSON {k, t, s, b, h}: the delivery key, type,
-//	                              subscription, stored reply and record hash.
+//	                              JSON {k, t, s, b}: the delivery key, type,
+//	                              subscription and stored reply.
 //	                              PX = EVENT_TTL. Lets a byte-identical copy be
 //	                              answered before any JSON work.
 //	webhook:deliveries:{<sub>}    hash, a subscription's delivery log: record hash →
