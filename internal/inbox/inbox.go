@@ -218,7 +218,12 @@ func (in *Inbox) receive(ctx context.Context, d Delivery) (reply Reply, stored b
 	waitUntil := time.Now().Add(min(in.cfg.Wait, in.cfg.ProcessTimeout/2))
 	pause := 10 * time.Millisecond
 	for {
-		claim, err := in.deliveries.Claim(ctx, req)
+		// Not on the request's context: a sender hanging up after Redis
+		// ran the claim must not leave the lease held with nobody to
+		// process it (every copy would get 409 until it ran out).
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), storeBudget)
+		claim, err := in.deliveries.Claim(cctx, req)
+		ccancel()
 		if err != nil {
 			logctx.Logger(ctx, in.log).Warn("claiming a delivery failed", zap.String("key", d.Key), zap.Error(err))
 			return unavailable("the delivery store is unavailable; nothing was processed"), false, nil

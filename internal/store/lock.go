@@ -69,6 +69,10 @@ func (r *Redis) Lock(ctx context.Context, subscription string, lease, wait time.
 	for {
 		ok, err := r.acquire(ctx, key, token, lease)
 		if err != nil {
+			// The script may have run before the reply was lost: free the
+			// lock if it is ours, so the subscription is not held for a
+			// whole lease by nobody.
+			r.unlock(context.WithoutCancel(ctx), subscription, key, token)
 			return "", nil, err
 		}
 		if ok {
