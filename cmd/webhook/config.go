@@ -84,7 +84,7 @@ var settings = []setting{
 	{"HELIX_BASE_URL", "helix-base-url", "", "Helix API base URL; empty: the embedded sandbox's"},
 	{"HELIX_API_KEY", "helix-api-key", "", "Helix HTTP Basic user (required with HELIX_BASE_URL)"},
 	{"HELIX_API_SECRET", "helix-api-secret", "", "Helix HTTP Basic password (required with HELIX_BASE_URL)"},
-	{"SANDBOX_ADDR", "sandbox-addr", "127.0.0.1:9090", "where the embedded sandbox listens when an outside API's base URL is empty (127.0.0.1:0: any free port)"},
+	{"SANDBOX_ADDR", "sandbox-addr", defaultSandboxAddr, "where the embedded sandbox listens when an outside API's base URL is empty (127.0.0.1:0: any free port; the default, when taken, falls back to a free port with a warning)"},
 	{"WEBHOOK_AUTH", "auth", "signature", "who may call: signature, basic or none"},
 	{"WEBHOOK_SECRETS", "secrets", "", "space-separated signing secrets (whsec_ + base64), several for rotation"},
 	{"WEBHOOK_BASIC_AUTH", "basic-auth", "", "user:password, with WEBHOOK_AUTH=basic"},

@@ -410,3 +410,20 @@ func TestHelpListsCommands(t *testing.T) {
 		t.Errorf("serve --help: err %v, output %q", err, errOut.String())
 	}
 }
+
+// The default SANDBOX_ADDR taken (another webhook on this machine): the
+// service still starts, on another port, and says where. The run command
+// of the README must work on any machine.
+func TestDefaultSandboxAddrTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", defaultSandboxAddr)
+	if err == nil { // free: take it for the test; else someone else holds it, which is the case under test too
+		defer ln.Close()
+	}
+	svc := startService(t, map[string]string{"SANDBOX_ADDR": defaultSandboxAddr, "WEBHOOK_AUTH": "none"})
+	if code := get(t, svc.url+"/healthz"); code != 200 {
+		t.Fatalf("/healthz = %d", code)
+	}
+	if !strings.Contains(svc.logs.String(), "is taken (another webhook running?)") {
+		t.Errorf("no warning that the sandbox moved:\n%s", svc.logs)
+	}
+}

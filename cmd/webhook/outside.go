@@ -24,6 +24,9 @@ import (
 	qbdsandbox "github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
 )
 
+// defaultSandboxAddr is SANDBOX_ADDR's default.
+const defaultSandboxAddr = "127.0.0.1:9090"
+
 // newSandbox is the in-memory sandbox of every outside API: Q2, with QBD
 // Connect and Helix as parts.
 func newSandbox(cfg sandbox.Config, helixKey, helixSecret string) *sandbox.Sandbox {
@@ -45,6 +48,15 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 		sandboxQ2ID, sandboxQ2Secret := sandbox.DefaultClientID, rand.Text()
 		sandboxKey, sandboxSecret := helixsandbox.DefaultKey, rand.Text()
 		ln, err := net.Listen("tcp", cfg.SandboxAddr)
+		if err != nil && errors.Is(err, syscall.EADDRINUSE) && cfg.SandboxAddr == defaultSandboxAddr {
+			// The default address is taken (another webhook on this
+			// machine): the service still starts, on any free port, and
+			// says where; an address set on purpose is never moved.
+			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
+				log.Warn("SANDBOX_ADDR "+defaultSandboxAddr+" is taken (another webhook running?); the embedded sandbox listens on another port",
+					zap.String("sandbox", ln.Addr().String()))
+			}
+		}
 		if err != nil {
 			hint := ""
 			if errors.Is(err, syscall.EADDRINUSE) {
