@@ -30,7 +30,11 @@ func setup(t *testing.T, handler http.HandlerFunc) string {
 // waits it asked for.
 func newClient(t *testing.T, url string, opts ...Option) (c *Client, waits func() []time.Duration) {
 	t.Helper()
-	c, err := New(url, append([]Option{WithBackoff(time.Millisecond, 5*time.Millisecond)}, opts...)...)
+	// A transport of its own: httptest.Server.Close closes the idle
+	// connections of http.DefaultTransport, which would cut the parallel
+	// tests' connections from under them.
+	own := WithHTTPClient(&http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second})
+	c, err := New(url, append([]Option{own, WithBackoff(time.Millisecond, 5*time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
