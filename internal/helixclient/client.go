@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/backoff"
 )
 
 const (
@@ -172,11 +173,7 @@ func (c *Client) backoff(ctx context.Context, attempt int, err error) (time.Dura
 		}
 		wait = ae.RetryAfter
 	} else {
-		d := c.maxDelay
-		if shift := attempt - 1; shift < 32 {
-			d = min(c.baseDelay<<shift, c.maxDelay)
-		}
-		wait = time.Duration(rand.Int64N(int64(d) + 1))
+		wait = backoff.Full(attempt, c.baseDelay, c.maxDelay)
 	}
 	if deadline, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(deadline) {
 		return 0, false

@@ -11,12 +11,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/banking-marketplace/webhook/internal/backoff"
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/logctx"
 )
@@ -241,7 +241,7 @@ func (in *Inbox) receive(ctx context.Context, d Delivery) (reply Reply, stored b
 		if left <= 0 {
 			return pending(claim.RetryIn), false, nil
 		}
-		if err := sleep(ctx, min(jitter(pause), left)); err != nil {
+		if err := backoff.Sleep(ctx, min(backoff.Half(pause), left)); err != nil {
 			return pending(time.Second), false, nil
 		}
 		pause = min(2*pause, 200*time.Millisecond)
@@ -334,20 +334,4 @@ func unavailable(msg string) Reply {
 func replyOf(out events.Outcome) Reply {
 	body, _ := json.Marshal(out.Reply) // cannot fail: strings and a bool
 	return Reply{Kind: out.Kind, Body: body, Code: codeOf(out.Reply), RetryAfter: out.RetryAfter}
-}
-
-// jitter spreads d over [d/2, d), so that waiting copies do not poll in step.
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,6 +15,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+
+	"github.com/banking-marketplace/webhook/internal/backoff"
 )
 
 const (
@@ -249,11 +250,7 @@ func (c *Client) backoff(attempt int, err error) time.Duration {
 	if errors.As(err, &ae) && ae.RetryAfter > 0 {
 		return min(ae.RetryAfter, c.maxDelay)
 	}
-	d := c.maxDelay
-	if shift := attempt - 1; shift < 32 {
-		d = min(c.baseDelay<<shift, c.maxDelay)
-	}
-	return time.Duration(rand.Int64N(int64(d) + 1))
+	return backoff.Full(attempt, c.baseDelay, c.maxDelay)
 }
 
 // send makes one attempt under the per-attempt timeout.

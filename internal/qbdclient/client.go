@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/backoff"
 )
 
 const (
@@ -103,7 +104,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		baseDelay: 100 * time.Millisecond,
 		maxDelay:  2 * time.Second,
 		log:       zap.NewNop(),
-		sleep:     sleep,
+		sleep:     backoff.Sleep,
 	}
 	for _, o := range opts {
 		o(c)
@@ -216,22 +217,7 @@ func (c *Client) backoff(attempt int, err error) (wait time.Duration, ok bool) {
 	if errors.As(err, &ae) && ae.RetryAfter > 0 {
 		return ae.RetryAfter, ae.RetryAfter <= c.maxDelay
 	}
-	d := c.maxDelay
-	if shift := attempt - 1; shift < 32 {
-		d = min(c.baseDelay<<shift, c.maxDelay)
-	}
-	return time.Duration(rand.Int64N(int64(d) + 1)), true
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return backoff.Full(attempt, c.baseDelay, c.maxDelay), true
 }
 
 // send makes one attempt and logs it.

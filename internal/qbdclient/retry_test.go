@@ -15,6 +15,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/banking-marketplace/webhook/internal/backoff"
 )
 
 var (
@@ -225,7 +227,7 @@ func TestContextDone(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		c.sleep = func(sctx context.Context, d time.Duration) error {
 			cancel() // the caller gives up during the wait
-			return sleep(sctx, d)
+			return backoff.Sleep(sctx, d)
 		}
 		_, err = c.GetProduct(ctx, "p")
 		if !errors.Is(err, ErrTransient) || !errors.Is(err, context.Canceled) {

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/backoff"
 )
 
 // Backoff between lock attempts: short, doubling, jittered, so that waiters
@@ -65,7 +66,7 @@ func (r *Redis) Lock(ctx context.Context, subscription string, lease, wait time.
 	key := r.keys.lock(subscription)
 	token = newToken()
 	deadline := time.Now().Add(wait)
-	backoff := lockBackoffMin
+	pause := lockBackoffMin
 	for {
 		ok, err := r.acquire(ctx, key, token, lease)
 		if err != nil {
@@ -82,16 +83,11 @@ func (r *Redis) Lock(ctx context.Context, subscription string, lease, wait time.
 		if left <= 0 {
 			return "", nil, fmt.Errorf("lock %q: %w", subscription, ErrBusy)
 		}
-		// Full jitter in [backoff/2, backoff), never past the deadline.
-		d := min(backoff/2+rand.N(backoff/2), left)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return "", nil, fmt.Errorf("waiting for lock %q: %w", subscription, ctx.Err())
-		case <-t.C:
+		// Jittered in [pause/2, pause], never past the deadline.
+		if err := backoff.Sleep(ctx, min(backoff.Half(pause), left)); err != nil {
+			return "", nil, fmt.Errorf("waiting for lock %q: %w", subscription, err)
 		}
-		backoff = min(backoff*2, lockBackoffMax)
+		pause = min(pause*2, lockBackoffMax)
 	}
 
 	var once sync.Once
