@@ -3,6 +3,7 @@ package httpcall
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,20 +32,31 @@ type Attempt struct {
 type Observer func(ctx context.Context, a Attempt)
 
 // LogFields is the one shape of an attempt's log line: never a body, a
-// credential or a URL. The error is shown only when no reply text can be in
-// it (a transport failure, or a reply this service could not read); an
-// outside system's own message may quote personal data.
+// credential or a URL (see ErrorField for the error).
 func (a Attempt) LogFields() []zap.Field {
 	f := []zap.Field{
 		zap.String("system", a.System), zap.String("action", a.Action), zap.String("method", a.Method),
 		zap.Int("status", a.Status), zap.Duration("duration", a.Duration), zap.Int("attempt", a.Attempt),
 		zap.String("requestid", a.RequestID),
 	}
-	var re *ReplyError
-	if a.Err != nil && (a.Status == 0 || errors.As(a.Err, &re)) {
-		f = append(f, zap.Error(a.Err))
+	if a.Err != nil {
+		f = append(f, ErrorField(a.Err))
 	}
 	return f
+}
+
+// ErrorField is how a log line shows the error of an outside call: whole
+// when no text of the outside system can be in it (a transport failure, a
+// reply this service could not read, a refusal before sending), else only
+// its status, since an outside system's own message may quote personal
+// data. The status and the system's request id lead to the rest.
+func ErrorField(err error) zap.Field {
+	var re *ReplyError
+	var sc interface{ StatusCode() int }
+	if errors.As(err, &sc) && !errors.As(err, &re) {
+		return zap.String("error", fmt.Sprintf("HTTP %d answered (the system's message is not logged)", sc.StatusCode()))
+	}
+	return zap.Error(err)
 }
 
 type callKey struct{}

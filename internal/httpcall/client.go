@@ -183,6 +183,9 @@ func (c *Client) within(u *url.URL) error {
 	}
 	base := strings.TrimSuffix(c.base.EscapedPath(), "/")
 	p := u.EscapedPath()
+	if !strings.HasPrefix(p, "/") { // url.JoinPath on a base without a path leaves it relative
+		p = "/" + p
+	}
 	ok := u.Scheme == c.base.Scheme && strings.EqualFold(u.Host, c.base.Host) && u.User == nil &&
 		(p == base || strings.HasPrefix(p, base+"/")) &&
 		!slices.ContainsFunc(strings.Split(u.Path, "/"), func(s string) bool { return s == "." || s == ".." })
@@ -251,13 +254,16 @@ func (c *Client) Do(ctx context.Context, r *Request, read func(*Response) error)
 		}
 		wait, again := c.again(ctx, r, attempt, resp, err)
 		log := logctx.Logger(ctx, c.log)
+		if resp != nil {
+			log = log.With(zap.String("requestid", resp.RequestID))
+		}
 		if !again {
 			if attempt > 1 {
-				log.Warn(c.name+" call failed after retries", zap.String("action", r.Action), zap.Int("attempts", attempt), zap.Error(err))
+				log.Warn(c.name+" call failed after retries", zap.String("action", r.Action), zap.Int("attempts", attempt), ErrorField(err))
 			}
 			return resp, err
 		}
-		log.Debug("retrying "+c.name+" call", zap.String("action", r.Action), zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
+		log.Debug("retrying "+c.name+" call", zap.String("action", r.Action), zap.Int("attempt", attempt), zap.Duration("wait", wait), ErrorField(err))
 		if serr := c.sleep(ctx, wait); serr != nil {
 			return resp, fmt.Errorf("%w (%w while waiting to retry)", err, serr)
 		}

@@ -449,6 +449,12 @@ func TestOutsideBase(t *testing.T) {
 	if _, err := c.Do(context.Background(), newRequest(t, c, "GET", srv.URL+"/api/things"), read); err != nil || authorized.Load() != 1 {
 		t.Errorf("a request under the base: %v, %d authorized", err, authorized.Load())
 	}
+	// A base without a path: url.JoinPath leaves the joined path relative.
+	bare, _ := newCore(t, srv.URL, nil)
+	base, _ := url.Parse(srv.URL)
+	if _, err := bare.NewRequest("GET", "GET /things", base.JoinPath("v2", "things"), nil); err != nil {
+		t.Errorf("a joined path under a bare base: %v", err)
+	}
 }
 
 // TestContext: no attempt once the caller is gone, no wait past its
@@ -645,5 +651,30 @@ func TestBackoffBounds(t *testing.T) {
 				t.Fatalf("again(%d) = %v, %v; want a wait within [0, %v]", attempt, d, ok, limit)
 			}
 		}
+	}
+}
+
+// TestErrorField: a log line shows an outside call's error whole when no
+// text of the outside system can be in it, else only its status.
+func TestErrorField(t *testing.T) {
+	t.Parallel()
+	answered := &statusError{status: 409, kind: fmt.Errorf("conflict: logon ann.lee@example.com taken")}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"answered: status only", fmt.Errorf("wrapped: %w", answered), "HTTP 409 answered"},
+		{"unreadable reply: whole", &ReplyError{Call: "test GET /x", Status: 200, Kind: errInvalid, Reason: "reply is not JSON"}, "reply is not JSON"},
+		{"transport: whole", TransportError("test GET /x", errTransient, io.ErrUnexpectedEOF), "unexpected EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			core, logs := observer.New(zap.DebugLevel)
+			zap.New(core).Info("x", ErrorField(tc.err))
+			got := fmt.Sprint(logs.All()[0].ContextMap()["error"])
+			if !strings.Contains(got, tc.want) || strings.Contains(got, "ann.lee") {
+				t.Errorf("error field %q, want it to say %q and no outside text", got, tc.want)
+			}
+		})
 	}
 }
