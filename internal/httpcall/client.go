@@ -236,9 +236,10 @@ func (r *Response) Fail(kind error, reason string) error {
 }
 
 // Do sends r, trying again as the package comment says, and passes each
-// answered attempt to read, which decodes the reply and says what it means
-// (nil: success; else the client's error, such as its *APIError). A 3xx
-// never reaches read. Do returns the last attempt's response (nil when none
+// answered attempt to read (never nil), which decodes the reply and says
+// what it means (nil: success; else the client's error, such as its
+// *APIError, wrapping its ErrTransient when another attempt may help). A
+// 3xx never reaches read. Do returns the last attempt's response (nil when none
 // was answered) and read's error, or the core's own: a transport failure
 // (the client's ErrTransient), a redirect or an oversized reply (its
 // ErrInvalidResponse), ErrOutsideBase, or Authorize's error.

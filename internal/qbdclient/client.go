@@ -72,10 +72,9 @@ func WithRetry(maxAttempts int, baseDelay, maxDelay time.Duration) Option {
 	}
 }
 
-// WithBackoff sets only the waits of WithRetry.
-//
-// Deprecated: use WithRetry; this stays until the tests of
-// internal/target/qbdconnect, its last caller, move to it.
+// WithBackoff sets only the waits of WithRetry, keeping the attempts.
+// Only the tests of internal/target/qbdconnect call it; once they call
+// WithRetry, it can go.
 func WithBackoff(base, max time.Duration) Option {
 	return func(c *Client) { c.cfg.Retry.BaseDelay, c.cfg.Retry.MaxDelay = base, max }
 }
