@@ -176,7 +176,8 @@ func idempotent(method string) bool {
 
 // within checks that u is under the base URL: credentials go nowhere else.
 // A path segment "." or ".." is refused too, as a server would resolve it
-// out of the base path.
+// out of the base path (an id with an escaped slash, such as "a%2F..", is
+// one segment and is not).
 func (c *Client) within(u *url.URL) error {
 	if u == nil {
 		return ErrOutsideBase
@@ -188,11 +189,18 @@ func (c *Client) within(u *url.URL) error {
 	}
 	ok := u.Scheme == c.base.Scheme && strings.EqualFold(u.Host, c.base.Host) && u.User == nil &&
 		(p == base || strings.HasPrefix(p, base+"/")) &&
-		!slices.ContainsFunc(strings.Split(u.Path, "/"), func(s string) bool { return s == "." || s == ".." })
+		!slices.ContainsFunc(strings.Split(p, "/"), dotSegment)
 	if !ok {
 		return fmt.Errorf("%w (host %q, base host %q): not sent, so that no credential leaves", ErrOutsideBase, u.Host, c.base.Host)
 	}
 	return nil
+}
+
+// dotSegment reports a path segment that is "." or "..", escaped or not
+// ("%2E%2E" too); an escaped slash inside a segment ("a%2F..") is not one.
+func dotSegment(seg string) bool {
+	s, err := url.PathUnescape(seg)
+	return err != nil || s == "." || s == ".."
 }
 
 // Response is an answered attempt, its body read (through the limit) and

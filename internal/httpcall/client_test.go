@@ -427,6 +427,7 @@ func TestOutsideBase(t *testing.T) {
 		srv.URL + "/apix/things",                                   // a sibling of the base path
 		srv.URL + "/other",                                         // outside the base path
 		srv.URL + "/api/../other",                                  // out by dot-dot
+		srv.URL + "/api/%2E%2E/other",                              // out by an escaped dot-dot
 		strings.Replace(srv.URL, "//", "//user:pw@", 1) + "/api/x", // credentials in the URL
 	} {
 		u, err := url.Parse(raw)
@@ -448,6 +449,11 @@ func TestOutsideBase(t *testing.T) {
 	}
 	if _, err := c.Do(context.Background(), newRequest(t, c, "GET", srv.URL+"/api/things"), read); err != nil || authorized.Load() != 1 {
 		t.Errorf("a request under the base: %v, %d authorized", err, authorized.Load())
+	}
+	// An id holding an escaped slash and dots stays one segment, under the base.
+	if _, err := c.NewRequest("GET", "GET /things/{id}", &url.URL{Scheme: "http", Host: strings.TrimPrefix(srv.URL, "http://"),
+		Path: "/api/things/a/../b", RawPath: "/api/things/a%2F..%2Fb"}, nil); err != nil {
+		t.Errorf("an escaped id: %v", err)
 	}
 	// A base without a path: url.JoinPath leaves the joined path relative.
 	bare, _ := newCore(t, srv.URL, nil)
