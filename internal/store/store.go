@@ -268,7 +268,9 @@ type AuthError struct {
 	err     error
 }
 
-func (e *AuthError) Error() string { return "redis refused the credentials: " + e.Problem + " (" + e.err.Error() + ")" }
+func (e *AuthError) Error() string {
+	return "redis refused the credentials: " + e.Problem + " (" + e.err.Error() + ")"
+}
 func (e *AuthError) Unwrap() error { return e.err }
 
 // authProblem says which credentials problem err is, or "" when it is
