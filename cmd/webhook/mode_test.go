@@ -16,8 +16,12 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/banking-marketplace/webhook/internal/sandbox"
+	"github.com/banking-marketplace/webhook/internal/store"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
@@ -289,5 +293,35 @@ func TestVersionFromBuildInfo(t *testing.T) {
 	}
 	if !strings.HasPrefix(string(out), "webhook ") || !strings.Contains(string(out), want) {
 		t.Errorf("webhook version = %q, want it to contain %q (go version -m:\n%s)", out, want, meta)
+	}
+}
+
+// A check that turns out impossible (a managed Redis hiding its policy),
+// at start or later, is "unchecked", said once at warn, and not run again.
+func TestOutsideMonitorGivesUpUnchecked(t *testing.T) {
+	t.Parallel()
+	answers := []error{store.ErrUnavailable, store.ErrPolicyHidden}
+	calls := 0
+	check := redisCheck(nil)
+	check.call = func(context.Context) error {
+		calls++
+		return answers[min(calls, len(answers))-1]
+	}
+	core, logs := observer.New(zapcore.DebugLevel)
+	m := newOutsideMonitor(nil, []outsideCheck{check}, time.Second, zap.New(core))
+	if err := m.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.State()["redis"]; got != "unreachable: no answer" {
+		t.Fatalf("state after start %q", got)
+	}
+	for range 3 {
+		m.recheck(context.Background())
+	}
+	if got := m.State()["redis"]; got != stateUnchecked || calls != 2 {
+		t.Errorf("state %q after %d calls, want unchecked after 2", got, calls)
+	}
+	if n := logs.FilterMessageSnippet("Redis refuses CONFIG and INFO").FilterLevelExact(zapcore.WarnLevel).Len(); n != 1 {
+		t.Errorf("%d warnings that the policy cannot be checked, want 1: %v", n, logs.All())
 	}
 }

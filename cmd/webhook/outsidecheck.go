@@ -355,8 +355,8 @@ func (m *outsideMonitor) recheck(ctx context.Context) {
 
 // update runs c and records its state, logging each change once: back to
 // ok at info, unreachable at warn, refused (credentials revoked or rotated
-// under the service; Redis set to evict) at error. A check given up at
-// start is not run.
+// under the service; Redis set to evict) at error, a check found
+// impossible at warn, once: it is given up, and not run again.
 func (m *outsideMonitor) update(ctx context.Context, c outsideCheck) {
 	m.mu.Lock()
 	given := m.given[c.name]
@@ -373,6 +373,11 @@ func (m *outsideMonitor) update(ctx context.Context, c outsideCheck) {
 	}
 	f := []zap.Field{zap.String("api", c.name), zap.String("state", r.state)}
 	switch {
+	case r.unchecked != "":
+		m.mu.Lock()
+		m.given[c.name] = true
+		m.mu.Unlock()
+		m.log.Warn(r.unchecked, f...)
 	case r.refused != nil && c.later != nil:
 		m.log.Error(c.later(r.refused), f...)
 	case r.refused != nil:
