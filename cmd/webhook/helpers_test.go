@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
@@ -113,8 +115,9 @@ func startSandbox(t *testing.T, cfg sandbox.Config) (*sandbox.Sandbox, string) {
 	return sb, srv.URL
 }
 
-// q2Env is the environment of a service that talks to the sandbox at url
-// (every outside API) and Redis at redisURL, without authentication.
+// q2Env is a whole production environment: every outside API at the
+// sandbox at url (startSandbox), Redis at redisURL, no authentication.
+// A test that wants demo mode sets none of it.
 func q2Env(url, redisURL string) map[string]string {
 	return map[string]string{
 		"Q2_BASE_URL":      url,
@@ -127,6 +130,14 @@ func q2Env(url, redisURL string) map[string]string {
 		"WEBHOOK_AUTH":     "none",
 		"REDIS_URL":        redisURL,
 	}
+}
+
+// miniRedisURL is a Redis of the test's own, in the process, for a
+// production service whose test proves nothing about Redis. It hides its
+// maxmemory-policy as a managed Redis may: the service warns and goes on.
+func miniRedisURL(t *testing.T) string {
+	t.Helper()
+	return "redis://" + miniredis.RunT(t).Addr()
 }
 
 type response struct {

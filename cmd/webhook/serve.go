@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,10 +14,7 @@ import (
 	"github.com/banking-marketplace/webhook/internal/handlers"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/metrics"
-	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/signature"
-	"github.com/banking-marketplace/webhook/internal/store"
 )
 
 // serve runs the receiver until ctx ends, then drains: it stops accepting,
@@ -29,16 +25,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	auth, err := authenticator(cfg)
-	if err != nil {
-		return err
-	}
-	catalog := products.Default(cfg.CancelDeletes)
-	if cfg.ProductsFile != "" {
-		if catalog, err = products.Load(cfg.ProductsFile); err != nil {
-			return &configError{msg: err.Error()}
-		}
-	}
+	auth := authenticator(cfg)
+	catalog := cfg.Catalog
 	log := newLogger(stdout, cfg.LogLevel, cfg.LogFormat)
 	defer func() { _ = log.Sync() }()
 	for _, w := range cfg.warnings() {
@@ -54,17 +42,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// ping's failure is about to be said once, as the error.
 	setGoRedisLogger(log.Named("redis"))
 	unmute := muteGoRedis()
-	db, err := store.Open(startCtx, store.Options{
-		URL: cfg.RedisURL, MasterName: cfg.RedisSentinelMaster, Cluster: cfg.RedisCluster, Logger: log,
-		WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout,
-		OnError: m.RedisError,
-	})
+	db, err := openRedis(startCtx, cfg, log, m.RedisError)
 	unmute()
-	switch {
-	case errors.Is(err, store.ErrUnavailable):
-		return fmt.Errorf("opening redis: %w", err)
-	case err != nil: // a bad REDIS_URL or Redis setting
-		return &configError{msg: err.Error()}
+	if err != nil {
+		return err
 	}
 	defer db.Close()
 
@@ -75,17 +56,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer stopSandbox()
 	// Credentials an outside API refuses stop the start (exit 1); an API
 	// that does not answer is a warning, and /readyz shows its state.
-	outside := outsideMonitorFor(cfg, clients, log)
+	outside := outsideMonitorFor(cfg, clients, db, log)
 	if err := outside.start(ctx); err != nil {
 		return err
 	}
 	defer outside.watchInBackground(recheckEvery)()
 
-	switch {
-	case cfg.Auth == "none":
+	if cfg.Auth == "none" && !cfg.Demo { // demo mode's line says so
 		log.Warn("WEBHOOK_AUTH=none: requests are accepted without authentication")
-	case cfg.Auth == "signature" && len(cfg.Secrets) == 0:
-		log.Warn("sandbox mode without WEBHOOK_SECRETS: unsigned requests are accepted; set WEBHOOK_SECRETS to require signatures")
 	}
 
 	plans, err := plans(catalog, clients, cfg)
@@ -120,6 +98,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			if err := db.Ping(ctx); err != nil { // the detail names addresses: the log's, not the reply's
 				return &handlers.NotReadyError{Reason: "redis: unavailable", Cause: err}
 			}
+			outside.recheck(ctx) // Redis's eviction policy: "outside" and the log follow it
 			return nil
 		},
 	})
@@ -140,7 +119,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		BaseContext: func(net.Listener) context.Context { return context.Background() },
 	}
 	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("version", versionString()),
-		zap.Bool("sandbox_mode", cfg.SandboxMode()), zap.Bool("embedded_redis", db.Embedded()), zap.String("auth", cfg.Auth))
+		zap.String("mode", cfg.mode()), zap.Bool("embedded_redis", db.Embedded()), zap.String("auth", cfg.Auth))
 
 	if err := serveUntil(ctx, srv, ln); err != nil {
 		return err
@@ -160,21 +139,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return nil
 }
 
-func authenticator(cfg *config) (handlers.Authenticator, error) {
-	switch cfg.Auth {
-	case "basic":
-		return handlers.Basic(cfg.BasicUser, cfg.BasicPass), nil
-	case "signature":
-		if len(cfg.Secrets) == 0 {
-			return nil, nil // sandbox mode only: loadConfig refuses it elsewhere
-		}
-		v, err := signature.NewVerifier(cfg.Secrets)
-		if err != nil {
-			return nil, &configError{msg: err.Error()}
-		}
-		return handlers.Signed(v), nil
+func authenticator(cfg *config) handlers.Authenticator {
+	switch {
+	case cfg.Auth == "basic":
+		return handlers.Basic(cfg.BasicUser, cfg.BasicPass)
+	case cfg.Auth == "signature" && cfg.Verifier != nil:
+		return handlers.Signed(cfg.Verifier)
 	}
-	return nil, nil
+	return nil // none, or signature in demo mode without secrets (loadConfig refuses it elsewhere)
 }
 
 // serveUntil serves ln until ctx ends (nil) or serving fails (the error).
