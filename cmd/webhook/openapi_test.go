@@ -254,18 +254,6 @@ func clipText(s string, most int) string {
 	return s
 }
 
-// TestOpenAPIIsValid: the description loads as OpenAPI 3.1, every
-// reference resolves, and every example and schema is well formed.
-func TestOpenAPIIsValid(t *testing.T) {
-	s, err := loadSpec()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !s.doc.IsOpenAPI31OrLater() {
-		t.Errorf("docs/openapi.yaml is OpenAPI %s; want 3.1", s.doc.OpenAPI)
-	}
-}
-
 // TestOpenAPIServed: the service serves the description it embeds, and it
 // lists every route the service answers on (the routes table below is
 // what handlers.New registers).
