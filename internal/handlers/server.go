@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"go.uber.org/zap"
 
+	"github.com/banking-marketplace/webhook/docs"
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/products"
@@ -148,6 +149,9 @@ func newHandler(cfg Config) (*echo.Echo, *marketplace) {
 	}
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	e.GET("/openapi.yaml", func(c echo.Context) error { // docs/openapi.yaml: every route, for clients and tests
+		return c.Blob(http.StatusOK, "application/yaml", docs.OpenAPI)
 	})
 	e.GET("/readyz", func(c echo.Context) error {
 		body := map[string]any{"status": "ready"}
