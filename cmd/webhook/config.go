@@ -17,7 +17,8 @@ import (
 // config is the service's configuration, read once from the environment
 // and the flags of `serve` (a flag wins over its variable).
 type config struct {
-	Addr string
+	Addr    string
+	OpsAddr string // empty: the ops routes are served on Addr
 
 	RedisURL            string
 	RedisSentinelMaster string
@@ -68,6 +69,7 @@ type setting struct {
 
 var settings = []setting{
 	{"WEBHOOK_ADDR", "addr", ":8080", "listen address"},
+	{"OPS_ADDR", "ops-addr", "", "listen address of /metrics, /healthz, /readyz and /v1/... (the public one then serves only the marketplace routes); empty: everything on WEBHOOK_ADDR"},
 	{"REDIS_URL", "redis-url", "", "redis:// or rediss:// URL; several hosts comma-separated; empty: embedded, not durable"},
 	{"REDIS_SENTINEL_MASTER", "redis-sentinel-master", "", "Sentinel master name: REDIS_URL's hosts are Sentinels"},
 	{"REDIS_CLUSTER", "redis-cluster", "false", "true: REDIS_URL's hosts are Redis Cluster seed nodes"},
@@ -157,6 +159,7 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 	}
 	c := &config{
 		Addr:                v["WEBHOOK_ADDR"],
+		OpsAddr:             v["OPS_ADDR"],
 		RedisURL:            v["REDIS_URL"],
 		RedisSentinelMaster: v["REDIS_SENTINEL_MASTER"],
 		Q2BaseURL:           strings.TrimRight(v["Q2_BASE_URL"], "/"),
