@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -96,9 +97,9 @@ func TestAuthenticationBeforeRouting(t *testing.T) {
 					}
 					continue
 				}
-				for name, rec := range map[string]*bytesRecorder{"known": {known.Code, known.Header(), known.Body.Bytes()}, "unknown": {unknown.Code, unknown.Header(), unknown.Body.Bytes()}} {
-					if rec.code != c.wantStatus {
-						t.Errorf("%s to the %s extension: %d %s, want %d", c.name, name, rec.code, rec.body, c.wantStatus)
+				for name, rec := range map[string]*httptest.ResponseRecorder{"known": known, "unknown": unknown} {
+					if rec.Code != c.wantStatus || failure(t, rec).ErrorCode != c.wantCode {
+						t.Errorf("%s to the %s extension: %d %s, want %d %s", c.name, name, rec.Code, rec.Body, c.wantStatus, c.wantCode)
 					}
 				}
 				if !bytes.Equal(known.Body.Bytes(), unknown.Body.Bytes()) || !sameHeaders(known.Header(), unknown.Header()) {
@@ -111,12 +112,6 @@ func TestAuthenticationBeforeRouting(t *testing.T) {
 			}
 		})
 	}
-}
-
-type bytesRecorder struct {
-	code   int
-	header http.Header
-	body   []byte
 }
 
 // sameHeaders compares two replies' headers but for the request id.
