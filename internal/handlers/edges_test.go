@@ -203,6 +203,23 @@ func TestEveryDeliveryLineHasTheWebhookID(t *testing.T) {
 	}
 }
 
+// A request to no route with an 8 KB path gets a reply and a log line of a
+// sane size: the path is cut in both.
+func TestLongPathIsCut(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zapcore.DebugLevel)
+	h := New(Config{Receiver: &fakeReceiver{}, Logger: zap.New(core)})
+	rec := do(t, h, http.MethodGet, "/"+strings.Repeat("x", 8<<10), nil, nil)
+	if rec.Code != 404 || rec.Body.Len() > 2*logctx.MaxValue {
+		t.Errorf("%d, a %d-byte reply: %.200s", rec.Code, rec.Body.Len(), rec.Body)
+	}
+	for k, v := range logs.All()[0].ContextMap() {
+		if s, ok := v.(string); ok && len(s) > 2*logctx.MaxValue {
+			t.Errorf("%s: a %d-byte value", k, len(s))
+		}
+	}
+}
+
 // Issue 21: with no API_TOKENS the read API answered "no such route". It
 // says which setting turns it on.
 func TestReadAPIOffSaysHowToTurnItOn(t *testing.T) {
