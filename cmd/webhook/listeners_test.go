@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,5 +155,29 @@ func TestShutdownTimeoutClosesConnections(t *testing.T) {
 	}
 	if !strings.Contains(svc.logs.String(), "shutdown timed out") {
 		t.Errorf("no line says the shutdown timed out:\n%s", svc.logs)
+	}
+}
+
+// An OPS_ADDR that cannot be bound stops the start (exit 2) naming it, and
+// the public listener bound before it is closed again.
+func TestOpsAddrTaken(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	var logs syncBuffer
+	var listened atomic.Bool
+	ctx, cancel := context.WithTimeout(withOnListening(context.Background(), func(Listening) { listened.Store(true) }), 30*time.Second)
+	defer cancel()
+	env := map[string]string{"WEBHOOK_AUTH": "none", "WEBHOOK_ADDR": "127.0.0.1:0", "SANDBOX_ADDR": "127.0.0.1:0", "OPS_ADDR": taken.Addr().String()}
+	err = run(ctx, []string{"serve"}, func(k string) string { return env[k] }, &logs, &logs)
+	var stderr bytes.Buffer
+	if code := exitCode(err, &stderr); code != 2 || !strings.Contains(stderr.String(), "OPS_ADDR: cannot listen on") {
+		t.Errorf("exit %d, %q; want 2 naming OPS_ADDR", code, stderr.String())
+	}
+	if listened.Load() {
+		t.Error("the service said it listened")
 	}
 }
