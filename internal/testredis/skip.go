@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -34,23 +35,31 @@ func (s *skips) add(why string) {
 	s.why[why]++
 }
 
-// report writes one line per reason: how many tests skipped and why.
+// report writes one line, when any test skipped: how many and why.
 func (s *skips) report(w io.Writer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	reasons := make([]string, 0, len(s.why))
-	for why := range s.why {
+	total := 0
+	for why, n := range s.why {
 		reasons = append(reasons, why)
+		total += n
+	}
+	if total == 0 {
+		return
 	}
 	sort.Strings(reasons)
-	for _, why := range reasons {
-		n := s.why[why]
-		tests := "tests"
-		if n == 1 {
-			tests = "test"
+	if len(reasons) > 1 {
+		for i, why := range reasons {
+			reasons[i] = fmt.Sprintf("%s (%d)", why, s.why[why])
 		}
-		fmt.Fprintf(w, "testredis: %d real-Redis %s skipped: %s (install redis-server or set REDIS_URL to run them; with CI=true they fail instead)\n", n, tests, why)
 	}
+	tests := "tests"
+	if total == 1 {
+		tests = "test"
+	}
+	fmt.Fprintf(w, "testredis: %d real-Redis %s skipped: %s (install redis-server or set REDIS_URL to run them; with CI=true they fail instead)\n",
+		total, tests, strings.Join(reasons, "; "))
 }
 
 // missing skips t for want of a real Redis (why), or fails it under

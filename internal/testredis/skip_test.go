@@ -37,8 +37,9 @@ func TestMissingRedis(t *testing.T) {
 		ci        string
 		noMain    bool
 		skips     int
-		wantFatal string // "" : skips
-		wantLine  string // main's line; "" for none
+		reasons   []string // the reason of each skip; noRedisServer when nil
+		wantFatal string   // "" : skips
+		wantLine  string   // main's line; "" for none
 	}{
 		{name: "CI=true fails", ci: "true", skips: 2, wantFatal: "CI=true: real-Redis tests must run in CI"},
 		{name: "CI=1 fails", ci: "1", skips: 1, wantFatal: "CI=true"},
@@ -46,6 +47,7 @@ func TestMissingRedis(t *testing.T) {
 		{name: "elsewhere many skip", ci: "false", skips: 25, wantLine: "testredis: 25 real-Redis tests skipped: redis-server is not on PATH"},
 		{name: "none skip", wantLine: ""},
 		{name: "a skip without Main fails", noMain: true, skips: 1, wantFatal: "TestMain must call testredis.Main"},
+		{name: "two reasons, one line", skips: 3, reasons: []string{"a", "b", "b"}, wantLine: "testredis: 3 real-Redis tests skipped: a (1); b (2) (install"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,9 +57,13 @@ func TestMissingRedis(t *testing.T) {
 			getenv := env(map[string]string{"CI": tt.ci})
 			var got []*tb
 			run := func() int {
-				for range tt.skips {
+				for i := range tt.skips {
 					r := &tb{TB: t}
-					missingIn(r, noRedisServer, getenv, p)
+					why := noRedisServer
+					if tt.reasons != nil {
+						why = tt.reasons[i]
+					}
+					missingIn(r, why, getenv, p)
 					got = append(got, r)
 				}
 				return 0
