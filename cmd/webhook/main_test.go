@@ -562,7 +562,7 @@ func TestCorrelatedLogs(t *testing.T) {
 			continue
 		}
 		calls++
-		for _, want := range []string{`"key":"id:msg_correlated"`, `"subscription":"sub-correlated"`, `"request_id":"`, `"requestid":"`} {
+		for _, want := range []string{`"webhook_id":"msg_correlated"`, `"key":"id:msg_correlated"`, `"subscription":"sub-correlated"`, `"request_id":"`, `"requestid":"`} {
 			if !strings.Contains(line, want) {
 				t.Errorf("a q2 call's log line lacks %s: %s", want, line)
 			}

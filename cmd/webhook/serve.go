@@ -80,7 +80,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return &configError{msg: "PRODUCTS_FILE: " + err.Error()}
 	}
 	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL}, log)
-	handler := handlers.New(handlers.Config{
+	ls, err := listen(cfg, handlers.Config{
 		Receiver:    in,
 		Products:    catalog,
 		Reader:      db,
@@ -101,38 +101,25 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			outside.recheck(ctx) // Redis's eviction policy: "outside" and the log follow it
 			return nil
 		},
-	})
-
-	ln, err := net.Listen("tcp", cfg.Addr)
+	}, log)
 	if err != nil {
-		return &configError{msg: fmt.Sprintf("WEBHOOK_ADDR: cannot listen on %q: %v", cfg.Addr, err)}
+		return err
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second, // a backstop: the extension URL cuts bodies at 2 s itself
-		WriteTimeout:      cfg.ProcessTimeout + 15*time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    handlers.ServerMaxHeaderBytes, // above what the handler answers 431 to, in JSON
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
-		// Requests do not inherit ctx: the signal must not cancel their work.
-		BaseContext: func(net.Listener) context.Context { return context.Background() },
-	}
-	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("version", versionString()),
-		zap.String("mode", cfg.mode()), zap.Bool("embedded_redis", db.Embedded()), zap.String("auth", cfg.Auth))
+	addrs := ls.addrs()
+	log.Info("listening", append(addrs.logFields(), zap.String("version", versionString()),
+		zap.String("mode", cfg.mode()), zap.Bool("embedded_redis", db.Embedded()), zap.String("auth", cfg.Auth))...)
+	onListening(ctx)(addrs)
 
-	if err := serveUntil(ctx, srv, ln); err != nil {
+	if err := ls.serveUntil(ctx); err != nil {
 		return err
 	}
 
 	draining.Store(true)
 	log.Info("shutting down: /readyz answers 503, then in-flight requests drain",
 		zap.Duration("delay", cfg.ShutdownDelay), zap.Duration("timeout", cfg.ShutdownTimeout))
-	time.Sleep(cfg.ShutdownDelay) // let load balancers see /readyz fail before the listener closes
-	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Error("shutdown timed out; some requests were cut", zap.Error(err))
+	time.Sleep(cfg.ShutdownDelay) // let load balancers see /readyz fail before the listeners close
+	if err := ls.shutdown(cfg.ShutdownTimeout); err != nil {
+		log.Error("shutdown timed out; the requests still running were cut", zap.Error(err))
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	log.Info("stopped")
