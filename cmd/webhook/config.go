@@ -50,6 +50,7 @@ type config struct {
 	ProcessTimeout  time.Duration
 	ShutdownDelay   time.Duration
 	ShutdownTimeout time.Duration
+	AbandonAfter    time.Duration
 	MaxInFlight     int
 	CancelDeletes   string
 	ProductsFile    string
@@ -92,6 +93,7 @@ var settings = []setting{
 	{"PROCESS_TIMEOUT", "process-timeout", "4s", "deadline for handling one event"},
 	{"SHUTDOWN_DELAY", "shutdown-delay", "0s", "after SIGTERM, how long /readyz answers 503 before the listener closes (for load balancers)"},
 	{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long in-flight requests may finish after SIGTERM"},
+	{"ABANDON_AFTER", "abandon-after", "24h", "how long an ORDER (or CHANGE) answered 503 waits for its next copy before it is given up: undone and refused (a CHANGE rolled back)"},
 	{"MAX_IN_FLIGHT", "max-in-flight", "256", "deliveries processed at once; past it 503 with Retry-After"},
 	{"CANCEL_DELETES", "cancel-deletes", "user", "what a CANCEL deletes in Q2 (user or customer), for products that do not say"},
 	{"API_TOKENS", "api-tokens", "", "space-separated bearer tokens of the read API (/v1/...), several for rotation; empty: those routes answer 404"},
@@ -199,6 +201,7 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 		{"SHUTDOWN_DELAY", &c.ShutdownDelay, 5 * time.Minute, true},
 		{"SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, 10 * time.Minute, false},
 		{"REDIS_WAIT_TIMEOUT", &c.RedisWaitTimeout, 10 * time.Second, false},
+		{"ABANDON_AFTER", &c.AbandonAfter, 0, false},
 	}
 	for _, d := range durations {
 		parsed, err := time.ParseDuration(v[d.env])
@@ -211,6 +214,9 @@ func parseConfig(v map[string]string, s map[string]setting) (*config, error) {
 			return nil, badSetting(s[d.env], "%q is longer than %s; use something like %s", v[d.env], d.max, s[d.env].def)
 		}
 		*d.dst = parsed
+	}
+	if c.AbandonAfter <= c.ProcessTimeout {
+		return nil, badSetting(s["ABANDON_AFTER"], "%s is not longer than PROCESS_TIMEOUT (%s); an ORDER must have time for its copies, use something like 24h", c.AbandonAfter, c.ProcessTimeout)
 	}
 	if c.MaxInFlight, err = strconv.Atoi(v["MAX_IN_FLIGHT"]); err != nil || c.MaxInFlight < 1 {
 		return nil, badSetting(s["MAX_IN_FLIGHT"], "%q is not a whole number of 1 or more, like 256", v["MAX_IN_FLIGHT"])
