@@ -18,7 +18,6 @@ import (
 // binary, a real redis-server and the sandbox, Business Access (a Q2 user,
 // then a Helix entitlement for its customer).
 
-
 // businessAccess starts the binary for Business Access with extra
 // settings, on its own Redis and sandbox.
 func businessAccess(t *testing.T, extra map[string]string) (*process, *sandbox.Sandbox, *testredis.Server) {
