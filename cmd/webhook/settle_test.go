@@ -151,3 +151,51 @@ func TestSettleChangeAfterRedisForgotFromOutside(t *testing.T) {
 		t.Errorf("%d editEntitlement calls, want 1", calls)
 	}
 }
+
+// `webhook settle` runs one pass over the settle queue against the
+// configured Redis and outside APIs, and prints what it did: here it
+// finishes an undo that the service left when it stopped.
+func TestSettleCommand(t *testing.T) {
+	t.Parallel()
+	redis := testredis.Start(t)
+	sb, url := startSandbox(t, sandbox.Config{})
+	env := q2Env(url, redis.URL())
+	env["PRODUCTS_FILE"] = "../../products.example.yaml"
+	svc := startService(t, env)
+	target := svc.url + "/marketplace/business-access"
+	order := readFixture(t, "../../../fixtures/business-access/01-order.json")
+	// Helix refuses for good: the ORDER is refused and its Q2 user must
+	// go, but Q2 is down for that delete.
+	if err := sb.SetFault(sandbox.Fault{Route: "helix.addEntitlement", Code: 195104, Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.SetFault(sandbox.Fault{Route: "DeleteUser", Status: 503, Times: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	wantReply(t, post(t, target, order, nil), 200, events.Forbidden)
+	if err := svc.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if sb.Stats().Users != 1 {
+		t.Fatal("setup: the Q2 user should still be live")
+	}
+
+	var out, errOut strings.Builder
+	getenv := func(k string) string { return env[k] }
+	err := run(t.Context(), []string{"settle"}, getenv, &out, &errOut)
+	if err != nil || !strings.Contains(out.String(), "refused, not settled") || !strings.Contains(out.String(), "1 not settled") {
+		t.Fatalf("settle while Q2 is down: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	if err := sb.SetFault(sandbox.Fault{Route: "DeleteUser", Times: 0}); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err = run(t.Context(), []string{"settle", "--subscription", "b1a2c3d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d"}, getenv, &out, &errOut)
+	if err != nil || !strings.Contains(out.String(), "refused, settled") || !strings.Contains(out.String(), "q2 undone") {
+		t.Fatalf("settle after Q2 is back: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	t.Log(out.String())
+	if sb.Stats().Users != 0 {
+		t.Error("the settle command left the Q2 user")
+	}
+}
