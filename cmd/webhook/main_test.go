@@ -454,7 +454,7 @@ func TestCorrelatedLogs(t *testing.T) {
 	wantReply(t, post(t, svc.url+"/marketplace/p", withSubscription(t, "subscription-order.json", "sub-correlated", ""), http.Header{"Webhook-Id": {"msg_correlated"}}), 200, "")
 	var calls int
 	for _, line := range strings.Split(svc.logs.String(), "\n") {
-		if !strings.Contains(line, `"msg":"q2 call"`) || strings.Contains(line, `"endpoint":"token"`) {
+		if !strings.Contains(line, `"msg":"q2 call"`) || strings.Contains(line, `"action":"token"`) {
 			continue
 		}
 		calls++

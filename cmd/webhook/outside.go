@@ -15,6 +15,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/helixclient"
+	"github.com/banking-marketplace/webhook/internal/httpcall"
 	"github.com/banking-marketplace/webhook/internal/logctx"
 	"github.com/banking-marketplace/webhook/internal/metrics"
 	"github.com/banking-marketplace/webhook/internal/q2client"
@@ -100,7 +101,7 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 		q2client.WithAPIVersion(cfg.Q2APIVersion),
 		q2client.WithCredentials(q2ID, q2Secret, scopes...),
 		q2client.WithLogger(log.Named("q2")),
-		q2client.WithObserver(observeQ2(log.Named("q2"), m)),
+		q2client.WithObserver(observeCalls(log.Named("q2"), m)),
 	); err != nil {
 		return c, nil, &configError{msg: "Q2_BASE_URL: " + err.Error()}
 	}
@@ -109,10 +110,7 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 		qbdclient.WithAPIVersion(cfg.QBDAPIVersion),
 		qbdclient.WithToken(cfg.QBDToken),
 		qbdclient.WithLogger(log.Named("qbd_connect")),
-		qbdclient.WithObserver(func(ctx context.Context, a qbdclient.Attempt) {
-			events.CountCall(ctx)
-			m.Upstream("qbd_connect", a.Action, a.Status, a.Duration)
-		}),
+		qbdclient.WithObserver(observeCalls(log.Named("qbd_connect"), m)),
 	); err != nil {
 		return c, nil, &configError{msg: "QBD_BASE_URL: " + err.Error()}
 	}
@@ -120,7 +118,7 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 		helixclient.WithHTTPClient(hc),
 		helixclient.WithCredentials(helixKey, helixSecret),
 		helixclient.WithLogger(log.Named("helix")),
-		helixclient.WithObserver(observeHelix(log.Named("helix"), m)),
+		helixclient.WithObserver(observeCalls(log.Named("helix"), m)),
 	); err != nil {
 		return c, nil, &configError{msg: "HELIX_BASE_URL: " + err.Error()}
 	}
@@ -138,28 +136,17 @@ func outsideTransport(maxInFlight int) *http.Transport {
 	return t
 }
 
-// observeQ2 counts each Q2 attempt for the delivery's log line and the
-// metrics, and logs Q2's request ids, so a support ticket with the bank can
-// quote them.
-func observeQ2(log *zap.Logger, m *metrics.Metrics) func(context.Context, q2client.Attempt) {
-	return func(ctx context.Context, a q2client.Attempt) {
-		m.Upstream("q2", a.Endpoint, a.Status, a.Duration)
-		if a.Endpoint == "token" {
-			m.TokenFetched("q2", a.Err)
-		} else {
+// observeCalls is the one observer of the outside clients: each attempt
+// counts in the metrics and, but for a token fetch (which serves many
+// deliveries), in the delivery's call count, and is logged at debug level
+// with the delivery's fields and the system's request id, so that a
+// support ticket with the bank can quote it.
+func observeCalls(log *zap.Logger, m *metrics.Metrics) httpcall.Observer {
+	return func(ctx context.Context, a httpcall.Attempt) {
+		m.OutsideCall(a)
+		if a.Action != httpcall.TokenAction {
 			events.CountCall(ctx)
 		}
-		logctx.Logger(ctx, log).Debug("q2 call", zap.String("endpoint", a.Endpoint), zap.Int("status", a.Status),
-			zap.Duration("duration", a.Duration), zap.String("requestid", a.RequestID), zap.String("log_ref_id", a.LogRefID))
-	}
-}
-
-// observeHelix counts each Helix attempt and logs Helix's requestId.
-func observeHelix(log *zap.Logger, m *metrics.Metrics) func(context.Context, helixclient.Attempt) {
-	return func(ctx context.Context, a helixclient.Attempt) {
-		events.CountCall(ctx)
-		m.Upstream("helix", a.Route, a.Status, a.Duration)
-		logctx.Logger(ctx, log).Debug("helix call", zap.String("route", a.Route), zap.Int("status", a.Status),
-			zap.Duration("duration", a.Duration), zap.String("requestId", a.RequestID))
+		logctx.Logger(ctx, log).Debug(a.System+" call", a.LogFields()...)
 	}
 }

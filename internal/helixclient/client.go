@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,7 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/banking-marketplace/webhook/internal/backoff"
+	"github.com/banking-marketplace/webhook/internal/httpcall"
 )
 
 const (
@@ -27,31 +26,19 @@ const (
 // Client calls Helix. It is safe for concurrent use.
 type Client struct {
 	base        *url.URL
-	http        *http.Client
 	key, secret string
 	basic       bool
-	retries     int
-	baseDelay   time.Duration
-	maxDelay    time.Duration
-	timeout     time.Duration // per attempt
-	log         *zap.Logger
-	observe     func(context.Context, Attempt)
+	core        *httpcall.Client
+
+	cfg httpcall.Config // the core's settings, which the options change; read once by New
 }
 
-// Attempt is one HTTP attempt at a Helix call, as an observer sees it.
-type Attempt struct {
-	Route     string // "addEntitlement", "editEntitlement", "removeEntitlement"
-	Status    int    // HTTP status; 0 when no response arrived
-	Err       error  // nil on success
-	Duration  time.Duration
-	RequestID string // Helix's requestId, when the reply had one
-}
-
-// WithObserver calls observe after every attempt (retries included), with
-// the caller's ctx: for metrics, the delivery's call count, and logging
-// Helix's request ids.
-func WithObserver(observe func(ctx context.Context, a Attempt)) Option {
-	return func(c *Client) { c.observe = observe }
+// WithObserver reports every attempt (retries included) with the caller's
+// ctx: for metrics, the delivery's call count, and logging Helix's request
+// ids. The Action is the route: "addEntitlement", "editEntitlement",
+// "removeEntitlement".
+func WithObserver(observe httpcall.Observer) Option {
+	return func(c *Client) { c.cfg.Observer = observe }
 }
 
 // Option configures a Client.
@@ -65,28 +52,32 @@ func WithCredentials(apiKey, apiSecret string) Option {
 }
 
 // WithHTTPClient sets the underlying HTTP client (default: a new
-// http.Client on http.DefaultTransport).
-func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+// http.Client on http.DefaultTransport; each attempt is bounded by
+// httpcall.DefaultTimeout). Its redirect policy is replaced: no redirect is
+// followed.
+func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.cfg.HTTPClient = h } }
 
-// WithLogger logs each attempt at debug level and calls that fail after
-// retries at warn level (default: no logging).
-func WithLogger(l *zap.Logger) Option { return func(c *Client) { c.log = l } }
+// WithLogger logs retries, and calls that fail after them (default: no
+// logging).
+func WithLogger(l *zap.Logger) Option { return func(c *Client) { c.cfg.Logger = l } }
 
-// WithRetries sets how many times a transient failure is retried after the
-// first attempt (default 2; 0 disables retries).
-func WithRetries(n int) Option { return func(c *Client) { c.retries = n } }
-
-// WithBackoff sets the backoff between retries: full jitter over
-// base·2^n, at most max. A Retry-After or throttle longer than max is not
-// waited for: the call fails, and the caller may pass the wait on
-// (defaults 100ms and 2s).
-func WithBackoff(base, max time.Duration) Option {
-	return func(c *Client) { c.baseDelay, c.maxDelay = base, max }
+// WithRetry sets how often a failure is tried (maxAttempts in all, at
+// least 1) and the waits between tries: full jitter over baseDelay·2^n, at
+// most maxDelay. A Retry-After or throttle longer than maxDelay is not
+// waited for: the call fails, and the caller may pass the wait on (default
+// httpcall.DefaultRetry: 3 attempts, 100ms, 1s).
+func WithRetry(maxAttempts int, baseDelay, maxDelay time.Duration) Option {
+	return func(c *Client) {
+		c.cfg.Retry = httpcall.Retry{Attempts: maxAttempts, BaseDelay: baseDelay, MaxDelay: maxDelay}
+	}
 }
 
-// WithTimeout bounds each attempt (default 10s); the caller's context
-// bounds the whole call.
-func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
+// WithBackoff sets only the waits of WithRetry, keeping the attempts.
+// Only the tests of internal/target/helix call it; once they call
+// WithRetry, it can go.
+func WithBackoff(base, max time.Duration) Option {
+	return func(c *Client) { c.cfg.Retry.BaseDelay, c.cfg.Retry.MaxDelay = base, max }
+}
 
 // New returns a client for Helix at baseURL (HELIX_BASE_URL, such as
 // https://sandbox-api.helix.q2.com), an absolute http or https URL without
@@ -99,127 +90,50 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if u.User != nil {
 		return nil, errors.New("helixclient: HELIX_BASE_URL must not hold credentials; set HELIX_API_KEY and HELIX_API_SECRET")
 	}
-	c := &Client{
-		base:      u,
-		http:      &http.Client{},
-		retries:   2,
-		baseDelay: 100 * time.Millisecond,
-		maxDelay:  2 * time.Second,
-		timeout:   10 * time.Second,
-		log:       zap.NewNop(),
-	}
+	c := &Client{base: u, cfg: httpcall.Config{
+		System: "helix", BaseURL: u, UserAgent: userAgent, MaxBody: maxBody, MaxErrorBody: maxErrorBody,
+		Transient: ErrTransient, Invalid: ErrInvalidResponse,
+		HTTPClient: &http.Client{}, Logger: zap.NewNop(), Retry: httpcall.DefaultRetry,
+	}}
+	c.cfg.Authorize = c.authorize
 	for _, o := range opts {
 		o(c)
 	}
-	switch {
-	case c.basic && (c.key == "" || c.secret == ""):
+	if c.basic && (c.key == "" || c.secret == "") {
 		return nil, errors.New("helixclient: HELIX_API_KEY and HELIX_API_SECRET must both be set")
-	case c.http == nil:
-		return nil, errors.New("helixclient: WithHTTPClient needs a non-nil client")
-	case c.log == nil:
-		return nil, errors.New("helixclient: WithLogger needs a non-nil logger")
-	case c.retries < 0:
-		return nil, errors.New("helixclient: WithRetries needs 0 or more")
-	case c.baseDelay < 0 || c.maxDelay < c.baseDelay:
-		return nil, errors.New("helixclient: WithBackoff needs 0 <= base <= max")
-	case c.timeout <= 0:
-		return nil, errors.New("helixclient: WithTimeout needs a positive duration")
+	}
+	if c.core, err = httpcall.New(c.cfg); err != nil {
+		return nil, fmt.Errorf("helixclient: %w", err)
 	}
 	return c, nil
 }
 
-// call sends body to /account/{route}, retrying transient failures.
-func (c *Client) call(ctx context.Context, route string, body any) (Result, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return Result{}, fmt.Errorf("helix %s: encoding request: %w", route, err)
-	}
-	u := c.base.JoinPath("account", route).String()
-	for attempt := 1; ; attempt++ {
-		res, err := c.send(ctx, route, u, b, attempt)
-		if err == nil {
-			return res, nil
-		}
-		wait, retry := c.backoff(ctx, attempt, err)
-		if !retry {
-			if attempt > 1 {
-				c.log.Warn("helix call failed after retries", zap.String("route", route), zap.Int("attempts", attempt), zap.Error(err))
-			}
-			return Result{}, err
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return Result{}, fmt.Errorf("%w (%w while waiting to retry)", err, ctx.Err())
-		case <-t.C:
-		}
-	}
-}
-
-// backoff decides whether err is retried after attempt, and after how long:
-// only transient failures, within the retry budget, while the context
-// lives, and never past its deadline. Helix's own wait (Retry-After,
-// throttle) is used as given, or not at all when longer than maxDelay.
-func (c *Client) backoff(ctx context.Context, attempt int, err error) (time.Duration, bool) {
-	if attempt > c.retries || ctx.Err() != nil || !errors.Is(err, ErrTransient) {
-		return 0, false
-	}
-	var wait time.Duration
-	var ae *APIError
-	if errors.As(err, &ae) && ae.RetryAfter > 0 {
-		if ae.RetryAfter > c.maxDelay {
-			return 0, false
-		}
-		wait = ae.RetryAfter
-	} else {
-		wait = backoff.Full(attempt, c.baseDelay, c.maxDelay)
-	}
-	if deadline, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(deadline) {
-		return 0, false
-	}
-	return wait, true
-}
-
-// send makes one attempt under the per-attempt timeout and logs it.
-func (c *Client) send(ctx context.Context, route, u string, body []byte, attempt int) (res Result, err error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		return Result{}, fmt.Errorf("helix %s: %w", route, err)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", userAgent)
+// authorize adds the Basic credentials, when there are some.
+func (c *Client) authorize(_ context.Context, req *http.Request) error {
 	if c.basic {
 		req.SetBasicAuth(c.key, c.secret)
 	}
-	start := time.Now()
-	resp, err := c.http.Do(req)
+	return nil
+}
+
+// call sends body to /account/{route}. idempotent says that sending it
+// again after a lost reply is harmless (edit sets the same level again,
+// remove answers 195119); add is not: it is never sent twice.
+func (c *Client) call(ctx context.Context, route string, body any, idempotent bool) (Result, error) {
+	r, err := c.core.NewRequest(http.MethodPost, route, c.base.JoinPath("account", route), body)
 	if err != nil {
-		err = transportError(route, err)
-		c.log.Debug("helix call", zap.String("route", route), zap.Int("attempt", attempt),
-			zap.Duration("duration", time.Since(start)), zap.Error(err))
-		if c.observe != nil {
-			c.observe(ctx, Attempt{Route: route, Err: err, Duration: time.Since(start)})
-		}
 		return Result{}, err
 	}
-	defer resp.Body.Close()
-	res, err = readReply(route, resp, time.Now())
-	requestID, codes := res.RequestID, []int(nil)
-	var ae *APIError
-	if errors.As(err, &ae) {
-		requestID, codes = ae.RequestID, ae.Codes
+	r.Idempotent = idempotent
+	var res Result
+	_, err = c.core.Do(ctx, r, func(resp *httpcall.Response) (err error) {
+		res, err = readReply(route, resp, time.Now())
+		return err
+	})
+	if err != nil {
+		return Result{}, err
 	}
-	c.log.Debug("helix call", zap.String("route", route), zap.Int("attempt", attempt),
-		zap.Int("status", resp.StatusCode), zap.Duration("duration", time.Since(start)),
-		zap.String("requestId", requestID), zap.Ints("codes", codes))
-	if c.observe != nil {
-		c.observe(ctx, Attempt{Route: route, Status: resp.StatusCode, Err: err, Duration: time.Since(start), RequestID: requestID})
-	}
-	return res, err
+	return res, nil
 }
 
 // envelope is the shape of every Helix reply.
@@ -238,44 +152,38 @@ type wireError struct {
 	Message string          `json:"message"`
 }
 
-func readReply(route string, resp *http.Response, now time.Time) (Result, error) {
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	limit := int64(maxErrorBody)
-	if ok {
-		limit = maxBody
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return Result{}, transportError(route, err)
-	}
-	if ok && int64(len(body)) > limit {
-		return Result{}, invalidResponse(route, fmt.Sprintf("reply larger than %d bytes", limit))
-	}
+// readReply says what an answered attempt means: a 2xx whose errors list
+// is empty is a success; anything else is an *APIError, whose wait for a
+// rate limit comes from Retry-After, else throttle, else DefaultRetryAfter.
+func readReply(route string, resp *httpcall.Response, now time.Time) (Result, error) {
 	var env envelope
-	decodeErr := json.Unmarshal(body, &env)
+	decodeErr := json.Unmarshal(resp.Body, &env)
 	if env.RequestID == "" {
 		env.RequestID = resp.Header.Get("X-Request-Id")
 	}
+	resp.RequestID = env.RequestID
 	codes, msgs, errsOK := decodeErrors(env.Errors)
-	if ok {
+	if resp.OK() {
 		switch {
-		case len(bytes.TrimSpace(body)) == 0 && resp.StatusCode == http.StatusNoContent:
+		case len(bytes.TrimSpace(resp.Body)) == 0 && resp.Status == http.StatusNoContent:
 			return Result{RequestID: env.RequestID}, nil
 		case decodeErr != nil:
-			return Result{}, invalidResponse(route, "reply is not a JSON envelope")
+			return Result{}, resp.Invalid("reply is not a JSON envelope")
 		case !errsOK:
-			return Result{}, invalidResponse(route, `"errors" is not a list of {code, message}`)
+			return Result{}, resp.Invalid(`"errors" is not a list of {code, message}`)
 		case len(codes) == 0:
 			return Result{RequestID: env.RequestID, Data: env.Data}, nil
 		}
 	}
-	e := &APIError{Route: route, HTTPStatus: resp.StatusCode, Codes: codes, Messages: msgs, RequestID: env.RequestID}
-	var said bool
-	if e.RetryAfter, said = retryAfter(resp.Header, now); !said && e.rateLimited() {
-		if e.RetryAfter = throttleWait(env.Throttle, now); e.RetryAfter == 0 {
-			e.RetryAfter = DefaultRetryAfter
+	e := &APIError{Route: route, HTTPStatus: resp.Status, Codes: codes, Messages: msgs, RequestID: env.RequestID}
+	if !resp.HasRetryAfter() && e.rateLimited() {
+		d := throttleWait(env.Throttle, now)
+		if d == 0 {
+			d = DefaultRetryAfter
 		}
+		resp.SetRetryAfter(d)
 	}
+	e.RetryAfter = resp.RetryAfter
 	return Result{}, e
 }
 

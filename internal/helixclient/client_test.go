@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +18,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/banking-marketplace/webhook/internal/httpcall"
 )
 
 const (
@@ -35,7 +39,7 @@ func setup(t *testing.T, h http.HandlerFunc) *httptest.Server {
 
 func newClient(t *testing.T, url string, opts ...Option) *Client {
 	t.Helper()
-	opts = append([]Option{WithCredentials(testKey, testSecret), WithBackoff(time.Millisecond, 20*time.Millisecond)}, opts...)
+	opts = append([]Option{WithCredentials(testKey, testSecret), WithRetry(3, time.Millisecond, 20*time.Millisecond)}, opts...)
 	c, err := New(url, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -73,9 +77,8 @@ func TestNew(t *testing.T) {
 		{"https://helix.example.com", []Option{WithCredentials("", "pw")}, "HELIX_API_KEY"},
 		{"https://helix.example.com", []Option{WithHTTPClient(nil)}, "WithHTTPClient"},
 		{"https://helix.example.com", []Option{WithLogger(nil)}, "WithLogger"},
-		{"https://helix.example.com", []Option{WithRetries(-1)}, "WithRetries"},
-		{"https://helix.example.com", []Option{WithBackoff(time.Second, time.Millisecond)}, "WithBackoff"},
-		{"https://helix.example.com", []Option{WithTimeout(0)}, "WithTimeout"},
+		{"https://helix.example.com", []Option{WithRetry(0, 0, 0)}, "WithRetry"},
+		{"https://helix.example.com", []Option{WithRetry(3, time.Second, time.Millisecond)}, "WithRetry"},
 	} {
 		t.Run(tc.url+"/"+tc.want, func(t *testing.T) {
 			_, err := New(tc.url, tc.opts...)
@@ -84,7 +87,7 @@ func TestNew(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New("https://helix.example.com/api", WithCredentials("k", "s"), WithRetries(0)); err != nil {
+	if _, err := New("https://helix.example.com/api", WithCredentials("k", "s"), WithRetry(1, 0, 0)); err != nil {
 		t.Errorf("New: %v", err)
 	}
 }
@@ -226,8 +229,8 @@ func TestReplies(t *testing.T) {
 			want: &APIError{HTTPStatus: 400, Codes: []int{50502}, Messages: []string{"down"}}},
 		{name: "500 html", status: 500, header: map[string]string{"X-Request-Id": "hdr-1"}, body: `<html>oops</html>`, kind: ErrTransient,
 			want: &APIError{HTTPStatus: 500, RequestID: "hdr-1"}},
-		{name: "503 retry-after", status: 503, header: map[string]string{"Retry-After": "120"}, body: `{}`, kind: ErrTransient,
-			want: &APIError{HTTPStatus: 503, RetryAfter: 120 * time.Second}},
+		{name: "503 retry-after, capped", status: 503, header: map[string]string{"Retry-After": "120"}, body: `{}`, kind: ErrTransient,
+			want: &APIError{HTTPStatus: 503, RetryAfter: httpcall.MaxRetryAfter}},
 		{name: "405 empty", status: 405, want: &APIError{HTTPStatus: 405}},
 		{name: "200 not json", status: 200, body: `<html></html>`, kind: ErrInvalidResponse},
 		{name: "200 empty", status: 200, kind: ErrInvalidResponse},
@@ -241,7 +244,11 @@ func TestReplies(t *testing.T) {
 				}
 				write(w, tc.status, tc.body)
 			})
-			res, err := newClient(t, srv.URL, WithRetries(0)).AddEntitlement(context.Background(), sample)
+			res, err := newClient(t, srv.URL, WithRetry(1, 0, 0)).AddEntitlement(context.Background(), sample)
+			var sc interface{ StatusCode() int }
+			if err != nil && (!errors.As(err, &sc) || sc.StatusCode() != tc.status) {
+				t.Errorf("err = %v, want its HTTP status %d through StatusCode", err, tc.status)
+			}
 			for _, k := range kinds {
 				if errors.Is(err, k) != (k == tc.kind) {
 					t.Errorf("errors.Is(%v, %v) = %v", err, k, !(k == tc.kind))
@@ -287,14 +294,16 @@ func TestRateLimit(t *testing.T) {
 	}{
 		{"retry-after seconds", 429, "7", `{"errors":[{"code":50429,"message":"slow down"}]}`, 7 * time.Second},
 		{"retry-after wins over throttle", 429, "3", `{"throttle":60}`, 3 * time.Second},
-		{"retry-after http date", 429, now.Add(time.Hour).UTC().Format(http.TimeFormat), `{}`, time.Hour},
+		{"retry-after http date, capped", 429, now.Add(time.Hour).UTC().Format(http.TimeFormat), `{}`, httpcall.MaxRetryAfter},
+		{"retry-after http date", 429, now.Add(45 * time.Second).UTC().Format(http.TimeFormat), `{}`, 45 * time.Second},
 		{"throttle number", 429, "", `{"throttle":12}`, 12 * time.Second},
 		{"throttle string", 429, "", `{"throttle":"2.5"}`, 2500 * time.Millisecond},
 		{"throttle retryAfter", 429, "", `{"throttle":{"limit":100,"remaining":0,"retryAfter":4}}`, 4 * time.Second},
 		{"throttle retry preferred to reset", 429, "", `{"throttle":{"reset":50,"retry_after":"5"}}`, 5 * time.Second},
 		{"throttle reset", 429, "", `{"throttle":{"limit":100,"reset":6}}`, 6 * time.Second},
 		{"throttle resetMs", 429, "", `{"throttle":{"resetMs":1500}}`, 1500 * time.Millisecond},
-		{"throttle reset unix", 429, "", fmt.Sprintf(`{"throttle":{"reset":%d}}`, now.Add(time.Hour).Unix()), time.Hour},
+		{"throttle reset unix, capped", 429, "", fmt.Sprintf(`{"throttle":{"reset":%d}}`, now.Add(time.Hour).Unix()), httpcall.MaxRetryAfter},
+		{"throttle a day, capped", 429, "", `{"throttle":86400}`, httpcall.MaxRetryAfter},
 		{"code 50429 on 400 with throttle", 400, "", `{"errors":[{"code":50429}],"throttle":8}`, 8 * time.Second},
 		{"neither", 429, "", `{"errors":[{"code":50429,"message":"rate limit"}]}`, DefaultRetryAfter},
 		{"throttle unusable", 429, "", `{"throttle":{"limit":100,"remaining":0}}`, DefaultRetryAfter},
@@ -316,11 +325,11 @@ func TestRateLimit(t *testing.T) {
 			if !errors.As(err, &ae) || !errors.Is(err, ErrTransient) {
 				t.Fatalf("err = %v, want a transient *APIError", err)
 			}
-			// Dates and Unix times are an hour ahead, counted from whenever
-			// the reply is read: allow a few minutes on a busy machine.
+			// A date is counted from whenever the reply is read: allow a few
+			// seconds on a busy machine.
 			lo := tc.want
-			if tc.want == time.Hour {
-				lo = tc.want - 5*time.Minute
+			if tc.want == 45*time.Second {
+				lo = tc.want - 10*time.Second
 			}
 			if ae.RetryAfter > tc.want || ae.RetryAfter < lo {
 				t.Errorf("RetryAfter = %v, want %v", ae.RetryAfter, tc.want)
@@ -350,12 +359,13 @@ func TestRetries(t *testing.T) {
 		kind    error // nil: success
 		code    int   // an *APIError's code, when not a success
 	}{
-		{"add 503 then ok", add, []reply{r503, {200, "", ok}}, 2, nil, 0},
+		{"add 503 not retried: a blind create", add, []reply{r503, {200, "", ok}}, 1, ErrTransient, 50503},
+		{"edit 503 then ok", edit, []reply{r503, {200, "", ok}}, 2, nil, 0},
 		{"edit 502 502 ok", edit, []reply{{502, "", "bad gateway"}, {502, "", ""}, {200, "", ok}}, 3, nil, 0},
 		{"remove 429 short throttle then ok", remove, []reply{{429, "", `{"throttle":{"retryAfterMs":2}}`}, {200, "", ok}}, 2, nil, 0},
-		{"add 429 retry-after 0 then ok", add, []reply{{429, "0", `{}`}, {200, "", ok}}, 2, nil, 0},
-		{"add 50500 on 400 then ok", add, []reply{{400, "", `{"errors":[{"code":50500}]}`}, {200, "", ok}}, 2, nil, 0},
-		{"add then already entitled", add, []reply{r503, {400, "", `{"errors":[{"code":195110}]}`}}, 2, nil, CodeAlreadyEntitled},
+		{"edit 429 retry-after 0 then ok", edit, []reply{{429, "0", `{}`}, {200, "", ok}}, 2, nil, 0},
+		{"edit 50500 on 400 then ok", edit, []reply{{400, "", `{"errors":[{"code":50500}]}`}, {200, "", ok}}, 2, nil, 0},
+		{"remove 503 then no entitlement", remove, []reply{r503, {400, "", `{"errors":[{"code":195119}]}`}}, 2, nil, CodeNoEntitlement},
 		{"remove 503 always", remove, []reply{r503}, 3, ErrTransient, 50503},
 		{"add 400 not retried", add, []reply{{400, "", `{"errors":[{"code":195104}]}`}}, 1, nil, CodeAccountLocked},
 		{"edit 401 not retried", edit, []reply{{401, "", `{"errors":[{"code":50401}]}`}}, 1, ErrUnauthorized, 50401},
@@ -398,17 +408,28 @@ func (rt *roundTripper) RoundTrip(*http.Request) (*http.Response, error) {
 
 func TestTransportErrors(t *testing.T) {
 	t.Parallel()
-	for _, cause := range []error{io.ErrUnexpectedEOF, context.DeadlineExceeded} {
-		t.Run(cause.Error(), func(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	for _, tc := range []struct {
+		name  string
+		call  call
+		cause error
+		calls int32
+	}{
+		{"edit after a reset", edit, io.ErrUnexpectedEOF, 4},
+		{"remove after a timeout", remove, context.DeadlineExceeded, 4},
+		{"add after a reset: not sent again", add, io.ErrUnexpectedEOF, 1},
+		{"add when the dial failed: nothing was sent", add, refused, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			rt := &roundTripper{err: cause}
-			c := newClient(t, "http://helix.test", WithHTTPClient(&http.Client{Transport: rt}), WithRetries(3))
-			_, err := c.AddEntitlement(context.Background(), sample)
-			if !errors.Is(err, ErrTransient) || !errors.Is(err, cause) || strings.Contains(err.Error(), testSecret) {
-				t.Errorf("err = %v, want ErrTransient wrapping %v", err, cause)
+			rt := &roundTripper{err: tc.cause}
+			c := newClient(t, "http://helix.test", WithHTTPClient(&http.Client{Transport: rt}), WithRetry(4, time.Millisecond, 20*time.Millisecond))
+			_, err := tc.call(c, context.Background(), sample)
+			if !errors.Is(err, ErrTransient) || !errors.Is(err, tc.cause) || strings.Contains(err.Error(), testSecret) {
+				t.Errorf("err = %v, want ErrTransient wrapping %v", err, tc.cause)
 			}
-			if rt.n.Load() != 4 {
-				t.Errorf("calls = %d, want 4", rt.n.Load())
+			if rt.n.Load() != tc.calls {
+				t.Errorf("calls = %d, want %d", rt.n.Load(), tc.calls)
 			}
 		})
 	}
@@ -427,7 +448,7 @@ func TestContext(t *testing.T) {
 			cancel()
 			write(w, 503, `{}`)
 		})
-		_, err := newClient(t, srv.URL, WithRetries(5)).EditEntitlement(ctx, sample)
+		_, err := newClient(t, srv.URL, WithRetry(6, time.Millisecond, 20*time.Millisecond)).EditEntitlement(ctx, sample)
 		if !errors.Is(err, ErrTransient) || n.Load() != 1 {
 			t.Errorf("err = %v after %d calls, want a transient error after 1", err, n.Load())
 		}
@@ -442,19 +463,22 @@ func TestContext(t *testing.T) {
 			w.Header().Set("Retry-After", "3600")
 			write(w, 429, `{}`)
 		})
-		_, err := newClient(t, srv.URL, WithBackoff(time.Millisecond, 2*time.Hour)).AddEntitlement(ctx, sample)
+		// The cap (2h) would let the wait be slept, but the deadline is sooner.
+		_, err := newClient(t, srv.URL, WithRetry(3, time.Millisecond, 2*time.Hour)).EditEntitlement(ctx, sample)
 		var ae *APIError
-		if !errors.As(err, &ae) || ae.RetryAfter != time.Hour || n.Load() != 1 {
-			t.Errorf("err = %v after %d calls, want the 429 after 1", err, n.Load())
+		if !errors.As(err, &ae) || ae.RetryAfter != httpcall.MaxRetryAfter || n.Load() != 1 {
+			t.Errorf("err = %v after %d calls, want the 429 after 1, its wait capped", err, n.Load())
 		}
 	})
 }
 
-// TestLogging: one debug entry per attempt with route, status, duration,
-// request id and codes; never the body or the credentials.
-func TestLogging(t *testing.T) {
+// TestObserved: each attempt reaches the observer with the route, status
+// and Helix's request id; neither the attempts' log fields nor the
+// client's log hold the body or the credentials.
+func TestObserved(t *testing.T) {
 	t.Parallel()
 	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core)
 	var n atomic.Int32
 	srv := setup(t, func(w http.ResponseWriter, r *http.Request) {
 		if n.Add(1) == 1 {
@@ -463,20 +487,28 @@ func TestLogging(t *testing.T) {
 		}
 		write(w, 200, `{"data":{"secretish":"data-body"},"errors":[],"requestId":"req-b"}`)
 	})
-	if _, err := newClient(t, srv.URL, WithLogger(zap.New(core))).AddEntitlement(context.Background(), sample); err != nil {
+	var mu sync.Mutex
+	var attempts []httpcall.Attempt
+	c := newClient(t, srv.URL, WithLogger(log), WithObserver(func(_ context.Context, a httpcall.Attempt) {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts = append(attempts, a)
+		log.Debug("helix call", a.LogFields()...)
+	}))
+	if _, err := c.EditEntitlement(context.Background(), sample); err != nil {
 		t.Fatal(err)
 	}
-	entries := logs.FilterMessage("helix call").All()
-	if len(entries) != 2 {
-		t.Fatalf("%d entries, want 2: %v", len(entries), logs.All())
+	mu.Lock()
+	defer mu.Unlock()
+	if len(attempts) != 2 {
+		t.Fatalf("%d attempts, want 2", len(attempts))
 	}
 	for i, want := range []struct {
-		status int64
+		status int
 		id     string
 	}{{503, "req-a"}, {200, "req-b"}} {
-		f := entries[i].ContextMap()
-		if f["route"] != "addEntitlement" || f["status"] != want.status || f["requestId"] != want.id || f["duration"] == nil {
-			t.Errorf("entry %d = %v", i, f)
+		if a := attempts[i]; a.System != "helix" || a.Action != "editEntitlement" || a.Status != want.status || a.RequestID != want.id || a.Attempt != i+1 {
+			t.Errorf("attempt %d = %+v", i, a)
 		}
 	}
 	for _, e := range logs.All() {
@@ -487,6 +519,37 @@ func TestLogging(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestNoRedirect: an add answered with a redirect is not followed (the API
+// key and secret never reach its target) and is an ErrInvalidResponse with
+// its status: Helix may or may not have granted the entitlement.
+func TestNoRedirect(t *testing.T) {
+	t.Parallel()
+	var elsewhere atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+	t.Cleanup(target.Close)
+	for _, status := range []int{301, 302, 307, 308} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			t.Parallel()
+			srv := setup(t, func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, target.URL+"/account/addEntitlement", status)
+			})
+			_, err := newClient(t, srv.URL).AddEntitlement(context.Background(), sample)
+			var sc interface{ StatusCode() int }
+			if !errors.Is(err, ErrInvalidResponse) || errors.Is(err, ErrTransient) || !errors.As(err, &sc) || sc.StatusCode() != status {
+				t.Errorf("err = %v, want ErrInvalidResponse with status %d", err, status)
+			}
+			if !strings.Contains(err.Error(), strings.TrimPrefix(target.URL, "http://")) {
+				t.Errorf("err %q does not name the redirect's host", err)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		if elsewhere.Load() != 0 {
+			t.Errorf("the redirect target received %d requests", elsewhere.Load())
+		}
+	})
 }
 
 func TestThrottleWait(t *testing.T) {

@@ -15,11 +15,19 @@
 // (HTTP 408, 429 and 5xx, codes 50429 and 50500–50505) with errors.Is;
 // transport failures and timeouts match ErrTransient too.
 //
-// All three calls are retried on transient failures, with bounded
-// exponential backoff and full jitter, never after the caller's context is
-// done and never past its deadline. Repeating them is safe: an add whose
-// reply was lost answers 195110 (already entitled) the second time, a remove
-// answers 195119 (no entitlement), and an edit sets the same level again.
+// Every error for a call Helix answered tells its status through a
+// StatusCode() int method (errors.As). A redirect is never followed: it is
+// an ErrInvalidResponse, since Helix may or may not have done the work.
+//
+// The calls go through internal/httpcall, which holds the rules every
+// outside call follows. Edit and remove are tried again on transient
+// failures, with bounded backoff and full jitter, never after the caller's
+// context is done and never past its deadline: repeating them is safe (an
+// edit sets the same level again, a remove whose reply was lost answers
+// 195119, no entitlement, the second time). Add is a blind create: it is
+// tried again only when the request surely did not leave (the dial
+// failed); after a lost reply the caller sends the event again, and meets
+// 195110 (already entitled) if the first add landed.
 //
 // Rate limits: on HTTP 429 or code 50429 the wait is the Retry-After header
 // (seconds, or an HTTP date), else the envelope's "throttle", else
@@ -29,8 +37,9 @@
 // "retry…" (preferred) or "reset…" holds seconds, milliseconds when the name
 // ends in "ms", or a Unix time when the value is past 10^9. A wait longer
 // than the backoff cap is not slept: the call fails with the APIError, whose
-// RetryAfter the caller can pass on.
+// RetryAfter (at most httpcall.MaxRetryAfter) the caller can pass on.
 //
-// Each attempt is logged at debug level with the route, HTTP status,
-// duration, Helix's requestId and codes; never a body or a credential.
+// Each attempt is reported to the observer (WithObserver) with the route,
+// HTTP status, duration and Helix's requestId; never a body or a
+// credential.
 package helixclient

@@ -137,13 +137,15 @@ const (
 )
 
 // AddEntitlement grants e.Level on e.AccountID to e.TargetCustomerID.
-// An existing entitlement is an *APIError with CodeAlreadyEntitled.
+// An existing entitlement is an *APIError with CodeAlreadyEntitled. It is
+// not sent again after a lost reply (an ErrTransient): the caller sends
+// the event again, and meets CodeAlreadyEntitled if the first one landed.
 func (c *Client) AddEntitlement(ctx context.Context, e Entitlement) (Result, error) {
 	const route = "addEntitlement"
 	if err := e.check(route, true); err != nil {
 		return Result{}, err
 	}
-	return c.call(ctx, route, e)
+	return c.call(ctx, route, e, false)
 }
 
 // EditEntitlement changes the level of an existing entitlement.
@@ -152,7 +154,7 @@ func (c *Client) EditEntitlement(ctx context.Context, e Entitlement) (Result, er
 	if err := e.check(route, true); err != nil {
 		return Result{}, err
 	}
-	return c.call(ctx, route, e)
+	return c.call(ctx, route, e, true)
 }
 
 // RemoveEntitlement takes the target's entitlement away; e.Level is ignored
@@ -162,5 +164,5 @@ func (c *Client) RemoveEntitlement(ctx context.Context, e Entitlement) (Result, 
 	if err := e.check(route, false); err != nil {
 		return Result{}, err
 	}
-	return c.call(ctx, route, removal{e.AccountID, e.RequestingCustomerID, e.TargetCustomerID})
+	return c.call(ctx, route, removal{e.AccountID, e.RequestingCustomerID, e.TargetCustomerID}, true)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -28,7 +27,9 @@ var (
 	// ErrTransient: worth trying again later: HTTP 408, 429 and 5xx, codes
 	// 50429 and 50500–50505, transport failures and timeouts.
 	ErrTransient = errors.New("transient failure")
-	// ErrInvalidResponse: a 2xx reply that is not Helix's JSON envelope.
+	// ErrInvalidResponse: a reply this package cannot read, so Helix may or
+	// may not have done the work: a 2xx that is not Helix's JSON envelope,
+	// one too large, or a redirect (never followed).
 	ErrInvalidResponse = errors.New("invalid response")
 )
 
@@ -46,8 +47,11 @@ type APIError struct {
 	Codes      []int         // the envelope's errors[].code, in Helix's order
 	Messages   []string      // the envelope's errors[].message, same order
 	RequestID  string        // the envelope's requestId
-	RetryAfter time.Duration // when to try again: Retry-After, throttle or DefaultRetryAfter; 0 when not said
+	RetryAfter time.Duration // when to try again: Retry-After, throttle or DefaultRetryAfter, at most httpcall.MaxRetryAfter; 0 when not said
 }
+
+// StatusCode is the HTTP status Helix answered.
+func (e *APIError) StatusCode() int { return e.HTTPStatus }
 
 // Has reports whether Helix answered code.
 func (e *APIError) Has(code int) bool { return slices.Contains(e.Codes, code) }
@@ -94,34 +98,6 @@ func (e *APIError) rateLimited() bool {
 }
 
 func isServerCode(c int) bool { return c >= CodeServerErrorFirst && c <= CodeServerErrorLast }
-
-// transportError wraps a failed exchange (dial, reset, timeout) so that it
-// matches ErrTransient and keeps its cause: a context error stays
-// matchable.
-func transportError(route string, err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err // the URL is noise; the cause is what matters
-	}
-	return fmt.Errorf("helix %s: %w: %w", route, ErrTransient, err)
-}
-
-func invalidResponse(route, reason string) error {
-	return fmt.Errorf("helix %s: %w: %s", route, ErrInvalidResponse, reason)
-}
-
-// retryAfter is the Retry-After header: whole seconds or an HTTP date. ok
-// is false when the header is absent or unreadable; "0" is a wait of 0.
-func retryAfter(h http.Header, now time.Time) (d time.Duration, ok bool) {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if s, err := strconv.Atoi(v); err == nil {
-		return max(time.Duration(s)*time.Second, 0), true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
-}
 
 // throttleWait reads the envelope's throttle leniently (see the package
 // comment for the shapes assumed); 0 when it says nothing usable.

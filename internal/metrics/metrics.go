@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/httpcall"
 )
 
 // Metrics holds the service's metric families. Its methods are safe for
@@ -154,13 +155,23 @@ func (m *Metrics) InFlight(delta int) {
 	}
 }
 
-// Upstream records one attempt at an outside API.
-func (m *Metrics) Upstream(target, action string, status int, d time.Duration) {
+// OutsideCall records one attempt at an outside API, as every client's
+// observer reports it: its system is the target label, its action (a
+// route's pattern, never an id) the action label; a token fetch also
+// counts in the token family.
+func (m *Metrics) OutsideCall(a httpcall.Attempt) {
 	if m == nil {
 		return
 	}
-	m.upstream.WithLabelValues(target, action, strconv.Itoa(status)).Inc()
-	m.upstreamTime.WithLabelValues(target, action).Observe(d.Seconds())
+	m.upstream.WithLabelValues(a.System, a.Action, strconv.Itoa(a.Status)).Inc()
+	m.upstreamTime.WithLabelValues(a.System, a.Action).Observe(a.Duration.Seconds())
+	if a.Action == httpcall.TokenAction {
+		result := "ok"
+		if a.Err != nil {
+			result = "error"
+		}
+		m.tokenFetches.WithLabelValues(a.System, result).Inc()
+	}
 }
 
 // RedisError records a failed Redis command.
@@ -168,18 +179,6 @@ func (m *Metrics) RedisError(string) {
 	if m != nil {
 		m.redisErrors.Inc()
 	}
-}
-
-// TokenFetched records an OAuth2 token fetch.
-func (m *Metrics) TokenFetched(target string, err error) {
-	if m == nil {
-		return
-	}
-	result := "ok"
-	if err != nil {
-		result = "error"
-	}
-	m.tokenFetches.WithLabelValues(target, result).Inc()
 }
 
 // StepUndone records a plan step undone.

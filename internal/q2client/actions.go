@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/banking-marketplace/webhook/internal/httpcall"
 )
 
 // Enrollment is the body of the Enrollment action: a customer, a user and
@@ -230,7 +232,7 @@ func (c *Client) Enroll(ctx context.Context, e Enrollment) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.do(ctx, r)
+	_, _, err = c.do(ctx, r)
 	return err
 }
 
@@ -267,7 +269,7 @@ func (c *Client) delete(ctx context.Context, endpoint string, id int64) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.do(ctx, r)
+	_, _, err = c.do(ctx, r)
 	return err
 }
 
@@ -282,11 +284,11 @@ func (c *Client) AddExternalAccount(ctx context.Context, accounts ...ExternalAcc
 	if err != nil {
 		return nil, err
 	}
-	data, err := c.do(ctx, r)
+	resp, data, err := c.do(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	return decodeList[ExternalAccountResult]("AddExternalAccount", data)
+	return decodeList[ExternalAccountResult](resp, data)
 }
 
 // GetAccountList returns the accounts of a logon name, customer or user;
@@ -309,11 +311,11 @@ func (c *Client) GetAccountList(ctx context.Context, q AccountListQuery) ([]Acco
 	if err != nil {
 		return nil, err
 	}
-	data, err := c.do(ctx, r)
+	resp, data, err := c.do(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	return decodeList[AccountSummary]("GetAccountList", data)
+	return decodeList[AccountSummary](resp, data)
 }
 
 // lookup runs a lookup, safe to repeat, whose empty data means ErrNotFound.
@@ -322,20 +324,20 @@ func lookup[T any](ctx context.Context, c *Client, endpoint string, query any) (
 	if err != nil {
 		return nil, err
 	}
-	data, err := c.do(ctx, r)
+	resp, data, err := c.do(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	list, err := decodeList[T](endpoint, data)
+	list, err := decodeList[T](resp, data)
 	if err == nil && len(list) == 0 {
-		return nil, fmt.Errorf("q2 %s: %w", endpoint, ErrNotFound)
+		return nil, resp.Fail(ErrNotFound, "no match")
 	}
 	return list, err
 }
 
-// decodeList reads data as a list: null, {} and [] are empty, a single
-// object is a list of one.
-func decodeList[T any](endpoint string, data json.RawMessage) ([]T, error) {
+// decodeList reads data, from resp, as a list: null, {} and [] are empty,
+// a single object is a list of one.
+func decodeList[T any](resp *httpcall.Response, data json.RawMessage) ([]T, error) {
 	data = bytes.TrimSpace(data)
 	switch {
 	case len(data) == 0, bytes.Equal(data, []byte("null")), bytes.Equal(data, []byte("{}")):
@@ -345,7 +347,7 @@ func decodeList[T any](endpoint string, data json.RawMessage) ([]T, error) {
 	}
 	var list []T
 	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, invalidResponse(endpoint, fmt.Sprintf("data is not a list of %T", *new(T)))
+		return nil, resp.Invalid(fmt.Sprintf("data is not a list of %T", *new(T)))
 	}
 	return list, nil
 }

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/banking-marketplace/webhook/internal/httpcall"
 )
 
 // tokens holds the cached token source. oauth2.ReuseTokenSource caches a
@@ -40,6 +42,9 @@ func (f fetcher) Token() (*oauth2.Token, error) {
 	return tok, err
 }
 
+// newTokens fetches through hc, the core's client (it follows no
+// redirect, so the client secret goes only to tokenURL), each fetch bounded
+// like an attempt.
 func newTokens(tokenURL string, cr *credentials, hc *http.Client, timeout time.Duration, onFetch func(error, time.Duration)) *tokens {
 	cfg := &clientcredentials.Config{
 		ClientID:     cr.id,
@@ -51,7 +56,9 @@ func newTokens(tokenURL string, cr *credentials, hc *http.Client, timeout time.D
 	// A token request outlives the caller that started it (others may be
 	// waiting for it), so it runs on its own context, bounded like an attempt.
 	th := *hc
-	th.Timeout = timeout
+	if th.Timeout == 0 || th.Timeout > timeout {
+		th.Timeout = timeout
+	}
 	f := fetcher{cfg, context.WithValue(context.Background(), oauth2.HTTPClient, &th), onFetch}
 	return &tokens{fetch: f, cur: oauth2.ReuseTokenSource(nil, f)}
 }
@@ -106,16 +113,26 @@ func token(ctx context.Context, ts oauth2.TokenSource) (*oauth2.Token, error) {
 		}
 		return r.tok, nil
 	case <-ctx.Done():
-		return nil, transportError("token", ctx.Err())
+		return nil, httpcall.TransportError("q2 token", ErrTransient, ctx.Err())
 	}
 }
 
-// tokenError maps a failed token request. All of them are marked as not
-// sent: the Q2 route itself was not called.
+// tokenError maps a failed token request. The core marks it as not sent
+// when it ends an attempt: the Q2 route itself was not called.
 func tokenError(err error) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		e := &APIError{Endpoint: "token", Status: re.Response.StatusCode, RetryAfter: retryAfter(re.Response.Header)}
+		code := re.Response.StatusCode
+		if code >= 300 && code < 400 { // the core's client followed no redirect
+			var from *url.URL
+			if re.Response.Request != nil {
+				from = re.Response.Request.URL
+			}
+			reason := httpcall.RedirectReason(from, re.Response.Header.Get("Location"))
+			return &httpcall.ReplyError{Call: "q2 token", Status: code, Kind: ErrInvalidResponse, Reason: reason}
+		}
+		e := &APIError{Endpoint: "token", Status: code}
+		e.RetryAfter, _ = httpcall.ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now())
 		if re.ErrorCode != "" {
 			e.Errors, _ = json.Marshal([]string{re.ErrorCode})
 		}
@@ -123,11 +140,11 @@ func tokenError(err error) error {
 		if re.ErrorCode == "invalid_client" {
 			e.kind = ErrUnauthorized
 		}
-		return fmt.Errorf("%w (%w)", e, errNotSent)
+		return e
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return transportError("token", err)
+		return httpcall.TransportError("q2 token", ErrTransient, err)
 	}
-	return fmt.Errorf("q2 token: %w, %w: no usable token in the reply", ErrInvalidResponse, errNotSent)
+	return fmt.Errorf("q2 token: %w: no usable token in the reply", ErrInvalidResponse)
 }

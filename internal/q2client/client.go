@@ -1,22 +1,20 @@
 package q2client
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 
-	"github.com/banking-marketplace/webhook/internal/backoff"
+	"github.com/banking-marketplace/webhook/internal/httpcall"
 )
 
 const (
@@ -27,35 +25,22 @@ const (
 
 // Client calls the Q2 API. It is safe for concurrent use.
 type Client struct {
-	base      *url.URL
-	version   string
-	http      *http.Client
-	timeout   time.Duration // per attempt
-	attempts  int
-	baseDelay time.Duration
-	maxDelay  time.Duration
-	log       *zap.Logger
-	creds     *credentials
-	auth      *tokens // nil without credentials
-	observe   func(context.Context, Attempt)
+	base    *url.URL
+	version string
+	core    *httpcall.Client
+	log     *zap.Logger
+	auth    *tokens // nil without credentials
+
+	cfg   httpcall.Config // the core's settings, which the options change; read once by New
+	creds *credentials
 }
 
-// Attempt is one HTTP attempt at a Q2 call, as an observer sees it.
-type Attempt struct {
-	Endpoint  string        // the Q2 action ("Enrollment", "LookupUser", ...)
-	Status    int           // HTTP status; 0 when no response arrived
-	Err       error         // nil on success
-	Duration  time.Duration // of this attempt
-	RequestID string        // Q2's requestid, when the reply had one
-	LogRefID  string        // Q2's log_ref_id, when the reply had one
-}
-
-// WithObserver calls observe after every attempt (retries included) with
-// the caller's ctx, and after every token fetch (Endpoint "token") with a
-// background ctx: for metrics, the delivery's
-// call count, and logging Q2's request ids.
-func WithObserver(observe func(ctx context.Context, a Attempt)) Option {
-	return func(c *Client) { c.observe = observe }
+// WithObserver reports every attempt (retries included) with the caller's
+// ctx, and every token fetch (Action httpcall.TokenAction) with a
+// background ctx: for metrics, the delivery's call count, and logging Q2's
+// request ids.
+func WithObserver(observe httpcall.Observer) Option {
+	return func(c *Client) { c.cfg.Observer = observe }
 }
 
 type credentials struct {
@@ -76,22 +61,22 @@ func WithCredentials(clientID, clientSecret string, scopes ...string) Option {
 }
 
 // WithHTTPClient sets the underlying HTTP client (default: a new
-// http.Client on http.DefaultTransport).
-func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+// http.Client on http.DefaultTransport). Its redirect policy is replaced:
+// no redirect is followed.
+func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.cfg.HTTPClient = h } }
 
-// WithTimeout bounds each attempt, token fetch included (default 10s).
-func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
-
-// WithRetry sets how often calls that are safe to repeat are tried
-// (maxAttempts, at least 1) and the backoff: full jitter over
-// baseDelay·2^n, at most maxDelay, which also caps Retry-After
-// (defaults: 3 attempts, 100ms, 1s).
+// WithRetry sets how often a failure is tried (maxAttempts in all, at
+// least 1) and the waits between tries: full jitter over baseDelay·2^n, at
+// most maxDelay, which is also the longest Retry-After waited inside a
+// call (default httpcall.DefaultRetry: 3 attempts, 100ms, 1s).
 func WithRetry(maxAttempts int, baseDelay, maxDelay time.Duration) Option {
-	return func(c *Client) { c.attempts, c.baseDelay, c.maxDelay = maxAttempts, baseDelay, maxDelay }
+	return func(c *Client) {
+		c.cfg.Retry = httpcall.Retry{Attempts: maxAttempts, BaseDelay: baseDelay, MaxDelay: maxDelay}
+	}
 }
 
 // WithLogger logs retries and token refreshes (default: no logging).
-func WithLogger(l *zap.Logger) Option { return func(c *Client) { c.log = l } }
+func WithLogger(l *zap.Logger) Option { return func(c *Client) { c.cfg.Logger = l } }
 
 // New returns a client for the Q2 API at baseURL (the Q2_BASE_URL setting),
 // an absolute http or https URL.
@@ -100,39 +85,30 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, errors.New("q2client: Q2_BASE_URL must be an absolute http or https URL, such as https://q2.example.com")
 	}
-	c := &Client{
-		base:      u,
-		version:   "v2",
-		http:      &http.Client{},
-		timeout:   10 * time.Second,
-		attempts:  3,
-		baseDelay: 100 * time.Millisecond,
-		maxDelay:  time.Second,
-		log:       zap.NewNop(),
-	}
+	c := &Client{base: u, version: "v2", cfg: httpcall.Config{
+		System: "q2", BaseURL: u, UserAgent: userAgent, MaxBody: maxBody, MaxErrorBody: maxErrorBody,
+		Transient: ErrTransient, Invalid: ErrInvalidResponse,
+		HTTPClient: &http.Client{}, Logger: zap.NewNop(), Retry: httpcall.DefaultRetry,
+	}}
+	c.cfg.Authorize = c.authorize
 	for _, o := range opts {
 		o(c)
 	}
-	switch {
-	case c.version == "" || strings.Contains(c.version, "/"):
+	if c.version == "" || strings.Contains(c.version, "/") {
 		return nil, fmt.Errorf("q2client: API version %q must be one path segment, such as v2", c.version)
-	case c.http == nil:
-		return nil, errors.New("q2client: WithHTTPClient needs a non-nil client")
-	case c.log == nil:
-		return nil, errors.New("q2client: WithLogger needs a non-nil logger")
-	case c.timeout <= 0:
-		return nil, errors.New("q2client: WithTimeout needs a positive duration")
-	case c.attempts < 1 || c.baseDelay < 0 || c.maxDelay < c.baseDelay:
-		return nil, errors.New("q2client: WithRetry needs maxAttempts >= 1 and 0 <= baseDelay <= maxDelay")
 	}
+	if c.creds != nil && (c.creds.id == "" || c.creds.secret == "") {
+		return nil, errors.New("q2client: Q2_CLIENT_ID and Q2_CLIENT_SECRET must both be set")
+	}
+	if c.core, err = httpcall.New(c.cfg); err != nil {
+		return nil, fmt.Errorf("q2client: %w", err)
+	}
+	c.log = c.cfg.Logger
 	if c.creds != nil {
-		if c.creds.id == "" || c.creds.secret == "" {
-			return nil, errors.New("q2client: Q2_CLIENT_ID and Q2_CLIENT_SECRET must both be set")
-		}
-		c.auth = newTokens(c.url("oauth2", "token").String(), c.creds, c.http, c.timeout, func(err error, d time.Duration) {
-			if c.observe != nil { // a token fetch serves many calls: it has no caller's ctx
-				c.observe(context.Background(), attemptOf("token", err, d))
-			}
+		core := c.core
+		c.auth = newTokens(c.url("oauth2", "token").String(), c.creds, core.HTTPClient(), core.Timeout(), func(err error, d time.Duration) {
+			// A token fetch serves many calls: it has no caller's ctx.
+			core.Observe(context.Background(), tokenAttempt(err, d))
 		})
 	}
 	return c, nil
@@ -156,129 +132,66 @@ func (c *Client) url(segments ...string) *url.URL {
 	return c.base.JoinPath(append([]string{c.version}, segments...)...)
 }
 
-// request is one Q2 call, the same for every attempt.
-type request struct {
-	endpoint   string // action name, for errors and logs
-	method     string
-	url        string
-	body       []byte // JSON, nil for none
-	idempotent bool   // safe to repeat after a reply was lost
-}
-
-func (c *Client) newRequest(endpoint, method string, body any, idempotent bool, query url.Values, segments ...string) (*request, error) {
+// newRequest builds a call of the Q2 action endpoint at
+// /{version}/{endpoint}/{segments...}; idempotent says it is safe to send
+// again after a lost reply (a POST that only looks up is).
+func (c *Client) newRequest(endpoint, method string, body any, idempotent bool, query url.Values, segments ...string) (*httpcall.Request, error) {
 	u := c.url(append([]string{endpoint}, segments...)...)
 	u.RawQuery = query.Encode()
-	r := &request{endpoint: endpoint, method: method, url: u.String(), idempotent: idempotent}
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("q2 %s: encoding request: %w", endpoint, err)
-		}
-		r.body = b
+	r, err := c.core.NewRequest(method, endpoint, u, body)
+	if err != nil {
+		return nil, err
 	}
+	r.Idempotent = idempotent
 	return r, nil
 }
 
-// do runs r with retries and the one token refresh, and returns the
-// envelope's data on success.
-func (c *Client) do(ctx context.Context, r *request) (json.RawMessage, error) {
-	refreshed := false
-	for attempt := 1; ; {
-		ts := c.auth.current()
-		start := time.Now()
-		data, err := c.send(ctx, r, ts)
-		if c.observe != nil {
-			c.observe(ctx, attemptOf(r.endpoint, err, time.Since(start)))
-		}
-		if err == nil {
-			return data, nil
-		}
-		if ts != nil && !refreshed && errors.Is(err, ErrUnauthorized) && !errors.Is(err, errNotSent) {
-			refreshed = true
-			c.auth.drop(ts)
-			c.log.Debug("q2 refused the token, fetching a new one", zap.String("endpoint", r.endpoint))
-			continue
-		}
-		if attempt >= c.attempts || ctx.Err() != nil || !retryable(err, r.idempotent) {
-			if attempt > 1 {
-				c.log.Warn("q2 call failed after retries", zap.String("endpoint", r.endpoint), zap.Int("attempts", attempt), zap.Error(err))
-			}
-			return nil, err
-		}
-		wait := c.backoff(attempt, err)
-		if deadline, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(deadline) {
-			return nil, err
-		}
-		c.log.Debug("retrying q2 call", zap.String("endpoint", r.endpoint), zap.Int("attempt", attempt), zap.Duration("wait", wait), zap.Error(err))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("%w (%w while waiting to retry)", err, ctx.Err())
-		case <-t.C:
-		}
-		attempt++
+// authorize adds the Bearer token, fetching one when none is cached. A
+// failed fetch ends the attempt as not sent: even Enrollment is tried
+// again.
+func (c *Client) authorize(ctx context.Context, req *http.Request) error {
+	ts := c.auth.current()
+	if ts == nil {
+		return nil
 	}
+	tok, err := token(ctx, ts)
+	if err != nil {
+		return err
+	}
+	tok.SetAuthHeader(req)
+	return nil
 }
 
-func attemptOf(endpoint string, err error, d time.Duration) Attempt {
-	a := Attempt{Endpoint: endpoint, Status: http.StatusOK, Err: err, Duration: d}
-	var ae *APIError
-	switch {
-	case errors.As(err, &ae):
-		a.Status, a.RequestID, a.LogRefID = ae.Status, ae.RequestID, ae.LogRefID
-	case err != nil:
+// do runs r through the core, and once more with a new token when Q2
+// refuses the cached one; it returns the envelope's data on success, and
+// the last reply (nil when none came).
+func (c *Client) do(ctx context.Context, r *httpcall.Request) (*httpcall.Response, json.RawMessage, error) {
+	var data json.RawMessage
+	read := func(resp *httpcall.Response) (err error) {
+		data, err = readEnvelope(r.Action, resp)
+		return err
+	}
+	used := c.auth.current()
+	resp, err := c.core.Do(ctx, r, read)
+	if used != nil && errors.Is(err, ErrUnauthorized) && !errors.Is(err, httpcall.ErrNotSent) {
+		c.auth.drop(used)
+		c.log.Debug("q2 refused the token, fetching a new one", zap.String("action", r.Action))
+		resp, err = c.core.Do(ctx, r, read)
+	}
+	return resp, data, err
+}
+
+// tokenAttempt is a token fetch as an observer sees it.
+func tokenAttempt(err error, d time.Duration) httpcall.Attempt {
+	a := httpcall.Attempt{Action: httpcall.TokenAction, Method: http.MethodPost, Status: http.StatusOK, Duration: d, Attempt: 1, Err: err}
+	if err != nil {
 		a.Status = 0
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil {
+			a.Status = re.Response.StatusCode
+		}
 	}
 	return a
-}
-
-// retryable: 429/502/503/504 and network errors for calls safe to repeat;
-// only failures that surely did not reach the route for the others.
-func retryable(err error, idempotent bool) bool {
-	if !errors.Is(err, ErrTransient) || !(idempotent || errors.Is(err, errNotSent)) {
-		return false
-	}
-	var ae *APIError
-	return !errors.As(err, &ae) || ae.has(429, 502, 503, 504)
-}
-
-// backoff is full jitter over baseDelay·2^(attempt-1), capped at maxDelay;
-// a Retry-After from Q2 is used instead, capped the same way.
-func (c *Client) backoff(attempt int, err error) time.Duration {
-	var ae *APIError
-	if errors.As(err, &ae) && ae.RetryAfter > 0 {
-		return min(ae.RetryAfter, c.maxDelay)
-	}
-	return backoff.Full(attempt, c.baseDelay, c.maxDelay)
-}
-
-// send makes one attempt under the per-attempt timeout.
-func (c *Client) send(ctx context.Context, r *request, ts oauth2.TokenSource) (json.RawMessage, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, r.method, r.url, bytes.NewReader(r.body))
-	if err != nil {
-		return nil, fmt.Errorf("q2 %s: %w", r.endpoint, err)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", userAgent)
-	if r.body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if ts != nil {
-		tok, err := token(ctx, ts)
-		if err != nil {
-			return nil, err
-		}
-		tok.SetAuthHeader(req)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, transportError(r.endpoint, err)
-	}
-	defer resp.Body.Close()
-	return readEnvelope(r.endpoint, resp)
 }
 
 // envelope is the shape of every Q2 reply.
@@ -291,43 +204,28 @@ type envelope struct {
 	LogRefID  string          `json:"log_ref_id"`
 }
 
-func readEnvelope(endpoint string, resp *http.Response) (json.RawMessage, error) {
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	limit := int64(maxErrorBody)
-	if ok {
-		limit = maxBody
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return nil, transportError(endpoint, err)
-	}
-	if ok && int64(len(body)) > limit {
-		return nil, invalidResponse(endpoint, fmt.Sprintf("reply larger than %d bytes", limit))
-	}
+// readEnvelope says what an answered attempt means: the envelope's
+// "success" decides, rather than the HTTP status alone.
+func readEnvelope(endpoint string, resp *httpcall.Response) (json.RawMessage, error) {
 	var env envelope
-	decodeErr := json.Unmarshal(body, &env)
-	if ok {
+	decodeErr := json.Unmarshal(resp.Body, &env)
+	if decodeErr == nil {
+		resp.RequestID = cmp.Or(env.RequestID, env.LogRefID)
+	}
+	if resp.OK() {
 		switch {
 		case decodeErr != nil:
-			return nil, invalidResponse(endpoint, "reply is not a JSON envelope")
+			return nil, resp.Invalid("reply is not a JSON envelope")
 		case env.Success == nil:
-			return nil, invalidResponse(endpoint, `reply has no "success"`)
+			return nil, resp.Invalid(`reply has no "success"`)
 		case *env.Success:
 			return env.Data, nil
 		}
 	}
-	e := &APIError{Endpoint: endpoint, Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header)}
+	e := &APIError{Endpoint: endpoint, Status: resp.Status, RetryAfter: resp.RetryAfter}
 	if decodeErr == nil {
 		e.EnvelopeStatus, e.Errors, e.RequestID, e.LogRefID = env.Status, env.Errors, env.RequestID, env.LogRefID
 	}
 	e.kind = e.classify()
 	return nil, e
-}
-
-func retryAfter(h http.Header) time.Duration {
-	s, err := strconv.Atoi(strings.TrimSpace(h.Get("Retry-After")))
-	if err != nil || s <= 0 {
-		return 0
-	}
-	return time.Duration(s) * time.Second
 }

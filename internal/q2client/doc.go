@@ -6,14 +6,23 @@
 // they expire, one token request at a time, refreshed once when Q2 answers
 // 401), decides on the envelope's "success" rather than on the HTTP status
 // alone, and turns failures into *APIError values that match sentinel kinds
-// with errors.Is (ErrNotFound, ErrAlreadyExists, ErrTransient, ...).
+// with errors.Is (ErrNotFound, ErrAlreadyExists, ErrTransient, ...). The
+// status decides before Q2's wording: a 503 saying "not found" is
+// ErrTransient. Every error for a call Q2 answered tells its status through
+// a StatusCode() int method (errors.As).
 //
-// Calls that are safe to repeat (lookups, deletes, GET) are retried on 429,
-// 502, 503, 504 and network errors, with bounded exponential backoff and full
-// jitter, honouring Retry-After and never waiting past the caller's deadline.
-// Enrollment is retried only when the request surely did not reach Q2 (no
-// token yet, connection refused): a lost reply is resolved by the caller
-// looking the logon name up with LookupUser.
+// The calls go through internal/httpcall, which holds the rules every
+// outside call follows (attempts, Retry-After, no redirects, credentials
+// only to the base URL, observed attempts). Calls that are safe to repeat
+// (lookups, deletes, GET) are tried again on transient failures (408, 429,
+// 5xx, network errors), with bounded backoff and full jitter; a Retry-After
+// up to the backoff cap is waited, a longer one ends the call and is on the
+// APIError (at most httpcall.MaxRetryAfter). Enrollment and
+// AddExternalAccount are tried again only when the request surely did not
+// reach Q2 (no token yet, connection refused): a lost reply is resolved by
+// the caller looking the logon name up with LookupUser. A redirect is
+// never followed: it is an ErrInvalidResponse, since Q2 may or may not have
+// done the work.
 //
 // Nothing secret (tokens, passwords, SSN, tax ids, request or response
 // bodies) is written to the log or to error strings built by this package;

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -27,18 +25,16 @@ var (
 	// ErrForbidden: status 403.
 	ErrForbidden = errors.New("forbidden")
 	// ErrTransient: worth trying again later: status 408 or 5xx, 429,
-	// network errors and timeouts.
+	// network errors and timeouts, whatever Q2's message says.
 	ErrTransient = errors.New("transient failure")
 	// ErrRateLimited: status 429. It matches ErrTransient too.
 	ErrRateLimited = fmt.Errorf("rate limited, a %w", ErrTransient)
-	// ErrInvalidResponse: a successful HTTP reply that is not the expected
-	// JSON envelope or data shape.
+	// ErrInvalidResponse: a reply this package cannot read, so Q2 may or
+	// may not have done the work: a success that is not the expected JSON
+	// envelope or data shape, one too large, or a redirect (never
+	// followed).
 	ErrInvalidResponse = errors.New("invalid response")
 )
-
-// errNotSent marks failures where the request surely did not reach the Q2
-// route (no token, dial error): safe to retry even for Enrollment.
-var errNotSent = errors.New("request not sent")
 
 // APIError is a failure answered by Q2: an HTTP error status, or an envelope
 // with success:false. Its Error string holds the endpoint, the statuses, Q2's
@@ -50,7 +46,7 @@ type APIError struct {
 	Errors         json.RawMessage // the envelope's "errors", as sent
 	RequestID      string          // the envelope's "requestid"
 	LogRefID       string          // the envelope's "log_ref_id"
-	RetryAfter     time.Duration   // from the Retry-After header (seconds), 0 when absent
+	RetryAfter     time.Duration   // from the Retry-After header (seconds or a date), at most httpcall.MaxRetryAfter; 0 when absent
 
 	kind error
 }
@@ -76,6 +72,9 @@ func (e *APIError) Error() string {
 // Unwrap returns the sentinel kind (nil for an unclassified failure such as
 // a 400).
 func (e *APIError) Unwrap() error { return e.kind }
+
+// StatusCode is the HTTP status Q2 answered.
+func (e *APIError) StatusCode() int { return e.Status }
 
 // Messages renders Errors, which Q2 sends as an array of strings, an array
 // of objects or an object, as one line per error. Object fields are shown as
@@ -134,9 +133,10 @@ func (e *APIError) says(phrase string) bool {
 	})
 }
 
-// classify picks the sentinel kind: authentication and rate limits by
-// status first, then conflicts and absences by status or Q2's wording, then
-// server failures.
+// classify picks the sentinel kind. The status (HTTP or the envelope's)
+// decides first: a 503 whose text says "not found" is an outage, not an
+// absence. Q2's wording is read only for a status that says nothing more
+// (a 400 or a 200 with success false).
 func (e *APIError) classify() error {
 	switch {
 	case e.has(401):
@@ -145,31 +145,16 @@ func (e *APIError) classify() error {
 		return ErrForbidden
 	case e.has(429):
 		return ErrRateLimited
-	case e.has(409) || e.says("already exists"):
-		return ErrAlreadyExists
-	case e.has(404) || e.says("not found"):
-		return ErrNotFound
 	case e.has(408) || e.Status >= 500 || e.EnvelopeStatus >= 500:
 		return ErrTransient
+	case e.has(409):
+		return ErrAlreadyExists
+	case e.has(404):
+		return ErrNotFound
+	case e.says("already exists"):
+		return ErrAlreadyExists
+	case e.says("not found"):
+		return ErrNotFound
 	}
 	return nil
-}
-
-// transportError wraps a failure to exchange with Q2 (dial, reset, timeout)
-// so that it matches ErrTransient and keeps its cause (a context error
-// stays matchable). Dial and token failures are also marked as not sent.
-func transportError(endpoint string, err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err // the URL is noise; the cause is what matters
-	}
-	var op *net.OpError
-	if endpoint == "token" || errors.As(err, &op) && op.Op == "dial" {
-		return fmt.Errorf("q2 %s: %w, %w: %w", endpoint, ErrTransient, errNotSent, err)
-	}
-	return fmt.Errorf("q2 %s: %w: %w", endpoint, ErrTransient, err)
-}
-
-func invalidResponse(endpoint, reason string) error {
-	return fmt.Errorf("q2 %s: %w: %s", endpoint, ErrInvalidResponse, reason)
 }

@@ -3,6 +3,7 @@ package q2client
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -151,7 +152,7 @@ func TestSandboxFaults(t *testing.T) {
 
 	t.Run("delay past the caller's deadline; the work still happens", func(t *testing.T) {
 		t.Parallel()
-		c, sb := startSandbox(t, sandbox.Config{}, WithTimeout(time.Second))
+		c, sb := startSandbox(t, sandbox.Config{})
 		mustEnroll(t, c, "warm-up") // fetch the token first
 		_ = sb.SetFault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 300})
 		dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
@@ -176,7 +177,7 @@ func TestSandboxFaults(t *testing.T) {
 
 	t.Run("per-attempt timeout retried for lookups", func(t *testing.T) {
 		t.Parallel()
-		c, sb := startSandbox(t, sandbox.Config{}, WithTimeout(100*time.Millisecond))
+		c, sb := startSandbox(t, sandbox.Config{}, WithHTTPClient(&http.Client{Timeout: 100 * time.Millisecond}))
 		mustEnroll(t, c, "f5")
 		_ = sb.SetFault(sandbox.Fault{Route: "LookupUser", Times: 1, DelayMS: 300})
 		if _, err := c.LookupUser(ctx, UserQuery{LoginName: "f5"}); err != nil {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+
+	"github.com/banking-marketplace/webhook/internal/httpcall"
 )
 
 // CustomerQuery filters ListCustomers. The zero value lists every customer.
@@ -18,19 +20,25 @@ type CustomerQuery struct {
 // route answering one Customer where the instance list answers an array, so
 // both are accepted: a single object is a list of one.
 func (c *Client) ListCustomers(ctx context.Context, q CustomerQuery) ([]Customer, error) {
+	list, _, err := c.listCustomers(ctx, q)
+	return list, err
+}
+
+func (c *Client) listCustomers(ctx context.Context, q CustomerQuery) ([]Customer, *httpcall.Response, error) {
 	var query url.Values
 	if q.GatewayCustomerID != "" {
 		query = url.Values{"gatewayCustomerId": {q.GatewayCustomerID}}
 	}
-	r, err := newCall(http.MethodGet, "/customers", nil, query, "customers")
+	r, err := c.newCall(http.MethodGet, "/customers", nil, query, "customers")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out customerList
-	if err := c.do(ctx, r, &out); err != nil {
-		return nil, err
+	resp, err := c.do(ctx, r, &out)
+	if err != nil {
+		return nil, nil, err
 	}
-	return out, nil
+	return out, resp, nil
 }
 
 // FindCustomer returns the one customer whose gatewayCustomerId is id:
@@ -42,14 +50,14 @@ func (c *Client) FindCustomer(ctx context.Context, gatewayCustomerID string) (*C
 	if gatewayCustomerID == "" {
 		return nil, badArgument(http.MethodGet, route, "gatewayCustomerId must not be empty")
 	}
-	list, err := c.ListCustomers(ctx, CustomerQuery{GatewayCustomerID: gatewayCustomerID})
+	list, resp, err := c.listCustomers(ctx, CustomerQuery{GatewayCustomerID: gatewayCustomerID})
 	switch {
 	case err != nil:
 		return nil, err
 	case len(list) == 0:
-		return nil, fmt.Errorf("qbd GET %s: %w: no customer has gatewayCustomerId %q", route, ErrNotFound, gatewayCustomerID)
+		return nil, resp.Fail(ErrNotFound, fmt.Sprintf("no customer has gatewayCustomerId %q", gatewayCustomerID))
 	case len(list) > 1:
-		return nil, fmt.Errorf("qbd GET %s: %w: %d customers have gatewayCustomerId %q", route, ErrConflict, len(list), gatewayCustomerID)
+		return nil, resp.Fail(ErrConflict, fmt.Sprintf("%d customers have gatewayCustomerId %q", len(list), gatewayCustomerID))
 	}
 	return &list[0], nil
 }
@@ -87,12 +95,12 @@ func (c *Client) ListInstances(ctx context.Context, customerID string) ([]Instan
 	if customerID == "" {
 		return nil, badArgument(http.MethodGet, route, "customerId must not be empty")
 	}
-	r, err := newCall(http.MethodGet, route, nil, url.Values{"customerId": {customerID}}, "instances")
+	r, err := c.newCall(http.MethodGet, route, nil, url.Values{"customerId": {customerID}}, "instances")
 	if err != nil {
 		return nil, err
 	}
 	var out []Instance
-	if err := c.do(ctx, r, &out); err != nil {
+	if _, err := c.do(ctx, r, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -119,11 +127,12 @@ func (c *Client) UpdateInstance(ctx context.Context, id string, u InstanceUpdate
 // PatchInstance is PATCH /instances/{id} with p as a JSON merge patch. The
 // seed documents no reply, so none is read. Not retried once sent.
 func (c *Client) PatchInstance(ctx context.Context, id string, p InstancePatch) error {
-	r, err := newCall(http.MethodPatch, "/instances/{id}", p, nil, "instances", id)
+	r, err := c.newCall(http.MethodPatch, "/instances/{id}", p, nil, "instances", id)
 	if err != nil {
 		return err
 	}
-	return c.do(ctx, r, nil)
+	_, err = c.do(ctx, r, nil)
+	return err
 }
 
 // DeleteInstance is DELETE /instances/{id}[?projectId=]; projectID, the
@@ -135,11 +144,12 @@ func (c *Client) DeleteInstance(ctx context.Context, id, projectID string) error
 	if projectID != "" {
 		query = url.Values{"projectId": {projectID}}
 	}
-	r, err := newCall(http.MethodDelete, "/instances/{id}", nil, query, "instances", id)
+	r, err := c.newCall(http.MethodDelete, "/instances/{id}", nil, query, "instances", id)
 	if err != nil {
 		return err
 	}
-	return c.do(ctx, r, nil)
+	_, err = c.do(ctx, r, nil)
+	return err
 }
 
 // CreateSubscription is POST /subscriptions. It is not retried once sent:
@@ -163,12 +173,12 @@ func (c *Client) UpdateSubscription(ctx context.Context, id string, s Subscripti
 
 // ListProducts is GET /products.
 func (c *Client) ListProducts(ctx context.Context) ([]Product, error) {
-	r, err := newCall(http.MethodGet, "/products", nil, nil, "products")
+	r, err := c.newCall(http.MethodGet, "/products", nil, nil, "products")
 	if err != nil {
 		return nil, err
 	}
 	var out []Product
-	if err := c.do(ctx, r, &out); err != nil {
+	if _, err := c.do(ctx, r, &out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -192,12 +202,12 @@ func put[T any](ctx context.Context, c *Client, route, resource, id string, body
 }
 
 func roundTrip[T any](ctx context.Context, c *Client, method, route, resource string, body any, ids ...string) (*T, error) {
-	r, err := newCall(method, route, body, nil, resource, ids...)
+	r, err := c.newCall(method, route, body, nil, resource, ids...)
 	if err != nil {
 		return nil, err
 	}
 	out := new(T)
-	if err := c.do(ctx, r, out); err != nil {
+	if _, err := c.do(ctx, r, out); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -6,16 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/banking-marketplace/webhook/internal/backoff"
+	"github.com/banking-marketplace/webhook/internal/httpcall"
 )
 
 const (
@@ -27,30 +25,19 @@ const (
 
 // Client calls the QBD Connect API. It is safe for concurrent use.
 type Client struct {
-	base      *url.URL // up to, not including, /qbdconnect-api/
-	version   string
-	token     string
-	http      *http.Client
-	retries   int
-	baseDelay time.Duration
-	maxDelay  time.Duration
-	log       *zap.Logger
-	sleep     func(context.Context, time.Duration) error // replaced in tests to observe waits
-	observe   func(context.Context, Attempt)
+	base    *url.URL // up to, not including, /qbdconnect-api/
+	version string
+	token   string
+	core    *httpcall.Client
+
+	cfg httpcall.Config // the core's settings, which the options change; read once by New
 }
 
-// Attempt is one HTTP attempt at a QBD Connect call, as an observer sees it.
-type Attempt struct {
-	Action   string // "POST /customers", "GET /subscriptions/{id}", ...
-	Status   int    // HTTP status; 0 when no response arrived
-	Err      error  // nil on success
-	Duration time.Duration
-}
-
-// WithObserver calls observe after every attempt (retries included), with
-// the caller's ctx: for metrics and the delivery's call count.
-func WithObserver(observe func(ctx context.Context, a Attempt)) Option {
-	return func(c *Client) { c.observe = observe }
+// WithObserver reports every attempt (retries included) with the caller's
+// ctx: for metrics, logs and the delivery's call count. The Action is the
+// method and the route's pattern: "POST /customers", "GET /subscriptions/{id}".
+func WithObserver(observe httpcall.Observer) Option {
+	return func(c *Client) { c.cfg.Observer = observe }
 }
 
 // Option configures a Client.
@@ -64,23 +51,32 @@ func WithAPIVersion(v string) Option { return func(c *Client) { c.version = v } 
 // empty sends none.
 func WithToken(t string) Option { return func(c *Client) { c.token = t } }
 
-// WithHTTPClient sets the underlying HTTP client (default: one with a 10s
-// timeout per attempt on http.DefaultTransport).
-func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+// WithHTTPClient sets the underlying HTTP client (default: a new
+// http.Client on http.DefaultTransport; each attempt is bounded by
+// httpcall.DefaultTimeout). Its redirect policy is replaced: no redirect is
+// followed.
+func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.cfg.HTTPClient = h } }
 
-// WithLogger logs each attempt at debug level (default: no logging).
-func WithLogger(l *zap.Logger) Option { return func(c *Client) { c.log = l } }
+// WithLogger logs retries, and calls that fail after them (default: no
+// logging).
+func WithLogger(l *zap.Logger) Option { return func(c *Client) { c.cfg.Logger = l } }
 
-// WithRetries sets how many times a failed call that is safe to repeat is
-// tried again (default 2; 0 disables retries).
-func WithRetries(n int) Option { return func(c *Client) { c.retries = n } }
+// WithRetry sets how often a failure is tried (maxAttempts in all, at
+// least 1) and the waits between tries: full jitter over baseDelay·2^n, at
+// most maxDelay. A Retry-After longer than maxDelay is not waited for: the
+// call fails with the APIError, whose RetryAfter says when to come back
+// (default httpcall.DefaultRetry: 3 attempts, 100ms, 1s).
+func WithRetry(maxAttempts int, baseDelay, maxDelay time.Duration) Option {
+	return func(c *Client) {
+		c.cfg.Retry = httpcall.Retry{Attempts: maxAttempts, BaseDelay: baseDelay, MaxDelay: maxDelay}
+	}
+}
 
-// WithBackoff sets the wait before retry n: full jitter over base·2^(n-1),
-// at most max (defaults 100ms and 2s). A Retry-After longer than max is not
-// waited for: the call fails with the APIError, whose RetryAfter says when
-// to come back.
+// WithBackoff sets only the waits of WithRetry, keeping the attempts.
+// Only the tests of internal/target/qbdconnect call it; once they call
+// WithRetry, it can go.
 func WithBackoff(base, max time.Duration) Option {
-	return func(c *Client) { c.baseDelay, c.maxDelay = base, max }
+	return func(c *Client) { c.cfg.Retry.BaseDelay, c.cfg.Retry.MaxDelay = base, max }
 }
 
 // New returns a client for the QBD Connect API at baseURL (the QBD_BASE_URL
@@ -96,16 +92,12 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	if strings.Contains(u.Path, "/"+apiPrefix) {
 		return nil, fmt.Errorf("qbdclient: QBD_BASE_URL is the part before /%s/; drop /%s and what follows", apiPrefix, apiPrefix)
 	}
-	c := &Client{
-		base:      u,
-		version:   "v1",
-		http:      &http.Client{Timeout: 10 * time.Second},
-		retries:   2,
-		baseDelay: 100 * time.Millisecond,
-		maxDelay:  2 * time.Second,
-		log:       zap.NewNop(),
-		sleep:     backoff.Sleep,
-	}
+	c := &Client{base: u, version: "v1", cfg: httpcall.Config{
+		System: "qbd_connect", Name: "qbd", BaseURL: u, UserAgent: userAgent, MaxBody: maxBody, MaxErrorBody: maxErrorBody,
+		Transient: ErrTransient, Invalid: ErrInvalidResponse,
+		HTTPClient: &http.Client{}, Logger: zap.NewNop(), Retry: httpcall.DefaultRetry,
+	}}
+	c.cfg.Authorize = c.authorize
 	for _, o := range opts {
 		o(c)
 	}
@@ -114,30 +106,33 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("qbdclient: QBD_API_VERSION %q must be one path segment, such as v1", c.version)
 	case strings.ContainsAny(c.token, "\r\n"):
 		return nil, errors.New("qbdclient: QBD_TOKEN must be one line")
-	case c.http == nil:
-		return nil, errors.New("qbdclient: WithHTTPClient needs a non-nil client")
-	case c.log == nil:
-		return nil, errors.New("qbdclient: WithLogger needs a non-nil logger")
-	case c.retries < 0:
-		return nil, errors.New("qbdclient: WithRetries needs n >= 0")
-	case c.baseDelay < 0 || c.maxDelay < c.baseDelay:
-		return nil, errors.New("qbdclient: WithBackoff needs 0 <= base <= max")
+	}
+	if c.core, err = httpcall.New(c.cfg); err != nil {
+		return nil, fmt.Errorf("qbdclient: %w", err)
 	}
 	return c, nil
 }
 
-// call is one API call, the same for every attempt.
-type call struct {
-	method string
-	route  string // the route's pattern, for logs: "/customers/{id}"
-	path   string // the escaped path under /qbdconnect-api/{version}: "/customers/c%2F1"
-	query  url.Values
-	body   []byte // JSON, nil for none
+// authorize adds the bearer token, when there is one.
+func (c *Client) authorize(_ context.Context, req *http.Request) error {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return nil
 }
 
-// newCall builds a call; segments after the route's first are ids, each
-// escaped as one path segment.
-func newCall(method, route string, body any, query url.Values, resource string, ids ...string) (*call, error) {
+// call is one API call, the same for every attempt.
+type call struct {
+	req  *httpcall.Request
+	path string // the escaped path under /qbdconnect-api/{version}, for APIError: "/customers/c%2F1"
+}
+
+// newCall builds a call of route (its pattern, for errors and logs:
+// "/customers/{id}"); ids are escaped, each as one path segment after
+// resource. POST and PATCH are not idempotent: PATCH has no documented
+// body or semantics in the seed, so nothing says that applying it twice is
+// harmless.
+func (c *Client) newCall(method, route string, body any, query url.Values, resource string, ids ...string) (*call, error) {
 	p := "/" + resource
 	for _, id := range ids {
 		if id == "" || id == "." || id == ".." {
@@ -145,165 +140,42 @@ func newCall(method, route string, body any, query url.Values, resource string, 
 		}
 		p += "/" + url.PathEscape(id)
 	}
-	r := &call{method: method, route: route, path: p, query: query}
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("qbd %s %s: encoding the request: %w", method, route, err)
-		}
-		r.body = b
+	req, err := c.core.NewRequest(method, method+" "+route, c.url(p, query), body)
+	if err != nil {
+		return nil, err
 	}
-	return r, nil
+	return &call{req: req, path: p}, nil
 }
 
-func (c *Client) url(r *call) string {
+func (c *Client) url(path string, query url.Values) *url.URL {
 	u := *c.base
 	prefix := strings.TrimSuffix(u.EscapedPath(), "/") + "/" + apiPrefix + "/" + url.PathEscape(c.version)
-	raw := prefix + r.path
+	raw := prefix + path
 	u.Path, _ = url.PathUnescape(raw) // cannot fail: every part was escaped above
 	u.RawPath = raw
-	u.RawQuery = r.query.Encode()
-	return u.String()
+	u.RawQuery = query.Encode()
+	return &u
 }
 
-// idempotent: the methods whose repetition HTTP defines as harmless and the
-// seed gives no other meaning. POST and PATCH are not.
-func idempotent(method string) bool {
-	switch method {
-	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
-}
-
-// do runs r with retries and decodes a successful reply into out (when out
-// is not nil).
-func (c *Client) do(ctx context.Context, r *call, out any) error {
-	for attempt := 1; ; attempt++ {
-		err := c.send(ctx, r, attempt, out)
-		if err == nil {
+// do runs r through the core and decodes a successful reply into out
+// (when out is not nil); it returns the last reply (nil when none came).
+func (c *Client) do(ctx context.Context, r *call, out any) (*httpcall.Response, error) {
+	return c.core.Do(ctx, r.req, func(resp *httpcall.Response) error {
+		if !resp.OK() {
+			return &APIError{
+				Method: r.req.Method, Path: r.path, Status: resp.Status, Body: string(resp.Body),
+				RetryAfter: resp.RetryAfter, kind: classify(resp.Status),
+			}
+		}
+		if out == nil {
 			return nil
 		}
-		if attempt > c.retries || ctx.Err() != nil || !retryable(err, r.method) {
-			if attempt > 1 {
-				c.log.Debug("qbd call failed after retries", zap.String("method", r.method), zap.String("route", r.route), zap.Int("attempts", attempt))
-			}
-			return err
+		if bytes.Equal(bytes.TrimSpace(resp.Body), []byte("null")) {
+			return resp.Invalid("reply is null")
 		}
-		wait, ok := c.backoff(attempt, err)
-		if !ok {
-			return err
+		if err := json.Unmarshal(resp.Body, out); err != nil {
+			return resp.Invalid("reply is not the expected JSON: " + err.Error())
 		}
-		if deadline, has := ctx.Deadline(); has && time.Now().Add(wait).After(deadline) {
-			return err
-		}
-		if serr := c.sleep(ctx, wait); serr != nil {
-			return fmt.Errorf("%w (%w while waiting to retry)", err, serr)
-		}
-	}
-}
-
-// retryable: transient failures of idempotent calls, and failures of any
-// call that surely did not reach the server.
-func retryable(err error, method string) bool {
-	return errors.Is(err, ErrTransient) && (idempotent(method) || errors.Is(err, errNotSent))
-}
-
-// backoff is full jitter over baseDelay·2^(attempt-1), capped at maxDelay;
-// a Retry-After is waited for exactly, unless it exceeds maxDelay (then
-// ok is false: the caller should come back later).
-func (c *Client) backoff(attempt int, err error) (wait time.Duration, ok bool) {
-	var ae *APIError
-	if errors.As(err, &ae) && ae.RetryAfter > 0 {
-		return ae.RetryAfter, ae.RetryAfter <= c.maxDelay
-	}
-	return backoff.Full(attempt, c.baseDelay, c.maxDelay), true
-}
-
-// send makes one attempt and logs it.
-func (c *Client) send(ctx context.Context, r *call, attempt int, out any) error {
-	start := time.Now()
-	status, err := c.exchange(ctx, r, out)
-	fields := []zap.Field{
-		zap.String("method", r.method), zap.String("route", r.route), zap.Int("status", status),
-		zap.Duration("duration", time.Since(start)), zap.Int("attempt", attempt),
-	}
-	var ae *APIError
-	if err != nil && !errors.As(err, &ae) {
-		fields = append(fields, zap.Error(err)) // transport and decoding errors carry no body
-	}
-	c.log.Debug("qbd call", fields...)
-	if c.observe != nil {
-		c.observe(ctx, Attempt{Action: r.method + " " + r.route, Status: status, Err: err, Duration: time.Since(start)})
-	}
-	return err
-}
-
-// exchange sends r once and returns the HTTP status (0 when none came).
-func (c *Client) exchange(ctx context.Context, r *call, out any) (int, error) {
-	var body io.Reader
-	if r.body != nil {
-		body = bytes.NewReader(r.body)
-	}
-	req, err := http.NewRequestWithContext(ctx, r.method, c.url(r), body)
-	if err != nil {
-		return 0, fmt.Errorf("qbd %s %s: %w", r.method, r.route, err)
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", userAgent)
-	if r.body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, transportError(r.method, r.route, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		if err != nil {
-			return resp.StatusCode, transportError(r.method, r.route, err)
-		}
-		return resp.StatusCode, &APIError{
-			Method: r.method, Path: r.path, Status: resp.StatusCode, Body: string(b),
-			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now()), kind: classify(resp.StatusCode),
-		}
-	}
-	if out == nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody)) // lets the connection be reused
-		return resp.StatusCode, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return resp.StatusCode, transportError(r.method, r.route, err)
-	}
-	if len(b) > maxBody {
-		return resp.StatusCode, invalidResponse(r.method, r.route, fmt.Sprintf("reply larger than %d bytes", maxBody))
-	}
-	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
-		return resp.StatusCode, invalidResponse(r.method, r.route, "reply is null")
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return resp.StatusCode, invalidResponse(r.method, r.route, "reply is not the expected JSON: "+err.Error())
-	}
-	return resp.StatusCode, nil
-}
-
-// retryAfter reads Retry-After as seconds or an HTTP date; 0 when absent,
-// malformed or past.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil {
-		return time.Duration(min(max(s, 0), 366*24*3600)) * time.Second // no overflow
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
+		return nil
+	})
 }

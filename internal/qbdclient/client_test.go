@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,31 +25,18 @@ func setup(t *testing.T, handler http.HandlerFunc) string {
 	return srv.URL + "/base"
 }
 
-// newClient returns a client whose retries do not wait; waits records the
-// waits it asked for.
-func newClient(t *testing.T, url string, opts ...Option) (c *Client, waits func() []time.Duration) {
+// newClient returns a client whose retries wait at most 5ms.
+func newClient(t *testing.T, url string, opts ...Option) *Client {
 	t.Helper()
 	// A transport of its own: httptest.Server.Close closes the idle
 	// connections of http.DefaultTransport, which would cut the parallel
 	// tests' connections from under them.
-	own := WithHTTPClient(&http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second})
-	c, err := New(url, append([]Option{own, WithBackoff(time.Millisecond, 5*time.Millisecond)}, opts...)...)
+	own := WithHTTPClient(&http.Client{Transport: &http.Transport{}})
+	c, err := New(url, append([]Option{own, WithRetry(3, time.Millisecond, 5*time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var got []time.Duration
-	c.sleep = func(ctx context.Context, d time.Duration) error {
-		mu.Lock()
-		got = append(got, d)
-		mu.Unlock()
-		return ctx.Err()
-	}
-	return c, func() []time.Duration {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]time.Duration(nil), got...)
-	}
+	return c
 }
 
 func reply(w http.ResponseWriter, status int, body string) {
@@ -90,8 +76,8 @@ func TestNew(t *testing.T) {
 		{"https://qbd.example.com", []Option{WithToken("a\nb")}, "QBD_TOKEN"},
 		{"https://qbd.example.com", []Option{WithHTTPClient(nil)}, "WithHTTPClient"},
 		{"https://qbd.example.com", []Option{WithLogger(nil)}, "WithLogger"},
-		{"https://qbd.example.com", []Option{WithRetries(-1)}, "WithRetries"},
-		{"https://qbd.example.com", []Option{WithBackoff(time.Second, time.Millisecond)}, "WithBackoff"},
+		{"https://qbd.example.com", []Option{WithRetry(0, 0, 0)}, "WithRetry"},
+		{"https://qbd.example.com", []Option{WithRetry(3, time.Second, time.Millisecond)}, "WithRetry"},
 	} {
 		t.Run(tc.url+tc.want, func(t *testing.T) {
 			_, err := New(tc.url, tc.opts...)
@@ -100,7 +86,7 @@ func TestNew(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New("https://qbd.example.com/api/", WithAPIVersion("v2"), WithRetries(0)); err != nil {
+	if _, err := New("https://qbd.example.com/api/", WithAPIVersion("v2"), WithRetry(1, 0, 0)); err != nil {
 		t.Errorf("New: %v", err)
 	}
 }
@@ -299,7 +285,7 @@ func TestRoutes(t *testing.T) {
 				}
 				reply(w, cmp(tc.status, 200), tc.reply)
 			})
-			c, _ := newClient(t, url, WithToken("tok-1"))
+			c := newClient(t, url, WithToken("tok-1"))
 			got, err := tc.call(c)
 			if err != nil {
 				t.Fatal(err)
@@ -329,7 +315,7 @@ func TestNoTokenNoHeader(t *testing.T) {
 		}
 		reply(w, 200, "[]")
 	})
-	c, _ := newClient(t, url, WithAPIVersion("v7"))
+	c := newClient(t, url, WithAPIVersion("v7"))
 	if _, err := c.ListProducts(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -350,10 +336,14 @@ func TestFindCustomer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			url := setup(t, func(w http.ResponseWriter, r *http.Request) { reply(w, tc.status, tc.reply) })
-			c, _ := newClient(t, url)
+			c := newClient(t, url)
 			cu, err := c.FindCustomer(context.Background(), "cus_1")
 			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			var sc interface{ StatusCode() int }
+			if err != nil && (!errors.As(err, &sc) || sc.StatusCode() != tc.status) {
+				t.Errorf("err = %v, want its HTTP status %d through StatusCode", err, tc.status)
 			}
 			if err == nil && cu.ID != "c1" {
 				t.Errorf("customer %+v", cu)
@@ -368,7 +358,7 @@ func TestBadArguments(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
 	url := setup(t, func(w http.ResponseWriter, r *http.Request) { calls.Add(1) })
-	c, _ := newClient(t, url)
+	c := newClient(t, url)
 	ctx := context.Background()
 	for name, call := range map[string]func() error{
 		"GetCustomer empty":   func() error { _, err := c.GetCustomer(ctx, ""); return err },
@@ -418,11 +408,15 @@ func TestErrorKinds(t *testing.T) {
 		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
 			t.Parallel()
 			url := setup(t, func(w http.ResponseWriter, r *http.Request) { reply(w, tc.status, tc.body) })
-			c, _ := newClient(t, url, WithRetries(0))
+			c := newClient(t, url, WithRetry(1, 0, 0))
 			_, err := c.GetCustomer(context.Background(), "c9")
 			var ae *APIError
 			if !errors.As(err, &ae) || !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want an *APIError matching %v", err, tc.want)
+			}
+			var sc interface{ StatusCode() int }
+			if !errors.As(err, &sc) || sc.StatusCode() != tc.status {
+				t.Errorf("err = %v, want its status %d through StatusCode", err, tc.status)
 			}
 			if ae.Status != tc.status || ae.Method != "GET" || ae.Path != "/customers/c9" || ae.Body != tc.body || ae.Message() != tc.message {
 				t.Errorf("APIError %+v (message %q)", ae, ae.Message())
@@ -443,7 +437,7 @@ func TestErrorBodyLimited(t *testing.T) {
 	t.Parallel()
 	big := strings.Repeat("x", 3*maxErrorBody)
 	url := setup(t, func(w http.ResponseWriter, r *http.Request) { reply(w, 400, `{"message":"`+big+`"}`) })
-	c, _ := newClient(t, url)
+	c := newClient(t, url)
 	_, err := c.GetProduct(context.Background(), "p")
 	var ae *APIError
 	if !errors.As(err, &ae) || len(ae.Body) != maxErrorBody {
@@ -460,10 +454,41 @@ func TestInvalidResponse(t *testing.T) {
 		t.Run(body, func(t *testing.T) {
 			t.Parallel()
 			url := setup(t, func(w http.ResponseWriter, r *http.Request) { reply(w, 200, body) })
-			c, _ := newClient(t, url)
-			if _, err := c.GetProduct(context.Background(), "p"); !errors.Is(err, ErrInvalidResponse) {
-				t.Errorf("err = %v, want ErrInvalidResponse", err)
+			c := newClient(t, url)
+			_, err := c.GetProduct(context.Background(), "p")
+			var sc interface{ StatusCode() int }
+			if !errors.Is(err, ErrInvalidResponse) || !errors.As(err, &sc) || sc.StatusCode() != 200 {
+				t.Errorf("err = %v, want ErrInvalidResponse with status 200", err)
 			}
 		})
 	}
+}
+
+// TestNoRedirect: a create answered with a redirect is not followed (the
+// token and the body never reach its target) and is an ErrInvalidResponse
+// with its status: the server may or may not have created the customer.
+func TestNoRedirect(t *testing.T) {
+	t.Parallel()
+	var elsewhere atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+	t.Cleanup(target.Close)
+	for _, status := range []int{301, 302, 307, 308} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			t.Parallel()
+			url := setup(t, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, target.URL+"/customers", status) })
+			_, err := newClient(t, url, WithToken("tok-1")).CreateCustomer(context.Background(), Customer{Name: "Acme"})
+			var sc interface{ StatusCode() int }
+			if !errors.Is(err, ErrInvalidResponse) || !errors.As(err, &sc) || sc.StatusCode() != status {
+				t.Errorf("err = %v, want ErrInvalidResponse with status %d", err, status)
+			}
+			if !strings.Contains(err.Error(), strings.TrimPrefix(target.URL, "http://")) {
+				t.Errorf("err %q does not name the redirect's host", err)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		if elsewhere.Load() != 0 {
+			t.Errorf("the redirect target received %d requests", elsewhere.Load())
+		}
+	})
 }

@@ -10,13 +10,19 @@
 //
 // Failures are *APIError values (the server answered) or transport errors,
 // matched with errors.Is against ErrNotFound, ErrBadRequest,
-// ErrUnauthorized, ErrConflict, ErrTransient and ErrInvalidResponse.
+// ErrUnauthorized, ErrConflict, ErrTransient and ErrInvalidResponse. Every
+// error for a call the server answered tells its status through a
+// StatusCode() int method (errors.As); a redirect is never followed, and is
+// an ErrInvalidResponse.
 //
-// Retries: GET, PUT and DELETE are idempotent by HTTP's definition and the
-// seed gives them no other meaning, so they are retried on transient
-// failures (408, 429, 5xx, network errors, timeouts), with bounded
-// exponential backoff and full jitter, honouring Retry-After and never
-// waiting past the caller's deadline. POST creates, and PATCH has no
+// The calls go through internal/httpcall, which holds the rules every
+// outside call follows. Retries: GET, PUT and DELETE are idempotent by
+// HTTP's definition and the seed gives them no other meaning, so they are
+// tried again on transient failures (408, 429, 5xx, network errors,
+// timeouts), with bounded backoff and full jitter, never waiting past the
+// caller's deadline; a Retry-After up to the backoff cap is waited, a
+// longer one ends the call and is on the APIError (at most
+// httpcall.MaxRetryAfter). POST creates, and PATCH has no
 // documented body or semantics in the seed (so nothing says that applying
 // it twice is harmless): both are retried only when the request surely did
 // not reach the server (the connection was refused). A lost reply to a
@@ -24,6 +30,6 @@
 // by gatewayCustomerId, subscriptions by their Stripe id).
 //
 // Nothing secret (the token, request or response bodies) is logged; each
-// attempt is logged at debug level with its method, route, status and
-// duration.
+// attempt is reported to the observer (WithObserver) with its method,
+// route, status and duration.
 package qbdclient

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"time"
 )
@@ -30,14 +28,12 @@ var (
 	// ErrTransient: worth trying again later: status 408, 429 or 5xx,
 	// network errors and timeouts (the caller's own deadline included).
 	ErrTransient = errors.New("transient failure")
-	// ErrInvalidResponse: a successful status whose body is not the JSON
-	// this package expects.
+	// ErrInvalidResponse: a reply this package cannot read, so the server
+	// may or may not have done the work: a successful status whose body is
+	// not the JSON this package expects, one too large, or a redirect
+	// (never followed).
 	ErrInvalidResponse = errors.New("invalid response")
 )
-
-// errNotSent marks failures where the request surely did not reach the
-// server (the dial failed): safe to retry even for POST and PATCH.
-var errNotSent = errors.New("request not sent")
 
 // maxMessage bounds the server message shown in Error().
 const maxMessage = 200
@@ -48,7 +44,7 @@ type APIError struct {
 	Path       string        // path under /qbdconnect-api/{version}, without the query: "/customers/42"
 	Status     int           // HTTP status
 	Body       string        // the reply body, at most maxErrorBody bytes
-	RetryAfter time.Duration // from the Retry-After header, 0 when absent
+	RetryAfter time.Duration // from the Retry-After header, at most httpcall.MaxRetryAfter; 0 when absent
 
 	kind error
 }
@@ -71,8 +67,11 @@ func (e *APIError) Error() string {
 }
 
 // Unwrap returns the sentinel kind (nil for an unclassified status such as
-// a 3xx the HTTP client did not follow).
+// 405).
 func (e *APIError) Unwrap() error { return e.kind }
+
+// StatusCode is the HTTP status the server answered.
+func (e *APIError) StatusCode() int { return e.Status }
 
 // Message is the server's explanation: the "message" (else "error") string
 // of a JSON object body, else the body itself when it is short plain text.
@@ -111,26 +110,6 @@ func classify(status int) error {
 		return ErrTransient
 	}
 	return nil
-}
-
-// transportError wraps a failure to exchange with the server (dial, reset,
-// timeout) so that it matches ErrTransient and keeps its cause (a context
-// error stays matchable). The URL is dropped: the route says enough. A dial
-// failure is marked as not sent.
-func transportError(method, route string, err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return fmt.Errorf("qbd %s %s: %w, %w: %w", method, route, ErrTransient, errNotSent, err)
-	}
-	return fmt.Errorf("qbd %s %s: %w: %w", method, route, ErrTransient, err)
-}
-
-func invalidResponse(method, route, reason string) error {
-	return fmt.Errorf("qbd %s %s: %w: %s", method, route, ErrInvalidResponse, reason)
 }
 
 func badArgument(method, route, reason string) error {

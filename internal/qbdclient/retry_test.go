@@ -7,8 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/banking-marketplace/webhook/internal/backoff"
+	"github.com/banking-marketplace/webhook/internal/httpcall"
 )
 
 var (
@@ -47,7 +47,7 @@ func TestRetries(t *testing.T) {
 		wantErr  error
 	}{
 		{"GET 503 then ok", []int{503, 200}, getProduct, 2, nil},
-		{"GET 500 502 504: gives up after 2 retries", []int{500, 502, 504}, getProduct, 3, ErrTransient},
+		{"GET 500 502 504: gives up after 3 attempts", []int{500, 502, 504}, getProduct, 3, ErrTransient},
 		{"GET 429 then ok", []int{429, 200}, getProduct, 2, nil},
 		{"GET 408 then ok", []int{408, 200}, getProduct, 2, nil},
 		{"GET 404 not retried", []int{404}, getProduct, 1, ErrNotFound},
@@ -71,16 +71,12 @@ func TestRetries(t *testing.T) {
 				}
 				reply(w, st, okBodyFor[r.Method])
 			})
-			c, waits := newClient(t, url)
-			err := tc.call(c)
+			err := tc.call(newClient(t, url))
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
 				t.Errorf("err = %v, want %v", err, tc.wantErr)
 			}
 			if n.Load() != tc.calls {
 				t.Errorf("calls = %d, want %d", n.Load(), tc.calls)
-			}
-			if w := waits(); len(w) != int(tc.calls)-1 || slices.ContainsFunc(w, func(d time.Duration) bool { return d < 0 || d > 5*time.Millisecond }) {
-				t.Errorf("waits %v, want %d within [0, 5ms]", w, tc.calls-1)
 			}
 		})
 	}
@@ -115,7 +111,7 @@ func TestNetworkErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			rt := &roundTripper{err: tc.err}
-			c, _ := newClient(t, "http://qbd.test", WithHTTPClient(&http.Client{Transport: rt}))
+			c := newClient(t, "http://qbd.test", WithHTTPClient(&http.Client{Transport: rt}))
 			err := tc.call(c)
 			if !errors.Is(err, ErrTransient) || !errors.Is(err, tc.err) {
 				t.Errorf("err = %v, want ErrTransient wrapping %v", err, tc.err)
@@ -130,16 +126,21 @@ func TestNetworkErrors(t *testing.T) {
 	}
 }
 
+// TestRetryAfter: a Retry-After up to the backoff cap is waited; a longer
+// one ends the call, and the APIError carries it, capped at
+// httpcall.MaxRetryAfter.
 func TestRetryAfter(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, header string
 		calls        int32
-		waits        []time.Duration
+		carried      time.Duration // the APIError's RetryAfter when not retried
 	}{
-		{"seconds, within the cap, waited exactly", "2", 2, []time.Duration{2 * time.Second}},
-		{"longer than the cap: not waited, not retried", "30", 1, nil},
-		{"malformed: ordinary backoff", "soon", 2, nil},
+		{"zero: tried again at once", "0", 2, 0},
+		{"longer than the cap: not waited, not retried", "30", 1, 30 * time.Second},
+		{"a day: not retried, capped", "86400", 1, httpcall.MaxRetryAfter},
+		{"a date eleven years out: not retried, capped", time.Now().AddDate(11, 0, 0).UTC().Format(http.TimeFormat), 1, httpcall.MaxRetryAfter},
+		{"malformed: ordinary backoff", "soon", 2, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -152,63 +153,17 @@ func TestRetryAfter(t *testing.T) {
 				}
 				reply(w, 200, `{"id":"p"}`)
 			})
-			c, waits := newClient(t, url, WithBackoff(time.Millisecond, 10*time.Second))
-			err := getProduct(c)
+			err := getProduct(newClient(t, url, WithRetry(3, time.Millisecond, 10*time.Second)))
 			if n.Load() != tc.calls {
 				t.Errorf("calls = %d, want %d (err %v)", n.Load(), tc.calls, err)
 			}
-			if tc.waits != nil && !slices.Equal(waits(), tc.waits) {
-				t.Errorf("waits %v, want %v", waits(), tc.waits)
-			}
 			if tc.calls == 1 {
 				var ae *APIError
-				if !errors.As(err, &ae) || ae.RetryAfter != 30*time.Second {
-					t.Errorf("err = %v, want an APIError with RetryAfter 30s", err)
+				if !errors.As(err, &ae) || ae.RetryAfter != tc.carried {
+					t.Errorf("err = %v, want an APIError with RetryAfter %v", err, tc.carried)
 				}
 			}
 		})
-	}
-}
-
-func TestRetryAfterValue(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, tc := range []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0},
-		{"0", 0},
-		{"-3", 0},
-		{" 7 ", 7 * time.Second},
-		{"Thu, 02 Jan 2025 03:04:35 GMT", 30 * time.Second},
-		{"Thu, 02 Jan 2025 03:04:00 GMT", 0},
-		{"later", 0},
-		{"99999999999", 366 * 24 * time.Hour},
-	} {
-		if got := retryAfter(tc.in, now); got != tc.want {
-			t.Errorf("retryAfter(%q) = %v, want %v", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestBackoffBounds(t *testing.T) {
-	t.Parallel()
-	c, err := New("http://qbd.test", WithBackoff(10*time.Millisecond, 50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for attempt := 1; attempt <= 40; attempt++ {
-		for range 20 {
-			d, ok := c.backoff(attempt, ErrTransient)
-			limit := min(10*time.Millisecond<<(attempt-1), 50*time.Millisecond)
-			if attempt > 30 {
-				limit = 50 * time.Millisecond
-			}
-			if !ok || d < 0 || d > limit {
-				t.Fatalf("backoff(%d) = %v, %v; want within [0, %v]", attempt, d, ok, limit)
-			}
-		}
 	}
 }
 
@@ -219,17 +174,14 @@ func TestContextDone(t *testing.T) {
 	t.Run("canceled while waiting to retry", func(t *testing.T) {
 		t.Parallel()
 		var n atomic.Int32
-		url := setup(t, func(w http.ResponseWriter, r *http.Request) { n.Add(1); reply(w, 503, "") })
-		c, err := New(url, WithBackoff(time.Hour, time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
 		ctx, cancel := context.WithCancel(context.Background())
-		c.sleep = func(sctx context.Context, d time.Duration) error {
-			cancel() // the caller gives up during the wait
-			return backoff.Sleep(sctx, d)
-		}
-		_, err = c.GetProduct(ctx, "p")
+		url := setup(t, func(w http.ResponseWriter, r *http.Request) {
+			n.Add(1)
+			w.Header().Set("Retry-After", "60") // within the cap below: waited
+			reply(w, 503, "")
+			time.AfterFunc(20*time.Millisecond, cancel) // the caller gives up during the wait
+		})
+		_, err := newClient(t, url, WithRetry(3, time.Hour, time.Hour)).GetProduct(ctx, "p")
 		if !errors.Is(err, ErrTransient) || !errors.Is(err, context.Canceled) {
 			t.Errorf("err = %v, want ErrTransient and context.Canceled", err)
 		}
@@ -242,10 +194,9 @@ func TestContextDone(t *testing.T) {
 		var n atomic.Int32
 		ctx, cancel := context.WithCancel(context.Background())
 		url := setup(t, func(w http.ResponseWriter, r *http.Request) { n.Add(1); cancel(); reply(w, 503, "") })
-		c, waits := newClient(t, url)
-		_ = getProduct2(ctx, c)
-		if n.Load() != 1 || len(waits()) != 0 {
-			t.Errorf("calls = %d, waits %v; want 1 call and no wait", n.Load(), waits())
+		_ = getProduct2(ctx, newClient(t, url))
+		if n.Load() != 1 {
+			t.Errorf("calls = %d, want 1", n.Load())
 		}
 	})
 	t.Run("deadline before the wait ends", func(t *testing.T) {
@@ -256,22 +207,20 @@ func TestContextDone(t *testing.T) {
 			w.Header().Set("Retry-After", "5")
 			reply(w, 503, "")
 		})
-		c, waits := newClient(t, url, WithBackoff(time.Millisecond, time.Minute))
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
+		c := newClient(t, url, WithRetry(3, time.Millisecond, time.Minute))
 		// Retry-After 5s fits under the cap but the deadline is sooner.
-		ctx2, cancel2 := context.WithDeadline(ctx, time.Now().Add(2*time.Second))
-		defer cancel2()
-		err := getProduct2(ctx2, c)
-		if !errors.Is(err, ErrTransient) || n.Load() != 1 || len(waits()) != 0 {
-			t.Errorf("err = %v, calls = %d, waits %v; want ErrTransient after 1 call, no wait", err, n.Load(), waits())
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err := getProduct2(ctx, c)
+		if !errors.Is(err, ErrTransient) || errors.Is(err, context.DeadlineExceeded) || n.Load() != 1 {
+			t.Errorf("err = %v, calls = %d; want the 503 after 1 call, without waiting for the deadline", err, n.Load())
 		}
 	})
 	t.Run("done before the call", func(t *testing.T) {
 		t.Parallel()
 		var n atomic.Int32
 		url := setup(t, func(w http.ResponseWriter, r *http.Request) { n.Add(1) })
-		c, _ := newClient(t, url)
+		c := newClient(t, url)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		err := getProduct2(ctx, c)
@@ -283,9 +232,10 @@ func TestContextDone(t *testing.T) {
 
 func getProduct2(ctx context.Context, c *Client) error { _, err := c.GetProduct(ctx, "p"); return err }
 
-// TestLogging: one debug line per attempt with method, route, status and
-// duration, and neither the token nor any body.
-func TestLogging(t *testing.T) {
+// TestObserved: each attempt reaches the observer with its method, route
+// and status, and neither the attempts' log fields nor the client's log
+// hold the token or any body.
+func TestObserved(t *testing.T) {
 	t.Parallel()
 	const secret = "tok-s3cr3t"
 	var n atomic.Int32
@@ -297,12 +247,28 @@ func TestLogging(t *testing.T) {
 		reply(w, 200, `{"subscriptionId":"s","email":"reply-body-secret"}`)
 	})
 	core, logs := observer.New(zap.DebugLevel)
-	c, _ := newClient(t, url, WithToken(secret), WithLogger(zap.New(core)))
-	_, err := c.UpdateSubscription(context.Background(), "s", Subscription{Email: "request-body-secret"})
-	if err != nil {
+	log := zap.New(core)
+	var mu sync.Mutex
+	var attempts []httpcall.Attempt
+	c := newClient(t, url, WithToken(secret), WithLogger(log), WithObserver(func(_ context.Context, a httpcall.Attempt) {
+		mu.Lock()
+		defer mu.Unlock()
+		attempts = append(attempts, a)
+		log.Debug("qbd_connect call", a.LogFields()...)
+	}))
+	if _, err := c.UpdateSubscription(context.Background(), "s", Subscription{Email: "request-body-secret"}); err != nil {
 		t.Fatal(err)
 	}
-	var attempts int
+	mu.Lock()
+	defer mu.Unlock()
+	if len(attempts) != 2 {
+		t.Fatalf("%d attempts observed, want 2", len(attempts))
+	}
+	for i, status := range []int{503, 200} {
+		if a := attempts[i]; a.System != "qbd_connect" || a.Action != "PUT /subscriptions/{id}" || a.Method != "PUT" || a.Status != status || a.Attempt != i+1 {
+			t.Errorf("attempt %d = %+v", i, a)
+		}
+	}
 	for _, e := range logs.All() {
 		line := fmt.Sprint(e.Message, e.ContextMap())
 		for _, s := range []string{secret, "reply-body-secret", "request-body-secret"} {
@@ -310,16 +276,5 @@ func TestLogging(t *testing.T) {
 				t.Errorf("log line shows %q: %s", s, line)
 			}
 		}
-		if e.Message != "qbd call" {
-			continue
-		}
-		attempts++
-		m := e.ContextMap()
-		if m["method"] != "PUT" || m["route"] != "/subscriptions/{id}" || m["status"] == nil || m["duration"] == nil || e.Level != zap.DebugLevel {
-			t.Errorf("log line %v %v", e.Level, m)
-		}
-	}
-	if attempts != 2 {
-		t.Errorf("%d attempt lines, want 2", attempts)
 	}
 }
