@@ -110,7 +110,7 @@ func (h *fakeHelix) client(t *testing.T, opts ...helixclient.Option) *helixclien
 	t.Helper()
 	opts = append([]helixclient.Option{
 		helixclient.WithCredentials(helixsandbox.DefaultKey, helixsandbox.DefaultSecret),
-		helixclient.WithBackoff(time.Millisecond, 5*time.Millisecond),
+		helixclient.WithRetry(3, time.Millisecond, 5*time.Millisecond),
 	}, opts...)
 	c, err := helixclient.New(h.url, opts...)
 	if err != nil {

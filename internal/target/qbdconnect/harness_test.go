@@ -56,7 +56,7 @@ func newQBD(t *testing.T) *qbd {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	var err error
-	q.client, err = qbdclient.New(srv.URL, qbdclient.WithBackoff(time.Millisecond, 5*time.Millisecond))
+	q.client, err = qbdclient.New(srv.URL, qbdclient.WithRetry(3, time.Millisecond, 5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
