@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banking-marketplace/webhook/internal/logctx/logtest"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
 	"github.com/banking-marketplace/webhook/internal/testredis"
@@ -32,9 +34,10 @@ func binary(t *testing.T) string {
 
 // process is the real binary, running.
 type process struct {
-	cmd  *exec.Cmd
-	logs *syncBuffer
-	url  string
+	cmd    *exec.Cmd
+	logs   *syncBuffer
+	stdout *syncBuffer // the log lines alone
+	url    string
 }
 
 func startBinary(t *testing.T, bin string, env map[string]string) *process {
@@ -45,16 +48,20 @@ func startBinary(t *testing.T, bin string, env map[string]string) *process {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	p := &process{cmd: exec.Command(bin, "serve"), logs: &syncBuffer{}, url: "http://" + addr}
+	p := &process{cmd: exec.Command(bin, "serve"), logs: &syncBuffer{}, stdout: &syncBuffer{}, url: "http://" + addr}
 	p.cmd.Env = append(os.Environ(), "WEBHOOK_ADDR="+addr)
 	for k, v := range env {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)
 	}
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	p.cmd.Stdout, p.cmd.Stderr = io.MultiWriter(p.logs, p.stdout), p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		logtest.CheckLines(t, p.stdout.String())
+	})
 	eventually(t, 15*time.Second, "the binary to listen", func() bool {
 		resp, err := http.Get(p.url + "/healthz")
 		if err == nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,12 +8,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/logctx/logtest"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
 )
@@ -37,10 +38,12 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// service is one run() of the receiver on a loopback port.
+// service is one run() of the receiver on loopback ports.
 type service struct {
-	url    string
+	url    string // WEBHOOK_ADDR: every route, or the marketplace's only with OPS_ADDR
+	opsURL string // OPS_ADDR's routes; url without OPS_ADDR
 	logs   *syncBuffer
+	stdout *syncBuffer // the log lines alone, without stderr
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
@@ -48,32 +51,43 @@ type service struct {
 }
 
 // startService runs `webhook serve` in-process with env as its whole
-// environment (WEBHOOK_ADDR defaults to 127.0.0.1:0) and waits until it
-// listens.
+// environment (WEBHOOK_ADDR defaults to 127.0.0.1:0, LOG_LEVEL to debug, so
+// that every line a delivery can write is written) and waits until it
+// listens. When the test ends, every line it logged must be a JSON object
+// with no key twice (logtest.CheckLine).
 func startService(t *testing.T, env map[string]string, args ...string) *service {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &service{logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	listening := make(chan Listening, 1)
+	ctx, cancel := context.WithCancel(withOnListening(context.Background(), func(l Listening) { listening <- l }))
+	s := &service{logs: &syncBuffer{}, stdout: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	getenv := func(k string) string {
-		if (k == "WEBHOOK_ADDR" || k == "SANDBOX_ADDR") && env[k] == "" {
+		switch {
+		case (k == "WEBHOOK_ADDR" || k == "SANDBOX_ADDR") && env[k] == "":
 			return "127.0.0.1:0"
+		case k == "LOG_LEVEL" && env[k] == "":
+			return "debug"
 		}
 		return env[k]
 	}
-	go func() { s.done <- run(ctx, append([]string{"serve"}, args...), getenv, s.logs, s.logs) }()
-	t.Cleanup(func() { s.stop(t) })
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if addr := listeningAddr(s.logs.String()); addr != "" {
-			s.url = "http://" + addr
-			return s
+	stdout := io.MultiWriter(s.logs, s.stdout)
+	go func() { s.done <- run(ctx, append([]string{"serve"}, args...), getenv, stdout, s.logs) }()
+	t.Cleanup(func() {
+		s.stop(t)
+		logtest.CheckLines(t, s.stdout.String())
+	})
+	select {
+	case l := <-listening:
+		s.url = "http://" + l.Public.String()
+		s.opsURL = s.url
+		if l.Ops != nil {
+			s.opsURL = "http://" + l.Ops.String()
 		}
-		select {
-		case err := <-s.done:
-			t.Fatalf("the service stopped at start: %v\n%s", err, s.logs)
-		default:
-		}
+		return s
+	case err := <-s.done:
+		t.Fatalf("the service stopped at start: %v\n%s", err, s.logs)
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the service did not start listening:\n%s", s.logs)
 	}
-	t.Fatalf("the service did not start listening:\n%s", s.logs)
 	return nil
 }
 
@@ -91,18 +105,6 @@ func (s *service) stop(t *testing.T) error {
 	return s.err
 }
 
-// listeningAddr finds the address in the service's "listening" log line.
-func listeningAddr(logs string) string {
-	sc := bufio.NewScanner(strings.NewReader(logs))
-	for sc.Scan() {
-		var line struct{ Msg, Addr string }
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-			return line.Addr
-		}
-	}
-	return ""
-}
-
 // startSandbox runs the sandbox of every outside API (Q2, QBD Connect,
 // Helix with its default credentials), outliving the services a test starts.
 func startSandbox(t *testing.T, cfg sandbox.Config) (*sandbox.Sandbox, string) {
@@ -113,8 +115,9 @@ func startSandbox(t *testing.T, cfg sandbox.Config) (*sandbox.Sandbox, string) {
 	return sb, srv.URL
 }
 
-// q2Env is the environment of a service that talks to the sandbox at url
-// (every outside API) and Redis at redisURL, without authentication.
+// q2Env is a whole production environment: every outside API at the
+// sandbox at url (startSandbox), Redis at redisURL, no authentication.
+// A test that wants demo mode sets none of it.
 func q2Env(url, redisURL string) map[string]string {
 	return map[string]string{
 		"Q2_BASE_URL":      url,
@@ -127,6 +130,14 @@ func q2Env(url, redisURL string) map[string]string {
 		"WEBHOOK_AUTH":     "none",
 		"REDIS_URL":        redisURL,
 	}
+}
+
+// miniRedisURL is a Redis of the test's own, in the process, for a
+// production service whose test proves nothing about Redis. It hides its
+// maxmemory-policy as a managed Redis may: the service warns and goes on.
+func miniRedisURL(t *testing.T) string {
+	t.Helper()
+	return "redis://" + miniredis.RunT(t).Addr()
 }
 
 type response struct {

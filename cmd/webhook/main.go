@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/banking-marketplace/webhook/internal/loadtest"
@@ -25,14 +26,17 @@ func main() {
 	os.Exit(exitCode(err, os.Stderr))
 }
 
-// exitCode reports err on stderr, once, and maps it to the exit status:
-// 0 for none or --help, the error's own code when it has one (2 for a bad
-// flag or setting), else 1.
+// exitCode reports err on stderr, once, each of its lines prefixed with
+// "webhook: " (a bad configuration has one line per problem), and maps it
+// to the exit status: 0 for none or --help, the error's own code when it
+// has one (2 for a bad flag or setting), else 1.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	fmt.Fprintln(stderr, "webhook:", err)
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintln(stderr, "webhook:", line)
+	}
 	var coded interface{ ExitCode() int }
 	if errors.As(err, &coded) {
 		return coded.ExitCode()
@@ -40,8 +44,9 @@ func exitCode(err error, stderr io.Writer) int {
 	return 1
 }
 
-// version is set at build time: -ldflags "-X main.version=1.2.3".
-var version = "dev"
+// version, when set at build time (-ldflags "-X main.version=1.2.3"),
+// wins over the module version of the build info.
+var version = ""
 
 const usage = `Usage: webhook [COMMAND] [flags]
 
@@ -51,7 +56,7 @@ Commands:
   sandbox      run the sandbox alone: Q2, QBD Connect and Helix in memory (alias: q2-sandbox)
   settle       run one settle pass now on the settle queue (or --subscription ID) and print what it did
   bench        the load benchmark against a floor server (see BENCHMARKS.md; run inside the repository)
-  version      print the version
+  version      print the module version and the VCS revision it was built from
   help         print this list (also: webhook --help, webhook -h)
 
 Run "webhook COMMAND --help" for a command's flags.
@@ -90,15 +95,47 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return &configError{msg: fmt.Sprintf("unknown command %q", cmd)}
 }
 
+// versionString is the module version and the VCS revision the binary
+// was built from, with "modified" when the tree had uncommitted changes,
+// from the build info Go records: "webhook v1.2.0 (rev 82e1415…, modified)
+// go1.26.0". go build inside a git checkout records the revision; go
+// install module@version records the version; a test binary has neither.
 func versionString() string {
-	v := version
-	if info, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range info.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				v += " (" + s.Value[:12] + ")"
-			}
-		}
-		return "webhook " + v + " " + info.GoVersion
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "webhook " + orDevel(version) + " (no build info)"
 	}
-	return "webhook " + v
+	return buildVersion(version, info)
+}
+
+func buildVersion(override string, info *debug.BuildInfo) string {
+	v := override
+	if v == "" {
+		v = info.Main.Version
+	}
+	var rev, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	vcs := "no VCS revision: built outside a git checkout or with -buildvcs=false"
+	if rev != "" {
+		vcs = "rev " + rev
+		if modified == "true" {
+			vcs += ", modified"
+		}
+	}
+	return fmt.Sprintf("webhook %s (%s) %s", orDevel(v), vcs, info.GoVersion)
+}
+
+// orDevel is v, or "(devel)" for a build without a version, as Go says.
+func orDevel(v string) string {
+	if v == "" {
+		return "(devel)"
+	}
+	return v
 }

@@ -17,56 +17,123 @@ import (
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
+// prodBase is a whole production configuration that parses: tests of one
+// bad setting change one thing in it. Nothing here is contacted: the
+// configuration is refused before anything starts.
+func prodBase() map[string]string {
+	return map[string]string{
+		"REDIS_URL": "redis://127.0.0.1:1/0", "Q2_BASE_URL": "https://q2.example", "Q2_CLIENT_ID": "id", "Q2_CLIENT_SECRET": "s",
+		"WEBHOOK_SECRETS": newSecret,
+	}
+}
+
+// with is env (prodBase when nil) with more settings; "" unsets one.
+func with(env map[string]string, kv ...string) map[string]string {
+	out := map[string]string{}
+	if env == nil {
+		env = prodBase()
+	}
+	for k, v := range env {
+		out[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			delete(out, kv[i])
+		} else {
+			out[kv[i]] = kv[i+1]
+		}
+	}
+	return out
+}
+
+// A bad configuration exits 2 before anything starts, with every problem
+// at once: one line each, in order, naming the setting and the fix.
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
+	demo := map[string]string{}
 	tests := []struct {
 		name string
 		args []string
 		env  map[string]string
-		want string
+		want []string // each line of stderr contains its string, and there are as many lines
 	}{
-		{"bad duration", nil, map[string]string{"EVENT_TTL": "forever"}, `EVENT_TTL: "forever" is not a duration like 72h`},
-		{"zero timeout", nil, map[string]string{"PROCESS_TIMEOUT": "0s"}, `PROCESS_TIMEOUT: "0s" must be more than zero`},
-		{"bad auth", nil, map[string]string{"WEBHOOK_AUTH": "maybe"}, `WEBHOOK_AUTH: "maybe" is not signature, basic or none`},
-		{"bad level", nil, map[string]string{"LOG_LEVEL": "loud"}, `LOG_LEVEL: "loud" is not a level`},
-		{"bad cancel deletes", nil, map[string]string{"CANCEL_DELETES": "everything"}, `CANCEL_DELETES: "everything" is not user or customer`},
-		{"bad in-flight cap", nil, map[string]string{"MAX_IN_FLIGHT": "-1"}, "MAX_IN_FLIGHT"},
-		{"bad api version", nil, map[string]string{"Q2_API_VERSION": "2"}, `Q2_API_VERSION: "2" is not a version Q2 serves; use v1 or v2`},
-		{"unknown api version", nil, map[string]string{"Q2_API_VERSION": "v3"}, `Q2_API_VERSION: "v3" is not a version Q2 serves`},
-		{"bad qbd api version", nil, map[string]string{"QBD_API_VERSION": "one"}, `QBD_API_VERSION: "one" is not a version like v1`},
-		{"bad helix url", nil, map[string]string{"HELIX_BASE_URL": "helix"}, "HELIX_BASE_URL"},
-		{"helix without credentials", nil, map[string]string{"HELIX_BASE_URL": "https://helix.example"}, "HELIX_API_KEY: is required when HELIX_BASE_URL is set"},
-		{"bad qbd url", nil, map[string]string{"QBD_BASE_URL": "ftp://qbd"}, "QBD_BASE_URL"},
-		{"bad q2 url", nil, map[string]string{"Q2_BASE_URL": "ftp://q2"}, "Q2_BASE_URL"},
-		{"q2 without credentials", nil, map[string]string{"Q2_BASE_URL": "https://q2.example"}, "Q2_CLIENT_ID: is required when Q2_BASE_URL is set"},
-		{"signature without secrets outside sandbox mode", nil, map[string]string{
-			"Q2_BASE_URL": "https://q2.example", "Q2_CLIENT_ID": "id", "Q2_CLIENT_SECRET": "s"}, "WEBHOOK_SECRETS: is required with WEBHOOK_AUTH=signature"},
-		{"bad secret", nil, map[string]string{"WEBHOOK_SECRETS": "whsec_not*base64"}, "WEBHOOK_SECRETS"},
-		{"basic without credentials", nil, map[string]string{"WEBHOOK_AUTH": "basic"}, "WEBHOOK_BASIC_AUTH: must be user:password"},
-		{"bad redis url", nil, map[string]string{"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"},
-		{"cluster without url", nil, map[string]string{"REDIS_CLUSTER": "true"}, "REDIS_URL: is required with REDIS_CLUSTER"},
-		{"bad flag", []string{"--nope"}, nil, "flag provided but not defined: -nope"},
-		{"flag value wins and is checked", []string{"--event-ttl", "soon"}, map[string]string{"EVENT_TTL": "1h"}, `EVENT_TTL: "soon" is not a duration`},
-		{"stray argument", []string{"extra"}, nil, `unexpected argument "extra"`},
-		{"unknown command", []string{"frobnicate"}, nil, `unknown command "frobnicate"`},
-		{"bad listen address", nil, map[string]string{"WEBHOOK_ADDR": "127.0.0.1:99999"}, "WEBHOOK_ADDR: cannot listen"},
-		{"missing products file", nil, map[string]string{"PRODUCTS_FILE": "testdata/no-such-products.yaml"}, "PRODUCTS_FILE testdata/no-such-products.yaml"},
-		{"bad products file", nil, map[string]string{"PRODUCTS_FILE": "testdata/bad-products.yaml"}, `PRODUCTS_FILE testdata/bad-products.yaml: product "Desk": extension_list: extension "plus" belongs to product "Plus" too`},
-		{"bad wait replicas", nil, map[string]string{"REDIS_WAIT_REPLICAS": "-1"}, "REDIS_WAIT_REPLICAS"},
-		{"wait replicas on the embedded redis", nil, map[string]string{"REDIS_WAIT_REPLICAS": "1"}, "REDIS_WAIT_REPLICAS: the embedded Redis has no replicas"},
-		{"bad log format", nil, map[string]string{"LOG_FORMAT": "yaml"}, `LOG_FORMAT: "yaml" is not json, console or auto`},
+		{"bad duration", nil, with(demo, "EVENT_TTL", "forever"), []string{`EVENT_TTL: "forever" is not a duration like 72h`}},
+		{"zero timeout", nil, with(demo, "PROCESS_TIMEOUT", "0s"), []string{`PROCESS_TIMEOUT: "0s" must be more than zero, like 4s`}},
+		{"bad auth", nil, with(demo, "WEBHOOK_AUTH", "maybe"), []string{`WEBHOOK_AUTH: "maybe" is not signature, basic or none`}},
+		{"bad level", nil, with(demo, "LOG_LEVEL", "loud"), []string{`LOG_LEVEL: "loud" is not a level`}},
+		{"bad cancel deletes", nil, with(demo, "CANCEL_DELETES", "everything"), []string{`CANCEL_DELETES: "everything" is not user or customer`}},
+		{"bad in-flight cap", nil, with(demo, "MAX_IN_FLIGHT", "-1"), []string{`MAX_IN_FLIGHT: "-1" is not a whole number of 1 or more`}},
+		{"bad api version", nil, with(demo, "Q2_API_VERSION", "2"), []string{`Q2_API_VERSION: "2" is not a version Q2 serves; use v1 or v2`}},
+		{"unknown api version", nil, with(demo, "Q2_API_VERSION", "v3"), []string{`Q2_API_VERSION: "v3" is not a version Q2 serves`}},
+		{"bad qbd api version", nil, with(demo, "QBD_API_VERSION", "one"), []string{`QBD_API_VERSION: "one" is not a version like v1`}},
+		{"bad helix url", nil, with(nil, "HELIX_BASE_URL", "helix"), []string{`HELIX_BASE_URL: "helix" is not an http(s) URL`}},
+		{"helix without credentials", nil, with(nil, "HELIX_BASE_URL", "https://helix.example"), []string{
+			"HELIX_API_KEY: is required when HELIX_BASE_URL is set; set the API key Helix gave you",
+			"HELIX_API_SECRET: is required when HELIX_BASE_URL is set"}},
+		{"bad qbd url", nil, with(nil, "QBD_BASE_URL", "ftp://qbd"), []string{`QBD_BASE_URL: "ftp://qbd" is not an http(s) URL`}},
+		{"qbd url with the api path", nil, with(nil, "QBD_BASE_URL", "https://qbd.example/qbdconnect-api/v1"), []string{"QBD_BASE_URL: is the part before /qbdconnect-api/"}},
+		{"credentials in a url", nil, with(nil, "Q2_BASE_URL", "https://user:pw0rd@q2.example"), []string{"Q2_BASE_URL: must not hold credentials"}},
+		{"bad q2 url", nil, with(nil, "Q2_BASE_URL", "ftp://q2"), []string{`Q2_BASE_URL: "ftp://q2" is not an http(s) URL`}},
+		{"q2 without credentials", nil, with(nil, "Q2_CLIENT_ID", "", "Q2_CLIENT_SECRET", ""), []string{
+			"Q2_CLIENT_ID: is required when Q2_BASE_URL is set; set the OAuth2 client id Q2 gave you",
+			"Q2_CLIENT_SECRET: is required when Q2_BASE_URL is set"}},
+		{"signature without secrets outside demo mode", nil, with(nil, "WEBHOOK_SECRETS", ""), []string{
+			"WEBHOOK_SECRETS: is required with WEBHOOK_AUTH=signature outside demo mode (REDIS_URL, Q2_BASE_URL, Q2_CLIENT_ID, ... are set)"}},
+		{"bad secret", nil, with(nil, "WEBHOOK_SECRETS", "whsec_not*base64"), []string{"WEBHOOK_SECRETS: secret 1 of 1 is not valid base64"}},
+		{"basic without credentials", nil, with(demo, "WEBHOOK_AUTH", "basic"), []string{"WEBHOOK_BASIC_AUTH: must be user:password with WEBHOOK_AUTH=basic"}},
+		{"bad basic credentials", nil, with(nil, "WEBHOOK_AUTH", "basic", "WEBHOOK_BASIC_AUTH", "nopassword"), []string{"WEBHOOK_BASIC_AUTH: must be user:password"}},
+		{"bad redis url", nil, with(nil, "REDIS_URL", "http://localhost:6379"), []string{`REDIS_URL: is not valid: scheme "http" is not redis or rediss`}},
+		{"cluster without url", nil, with(demo, "REDIS_CLUSTER", "true"), []string{"REDIS_URL: is empty, but Sentinel or Cluster is asked for"}},
+		{"cluster and sentinel", nil, with(nil, "REDIS_CLUSTER", "true", "REDIS_SENTINEL_MASTER", "m"), []string{"REDIS_CLUSTER: cannot be combined with a Sentinel master name"}},
+		{"bad flag", []string{"--nope"}, nil, []string{"flag provided but not defined: -nope"}},
+		{"flag value wins and is checked", []string{"--event-ttl", "soon"}, with(demo, "EVENT_TTL", "1h"), []string{`EVENT_TTL: "soon" is not a duration`}},
+		{"stray argument", []string{"extra"}, nil, []string{`unexpected argument "extra"`}},
+		{"unknown command", []string{"frobnicate"}, nil, []string{`unknown command "frobnicate"`}},
+		{"bad listen address", nil, with(demo, "WEBHOOK_ADDR", "127.0.0.1:99999"), []string{`WEBHOOK_ADDR: "127.0.0.1:99999": the port must be a number from 0 to 65535`}},
+		{"not a listen address", nil, with(demo, "OPS_ADDR", "9091"), []string{`OPS_ADDR: "9091" is not a listen address host:port, like :8080`}},
+		{"ops on the public port", nil, with(demo, "WEBHOOK_ADDR", ":8080", "OPS_ADDR", ":8080"), []string{"OPS_ADDR: is WEBHOOK_ADDR (:8080)"}},
+		{"abandon before the timeout", nil, with(demo, "ABANDON_AFTER", "3s"), []string{"ABANDON_AFTER: 3s is not longer than PROCESS_TIMEOUT (4s)"}},
+		{"abandon zero", nil, with(demo, "ABANDON_AFTER", "0"), []string{`ABANDON_AFTER: "0" must be more than zero, like 24h`}},
+		{"missing products file", nil, with(demo, "PRODUCTS_FILE", "testdata/no-such-products.yaml"),
+			[]string{"PRODUCTS_FILE: cannot read the products file: open testdata/no-such-products.yaml: no such file or directory"}},
+		{"bad products file", nil, with(demo, "PRODUCTS_FILE", "testdata/bad-products.yaml"),
+			[]string{`PRODUCTS_FILE: testdata/bad-products.yaml:3: product "Desk": extension_list: extension "plus" belongs to product "Plus" too`}},
+		{"bad wait replicas", nil, with(nil, "REDIS_WAIT_REPLICAS", "-1"), []string{`REDIS_WAIT_REPLICAS: "-1" is not a whole number of 0 or more`}},
+		{"wait replicas on the embedded redis", nil, with(demo, "REDIS_WAIT_REPLICAS", "1"), []string{"REDIS_WAIT_REPLICAS: the embedded Redis (no URL) has no replicas"}},
+		{"bad log format", nil, with(demo, "LOG_FORMAT", "yaml"), []string{`LOG_FORMAT: "yaml" is not json, console or auto`}},
 		// The example manifests' placeholders (deploy/kubernetes): a pod
 		// with unfilled settings stops at once and never turns ready.
-		{"placeholder secret", nil, map[string]string{"Q2_BASE_URL": "https://q2.example.com", "Q2_CLIENT_ID": "id",
-			"Q2_CLIENT_SECRET": "CHANGE-ME-q2-client-secret", "WEBHOOK_AUTH": "none"},
-			"Q2_CLIENT_SECRET: still the placeholder CHANGE-ME from the example manifest; set the real value"},
-		{"placeholder signing secret", nil, map[string]string{"WEBHOOK_SECRETS": "whsec_CHANGE-ME-base64-of-24-or-more-random-bytes"},
-			"WEBHOOK_SECRETS: still the placeholder CHANGE-ME"},
-		{"placeholder in a flag, any case", []string{"--q2-client-id", "change-me"}, nil, "Q2_CLIENT_ID: still the placeholder CHANGE-ME"},
-		{"placeholder q2 host", nil, map[string]string{"Q2_BASE_URL": "https://q2.example.invalid", "Q2_CLIENT_ID": "id", "Q2_CLIENT_SECRET": "s"},
-			`Q2_BASE_URL: "https://q2.example.invalid" is the example manifest's placeholder (a .invalid host never resolves); set the real base URL`},
-		{"placeholder qbd host", nil, map[string]string{"QBD_BASE_URL": "https://QBD.Invalid./"}, "QBD_BASE_URL: "},
-		{"placeholder helix host", nil, map[string]string{"HELIX_BASE_URL": "https://helix.example.invalid:8443", "HELIX_API_KEY": "k", "HELIX_API_SECRET": "s"}, "HELIX_BASE_URL: "},
+		{"placeholder secret", nil, with(nil, "Q2_CLIENT_SECRET", "CHANGE-ME-q2-client-secret"), []string{
+			"Q2_CLIENT_SECRET: still the placeholder CHANGE-ME from the example manifest; set the real value"}},
+		{"placeholder signing secret", nil, with(nil, "WEBHOOK_SECRETS", "whsec_CHANGE-ME-base64-of-24-or-more-random-bytes"),
+			[]string{"WEBHOOK_SECRETS: still the placeholder CHANGE-ME"}},
+		{"placeholder in a flag, any case", []string{"--q2-client-id", "change-me"}, prodBase(), []string{"Q2_CLIENT_ID: still the placeholder CHANGE-ME"}},
+		{"placeholder q2 host", nil, with(nil, "Q2_BASE_URL", "https://q2.example.invalid"),
+			[]string{`Q2_BASE_URL: "https://q2.example.invalid" is the example manifest's placeholder (a .invalid host never resolves); set the real base URL`}},
+		{"placeholder qbd host", nil, with(nil, "QBD_BASE_URL", "https://QBD.Invalid./"), []string{"QBD_BASE_URL: "}},
+		{"placeholder helix host", nil, with(nil, "HELIX_BASE_URL", "https://helix.example.invalid:8443", "HELIX_API_KEY", "k", "HELIX_API_SECRET", "s"), []string{"HELIX_BASE_URL: "}},
+
+		// The issue: errors came one per restart. Now all at once.
+		{"a real q2 and nothing else", nil, map[string]string{"Q2_BASE_URL": "https://q2.example"}, []string{
+			"Q2_CLIENT_ID: is required when Q2_BASE_URL is set",
+			"Q2_CLIENT_SECRET: is required when Q2_BASE_URL is set",
+			"REDIS_URL: is required outside demo mode (Q2_BASE_URL is set); set the redis:// or rediss:// URL of a Redis whose maxmemory-policy is noeviction",
+			"WEBHOOK_SECRETS: is required with WEBHOOK_AUTH=signature outside demo mode (Q2_BASE_URL is set)"}},
+		{"many bad settings", nil, map[string]string{"EVENT_TTL": "forever", "LOG_LEVEL": "loud", "WEBHOOK_AUTH": "maybe", "MAX_IN_FLIGHT": "0"}, []string{
+			"WEBHOOK_AUTH:", "EVENT_TTL:", "MAX_IN_FLIGHT:", "LOG_LEVEL:"}},
+		// Demo mode or production, never half: a secret alone is
+		// production, and every API the products use must be configured.
+		{"a secret alone is production", nil, map[string]string{"WEBHOOK_SECRETS": newSecret}, []string{
+			`Q2_BASE_URL: is required outside demo mode (WEBHOOK_SECRETS is set) for the default product (no PRODUCTS_FILE), which provisions in q2; set the base URL of your Q2 API`,
+			"Q2_CLIENT_ID: is required outside demo mode", "Q2_CLIENT_SECRET: is required outside demo mode", "REDIS_URL: is required outside demo mode (WEBHOOK_SECRETS is set)"}},
+		{"redis alone is production", nil, map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "WEBHOOK_AUTH": "none"}, []string{
+			"Q2_BASE_URL: is required outside demo mode (REDIS_URL is set)", "Q2_CLIENT_ID:", "Q2_CLIENT_SECRET:"}},
+		{"the example products with only q2", nil, with(nil, "PRODUCTS_FILE", "../../products.example.yaml"), []string{
+			`QBD_BASE_URL: is required outside demo mode (REDIS_URL, Q2_BASE_URL, Q2_CLIENT_ID, ... are set) for product "QBD Connect", which provisions in qbd_connect; set the base URL of your QBD Connect API`,
+			`HELIX_BASE_URL: is required outside demo mode (REDIS_URL, Q2_BASE_URL, Q2_CLIENT_ID, ... are set) for product "Business Access", which provisions in helix`,
+			"HELIX_API_KEY: is required outside demo mode", "HELIX_API_SECRET: is required outside demo mode"}},
+		{"a product file's mistakes and the settings' together", nil, with(map[string]string{"Q2_BASE_URL": "https://q2.example"}, "PRODUCTS_FILE", "testdata/bad-products.yaml", "EVENT_TTL", "x"), []string{
+			"EVENT_TTL:", "PRODUCTS_FILE: testdata/bad-products.yaml:3:", "Q2_CLIENT_ID:", "Q2_CLIENT_SECRET:", "REDIS_URL:", "WEBHOOK_SECRETS:"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,19 +143,25 @@ func TestConfigErrors(t *testing.T) {
 				args = append([]string{"serve"}, args...)
 			}
 			var out, errOut bytes.Buffer
-			getenv := func(k string) string {
-				if k == "SANDBOX_ADDR" && tt.env[k] == "" {
-					return "127.0.0.1:0" // not the default 9090, which a developer's service may hold
-				}
-				return tt.env[k]
-			}
-			err := run(context.Background(), args, getenv, &out, &errOut)
+			err := run(context.Background(), args, func(k string) string { return tt.env[k] }, &out, &errOut)
 			var stderr bytes.Buffer
 			if code := exitCode(err, &stderr); code != 2 {
 				t.Fatalf("exit code = %d (err %v), want 2", code, err)
 			}
-			if lines := strings.Count(stderr.String(), "\n"); lines != 1 || !strings.Contains(stderr.String(), tt.want) {
-				t.Errorf("stderr = %q, want one line containing %q", stderr.String(), tt.want)
+			lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+			if len(lines) != len(tt.want) {
+				t.Fatalf("stderr has %d lines, want %d:\n%s", len(lines), len(tt.want), stderr.String())
+			}
+			for i, line := range lines {
+				if !strings.HasPrefix(line, "webhook: ") || !strings.Contains(line, tt.want[i]) {
+					t.Errorf("line %d = %q, want it to contain %q", i+1, line, tt.want[i])
+				}
+				if strings.Contains(line, "pw0rd") || strings.Contains(line, strings.TrimPrefix(newSecret, "whsec_")) {
+					t.Errorf("line %d shows a secret: %q", i+1, line)
+				}
+			}
+			if out.Len() != 0 || strings.Contains(errOut.String(), "listening") {
+				t.Errorf("something started: %s%s", out.String(), errOut.String())
 			}
 		})
 	}
@@ -108,8 +181,45 @@ func TestFlagWinsOverEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Addr != ":8080" || cfg.EventTTL != 72*time.Hour || cfg.ProcessTimeout != 4*time.Second || cfg.Q2APIVersion != "v2" || !cfg.SandboxMode() || cfg.Auth != "signature" {
+	if cfg.Addr != ":8080" || cfg.EventTTL != 72*time.Hour || cfg.ProcessTimeout != 4*time.Second || cfg.Q2APIVersion != "v2" || !cfg.Demo || cfg.Auth != "signature" ||
+		cfg.AbandonAfter != 24*time.Hour || cfg.OpsAddr != "" || !cfg.Catalog.IsDefault() {
 		t.Errorf("defaults = %+v", cfg)
+	}
+}
+
+// Demo mode is when nothing only a real deployment sets is set; each
+// such setting alone leaves it. API_TOKENS does not: the read API can be
+// tried on a demo.
+func TestDemoModeRule(t *testing.T) {
+	t.Parallel()
+	for _, s := range settings {
+		env := map[string]string{}
+		switch s.env {
+		case "WEBHOOK_BASIC_AUTH":
+			env = map[string]string{"WEBHOOK_AUTH": "basic", s.env: "u:p"}
+		case "WEBHOOK_SECRETS":
+			env[s.env] = newSecret
+		case "REDIS_URL", "Q2_BASE_URL", "QBD_BASE_URL", "HELIX_BASE_URL":
+			env[s.env] = "redis://127.0.0.1:1/0"
+			if s.env != "REDIS_URL" {
+				env[s.env] = "https://api.example"
+			}
+		default:
+			if !s.production {
+				continue
+			}
+			env[s.env] = "x"
+		}
+		_, err := loadConfig(nil, func(k string) string { return env[k] }, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "outside demo mode ("+s.env+" is set)") {
+			t.Errorf("%s alone: %v, want production's requirements naming it", s.env, err)
+		}
+	}
+	cfg, err := loadConfig(nil, func(k string) string {
+		return map[string]string{"API_TOKENS": "0123456789abcdef0123", "PRODUCTS_FILE": "../../products.example.yaml", "WEBHOOK_AUTH": "none", "LOG_LEVEL": "debug"}[k]
+	}, &bytes.Buffer{})
+	if err != nil || !cfg.Demo {
+		t.Errorf("API tokens, a products file, no auth: %v, demo %v; want demo mode", err, cfg != nil && cfg.Demo)
 	}
 }
 
@@ -129,12 +239,11 @@ func TestVersionAndHelp(t *testing.T) {
 	}
 }
 
-// The shared fixtures, over real HTTP, on embedded defaults: the contract's
-// replies, one log line per delivery.
+// The shared fixtures, over real HTTP, in demo mode (nothing set): the
+// contract's replies, one log line per delivery.
 func TestServeFixtures(t *testing.T) {
 	t.Parallel()
-	redis := testredis.Start(t)
-	svc := startService(t, map[string]string{"REDIS_URL": redis.URL()})
+	svc := startService(t, nil)
 	url := svc.url + "/marketplace/my-product-name"
 
 	first := post(t, url, readFixture(t, "subscription-order.json"), nil)
@@ -164,7 +273,7 @@ func TestServeFixtures(t *testing.T) {
 		t.Fatalf("run returned %v after the signal, want nil", err)
 	}
 	logs := svc.logs.String()
-	for _, want := range []string{`"msg":"delivery"`, `"key":"sha256:`, `"event_type":"SUBSCRIPTION_ORDER"`, `"outcome":"SUCCESS"`, `"duration"`, `"calls":2`, `"msg":"stopped"`, "sandbox mode"} {
+	for _, want := range []string{`"msg":"delivery"`, `"key":"sha256:`, `"event_type":"SUBSCRIPTION_ORDER"`, `"outcome":"SUCCESS"`, `"duration"`, `"calls":2`, `"msg":"stopped"`, "demo mode"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s", want)
 		}
@@ -356,7 +465,7 @@ func TestOrderAfterCancelAndDuringOutage(t *testing.T) {
 func TestProductsFile(t *testing.T) {
 	t.Parallel()
 	sb, q2 := startSandbox(t, sandbox.Config{})
-	env := q2Env(q2, "")
+	env := q2Env(q2, miniRedisURL(t))
 	env["PRODUCTS_FILE"] = "../../products.example.yaml"
 	svc := startService(t, env)
 	for i, ext := range []string{"my-product-name", "treasury-desk"} {
@@ -379,7 +488,7 @@ func TestProductsFile(t *testing.T) {
 func TestProductStoriesReplay(t *testing.T) {
 	t.Parallel()
 	sb, url := startSandbox(t, sandbox.Config{})
-	env := q2Env(url, "")
+	env := q2Env(url, miniRedisURL(t))
 	env["PRODUCTS_FILE"] = "../../products.example.yaml"
 	svc := startService(t, env)
 	var out, errOut bytes.Buffer
@@ -447,7 +556,7 @@ func TestProductStoriesReplay(t *testing.T) {
 func TestCorrelatedLogs(t *testing.T) {
 	t.Parallel()
 	_, url := startSandbox(t, sandbox.Config{})
-	env := q2Env(url, "")
+	env := q2Env(url, miniRedisURL(t))
 	env["LOG_LEVEL"] = "debug"
 	env["LOG_FORMAT"] = "json"
 	svc := startService(t, env)
@@ -458,7 +567,7 @@ func TestCorrelatedLogs(t *testing.T) {
 			continue
 		}
 		calls++
-		for _, want := range []string{`"key":"id:msg_correlated"`, `"subscription":"sub-correlated"`, `"request_id":"`, `"requestid":"`} {
+		for _, want := range []string{`"webhook_id":"msg_correlated"`, `"key":"id:msg_correlated"`, `"subscription":"sub-correlated"`, `"request_id":"`, `"requestid":"`} {
 			if !strings.Contains(line, want) {
 				t.Errorf("a q2 call's log line lacks %s: %s", want, line)
 			}

@@ -88,13 +88,13 @@ func TestOutsideAPIsAtStart(t *testing.T) {
 	}{
 		{
 			name: "all checked and answering",
-			env:  func(t *testing.T) map[string]string { return q2Env(sandboxURL, "") },
-			want: map[string]string{"q2": "ok", "qbd_connect": "ok", "helix": "unchecked"},
+			env:  func(t *testing.T) map[string]string { return q2Env(sandboxURL, miniRedisURL(t)) },
+			want: map[string]string{"q2": "ok", "qbd_connect": "ok", "helix": "unchecked", "redis": "unchecked"},
 		},
 		{
 			name: "Q2 refuses the credentials",
 			env: func(t *testing.T) map[string]string {
-				env := q2Env(sandboxURL, "")
+				env := q2Env(sandboxURL, miniRedisURL(t))
 				env["Q2_CLIENT_SECRET"] = wrongSecret
 				return env
 			},
@@ -103,15 +103,15 @@ func TestOutsideAPIsAtStart(t *testing.T) {
 		{
 			name: "Q2 on a closed port",
 			env: func(t *testing.T) map[string]string {
-				return map[string]string{"Q2_BASE_URL": closedURL(t), "Q2_CLIENT_ID": "id", "Q2_CLIENT_SECRET": "secret", "WEBHOOK_AUTH": "none"}
+				return with(q2Env(sandboxURL, miniRedisURL(t)), "Q2_BASE_URL", closedURL(t))
 			},
-			want:    map[string]string{"q2": "unreachable: connection refused", "qbd_connect": "sandbox", "helix": "sandbox"},
+			want:    map[string]string{"q2": "unreachable: connection refused", "qbd_connect": "ok", "helix": "unchecked", "redis": "unchecked"},
 			wantLog: `"level":"warn","ts":`,
 		},
 		{
 			name: "Q2's token endpoint is not at the base URL",
 			env: func(t *testing.T) map[string]string {
-				env := q2Env(sandboxURL, "")
+				env := q2Env(sandboxURL, miniRedisURL(t))
 				env["Q2_BASE_URL"] = sandboxURL + "/not-q2"
 				return env
 			},
@@ -120,30 +120,30 @@ func TestOutsideAPIsAtStart(t *testing.T) {
 		{
 			name: "QBD Connect refuses the token",
 			env: func(t *testing.T) map[string]string {
-				return map[string]string{"QBD_BASE_URL": qbdAnswering(t, http.StatusUnauthorized), "QBD_TOKEN": "wrong"}
+				return with(q2Env(sandboxURL, miniRedisURL(t)), "QBD_BASE_URL", qbdAnswering(t, http.StatusUnauthorized), "QBD_TOKEN", "wrong")
 			},
 			wantLine: "QBD_TOKEN: QBD Connect refused the token",
 		},
 		{
 			name: "QBD Connect forbids",
 			env: func(t *testing.T) map[string]string {
-				return map[string]string{"QBD_BASE_URL": qbdAnswering(t, http.StatusForbidden)}
+				return with(q2Env(sandboxURL, miniRedisURL(t)), "QBD_BASE_URL", qbdAnswering(t, http.StatusForbidden))
 			},
 			wantLine: "QBD_TOKEN: QBD Connect refused the token",
 		},
 		{
 			name: "QBD Connect is not at the base URL",
 			env: func(t *testing.T) map[string]string {
-				return map[string]string{"QBD_BASE_URL": qbdAnswering(t, http.StatusNotFound)}
+				return with(q2Env(sandboxURL, miniRedisURL(t)), "QBD_BASE_URL", qbdAnswering(t, http.StatusNotFound))
 			},
 			wantLine: "QBD_BASE_URL/QBD_API_VERSION: QBD Connect did not answer GET /products",
 		},
 		{
 			name: "QBD Connect unavailable",
 			env: func(t *testing.T) map[string]string {
-				return map[string]string{"QBD_BASE_URL": qbdAnswering(t, http.StatusServiceUnavailable)}
+				return with(q2Env(sandboxURL, miniRedisURL(t)), "QBD_BASE_URL", qbdAnswering(t, http.StatusServiceUnavailable))
 			},
-			want:    map[string]string{"q2": "sandbox", "qbd_connect": "unreachable: HTTP 503", "helix": "sandbox"},
+			want:    map[string]string{"q2": "ok", "qbd_connect": "unreachable: HTTP 503", "helix": "unchecked", "redis": "unchecked"},
 			wantLog: "QBD Connect is unreachable at start",
 		},
 	}
@@ -162,7 +162,8 @@ func TestOutsideAPIsAtStart(t *testing.T) {
 				}
 				return
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			var listened atomic.Bool
+			ctx, cancel := context.WithTimeout(withOnListening(context.Background(), func(Listening) { listened.Store(true) }), 30*time.Second)
 			defer cancel()
 			var logs syncBuffer
 			getenv := func(k string) string {
@@ -187,7 +188,7 @@ func TestOutsideAPIsAtStart(t *testing.T) {
 			if strings.Contains(line, wrongSecret) || strings.Contains(logs.String(), wrongSecret) {
 				t.Error("the secret was written out")
 			}
-			if listeningAddr(logs.String()) != "" {
+			if listened.Load() {
 				t.Error("the service listened before stopping")
 			}
 		})
@@ -218,7 +219,7 @@ func TestOutsideMonitorWatch(t *testing.T) {
 		call: func(context.Context) error { return *answer.Load() },
 		refused: func(err error) *refusedError {
 			if errors.Is(err, refusal) {
-				return &refusedError{"Q2_CLIENT_ID/Q2_CLIENT_SECRET", "refused", "fix it", err}
+				return &refusedError{"Q2_CLIENT_ID/Q2_CLIENT_SECRET", "refused", "fix it", err, ""}
 			}
 			return nil
 		},
@@ -297,11 +298,11 @@ func TestConfigWarnings(t *testing.T) {
 		want []string
 	}{
 		{"defaults", nil, nil},
-		{"secrets ignored by basic", map[string]string{"WEBHOOK_AUTH": "basic", "WEBHOOK_BASIC_AUTH": "u:p", "WEBHOOK_SECRETS": "whsec_c2VjcmV0c2VjcmV0c2VjcmV0"},
+		{"secrets ignored by basic", with(nil, "WEBHOOK_AUTH", "basic", "WEBHOOK_BASIC_AUTH", "u:p"),
 			[]string{"WEBHOOK_SECRETS is set but WEBHOOK_AUTH=basic ignores it"}},
-		{"secrets ignored by none", map[string]string{"WEBHOOK_AUTH": "none", "WEBHOOK_SECRETS": "whsec_c2VjcmV0c2VjcmV0c2VjcmV0"},
+		{"secrets ignored by none", with(nil, "WEBHOOK_AUTH", "none"),
 			[]string{"WEBHOOK_SECRETS is set but WEBHOOK_AUTH=none ignores it"}},
-		{"secrets used", map[string]string{"WEBHOOK_SECRETS": "whsec_c2VjcmV0c2VjcmV0c2VjcmV0"}, nil},
+		{"secrets used", prodBase(), nil},
 		{"process timeout 5s", map[string]string{"PROCESS_TIMEOUT": "5s"}, []string{"PROCESS_TIMEOUT=5s: the marketplace stops waiting"}},
 		{"process timeout 4.9s", map[string]string{"PROCESS_TIMEOUT": "4.9s"}, nil},
 	}
@@ -325,7 +326,8 @@ func TestConfigWarnings(t *testing.T) {
 	}
 
 	// And the service logs them at start.
-	svc := startService(t, map[string]string{"WEBHOOK_AUTH": "none", "WEBHOOK_SECRETS": "whsec_c2VjcmV0c2VjcmV0c2VjcmV0", "PROCESS_TIMEOUT": "6s"})
+	_, sandboxURL := startSandbox(t, sandbox.Config{})
+	svc := startService(t, with(q2Env(sandboxURL, miniRedisURL(t)), "WEBHOOK_SECRETS", newSecret, "PROCESS_TIMEOUT", "6s"))
 	for _, want := range []string{`"level":"warn","ts":`, "WEBHOOK_SECRETS is set but WEBHOOK_AUTH=none ignores it", "PROCESS_TIMEOUT=6s"} {
 		if !strings.Contains(svc.logs.String(), want) {
 			t.Errorf("logs lack %q", want)
@@ -375,7 +377,8 @@ func TestRedisUnreachableAtStartIsOneLine(t *testing.T) {
 	t.Parallel()
 	bin := binary(t)
 	cmd := exec.Command(bin, "serve")
-	cmd.Env = []string{"REDIS_URL=redis" + strings.TrimPrefix(closedURL(t), "http"), "WEBHOOK_ADDR=127.0.0.1:0", "SANDBOX_ADDR=127.0.0.1:0"}
+	cmd.Env = []string{"REDIS_URL=redis" + strings.TrimPrefix(closedURL(t), "http"), "WEBHOOK_ADDR=127.0.0.1:0",
+		"Q2_BASE_URL=" + closedURL(t), "Q2_CLIENT_ID=id", "Q2_CLIENT_SECRET=secret", "WEBHOOK_AUTH=none"}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/banking-marketplace/webhook/internal/httpcall"
 	"github.com/banking-marketplace/webhook/internal/logctx"
 	"github.com/banking-marketplace/webhook/internal/metrics"
+	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/q2client"
 	"github.com/banking-marketplace/webhook/internal/qbdclient"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
@@ -25,7 +27,8 @@ import (
 	qbdsandbox "github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
 )
 
-// defaultSandboxAddr is SANDBOX_ADDR's default.
+// defaultSandboxAddr is SANDBOX_ADDR's default: a fixed port, so that a
+// demo's sandbox can be found at the same address every time.
 const defaultSandboxAddr = "127.0.0.1:9090"
 
 // newSandbox is the in-memory sandbox of every outside API: Q2, with QBD
@@ -34,57 +37,29 @@ func newSandbox(cfg sandbox.Config, helixKey, helixSecret string) *sandbox.Sandb
 	return sandbox.New(cfg, qbdsandbox.New(), helixsandbox.New(helixKey, helixSecret))
 }
 
-// outsideAPIs returns the clients of the outside systems. Each API whose
-// base URL is empty is served by one embedded sandbox, on SANDBOX_ADDR,
-// with credentials made up at start; stop shuts it down.
+// outsideAPIs returns the clients of the outside systems. In demo mode one
+// embedded sandbox, on SANDBOX_ADDR with credentials made up at start,
+// serves every outside API, and the start says "demo mode" in one line;
+// stop shuts it down. Otherwise each API is called at its base URL, only
+// those configured get a client (the configuration has made sure that
+// every API a product uses is), and the start line lists each product's
+// targets and hosts.
 func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, stop func(), err error) {
 	stop = func() {}
 	q2Base, qbdBase, helixBase := cfg.Q2BaseURL, cfg.QBDBaseURL, cfg.HelixBaseURL
 	q2ID, q2Secret, helixKey, helixSecret := cfg.Q2ClientID, cfg.Q2ClientSecret, cfg.HelixAPIKey, cfg.HelixAPISecret
-	var scopes []string
-	if q2Base != "" {
-		scopes = strings.Fields(cfg.Q2Scope)
-	}
-	if q2Base == "" || qbdBase == "" || helixBase == "" {
-		sandboxQ2ID, sandboxQ2Secret := sandbox.DefaultClientID, rand.Text()
-		sandboxKey, sandboxSecret := helixsandbox.DefaultKey, rand.Text()
-		ln, err := net.Listen("tcp", cfg.SandboxAddr)
-		if err != nil && errors.Is(err, syscall.EADDRINUSE) && cfg.SandboxAddr == defaultSandboxAddr {
-			// The default address is taken (another webhook on this
-			// machine): the service still starts, on any free port, and
-			// says where; an address set on purpose is never moved.
-			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
-				log.Warn("SANDBOX_ADDR "+defaultSandboxAddr+" is taken (another webhook running?); the embedded sandbox listens on another port",
-					zap.String("sandbox", ln.Addr().String()))
-			}
+	scopes := strings.Fields(cfg.Q2Scope)
+	if cfg.Demo {
+		var base string
+		if base, stop, err = startEmbeddedSandbox(cfg, log); err != nil {
+			return c, nil, err
 		}
-		if err != nil {
-			hint := ""
-			if errors.Is(err, syscall.EADDRINUSE) {
-				hint = " (another webhook running? set SANDBOX_ADDR=127.0.0.1:0 for any free port)"
-			}
-			return c, nil, &configError{msg: fmt.Sprintf("SANDBOX_ADDR: cannot listen on %q: %v%s", cfg.SandboxAddr, err, hint)}
-		}
-		sb := newSandbox(sandbox.Config{ClientID: sandboxQ2ID, ClientSecret: sandboxQ2Secret}, sandboxKey, sandboxSecret)
-		srv := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = srv.Serve(ln) }()
-		stop = func() { _ = srv.Close() }
-		base := "http://" + ln.Addr().String()
-		var embedded []string
-		if q2Base == "" {
-			q2Base, q2ID, q2Secret = base, sandboxQ2ID, sandboxQ2Secret
-			embedded = append(embedded, "Q2")
-		}
-		if qbdBase == "" {
-			qbdBase = base
-			embedded = append(embedded, "QBD Connect")
-		}
-		if helixBase == "" {
-			helixBase, helixKey, helixSecret = base, sandboxKey, sandboxSecret
-			embedded = append(embedded, "Helix")
-		}
-		log.Warn("sandbox mode: calls to "+strings.Join(embedded, ", ")+" go to an embedded in-memory sandbox; set Q2_BASE_URL, QBD_BASE_URL and HELIX_BASE_URL to use the real APIs",
-			zap.String("sandbox", base), zap.String("stats", base+"/_sandbox/stats"))
+		q2Base, qbdBase, helixBase = base, base, base
+		q2ID, q2Secret, scopes = sandbox.DefaultClientID, embeddedQ2Secret, nil
+		helixKey, helixSecret = helixsandbox.DefaultKey, embeddedHelixSecret
+		log.Warn("demo mode: an embedded Redis (nothing survives a restart) and an embedded sandbox of Q2, QBD Connect and Helix; unsigned requests are accepted. "+
+			"For production set REDIS_URL, each outside API the products use and WEBHOOK_SECRETS (docs/configuration.md)",
+			zap.String("sandbox", base), zap.String("stats", base+"/_sandbox/stats"), zap.Any("products", productTargets(cfg, base)))
 	}
 	defer func() {
 		if err != nil {
@@ -96,33 +71,107 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 	// under MAX_IN_FLIGHT concurrent deliveries most Q2 calls opened (and
 	// left in TIME_WAIT) a new connection.
 	hc := &http.Client{Transport: outsideTransport(cfg.MaxInFlight)}
-	if c.q2, err = q2client.New(q2Base,
-		q2client.WithHTTPClient(hc),
-		q2client.WithAPIVersion(cfg.Q2APIVersion),
-		q2client.WithCredentials(q2ID, q2Secret, scopes...),
-		q2client.WithLogger(log.Named("q2")),
-		q2client.WithObserver(observeCalls(log.Named("q2"), m)),
-	); err != nil {
-		return c, nil, &configError{msg: "Q2_BASE_URL: " + err.Error()}
+	if q2Base != "" {
+		if c.q2, err = q2client.New(q2Base,
+			q2client.WithHTTPClient(hc),
+			q2client.WithAPIVersion(cfg.Q2APIVersion),
+			q2client.WithCredentials(q2ID, q2Secret, scopes...),
+			q2client.WithLogger(log.Named("q2")),
+			q2client.WithObserver(observeCalls(log.Named("q2"), m)),
+		); err != nil {
+			return c, nil, &configError{msg: "Q2_BASE_URL: " + err.Error()}
+		}
 	}
-	if c.qbd, err = qbdclient.New(qbdBase,
-		qbdclient.WithHTTPClient(&http.Client{Transport: hc.Transport, Timeout: 10 * time.Second}),
-		qbdclient.WithAPIVersion(cfg.QBDAPIVersion),
-		qbdclient.WithToken(cfg.QBDToken),
-		qbdclient.WithLogger(log.Named("qbd_connect")),
-		qbdclient.WithObserver(observeCalls(log.Named("qbd_connect"), m)),
-	); err != nil {
-		return c, nil, &configError{msg: "QBD_BASE_URL: " + err.Error()}
+	if qbdBase != "" {
+		if c.qbd, err = qbdclient.New(qbdBase,
+			qbdclient.WithHTTPClient(&http.Client{Transport: hc.Transport, Timeout: 10 * time.Second}),
+			qbdclient.WithAPIVersion(cfg.QBDAPIVersion),
+			qbdclient.WithToken(cfg.QBDToken),
+			qbdclient.WithLogger(log.Named("qbd_connect")),
+			qbdclient.WithObserver(observeCalls(log.Named("qbd_connect"), m)),
+		); err != nil {
+			return c, nil, &configError{msg: "QBD_BASE_URL: " + err.Error()}
+		}
 	}
-	if c.helix, err = helixclient.New(helixBase,
-		helixclient.WithHTTPClient(hc),
-		helixclient.WithCredentials(helixKey, helixSecret),
-		helixclient.WithLogger(log.Named("helix")),
-		helixclient.WithObserver(observeCalls(log.Named("helix"), m)),
-	); err != nil {
-		return c, nil, &configError{msg: "HELIX_BASE_URL: " + err.Error()}
+	if helixBase != "" {
+		if c.helix, err = helixclient.New(helixBase,
+			helixclient.WithHTTPClient(hc),
+			helixclient.WithCredentials(helixKey, helixSecret),
+			helixclient.WithLogger(log.Named("helix")),
+			helixclient.WithObserver(observeCalls(log.Named("helix"), m)),
+		); err != nil {
+			return c, nil, &configError{msg: "HELIX_BASE_URL: " + err.Error()}
+		}
+	}
+	if !cfg.Demo {
+		log.Info("production mode", zap.Any("products", productTargets(cfg, "")))
 	}
 	return c, stop, nil
+}
+
+// The embedded sandbox's credentials, made up once per process: nothing
+// outside the process can use them.
+var (
+	embeddedQ2Secret    = rand.Text()
+	embeddedHelixSecret = rand.Text()
+)
+
+// startEmbeddedSandbox serves the sandbox of every outside API on
+// SANDBOX_ADDR, for demo mode, and returns its base URL.
+func startEmbeddedSandbox(cfg *config, log *zap.Logger) (base string, stop func(), err error) {
+	ln, err := net.Listen("tcp", cfg.SandboxAddr)
+	if err != nil && errors.Is(err, syscall.EADDRINUSE) && cfg.SandboxAddr == defaultSandboxAddr {
+		// The default address is taken (another webhook on this
+		// machine): the service still starts, on any free port, and
+		// says where; an address set on purpose is never moved.
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
+			log.Warn("SANDBOX_ADDR "+defaultSandboxAddr+" is taken (another webhook running?); the embedded sandbox listens on another port",
+				zap.String("sandbox", ln.Addr().String()))
+		}
+	}
+	if err != nil {
+		hint := ""
+		if errors.Is(err, syscall.EADDRINUSE) {
+			hint = " (another webhook running? set SANDBOX_ADDR=127.0.0.1:0 for any free port)"
+		}
+		return "", nil, &configError{msg: fmt.Sprintf("SANDBOX_ADDR: cannot listen on %q: %v%s", cfg.SandboxAddr, err, hint)}
+	}
+	sb := newSandbox(sandbox.Config{ClientID: sandbox.DefaultClientID, ClientSecret: embeddedQ2Secret}, helixsandbox.DefaultKey, embeddedHelixSecret)
+	srv := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
+}
+
+// productTargets is, for the start line, each product's targets in order
+// with the host each calls: "q2 api.q2.example, helix helix.example". In
+// demo mode every target calls the sandbox at sandboxBase. Hosts only:
+// never a path, a user or a password.
+func productTargets(cfg *config, sandboxBase string) map[string]string {
+	hosts := map[string]string{
+		products.TargetQ2: hostOf(cfg.Q2BaseURL), products.TargetQBD: hostOf(cfg.QBDBaseURL), products.TargetHelix: hostOf(cfg.HelixBaseURL),
+	}
+	out := make(map[string]string, len(cfg.Catalog.Products))
+	for _, p := range cfg.Catalog.Products {
+		parts := make([]string, len(p.Targets))
+		for i, t := range p.Targets {
+			host := hosts[t]
+			if sandboxBase != "" {
+				host = hostOf(sandboxBase)
+			}
+			parts[i] = t + " " + host
+		}
+		out[p.Name] = strings.Join(parts, ", ")
+	}
+	return out
+}
+
+// hostOf is the host[:port] of a base URL.
+func hostOf(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 // outsideTransport is http.DefaultTransport's settings with as many idle

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/banking-marketplace/webhook/internal/events"
@@ -125,11 +126,13 @@ func TestReadAPI(t *testing.T) {
 	}
 }
 
-// Without API_TOKENS the read API does not exist.
+// Without API_TOKENS the read API does not exist, and its 404 says which
+// setting turns it on (issue 21: it said "no such route").
 func TestReadAPIOffWithoutTokens(t *testing.T) {
 	t.Parallel()
 	svc := startService(t, map[string]string{"WEBHOOK_AUTH": "none"})
-	if code, _ := apiGet(t, svc.url+"/v1/subscriptions/x", apiToken); code != 404 {
-		t.Errorf("GET /v1/subscriptions/x without API_TOKENS: %d, want 404", code)
+	code, doc := apiGet(t, svc.url+"/v1/subscriptions/x", apiToken)
+	if msg, _ := doc["message"].(string); code != 404 || !strings.Contains(msg, "set API_TOKENS") {
+		t.Errorf("GET /v1/subscriptions/x without API_TOKENS: %d %v, want 404 naming API_TOKENS", code, doc)
 	}
 }

@@ -48,8 +48,9 @@ const (
 func TestSignatures(t *testing.T) {
 	t.Parallel()
 	redis := testredis.Start(t)
+	_, sandboxURL := startSandbox(t, sandbox.Config{})
 	// Two secrets configured: rotation without downtime.
-	svc := startService(t, map[string]string{"REDIS_URL": redis.URL(), "WEBHOOK_SECRETS": oldSecret + " " + newSecret})
+	svc := startService(t, with(q2Env(sandboxURL, redis.URL()), "WEBHOOK_AUTH", "signature", "WEBHOOK_SECRETS", oldSecret+" "+newSecret))
 	url := svc.url + "/marketplace/p"
 	body := readFixture(t, "subscription-order.json")
 	now := time.Now()
@@ -102,7 +103,8 @@ func TestSignatures(t *testing.T) {
 
 func TestBasicAuthMode(t *testing.T) {
 	t.Parallel()
-	svc := startService(t, map[string]string{"WEBHOOK_AUTH": "basic", "WEBHOOK_BASIC_AUTH": "market:pa55word"})
+	_, sandboxURL := startSandbox(t, sandbox.Config{})
+	svc := startService(t, with(q2Env(sandboxURL, miniRedisURL(t)), "WEBHOOK_AUTH", "basic", "WEBHOOK_BASIC_AUTH", "market:pa55word"))
 	body := readFixture(t, "subscription-order.json")
 	req := func(user, pass string) int {
 		r, _ := http.NewRequest(http.MethodPost, svc.url+"/marketplace/p", bytes.NewReader(body))
@@ -196,7 +198,8 @@ func TestLogsLeakNothing(t *testing.T) {
 // signed, and fails unsigned against a service that requires signatures.
 func TestReplayStory(t *testing.T) {
 	t.Parallel()
-	svc := startService(t, map[string]string{"WEBHOOK_SECRETS": newSecret})
+	_, sandboxURL := startSandbox(t, sandbox.Config{})
+	svc := startService(t, with(q2Env(sandboxURL, miniRedisURL(t)), "WEBHOOK_AUTH", "signature", "WEBHOOK_SECRETS", newSecret))
 	var out, errOut bytes.Buffer
 	err := run(context.Background(), []string{"replay", "--url", svc.url, "--secret", newSecret, "../../fixtures/story"},
 		func(string) string { return "" }, &out, &errOut)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,9 +14,6 @@ import (
 	"github.com/banking-marketplace/webhook/internal/handlers"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/metrics"
-	"github.com/banking-marketplace/webhook/internal/products"
-	"github.com/banking-marketplace/webhook/internal/signature"
-	"github.com/banking-marketplace/webhook/internal/store"
 )
 
 // serve runs the receiver until ctx ends, then drains: it stops accepting,
@@ -28,16 +24,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	auth, err := authenticator(cfg)
-	if err != nil {
-		return err
-	}
-	catalog := products.Default(cfg.CancelDeletes)
-	if cfg.ProductsFile != "" {
-		if catalog, err = products.Load(cfg.ProductsFile); err != nil {
-			return &configError{msg: err.Error()}
-		}
-	}
+	auth := authenticator(cfg)
+	catalog := cfg.Catalog
 	log := newLogger(stdout, cfg.LogLevel, cfg.LogFormat)
 	defer func() { _ = log.Sync() }()
 	for _, w := range cfg.warnings() {
@@ -53,17 +41,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// ping's failure is about to be said once, as the error.
 	setGoRedisLogger(log.Named("redis"))
 	unmute := muteGoRedis()
-	db, err := store.Open(startCtx, store.Options{
-		URL: cfg.RedisURL, MasterName: cfg.RedisSentinelMaster, Cluster: cfg.RedisCluster, Logger: log,
-		WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout,
-		OnError: m.RedisError,
-	})
+	db, err := openRedis(startCtx, cfg, log, m.RedisError)
 	unmute()
-	switch {
-	case errors.Is(err, store.ErrUnavailable):
-		return fmt.Errorf("opening redis: %w", err)
-	case err != nil: // a bad REDIS_URL or Redis setting
-		return &configError{msg: err.Error()}
+	if err != nil {
+		return err
 	}
 	defer db.Close()
 
@@ -74,17 +55,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer stopSandbox()
 	// Credentials an outside API refuses stop the start (exit 1); an API
 	// that does not answer is a warning, and /readyz shows its state.
-	outside := outsideMonitorFor(cfg, clients, log)
+	outside := outsideMonitorFor(cfg, clients, db, log)
 	if err := outside.start(ctx); err != nil {
 		return err
 	}
 	defer outside.watchInBackground(recheckEvery)()
 
-	switch {
-	case cfg.Auth == "none":
+	if cfg.Auth == "none" && !cfg.Demo { // demo mode's line says so
 		log.Warn("WEBHOOK_AUTH=none: requests are accepted without authentication")
-	case cfg.Auth == "signature" && len(cfg.Secrets) == 0:
-		log.Warn("sandbox mode without WEBHOOK_SECRETS: unsigned requests are accepted; set WEBHOOK_SECRETS to require signatures")
 	}
 
 	service, err := newService(cfg, catalog, clients, db, m, log)
@@ -102,7 +80,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}()
 	defer func() { stopSettler(); <-settlerDone }()
 	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL}, log)
-	handler := handlers.New(handlers.Config{
+	ls, err := listen(cfg, handlers.Config{
 		Receiver:    in,
 		Products:    catalog,
 		Reader:      db,
@@ -120,61 +98,42 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			if err := db.Ping(ctx); err != nil { // the detail names addresses: the log's, not the reply's
 				return &handlers.NotReadyError{Reason: "redis: unavailable", Cause: err}
 			}
+			outside.recheck(ctx) // Redis's eviction policy: "outside" and the log follow it
 			return nil
 		},
-	})
-
-	ln, err := net.Listen("tcp", cfg.Addr)
+	}, log)
 	if err != nil {
-		return &configError{msg: fmt.Sprintf("WEBHOOK_ADDR: cannot listen on %q: %v", cfg.Addr, err)}
+		return err
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second, // a backstop: the extension URL cuts bodies at 2 s itself
-		WriteTimeout:      cfg.ProcessTimeout + 15*time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    handlers.ServerMaxHeaderBytes, // above what the handler answers 431 to, in JSON
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
-		// Requests do not inherit ctx: the signal must not cancel their work.
-		BaseContext: func(net.Listener) context.Context { return context.Background() },
-	}
-	log.Info("listening", zap.String("addr", ln.Addr().String()), zap.String("version", versionString()),
-		zap.Bool("sandbox_mode", cfg.SandboxMode()), zap.Bool("embedded_redis", db.Embedded()), zap.String("auth", cfg.Auth))
+	addrs := ls.addrs()
+	log.Info("listening", append(addrs.logFields(), zap.String("version", versionString()),
+		zap.String("mode", cfg.mode()), zap.Bool("embedded_redis", db.Embedded()), zap.String("auth", cfg.Auth))...)
+	onListening(ctx)(addrs)
 
-	if err := serveUntil(ctx, srv, ln); err != nil {
+	if err := ls.serveUntil(ctx); err != nil {
 		return err
 	}
 
 	draining.Store(true)
 	log.Info("shutting down: /readyz answers 503, then in-flight requests drain",
 		zap.Duration("delay", cfg.ShutdownDelay), zap.Duration("timeout", cfg.ShutdownTimeout))
-	time.Sleep(cfg.ShutdownDelay) // let load balancers see /readyz fail before the listener closes
-	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Error("shutdown timed out; some requests were cut", zap.Error(err))
+	time.Sleep(cfg.ShutdownDelay) // let load balancers see /readyz fail before the listeners close
+	if err := ls.shutdown(cfg.ShutdownTimeout); err != nil {
+		log.Error("shutdown timed out; the requests still running were cut", zap.Error(err))
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	log.Info("stopped")
 	return nil
 }
 
-func authenticator(cfg *config) (handlers.Authenticator, error) {
-	switch cfg.Auth {
-	case "basic":
-		return handlers.Basic(cfg.BasicUser, cfg.BasicPass), nil
-	case "signature":
-		if len(cfg.Secrets) == 0 {
-			return nil, nil // sandbox mode only: loadConfig refuses it elsewhere
-		}
-		v, err := signature.NewVerifier(cfg.Secrets)
-		if err != nil {
-			return nil, &configError{msg: err.Error()}
-		}
-		return handlers.Signed(v), nil
+func authenticator(cfg *config) handlers.Authenticator {
+	switch {
+	case cfg.Auth == "basic":
+		return handlers.Basic(cfg.BasicUser, cfg.BasicPass)
+	case cfg.Auth == "signature" && cfg.Verifier != nil:
+		return handlers.Signed(cfg.Verifier)
 	}
-	return nil, nil
+	return nil // none, or signature in demo mode without secrets (loadConfig refuses it elsewhere)
 }
 
 // serveUntil serves ln until ctx ends (nil) or serving fails (the error).

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/logctx"
 )
 
 // errorHandler turns every error into a contract document: an *events.Error
@@ -42,10 +43,10 @@ func asEventsError(err error, c echo.Context) *events.Error {
 		switch he.Code {
 		case http.StatusNotFound:
 			return &events.Error{Status: he.Code, Code: events.ConfigurationError,
-				Message: "no such route: " + c.Request().Method + " " + c.Request().URL.Path}
+				Message: "no such route: " + logctx.Cut(c.Request().Method+" "+c.Request().URL.Path)}
 		case http.StatusMethodNotAllowed:
 			return &events.Error{Status: he.Code, Code: events.ConfigurationError,
-				Message: "method " + c.Request().Method + " is not allowed here"}
+				Message: "method " + logctx.Cut(c.Request().Method) + " is not allowed here"}
 		case http.StatusRequestEntityTooLarge:
 			return &events.Error{Status: he.Code, Code: events.InvalidResponse, Message: "the body is larger than 1 MiB"}
 		}

@@ -9,14 +9,31 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/logctx"
 )
 
 // deliveryLog is what a request to the extension URL adds to its log line,
 // as far as it got.
 type deliveryLog struct {
-	key, eventType, subscription, extension, product, outcome string
-	replayed                                                  bool
-	calls                                                     int // outside API calls, every attempt
+	webhookID, key, eventType, subscription, extension, product, outcome string
+	replayed                                                             bool
+	calls                                                                int // outside API calls, every attempt
+}
+
+// deliveryOf is the delivery log of a request to the extension URL, made
+// on first use from what the request says (its extension and webhook-id),
+// so that a request refused before the handler ran (431) has them too;
+// nil for other routes.
+func deliveryOf(c echo.Context) *deliveryLog {
+	if d, ok := c.Get(deliveryLogKey).(*deliveryLog); ok {
+		return d
+	}
+	if c.Path() != marketplaceRoute {
+		return nil
+	}
+	d := &deliveryLog{extension: c.Param("extension"), webhookID: c.Request().Header.Get("webhook-id")}
+	c.Set(deliveryLogKey, d)
+	return d
 }
 
 const (
@@ -32,8 +49,9 @@ func setReason(c echo.Context, err error) { c.Set(reasonKey, err.Error()) }
 // written the reply, so the line has the status really sent: method, route,
 // status, duration, request id; for a refusal its error code and a private
 // reason (the cause, never a secret or the body); for a delivery its key,
-// type, subscription, extension, outcome and Q2 calls. It never logs bodies
-// or headers. 2xx is info, other statuses warn, and a 5xx that is the
+// webhook-id (the id a marketplace's ticket quotes), type, subscription,
+// extension, outcome and outside calls, each value from the request cut to
+// logctx.MaxValue. It never logs bodies or other headers. 2xx is info, other statuses warn, and a 5xx that is the
 // service's own fault (UNKNOWN_ERROR) is an error; a probe answered 2xx is
 // debug.
 func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
@@ -62,17 +80,18 @@ func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
 				fields = append(fields, zap.String("reason", r))
 			}
 			msg := "request"
-			if d, ok := c.Get(deliveryLogKey).(*deliveryLog); ok {
+			if d := deliveryOf(c); d != nil {
 				msg = "delivery"
 				outcome := d.outcome
 				if outcome == "" {
 					outcome = string(code)
 				}
 				fields = append(fields,
-					zap.String("key", d.key),
+					logctx.String("webhook_id", d.webhookID),
+					logctx.String("key", d.key),
 					zap.String("event_type", d.eventType),
-					zap.String("subscription", d.subscription),
-					zap.String("extension", d.extension),
+					logctx.String("subscription", d.subscription),
+					logctx.String("extension", d.extension),
 					zap.String("product", d.product),
 					zap.String("outcome", outcome),
 					zap.Bool("replayed", d.replayed),

@@ -30,19 +30,14 @@ type marketplace struct {
 
 // receive is POST /marketplace/:extension. The order matters: nothing
 // scarce is held by a sender who has not finished sending and proved who
-// it is. The body is read under a deadline, a cap on readers and a memory
-// budget; the processing slot is taken only after authentication.
+// it is, and nothing about the request is looked up before that, so an
+// unauthenticated sender learns nothing (an unknown extension and a known
+// one answer the same 401). The body is read under a deadline, a cap on
+// readers and a memory budget (the signature covers it); the processing
+// slot is taken only after authentication.
 func (m *marketplace) receive(c echo.Context) error {
 	req := c.Request()
-	log := &deliveryLog{extension: c.Param("extension")}
-	c.Set(deliveryLogKey, log)
-	product, ok := m.products.Lookup(c.Param("extension"))
-	if !ok {
-		c.Response().Header().Set(echo.HeaderConnection, "close") // the body is not read
-		return &events.Error{Status: http.StatusNotFound, Code: events.ConfigurationError,
-			Message: "no product answers on extension " + strconv.Quote(c.Param("extension")) + "; check the products file (PRODUCTS_FILE)"}
-	}
-	log.product = product.Name
+	log := deliveryOf(c)
 	if err := checkContentType(req.Header.Get(echo.HeaderContentType)); err != nil {
 		c.Response().Header().Set(echo.HeaderConnection, "close") // the body is not read
 		return err
@@ -60,6 +55,12 @@ func (m *marketplace) receive(c echo.Context) error {
 		}
 	}
 	b.doneReading()
+	product, ok := m.products.Lookup(c.Param("extension"))
+	if !ok {
+		return &events.Error{Status: http.StatusNotFound, Code: events.ConfigurationError,
+			Message: "no product answers on extension " + strconv.Quote(logctx.Cut(c.Param("extension"))) + "; check the products file (PRODUCTS_FILE)"}
+	}
+	log.product = product.Name
 
 	// Most copies are byte-identical to an answered delivery: answer them
 	// from the stored outcome before any JSON work, without a processing
@@ -105,12 +106,12 @@ func (m *marketplace) receive(c echo.Context) error {
 		log.outcome = string(events.ConfigurationError)
 		return c.JSON(http.StatusOK, events.Failure(events.ConfigurationError, fmt.Sprintf(
 			"product_identifier %q is not the product of extension %q (%q, product_id %q)",
-			ev.ProductIdentifier, c.Param("extension"), product.Name, product.ProductID)))
+			ev.ProductIdentifier, logctx.Cut(c.Param("extension")), product.Name, product.ProductID)))
 	}
 	// Every log line of this delivery, the outside API calls' included,
-	// carries its request id, key and subscription.
+	// carries its request id, webhook-id, key and subscription.
 	ctx := logctx.With(req.Context(), zap.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
-		zap.String("key", key), zap.String("subscription", ev.SubscriptionID))
+		logctx.String("webhook_id", log.webhookID), logctx.String("key", key), logctx.String("subscription", ev.SubscriptionID))
 	reply, err := m.receiver.Receive(ctx, inbox.Delivery{Key: key, Fingerprint: fingerprint, Event: ev, Product: product.Name, CopyKey: copyKey})
 	if err != nil {
 		return err

@@ -223,6 +223,13 @@ func (a *readAPI) unavailable(c echo.Context, err error) error {
 	return apiError(c, http.StatusServiceUnavailable, "the record store is unavailable; try again shortly")
 }
 
+// readAPIOff answers every /v1 path when API_TOKENS is empty: the read API
+// is off, and the reply says which setting turns it on rather than "no
+// such route".
+func readAPIOff(c echo.Context) error {
+	return apiError(c, http.StatusNotFound, "the read API is off: set API_TOKENS (space-separated bearer tokens, at least 16 characters each) to turn it on")
+}
+
 func apiError(c echo.Context, status int, message string) error {
 	return c.JSON(status, map[string]string{"message": message})
 }

@@ -1,14 +1,18 @@
-// Package handlers is the HTTP side of the service (echo): the marketplace
-// extension URL and the health routes. It reads the raw body under the
-// limits of hostile traffic (size, deadline, readers, memory), checks who
-// sent it, takes a processing slot, computes the delivery key, decodes the
-// event and hands it to the inbox; then it writes the reply document. It
-// decides no business outcome, every error it meets becomes a contract
-// document in one place (errorHandler), and every request is one log line
-// with the status really sent (requestLogger).
+// Package handlers is the HTTP side of the service (echo). The public
+// routes are the marketplace extension URL; the ops routes are the probes,
+// /metrics, the read API and the routes the wiring adds (New serves both
+// on one listener, Split on two). On the extension URL it reads the raw
+// body under the limits of hostile traffic (size, deadline, readers,
+// memory), checks who sent it before anything about the request is looked
+// up, takes a processing slot, computes the delivery key, decodes the event
+// and hands it to the inbox; then it writes the reply document. Every
+// error it meets becomes a contract document in one place (errorHandler),
+// and every request is one log line with the status really sent
+// (requestLogger).
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +23,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"go.uber.org/zap"
 
+	"github.com/banking-marketplace/webhook/docs"
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/products"
@@ -53,12 +58,13 @@ type Config struct {
 	Receiver  Receiver
 	Products  Products                        // the product of each extension; nil: one product on every extension
 	Reader    Reader                          // the read API's records; with APITokens
-	APITokens []string                        // bearer tokens of the read API (/v1/...); none: its routes answer 404
+	APITokens []string                        // bearer tokens of the read API (/v1/...); none: its routes answer 404 naming API_TOKENS
 	Auth      Authenticator                   // nil accepts every request (WEBHOOK_AUTH=none)
 	Ready     func(ctx context.Context) error // nil: always ready; see NotReadyError
 	Logger    *zap.Logger
 	Observer  Observer     // told of every delivery and processing slot; nil: nobody
 	Metrics   http.Handler // served at GET /metrics; nil: no such route
+	OpsRoutes []Route      // more routes beside /metrics (the console, /openapi.yaml)
 
 	MaxInFlight     int           // authenticated deliveries processed at once; 0 = 256
 	MaxBodyReaders  int           // requests reading their bodies at once; 0 = DefaultMaxBodyReaders
@@ -89,15 +95,52 @@ func (e *NotReadyError) Error() string {
 
 func (e *NotReadyError) Unwrap() error { return e.Cause }
 
-// New returns the service's HTTP handler. Serve it with an http.Server
-// whose MaxHeaderBytes is ServerMaxHeaderBytes, so that every header limit
-// is answered by this handler in JSON.
+// Route is an ops route that the wiring adds beside the built-in ones
+// (the console, /openapi.yaml): it is served where /metrics is, on the ops
+// listener when there is one.
+type Route struct {
+	Method  string // "" for GET
+	Path    string // an echo path: "/openapi.yaml", "/console/*"
+	Handler http.Handler
+}
+
+// New returns the service's HTTP handler with every route, for one
+// listener (OPS_ADDR empty). Serve it with an http.Server whose
+// MaxHeaderBytes is ServerMaxHeaderBytes, so that every header limit is
+// answered by this handler in JSON.
 func New(cfg Config) *echo.Echo {
 	e, _ := newHandler(cfg)
 	return e
 }
 
+// Split returns the handlers of two listeners (OPS_ADDR set): public
+// serves only the marketplace routes, and every other path is 404 there;
+// ops serves the rest (probes, metrics, the read API, cfg.OpsRoutes). They
+// share the processing slots and body limits. Serve both as New says.
+func Split(cfg Config) (public, ops *echo.Echo) {
+	s := newServer(cfg)
+	public, ops = s.echo(), s.echo()
+	s.publicRoutes(public)
+	s.opsRoutes(ops)
+	return public, ops
+}
+
+// newHandler is New, with the marketplace for tests that look inside.
 func newHandler(cfg Config) (*echo.Echo, *marketplace) {
+	s := newServer(cfg)
+	e := s.echo()
+	s.publicRoutes(e)
+	s.opsRoutes(e)
+	return e, s.m
+}
+
+// server is what the routes of both listeners share.
+type server struct {
+	cfg Config
+	m   *marketplace
+}
+
+func newServer(cfg Config) *server {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 256
 	}
@@ -119,58 +162,90 @@ func newHandler(cfg Config) (*echo.Echo, *marketplace) {
 	if cfg.Observer == nil {
 		cfg.Observer = nobody{}
 	}
-	e := echo.New()
-	e.HideBanner = true
-	e.HidePort = true
-	e.HTTPErrorHandler = errorHandler(cfg.Logger)
-	e.Use(
-		middleware.RequestID(),
-		requestLogger(cfg.Logger, cfg.Observer),
-		// The panic becomes the request's error, so that its log line says so.
-		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true, DisableErrorHandler: true}),
-		limitHeaders(MaxHeaderBytes, MaxHeaderFields),
-	)
-
-	m := &marketplace{
+	return &server{cfg: cfg, m: &marketplace{
 		receiver: cfg.Receiver,
 		products: cfg.Products,
 		auth:     cfg.Auth,
 		bodies:   newBodies(cfg.MaxBodyReaders, cfg.BodyMemory, cfg.BodyReadTimeout),
 		inFlight: newSlots(cfg.MaxInFlight),
 		obs:      cfg.Observer,
+	}}
+}
+
+// echo is a handler with no routes yet and the middleware every route has:
+// request ids, one log line per request, panics as errors, header limits,
+// and every error as a contract document.
+func (s *server) echo() *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(s.cfg.Logger)
+	e.Use(
+		middleware.RequestID(),
+		requestLogger(s.cfg.Logger, s.cfg.Observer),
+		// The panic becomes the request's error, so that its log line says so.
+		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true, DisableErrorHandler: true}),
+		limitHeaders(MaxHeaderBytes, MaxHeaderFields),
+	)
+	return e
+}
+
+// marketplaceRoute is the extension URL.
+const marketplaceRoute = "/marketplace/:extension"
+
+// publicRoutes are the routes the marketplaces call.
+func (s *server) publicRoutes(e *echo.Echo) {
+	e.POST(marketplaceRoute, s.m.receive)
+}
+
+// opsRoutes are the routes of operators, orchestrators and bank
+// extensions: one line each.
+func (s *server) opsRoutes(e *echo.Echo) {
+	e.GET("/healthz", healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/openapi.yaml", openAPI) // docs/openapi.yaml: every route, for clients and tests
+	if s.cfg.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(s.cfg.Metrics))
 	}
-	e.POST("/marketplace/:extension", m.receive)
-	if len(cfg.APITokens) > 0 && cfg.Reader != nil {
-		newReadAPI(cfg.Reader, cfg.APITokens, cfg.Logger).routes(e)
+	if len(s.cfg.APITokens) > 0 && s.cfg.Reader != nil {
+		newReadAPI(s.cfg.Reader, s.cfg.APITokens, s.cfg.Logger).routes(e)
+	} else {
+		e.Any("/v1", readAPIOff)
+		e.Any("/v1/*", readAPIOff)
 	}
-	if cfg.Metrics != nil {
-		e.GET("/metrics", echo.WrapHandler(cfg.Metrics))
+	for _, r := range s.cfg.OpsRoutes {
+		e.Add(cmp.Or(r.Method, http.MethodGet), r.Path, echo.WrapHandler(r.Handler))
 	}
-	e.GET("/healthz", func(c echo.Context) error {
-		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
-	})
-	e.GET("/readyz", func(c echo.Context) error {
-		body := map[string]any{"status": "ready"}
-		if cfg.Outside != nil {
-			body["outside"] = cfg.Outside()
-		}
-		if cfg.Ready != nil {
-			ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
-			defer cancel()
-			if err := cfg.Ready(ctx); err != nil {
-				reason := "unavailable"
-				var nr *NotReadyError
-				if errors.As(err, &nr) {
-					reason = nr.Reason
-				}
-				setReason(c, err)
-				body["status"], body["reason"] = "unavailable", reason
-				return c.JSON(http.StatusServiceUnavailable, body)
+}
+
+func openAPI(c echo.Context) error {
+	return c.Blob(http.StatusOK, "application/yaml", docs.OpenAPI)
+}
+
+func healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *server) readyz(c echo.Context) error {
+	body := map[string]any{"status": "ready"}
+	if s.cfg.Outside != nil {
+		body["outside"] = s.cfg.Outside()
+	}
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			reason := "unavailable"
+			var nr *NotReadyError
+			if errors.As(err, &nr) {
+				reason = nr.Reason
 			}
+			setReason(c, err)
+			body["status"], body["reason"] = "unavailable", reason
+			return c.JSON(http.StatusServiceUnavailable, body)
 		}
-		return c.JSON(http.StatusOK, body)
-	})
-	return e, m
+	}
+	return c.JSON(http.StatusOK, body)
 }
 
 // The header limits. net/http answers requests whose headers exceed its

@@ -72,16 +72,17 @@ func WithRetry(maxAttempts int, baseDelay, maxDelay time.Duration) Option {
 	}
 }
 
-// New returns a client for Helix at baseURL (HELIX_BASE_URL, such as
+// New returns a client for Helix at baseURL (such as
 // https://sandbox-api.helix.q2.com), an absolute http or https URL without
-// credentials in it.
+// credentials in it. Its errors name the argument, not a setting: the
+// caller knows where the value came from.
 func New(baseURL string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("helixclient: HELIX_BASE_URL must be an absolute http or https URL, such as https://sandbox-api.helix.q2.com")
+		return nil, errors.New("helixclient: the base URL must be an absolute http or https URL, such as https://sandbox-api.helix.q2.com")
 	}
 	if u.User != nil {
-		return nil, errors.New("helixclient: HELIX_BASE_URL must not hold credentials; set HELIX_API_KEY and HELIX_API_SECRET")
+		return nil, errors.New("helixclient: the base URL must not hold credentials; give them with WithCredentials")
 	}
 	c := &Client{base: u, cfg: httpcall.Config{
 		System: "helix", BaseURL: u, UserAgent: userAgent, MaxBody: maxBody, MaxErrorBody: maxErrorBody,
@@ -93,7 +94,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		o(c)
 	}
 	if c.basic && (c.key == "" || c.secret == "") {
-		return nil, errors.New("helixclient: HELIX_API_KEY and HELIX_API_SECRET must both be set")
+		return nil, errors.New("helixclient: the API key and the API secret must both be set")
 	}
 	if c.core, err = httpcall.New(c.cfg); err != nil {
 		return nil, fmt.Errorf("helixclient: %w", err)

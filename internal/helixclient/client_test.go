@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,13 +69,13 @@ func TestNew(t *testing.T) {
 		opts []Option
 		want string
 	}{
-		{"", nil, "HELIX_BASE_URL"},
-		{"sandbox-api.helix.q2.com", nil, "HELIX_BASE_URL"},
-		{"ftp://helix.example.com", nil, "HELIX_BASE_URL"},
-		{"https://", nil, "HELIX_BASE_URL"},
+		{"", nil, "base URL"},
+		{"sandbox-api.helix.q2.com", nil, "base URL"},
+		{"ftp://helix.example.com", nil, "base URL"},
+		{"https://", nil, "base URL"},
 		{"https://key:pw@helix.example.com", nil, "must not hold credentials"},
-		{"https://helix.example.com", []Option{WithCredentials("key", "")}, "HELIX_API_SECRET"},
-		{"https://helix.example.com", []Option{WithCredentials("", "pw")}, "HELIX_API_KEY"},
+		{"https://helix.example.com", []Option{WithCredentials("key", "")}, "API secret"},
+		{"https://helix.example.com", []Option{WithCredentials("", "pw")}, "API key"},
 		{"https://helix.example.com", []Option{WithHTTPClient(nil)}, "WithHTTPClient"},
 		{"https://helix.example.com", []Option{WithLogger(nil)}, "WithLogger"},
 		{"https://helix.example.com", []Option{WithRetry(0, 0, 0)}, "WithRetry"},
@@ -82,7 +83,7 @@ func TestNew(t *testing.T) {
 	} {
 		t.Run(tc.url+"/"+tc.want, func(t *testing.T) {
 			_, err := New(tc.url, tc.opts...)
-			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "pw") {
+			if err == nil || !strings.Contains(err.Error(), tc.want) || envName.MatchString(err.Error()) || strings.Contains(err.Error(), "pw") {
 				t.Errorf("New(%q) = %v, want an error naming %s and no secret", tc.url, err, tc.want)
 			}
 		})
@@ -573,3 +574,7 @@ func TestThrottleWait(t *testing.T) {
 		}
 	}
 }
+
+// envName is an environment variable's name: the library takes values,
+// and the wiring that read them names the setting.
+var envName = regexp.MustCompile(`\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b`)

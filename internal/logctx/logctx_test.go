@@ -1,11 +1,18 @@
 package logctx
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/banking-marketplace/webhook/internal/logctx/logtest"
 )
 
 func TestFieldsFollowTheContext(t *testing.T) {
@@ -25,5 +32,97 @@ func TestFieldsFollowTheContext(t *testing.T) {
 	}
 	if len(entries[1].Context) != 0 {
 		t.Errorf("a context without fields added %v", entries[1].Context)
+	}
+}
+
+// jsonLogger writes JSON lines, as the service does, into a buffer.
+func jsonLogger() (*zap.Logger, *bytes.Buffer) {
+	var buf bytes.Buffer
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(&buf), zap.DebugLevel)), &buf
+}
+
+// Issue 21: the use cases log "key" and "subscription" that the context
+// carries too, and the JSON line had each twice. The line's own field
+// replaces the context's, wherever it comes from.
+func TestNoKeyTwice(t *testing.T) {
+	t.Parallel()
+	ctx := With(context.Background(), zap.String("request_id", "r1"), zap.String("key", "id:ctx"), zap.String("subscription", "s-ctx"))
+	ctx = With(ctx, zap.String("key", "id:again")) // With replaces, too
+	tests := []struct {
+		name string
+		log  func(l *zap.Logger)
+		want map[string]any
+	}{
+		{"the call's field", func(l *zap.Logger) { l.Warn("m", zap.String("key", "id:call")) },
+			map[string]any{"request_id": "r1", "key": "id:call", "subscription": "s-ctx"}},
+		{"the same value again", func(l *zap.Logger) { l.Warn("m", zap.String("subscription", "s-ctx"), zap.Int("n", 1)) },
+			map[string]any{"request_id": "r1", "key": "id:again", "subscription": "s-ctx", "n": 1.0}},
+		{"With on the logger", func(l *zap.Logger) {
+			l.With(zap.String("subscription", "s-with")).Info("m", zap.String("target", "q2"))
+		},
+			map[string]any{"request_id": "r1", "key": "id:again", "subscription": "s-with", "target": "q2"}},
+		{"twice in the call", func(l *zap.Logger) { l.Info("m", zap.String("target", "a"), zap.String("target", "b")) },
+			map[string]any{"request_id": "r1", "key": "id:again", "subscription": "s-ctx", "target": "b"}},
+		{"a namespace keeps its own keys", func(l *zap.Logger) { l.Info("m", zap.Namespace("call"), zap.String("key", "inner")) },
+			map[string]any{"request_id": "r1", "key": "id:again", "subscription": "s-ctx", "call": map[string]any{"key": "inner"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			base, buf := jsonLogger()
+			tt.log(Logger(ctx, base))
+			line := bytes.TrimSpace(buf.Bytes())
+			if err := logtest.CheckLine(line); err != nil {
+				t.Fatalf("%v: %s", err, line)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(line, &got); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tt.want {
+				if w, _ := json.Marshal(v); !bytes.Equal(must(json.Marshal(got[k])), w) {
+					t.Errorf("%s = %v, want %v in %s", k, got[k], v, line)
+				}
+			}
+		})
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func TestCut(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 8192)
+	tests := []struct {
+		name, in string
+		want     string // "" : as given
+	}{
+		{name: "short", in: "my-product"},
+		{name: "the longest valid key", in: "id:" + strings.Repeat("k", 256)},
+		{name: "exactly the limit", in: strings.Repeat("a", MaxValue)},
+		{name: "8 KB", in: long, want: strings.Repeat("x", MaxValue) + "…(8192 bytes)"},
+		{name: "cut inside a character", in: strings.Repeat("a", MaxValue-1) + "é" + long, want: strings.Repeat("a", MaxValue-1) + "…(8493 bytes)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			want := tt.want
+			if want == "" {
+				want = tt.in
+			}
+			got := Cut(tt.in)
+			if got != want {
+				t.Errorf("Cut = %q (%d bytes), want %q", got[:min(len(got), 40)], len(got), want[:min(len(want), 40)])
+			}
+			if !utf8.ValidString(got) {
+				t.Error("Cut made invalid UTF-8")
+			}
+		})
 	}
 }

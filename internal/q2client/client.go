@@ -78,12 +78,13 @@ func WithRetry(maxAttempts int, baseDelay, maxDelay time.Duration) Option {
 // WithLogger logs retries and token refreshes (default: no logging).
 func WithLogger(l *zap.Logger) Option { return func(c *Client) { c.cfg.Logger = l } }
 
-// New returns a client for the Q2 API at baseURL (the Q2_BASE_URL setting),
-// an absolute http or https URL.
+// New returns a client for the Q2 API at baseURL, an absolute http or https
+// URL. Its errors name the argument, not a setting: the caller knows where
+// the value came from.
 func New(baseURL string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("q2client: Q2_BASE_URL must be an absolute http or https URL, such as https://q2.example.com")
+		return nil, errors.New("q2client: the base URL must be an absolute http or https URL, such as https://q2.example.com")
 	}
 	c := &Client{base: u, version: "v2", cfg: httpcall.Config{
 		System: "q2", BaseURL: u, UserAgent: userAgent, MaxBody: maxBody, MaxErrorBody: maxErrorBody,
@@ -98,7 +99,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("q2client: API version %q must be one path segment, such as v2", c.version)
 	}
 	if c.creds != nil && (c.creds.id == "" || c.creds.secret == "") {
-		return nil, errors.New("q2client: Q2_CLIENT_ID and Q2_CLIENT_SECRET must both be set")
+		return nil, errors.New("q2client: the client id and the client secret must both be set")
 	}
 	if c.core, err = httpcall.New(c.cfg); err != nil {
 		return nil, fmt.Errorf("q2client: %w", err)

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,18 +91,18 @@ func TestNew(t *testing.T) {
 		opts []Option
 		want string
 	}{
-		{"", nil, "Q2_BASE_URL"},
-		{"q2.example.com", nil, "Q2_BASE_URL"},
-		{"ftp://q2.example.com", nil, "Q2_BASE_URL"},
-		{"https://", nil, "Q2_BASE_URL"},
-		{"https://user:pw@%zz", nil, "Q2_BASE_URL"},
-		{"https://q2.example.com", []Option{WithCredentials("id", "")}, "Q2_CLIENT_SECRET"},
+		{"", nil, "base URL"},
+		{"q2.example.com", nil, "base URL"},
+		{"ftp://q2.example.com", nil, "base URL"},
+		{"https://", nil, "base URL"},
+		{"https://user:pw@%zz", nil, "base URL"},
+		{"https://q2.example.com", []Option{WithCredentials("id", "")}, "client secret"},
 		{"https://q2.example.com", []Option{WithAPIVersion("v2/x")}, "API version"},
 		{"https://q2.example.com", []Option{WithRetry(0, 0, 0)}, "WithRetry"},
 		{"https://q2.example.com", []Option{WithHTTPClient(nil)}, "WithHTTPClient"},
 	} {
 		_, err := New(tc.url, tc.opts...)
-		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "pw") {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || envName.MatchString(err.Error()) || strings.Contains(err.Error(), "pw") {
 			t.Errorf("New(%q) = %v, want an error naming %s", tc.url, err, tc.want)
 		}
 	}
@@ -722,3 +723,7 @@ func TestNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// envName is an environment variable's name: the library takes values,
+// and the wiring that read them names the setting.
+var envName = regexp.MustCompile(`\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b`)

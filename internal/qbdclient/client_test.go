@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -65,15 +66,15 @@ func TestNew(t *testing.T) {
 		opts []Option
 		want string
 	}{
-		{"", nil, "QBD_BASE_URL"},
-		{"qbd.example.com", nil, "QBD_BASE_URL"},
-		{"ftp://qbd.example.com", nil, "QBD_BASE_URL"},
-		{"https://", nil, "QBD_BASE_URL"},
+		{"", nil, "base URL"},
+		{"qbd.example.com", nil, "base URL"},
+		{"ftp://qbd.example.com", nil, "base URL"},
+		{"https://", nil, "base URL"},
 		{"https://qbd.example.com?x=1", nil, "no query"},
 		{"https://qbd.example.com/qbdconnect-api/v1", nil, "part before"},
-		{"https://qbd.example.com", []Option{WithAPIVersion("")}, "QBD_API_VERSION"},
-		{"https://qbd.example.com", []Option{WithAPIVersion("v1/x")}, "QBD_API_VERSION"},
-		{"https://qbd.example.com", []Option{WithToken("a\nb")}, "QBD_TOKEN"},
+		{"https://qbd.example.com", []Option{WithAPIVersion("")}, "API version"},
+		{"https://qbd.example.com", []Option{WithAPIVersion("v1/x")}, "API version"},
+		{"https://qbd.example.com", []Option{WithToken("a\nb")}, "token"},
 		{"https://qbd.example.com", []Option{WithHTTPClient(nil)}, "WithHTTPClient"},
 		{"https://qbd.example.com", []Option{WithLogger(nil)}, "WithLogger"},
 		{"https://qbd.example.com", []Option{WithRetry(0, 0, 0)}, "WithRetry"},
@@ -81,7 +82,7 @@ func TestNew(t *testing.T) {
 	} {
 		t.Run(tc.url+tc.want, func(t *testing.T) {
 			_, err := New(tc.url, tc.opts...)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
+			if err == nil || !strings.Contains(err.Error(), tc.want) || envName.MatchString(err.Error()) {
 				t.Errorf("New(%q) = %v, want an error naming %s", tc.url, err, tc.want)
 			}
 		})
@@ -492,3 +493,7 @@ func TestNoRedirect(t *testing.T) {
 		}
 	})
 }
+
+// envName is an environment variable's name: the library takes values,
+// and the wiring that read them names the setting.
+var envName = regexp.MustCompile(`\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b`)

@@ -20,7 +20,8 @@ import (
 
 // These tests run real redis-server processes (a master, replicas and a
 // Sentinel) on loopback ports, because WAIT and failover exist only there:
-// miniredis has neither. They skip where redis-server is not installed.
+// miniredis has neither. They skip where redis-server is not installed, and
+// fail then under CI=true.
 
 // loadAccount is account i of a load: its own subscription and identifier.
 func loadAccount(i int) events.Account {
@@ -154,19 +155,24 @@ func TestWaitReplicasWithReplica(t *testing.T) {
 	ctx := ctxT(t)
 	master := startRedisServer(t, "", "--repl-diskless-sync-delay", "0")
 	replica := startReplica(ctx, t, master.port)
+	// The wait that succeeds returns as soon as the replica acknowledges:
+	// its timeout is long, so that a loaded machine (the race detector, a
+	// shared CI runner) does not turn a late acknowledgement into a
+	// failure. The one that fails waits its whole timeout: short.
 	tests := []struct {
 		name    string
 		wait    int
+		timeout time.Duration
 		wantErr bool
 	}{
-		{name: "wait for one", wait: 1},
-		{name: "wait for two", wait: 2, wantErr: true},
+		{name: "wait for one", wait: 1, timeout: 2 * time.Second},
+		{name: "wait for two", wait: 2, timeout: 100 * time.Millisecond, wantErr: true},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := openTest(t, Options{URL: "redis://127.0.0.1:" + master.port + "/0",
-				WaitReplicas: tc.wait, WaitTimeout: 100 * time.Millisecond})
+				WaitReplicas: tc.wait, WaitTimeout: tc.timeout})
 			ctx := ctxT(t)
 			a := loadAccount(i)
 			token, unlock, err := r.Lock(ctx, a.SubscriptionID, testLease, 0)

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
 // redisServer is a redis-server process the test owns.
@@ -18,7 +20,7 @@ type redisServer struct {
 // startRedisServer starts redis-server on port (a free one when empty),
 // without persistence, with args appended (for example "--replicaof", host,
 // port), and waits until it accepts connections. The test skips where
-// redis-server is not installed.
+// redis-server is not installed (fails under CI=true).
 func startRedisServer(t *testing.T, port string, args ...string) *redisServer {
 	t.Helper()
 	if port == "" {
@@ -32,14 +34,11 @@ func startRedisServer(t *testing.T, port string, args ...string) *redisServer {
 
 // startRedisProcess runs redis-server with args, kills it at the end of the
 // test, and waits until port accepts connections. It skips the test where
-// redis-server is not installed.
+// redis-server is not installed, and fails it then under CI=true
+// (testredis.Binary).
 func startRedisProcess(t *testing.T, port string, args []string) *redisServer {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server not on PATH: skipping a test that needs a real Redis")
-	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(testredis.Binary(t), args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting redis-server: %v", err)
 	}

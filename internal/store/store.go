@@ -46,41 +46,85 @@ const (
 	dialerRetryWait = 50 * time.Millisecond
 )
 
-// Options configure Open. They come from the environment (see the comment
-// on each field); the flags of `webhook serve` override them.
+// Options configure Open. The package takes values: where they come from
+// (the service's REDIS_* settings) is the caller's business, and the
+// caller names them in its messages (see OptionError).
 type Options struct {
-	// URL is REDIS_URL: redis:// or rediss://, optionally with several
+	// URL is redis:// or rediss://, optionally with several
 	// comma-separated hosts (see parseURL). Empty starts an embedded
-	// miniredis, which keeps nothing across a restart.
+	// miniredis, which keeps nothing across a restart: the caller says so.
 	URL string
-	// MasterName is REDIS_SENTINEL_MASTER: when set, the URL's host(s) are
-	// Sentinels and the client follows the master they name.
+	// MasterName, when set, makes the URL's host(s) Sentinels and the
+	// client follows the master they name.
 	MasterName string
-	// Cluster is REDIS_CLUSTER=true: the URL's host(s) are cluster seed
-	// nodes. Several hosts without MasterName also mean Cluster (that is
-	// how go-redis's UniversalClient reads a list of addresses).
+	// Cluster makes the URL's host(s) cluster seed nodes. Several hosts
+	// without MasterName also mean Cluster (that is how go-redis's
+	// UniversalClient reads a list of addresses).
 	Cluster bool
 	// Prefix namespaces every key; DefaultPrefix when empty. Tests use a
 	// unique prefix each so that they never collide.
 	Prefix string
-	// Logger receives the embedded-mode warning and unlock failures; a nop
-	// logger when nil.
+	// Logger receives unlock failures; a nop logger when nil.
 	Logger *zap.Logger
-	// WaitReplicas is REDIS_WAIT_REPLICAS: after each account write, wait
-	// (Redis WAIT) until that many replicas have it, for up to WaitTimeout,
-	// before the write counts as done. Set to the number of replicas (all
-	// of them), it keeps an acknowledged account through a Sentinel
-	// failover; fewer does not, because a replica still attached to the
-	// old master acknowledges writes that the failover then drops (see
+	// WaitReplicas: after each account write, wait (Redis WAIT) until that
+	// many replicas have it, for up to WaitTimeout, before the write counts
+	// as done. Set to the number of replicas (all of them), it keeps an
+	// acknowledged account through a Sentinel failover; fewer does not,
+	// because a replica still attached to the old master acknowledges
+	// writes that the failover then drops (see
 	// TestSentinelFailoverKeepsAcknowledgedAccounts). 0 (the default) does
 	// not wait.
 	WaitReplicas int
-	// WaitTimeout is REDIS_WAIT_TIMEOUT, the longest WAIT; 500ms when zero.
+	// WaitTimeout is the longest WAIT; 500ms when zero.
 	WaitTimeout time.Duration
 	// OnError, when set, is told of every Redis command that failed
 	// (connection, timeout, server error; not "no such key"), by command
 	// name: for metrics.
 	OnError func(command string)
+}
+
+// OptionError is an Options field that Open refuses. Option is the
+// field's name (URL, MasterName, Cluster, WaitReplicas) and Problem says
+// what is wrong and the fix, without naming where the value came from: the
+// caller knows that and prefixes its own name for it.
+type OptionError struct {
+	Option  string
+	Problem string
+}
+
+func (e *OptionError) Error() string { return "redis " + e.Option + ": " + e.Problem }
+
+// Validate reports every field of o that Open would refuse, each an
+// *OptionError, joined (errors.Join); nil when o is good. It connects to
+// nothing, so a configuration can be checked whole before anything starts.
+func (o Options) Validate() error {
+	var errs []error
+	bad := func(option, format string, args ...any) {
+		errs = append(errs, &OptionError{Option: option, Problem: fmt.Sprintf(format, args...)})
+	}
+	if o.WaitReplicas < 0 {
+		bad("WaitReplicas", "is %d: use 0 (do not wait) or the number of replicas to wait for", o.WaitReplicas)
+	}
+	if o.Cluster && o.MasterName != "" {
+		bad("Cluster", "cannot be combined with a Sentinel master name: set one of them")
+	}
+	if o.URL == "" {
+		if o.MasterName != "" || o.Cluster {
+			bad("URL", "is empty, but Sentinel or Cluster is asked for: set the Sentinels' or the cluster nodes' addresses")
+		}
+		if o.WaitReplicas > 0 {
+			bad("WaitReplicas", "the embedded Redis (no URL) has no replicas: set the URL of a Redis with replicas, or wait for 0")
+		}
+		return errors.Join(errs...)
+	}
+	uo, err := parseURL(o.URL)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	if (o.Cluster || (len(uo.Addrs) > 1 && o.MasterName == "")) && uo.DB != 0 {
+		bad("URL", "selects database %d, but Redis Cluster has only database 0: drop the /%d path", uo.DB, uo.DB)
+	}
+	return errors.Join(errs...)
 }
 
 // errorHook tells onError of failed commands.
@@ -91,7 +135,7 @@ func (h errorHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h errorHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
+		if err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) && !isRefusedIntrospection(cmd, err) {
 			h.onError(cmd.Name())
 		}
 		return err
@@ -112,6 +156,15 @@ func (h errorHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 // failure.
 func isNoScript(err error) bool {
 	return strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// isRefusedIntrospection is a managed Redis refusing CONFIG or INFO (see
+// MaxmemoryPolicy): its answer, not a failure of Redis, so it does not
+// count in the metric of Redis errors that an alert watches.
+func isRefusedIntrospection(cmd redis.Cmder, err error) bool {
+	var rerr redis.Error
+	name := cmd.Name()
+	return (name == "config" || name == "info") && errors.As(err, &rerr)
 }
 
 // ErrNotReplicated means a write reached the master but not WaitReplicas
@@ -135,10 +188,13 @@ type Redis struct {
 
 // Open connects to Redis and pings it once, so that a wrong address is a
 // startup error rather than a 503 on the first delivery. An empty URL
-// starts an embedded miniredis on 127.0.0.1:0 and logs a warning that
-// nothing survives a restart. A bad URL is an error that names REDIS_URL
-// and the fix.
+// starts an embedded miniredis on 127.0.0.1:0. Options that Validate
+// refuses are its error; Redis refusing the URL's credentials is an
+// *AuthError; Redis not answering is ErrUnavailable.
 func Open(ctx context.Context, o Options) (*Redis, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
 	log := o.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -151,15 +207,9 @@ func Open(ctx context.Context, o Options) (*Redis, error) {
 	if r.waitTimeout <= 0 {
 		r.waitTimeout = 500 * time.Millisecond
 	}
-	if o.WaitReplicas < 0 {
-		return nil, fmt.Errorf("REDIS_WAIT_REPLICAS is %d: use 0 (do not wait) or the number of replicas to wait for", o.WaitReplicas)
-	}
 
 	var uo *redis.UniversalOptions
 	if o.URL == "" {
-		if o.MasterName != "" || o.Cluster {
-			return nil, errors.New("REDIS_URL is empty but REDIS_SENTINEL_MASTER or REDIS_CLUSTER is set: set REDIS_URL to the Sentinel or cluster node addresses, or unset them for the embedded Redis")
-		}
 		mini := miniredis.NewMiniRedis()
 		// miniredis expires keys only when its clock is advanced. Its
 		// ClockTTL does that on every command by walking every key, which
@@ -171,22 +221,13 @@ func Open(ctx context.Context, o Options) (*Redis, error) {
 		r.mini = mini
 		r.stopClock = advanceClock(mini, embeddedTick)
 		uo = &redis.UniversalOptions{Addrs: []string{mini.Addr()}}
-		log.Warn("REDIS_URL is not set: using an embedded in-process Redis; delivery records and accounts do not survive a restart",
-			zap.String("addr", mini.Addr()))
 	} else {
 		var err error
-		uo, err = parseURL(o.URL)
-		if err != nil {
-			return nil, err
+		if uo, err = parseURL(o.URL); err != nil {
+			return nil, err // Validate has said so; kept for safety
 		}
 		uo.MasterName = o.MasterName
 		uo.IsClusterMode = o.Cluster
-		if o.Cluster && o.MasterName != "" {
-			return nil, errors.New("REDIS_CLUSTER=true and REDIS_SENTINEL_MASTER are both set: set only one of them")
-		}
-		if (o.Cluster || (len(uo.Addrs) > 1 && o.MasterName == "")) && uo.DB != 0 {
-			return nil, fmt.Errorf("REDIS_URL selects database %d, but Redis Cluster has only database 0: drop the /%d path", uo.DB, uo.DB)
-		}
 	}
 	uo.DialTimeout = dialTimeout
 	uo.ReadTimeout = readTimeout
@@ -208,11 +249,47 @@ func Open(ctx context.Context, o Options) (*Redis, error) {
 		r.client.AddHook(errorHook{o.OnError})
 	}
 
-	if err := r.Ping(ctx); err != nil {
+	if err := r.client.Ping(ctx).Err(); err != nil {
 		_ = r.Close()
-		return nil, fmt.Errorf("connecting to redis at REDIS_URL (check the address and that Redis is up): %w", err)
+		if problem := authProblem(err); problem != "" {
+			return nil, &AuthError{Problem: problem, err: err}
+		}
+		return nil, fmt.Errorf("connecting to redis: %w", unavailable("ping", err))
 	}
 	return r, nil
+}
+
+// AuthError is Redis refusing the credentials of the URL at Open: the
+// password (or user) is missing or wrong.
+// A retry will not help; the URL must change. Neither Problem nor the
+// cause quote the password.
+type AuthError struct {
+	Problem string // what Redis said, in a few words
+	err     error
+}
+
+func (e *AuthError) Error() string {
+	return "redis refused the credentials: " + e.Problem + " (" + e.err.Error() + ")"
+}
+func (e *AuthError) Unwrap() error { return e.err }
+
+// authProblem says which credentials problem err is, or "" when it is
+// none. Redis answers NOAUTH when it wants a password it did not get, and
+// WRONGPASS (Redis 6+) or "invalid password" (older) for a wrong one. (A
+// password given to a Redis 6+ without one is accepted.)
+func authProblem(err error) string {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return ""
+	}
+	msg := rerr.Error()
+	switch {
+	case strings.HasPrefix(msg, "NOAUTH"):
+		return "Redis requires a password and none was given"
+	case strings.HasPrefix(msg, "WRONGPASS"), strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
+		return "the user or password is wrong"
+	}
+	return ""
 }
 
 // Embedded reports whether the store is the in-process miniredis, which

@@ -24,20 +24,31 @@ type backend struct {
 	mr *miniredis.Miniredis // nil on real Redis
 }
 
-// forEachBackend runs fn on miniredis always, and on a real Redis where
-// there is one (see newRealBackend). Each run has its own key prefix, so
-// tests and packages running in parallel never collide, and nothing is
-// flushed.
+// backends are the Redis deployments every store test runs on: miniredis,
+// one real redis-server, and a real three-master Redis Cluster (where a
+// script that touches keys of two slots fails with CROSSSLOT, which
+// miniredis's one-node cluster never does). The real ones skip where
+// redis-server is missing, and fail then under CI=true (testredis).
+var backends = []struct {
+	name string
+	open func(t testing.TB) *backend
+}{
+	{"miniredis", newMiniBackend},
+	{"redis", newRealBackend},
+	{"cluster", newClusterBackend},
+}
+
+// forEachBackend runs fn on each of backends. Each run has its own key
+// prefix, so tests and packages running in parallel never collide, and
+// nothing is flushed.
 func forEachBackend(t *testing.T, fn func(t *testing.T, b *backend)) {
 	t.Helper()
-	t.Run("miniredis", func(t *testing.T) {
-		t.Parallel()
-		fn(t, newMiniBackend(t))
-	})
-	t.Run("redis", func(t *testing.T) {
-		t.Parallel()
-		fn(t, newRealBackend(t))
-	})
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, be.open(t))
+		})
+	}
 }
 
 func newMiniBackend(t testing.TB) *backend {
@@ -59,6 +70,15 @@ func newRealBackend(t testing.TB) *backend {
 		o.Cluster = os.Getenv("REDIS_CLUSTER") == "true"
 	}
 	r := openTest(t, o)
+	t.Cleanup(func() { deletePrefix(t, r) })
+	return &backend{r: r}
+}
+
+// newClusterBackend opens a store on the three-master Redis Cluster that
+// the package's tests share (testredis.SharedClusterURL).
+func newClusterBackend(t testing.TB) *backend {
+	t.Helper()
+	r := openTest(t, Options{URL: testredis.SharedClusterURL(t), Cluster: true})
 	t.Cleanup(func() { deletePrefix(t, r) })
 	return &backend{r: r}
 }

@@ -11,7 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// parseURL turns REDIS_URL into go-redis UniversalOptions. It is written
+// parseURL turns Options.URL (the service's REDIS_URL) into go-redis
+// UniversalOptions. It is written
 // here rather than left to redis.ParseURL because that accepts one host
 // only, and Sentinel and Cluster need several:
 //
@@ -32,8 +33,8 @@ import (
 // Cluster has database 0 only.
 func parseURL(raw string) (*redis.UniversalOptions, error) {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("REDIS_URL is invalid: "+format+
-			": set it to redis://[user:password@]host:port[,host:port...][/db], rediss:// for TLS, or leave it empty for the embedded Redis", args...)
+		return &OptionError{Option: "URL", Problem: "is not valid: " + fmt.Sprintf(format, args...) +
+			"; use redis://[user:password@]host:port[,host:port...][/db], or rediss:// for TLS"}
 	}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {

@@ -35,17 +35,18 @@ type process struct {
 	err    error         // Wait's result, set before exited is closed
 }
 
-// startProcess starts bin on 127.0.0.1:port with its files in dir and waits
-// until it answers, as itself, on that port.
-func startProcess(bin, port, dir string) (*process, error) {
+// startProcess starts bin on 127.0.0.1:port with its files in dir, and
+// extra arguments, and waits until it answers, as itself, on that port.
+func startProcess(bin, port, dir string, extra ...string) (*process, error) {
 	p := &process{
 		bin:    bin,
 		addr:   net.JoinHostPort("127.0.0.1", port),
 		log:    filepath.Join(dir, "redis.log"),
 		exited: make(chan struct{}),
 	}
-	p.cmd = exec.Command(bin, "--bind", "127.0.0.1", "--port", port,
-		"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", p.log)
+	args := []string{"--bind", "127.0.0.1", "--port", port,
+		"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", p.log}
+	p.cmd = exec.Command(bin, append(args, extra...)...)
 	p.cmd.SysProcAttr = sysProcAttr()
 	started := make(chan error, 1)
 	go func() {
@@ -75,15 +76,21 @@ func startProcess(bin, port, dir string) (*process, error) {
 
 // startOnFreePort starts bin on a free loopback port, trying another port
 // when the one chosen was taken before redis-server could bind it.
-func startOnFreePort(bin, dir string) (*process, string, error) {
+func startOnFreePort(bin, dir string, extra ...string) (*process, string, error) {
+	return startOnPort(freePort, bin, dir, extra...)
+}
+
+// startOnPort starts bin on a port that pick chose, trying another when
+// it was taken before redis-server could bind it.
+func startOnPort(pick func() (string, error), bin, dir string, extra ...string) (*process, string, error) {
 	var err error
 	for range 3 {
 		var port string
-		if port, err = freePort(); err != nil {
+		if port, err = pick(); err != nil {
 			return nil, "", err
 		}
 		var p *process
-		if p, err = startProcess(bin, port, dir); err == nil {
+		if p, err = startProcess(bin, port, dir, extra...); err == nil {
 			return p, port, nil
 		}
 	}

@@ -10,15 +10,19 @@ import (
 	"testing"
 )
 
-// errNoMain reports SharedURL called in a package whose TestMain does not
-// call Main: nothing would stop the redis-server it starts.
-var errNoMain = errors.New("testredis: SharedURL needs the package's TestMain to call testredis.Main(m), which stops the redis-server it starts")
+// errNoMain reports SharedURL (or a skip) in a package whose TestMain does
+// not call Main: nothing would stop the redis-server it starts, or say how
+// many tests skipped.
+var errNoMain = errors.New("testredis: the package's TestMain must call testredis.Main(m), which stops the redis-server that SharedURL starts and says how many real-Redis tests skipped")
 
 // shared is the real Redis that the tests of this test binary share.
 var shared = &pool{getenv: os.Getenv, lookPath: exec.LookPath, out: os.Stderr}
 
-// Main runs the package's tests and then stops the redis-server that
-// SharedURL started for them, if any. Call it from TestMain:
+// Main runs the package's tests, stops the redis-server (and Cluster)
+// that SharedURL (SharedClusterURL) started for them, if any, and says in
+// one line how many real-Redis tests were skipped and why, if any were
+// (go test shows it with -v, on failure, or through .ci/testsummary). Call
+// it from TestMain:
 //
 //	func TestMain(m *testing.M) { testredis.Main(m) }
 func Main(m *testing.M) { os.Exit(shared.main(m)) }
@@ -27,7 +31,8 @@ func Main(m *testing.M) { os.Exit(shared.main(m)) }
 // share: REDIS_URL when it is set, else a redis-server that the first call
 // starts on a free loopback port, without persistence, and that Main stops
 // when the tests end. It skips t when REDIS_URL is unset and redis-server
-// is not on PATH, and fails it when redis-server does not start. The
+// is not on PATH (fails it under CI=true), and fails it when redis-server
+// does not start. The
 // choice is printed once to stderr (go test shows it with -v or on
 // failure). Tests sharing the server must keep to their own keys: it is
 // never flushed.
@@ -38,7 +43,7 @@ func SharedURL(t testing.TB) string {
 		t.Fatal(err)
 	}
 	if skip != "" {
-		t.Skip(skip)
+		missing(t, skip)
 	}
 	return url
 }
@@ -62,15 +67,27 @@ type pool struct {
 	err     error  // why they fail
 	proc    *process
 	dir     string
+
+	cluster clusterChoice // the shared Cluster, decided on first use
+	skips   skips         // tests skipped for want of a real Redis
 }
 
-// main runs m with p ready to start a redis-server, and stops it after.
+// main runs m with p ready to start a redis-server, stops it after, and
+// says how many tests skipped.
 func (p *pool) main(m interface{ Run() int }) int {
 	p.mu.Lock()
 	p.inMain = true
 	p.mu.Unlock()
+	defer p.skips.report(p.out)
 	defer p.stop()
 	return m.Run()
+}
+
+// running reports whether the tests run under main.
+func (p *pool) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inMain
 }
 
 // available reports whether get would give a URL, without starting a server.
@@ -109,8 +126,8 @@ func (p *pool) decide() string {
 	}
 	bin, err := p.lookPath("redis-server")
 	if err != nil {
-		p.skip = "REDIS_URL not set and redis-server not on PATH: skipping real-Redis tests"
-		return "testredis: " + p.skip + " (set REDIS_URL or install redis-server to run them)"
+		p.skip = noRedisServer // and REDIS_URL is not set
+		return ""              // main says how many tests this skipped
 	}
 	if p.dir, err = os.MkdirTemp("", "testredis-"); err != nil {
 		p.err = fmt.Errorf("testredis: a directory for redis-server: %w", err)
@@ -137,5 +154,6 @@ func (p *pool) stop() {
 		_ = os.RemoveAll(p.dir)
 		p.dir = ""
 	}
+	p.cluster.stop()
 	p.inMain = false
 }

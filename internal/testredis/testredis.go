@@ -3,12 +3,20 @@
 // not only on miniredis:
 //
 //   - SharedURL: one Redis for all the real-Redis tests of a test binary,
-//     REDIS_URL when it is set (CI), else a redis-server started on a free
+//     REDIS_URL when it is set, else a redis-server started on a free
 //     loopback port when one is on PATH, stopped by Main; tests skip when
 //     there is neither.
+//   - SharedClusterURL: one three-master Redis Cluster of redis-server
+//     processes for the test binary, stopped by Main.
 //   - Start: a Redis of the test's own that it can take down, bring back
 //     and empty: a redis-server process when one is on PATH, else an
 //     in-process miniredis.
+//   - Real and Binary: a redis-server of the test's own, or its path.
+//
+// Tests never pass by skipping in CI: with CI=true, a test that needs
+// redis-server fails when it is missing (and Start does not fall back to
+// miniredis). Elsewhere they skip, and Main says in one line per package
+// how many skipped and why.
 //
 // Servers run without persistence, bound to 127.0.0.1, and die with the
 // test binary.
@@ -40,10 +48,14 @@ type Server struct {
 var startNote sync.Once
 
 // Start returns a running Redis that t owns: a redis-server process when
-// redis-server is on PATH, else miniredis. It is stopped when t ends.
+// redis-server is on PATH, else miniredis (under CI=true, t fails instead).
+// It is stopped when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, ok := realAvailable()
+	if !ok && inCI(os.Getenv) {
+		t.Fatalf("testredis: %s, and CI=true: tests that take Redis down must run on redis-server in CI, not miniredis; install redis-server (apt-get install redis-server)", noRedisServer)
+	}
 	startNote.Do(func() {
 		if ok {
 			fmt.Fprintf(os.Stderr, "testredis: tests that take Redis down run on their own %s\n", bin)
@@ -63,14 +75,11 @@ func Start(t testing.TB) *Server {
 	return &Server{t: t, mini: m}
 }
 
-// Real returns a redis-server process that t owns, or skips t saying why.
+// Real returns a redis-server process that t owns, or skips t (fails it
+// under CI=true) when there is no redis-server.
 func Real(t testing.TB) *Server {
 	t.Helper()
-	bin, ok := realAvailable()
-	if !ok {
-		t.Skip("redis-server not on PATH: skipping real-Redis test")
-	}
-	return startReal(t, bin)
+	return startReal(t, Binary(t))
 }
 
 func realAvailable() (string, bool) {
