@@ -54,6 +54,7 @@ Commands:
   serve        run the receiver (the default; its settings: webhook serve --help)
   replay       send fixture files to a running receiver
   sandbox      run the sandbox alone: Q2, QBD Connect and Helix in memory (alias: q2-sandbox)
+  settle       run one settle pass now on the settle queue (or --subscription ID) and print what it did
   bench        the load benchmark against a floor server (see BENCHMARKS.md; run inside the repository)
   version      print the module version and the VCS revision it was built from
   help         print this list (also: webhook --help, webhook -h)
@@ -79,6 +80,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runReplay(ctx, args, getenv, stdout, stderr)
 	case "sandbox", "q2-sandbox":
 		return runSandbox(ctx, args, getenv, stdout, stderr)
+	case "settle":
+		return runSettle(ctx, args, getenv, stdout, stderr)
 	case "bench":
 		return loadtest.Run(ctx, args, stdout, stderr)
 	case "version":

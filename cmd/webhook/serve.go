@@ -14,7 +14,6 @@ import (
 	"github.com/banking-marketplace/webhook/internal/handlers"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/metrics"
-	"github.com/banking-marketplace/webhook/internal/provisioning"
 )
 
 // serve runs the receiver until ctx ends, then drains: it stops accepting,
@@ -66,19 +65,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Warn("WEBHOOK_AUTH=none: requests are accepted without authentication")
 	}
 
-	plans, err := plans(catalog, clients, cfg)
+	service, err := newService(cfg, catalog, clients, db, m, log)
 	if err != nil {
-		return &configError{msg: err.Error()}
+		return err
 	}
 	var draining atomic.Bool
-	service, err := provisioning.New(db, plans, provisioning.Config{
-		LockLease: inbox.Lease(cfg.ProcessTimeout),
-		LockWait:  cfg.ProcessTimeout / 3,
-		OnUndone:  m.StepUndone,
-	}, log)
-	if err != nil {
-		return &configError{msg: "PRODUCTS_FILE: " + err.Error()}
-	}
+	// Every replica works the settle queue: what a reply left unsettled,
+	// the settler finishes, whether or not the marketplace asks again.
+	settlerCtx, stopSettler := context.WithCancel(context.WithoutCancel(ctx))
+	settlerDone := make(chan struct{})
+	go func() {
+		defer close(settlerDone)
+		newSettler(cfg, db, service, log, m).Run(settlerCtx)
+	}()
+	defer func() { stopSettler(); <-settlerDone }()
 	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL}, log)
 	ls, err := listen(cfg, handlers.Config{
 		Receiver:    in,

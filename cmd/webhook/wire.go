@@ -6,10 +6,12 @@ import (
 	"github.com/banking-marketplace/webhook/internal/handlers"
 	"github.com/banking-marketplace/webhook/internal/helixclient"
 	"github.com/banking-marketplace/webhook/internal/inbox"
+	"github.com/banking-marketplace/webhook/internal/metrics"
 	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
 	"github.com/banking-marketplace/webhook/internal/q2client"
 	"github.com/banking-marketplace/webhook/internal/qbdclient"
+	"github.com/banking-marketplace/webhook/internal/settler"
 	"github.com/banking-marketplace/webhook/internal/store"
 	helixtarget "github.com/banking-marketplace/webhook/internal/target/helix"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
@@ -26,6 +28,11 @@ var (
 	_ handlers.Products     = (*products.Catalog)(nil)
 	_ q2target.API          = (*q2client.Client)(nil)
 	_ provisioning.Target   = (*q2target.Target)(nil)
+	_ provisioning.Observer = (*metrics.Metrics)(nil)
+	_ handlers.Reader       = (*store.Redis)(nil)
+	_ settler.Queue         = (*store.Redis)(nil)
+	_ settler.Settler       = (*provisioning.Service)(nil)
+	_ settler.Observer      = (*metrics.Metrics)(nil)
 )
 
 // targets are the clients of the outside systems products provision in.

@@ -309,6 +309,8 @@ func (fakeReader) Account(_ context.Context, sub string) (events.Account, error)
 
 func (fakeReader) AccountsOfUser(context.Context, int64) ([]events.Account, error) { return nil, nil }
 
+func (fakeReader) Unsettled(context.Context, int) ([]events.Account, error) { return nil, nil }
+
 func (fakeReader) Deliveries(context.Context, string) ([]events.DeliverySummary, error) {
 	return nil, nil
 }

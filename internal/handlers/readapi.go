@@ -20,6 +20,9 @@ import (
 type Reader interface {
 	Account(ctx context.Context, subscriptionID string) (events.Account, error)
 	AccountsOfUser(ctx context.Context, userID int64) ([]events.Account, error)
+	// Unsettled is the subscriptions whose intent is not settled yet,
+	// oldest first.
+	Unsettled(ctx context.Context, limit int) ([]events.Account, error)
 	Deliveries(ctx context.Context, subscriptionID string) ([]events.DeliverySummary, error)
 }
 
@@ -77,6 +80,26 @@ type subscriptionDoc struct {
 	AccountIdentifier string    `json:"account_identifier"`
 	Created           time.Time `json:"created"`
 	Updated           time.Time `json:"updated"`
+	// Intent is what the marketplace asked last (active, cancelled,
+	// refused), Settled whether every step is there yet; Steps say where
+	// each step stands in its outside system.
+	Intent  string    `json:"intent"`
+	Settled bool      `json:"settled"`
+	Steps   []stepDoc `json:"steps"`
+	// Unsettled: since when, why, and when the settler tries next.
+	UnsettledSince *time.Time `json:"unsettled_since,omitempty"`
+	Waiting        string     `json:"waiting,omitempty"`
+	NextAttempt    *time.Time `json:"next_attempt,omitempty"`
+}
+
+// stepDoc is one step of a subscription's plan: its outside system, its
+// state there, the id it has there, and its last failure.
+type stepDoc struct {
+	Target    string `json:"target"`
+	State     string `json:"state"` // pending, calling, live, undone, unknown
+	ID        string `json:"id,omitempty"`
+	Attempts  int    `json:"attempts,omitempty"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 type itemDoc struct {
@@ -86,10 +109,19 @@ type itemDoc struct {
 
 func subscriptionOf(a events.Account) subscriptionDoc {
 	d := subscriptionDoc{SubscriptionID: a.SubscriptionID, Product: a.Product, Status: strings.ToLower(string(a.Status)),
-		Edition: a.Edition, Items: []itemDoc{}, UserID: a.UserID, AccountIdentifier: a.AccountIdentifier,
-		Created: a.CreatedAt, Updated: a.UpdatedAt}
-	for _, it := range a.Items {
+		Edition: a.Intent.Edition, Items: []itemDoc{}, UserID: a.UserID, AccountIdentifier: a.AccountIdentifier,
+		Created: a.CreatedAt, Updated: a.UpdatedAt, Intent: string(a.Intent.State), Settled: a.Settled(), Steps: []stepDoc{}}
+	for _, it := range a.Intent.Items {
 		d.Items = append(d.Items, itemDoc{Unit: it.Unit, Quantity: int64(it.Quantity)})
+	}
+	for _, st := range a.Steps {
+		d.Steps = append(d.Steps, stepDoc{Target: st.Target, State: string(st.State), ID: st.ID, Attempts: st.Attempts, LastError: st.LastError})
+	}
+	if s := a.Settle; !s.Since.IsZero() {
+		d.UnsettledSince, d.Waiting = &s.Since, s.Waiting
+		if !s.Due.IsZero() {
+			d.NextAttempt = &s.Due
+		}
 	}
 	return d
 }
@@ -107,8 +139,27 @@ func (a *readAPI) subscription(c echo.Context) error {
 	return c.JSON(http.StatusOK, subscriptionOf(acct))
 }
 
-// subscriptionsOfUser is GET /v1/subscriptions?user_id=N[&product=NAME].
+// maxUnsettled bounds the unsettled list answered at once.
+const maxUnsettled = 500
+
+// subscriptionsOfUser is GET /v1/subscriptions?user_id=N[&product=NAME],
+// or ?state=unsettled: the subscriptions not settled yet, oldest first.
 func (a *readAPI) subscriptionsOfUser(c echo.Context) error {
+	switch c.QueryParam("state") {
+	case "":
+	case "unsettled":
+		accounts, err := a.reader.Unsettled(c.Request().Context(), maxUnsettled)
+		if err != nil {
+			return a.unavailable(c, err)
+		}
+		out := []subscriptionDoc{}
+		for _, acct := range accounts {
+			out = append(out, subscriptionOf(acct))
+		}
+		return c.JSON(http.StatusOK, map[string]any{"subscriptions": out})
+	default:
+		return apiError(c, http.StatusBadRequest, "state must be unsettled: /v1/subscriptions?state=unsettled")
+	}
 	uid, err := strconv.ParseInt(c.QueryParam("user_id"), 10, 64)
 	if err != nil || uid < 1 {
 		return apiError(c, http.StatusBadRequest, "user_id must be a whole number of 1 or more: /v1/subscriptions?user_id=12345")

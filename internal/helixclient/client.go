@@ -72,13 +72,6 @@ func WithRetry(maxAttempts int, baseDelay, maxDelay time.Duration) Option {
 	}
 }
 
-// WithBackoff sets only the waits of WithRetry, keeping the attempts.
-// Only the tests of internal/target/helix call it; once they call
-// WithRetry, it can go.
-func WithBackoff(base, max time.Duration) Option {
-	return func(c *Client) { c.cfg.Retry.BaseDelay, c.cfg.Retry.MaxDelay = base, max }
-}
-
 // New returns a client for Helix at baseURL (such as
 // https://sandbox-api.helix.q2.com), an absolute http or https URL without
 // credentials in it. Its errors name the argument, not a setting: the

@@ -11,6 +11,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/helixclient"
+	"github.com/banking-marketplace/webhook/internal/provisioning"
 	sandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
 	target "github.com/banking-marketplace/webhook/internal/target/helix"
 )
@@ -123,7 +124,7 @@ func TestAgainstSandbox(t *testing.T) {
 			_, err = c.RemoveEntitlement(ctx, step.in)
 		}
 		cl := target.Classify(step.op, err)
-		if got := (outcome{cl.Done, cl.Transient, cl.Code, cl.Final}); got != step.want {
+		if got := (outcome{cl.Done, cl.Kind == provisioning.Transient, cl.Code, cl.Kind == provisioning.Refused}); got != step.want {
 			t.Errorf("%s: %+v (err %v), want %+v", step.name, got, err, step.want)
 		}
 		if n := f.count(step.route) - before; n != step.calls {
@@ -139,7 +140,7 @@ func TestAgainstSandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = bad.AddEntitlement(ctx, e)
-	if cl := target.Classify(target.Add, err); !errors.Is(err, helixclient.ErrUnauthorized) || cl.Code != events.Unauthorized || cl.Final {
-		t.Errorf("wrong secret: %v classed %+v, want UNAUTHORIZED, not final", err, cl)
+	if cl := target.Classify(target.Add, err); !errors.Is(err, helixclient.ErrUnauthorized) || cl.Code != events.Unauthorized || cl.Kind != provisioning.Misconfigured {
+		t.Errorf("wrong secret: %v classed %+v, want UNAUTHORIZED, misconfigured", err, cl)
 	}
 }

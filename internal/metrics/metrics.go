@@ -35,6 +35,12 @@ type Metrics struct {
 	redisErrors  prometheus.Counter
 	tokenFetches *prometheus.CounterVec
 	stepsUndone  *prometheus.CounterVec
+
+	settleAttempts *prometheus.CounterVec
+	misconfigured  *prometheus.CounterVec
+	abandoned      prometheus.Counter
+	unsettled      prometheus.Gauge
+	unsettledAge   prometheus.Gauge
 }
 
 // New returns the metrics on a registry of their own (with the Go and
@@ -79,17 +85,42 @@ func New() *Metrics {
 	}, []string{"target", "result"})
 	m.stepsUndone = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "webhook_plan_steps_undone_total",
-		Help: "Plan steps undone after a later step of an ORDER failed for good, by target.",
+		Help: "Plan steps undone (a CANCEL, an ORDER refused or abandoned), by target.",
 	}, []string{"target"})
+	m.settleAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "webhook_settle_attempts_total",
+		Help: "Calls that move a plan step toward its subscription's intent, by target and result (done, transient, refused, misconfigured).",
+	}, []string{"target", "result"})
+	m.misconfigured = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "webhook_misconfigured_total",
+		Help: "Outside calls refused because of the service's own setup (credentials, approval, configured ids), by target. Each one pages.",
+	}, []string{"target"})
+	m.abandoned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "webhook_abandoned_orders_total",
+		Help: "ORDERs (and CHANGEs) answered only with 503 whose copies stopped coming for ABANDON_AFTER, given up and undone.",
+	})
+	m.unsettled = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "webhook_unsettled_subscriptions",
+		Help: "Subscriptions whose outside systems are not where their intent wants them yet (the settle queue).",
+	})
+	m.unsettledAge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "webhook_unsettled_oldest_seconds",
+		Help: "Age of the oldest unsettled subscription, 0 when none.",
+	})
 	// Series that exist from the start, at 0, so that dashboards and alerts
 	// see them before the first event.
 	for _, t := range []string{"q2", "qbd_connect", "helix"} {
 		m.stepsUndone.WithLabelValues(t)
+		m.misconfigured.WithLabelValues(t)
+		for _, r := range []string{"done", "transient", "refused", "misconfigured"} {
+			m.settleAttempts.WithLabelValues(t, r)
+		}
 	}
 	m.tokenFetches.WithLabelValues("q2", "ok")
 	m.tokenFetches.WithLabelValues("q2", "error")
 	for _, c := range []prometheus.Collector{m.deliveries, m.duration, m.duplicates, m.upstream, m.upstreamTime,
 		m.inFlight, m.redisErrors, m.tokenFetches, m.stepsUndone,
+		m.settleAttempts, m.misconfigured, m.abandoned, m.unsettled, m.unsettledAge,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -154,6 +185,36 @@ func (m *Metrics) RedisError(string) {
 func (m *Metrics) StepUndone(target string) {
 	if m != nil {
 		m.stepsUndone.WithLabelValues(target).Inc()
+	}
+}
+
+// SettleAttempt records one call that moves a plan step.
+func (m *Metrics) SettleAttempt(target, result string) {
+	if m != nil {
+		m.settleAttempts.WithLabelValues(target, result).Inc()
+	}
+}
+
+// Misconfigured records an outside call refused because of the service's
+// own setup.
+func (m *Metrics) Misconfigured(target string) {
+	if m != nil {
+		m.misconfigured.WithLabelValues(target).Inc()
+	}
+}
+
+// Abandoned records an intent given up after ABANDON_AFTER.
+func (m *Metrics) Abandoned(string) {
+	if m != nil {
+		m.abandoned.Inc()
+	}
+}
+
+// Unsettled sets the unsettled gauges: how many, and the oldest one's age.
+func (m *Metrics) Unsettled(n int64, oldest time.Duration) {
+	if m != nil {
+		m.unsettled.Set(float64(n))
+		m.unsettledAge.Set(oldest.Seconds())
 	}
 }
 

@@ -1,26 +1,26 @@
-// Package provisioning is the use case "carry out one subscription event":
-// an ORDER provisions the subscription in every target of its product's
-// plan, step by step, each step recorded before the next; a CHANGE applies
-// the new edition and quantities; a CANCEL deprovisions every step in
-// reverse. Each event runs under its subscription's lock, and every account
-// write is fenced by that lock.
+// Package provisioning is the use case "keep a subscription where the
+// marketplace asked for it": every event records the subscription's intent
+// (active with an edition and items, cancelled, or refused), then one settle
+// loop moves each step of the product's plan toward it, recording every
+// transition, and the reply says only what the outside systems cannot
+// contradict once settled. What is not settled when the reply goes out
+// stays on the settle queue, and the settler (any replica) finishes it.
 //
-// The rules that make it exactly once, whatever the timing:
-//   - a step is recorded right after it is done; a crash before the record
-//     is repaired by the target's Find, which recognises its own work, so
-//     no step is ever done twice;
-//   - a transient failure at step k answers "try again" and the next copy
-//     resumes at step k; a final failure at step k undoes steps k-1…1 in
-//     reverse and answers the failure;
-//   - a CANCEL with nothing recorded asks every target for the
-//     subscription's own work, undoes what is live, and records the
-//     subscription cancelled either way, so a late ORDER is refused;
-//   - a target that finds its own work undone (Gone) means the
-//     subscription was cancelled and its record lost: refused, nothing
-//     provisioned again.
+// The rules (docs/invariants.md names the test of each):
+//   - the intent is recorded, fenced by the subscription's lock, before any
+//     call that changes an outside system; a step is recorded "calling"
+//     before the call that creates it, so after a timeout or a crash the
+//     service knows which outside effects may exist;
+//   - a 200 reply is a promise: success to an ORDER or CHANGE means every
+//     step live as asked, a refusal of an ORDER or a success to a CANCEL
+//     means nothing live, DO_NOT_CANCEL means the subscription live as
+//     before; a 409 or 503 promises nothing;
+//   - an undo once begun is finished, never rolled forward;
+//   - a missing record is rebuilt from the targets' Find, for every event;
+//   - an event never touches a subscription other than its own.
 //
-// It declares what it needs (Accounts, Target) in its own terms; adapters
-// satisfy them and the wiring binds them.
+// It declares what it needs (Accounts, Target, Observer) in its own
+// terms; adapters satisfy them and the wiring binds them.
 package provisioning
 
 import (
@@ -28,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"go.uber.org/zap"
@@ -37,16 +36,42 @@ import (
 	"github.com/banking-marketplace/webhook/internal/logctx"
 )
 
-// Accounts records provisioned subscriptions and serialises the events of
-// one subscription. Lock's token fences SaveAccount: a holder whose lease
-// ran out gets events.ErrLeaseLost instead of overwriting the next
-// holder's write.
+// Accounts records subscriptions and serialises the work on each. Lock's
+// token fences every write: a holder whose lease ran out gets
+// events.ErrLeaseLost instead of overwriting the next holder's write.
 type Accounts interface {
 	Account(ctx context.Context, subscriptionID string) (events.Account, error)
 	AccountByIdentifier(ctx context.Context, accountIdentifier string) (events.Account, error)
+	// SaveAccount writes the account with its indexes and its place on the
+	// settle queue (a.Settle.Due; zero: settled, off the queue).
 	SaveAccount(ctx context.Context, lockToken string, a events.Account) error
+	// Confirm makes an account that is answered as it was read as durable
+	// as a write: where writes wait for replicas, it writes it again and
+	// waits, so that no reply rests on a write a failover can lose.
+	Confirm(ctx context.Context, lockToken string, a events.Account) error
 	Lock(ctx context.Context, subscriptionID string, lease, wait time.Duration) (token string, unlock func(), err error)
 }
+
+// Observer is told what settling does, for metrics. Every method may be
+// called from several goroutines.
+type Observer interface {
+	// SettleAttempt: one call to move a step (provision, change, undo,
+	// find), by target and result: done, transient, refused, misconfigured.
+	SettleAttempt(target, result string)
+	StepUndone(target string)
+	// Misconfigured: an outside system refused the service's own setup.
+	Misconfigured(target string)
+	// Abandoned: an intent that was never answered with success, whose
+	// copies stopped coming, was given up (by the event type that set it).
+	Abandoned(eventType string)
+}
+
+type nobody struct{}
+
+func (nobody) SettleAttempt(string, string) {}
+func (nobody) StepUndone(string)            {}
+func (nobody) Misconfigured(string)         {}
+func (nobody) Abandoned(string)             {}
 
 // Plan is what a product provisions: its targets, in order.
 type Plan struct {
@@ -58,12 +83,15 @@ type Plan struct {
 type Config struct {
 	LockLease time.Duration // how long a subscription lock holds; longer than PROCESS_TIMEOUT
 	LockWait  time.Duration // how long an event waits for another event of its subscription
-	// OnUndone, when set, is told of every step undone after a later step
-	// of an ORDER failed for good: for metrics.
-	OnUndone func(target string)
+	// AbandonAfter is ABANDON_AFTER: how long an intent that was answered
+	// 503 (an ORDER or CHANGE not carried out yet) waits for its next copy
+	// before it is given up: an ORDER undone and refused, a CHANGE rolled
+	// back to what was promised before. 24h when zero.
+	AbandonAfter time.Duration
+	Observer     Observer // nil: nobody
 }
 
-// Service processes subscription events.
+// Service processes subscription events and settles subscriptions.
 type Service struct {
 	accounts Accounts
 	plans    map[string]Plan
@@ -80,6 +108,12 @@ func New(accounts Accounts, plans []Plan, cfg Config, log *zap.Logger) (*Service
 	if cfg.LockWait <= 0 {
 		cfg.LockWait = 1500 * time.Millisecond
 	}
+	if cfg.AbandonAfter <= 0 {
+		cfg.AbandonAfter = 24 * time.Hour
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nobody{}
+	}
 	s := &Service{accounts: accounts, plans: make(map[string]Plan, len(plans)), cfg: cfg, log: log, now: time.Now}
 	for _, p := range plans {
 		if len(p.Targets) == 0 {
@@ -88,53 +122,46 @@ func New(accounts Accounts, plans []Plan, cfg Config, log *zap.Logger) (*Service
 		if _, dup := s.plans[p.Product]; dup {
 			return nil, fmt.Errorf("product %q is planned twice", p.Product)
 		}
+		for i, t := range p.Targets {
+			if p.index(t.Name()) != i {
+				return nil, fmt.Errorf("product %q names target %q twice", p.Product, t.Name())
+			}
+		}
 		s.plans[p.Product] = p
 	}
 	return s, nil
 }
 
-// Process carries out ev for product. It never returns a final success
-// that is not recorded.
+// SetClock replaces the service's clock, for tests of timed rules
+// (abandoning, rechecks).
+func (s *Service) SetClock(now func() time.Time) { s.now = now }
+
+// Process carries out ev for product and answers it. It never answers a
+// success that is not recorded.
 func (s *Service) Process(ctx context.Context, ev *events.SubscriptionEvent, product string) events.Outcome {
 	if ev.Stateless() {
 		return events.Provisioned(ev.AccountIdentifier())
 	}
 	plan, ok := s.plans[product]
 	if !ok {
-		return events.Unsettling(events.ConfigurationError, fmt.Sprintf("product %q is not configured", product))
+		return events.Unavailable(fmt.Sprintf("product %q is not configured", product), 5*time.Second)
 	}
-	return s.locked(ctx, &work{ev: ev, plan: plan})
-}
-
-// work is one event being carried out under its subscription's lock.
-type work struct {
-	ev           *events.SubscriptionEvent
-	plan         Plan
-	subscription string // the subscription the event is about (see target)
-	token        string // the lock's fencing token, for SaveAccount
-}
-
-// locked runs the event under its subscription's lock. The dispatch lists
-// every event type it handles; any other is refused before anything is
-// touched.
-func (s *Service) locked(ctx context.Context, w *work) events.Outcome {
-	var handle func(context.Context, *work) events.Outcome
-	switch w.ev.EventType {
+	var decide func(context.Context, *work) events.Outcome
+	switch ev.EventType {
 	case events.SubscriptionOrder:
-		handle = s.order
+		decide = s.order
 	case events.SubscriptionChange:
-		handle = s.change
+		decide = s.change
 	case events.SubscriptionCancel:
-		handle = s.cancel
+		decide = s.cancel
 	default:
 		return events.Refused(events.ConfigurationError, fmt.Sprintf(
-			"event_type %q is not supported; this extension handles SUBSCRIPTION_ORDER, SUBSCRIPTION_CHANGE and SUBSCRIPTION_CANCEL", w.ev.EventType))
+			"event_type %q is not supported; this extension handles SUBSCRIPTION_ORDER, SUBSCRIPTION_CHANGE and SUBSCRIPTION_CANCEL", ev.EventType))
 	}
-	subscription, err := s.target(ctx, w.ev)
-	if err != nil {
-		return s.storeDown(ctx, err)
+	if out, ok := s.ownSubscription(ctx, ev); !ok {
+		return out
 	}
-	token, unlock, err := s.accounts.Lock(ctx, subscription, s.cfg.LockLease, s.cfg.LockWait)
+	token, unlock, err := s.accounts.Lock(ctx, ev.SubscriptionID, s.cfg.LockLease, s.cfg.LockWait)
 	switch {
 	case errors.Is(err, events.ErrBusy):
 		return events.InProgress("another event of this subscription is being processed; send this one again shortly", time.Second)
@@ -142,400 +169,250 @@ func (s *Service) locked(ctx context.Context, w *work) events.Outcome {
 		return s.storeDown(ctx, err)
 	}
 	defer unlock()
-	w.subscription, w.token = subscription, token
-	return handle(ctx, w)
+	w := &work{s: s, ev: ev, plan: plan, token: token}
+	if err := s.load(ctx, w); err != nil {
+		return s.storeDown(ctx, err)
+	}
+	if !w.usePlanOfAccount() {
+		return events.Unavailable("product "+w.acct.Product+" of subscription "+ev.SubscriptionID+
+			" is no longer configured; fix PRODUCTS_FILE and send the event again", 5*time.Second)
+	}
+	return decide(ctx, w)
 }
 
-// target is the subscription an event is about: the one of the account its
-// accountIdentifier names, when that is a known account, else its
-// subscription_id. An ORDER is always about its subscription_id. Only "not
-// found" falls back: any other store error is returned, so that a Redis
-// blip is a transient outcome, never a stored ACCOUNT_NOT_FOUND.
-func (s *Service) target(ctx context.Context, ev *events.SubscriptionEvent) (string, error) {
+// ownSubscription refuses an event whose accountIdentifier names an
+// account of another subscription: an event never touches a subscription
+// other than its own. An identifier that names no account is no
+// objection (the subscription_id decides); a store error is transient.
+func (s *Service) ownSubscription(ctx context.Context, ev *events.SubscriptionEvent) (events.Outcome, bool) {
 	id := ev.AccountIdentifier()
-	if ev.EventType == events.SubscriptionOrder || id == "" {
-		return ev.SubscriptionID, nil
+	if id == "" || ev.EventType == events.SubscriptionOrder {
+		return events.Outcome{}, true
 	}
 	a, err := s.accounts.AccountByIdentifier(ctx, id)
 	switch {
+	case errors.Is(err, events.ErrNotFound):
+		return events.Outcome{}, true
+	case err != nil:
+		return s.storeDown(ctx, err), false
+	case a.SubscriptionID != ev.SubscriptionID:
+		return events.Refused(events.Forbidden, "accountIdentifier "+id+" belongs to another subscription than "+
+			ev.SubscriptionID+"; nothing was changed"), false
+	}
+	return events.Outcome{}, true
+}
+
+// work is one subscription being worked on under its lock.
+type work struct {
+	s     *Service
+	ev    *events.SubscriptionEvent // nil for the settler
+	plan  Plan
+	token string
+	acct  events.Account
+	fresh bool // no record and nothing found: a subscription seen for the first time
+	dirty bool // acct has transitions not saved yet
+	// moved counts the transitions of this pass that changed an outside
+	// system (a step created, changed or undone).
+	moved int
+	// refusal is the refusal that replaced the intent in this pass (an
+	// ORDER refused, a CHANGE rolled back): what the event is answered.
+	refusal *Failure
+	// finishing: the pass is over and schedule set the settle queue entry;
+	// before that, every save keeps the account queued in case the process
+	// dies before the pass ends.
+	finishing bool
+}
+
+// load reads the subscription's account, or rebuilds it from the
+// targets' Find when Redis has none: after a lost reply, a crash or a
+// Redis that forgot, what the outside systems hold is the truth.
+func (s *Service) load(ctx context.Context, w *work) error {
+	sub := w.subscription()
+	a, err := s.accounts.Account(ctx, sub)
+	switch {
 	case err == nil:
-		return a.SubscriptionID, nil
-	case errors.Is(err, events.ErrNotFound):
-		return ev.SubscriptionID, nil
-	}
-	return "", err
-}
-
-func (s *Service) order(ctx context.Context, w *work) events.Outcome {
-	ev := w.ev
-	acct, err := s.accounts.Account(ctx, w.subscription)
-	switch {
-	case errors.Is(err, events.ErrNotFound):
-		now := s.now().UTC()
-		acct = events.Account{SubscriptionID: w.subscription, Product: w.plan.Product, UserID: ev.UserID,
-			Status: events.AccountProvisioning, CreatedAt: now, UpdatedAt: now}
-	case err != nil:
-		return s.storeDown(ctx, err)
-	case acct.Product != "" && acct.Product != w.plan.Product:
-		return events.Refused(events.ConfigurationError, fmt.Sprintf(
-			"subscription %s was ordered as product %q, not %q", w.subscription, acct.Product, w.plan.Product))
-	case acct.Status == events.AccountCancelled:
-		// Never provisioned again. A CANCEL that overtook a lost reply may
-		// have found nothing while an outside system was still creating
-		// it: make sure nothing of ours is live.
-		if out, ok := s.sweep(ctx, w, &acct); !ok {
-			return out
-		}
-		return forbidden(w)
-	case acct.Status == events.AccountFailed:
-		// Refused for good and undone before: the same answer, even when
-		// the first answer was not stored (a target's undone work must not
-		// read as "cancelled").
-		return events.Refused(acct.FailureCode, acct.FailureMessage)
-	case acct.Status != events.AccountProvisioning:
-		return events.Provisioned(acct.AccountIdentifier) // provisioned before: the same answer
-	}
-
-	j := w.job(acct.Steps)
-	for i, t := range w.plan.Targets {
-		if _, done := j.Step(t.Name()); done {
-			continue // recorded by an earlier copy: never done twice
-		}
-		step, presence, err := t.Find(ctx, j)
-		if err != nil {
-			return s.failed(ctx, w, &acct, t, "looking for earlier work", err)
-		}
-		switch presence {
-		case Gone:
-			// Our own work, undone: the subscription was cancelled and its
-			// record lost. Record that again and refuse.
-			logctx.Logger(ctx, s.log).Warn("a target holds this subscription's work undone: it was cancelled",
-				zap.String("subscription", w.subscription), zap.String("target", t.Name()))
-			step.Target, step.Undone = t.Name(), true
-			acct.Steps = append(acct.Steps, step)
-			if acct.AccountIdentifier == "" {
-				acct.AccountIdentifier = step.ID
-			}
-			return s.cancelledMeanwhile(ctx, w, &acct)
-		case Live:
-		default:
-			if step, err = t.Provision(ctx, j); err != nil {
-				return s.failed(ctx, w, &acct, t, "provisioning", err)
-			}
-		}
-		step.Target = t.Name()
-		acct.Steps = append(acct.Steps, step)
-		j.Steps = acct.Steps
-		if acct.AccountIdentifier == "" {
-			acct.AccountIdentifier = step.ID
-		}
-		if i == len(w.plan.Targets)-1 {
-			activate(&acct, ev) // the last step's record is the account's: one write less
-		}
-		if err := s.save(ctx, w, &acct); err != nil {
-			return s.storeDown(ctx, err)
-		}
-	}
-	if acct.Status != events.AccountActive { // every step was recorded by earlier copies
-		activate(&acct, ev)
-		if err := s.save(ctx, w, &acct); err != nil {
-			return s.storeDown(ctx, err)
-		}
-	}
-	return events.Provisioned(acct.AccountIdentifier)
-}
-
-// activate records an ORDER whose every step is done.
-func activate(acct *events.Account, ev *events.SubscriptionEvent) {
-	acct.Status = events.AccountActive
-	acct.EventTime = eventTime(ev)
-	applyOrder(acct, ev.Event.Payload.Order)
-}
-
-// failed answers an ORDER whose target failed. A final failure undoes the
-// steps done so far, in reverse, and answers the failure; anything else
-// answers as it is and leaves the recorded steps for the next copy.
-func (s *Service) failed(ctx context.Context, w *work, acct *events.Account, t Target, doing string, err error) events.Outcome {
-	f := classify(t.Name(), err)
-	logctx.Logger(ctx, s.log).Warn("a target failed", zap.String("subscription", w.subscription), zap.String("target", t.Name()),
-		zap.String("doing", doing), zap.Stringer("kind", f.Kind), zap.String("code", string(f.Code)), zap.Error(f.Err))
-	if f.Kind != events.Final {
-		return outcomeOf(f)
-	}
-	if out, ok := s.undo(ctx, w, acct); !ok {
-		return out
-	}
-	acct.Status, acct.FailureCode, acct.FailureMessage = events.AccountFailed, f.Code, f.Message
-	if err := s.save(ctx, w, acct); err != nil {
-		return s.storeDown(ctx, err)
-	}
-	return events.Refused(f.Code, f.Message)
-}
-
-// undo deprovisions the recorded steps of an ORDER that failed, in reverse,
-// removing each from the record once undone. ok is false when a step could
-// not be undone now; out then asks for the ORDER again, which resumes.
-func (s *Service) undo(ctx context.Context, w *work, acct *events.Account) (out events.Outcome, ok bool) {
-	for i := len(acct.Steps) - 1; i >= 0; i-- {
-		step := acct.Steps[i]
-		if step.Undone {
-			continue
-		}
-		t := w.plan.byName(step.Target)
-		if t == nil {
-			return events.Unsettling(events.ConfigurationError, "step "+step.Target+" of subscription "+w.subscription+
-				" cannot be undone: its target is no longer in the product's plan"), false
-		}
-		if err := t.Deprovision(ctx, w.job(acct.Steps[:i]), step); err != nil {
-			f := classify(t.Name(), err)
-			logctx.Logger(ctx, s.log).Warn("undoing a step failed", zap.String("subscription", w.subscription), zap.String("target", t.Name()), zap.Error(f.Err))
-			return events.Unavailable("the order failed and undoing its earlier steps is not finished; send it again", max(f.RetryAfter, time.Second)), false
-		}
-		acct.Steps = acct.Steps[:i]
-		if acct.AccountIdentifier != "" && i == 0 {
-			acct.AccountIdentifier = ""
-		}
-		if err := s.save(ctx, w, acct); err != nil {
-			return s.storeDown(ctx, err), false
-		}
-		logctx.Logger(ctx, s.log).Info("step undone", zap.String("subscription", w.subscription), zap.String("target", t.Name()))
-		if s.cfg.OnUndone != nil {
-			s.cfg.OnUndone(t.Name())
-		}
-	}
-	return out, true
-}
-
-// cancelledMeanwhile records a subscription found cancelled while ordering
-// (a target held its work undone): the live steps are undone, the account
-// cancelled, and the ORDER refused.
-func (s *Service) cancelledMeanwhile(ctx context.Context, w *work, acct *events.Account) events.Outcome {
-	if out, ok := s.deprovisionAll(ctx, w, acct, events.SubscriptionOrder); !ok {
-		return out
-	}
-	return forbidden(w)
-}
-
-func forbidden(w *work) events.Outcome {
-	return events.Refused(events.Forbidden, "subscription "+w.subscription+" was cancelled; it is not provisioned again")
-}
-
-func (s *Service) change(ctx context.Context, w *work) events.Outcome {
-	ev := w.ev
-	acct, err := s.accounts.Account(ctx, w.subscription)
-	switch {
-	case err == nil && acct.Status == events.AccountProvisioning:
-		// Its ORDER is under way (a step met a transient failure): the
-		// CHANGE waits for it rather than being refused for good.
-		return events.InProgress("the order of subscription "+ev.SubscriptionID+" is still being provisioned; send the change again shortly", 5*time.Second)
-	case errors.Is(err, events.ErrNotFound) || (err == nil && acct.Status != events.AccountActive && acct.Status != events.AccountSuspended):
-		return events.Refused(events.AccountNotFound, "no active account for subscription "+ev.SubscriptionID)
-	case err != nil:
-		return s.storeDown(ctx, err)
-	case !s.usePlanOf(w, &acct):
-		return events.Unsettling(events.ConfigurationError, "product "+strconv.Quote(acct.Product)+" of subscription "+ev.SubscriptionID+" is no longer configured")
-	}
-	at := eventTime(ev)
-	if at != nil && acct.EventTime != nil && at.Before(*acct.EventTime) {
-		// A late CHANGE: a newer ORDER or CHANGE is applied already.
-		logctx.Logger(ctx, s.log).Info("a change older than the one applied is not applied",
-			zap.String("subscription", w.subscription), zap.Time("event_time", *at), zap.Time("applied", *acct.EventTime))
-		return events.Provisioned(acct.AccountIdentifier)
-	}
-	j := w.job(acct.Steps)
-	for i, step := range acct.Steps {
-		t := w.plan.byName(step.Target)
-		if t == nil || step.Undone {
-			continue
-		}
-		changed, err := t.Change(ctx, j, step)
-		if err != nil {
-			f := classify(t.Name(), err)
-			logctx.Logger(ctx, s.log).Warn("a target failed to apply a change", zap.String("subscription", w.subscription),
-				zap.String("target", t.Name()), zap.Stringer("kind", f.Kind), zap.Error(f.Err))
-			return outcomeOf(f)
-		}
-		changed.Target = step.Target
-		acct.Steps[i] = changed
-	}
-	applyOrder(&acct, ev.Event.Payload.Order)
-	if at != nil {
-		acct.EventTime = at
-	}
-	if err := s.save(ctx, w, &acct); err != nil {
-		return s.storeDown(ctx, err)
-	}
-	return events.Provisioned(acct.AccountIdentifier)
-}
-
-func (s *Service) cancel(ctx context.Context, w *work) events.Outcome {
-	acct, err := s.accounts.Account(ctx, w.subscription)
-	switch {
-	case errors.Is(err, events.ErrNotFound):
-		// Nothing recorded: the ORDER has not arrived, its reply was lost
-		// after a target did its work, or Redis forgot. Ask the targets.
-		now := s.now().UTC()
-		acct = events.Account{SubscriptionID: w.subscription, Product: w.plan.Product, UserID: w.ev.UserID,
-			Status: events.AccountProvisioning, CreatedAt: now, UpdatedAt: now}
-	case err != nil:
-		return s.storeDown(ctx, err)
-	case !s.usePlanOf(w, &acct):
-		return events.NotCancelled("product " + strconv.Quote(acct.Product) + " of subscription " + w.ev.SubscriptionID +
-			" is no longer configured, so its steps cannot be undone; fix PRODUCTS_FILE and send the cancel again")
-	case acct.Status == events.AccountCancelled:
-		// Cancelled before: cancelling again changes nothing, but work
-		// that landed after the first cancel must not stay behind.
-		if out, ok := s.sweep(ctx, w, &acct); !ok {
-			return out
-		}
-		return cancelledReply(w, &acct)
-	}
-	if out, ok := s.deprovisionAll(ctx, w, &acct, events.SubscriptionCancel); !ok {
-		return out
-	}
-	return cancelledReply(w, &acct)
-}
-
-func cancelledReply(w *work, acct *events.Account) events.Outcome {
-	if acct.AccountIdentifier == "" {
-		return events.Refused(events.AccountNotFound, "nothing of subscription "+w.ev.SubscriptionID+
-			" exists; it is recorded as cancelled, so a later order is refused")
-	}
-	return events.Provisioned(acct.AccountIdentifier)
-}
-
-// deprovisionAll undoes every step of the subscription, in reverse: the
-// recorded ones, and those the targets find of their own (a crash before a
-// step was recorded, a lost reply, a Redis that forgot). Each undone step
-// is recorded as undone, and at the end the account as cancelled. ok is
-// false when a step could not be undone now (the progress is recorded, the
-// next copy resumes); out is then the outcome: DO_NOT_CANCEL for a CANCEL,
-// transient for an ORDER.
-func (s *Service) deprovisionAll(ctx context.Context, w *work, acct *events.Account, for_ events.EventType) (out events.Outcome, ok bool) {
-	fail := func(t Target, doing string, err error) (events.Outcome, bool) {
-		f := classify(t.Name(), err)
-		logctx.Logger(ctx, s.log).Warn("a target failed while cancelling", zap.String("subscription", w.subscription),
-			zap.String("target", t.Name()), zap.String("doing", doing), zap.Error(f.Err))
-		if for_ == events.SubscriptionCancel {
-			return events.NotCancelled(t.Name() + " failed while " + doing + "; the subscription is kept, send the cancel again"), false
-		}
-		return events.Unavailable(t.Name()+" failed while "+doing+"; send the event again", max(f.RetryAfter, time.Second)), false
-	}
-	// First find what is not recorded, in plan order, so that later
-	// targets see earlier targets' ids (Helix takes Q2's CustomerID).
-	j := w.job(acct.Steps)
-	for _, t := range w.plan.Targets {
-		if _, recorded := acct.Step(t.Name()); recorded {
-			continue
-		}
-		step, presence, err := t.Find(ctx, j)
-		if err != nil {
-			return fail(t, "looking for the subscription's work", err)
-		}
-		if presence == Absent {
-			continue
-		}
-		step.Target, step.Undone = t.Name(), presence == Gone
-		acct.Steps = append(acct.Steps, step)
-		j.Steps = acct.Steps
-		if acct.AccountIdentifier == "" && presence != Unknown {
-			acct.AccountIdentifier = step.ID
-		}
-	}
-	slices.SortStableFunc(acct.Steps, func(a, b events.Step) int { return w.plan.index(a.Target) - w.plan.index(b.Target) })
-	for i := len(acct.Steps) - 1; i >= 0; i-- {
-		step := acct.Steps[i]
-		if step.Undone {
-			continue
-		}
-		t := w.plan.byName(step.Target)
-		if t == nil { // never recorded cancelled with a step left live
-			return events.NotCancelled("step " + step.Target + " cannot be undone: its target is no longer in the product's plan; fix PRODUCTS_FILE and send the cancel again"), false
-		}
-		if err := t.Deprovision(ctx, w.job(acct.Steps), step); err != nil {
-			if err := s.save(ctx, w, acct); err != nil {
-				logctx.Logger(ctx, s.log).Warn("recording a cancel's progress failed", zap.Error(err))
-			}
-			return fail(t, "deprovisioning", err)
-		}
-		acct.Steps[i].Undone = true
+		w.acct = a
+		w.alignSteps()
+		return nil
+	case !errors.Is(err, events.ErrNotFound):
+		return err
 	}
 	now := s.now().UTC()
-	acct.Status, acct.CancelledAt = events.AccountCancelled, &now
-	if err := s.save(ctx, w, acct); err != nil {
-		return s.storeDown(ctx, err), false
+	w.acct = events.Account{SubscriptionID: sub, Product: w.plan.Product, CreatedAt: now, UpdatedAt: now}
+	if w.ev != nil {
+		w.acct.UserID = w.ev.UserID
 	}
-	return out, true
-}
-
-// sweep makes sure a cancelled subscription has nothing live left in any
-// target, undoing work that landed after the cancel looked.
-func (s *Service) sweep(ctx context.Context, w *work, acct *events.Account) (out events.Outcome, ok bool) {
-	j := w.job(nil)
-	for _, t := range w.plan.Targets {
-		step, presence, err := t.Find(ctx, j)
-		if err != nil {
-			f := classify(t.Name(), err)
-			logctx.Logger(ctx, s.log).Warn("checking a cancelled subscription failed", zap.String("target", t.Name()), zap.Error(f.Err))
-			if w.ev.EventType == events.SubscriptionCancel {
-				return events.NotCancelled(t.Name() + " could not be checked; send the cancel again"), false
-			}
-			return outcomeOf(f), false
-		}
-		step.Target = t.Name()
-		if presence != Live {
-			if presence != Absent {
-				j.Steps = append(j.Steps, step)
-			}
-			continue
-		}
-		logctx.Logger(ctx, s.log).Warn("a cancelled subscription had live work; undoing it", zap.String("subscription", w.subscription), zap.String("target", t.Name()))
-		if err := t.Deprovision(ctx, j, step); err != nil {
-			f := classify(t.Name(), err)
-			if w.ev.EventType == events.SubscriptionCancel {
-				return events.NotCancelled(t.Name() + " failed while undoing late work; send the cancel again"), false
-			}
-			return outcomeOf(f), false
-		}
-		step.Undone = true
-		j.Steps = append(j.Steps, step)
-	}
-	return out, true
-}
-
-// usePlanOf makes the account's own product govern its steps: an event
-// that reached it through another product's extension (without a
-// product_identifier to refuse it) changes or undoes what the account's
-// product provisioned, not what the extension's would. false when that
-// product is no longer configured.
-func (s *Service) usePlanOf(w *work, acct *events.Account) bool {
-	if acct.Product == "" || acct.Product == w.plan.Product {
-		return true
-	}
-	p, ok := s.plans[acct.Product]
-	if ok {
-		w.plan = p
-	}
-	return ok
-}
-
-// save records acct under the lock.
-func (s *Service) save(ctx context.Context, w *work, acct *events.Account) error {
-	acct.UpdatedAt = s.now().UTC()
-	return s.accounts.SaveAccount(ctx, w.token, *acct)
-}
-
-func (w *work) job(steps []events.Step) *Job {
-	return &Job{Event: w.ev, Product: w.plan.Product, Subscription: w.subscription, Steps: steps}
-}
-
-func (p Plan) byName(name string) Target {
-	for _, t := range p.Targets {
-		if t.Name() == name {
-			return t
-		}
-	}
+	w.alignSteps()
+	w.fresh = true
 	return nil
+}
+
+// rebuild asks every target for the subscription's own work, in plan
+// order (later targets see earlier ones' ids). It returns false with the
+// outcome when a target could not be asked.
+func (w *work) rebuild(ctx context.Context) (events.Outcome, bool) {
+	var live, gone bool
+	for i, t := range w.plan.Targets {
+		step, presence, err := t.Find(ctx, w.job(i))
+		if err != nil {
+			// Nothing is recorded of a subscription whose work could not
+			// be looked for: the event is answered as not carried out now.
+			st := w.failed(ctx, i, "looking for the subscription's earlier work", err)
+			w.dirty = false
+			if w.ev.EventType == events.SubscriptionCancel && st.failure.Kind != Misconfigured {
+				return events.NotCancelled(t.Name() + " could not be asked for the subscription's work now; it is kept as it is, send the cancel again"), false
+			}
+			return w.notNow(st), false
+		}
+		st := &w.acct.Steps[i]
+		switch presence {
+		case Live:
+			*st = found(t, step, events.StepLive)
+			live = true
+		case Gone:
+			*st = found(t, step, events.StepUndone)
+			gone = true
+		case Unknown:
+			*st = found(t, step, events.StepUnknown)
+		}
+		if i == 0 && (presence == Live || presence == Gone) {
+			w.acct.AccountIdentifier = step.ID
+		}
+	}
+	now := w.s.now().UTC()
+	switch {
+	case gone:
+		// Our own work, undone: the subscription was cancelled, and that
+		// was answered. It stays cancelled; anything still live goes.
+		w.acct.Intent = events.Intent{State: events.IntentCancelled, Rev: 1, By: events.SubscriptionCancel, Promised: true, At: now}
+		w.fresh = false
+	case live:
+		// Provisioned before, as some earlier intent asked: which edition
+		// is not known (Rev 0 makes the next intent be applied to it).
+		w.acct.Intent = events.Intent{State: events.IntentActive, By: events.SubscriptionOrder, Promised: true, At: now}
+		w.fresh = false
+	}
+	w.dirty = !w.fresh
+	return events.Outcome{}, true
+}
+
+func found(t Target, s events.Step, state events.StepState) events.Step {
+	s.Target, s.State, s.Rev = t.Name(), state, 0
+	return s
+}
+
+// alignSteps gives the account one step per target of its plan, in plan
+// order, keeping what is recorded.
+func (w *work) alignSteps() {
+	steps := make([]events.Step, len(w.plan.Targets))
+	for i, t := range w.plan.Targets {
+		steps[i] = events.Step{Target: t.Name(), State: events.StepPending}
+		if st, ok := w.acct.Step(t.Name()); ok {
+			steps[i] = *st
+		}
+	}
+	// Steps of targets no longer in the plan are kept after them, so that
+	// nothing recorded is forgotten (usePlanOfAccount refuses to work on
+	// an account whose product lost a target that may still be live).
+	for _, st := range w.acct.Steps {
+		if w.plan.index(st.Target) == len(w.plan.Targets) {
+			steps = append(steps, st)
+		}
+	}
+	w.acct.Steps = steps
+}
+
+// usePlanOfAccount makes the account's own product govern its steps: an
+// event that reached it through another product's extension (without a
+// product_identifier to refuse it) works on what the account's product
+// provisioned. false when that product is no longer configured.
+func (w *work) usePlanOfAccount() bool {
+	if w.acct.Product == "" || w.acct.Product == w.plan.Product {
+		w.acct.Product = w.plan.Product
+		return len(w.acct.Steps) == len(w.plan.Targets) || !w.extraMayExist()
+	}
+	p, ok := w.s.plans[w.acct.Product]
+	if !ok {
+		return false
+	}
+	w.plan = p
+	w.alignSteps()
+	return len(w.acct.Steps) == len(w.plan.Targets) || !w.extraMayExist()
+}
+
+// extraMayExist reports whether a step of a target that left the plan may
+// still exist.
+func (w *work) extraMayExist() bool {
+	return slices.ContainsFunc(w.acct.Steps[len(w.plan.Targets):], func(s events.Step) bool { return s.State.MayExist() })
+}
+
+func (w *work) subscription() string {
+	if w.ev != nil {
+		return w.ev.SubscriptionID
+	}
+	return w.acct.SubscriptionID
+}
+
+// job is what target i needs to know.
+func (w *work) job(i int) *Job {
+	j := &Job{Event: w.ev, Product: w.plan.Product, Subscription: w.subscription(), Intent: w.acct.Intent, Steps: w.acct.Steps}
+	if i >= 0 && i < len(w.acct.Steps) {
+		j.Current = w.acct.Steps[i]
+	}
+	return j
+}
+
+func (w *work) log(ctx context.Context) *zap.Logger {
+	return logctx.Logger(ctx, w.s.log)
+}
+
+// flush saves the account if it has unsaved transitions: before any call
+// that changes an outside system, and at the end.
+func (w *work) flush(ctx context.Context) error {
+	if !w.dirty {
+		return nil
+	}
+	now := w.s.now().UTC()
+	w.acct.UpdatedAt = now
+	w.acct.Derive()
+	if !w.finishing && !w.acct.Settled() {
+		// If this holder dies before the pass ends, the settler finds the
+		// account once the lock's lease is over.
+		if w.acct.Settle.Since.IsZero() {
+			w.acct.Settle.Since = now
+		}
+		w.acct.Settle.Due = now.Add(w.s.cfg.LockLease)
+	}
+	if err := w.s.accounts.SaveAccount(ctx, w.token, w.acct); err != nil {
+		return err
+	}
+	w.dirty = false
+	return nil
+}
+
+// newIntent replaces the account's intent by one of event type by, with
+// the next revision. prior is kept as the last promised intent.
+func (w *work) newIntent(state events.IntentState, by events.EventType) {
+	now := w.s.now().UTC()
+	if w.acct.Intent.Promised {
+		p := w.acct.Intent
+		w.acct.Prior = &p
+	}
+	cur := w.acct.Intent // what was bought stays, until the event says otherwise
+	w.acct.Intent = events.Intent{State: state, Rev: cur.Rev + 1, By: by, Edition: cur.Edition, PricingDuration: cur.PricingDuration,
+		Items: cur.Items, EventTime: cur.EventTime, At: now, LastCopy: now}
+	if state == events.IntentCancelled {
+		w.acct.CancelledAt = &now
+	}
+	w.dirty = true
+}
+
+// promise marks the current intent as answered with a 200.
+func (w *work) promise() {
+	if w.acct.Intent.State != "" && !w.acct.Intent.Promised {
+		w.acct.Intent.Promised, w.acct.Prior = true, nil
+		w.dirty = true
+	}
 }
 
 func (p Plan) index(name string) int {
@@ -547,24 +424,13 @@ func (p Plan) index(name string) int {
 	return len(p.Targets)
 }
 
-// outcomeOf answers a failure that undoes nothing.
-func outcomeOf(f *Failure) events.Outcome {
-	switch f.Kind {
-	case events.Final:
-		return events.Refused(f.Code, f.Message)
-	case events.Unsettled:
-		return events.Unsettling(f.Code, f.Message)
+// applyOrder records what an order asks for in the intent.
+func applyOrder(in *events.Intent, ev *events.SubscriptionEvent) {
+	if o := ev.Event.Payload.Order; o != nil {
+		in.Edition, in.PricingDuration = o.EditionCode, o.PricingDuration
+		in.Items = append([]events.Item(nil), o.Items...)
 	}
-	return events.Unavailable(f.Message, max(f.RetryAfter, time.Second))
-}
-
-// applyOrder records what an order bought.
-func applyOrder(a *events.Account, o *events.Order) {
-	if o == nil {
-		return
-	}
-	a.Edition, a.PricingDuration = o.EditionCode, o.PricingDuration
-	a.Items = append([]events.Item(nil), o.Items...)
+	in.EventTime = eventTime(ev)
 }
 
 // eventTime is the marketplace's own time of an event, when it carries one.

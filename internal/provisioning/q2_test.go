@@ -2,11 +2,11 @@ package provisioning_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,7 +83,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("accountIdentifier %q is not a decimal Q2 UserID", id)
 	}
 	a := e.Account(sub)
-	if a.AccountIdentifier != id || a.Edition != "BASIC" || a.Items[0].Quantity != 5 || !a.Active() || len(a.Steps) != 1 || a.Steps[0].Target != "q2" || a.Steps[0].ID != id {
+	if a.AccountIdentifier != id || a.Intent.Edition != "BASIC" || a.Intent.Items[0].Quantity != 5 || !a.Active() || len(a.Steps) != 1 || a.Steps[0].Target != "q2" || a.Steps[0].ID != id {
 		t.Fatalf("account after ORDER = %+v", a)
 	}
 	users, err := e.Q2.Client.LookupUser(context.Background(), q2client.UserQuery{LoginName: q2target.LogonName(sub)})
@@ -100,7 +100,7 @@ func TestLifecycle(t *testing.T) {
 
 	// CHANGE by accountIdentifier records the new edition and quantities.
 	wantOutcome(t, e.Process(testevents.Change(t, sub, id)), 200, "", true)
-	if a := e.Account(sub); a.Edition != "PREMIUM" || a.PricingDuration != "YEARLY" || a.Items[0].Quantity != 10 {
+	if a := e.Account(sub); a.Intent.Edition != "PREMIUM" || a.Intent.PricingDuration != "YEARLY" || a.Intent.Items[0].Quantity != 10 {
 		t.Fatalf("account after CHANGE = %+v", a)
 	}
 
@@ -138,7 +138,8 @@ func TestAccountFoundBySubscriptionOrIdentifier(t *testing.T) {
 	}{
 		{"by subscription, identifier unknown", testevents.Change(t, "sub-a", "ACCOUNT-ID-FROM-ORDER"), ""},
 		{"by subscription, no identifier", testevents.Change(t, "sub-a", ""), ""},
-		{"by identifier, other subscription id", testevents.Change(t, "sub-other", id), ""},
+		// An event never touches a subscription other than its own.
+		{"by identifier, other subscription id", testevents.Change(t, "sub-other", id), events.Forbidden},
 		{"unknown change", testevents.Change(t, "sub-unknown", "nope"), events.AccountNotFound},
 		{"unknown cancel", testevents.Cancel(t, "sub-unknown", ""), events.AccountNotFound},
 	}
@@ -180,8 +181,10 @@ func TestOrderRecognisesItsOwnEnrollment(t *testing.T) {
 			if want := strconv.FormatInt(users[0].UserID, 10); out.Reply.AccountIdentifier != want {
 				t.Errorf("accountIdentifier = %s, want the existing user's %s", out.Reply.AccountIdentifier, want)
 			}
-			if e.calls("Enrollment") != 1 || e.Q2.Sandbox.Stats().Users != 1 {
-				t.Errorf("enrollments %d, users %d; want 1 and 1", e.calls("Enrollment"), e.Q2.Sandbox.Stats().Users)
+			// The copy's Enrollment is refused (the logon is taken), and the
+			// lookup after it finds the user ours: still one user.
+			if st := e.Q2.Sandbox.Stats(); st.Users != 1 || st.Customers != 1 {
+				t.Errorf("users %d, customers %d; want 1 and 1", st.Users, st.Customers)
 			}
 		})
 	}
@@ -197,8 +200,8 @@ func TestOrderRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantOutcome(t, e.Process(testevents.Order(t, taken)), 200, events.UserAlreadyExists, true)
-	if a, err := e.DB.Account(context.Background(), taken); err != nil || a.Status != events.AccountFailed || len(a.Steps) != 0 || a.FailureCode != events.UserAlreadyExists {
-		t.Errorf("a refused ORDER recorded %+v, %v; want a FAILED account with its refusal and no steps", a, err)
+	if a, err := e.DB.Account(context.Background(), taken); err != nil || a.Status != events.AccountFailed || a.Steps[0].State != events.StepPending || a.Intent.Code != events.UserAlreadyExists {
+		t.Errorf("a refused ORDER recorded %+v, %v; want a FAILED account with its refusal and nothing live", a, err)
 	}
 	// A later ORDER of it (a copy whose stored reply was lost) gets the same refusal.
 	wantOutcome(t, e.Process(testevents.Order(t, taken)), 200, events.UserAlreadyExists, true)
@@ -268,8 +271,10 @@ func TestTransientQ2Failures(t *testing.T) {
 		defer cancelCtx()
 		out := e.Service.Process(ctx, testevents.Order(t, "sub-slow"), "default")
 		wantOutcome(t, out, 503, events.TransportError, false)
-		if _, err := e.DB.Account(context.Background(), "sub-slow"); !errors.Is(err, store.ErrNotFound) {
-			t.Fatal("a timed-out ORDER recorded an account")
+		// The intent was recorded before the call, and the step as
+		// "unknown": the call may have done its work.
+		if a, err := e.DB.Account(context.Background(), "sub-slow"); err != nil || a.Status != events.AccountProvisioning || !a.Steps[0].State.MayExist() || a.Steps[0].State == events.StepLive {
+			t.Fatalf("a timed-out ORDER recorded %+v, %v; want provisioning with the q2 step unknown", a, err)
 		}
 		time.Sleep(400 * time.Millisecond) // the sandbox completes the delayed enrollment
 		wantOutcome(t, e.Process(testevents.Order(t, "sub-slow")), 200, "", true)
@@ -327,8 +332,12 @@ func TestQ2RefusesCredentials(t *testing.T) {
 	bad, _ := q2client.New(srv.URL, q2client.WithCredentials("sandbox", "wrong"), q2client.WithRetry(1, time.Millisecond, time.Millisecond))
 	svc := newService(t, e.DB, bad, envConfig{})
 	out := svc.Process(context.Background(), testevents.Order(t, "sub-creds"), "default")
-	// Our misconfiguration is not the subscription's fate: not stored.
-	wantOutcome(t, out, 200, events.Unauthorized, false)
+	// Our misconfiguration is not the subscription's fate: 503, so that
+	// the marketplace sends it again once the credentials are fixed.
+	wantOutcome(t, out, 503, events.TransportError, false)
+	if !strings.Contains(out.Reply.Message, "credentials") {
+		t.Errorf("the reply %q does not say what is wrong", out.Reply.Message)
+	}
 }
 
 func TestLockedSubscriptionIsPending(t *testing.T) {
@@ -378,11 +387,11 @@ func TestConcurrentChangeAndCancel(t *testing.T) {
 			t.Fatalf("%s: account ends %s", sub, a.Status)
 		}
 		switch {
-		case changed.Reply.Success && a.Edition != "PREMIUM":
+		case changed.Reply.Success && a.Intent.Edition != "PREMIUM":
 			t.Fatalf("%s: CHANGE succeeded but its edition was lost", sub)
 		case !changed.Reply.Success && changed.Reply.ErrorCode != events.AccountNotFound:
 			t.Fatalf("%s: CHANGE answered %+v", sub, changed.Reply)
-		case !changed.Reply.Success && a.Edition != "BASIC":
+		case !changed.Reply.Success && a.Intent.Edition != "BASIC":
 			t.Fatalf("%s: a refused CHANGE altered the account", sub)
 		}
 	}
@@ -472,8 +481,10 @@ func TestRedisForgotACancelledSubscription(t *testing.T) {
 	wantOutcome(t, e.Process(testevents.Cancel(t, "sub-forgot", id)), 200, "", true)
 	e.Mini.FlushAll()
 
+	// The ORDER's Enrollment is refused (the logon is taken by the
+	// deleted user), and the lookup after it finds that user ours.
 	wantOutcome(t, e.Process(testevents.Order(t, "sub-forgot")), 200, events.Forbidden, true)
-	if e.calls("Enrollment") != 1 || e.liveUsers() != 0 {
+	if e.Q2.Sandbox.Stats().Customers != 1 || e.liveUsers() != 0 {
 		t.Fatalf("the late ORDER enrolled again: %+v", e.Q2.Sandbox.Stats())
 	}
 	if a := e.Account("sub-forgot"); a.Status != events.AccountCancelled || a.AccountIdentifier != id {
@@ -529,13 +540,13 @@ func TestLateChangeIsNotApplied(t *testing.T) {
 	older.Event.Payload.Order = &events.Order{EditionCode: "BASIC", Items: []events.Item{{Unit: "USER", Quantity: 2}}}
 	wantOutcome(t, e.Process(newer), 200, "", true)
 	wantOutcome(t, e.Process(older), 200, "", true)
-	if a := e.Account("sub-late"); a.Edition != "PREMIUM" || a.Items[0].Quantity != 10 {
+	if a := e.Account("sub-late"); a.Intent.Edition != "PREMIUM" || a.Intent.Items[0].Quantity != 10 {
 		t.Fatalf("a late CHANGE overwrote a newer one: %+v", a)
 	}
 	// Without a time, arrival order decides.
 	older.Created = nil
 	wantOutcome(t, e.Process(older), 200, "", true)
-	if a := e.Account("sub-late"); a.Edition != "BASIC" {
+	if a := e.Account("sub-late"); a.Intent.Edition != "BASIC" {
 		t.Fatalf("a CHANGE without a time was not applied: %+v", a)
 	}
 }

@@ -72,13 +72,6 @@ func WithRetry(maxAttempts int, baseDelay, maxDelay time.Duration) Option {
 	}
 }
 
-// WithBackoff sets only the waits of WithRetry, keeping the attempts.
-// Only the tests of internal/target/qbdconnect call it; once they call
-// WithRetry, it can go.
-func WithBackoff(base, max time.Duration) Option {
-	return func(c *Client) { c.cfg.Retry.BaseDelay, c.cfg.Retry.MaxDelay = base, max }
-}
-
 // New returns a client for the QBD Connect API at baseURL (the part before
 // /qbdconnect-api/), an absolute http or https URL. Its errors name the
 // argument, not a setting: the caller knows where the value came from.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/redis/go-redis/v9"
@@ -58,35 +60,49 @@ func (r *Redis) AccountByIdentifier(ctx context.Context, accountIdentifier strin
 
 // saveAccountScript writes the account only while the subscription's lock
 // holds the writer's token (they share a hash tag), and with it, in the
-// same atomic step where the keys allow it (not on Cluster), the account's
-// indexes: accountIdentifier → subscription and the user's accounts. A
-// retry of the same write after a lost reply writes the same bytes again.
-// KEYS: lock, account, [identifier index, user index]. ARGV: token,
-// account JSON, [subscription id, identifier]. Returns 1 when written, 0
-// when the lock is lost.
+// same atomic step, its indexes (accountIdentifier → subscription, the
+// user's accounts) and its place on the settle queue. A retry of the same
+// write after a lost reply writes the same bytes again.
+// KEYS: lock, account, identifier index, user index, settle due, settle
+// since. ARGV: token, account JSON, subscription id, identifier (” skips
+// the identifier index), user flag ('1' writes the user index), due ms
+// (” takes it off the queue), since ms (” takes it off the unsettled
+// list). Returns 1 when written, 0 when the lock is lost.
 var saveAccountScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
-if KEYS[3] and ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
-if KEYS[4] then redis.call('HSET', KEYS[4], ARGV[3], ARGV[2]) end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
+if ARGV[5] == '1' then redis.call('HSET', KEYS[4], ARGV[3], ARGV[2]) end
+if ARGV[6] == '' then redis.call('ZREM', KEYS[5], ARGV[3]) else redis.call('ZADD', KEYS[5], ARGV[6], ARGV[3]) end
+if ARGV[7] == '' then redis.call('ZREM', KEYS[6], ARGV[3]) else redis.call('ZADD', KEYS[6], ARGV[7], ARGV[3]) end
+return 1
+`)
+
+// saveFencedScript is saveAccountScript's first two lines, for Cluster,
+// where the indexes and the queue live in other slots.
+var saveFencedScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
 return 1
 `)
 
 // SaveAccount stores an account as JSON, without TTL (it is the system of
-// record, see keys.go), with its indexes: by accountIdentifier, and among
-// its marketplace user's accounts (for the read API). The write is fenced:
-// it happens only while the subscription's lock holds lockToken (from
-// Lock), else ErrLeaseLost and nothing is written. A holder that stalled
-// past its lease can thus never overwrite what the next holder wrote (a
-// CHANGE bringing back "active" after a CANCEL).
+// record, see keys.go), with its indexes (by accountIdentifier, and among
+// its marketplace user's accounts, for the read API) and its place on the
+// settle queue (a.Settle: Due on the queue, Since on the unsettled list;
+// zero takes it off). The write is fenced: it happens only while the
+// subscription's lock holds lockToken (from Lock), else ErrLeaseLost and
+// nothing is written. A holder that stalled past its lease can thus never
+// overwrite what the next holder wrote.
 //
-// On a single node or Sentinel the account and its indexes are one atomic
-// step, so the read API is right the moment the event is answered, even if
-// the process dies right after. On Cluster the indexes live in other slots:
-// the identifier index is written before the account (a crash in between
-// leaves an index that reads as not found, never an account its identifier
-// cannot find) and the user index after it (a crash in between leaves the
-// user's list one write behind until the event's next copy).
+// On a single node or Sentinel all of it is one atomic step, so the read
+// API and the settle queue are right the moment the event is answered,
+// even if the process dies right after. On Cluster the indexes and the
+// queue live in other slots: what makes a crash in between harmless is
+// written before the account (the identifier index, which reads as "not
+// found" until the account carries the identifier; a queue entry, which
+// the settler finds settled), the rest after it (the user index and a
+// queue removal: one write behind until the next save).
 func (r *Redis) SaveAccount(ctx context.Context, lockToken string, a events.Account) error {
 	if a.SubscriptionID == "" {
 		return errors.New("store: save account: empty subscription id")
@@ -98,36 +114,79 @@ func (r *Redis) SaveAccount(ctx context.Context, lockToken string, a events.Acco
 	if err != nil {
 		return fmt.Errorf("encoding account %q: %w", a.SubscriptionID, err)
 	}
-	keys := []string{r.keys.lock(a.SubscriptionID), r.keys.account(a.SubscriptionID)}
-	args := []any{lockToken, b}
-	if !r.cluster() {
-		keys = append(keys, r.keys.accountIndex(a.AccountIdentifier))
-		if a.UserID > 0 {
-			keys = append(keys, r.keys.userIndex(a.UserID))
-		}
-		args = append(args, a.SubscriptionID, a.AccountIdentifier)
-	} else if a.AccountIdentifier != "" {
+	due, since := r.keys.settle()
+	dueMS, sinceMS := msOrEmpty(a.Settle.Due), msOrEmpty(a.Settle.Since)
+	if r.cluster() {
+		return r.saveCluster(ctx, lockToken, a, b, dueMS, sinceMS)
+	}
+	user := ""
+	if a.UserID > 0 {
+		user = "1"
+	}
+	keys := []string{r.keys.lock(a.SubscriptionID), r.keys.account(a.SubscriptionID),
+		r.keys.accountIndex(a.AccountIdentifier), r.keys.userIndex(a.UserID), due, since}
+	args := []any{lockToken, b, a.SubscriptionID, a.AccountIdentifier, user, dueMS, sinceMS}
+	return r.runSave(ctx, saveAccountScript, keys, args, a.SubscriptionID)
+}
+
+// saveCluster is SaveAccount on Cluster (see there for the order).
+func (r *Redis) saveCluster(ctx context.Context, lockToken string, a events.Account, b []byte, dueMS, sinceMS string) error {
+	if a.AccountIdentifier != "" {
 		if err := r.client.Set(ctx, r.keys.accountIndex(a.AccountIdentifier), a.SubscriptionID, 0).Err(); err != nil {
 			return unavailable("save account index", err)
 		}
 	}
-	if r.waitReplicas > 0 {
-		err = r.saveReplicated(ctx, keys, args, a.SubscriptionID)
-	} else {
-		var n int
-		if n, err = saveAccountScript.Run(ctx, r.client, keys, args...).Int(); err != nil {
-			err = unavailable("save account", err)
-		} else {
-			err = saved(n, a.SubscriptionID)
+	if dueMS != "" {
+		if err := r.queue(ctx, a.SubscriptionID, dueMS, sinceMS); err != nil {
+			return err
 		}
 	}
-	if err != nil || !r.cluster() || a.UserID <= 0 {
+	keys := []string{r.keys.lock(a.SubscriptionID), r.keys.account(a.SubscriptionID)}
+	if err := r.runSave(ctx, saveFencedScript, keys, []any{lockToken, b}, a.SubscriptionID); err != nil {
 		return err
 	}
-	if err := r.client.HSet(ctx, r.keys.userIndex(a.UserID), a.SubscriptionID, b).Err(); err != nil {
-		return unavailable("save user index", err)
+	if dueMS == "" {
+		if err := r.queue(ctx, a.SubscriptionID, dueMS, sinceMS); err != nil {
+			return err
+		}
+	}
+	if a.UserID > 0 {
+		if err := r.client.HSet(ctx, r.keys.userIndex(a.UserID), a.SubscriptionID, b).Err(); err != nil {
+			return unavailable("save user index", err)
+		}
 	}
 	return nil
+}
+
+// runSave runs a fenced save script, and WAITs for replicas when asked.
+func (r *Redis) runSave(ctx context.Context, script *redis.Script, keys []string, args []any, subscriptionID string) error {
+	if r.waitReplicas > 0 {
+		return r.saveReplicated(ctx, script, keys, args, subscriptionID)
+	}
+	n, err := script.Run(ctx, r.client, keys, args...).Int()
+	if err != nil {
+		return unavailable("save account", err)
+	}
+	return saved(n, subscriptionID)
+}
+
+// Confirm makes an account answered as it was read as durable as a write:
+// with REDIS_WAIT_REPLICAS it writes the account again and waits for the
+// replicas, since WAIT only counts the writes of its own connection and a
+// reply must never rest on a write a failover can lose (the copy of an
+// event whose first write came up short). Without it, it does nothing.
+func (r *Redis) Confirm(ctx context.Context, lockToken string, a events.Account) error {
+	if r.waitReplicas <= 0 {
+		return nil
+	}
+	return r.SaveAccount(ctx, lockToken, a)
+}
+
+func msOrEmpty(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.UnixMilli(), 10)
 }
 
 func saved(n int, subscriptionID string) error {
@@ -141,7 +200,7 @@ func saved(n int, subscriptionID string) error {
 // on the same connection (WAIT counts the writes of its own connection),
 // so a failover right after the reply cannot lose what was acknowledged.
 // On Cluster the pipeline goes to the master of the account's slot.
-func (r *Redis) saveReplicated(ctx context.Context, keys []string, args []any, subscriptionID string) error {
+func (r *Redis) saveReplicated(ctx context.Context, script *redis.Script, keys []string, args []any, subscriptionID string) error {
 	var node redis.Cmdable = r.client
 	if cc, ok := r.client.(*redis.ClusterClient); ok {
 		m, err := cc.MasterForKey(ctx, keys[1])
@@ -154,7 +213,7 @@ func (r *Redis) saveReplicated(ctx context.Context, keys []string, args []any, s
 	var wait *redis.IntCmd
 	_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
 		// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT.
-		write = saveAccountScript.Eval(ctx, p, keys, args...)
+		write = script.Eval(ctx, p, keys, args...)
 		wait = redis.NewIntCmd(ctx, "wait", r.waitReplicas, r.waitTimeout.Milliseconds())
 		return p.Process(ctx, wait)
 	})

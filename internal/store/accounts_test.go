@@ -17,13 +17,12 @@ func testAccount(sub, id string) events.Account {
 		AccountIdentifier: id,
 		UserID:            42,
 		Product:           "default",
-		Steps:             []events.Step{{Target: "q2", ID: id, Data: map[string]string{"customer_id": "7"}}},
-		Edition:           "PREMIUM",
-		PricingDuration:   "MONTHLY",
-		Items:             []events.Item{{Unit: "USER", Quantity: 5}},
-		Status:            events.AccountActive,
-		CreatedAt:         created,
-		UpdatedAt:         created,
+		Steps:             []events.Step{{Target: "q2", State: events.StepLive, Rev: 1, ID: id, Data: map[string]string{"customer_id": "7"}}},
+		Intent: events.Intent{State: events.IntentActive, Rev: 1, By: events.SubscriptionOrder, Promised: true,
+			Edition: "PREMIUM", PricingDuration: "MONTHLY", Items: []events.Item{{Unit: "USER", Quantity: 5}}, At: created, LastCopy: created},
+		Status:    events.AccountActive,
+		CreatedAt: created,
+		UpdatedAt: created,
 	}
 }
 

@@ -51,6 +51,15 @@ import (
 //	                              hashes by first seen, capped at 100; PX = EVENT_TTL
 //	webhook:user:{<user_id>}      hash, a marketplace user's accounts: subscription
 //	                              id → account JSON (the read API). NO TTL
+//	webhook:{settle}:due          sorted set, the settle queue: subscription id →
+//	                              when the settler next works on it (Unix ms).
+//	                              Written with the account (SaveAccount); a
+//	                              settler taking an entry pushes it a lease ahead,
+//	                              so replicas do not take it at once. NO TTL
+//	webhook:{settle}:since        sorted set, the unsettled subscriptions:
+//	                              subscription id → since when (Unix ms), oldest
+//	                              first for the read API and the age metric. NO TTL.
+//	                              Both share a hash tag: one slot on Cluster
 //	webhook:lock:{<sub>}          string, the holder's random token; PX = lease.
 //	                              Same hash tag as the account: SaveAccount checks
 //	                              the token and writes the account in one script
@@ -101,6 +110,12 @@ func (k keys) deliveryIndex(subscriptionID string) (index, order string) {
 // account JSON), for GET /v1/subscriptions?user_id=N.
 func (k keys) userIndex(userID int64) string {
 	return k.prefix + "user:{" + strconv.FormatInt(userID, 10) + "}"
+}
+
+// settle returns the settle queue (due times) and the unsettled list
+// (since when), in one slot.
+func (k keys) settle() (due, since string) {
+	return k.prefix + "{settle}:due", k.prefix + "{settle}:since"
 }
 
 func (k keys) lock(subscriptionID string) string {

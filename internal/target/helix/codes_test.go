@@ -14,38 +14,41 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/helixclient"
+	"github.com/banking-marketplace/webhook/internal/provisioning"
 )
 
 var update = flag.Bool("update", false, "rewrite the Helix code table in docs/helix.md")
 
-// want is a class without its message: "done", "transient", or an
-// ErrorCode and whether it is final.
+// want is a class without its message: "done", or a kind and an
+// ErrorCode.
 type want struct {
-	done, transient bool
-	code            events.ErrorCode
-	final           bool
+	done bool
+	kind provisioning.Kind
+	code events.ErrorCode
 }
 
 func (w want) String() string {
-	switch {
-	case w.done:
+	if w.done {
 		return "done"
-	case w.transient:
-		return "transient"
-	case w.final:
-		return string(w.code) + " final"
 	}
-	return string(w.code)
+	return w.kind.String() + " " + string(w.code)
 }
 
-func got(c Class) want { return want{c.Done, c.Transient, c.Code, c.Final} }
+func got(c Class) want { return want{c.Done, c.Kind, c.Code} }
 
 var (
 	doneW      = want{done: true}
-	transientW = want{transient: true, code: events.TransportError}
+	transientW = want{kind: provisioning.Transient, code: events.TransportError}
 )
 
-func fail(code events.ErrorCode, final bool) want { return want{code: code, final: final} }
+// fail is a refusal (final) or, when final is false, a misconfiguration
+// of the service's own setup.
+func fail(code events.ErrorCode, final bool) want {
+	if final {
+		return want{kind: provisioning.Refused, code: code}
+	}
+	return want{kind: provisioning.Misconfigured, code: code}
+}
 
 // TestEveryCode lists every code of the addEntitlement seed and of the
 // reference (edit, remove, common codes) with its expected class on each
@@ -66,7 +69,7 @@ func TestEveryCode(t *testing.T) {
 		195100: same(fail(events.Forbidden, true)),
 		195101: same(fail(events.Forbidden, false)),
 		195102: same(fail(events.AccountNotFound, true)),
-		195103: same(fail(events.Forbidden, false)),
+		195103: same(fail(events.Forbidden, true)),
 		195104: same(fail(events.Forbidden, true)),
 		195105: same(fail(events.ConfigurationError, false)),
 		195106: same(fail(events.ConfigurationError, false)),
@@ -75,18 +78,18 @@ func TestEveryCode(t *testing.T) {
 		195109: same(fail(events.AccountNotFound, true)),
 		195110: {doneW, fail(events.UserAlreadyExists, true), fail(events.UserAlreadyExists, true)},
 		195112: same(fail(events.UserNotFound, true)),
-		195113: same(fail(events.Forbidden, false)),
-		195114: same(fail(events.Forbidden, false)),
+		195113: same(fail(events.Forbidden, true)),
+		195114: same(fail(events.Forbidden, true)),
 		195115: same(fail(events.Forbidden, true)),
-		195116: same(fail(events.Forbidden, false)),
+		195116: same(fail(events.Forbidden, true)),
 		195117: same(fail(events.Forbidden, true)),
-		195118: same(fail(events.Forbidden, false)),
+		195118: same(fail(events.Forbidden, true)),
 		195119: {fail(events.AccountNotFound, true), fail(events.AccountNotFound, true), doneW},
 		195122: same(fail(events.Forbidden, true)),
 		60001:  same(fail(events.UserNotFound, true)),
-		60002:  same(fail(events.Forbidden, false)),
-		60003:  same(fail(events.Forbidden, false)),
-		60004:  same(fail(events.Forbidden, false)),
+		60002:  same(fail(events.Forbidden, true)),
+		60003:  same(fail(events.Forbidden, true)),
+		60004:  same(fail(events.Forbidden, true)),
 		60005:  same(fail(events.Forbidden, true)),
 	}
 	for code, byOp := range expected {
@@ -97,10 +100,10 @@ func TestEveryCode(t *testing.T) {
 					t.Errorf("Classify(%v, %d) = %v, want %v", op, code, g, byOp[i])
 				}
 				checkMessage(t, c)
-				if !c.Done && !c.Transient && !strings.Contains(c.Message, fmt.Sprint(code)) {
+				if !c.Done && c.Kind != provisioning.Transient && !strings.Contains(c.Message, fmt.Sprint(code)) {
 					t.Errorf("message %q does not name the code %d", c.Message, code)
 				}
-				if c.Transient && c.RetryAfter != 3*time.Second {
+				if c.Kind == provisioning.Transient && c.RetryAfter != 3*time.Second {
 					t.Errorf("RetryAfter = %v, want Helix's 3s", c.RetryAfter)
 				}
 			})
@@ -124,10 +127,8 @@ func checkMessage(t *testing.T, c Class) {
 	switch {
 	case c.Done && (c != Class{Done: true}):
 		t.Errorf("done class carries more: %+v", c)
-	case !c.Done && (c.Message == "" || strings.Contains(c.Message, "%!") || !slices.Contains(events.ErrorCodes, c.Code)):
-		t.Errorf("class %+v: want a known ErrorCode and a message", c)
-	case c.Transient && c.Final:
-		t.Errorf("class %+v is transient and final", c)
+	case !c.Done && (c.Message == "" || strings.Contains(c.Message, "%!") || !slices.Contains(events.ErrorCodes, c.Code) || c.Kind == 0):
+		t.Errorf("class %+v: want a kind, a known ErrorCode and a message", c)
 	}
 }
 
@@ -167,8 +168,8 @@ func TestOtherFailures(t *testing.T) {
 	wants := []want{
 		fail(events.Unauthorized, false), transientW, transientW, transientW,
 		fail(events.ConfigurationError, false), fail(events.ConfigurationError, false),
-		fail(events.InvalidResponse, false), fail(events.UnknownError, false),
-		fail(events.UnknownError, false), fail(events.UnknownError, false),
+		transientW, fail(events.UnknownError, true),
+		fail(events.UnknownError, true), fail(events.UnknownError, true),
 	}
 	for i, tc := range others(t) {
 		for _, op := range []Op{Add, Edit, Remove} {
@@ -230,12 +231,12 @@ func renderTable(t *testing.T) string {
 		switch {
 		case c.Done:
 			return "done"
-		case c.Transient:
-			return "transient"
-		case c.Final:
-			return "`" + string(c.Code) + "`, final"
+		case c.Kind == provisioning.Transient:
+			return "transient (503)"
+		case c.Kind == provisioning.Refused:
+			return "`" + string(c.Code) + "`, refused"
 		}
-		return "`" + string(c.Code) + "`"
+		return "`" + string(c.Code) + "`, misconfigured (503, alerts)"
 	}
 	var b strings.Builder
 	b.WriteString(beginMarker + "\n")

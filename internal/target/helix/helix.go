@@ -24,7 +24,6 @@ import (
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/helixclient"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 )
 
 // Name is the target's name in the products file.
@@ -96,9 +95,9 @@ func New(api API, s Settings) (*Target, error) {
 // Name implements provisioning.Target.
 func (t *Target) Name() string { return Name }
 
-// Find cannot ask Helix (it has no lookup): when the event names the
-// entitlement, it answers Unknown with the step it would record, so that a
-// CANCEL with nothing recorded still removes it; else Absent.
+// Find cannot ask Helix (it has no lookup): when the event or the
+// recorded step names the entitlement, it answers Unknown with that step,
+// so that an undo with nothing recorded still removes it; else Absent.
 func (t *Target) Find(_ context.Context, j *provisioning.Job) (events.Step, provisioning.Presence, error) {
 	e, err := t.entitlement(j)
 	if err != nil {
@@ -107,15 +106,34 @@ func (t *Target) Find(_ context.Context, j *provisioning.Job) (events.Step, prov
 	return step(e), provisioning.Unknown, nil
 }
 
-// Provision adds the entitlement the ORDER names. An entitlement already
-// there (195110: a copy of the ORDER, a lost reply, a Redis that forgot)
-// is success.
-func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Step, error) {
+// Prepare names the entitlement the ORDER asks for: its ids and level,
+// from the event, or from the recorded step when the settler works
+// without the event.
+func (t *Target) Prepare(_ context.Context, j *provisioning.Job) (events.Step, error) {
 	e, err := t.entitlement(j)
 	if err != nil {
 		return events.Step{}, err
 	}
+	return step(e), nil
+}
+
+// Provision adds the prepared entitlement. An entitlement already there
+// (195110: a copy of the ORDER, a lost reply, a Redis that forgot) is
+// success once it is edited to the level asked, which it may not have.
+func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Step, error) {
+	e, err := recorded(j.Current)
+	if err != nil {
+		return events.Step{}, err
+	}
 	_, err = t.api.AddEntitlement(ctx, e)
+	var ae *helixclient.APIError
+	if errors.As(err, &ae) && ae.Has(helixclient.CodeAlreadyEntitled) {
+		_, err = t.api.EditEntitlement(ctx, e)
+		if err := failure(Edit, err); err != nil {
+			return events.Step{}, err
+		}
+		return step(e), nil
+	}
 	if err := failure(Add, err); err != nil {
 		return events.Step{}, err
 	}
@@ -125,11 +143,7 @@ func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Ste
 // Change edits the entitlement when the CHANGE's edition grants another
 // level than the recorded one; anything else changes nothing in Helix.
 func (t *Target) Change(ctx context.Context, j *provisioning.Job, s events.Step) (events.Step, error) {
-	o := j.Event.Event.Payload.Order
-	if o == nil {
-		return s, nil // no edition named: nothing to apply
-	}
-	level := t.levelOf(o.EditionCode)
+	level := t.levelOf(j.Intent.Edition)
 	if string(level) == s.Data[dataLevel] {
 		return s, nil
 	}
@@ -165,6 +179,15 @@ func (t *Target) Deprovision(ctx context.Context, _ *provisioning.Job, s events.
 // order's edition. Every missing or bad id is named in one final
 // CONFIGURATION_ERROR: the order itself is incomplete.
 func (t *Target) entitlement(j *provisioning.Job) (helixclient.Entitlement, error) {
+	if e, err := recorded(j.Current); err == nil {
+		// Named before (Prepare recorded its ids): the same entitlement,
+		// at the level the intent asks.
+		e.Level = t.levelOf(j.Intent.Edition)
+		return e, nil
+	}
+	if j.Event == nil {
+		return helixclient.Entitlement{}, provisioning.ErrNeedsEvent
+	}
 	conf := j.Event.Event.Payload.Configuration
 	var problems []string
 	id := func(key string) int64 {
@@ -182,23 +205,17 @@ func (t *Target) entitlement(j *provisioning.Job) (helixclient.Entitlement, erro
 	e := helixclient.Entitlement{AccountID: id(KeyAccountID), RequestingCustomerID: id(KeyRequestingCustomerID)}
 	if v, given := conf[KeyTargetCustomerID]; given && v != nil {
 		e.TargetCustomerID = id(KeyTargetCustomerID)
-	} else if q2, ok := j.Step(q2target.Name); ok {
-		if e.TargetCustomerID, ok = q2target.CustomerID(q2); !ok {
-			problems = append(problems, "the q2 step recorded no Q2 CustomerID to entitle")
-		}
+	} else if id, ok := j.CustomerID(); ok {
+		e.TargetCustomerID = id
 	} else {
 		problems = append(problems, "payload.configuration."+KeyTargetCustomerID+
-			" is missing and no q2 step before helix enrolled a customer; name the customer, or put q2 before helix in the product's targets")
+			" is missing and no step before helix created a customer; name the customer, or put q2 before helix in the product's targets")
 	}
 	if len(problems) > 0 {
 		return helixclient.Entitlement{}, provisioning.Refusal(events.ConfigurationError,
 			"the order cannot be entitled in Helix: "+strings.Join(problems, "; "), nil)
 	}
-	if o := j.Event.Event.Payload.Order; o != nil {
-		e.Level = t.levelOf(o.EditionCode)
-	} else {
-		e.Level = t.level
-	}
+	e.Level = t.levelOf(j.Intent.Edition)
 	return e, nil
 }
 
@@ -274,13 +291,8 @@ func recorded(s events.Step) (helixclient.Entitlement, error) {
 // else a *provisioning.Failure.
 func failure(op Op, err error) error {
 	c := Classify(op, err)
-	switch {
-	case c.Done:
+	if c.Done {
 		return nil
-	case c.Transient:
-		return provisioning.Outage(c.Message, c.RetryAfter, err)
-	case c.Final:
-		return &provisioning.Failure{Kind: events.Final, Code: c.Code, Message: c.Message, Err: err}
 	}
-	return &provisioning.Failure{Kind: events.Unsettled, Code: c.Code, Message: c.Message, Err: err}
+	return &provisioning.Failure{Kind: c.Kind, Code: c.Code, Message: c.Message, RetryAfter: c.RetryAfter, Err: err}
 }

@@ -110,7 +110,7 @@ func (h *fakeHelix) client(t *testing.T, opts ...helixclient.Option) *helixclien
 	t.Helper()
 	opts = append([]helixclient.Option{
 		helixclient.WithCredentials(helixsandbox.DefaultKey, helixsandbox.DefaultSecret),
-		helixclient.WithBackoff(time.Millisecond, 5*time.Millisecond),
+		helixclient.WithRetry(3, time.Millisecond, 5*time.Millisecond),
 	}, opts...)
 	c, err := helixclient.New(h.url, opts...)
 	if err != nil {
@@ -146,7 +146,7 @@ func conf(kv ...any) map[string]any {
 }
 
 // q2Step is what the q2 target records for a user of Q2 customer 77.
-var q2Step = events.Step{Target: "q2", ID: "12", Data: map[string]string{"customer_id": "77"}}
+var q2Step = events.Step{Target: "q2", State: events.StepLive, ID: "12", Data: map[string]string{"customer_id": "77"}}
 
 // job is an event of type typ with configuration c and edition (no order
 // when edition is empty), after the given steps.
@@ -157,12 +157,13 @@ func job(typ events.EventType, c map[string]any, edition string, steps ...events
 	if edition != "" {
 		ev.Event.Payload.Order = &events.Order{EditionCode: edition}
 	}
-	return &provisioning.Job{Event: ev, Product: "business-access", Subscription: "sub-1", Steps: steps}
+	return &provisioning.Job{Event: ev, Product: "business-access", Subscription: "sub-1", Steps: steps,
+		Intent: events.Intent{State: events.IntentActive, Edition: edition}, Current: events.Step{Target: helix.Name}}
 }
 
 // wantFailure checks err is a *provisioning.Failure of kind and code whose
 // message says each of says.
-func wantFailure(t *testing.T, err error, kind events.Kind, code events.ErrorCode, says ...string) *provisioning.Failure {
+func wantFailure(t *testing.T, err error, kind provisioning.Kind, code events.ErrorCode, says ...string) *provisioning.Failure {
 	t.Helper()
 	var f *provisioning.Failure
 	if !errors.As(err, &f) {
@@ -200,7 +201,7 @@ func TestNew(t *testing.T) {
 				t.Errorf("Name = %q", tg.Name())
 			}
 			target := int64(100 + i) // one entitlement per case
-			s, err := tg.Provision(context.Background(), job(events.SubscriptionOrder, conf("targetCustomerId", float64(target)), tc.edition))
+			s, err := provisionWith(tg, context.Background(), job(events.SubscriptionOrder, conf("targetCustomerId", float64(target)), tc.edition))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -246,14 +247,14 @@ func TestProvision(t *testing.T) {
 		{"ids as numeric strings", conf("accountId", " 4001 ", "requestingCustomerId", "5001"), []events.Step{q2Step}, "PREMIUM", 77, "4001:77", "FULL"},
 		{"target named by the configuration wins", conf("targetCustomerId", "88"), []events.Step{q2Step}, "BASIC", 88, "4001:88", "RDONLY"},
 		{"target named, no q2 step", conf("targetCustomerId", float64(89)), nil, "BASIC", 89, "4001:89", "RDONLY"},
-		{"an undone q2 step is not used", conf("targetCustomerId", float64(90)), []events.Step{{Target: "q2", ID: "1", Data: map[string]string{"customer_id": "91"}, Undone: true}}, "BASIC", 90, "4001:90", "RDONLY"},
+		{"an undone q2 step is not used", conf("targetCustomerId", float64(90)), []events.Step{{Target: "q2", ID: "1", State: events.StepUndone, Data: map[string]string{"customer_id": "91"}}}, "BASIC", 90, "4001:90", "RDONLY"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h := startHelix(t)
 			tg := newTarget(t, h.client(t), product)
 			j := job(events.SubscriptionOrder, tc.conf, tc.edition, tc.steps...)
-			s, err := tg.Provision(context.Background(), j)
+			s, err := provisionWith(tg, context.Background(), j)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -271,7 +272,7 @@ func TestProvision(t *testing.T) {
 				t.Errorf("Find = %+v, %v, %v; want Unknown with the provisioned step", found, presence, err)
 			}
 			// A copy (a lost reply, a Redis that forgot) meets 195110: done.
-			if again, err := tg.Provision(context.Background(), j); err != nil || again.ID != s.ID {
+			if again, err := provisionWith(tg, context.Background(), j); err != nil || again.ID != s.ID {
 				t.Errorf("second Provision = %+v, %v; want the same step", again, err)
 			}
 			if h.count(routeAdd) != 2 || h.part.Stats().(helixsandbox.Stats).Entitlements != 1 {
@@ -310,13 +311,13 @@ func TestIncompleteConfiguration(t *testing.T) {
 		{"accountId a bool", conf("accountId", true), []events.Step{q2Step}, []string{account + " must be"}},
 		{"target neither named nor enrolled", conf(), nil, []string{target + " is missing", "q2"}},
 		{"target named but bad", conf("targetCustomerId", "x"), []events.Step{q2Step}, []string{target + " must be"}},
-		{"q2 step without a customer", conf(), []events.Step{{Target: "q2", ID: "12"}}, []string{"Q2 CustomerID"}},
+		{"q2 step without a customer", conf(), []events.Step{{Target: "q2", State: events.StepLive, ID: "12"}}, []string{"created a customer"}},
 		{"no configuration", nil, nil, []string{account, requesting, target}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			j := job(events.SubscriptionOrder, tc.conf, "BASIC", tc.steps...)
-			_, err := tg.Provision(context.Background(), j)
-			f := wantFailure(t, err, events.Final, events.ConfigurationError, tc.says...)
+			_, err := provisionWith(tg, context.Background(), j)
+			f := wantFailure(t, err, provisioning.Refused, events.ConfigurationError, tc.says...)
 			if strings.Contains(f.Message, "4001") || strings.Contains(f.Message, "5001") {
 				t.Errorf("message %q repeats the configured ids", f.Message)
 			}
@@ -336,7 +337,7 @@ func provisioned(t *testing.T) (*fakeHelix, *helix.Target, events.Step) {
 	t.Helper()
 	h := startHelix(t)
 	tg := newTarget(t, h.client(t), product)
-	s, err := tg.Provision(context.Background(), job(events.SubscriptionOrder, conf(), "BASIC", q2Step))
+	s, err := provisionWith(tg, context.Background(), job(events.SubscriptionOrder, conf(), "BASIC", q2Step))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,9 +403,9 @@ func TestBrokenStep(t *testing.T) {
 	tg := newTarget(t, h.client(t), product)
 	broken := events.Step{Target: "helix", ID: "4001:77", Data: map[string]string{"account_id": "4001", "target_customer_id": "77"}}
 	err := tg.Deprovision(context.Background(), job(events.SubscriptionCancel, nil, ""), broken)
-	wantFailure(t, err, events.Final, events.ConfigurationError, "requesting_customer_id")
+	wantFailure(t, err, provisioning.Refused, events.ConfigurationError, "requesting_customer_id")
 	_, err = tg.Change(context.Background(), job(events.SubscriptionChange, nil, "PREMIUM"), broken)
-	wantFailure(t, err, events.Final, events.ConfigurationError, "requesting_customer_id")
+	wantFailure(t, err, provisioning.Refused, events.ConfigurationError, "requesting_customer_id")
 	if h.total() != 0 {
 		t.Errorf("%d Helix calls for a broken step", h.total())
 	}
@@ -417,7 +418,7 @@ func TestFailures(t *testing.T) {
 	type call func(tg *helix.Target, s events.Step) error
 	var (
 		provision call = func(tg *helix.Target, _ events.Step) error {
-			_, err := tg.Provision(context.Background(), job(events.SubscriptionOrder, conf("targetCustomerId", float64(78)), "BASIC"))
+			_, err := provisionWith(tg, context.Background(), job(events.SubscriptionOrder, conf("targetCustomerId", float64(78)), "BASIC"))
 			return err
 		}
 		change call = func(tg *helix.Target, s events.Step) error {
@@ -434,27 +435,27 @@ func TestFailures(t *testing.T) {
 		fault     fault
 		times     int
 		do        call
-		wantKind  events.Kind
+		wantKind  provisioning.Kind
 		wantCode  events.ErrorCode
 		wantRetry time.Duration
 		says      string
 	}{
-		{"account locked on add: final", routeAdd, fault{code: 195104}, 1, provision, events.Final, events.Forbidden, 0, "195104"},
-		{"customer locked on add: not final", routeAdd, fault{code: 195114}, 1, provision, events.Unsettled, events.Forbidden, 0, "195114"},
-		{"invalid account on add: final", routeAdd, fault{code: 195109}, 1, provision, events.Final, events.AccountNotFound, 0, "195109"},
-		{"customer unrelated on add: final", routeAdd, fault{code: 195117}, 1, provision, events.Final, events.Forbidden, 0, "195117"},
-		{"5xx after the client's retries", routeAdd, fault{status: 503}, 3, provision, events.Transient, events.TransportError, 0, ""},
-		{"429 with Retry-After", routeAdd, fault{status: 429, retryAfter: "30"}, 1, provision, events.Transient, events.TransportError, 30 * time.Second, ""},
-		{"credentials refused", routeAdd, fault{status: 401}, 1, provision, events.Unsettled, events.Unauthorized, 0, "50401"},
-		{"already entitled on edit: final", routeEdit, fault{code: 195110}, 1, change, events.Final, events.UserAlreadyExists, 0, "195110"},
-		{"customer locked on remove: not final", routeRemove, fault{code: 60004}, 1, deprovision, events.Unsettled, events.Forbidden, 0, "60004"},
-		{"server code on remove", routeRemove, fault{code: 50502}, 3, deprovision, events.Transient, events.TransportError, 0, ""},
+		{"account locked on add: final", routeAdd, fault{code: 195104}, 1, provision, provisioning.Refused, events.Forbidden, 0, "195104"},
+		{"customer locked on add: refused", routeAdd, fault{code: 195114}, 1, provision, provisioning.Refused, events.Forbidden, 0, "195114"},
+		{"invalid account on add: final", routeAdd, fault{code: 195109}, 1, provision, provisioning.Refused, events.AccountNotFound, 0, "195109"},
+		{"customer unrelated on add: final", routeAdd, fault{code: 195117}, 1, provision, provisioning.Refused, events.Forbidden, 0, "195117"},
+		{"5xx after the client's retries", routeAdd, fault{status: 503}, 3, provision, provisioning.Transient, events.TransportError, 0, ""},
+		{"429 with Retry-After", routeAdd, fault{status: 429, retryAfter: "30"}, 1, provision, provisioning.Transient, events.TransportError, 30 * time.Second, ""},
+		{"credentials refused", routeAdd, fault{status: 401}, 1, provision, provisioning.Misconfigured, events.Unauthorized, 0, "50401"},
+		{"already entitled on edit: final", routeEdit, fault{code: 195110}, 1, change, provisioning.Refused, events.UserAlreadyExists, 0, "195110"},
+		{"customer locked on remove: refused", routeRemove, fault{code: 60004}, 1, deprovision, provisioning.Refused, events.Forbidden, 0, "60004"},
+		{"server code on remove", routeRemove, fault{code: 50502}, 3, deprovision, provisioning.Transient, events.TransportError, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h := startHelix(t)
 			tg := newTarget(t, h.client(t), product)
-			s, err := tg.Provision(context.Background(), job(events.SubscriptionOrder, conf(), "BASIC", q2Step))
+			s, err := provisionWith(tg, context.Background(), job(events.SubscriptionOrder, conf(), "BASIC", q2Step))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -473,12 +474,12 @@ func TestFailures(t *testing.T) {
 		t.Parallel()
 		h := startHelix(t)
 		tg := newTarget(t, h.client(t), product)
-		s, err := tg.Provision(context.Background(), job(events.SubscriptionOrder, conf(), "BASIC", q2Step))
+		s, err := provisionWith(tg, context.Background(), job(events.SubscriptionOrder, conf(), "BASIC", q2Step))
 		if err != nil {
 			t.Fatal(err)
 		}
 		h.part.Reset()
-		wantFailure(t, change(tg, s), events.Final, events.AccountNotFound, "195119")
+		wantFailure(t, change(tg, s), provisioning.Refused, events.AccountNotFound, "195119")
 	})
 	t.Run("the caller's deadline", func(t *testing.T) {
 		t.Parallel()
@@ -486,10 +487,21 @@ func TestFailures(t *testing.T) {
 		tg := newTarget(t, h.client(t), product)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		_, err := tg.Provision(ctx, job(events.SubscriptionOrder, conf(), "BASIC", q2Step))
-		wantFailure(t, err, events.Transient, events.TransportError)
+		_, err := provisionWith(tg, ctx, job(events.SubscriptionOrder, conf(), "BASIC", q2Step))
+		wantFailure(t, err, provisioning.Transient, events.TransportError)
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("err %v does not keep the context's error", err)
 		}
 	})
+}
+
+// provisionWith prepares the step, as the plan does before recording it
+// "calling", then provisions it.
+func provisionWith(tg *helix.Target, ctx context.Context, j *provisioning.Job) (events.Step, error) {
+	prep, err := tg.Prepare(ctx, j)
+	if err != nil {
+		return events.Step{}, err
+	}
+	j.Current = prep
+	return tg.Provision(ctx, j)
 }

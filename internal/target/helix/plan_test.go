@@ -98,7 +98,7 @@ func TestPlanStory(t *testing.T) {
 	if _, held := e.helix.part.Entitlement(account, cust); held || e.users() != 0 {
 		t.Fatalf("after CANCEL: entitlement held %v, users %d", held, e.users())
 	}
-	if a := e.Account(sub); a.Status != events.AccountCancelled || !a.Steps[0].Undone || !a.Steps[1].Undone {
+	if a := e.Account(sub); a.Status != events.AccountCancelled || a.Steps[0].State != events.StepUndone || a.Steps[1].State != events.StepUndone {
 		t.Fatalf("account after CANCEL = %+v", a)
 	}
 	if e.helix.count(routeAdd) != 1 || e.helix.count(routeEdit) != 1 || e.helix.count(routeRemove) != 1 || e.enrollments() != 1 {
@@ -123,8 +123,10 @@ func TestPlanOrderCopyAfterRedisForgot(t *testing.T) {
 	if out.Reply.AccountIdentifier != id {
 		t.Errorf("accountIdentifier = %s, want the first ORDER's %s", out.Reply.AccountIdentifier, id)
 	}
-	if e.enrollments() != 1 || e.users() != 1 || e.entitlements() != 1 || e.helix.count(routeAdd) != 2 {
-		t.Errorf("enrollments %d, users %d, entitlements %d, adds %d; want 1, 1, 1, 2",
+	// The copy's Enrollment is refused (the logon is taken) and the lookup
+	// after it finds the user ours; Helix's add answers "already entitled".
+	if e.enrollments() != 2 || e.users() != 1 || e.entitlements() != 1 || e.helix.count(routeAdd) != 2 {
+		t.Errorf("enrollment calls %d, users %d, entitlements %d, adds %d; want 2, 1, 1, 2",
 			e.enrollments(), e.users(), e.entitlements(), e.helix.count(routeAdd))
 	}
 	if a := e.Account(sub); !a.Active() || len(a.Steps) != 2 || e.customer(sub) != cust {

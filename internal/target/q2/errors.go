@@ -10,23 +10,23 @@ import (
 	"github.com/banking-marketplace/webhook/internal/q2client"
 )
 
-// codes is the one table from Q2 failures to outcomes, first match wins.
-// Final marks a business outcome about the subscription itself, stored and
-// replayed; Unsettled ones (credentials, permissions, Q2 answering
-// nonsense) are answered but not stored, so a copy sent after the cause is
-// fixed succeeds.
+// codes is the q2 target's rows of the one failure table
+// (provisioning.Kind), first match wins: refusals about the subscription
+// itself are final; refusals of the service's own credentials or
+// permissions are misconfigurations (503, alerted); a reply the service
+// cannot read is transient, because the call may have done its work.
 var codes = []struct {
 	err     error
 	code    events.ErrorCode
-	kind    events.Kind
+	kind    provisioning.Kind
 	message string
 }{
-	{errForeignLogon, events.UserAlreadyExists, events.Final, "Q2 already has this subscription's logon name for another user"},
-	{q2client.ErrAlreadyExists, events.UserAlreadyExists, events.Final, "Q2 already has this user"},
-	{q2client.ErrNotFound, events.UserNotFound, events.Unsettled, "Q2 does not have the user"},
-	{q2client.ErrUnauthorized, events.Unauthorized, events.Unsettled, "Q2 refused the service's credentials"},
-	{q2client.ErrForbidden, events.Forbidden, events.Unsettled, "Q2 does not allow the service to do this"},
-	{q2client.ErrInvalidResponse, events.InvalidResponse, events.Unsettled, "Q2 answered something the service cannot read"},
+	{errForeignLogon, events.UserAlreadyExists, provisioning.Refused, "Q2 already has this subscription's logon name for another user"},
+	{q2client.ErrAlreadyExists, events.UserAlreadyExists, provisioning.Refused, "Q2 already has this user"},
+	{q2client.ErrNotFound, events.UserNotFound, provisioning.Refused, "Q2 does not have the user"},
+	{q2client.ErrUnauthorized, events.Unauthorized, provisioning.Misconfigured, "Q2 refused the service's credentials (Q2_CLIENT_ID, Q2_CLIENT_SECRET)"},
+	{q2client.ErrForbidden, events.Forbidden, provisioning.Misconfigured, "Q2 does not allow the service's client to do this; check its permissions"},
+	{q2client.ErrInvalidResponse, events.TransportError, provisioning.Transient, "Q2 answered something the service cannot read; the call may have done its work, it is tried again"},
 }
 
 // transient reports whether err may pass by itself: Q2 down, 5xx, 429, a
@@ -50,6 +50,5 @@ func failure(doing string, err error) *provisioning.Failure {
 			return &provisioning.Failure{Kind: c.kind, Code: c.code, Message: c.message, Err: err}
 		}
 	}
-	return &provisioning.Failure{Kind: events.Unsettled, Code: events.UnknownError,
-		Message: "Q2 failed while " + doing + "; the detail is in the service's log", Err: err}
+	return provisioning.Refusal(events.UnknownError, "Q2 refused the call while "+doing+"; the detail is in the service's log", err)
 }

@@ -75,7 +75,7 @@ func (t *Target) Name() string { return Name }
 func (t *Target) Find(ctx context.Context, j *provisioning.Job) (events.Step, provisioning.Presence, error) {
 	user, state, err := t.ownUser(ctx, j.Subscription)
 	switch {
-	case errors.Is(err, errForeignLogon) && j.Event.EventType != events.SubscriptionOrder:
+	case errors.Is(err, errForeignLogon) && (j.Event == nil || j.Event.EventType != events.SubscriptionOrder):
 		return events.Step{}, provisioning.Absent, nil // not ours to touch
 	case err != nil:
 		return events.Step{}, 0, failure("looking up the subscription's logon", err)
@@ -85,9 +85,26 @@ func (t *Target) Find(ctx context.Context, j *provisioning.Job) (events.Step, pr
 	return step(user), state, nil
 }
 
+// Prepare checks that the event names someone to enroll. Q2 needs the
+// event itself (names and contact data, never stored), so the settler
+// leaves an enrollment to the ORDER's next copy.
+func (t *Target) Prepare(_ context.Context, j *provisioning.Job) (events.Step, error) {
+	if j.Event == nil {
+		return events.Step{}, provisioning.ErrNeedsEvent
+	}
+	if _, ok := newEnrollment(j.Event, j.Subscription); !ok {
+		return events.Step{}, provisioning.Refusal(events.UserNotFound,
+			"the order names no user to enroll: event.creator and event.payload.company are both missing", nil)
+	}
+	return events.Step{}, nil
+}
+
 // Provision enrolls the subscription's user and looks it up (Enrollment
-// answers no ids). Enrollment is never retried blindly: a retry starts with
-// Find.
+// answers no ids). It needs no lookup first: Q2 refuses a logon name that
+// is taken, and the lookup after it tells the subscription's own user
+// (an earlier attempt whose answer was lost: done; deleted: the
+// subscription was cancelled) from another's (USER_ALREADY_EXISTS).
+// Enrollment is never retried blindly: a retry starts with Find.
 func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Step, error) {
 	e, ok := newEnrollment(j.Event, j.Subscription)
 	if !ok {
@@ -102,6 +119,8 @@ func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Ste
 	switch {
 	case err != nil:
 		return events.Step{}, failure("looking up the enrolled logon", err)
+	case state == provisioning.Gone:
+		return step(user), provisioning.ErrGone
 	case state != provisioning.Live:
 		return events.Step{}, provisioning.Outage("Q2 accepted the enrollment but does not show the user yet; send the order again", 0, nil)
 	}
@@ -135,15 +154,15 @@ func (t *Target) Deprovision(ctx context.Context, _ *provisioning.Job, s events.
 	return nil
 }
 
-// CustomerID is the Q2 CustomerID a q2 step enrolled (Helix entitles it).
+// CustomerID is the Q2 CustomerID a q2 step enrolled.
 func CustomerID(s events.Step) (int64, bool) {
-	id, err := strconv.ParseInt(s.Data["customer_id"], 10, 64)
+	id, err := strconv.ParseInt(s.Data[provisioning.DataCustomerID], 10, 64)
 	return id, err == nil && id > 0
 }
 
 func step(u q2client.User) events.Step {
 	return events.Step{Target: Name, ID: strconv.FormatInt(u.UserID, 10),
-		Data: map[string]string{"customer_id": strconv.FormatInt(u.CustomerID, 10)}}
+		Data: map[string]string{provisioning.DataCustomerID: strconv.FormatInt(u.CustomerID, 10)}}
 }
 
 // errForeignLogon is a logon that Q2 holds for a user that is not ours.

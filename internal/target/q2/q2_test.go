@@ -2,9 +2,12 @@ package q2
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/provisioning"
 	"github.com/banking-marketplace/webhook/internal/q2client"
 )
 
@@ -58,5 +61,33 @@ func TestDeprovision(t *testing.T) {
 	}
 	if _, err := New(&fakeAPI{}, Settings{CancelDeletes: "everything"}); err == nil {
 		t.Error("New accepted cancel_deletes=everything")
+	}
+}
+
+// Case 9 of issue 20: the q2 target's rows of the failure table. A reply
+// the service cannot read (garbled, too large, a redirect) may follow an
+// Enrollment that did its work: the outcome is unknown, never a refusal;
+// the service's own credentials and permissions are a misconfiguration.
+func TestFailureRows(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		err  error
+		want provisioning.Kind
+		code events.ErrorCode
+	}{
+		{"unreadable reply", fmt.Errorf("q2 Enrollment: %w: not JSON", q2client.ErrInvalidResponse), provisioning.Transient, events.TransportError},
+		{"transport", fmt.Errorf("q2 Enrollment: %w: reset", q2client.ErrTransient), provisioning.Transient, events.TransportError},
+		{"credentials", fmt.Errorf("q2 token: %w", q2client.ErrUnauthorized), provisioning.Misconfigured, events.Unauthorized},
+		{"permissions", fmt.Errorf("q2 Enrollment: %w", q2client.ErrForbidden), provisioning.Misconfigured, events.Forbidden},
+		{"a logon of another user", errForeignLogon, provisioning.Refused, events.UserAlreadyExists},
+		{"something Q2 refused", errors.New("q2 Enrollment: HTTP 400"), provisioning.Refused, events.UnknownError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := failure("enrolling", tc.err)
+			if f.Kind != tc.want || f.Code != tc.code {
+				t.Errorf("failure = %v %s, want %v %s", f.Kind, f.Code, tc.want, tc.code)
+			}
+		})
 	}
 }

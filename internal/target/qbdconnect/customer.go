@@ -167,8 +167,8 @@ var usStates = map[string]string{
 // orderQuantity is the quantity an ORDER buys: the item of unit INSTANCE
 // (QBD Connect's subscription quantity counts instances), else the first
 // item, else 1.
-func orderQuantity(o *events.Order) int64 {
-	if q, ok := changeQuantity(o); ok {
+func orderQuantity(items []events.Item) int64 {
+	if q, ok := changeQuantity(items); ok {
 		return q
 	}
 	return 1
@@ -176,14 +176,14 @@ func orderQuantity(o *events.Order) int64 {
 
 // changeQuantity is the quantity an order names, as orderQuantity, and
 // false when it has no items (a CHANGE of the edition alone).
-func changeQuantity(o *events.Order) (int64, bool) {
-	if o == nil || len(o.Items) == 0 {
+func changeQuantity(items []events.Item) (int64, bool) {
+	if len(items) == 0 {
 		return 0, false
 	}
-	for _, it := range o.Items {
+	for _, it := range items {
 		if strings.EqualFold(it.Unit, "INSTANCE") {
 			return int64(it.Quantity), true
 		}
 	}
-	return int64(o.Items[0].Quantity), true
+	return int64(items[0].Quantity), true
 }

@@ -144,7 +144,7 @@ func TestNewCustomerRefusals(t *testing.T) {
 func wantRefusal(t *testing.T, err error, code events.ErrorCode, fields ...string) *provisioning.Failure {
 	t.Helper()
 	var f *provisioning.Failure
-	if !errors.As(err, &f) || f.Kind != events.Final || f.Code != code {
+	if !errors.As(err, &f) || f.Kind != provisioning.Refused || f.Code != code {
 		t.Fatalf("err = %v; want a final %s", err, code)
 	}
 	for _, field := range fields {
@@ -175,12 +175,19 @@ func TestQuantity(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if got := orderQuantity(tt.order); got != tt.ordered {
+			if got := orderQuantity(itemsOf(tt.order)); got != tt.ordered {
 				t.Errorf("orderQuantity = %d, want %d", got, tt.ordered)
 			}
-			if got, ok := changeQuantity(tt.order); got != tt.changed || ok != tt.changeOK {
+			if got, ok := changeQuantity(itemsOf(tt.order)); got != tt.changed || ok != tt.changeOK {
 				t.Errorf("changeQuantity = %d, %v; want %d, %v", got, ok, tt.changed, tt.changeOK)
 			}
 		})
 	}
+}
+
+func itemsOf(o *events.Order) []events.Item {
+	if o == nil {
+		return nil
+	}
+	return o.Items
 }

@@ -14,29 +14,26 @@ var (
 	// errForeignSubscription: the derived subscription id belongs to
 	// another customer, so it is not ours to take or touch.
 	errForeignSubscription = errors.New("the subscription id belongs to another QBD Connect customer")
-	// errCanceled: the subscription an ORDER would create exists, canceled.
-	errCanceled = errors.New("the QBD Connect subscription is canceled")
 )
 
-// codes is the one table from QBD Connect failures to outcomes, first
-// match wins. Final marks an outcome about the order itself, stored and
-// replayed to later copies; Unsettled ones (the token, QBD Connect
-// answering nonsense or something unexpected) are answered but not stored,
-// so a copy sent after the cause is fixed succeeds. ErrNotFound is decided
-// by each call (a lookup's "none", a delete's "done") before it gets here.
+// codes is the qbd_connect target's rows of the one failure table
+// (provisioning.Kind), first match wins: refusals about the order itself
+// are final; a refused token is a misconfiguration (503, alerted); a reply
+// the service cannot read is transient, because the call may have done its
+// work. ErrNotFound is decided by each call (a lookup's "none", a delete's
+// "done") before it gets here.
 var codes = []struct {
 	err     error
 	code    events.ErrorCode
-	kind    events.Kind
+	kind    provisioning.Kind
 	message string
 }{
-	{errForeignSubscription, events.UserAlreadyExists, events.Final, "QBD Connect has this subscription's id for another customer"},
-	{errCanceled, events.Forbidden, events.Final, "the QBD Connect subscription is canceled; it is not provisioned again"},
+	{errForeignSubscription, events.UserAlreadyExists, provisioning.Refused, "QBD Connect has this subscription's id for another customer"},
 	// A 400 or 422: what the order gives is wrong for QBD Connect, and sent
 	// again it fails again. QBD Connect's message names the field.
-	{qbdclient.ErrBadRequest, events.InvalidResponse, events.Final, "QBD Connect refused the order's data"},
-	{qbdclient.ErrUnauthorized, events.Unauthorized, events.Unsettled, "QBD Connect refused the service's token (QBD_TOKEN)"},
-	{qbdclient.ErrInvalidResponse, events.InvalidResponse, events.Unsettled, "QBD Connect answered something the service cannot read"},
+	{qbdclient.ErrBadRequest, events.InvalidResponse, provisioning.Refused, "QBD Connect refused the order's data"},
+	{qbdclient.ErrUnauthorized, events.Unauthorized, provisioning.Misconfigured, "QBD Connect refused the service's token (QBD_TOKEN)"},
+	{qbdclient.ErrInvalidResponse, events.TransportError, provisioning.Transient, "QBD Connect answered something the service cannot read; the call may have done its work, it is tried again"},
 }
 
 // defaultRetry is how long a transient failure asks to wait when QBD
@@ -67,8 +64,7 @@ func failure(doing string, err error) *provisioning.Failure {
 			return &provisioning.Failure{Kind: c.kind, Code: c.code, Message: msg, Err: err}
 		}
 	}
-	return &provisioning.Failure{Kind: events.Unsettled, Code: events.UnknownError,
-		Message: "QBD Connect failed while " + doing + "; the detail is in the service's log", Err: err}
+	return provisioning.Refusal(events.UnknownError, "QBD Connect refused the call while "+doing+"; the detail is in the service's log", err)
 }
 
 // maxRelayed bounds how much of QBD Connect's message a reply carries.

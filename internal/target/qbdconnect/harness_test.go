@@ -56,7 +56,7 @@ func newQBD(t *testing.T) *qbd {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	var err error
-	q.client, err = qbdclient.New(srv.URL, qbdclient.WithBackoff(time.Millisecond, 5*time.Millisecond))
+	q.client, err = qbdclient.New(srv.URL, qbdclient.WithRetry(3, time.Millisecond, 5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,11 +131,15 @@ func (q *qbd) addInstance(customerID string) {
 
 // job is the target's job for ev.
 func job(ev *events.SubscriptionEvent) *provisioning.Job {
-	return &provisioning.Job{Event: ev, Product: "qbd", Subscription: ev.SubscriptionID}
+	j := &provisioning.Job{Event: ev, Product: "qbd", Subscription: ev.SubscriptionID}
+	if o := ev.Event.Payload.Order; o != nil {
+		j.Intent = events.Intent{State: events.IntentActive, Edition: o.EditionCode, Items: o.Items}
+	}
+	return j
 }
 
 // wantFailure checks that err is a *provisioning.Failure of kind and code.
-func wantFailure(t *testing.T, err error, kind events.Kind, code events.ErrorCode) *provisioning.Failure {
+func wantFailure(t *testing.T, err error, kind provisioning.Kind, code events.ErrorCode) *provisioning.Failure {
 	t.Helper()
 	var f *provisioning.Failure
 	if !errors.As(err, &f) || f.Kind != kind || f.Code != code {

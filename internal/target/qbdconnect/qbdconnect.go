@@ -137,6 +137,19 @@ func (t *Target) Find(ctx context.Context, j *provisioning.Job) (events.Step, pr
 	return step(cu.ID, sid), provisioning.Live, nil
 }
 
+// Prepare checks that the order holds what QBD Connect needs. The
+// customer is made of the event's buyer (names, address, contact), never
+// stored, so the settler leaves it to the ORDER's next copy.
+func (t *Target) Prepare(_ context.Context, j *provisioning.Job) (events.Step, error) {
+	if j.Event == nil {
+		return events.Step{}, provisioning.ErrNeedsEvent
+	}
+	if _, err := newCustomer(j.Event, j.Subscription); err != nil {
+		return events.Step{}, err
+	}
+	return events.Step{}, nil
+}
+
 // Provision creates what Find did not find: the customer (unless it
 // exists), then its subscription. Nothing is created before the order is
 // known to hold what QBD Connect needs, so a refused order leaves nothing
@@ -147,15 +160,26 @@ func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Ste
 	if err != nil {
 		return events.Step{}, err
 	}
-	cu, err := t.customer(ctx, want)
+	cu, existed, err := t.customer(ctx, want)
 	if err != nil {
 		return events.Step{}, err
 	}
 	sid := subscriptionOf(cu, j.Subscription)
+	if existed {
+		// An earlier attempt got this far: its subscription may exist too.
+		switch err := t.adopt(ctx, sid, cu); {
+		case err == nil:
+			return step(cu.ID, sid), nil
+		case errors.Is(err, provisioning.ErrGone):
+			return step(cu.ID, sid), err
+		case !errors.Is(err, qbdclient.ErrNotFound):
+			return events.Step{}, failure("looking up the customer's subscription", err)
+		}
+	}
 	sub := qbdclient.Subscription{
 		SubscriptionID: sid,
 		ProductID:      t.set.ProductID,
-		Quantity:       orderQuantity(j.Event.Event.Payload.Order),
+		Quantity:       orderQuantity(j.Intent.Items),
 		CustomerID:     cu.ID,
 		Email:          cu.PrimaryBillingContact.Email,
 		Status:         qbdclient.StatusActive,
@@ -164,6 +188,9 @@ func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Ste
 	if errors.Is(err, qbdclient.ErrConflict) {
 		err = t.adopt(ctx, sid, cu)
 	}
+	if errors.Is(err, provisioning.ErrGone) {
+		return step(cu.ID, sid), err
+	}
 	if err != nil {
 		return events.Step{}, failure("creating the subscription", err)
 	}
@@ -171,23 +198,25 @@ func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Ste
 }
 
 // customer finds the customer by its gatewayCustomerId, else creates it. A
-// create that conflicts (created meanwhile) is looked up again.
-func (t *Target) customer(ctx context.Context, want qbdclient.Customer) (*qbdclient.Customer, error) {
-	cu, err := t.api.FindCustomer(ctx, want.GatewayCustomerID)
+// create that conflicts (created meanwhile) is looked up again. existed
+// reports that it was there before this call.
+func (t *Target) customer(ctx context.Context, want qbdclient.Customer) (cu *qbdclient.Customer, existed bool, err error) {
+	cu, err = t.api.FindCustomer(ctx, want.GatewayCustomerID)
 	if err == nil {
-		return cu, nil
+		return cu, true, nil
 	}
 	if !errors.Is(err, qbdclient.ErrNotFound) {
-		return nil, failure("looking up the subscription's customer", err)
+		return nil, false, failure("looking up the subscription's customer", err)
 	}
 	cu, err = t.api.CreateCustomer(ctx, want)
 	if errors.Is(err, qbdclient.ErrConflict) {
+		existed = true
 		cu, err = t.api.FindCustomer(ctx, want.GatewayCustomerID)
 	}
 	if err != nil {
-		return nil, failure("creating the customer", err)
+		return nil, false, failure("creating the customer", err)
 	}
-	return cu, nil
+	return cu, existed, nil
 }
 
 // adopt takes an existing subscription sid (an earlier attempt created it
@@ -200,7 +229,7 @@ func (t *Target) adopt(ctx context.Context, sid string, cu *qbdclient.Customer) 
 	case !ours(sub, cu):
 		return errForeignSubscription
 	case sub.Status == qbdclient.StatusCanceled:
-		return errCanceled
+		return provisioning.ErrGone
 	}
 	return nil
 }
@@ -215,7 +244,7 @@ func ours(sub *qbdclient.Subscription, cu *qbdclient.Customer) bool {
 // as read). A CHANGE without items, or with the quantity already there,
 // calls no PUT.
 func (t *Target) Change(ctx context.Context, j *provisioning.Job, s events.Step) (events.Step, error) {
-	qty, ok := changeQuantity(j.Event.Event.Payload.Order)
+	qty, ok := changeQuantity(j.Intent.Items)
 	if !ok {
 		return s, nil
 	}
@@ -226,8 +255,7 @@ func (t *Target) Change(ctx context.Context, j *provisioning.Job, s events.Step)
 	sub, err := t.api.GetSubscription(ctx, sid)
 	switch {
 	case errors.Is(err, qbdclient.ErrNotFound):
-		return s, &provisioning.Failure{Kind: events.Unsettled, Code: events.AccountNotFound,
-			Message: "QBD Connect does not have the subscription any more", Err: err}
+		return s, provisioning.Refusal(events.AccountNotFound, "QBD Connect does not have the subscription any more", err)
 	case err != nil:
 		return s, failure("reading the subscription", err)
 	case sub.Status == qbdclient.StatusCanceled:

@@ -3,6 +3,7 @@ package qbdconnect_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -114,7 +115,7 @@ func TestProvisionFindsEarlierWork(t *testing.T) {
 		}, provisioning.Live, "", 1},
 		{"subscription canceled", func(q *qbd) {
 			newSubscription(q, sid, newCustomer(q, gateway, sid).ID, qbdclient.StatusCanceled)
-		}, provisioning.Gone, events.Forbidden, 0},
+		}, provisioning.Gone, "", 0},
 		{"subscription id held by another customer", func(q *qbd) {
 			other := newCustomer(q, "cus_other", "")
 			newCustomer(q, gateway, sid)
@@ -132,14 +133,19 @@ func TestProvisionFindsEarlierWork(t *testing.T) {
 
 			_, p, err := q.target.Find(ctx, job(ev))
 			if tt.presence == 0 {
-				wantFailure(t, err, events.Final, tt.wantErr)
+				wantFailure(t, err, provisioning.Refused, tt.wantErr)
 			} else if err != nil || p != tt.presence {
 				t.Errorf("Find = %v, %v; want %v", p, err, tt.presence)
 			}
 			s, err := q.target.Provision(ctx, job(ev))
-			if tt.wantErr != "" {
-				wantFailure(t, err, events.Final, tt.wantErr)
-			} else if err != nil || s.ID == "" {
+			switch {
+			case tt.presence == provisioning.Gone:
+				if !errors.Is(err, provisioning.ErrGone) || s.ID == "" {
+					t.Errorf("Provision = %+v, %v; want ErrGone with the step's ids", s, err)
+				}
+			case tt.wantErr != "":
+				wantFailure(t, err, provisioning.Refused, tt.wantErr)
+			case err != nil || s.ID == "":
 				t.Errorf("Provision = %+v, %v", s, err)
 			}
 			if st := q.stats(); st.Customers != creates || st.Subscriptions != tt.subs || q.count(routeCreateCustomer) != creates {
@@ -216,17 +222,17 @@ func TestChange(t *testing.T) {
 		}
 	}
 
-	// A subscription QBD Connect no longer has: answered, not stored.
+	// A subscription QBD Connect no longer has: refused.
 	gone := s
 	gone.Data = map[string]string{"subscription_id": "mp-sub-none"}
 	_, err = q.target.Change(ctx, job(testevents.Change(t, sub, s.ID)), gone)
-	wantFailure(t, err, events.Unsettled, events.AccountNotFound)
+	wantFailure(t, err, provisioning.Refused, events.AccountNotFound)
 	// A canceled one is not changed: final.
 	if err := q.target.Deprovision(ctx, job(testevents.Cancel(t, sub, s.ID)), s); err != nil {
 		t.Fatal(err)
 	}
 	_, err = q.target.Change(ctx, job(testevents.Change(t, sub, s.ID)), s)
-	wantFailure(t, err, events.Final, events.AccountNotFound)
+	wantFailure(t, err, provisioning.Refused, events.AccountNotFound)
 }
 
 func TestDeprovision(t *testing.T) {
@@ -275,8 +281,8 @@ func TestDeprovision(t *testing.T) {
 	}
 	// A step without ids is a bug of the record: final, naming it.
 	_, err = q.target.Change(ctx, job(testevents.Change(t, sub, "")), events.Step{Target: qbdconnect.Name, ID: s.ID})
-	wantFailure(t, err, events.Final, events.ConfigurationError)
-	wantFailure(t, q.target.Deprovision(ctx, job(testevents.Cancel(t, sub, "")), events.Step{Target: qbdconnect.Name}), events.Final, events.ConfigurationError)
+	wantFailure(t, err, provisioning.Refused, events.ConfigurationError)
+	wantFailure(t, q.target.Deprovision(ctx, job(testevents.Cancel(t, sub, "")), events.Step{Target: qbdconnect.Name}), provisioning.Refused, events.ConfigurationError)
 }
 
 // TestDeprovisionResumes: a CANCEL cut short after deleting some
@@ -294,7 +300,7 @@ func TestDeprovisionResumes(t *testing.T) {
 	q.addInstance(s.ID)
 	q.addInstance(s.ID)
 	q.fail(routeDeleteInstance, fault{}, fault{status: 400}) // the first answers normally
-	wantFailure(t, q.target.Deprovision(ctx, job(testevents.Cancel(t, sub, s.ID)), s), events.Final, events.InvalidResponse)
+	wantFailure(t, q.target.Deprovision(ctx, job(testevents.Cancel(t, sub, s.ID)), s), provisioning.Refused, events.InvalidResponse)
 	if _, p, err := q.target.Find(ctx, job(testevents.Cancel(t, sub, s.ID))); err != nil || p != provisioning.Live {
 		t.Fatalf("Find after a cut-short cancel = %v, %v; want Live", p, err)
 	}
@@ -314,32 +320,32 @@ func TestFailures(t *testing.T) {
 		name       string
 		route      string
 		faults     []fault
-		kind       events.Kind
+		kind       provisioning.Kind
 		code       events.ErrorCode
 		retryAfter time.Duration // of a transient failure
 		message    string        // in the failure's message
 	}{
 		{"503 on a lookup, retried, then Retry-After beyond the backoff cap", routeListCustomers,
-			[]fault{{status: 503}, {status: 503, retryAfter: "7"}}, events.Transient, events.TransportError, 7 * time.Second, "looking up"},
+			[]fault{{status: 503}, {status: 503, retryAfter: "7"}}, provisioning.Transient, events.TransportError, 7 * time.Second, "looking up"},
 		{"503 on creating the customer: not retried", routeCreateCustomer,
-			[]fault{{status: 503}}, events.Transient, events.TransportError, 5 * time.Second, "creating the customer"},
+			[]fault{{status: 503}}, provisioning.Transient, events.TransportError, 5 * time.Second, "creating the customer"},
 		{"429 on creating the subscription", routeCreateSub,
-			[]fault{{status: 429, retryAfter: "2"}}, events.Transient, events.TransportError, 2 * time.Second, "creating the subscription"},
+			[]fault{{status: 429, retryAfter: "2"}}, provisioning.Transient, events.TransportError, 2 * time.Second, "creating the subscription"},
 		{"401", routeListCustomers,
-			[]fault{{status: 401}}, events.Unsettled, events.Unauthorized, 0, "QBD_TOKEN"},
+			[]fault{{status: 401}}, provisioning.Misconfigured, events.Unauthorized, 0, "QBD_TOKEN"},
 		{"403", routeCreateCustomer,
-			[]fault{{status: 403}}, events.Unsettled, events.Unauthorized, 0, "QBD_TOKEN"},
+			[]fault{{status: 403}}, provisioning.Misconfigured, events.Unauthorized, 0, "QBD_TOKEN"},
 		{"400 names the field", routeCreateCustomer,
 			[]fault{{status: 400, body: `{"status":400,"error":"Bad Request","message":"name must be at most 80 characters"}`}},
-			events.Final, events.InvalidResponse, 0, "name must be at most 80 characters"},
+			provisioning.Refused, events.InvalidResponse, 0, "name must be at most 80 characters"},
 		{"422", routeCreateSub,
-			[]fault{{status: 422}}, events.Final, events.InvalidResponse, 0, "creating the subscription"},
+			[]fault{{status: 422}}, provisioning.Refused, events.InvalidResponse, 0, "creating the subscription"},
 		{"a 2xx that is not JSON", routeListCustomers,
-			[]fault{{status: 200, body: "<html>"}}, events.Unsettled, events.InvalidResponse, 0, "cannot read"},
+			[]fault{{status: 200, body: "<html>"}}, provisioning.Transient, events.TransportError, 0, "cannot read"},
 		{"409 on a lookup", routeListCustomers,
-			[]fault{{status: 409}}, events.Unsettled, events.UnknownError, 0, "detail is in the service's log"},
+			[]fault{{status: 409}}, provisioning.Refused, events.UnknownError, 0, "detail is in the service's log"},
 		{"404 from a subscription lookup after a conflict", routeGetSub,
-			[]fault{{status: 404}}, events.Unsettled, events.UnknownError, 0, "creating the subscription"},
+			[]fault{{status: 404}}, provisioning.Refused, events.UnknownError, 0, "creating the subscription"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -364,5 +370,5 @@ func TestFailures(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	stop()
 	_, _, err := q.target.Find(ctx, job(testevents.Order(t, "sub-deadline")))
-	wantFailure(t, err, events.Transient, events.TransportError)
+	wantFailure(t, err, provisioning.Transient, events.TransportError)
 }

@@ -1,0 +1,191 @@
+package provisioning
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+)
+
+// This file holds what each event type asks: how it changes the intent,
+// and what it is answered once the settle loop has run. Every answer
+// rests on a saved record (finish), and a 200 answer is a promise the
+// service keeps by itself (see the package comment).
+
+// order: provision the subscription. A subscription ordered before is
+// answered as before; a cancelled or refused one is never provisioned
+// again.
+func (s *Service) order(ctx context.Context, w *work) events.Outcome {
+	if w.fresh {
+		w.newIntent(events.IntentActive, events.SubscriptionOrder)
+		applyOrder(&w.acct.Intent, w.ev)
+		w.acct.UserID = w.ev.UserID
+	}
+	in := w.acct.Intent
+	switch {
+	case in.State == events.IntentCancelled:
+		return w.answer(ctx, w.settle(ctx), forbidden(w))
+	case in.State == events.IntentRefused:
+		return w.answer(ctx, w.settle(ctx), events.Refused(in.Code, in.Message))
+	case in.Promised || w.acct.Prior != nil:
+		// Provisioned and answered before (a CHANGE may be under way).
+		return w.answer(ctx, nil, events.Provisioned(w.acct.AccountIdentifier))
+	}
+	// An ORDER not answered with success yet: this copy carries it on.
+	w.acct.Intent.LastCopy = s.now().UTC()
+	w.dirty = true
+	st := w.settle(ctx)
+	switch in := w.acct.Intent; {
+	case in.State == events.IntentRefused:
+		return w.answer(ctx, st, events.Refused(in.Code, in.Message))
+	case in.State == events.IntentCancelled:
+		return w.answer(ctx, st, forbidden(w))
+	case st == nil:
+		return w.answer(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
+	}
+	return w.answer(ctx, st, w.notNow(st))
+}
+
+func forbidden(w *work) events.Outcome {
+	return events.Refused(events.Forbidden, "subscription "+w.acct.SubscriptionID+" was cancelled; it is not provisioned again")
+}
+
+// change: apply a new edition and quantities. A CHANGE older than the
+// one applied (by the events' own time) is answered, not applied.
+func (s *Service) change(ctx context.Context, w *work) events.Outcome {
+	if w.fresh {
+		if out, ok := w.rebuild(ctx); !ok {
+			return out
+		}
+	}
+	in := w.acct.Intent
+	switch {
+	case w.fresh || in.State.Undo():
+		return w.answer(ctx, nil, events.Refused(events.AccountNotFound, "no active account for subscription "+w.acct.SubscriptionID))
+	case !in.Promised && w.acct.Prior == nil:
+		// Its ORDER is under way: the CHANGE waits for it rather than being
+		// refused for good.
+		return events.InProgress("the order of subscription "+w.acct.SubscriptionID+" is still being provisioned; send the change again shortly", 5*time.Second)
+	}
+	at := eventTime(w.ev)
+	if at != nil && in.EventTime != nil && at.Before(*in.EventTime) {
+		w.log(ctx).Info("a change older than the one applied is not applied")
+		return w.answer(ctx, nil, events.Provisioned(w.acct.AccountIdentifier))
+	}
+	want := in
+	applyOrder(&want, w.ev)
+	if want.EventTime == nil {
+		want.EventTime = in.EventTime
+	}
+	if in.Promised && sameOrder(in, want) && w.acct.Settled() {
+		return w.answer(ctx, nil, events.Provisioned(w.acct.AccountIdentifier)) // nothing to change
+	}
+	w.newIntent(events.IntentActive, events.SubscriptionChange)
+	w.acct.Intent.Edition, w.acct.Intent.PricingDuration, w.acct.Intent.Items, w.acct.Intent.EventTime =
+		want.Edition, want.PricingDuration, want.Items, want.EventTime
+	st := w.settle(ctx)
+	switch {
+	case w.refusal != nil:
+		return w.answer(ctx, st, events.Refused(w.refusal.Code, w.refusal.Message))
+	case w.acct.Intent.State == events.IntentCancelled: // found cancelled outside the service
+		return w.answer(ctx, st, events.Refused(events.AccountNotFound, "subscription "+w.acct.SubscriptionID+" was cancelled"))
+	case st == nil:
+		return w.answer(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
+	}
+	return w.answer(ctx, st, w.notNow(st))
+}
+
+func sameOrder(a, b events.Intent) bool {
+	return a.Edition == b.Edition && a.PricingDuration == b.PricingDuration && slices.Equal(a.Items, b.Items)
+}
+
+// cancel: undo every step. Once the undo has begun it is finished (by
+// this copy, a later one or the settler) and answered success; when it
+// could not begin (the first undo was refused, or answered an error that
+// did nothing) the subscription stays as it was: DO_NOT_CANCEL.
+func (s *Service) cancel(ctx context.Context, w *work) events.Outcome {
+	if w.fresh {
+		if out, ok := w.rebuild(ctx); !ok {
+			return out
+		}
+	}
+	switch in := w.acct.Intent; {
+	case w.fresh:
+		// Nothing of it anywhere: the ORDER has not arrived (or never
+		// will). Recorded cancelled, so that a late ORDER is refused; a
+		// step no target can tell about (Helix) is undone all the same.
+		w.newIntent(events.IntentCancelled, events.SubscriptionCancel)
+		w.fresh = false
+		return w.answer(ctx, w.settle(ctx), cancelled(w))
+	case in.State == events.IntentCancelled:
+		return w.answer(ctx, w.settle(ctx), cancelled(w))
+	case in.State == events.IntentRefused:
+		w.newIntent(events.IntentCancelled, events.SubscriptionCancel)
+		return w.answer(ctx, w.settle(ctx), events.Refused(events.AccountNotFound,
+			"the order of subscription "+w.acct.SubscriptionID+" was refused; nothing of it exists"))
+	}
+	before, prior, cancelledAt := w.acct.Intent, w.acct.Prior, w.acct.CancelledAt
+	w.newIntent(events.IntentCancelled, events.SubscriptionCancel)
+	st := w.settle(ctx)
+	if st != nil && st.store == nil && w.moved == 0 && w.acct.Intent.State == events.IntentCancelled && noEffect(st.failure) {
+		// Nothing was undone: the subscription stays as it was.
+		w.acct.Intent, w.acct.Prior, w.acct.CancelledAt = before, prior, cancelledAt
+		w.dirty = true
+		if st.failure.Kind == Misconfigured {
+			return w.answer(ctx, st, w.notNow(st))
+		}
+		return w.answer(ctx, st, events.NotCancelled(st.target+" could not undo the subscription now ("+
+			string(st.failure.Code)+"); it is kept as it was, send the cancel again"))
+	}
+	return w.answer(ctx, st, cancelled(w))
+}
+
+// cancelled answers a CANCEL: success with the identifier, or
+// ACCOUNT_NOT_FOUND when nothing of the subscription ever existed.
+func cancelled(w *work) events.Outcome {
+	if w.acct.AccountIdentifier == "" {
+		return events.Refused(events.AccountNotFound, "nothing of subscription "+w.acct.SubscriptionID+
+			" exists; it is recorded as cancelled, so a later order is refused")
+	}
+	return events.Provisioned(w.acct.AccountIdentifier)
+}
+
+// noEffect reports whether a failed call surely changed nothing: a
+// refusal, or an error the outside system answered (not a timeout, not a
+// broken connection, not an unreadable reply).
+func noEffect(f *Failure) bool {
+	if f == nil {
+		return false
+	}
+	if f.Kind != Transient {
+		return true
+	}
+	var sc statusCoder
+	return errors.As(f.Err, &sc) && sc.StatusCode() != 0
+}
+
+// notNow answers an event whose intent could not be settled now and
+// promises nothing: 503, sent again after Retry-After. The intent stays
+// recorded, and the settler works on it meanwhile.
+func (w *work) notNow(st *stop) events.Outcome {
+	retry := 5 * time.Second
+	if st.failure != nil {
+		retry = max(st.failure.RetryAfter, time.Second)
+		return events.Unavailable(st.target+": "+st.failure.Message+"; nothing is answered for good yet, send the event again", retry)
+	}
+	return events.Unavailable("the subscription could not be settled now; send the event again", retry)
+}
+
+// answer saves the account with out's promise and returns out; when the
+// save fails, the event is answered 503 and nothing was promised.
+func (w *work) answer(ctx context.Context, st *stop, out events.Outcome) events.Outcome {
+	if out.Kind == events.Final {
+		w.promise()
+	}
+	if err := w.finish(ctx, st); err != nil {
+		return w.s.storeDown(ctx, err)
+	}
+	return out
+}

@@ -1,0 +1,481 @@
+package provisioning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/backoff"
+	"github.com/banking-marketplace/webhook/internal/events"
+)
+
+// stop is why a settle pass ended before the account was settled.
+type stop struct {
+	target  string
+	failure *Failure // nil when waitCopy
+	// waitCopy: a step can only be created from the marketplace's event
+	// (personal data the service never stores): the next copy carries on.
+	waitCopy bool
+	store    error // the account store failed: nothing more can be recorded
+}
+
+func (st *stop) reason() string {
+	switch {
+	case st == nil:
+		return ""
+	case st.store != nil:
+		return "the account store is unavailable"
+	case st.waitCopy:
+		return st.target + ": waiting for the next copy of the event"
+	}
+	return st.target + ": " + string(st.failure.Code) + ": " + st.failure.Message
+}
+
+// settle moves every step toward the intent, recording each transition:
+// in plan order toward "active", in reverse toward "cancelled" or
+// "refused". It is the one loop behind every event and the settler. The
+// intent may change on the way (an ORDER refused for good is undone, a
+// refused CHANGE rolls back to what was promised, work found undone means
+// the subscription was cancelled); the loop then goes on toward the new
+// one. nil: settled.
+func (w *work) settle(ctx context.Context) *stop {
+	for range 4 { // each intent change is final or a roll-back: a few at most
+		rev := w.acct.Intent.Rev
+		var st *stop
+		if w.acct.Intent.State.Undo() {
+			st = w.undoAll(ctx)
+		} else {
+			st = w.doAll(ctx)
+		}
+		if w.acct.Intent.Rev == rev || st != nil && st.store != nil {
+			return st
+		}
+	}
+	return &stop{failure: Outage("the subscription's intent kept changing; it is settled later", 0, nil)}
+}
+
+// doAll brings every step, in plan order, live as the intent asks.
+func (w *work) doAll(ctx context.Context) *stop {
+	for i, t := range w.plan.Targets {
+		if st := w.do(ctx, i, t); st != nil {
+			return st
+		}
+		if w.acct.Intent.State != events.IntentActive {
+			return nil // the intent changed: settle goes on toward it
+		}
+	}
+	return nil
+}
+
+// do brings step i live at the intent's revision.
+func (w *work) do(ctx context.Context, i int, t Target) *stop {
+	st := &w.acct.Steps[i]
+	rev := w.acct.Intent.Rev
+	if st.State == events.StepLive {
+		if st.Rev >= rev {
+			return nil
+		}
+		if err := w.flush(ctx); err != nil {
+			return &stop{target: t.Name(), store: err}
+		}
+		changed, err := t.Change(ctx, w.job(i), *st)
+		if err != nil {
+			return w.failed(ctx, i, "changing", err)
+		}
+		w.record(i, changed, events.StepLive, rev)
+		return nil
+	}
+	if st.State != events.StepPending {
+		// calling, unknown (a call may have created it) or undone (to be
+		// provisioned again): ask before creating.
+		step, presence, err := t.Find(ctx, w.job(i))
+		if err != nil {
+			return w.failed(ctx, i, "looking for earlier work", err)
+		}
+		switch presence {
+		case Live:
+			created := st.Rev // the intent the call that created it was for
+			if st.State == events.StepUndone {
+				created = 0
+			}
+			step.Uncertain = st.Uncertain
+			w.record(i, step, events.StepLive, created)
+			w.identify(i)
+			return w.do(ctx, i, t) // changed since? Change it.
+		case Gone:
+			return w.goneOutside(ctx, i, step)
+		}
+	}
+	prep, err := t.Prepare(ctx, w.job(i))
+	switch {
+	case errors.Is(err, ErrNeedsEvent):
+		return &stop{target: t.Name(), waitCopy: true}
+	case err != nil:
+		return w.failed(ctx, i, "preparing", err)
+	}
+	if i == 0 && prep.ID != "" {
+		if st := w.claimIdentifier(ctx, t, prep.ID); st != nil {
+			return st
+		}
+	}
+	before, uncertain := st.State, st.Uncertain
+	now := w.s.now().UTC()
+	prep.Attempts, prep.LastError, prep.Uncertain = st.Attempts, st.LastError, &now
+	w.record(i, prep, events.StepCalling, rev)
+	if err := w.flush(ctx); err != nil { // "calling" is recorded before the call goes out
+		return &stop{target: t.Name(), store: err}
+	}
+	step, err := t.Provision(ctx, w.job(i))
+	switch {
+	case errors.Is(err, ErrGone):
+		st.Uncertain = uncertain // it answered: nothing of this call is in flight
+		return w.goneOutside(ctx, i, step)
+	case err != nil:
+		stp := w.failed(ctx, i, "provisioning", err)
+		if stp.failure.Kind != Transient { // refused: nothing was created
+			st.State, st.Uncertain = before, uncertain
+		}
+		return stp
+	}
+	step.Uncertain = uncertain // an earlier call without an answer may still land
+	w.record(i, step, events.StepLive, rev)
+	w.identify(i)
+	return nil
+}
+
+// undoAll undoes every step that may exist, in reverse plan order, and
+// checks undone steps again for late work when their recheck is due.
+func (w *work) undoAll(ctx context.Context) *stop {
+	now := w.s.now().UTC()
+	for i := len(w.plan.Targets) - 1; i >= 0; i-- {
+		t, st := w.plan.Targets[i], &w.acct.Steps[i]
+		// A recheck for late work is due on its schedule, and at once when
+		// an event of the subscription comes in.
+		recheck := !st.State.MayExist() && st.Recheck != nil && (w.ev != nil || !now.Before(*st.Recheck))
+		if !st.State.MayExist() && !recheck {
+			continue
+		}
+		if st.State != events.StepLive {
+			// calling or unknown (a call may have created it), or a
+			// recheck for late work: ask first when the target can tell.
+			step, presence, err := t.Find(ctx, w.job(i))
+			if err != nil {
+				return w.failed(ctx, i, "looking for the subscription's work", err)
+			}
+			switch presence {
+			case Absent, Gone:
+				st.State, st.Recheck = events.StepUndone, w.nextRecheck(st.Uncertain)
+				w.dirty = true
+				continue
+			case Live:
+				step.Uncertain, step.Attempts, step.LastError = st.Uncertain, st.Attempts, st.LastError
+				w.record(i, step, st.State, st.Rev)
+				w.identify(i)
+			}
+		}
+		if err := w.flush(ctx); err != nil { // the intent is recorded before the call
+			return &stop{target: t.Name(), store: err}
+		}
+		if err := t.Deprovision(ctx, w.job(i), *st); err != nil {
+			return w.failed(ctx, i, "undoing", err)
+		}
+		wasLive := st.State.MayExist()
+		st.State, st.Attempts, st.LastError = events.StepUndone, 0, ""
+		st.Recheck = w.nextRecheck(st.Uncertain)
+		w.dirty = true
+		w.moved++
+		w.s.cfg.Observer.SettleAttempt(t.Name(), "done")
+		if wasLive {
+			w.s.cfg.Observer.StepUndone(t.Name())
+			w.log(ctx).Info("step undone", zap.String("target", t.Name()))
+		} else {
+			w.log(ctx).Warn("late work found undone again", zap.String("target", t.Name()))
+		}
+	}
+	return nil
+}
+
+// rechecks are when an undone step is checked again for work that a call
+// without an answer makes land late, counted from that call: soon first,
+// then less often, for an hour.
+var rechecks = []time.Duration{10 * time.Second, 30 * time.Second, time.Minute, 3 * time.Minute,
+	10 * time.Minute, 30 * time.Minute, time.Hour}
+
+// nextRecheck is the next recheck after now of a step whose latest
+// uncertain call went out at uncertain; nil when there is none left.
+func (w *work) nextRecheck(uncertain *time.Time) *time.Time {
+	if uncertain == nil {
+		return nil
+	}
+	now := w.s.now()
+	for _, d := range rechecks {
+		if at := uncertain.Add(d); at.After(now) {
+			return &at
+		}
+	}
+	return nil
+}
+
+// record puts step as step i, in state at revision rev.
+func (w *work) record(i int, step events.Step, state events.StepState, rev int) {
+	cur := w.acct.Steps[i]
+	step.Target, step.State, step.Rev = cur.Target, state, rev
+	if state == events.StepLive {
+		step.Attempts, step.LastError = 0, ""
+		if cur.State != events.StepLive || cur.Rev != rev {
+			w.moved++
+			w.s.cfg.Observer.SettleAttempt(cur.Target, "done")
+		}
+	}
+	w.acct.Steps[i] = step
+	w.dirty = true
+}
+
+// identify makes the first step's id the account's identifier.
+func (w *work) identify(i int) {
+	if i == 0 && w.acct.AccountIdentifier == "" && w.acct.Steps[0].ID != "" {
+		w.acct.AccountIdentifier = w.acct.Steps[0].ID
+		w.dirty = true
+	}
+}
+
+// claimIdentifier makes sure an identifier known before the first call
+// (a Helix entitlement's name, for a product whose first target is helix)
+// names no other live subscription: an accountIdentifier names exactly one
+// subscription, and two subscriptions of one entitlement would cancel each
+// other's.
+func (w *work) claimIdentifier(ctx context.Context, t Target, id string) *stop {
+	if w.acct.AccountIdentifier == id {
+		return nil
+	}
+	other, err := w.s.accounts.AccountByIdentifier(ctx, id)
+	switch {
+	case errors.Is(err, events.ErrNotFound):
+	case err != nil:
+		return &stop{target: t.Name(), store: err}
+	case other.SubscriptionID != w.acct.SubscriptionID && !other.Intent.State.Undo():
+		return w.failed(ctx, 0, "claiming the account identifier", Refusal(events.UserAlreadyExists,
+			t.Name()+" already provisions this for subscription "+other.SubscriptionID+"; one account cannot serve two subscriptions", nil))
+	}
+	w.acct.AccountIdentifier = id
+	w.dirty = true
+	return nil
+}
+
+// failed records a failed call of step i and decides what it does to the
+// intent: a refusal of an intent not answered yet replaces it (an ORDER is
+// refused and undone, a CHANGE rolls back to what was promised); anything
+// else stops the pass, to be tried again.
+func (w *work) failed(ctx context.Context, i int, doing string, err error) *stop {
+	t := w.plan.Targets[i]
+	f := Classify(t.Name(), err)
+	st := &w.acct.Steps[i]
+	st.Attempts++
+	st.LastError = string(f.Code) + ": " + f.Message
+	if doing == "provisioning" && f.Kind == Transient {
+		now := w.s.now().UTC()
+		st.State, st.Uncertain = events.StepUnknown, &now
+	}
+	w.dirty = true
+	w.s.cfg.Observer.SettleAttempt(t.Name(), f.Kind.String())
+	log := w.log(ctx).With(zap.String("target", t.Name()), zap.String("doing", doing), zap.Stringer("kind", f.Kind),
+		zap.String("code", string(f.Code)), zap.Error(f.Err))
+	if f.Kind == Misconfigured {
+		w.s.cfg.Observer.Misconfigured(t.Name())
+		log.Error("an outside system refused the service's own setup; fix it, the subscription is settled then")
+	} else {
+		log.Warn("a target failed")
+	}
+	stp := &stop{target: t.Name(), failure: f}
+	if f.Kind == Refused && w.refuse(ctx, f) {
+		w.refusal = f
+	}
+	return stp
+}
+
+// refuse replaces an intent that no 200 answered yet by what a refusal
+// leaves: an ORDER becomes refused (its steps are undone), a CHANGE rolls
+// back to the intent promised before it. false: the intent was promised
+// and stays (the failure is tried again, and alerts as unsettled).
+func (w *work) refuse(ctx context.Context, f *Failure) bool {
+	in := w.acct.Intent
+	if in.State != events.IntentActive || in.Promised {
+		return false
+	}
+	if w.acct.Prior == nil {
+		w.newIntent(events.IntentRefused, in.By)
+		w.acct.Intent.Code, w.acct.Intent.Message = f.Code, f.Message
+		w.log(ctx).Info("the order is refused for good; what it provisioned is undone", zap.String("code", string(f.Code)))
+		return true
+	}
+	w.rollBack()
+	w.log(ctx).Info("the change is refused; the subscription goes back to what was promised before", zap.String("code", string(f.Code)))
+	return true
+}
+
+// rollBack makes the last promised intent current again, with a new
+// revision, so that steps changed since are brought back to it.
+func (w *work) rollBack() {
+	p := *w.acct.Prior
+	p.Rev, p.Promised = w.acct.Intent.Rev+1, true
+	w.acct.Intent, w.acct.Prior = p, nil
+	w.dirty = true
+}
+
+// goneOutside records step i found undone by a target: the subscription
+// was cancelled (its record lost, or a user deleted behind the service's
+// back). The subscription stays cancelled; the rest is undone.
+func (w *work) goneOutside(ctx context.Context, i int, step events.Step) *stop {
+	w.log(ctx).Warn("a target holds this subscription's work undone: it was cancelled", zap.String("target", w.plan.Targets[i].Name()))
+	step.Uncertain = w.acct.Steps[i].Uncertain
+	w.record(i, step, events.StepUndone, w.acct.Steps[i].Rev)
+	w.identify(i)
+	w.newIntent(events.IntentCancelled, events.SubscriptionCancel)
+	w.acct.Intent.Promised, w.acct.Prior = true, nil // cancelled before, and answered then
+	return nil
+}
+
+// schedule sets where settling stands after a pass that ended with st,
+// for the settle queue.
+func (w *work) schedule(st *stop) {
+	now := w.s.now().UTC()
+	prev := w.acct.Settle
+	next := events.Settle{Attempts: prev.Attempts + 1}
+	if w.moved > 0 {
+		next.Attempts = 1
+	}
+	if st == nil && w.acct.Settled() {
+		// Settled; rechecks for late work keep it queued, not unsettled.
+		for _, s := range w.acct.Steps {
+			if s.Recheck != nil && (next.Due.IsZero() || s.Recheck.Before(next.Due)) {
+				next.Due = *s.Recheck
+			}
+		}
+		next.Attempts = 0
+	} else {
+		next.Since, next.Waiting = prev.Since, st.reason()
+		if next.Since.IsZero() {
+			next.Since = now
+		}
+		next.Due = now.Add(retryIn(next.Attempts))
+		if st != nil && st.waitCopy {
+			next.Due = time.Time{}
+		}
+		if in := w.acct.Intent; in.State == events.IntentActive && !in.Promised {
+			if abandon := in.LastCopy.Add(w.s.cfg.AbandonAfter); next.Due.IsZero() || abandon.Before(next.Due) {
+				next.Due = abandon
+			}
+		}
+		if next.Due.IsZero() { // a promised intent waiting for a copy that will not come: look again later
+			next.Due = now.Add(time.Hour)
+		}
+	}
+	if next != prev {
+		w.acct.Settle = next
+		w.dirty = true
+	}
+}
+
+// retryIn is how long the settler waits before its pass number attempts
+// (from 1) on an account that makes no progress: about 10 s, doubling, up
+// to an hour, jittered so that replicas and subscriptions spread out.
+func retryIn(attempts int) time.Duration {
+	d := time.Hour
+	if shift := attempts - 1; shift >= 0 && shift < 16 {
+		d = min(10*time.Second<<shift, time.Hour)
+	}
+	return backoff.Half(d)
+}
+
+// finish schedules the account, saves it, and makes sure the reply rests
+// on an acknowledged write (Confirm when nothing needed writing).
+func (w *work) finish(ctx context.Context, st *stop) error {
+	if st != nil && st.store != nil {
+		return st.store
+	}
+	if w.acct.Intent.State == "" {
+		return nil // a subscription nothing is known of, and nothing asked: no record
+	}
+	if ctx.Err() != nil {
+		// The pass ran into its deadline (an outside call timed out): what
+		// it learnt is still recorded, within a short budget of its own.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finishBudget)
+		defer cancel()
+	}
+	w.schedule(st)
+	w.finishing = true
+	if !w.dirty {
+		return w.s.accounts.Confirm(ctx, w.token, w.acct)
+	}
+	return w.flush(ctx)
+}
+
+// finishBudget is how long the last save of a pass may take once the
+// pass's own deadline is over.
+const finishBudget = 2 * time.Second
+
+// Report is what one settle pass did to a subscription, for the settle
+// command and the log.
+type Report struct {
+	Subscription string
+	Intent       events.IntentState
+	Settled      bool
+	Abandoned    bool
+	Steps        []events.Step
+	Waiting      string    // why it is not settled
+	Due          time.Time // when the settler works on it next; zero: never
+	Missing      bool      // no such account: its queue entry is stale
+}
+
+// Settle runs one settle pass on a subscription now, under its lock (not
+// waiting for it: events.ErrBusy when another replica or event holds it).
+// An intent that was never answered with success and whose copies stopped
+// coming for ABANDON_AFTER is given up first.
+func (s *Service) Settle(ctx context.Context, subscription string) (Report, error) {
+	token, unlock, err := s.accounts.Lock(ctx, subscription, s.cfg.LockLease, 0)
+	if err != nil {
+		return Report{}, err
+	}
+	defer unlock()
+	acct, err := s.accounts.Account(ctx, subscription)
+	if errors.Is(err, events.ErrNotFound) {
+		return Report{Subscription: subscription, Missing: true}, nil
+	}
+	if err != nil {
+		return Report{}, err
+	}
+	plan, ok := s.plans[acct.Product]
+	if !ok {
+		return Report{}, fmt.Errorf("subscription %s: product %q is not configured", subscription, acct.Product)
+	}
+	w := &work{s: s, plan: plan, token: token, acct: acct}
+	w.alignSteps()
+	if !w.usePlanOfAccount() {
+		return Report{}, fmt.Errorf("subscription %s: a step of a target no longer in product %q may still exist", subscription, acct.Product)
+	}
+	rep := Report{Subscription: subscription}
+	if in := w.acct.Intent; in.State == events.IntentActive && !in.Promised && !s.now().Before(in.LastCopy.Add(s.cfg.AbandonAfter)) {
+		rep.Abandoned = true
+		s.cfg.Observer.Abandoned(string(in.By))
+		if w.acct.Prior != nil {
+			w.rollBack()
+		} else {
+			w.newIntent(events.IntentRefused, in.By)
+			w.acct.Intent.Promised = true
+			w.acct.Intent.Code, w.acct.Intent.Message = events.OperationCancelled, fmt.Sprintf(
+				"the order was not completed and no copy of it came for %s; what it provisioned was undone", s.cfg.AbandonAfter)
+		}
+		w.log(ctx).Warn("an intent answered only with 503 was given up", zap.String("subscription", subscription), zap.String("event_type", string(in.By)))
+	}
+	st := w.settle(ctx)
+	if err := w.finish(ctx, st); err != nil {
+		return Report{}, err
+	}
+	rep.Intent, rep.Settled, rep.Steps = w.acct.Intent.State, w.acct.Settled(), w.acct.Steps
+	rep.Waiting, rep.Due = w.acct.Settle.Waiting, w.acct.Settle.Due
+	return rep, nil
+}
