@@ -35,32 +35,8 @@ import (
 	"github.com/banking-marketplace/webhook/internal/handlers"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/products"
+	"github.com/banking-marketplace/webhook/internal/provisioning"
 )
-
-// pendingSettings are settings the manifests already use while the code
-// that reads them is being added on another branch (issue 21). A name here
-// is accepted when cmd/webhook does not have it yet, and the tests that
-// need the real binary to know it say so. Delete each entry once the
-// service has it: the checks are then strict again.
-var pendingSettings = map[string]string{
-	"OPS_ADDR": "the ops listener (issue 21)",
-}
-
-// pendingMetrics are metric families the dashboard and alerts use while
-// the settle queue that exports them is being added (issue 20). Same rule
-// as pendingSettings.
-var pendingMetrics = map[string]string{
-	"webhook_unsettled_subscriptions":  "gauge: subscriptions whose intent is not settled",
-	"webhook_unsettled_oldest_seconds": "gauge: age of the oldest unsettled subscription",
-	"webhook_settle_attempts_total":    "counter{target,result}: settle steps worked",
-	"webhook_abandoned_orders_total":   "counter: ORDERs undone after ABANDON_AFTER",
-	"webhook_misconfigured_total":      "counter{target}: refusals caused by our own setup",
-}
-
-// pendingLabelValues are label values of the pending metrics.
-var pendingLabelValues = map[string][]string{
-	"result": {"done", "transient", "refused", "misconfigured"},
-}
 
 // goRuntimeEnv are variables the Go runtime reads, not the service.
 var goRuntimeEnv = map[string]bool{"GOMEMLIMIT": true, "GOGC": true, "GOMAXPROCS": true, "GODEBUG": true}
@@ -135,21 +111,12 @@ func settings(t *testing.T) map[string]string {
 	return out
 }
 
-// loggedPending: each pending name is logged once.
-var loggedPending = map[string]bool{}
 
 // knownSetting reports whether a manifest may set env: a setting of the
-// service, a pending one, or the Go runtime's.
+// service, or the Go runtime's.
 func knownSetting(t *testing.T, known map[string]string, env string) bool {
 	t.Helper()
 	if _, ok := known[env]; ok || goRuntimeEnv[env] {
-		return true
-	}
-	if why, ok := pendingSettings[env]; ok {
-		if !loggedPending[env] {
-			t.Logf("%s is not in the code yet; accepted as pending: %s", env, why)
-			loggedPending[env] = true
-		}
 		return true
 	}
 	return false
@@ -257,11 +224,7 @@ func checkMetricNames(t *testing.T, where, text string, families map[string]bool
 			used = append(used, family)
 			continue
 		}
-		if _, ok := pendingMetrics[family]; ok {
-			used = append(used, family)
-			continue
-		}
-		t.Errorf("%s: metric %s is not defined by the code (internal/metrics) nor pending", where, name)
+		t.Errorf("%s: metric %s is not defined by the code (internal/metrics)", where, name)
 	}
 	return used
 }
@@ -284,10 +247,10 @@ func labelValues(t *testing.T) map[string]map[string]bool {
 	for _, v := range products.Targets {
 		out["target"][v] = true
 	}
-	for label, vs := range pendingLabelValues {
-		for _, v := range vs {
-			out[label][v] = true
-		}
+	// The settle attempts' results: done, or the kind of the failure.
+	out["result"]["done"] = true
+	for _, k := range []provisioning.Kind{provisioning.Transient, provisioning.Refused, provisioning.Misconfigured} {
+		out["result"][k.String()] = true
 	}
 	return out
 }
