@@ -111,7 +111,6 @@ func settings(t *testing.T) map[string]string {
 	return out
 }
 
-
 // knownSetting reports whether a manifest may set env: a setting of the
 // service, or the Go runtime's.
 func knownSetting(t *testing.T, known map[string]string, env string) bool {
