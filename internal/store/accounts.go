@@ -131,29 +131,43 @@ func (r *Redis) SaveAccount(ctx context.Context, lockToken string, a events.Acco
 
 // saveCluster is SaveAccount on Cluster (see there for the order).
 func (r *Redis) saveCluster(ctx context.Context, lockToken string, a events.Account, b []byte, dueMS, sinceMS string) error {
-	if a.AccountIdentifier != "" {
-		if err := r.client.Set(ctx, r.keys.accountIndex(a.AccountIdentifier), a.SubscriptionID, 0).Err(); err != nil {
-			return unavailable("save account index", err)
+	due, since := r.keys.settle()
+	// Before the account: what reads as "not found" or "settled" until the
+	// account is written (one pipeline, the keys' nodes in parallel).
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if a.AccountIdentifier != "" {
+			p.Set(ctx, r.keys.accountIndex(a.AccountIdentifier), a.SubscriptionID, 0)
 		}
-	}
-	if dueMS != "" {
-		if err := r.queue(ctx, a.SubscriptionID, dueMS, sinceMS); err != nil {
-			return err
+		if dueMS != "" {
+			p.ZAdd(ctx, due, redis.Z{Score: atof(dueMS), Member: a.SubscriptionID})
+			if sinceMS != "" {
+				p.ZAdd(ctx, since, redis.Z{Score: atof(sinceMS), Member: a.SubscriptionID})
+			} else { // settled, queued only to be checked again for late work
+				p.ZRem(ctx, since, a.SubscriptionID)
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return unavailable("save account index and queue", err)
 	}
 	keys := []string{r.keys.lock(a.SubscriptionID), r.keys.account(a.SubscriptionID)}
 	if err := r.runSave(ctx, saveFencedScript, keys, []any{lockToken, b}, a.SubscriptionID); err != nil {
 		return err
 	}
-	if dueMS == "" {
-		if err := r.queue(ctx, a.SubscriptionID, dueMS, sinceMS); err != nil {
-			return err
+	// After it: the user's list, and a settled account off the queue.
+	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if dueMS == "" {
+			p.ZRem(ctx, due, a.SubscriptionID)
+			p.ZRem(ctx, since, a.SubscriptionID)
 		}
-	}
-	if a.UserID > 0 {
-		if err := r.client.HSet(ctx, r.keys.userIndex(a.UserID), a.SubscriptionID, b).Err(); err != nil {
-			return unavailable("save user index", err)
+		if a.UserID > 0 {
+			p.HSet(ctx, r.keys.userIndex(a.UserID), a.SubscriptionID, b)
 		}
+		return nil
+	})
+	if err != nil {
+		return unavailable("save user index and queue", err)
 	}
 	return nil
 }
