@@ -16,6 +16,7 @@ import (
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
 	"github.com/banking-marketplace/webhook/internal/testevents"
+	"github.com/banking-marketplace/webhook/internal/testplan"
 )
 
 // settleAsTheSettlerWould runs the settle passes the settle queue asks
@@ -369,5 +370,35 @@ func TestUnreadableUndoReplyIsNotDoNotCancel(t *testing.T) {
 				t.Fatalf("DO_NOT_CANCEL answered with b gone (a live %v, b live %v, b recorded %q)", a.isLive("nc1"), b.isLive("nc1"), st.State)
 			}
 		})
+	}
+}
+
+// Every save of an account writes its identifier's index again: once a
+// second subscription took over an entitlement's name (the first one
+// cancelled, its undo left to the settler), the first one's next save
+// points the index back at it, and from then on the second subscription's
+// own CANCEL, which names the entitlement as its accountIdentifier, is
+// refused as "another subscription's" (FORBIDDEN): it can never be
+// cancelled, and the marketplace goes on billing it. Real store
+// (miniredis), where the index is a key of its own.
+func TestSecondSubscriptionOfAnIdentifierCanBeCancelled(t *testing.T) {
+	t.Parallel()
+	h := newEntitlements("4001:77")
+	e := testplan.New(t, testplan.Config{Product: "two", Targets: []provisioning.Target{h}})
+	testevents.WantOutcome(t, e.Process(event(events.SubscriptionOrder, "x1")), events.Final, "")
+	h.deprovFail = []error{timeout}
+	testevents.WantOutcome(t, e.Process(event(events.SubscriptionCancel, "x1")), events.Final, "")
+	out := e.Process(event(events.SubscriptionOrder, "x2"))
+	if out.Kind != events.Final || !out.Reply.Success {
+		return // refused while x1's undo is not finished: nothing to break
+	}
+	if _, err := e.Service.Settle(context.Background(), "x1"); err != nil {
+		t.Fatal(err)
+	}
+	cancel := event(events.SubscriptionCancel, "x2")
+	cancel.Event.Payload.Account = &events.AccountRef{AccountIdentifier: out.Reply.AccountIdentifier}
+	got := e.Process(cancel)
+	if got.Kind != events.Final || !got.Reply.Success {
+		t.Fatalf("x2 was ordered with success; its CANCEL naming its own accountIdentifier %q is answered %+v", out.Reply.AccountIdentifier, got.Reply)
 	}
 }
