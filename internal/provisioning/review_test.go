@@ -402,3 +402,37 @@ func TestSecondSubscriptionOfAnIdentifierCanBeCancelled(t *testing.T) {
 		t.Fatalf("x2 was ordered with success; its CANCEL naming its own accountIdentifier %q is answered %+v", out.Reply.AccountIdentifier, got.Reply)
 	}
 }
+
+// A target removed from a product's plan (the products file changed):
+// alignSteps keeps its step after the plan's, so that nothing recorded is
+// forgotten, and Settled counts it. An active subscription whose removed
+// step never existed (pending: its call was refused as misconfigured, the
+// reason the operator removed the target) is answered success, and then
+// stays unsettled for ever: on the settle queue and the unsettled list
+// (alerting), no pass can move a step no plan holds.
+func TestRemovedTargetDoesNotLeaveTheAccountUnsettled(t *testing.T) {
+	t.Parallel()
+	a, b := newFake("a"), newFake("b")
+	accounts := newMemAccounts()
+	clk := &clock{now: time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)}
+	service := func(targets ...provisioning.Target) *provisioning.Service {
+		svc, err := provisioning.New(accounts, []provisioning.Plan{{Product: "two", Targets: targets}}, provisioning.Config{}, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc.SetClock(clk.Now)
+		return svc
+	}
+	before := service(a, b)
+	b.failNext("Provision", badKey)
+	testevents.WantOutcome(t, run(before, events.SubscriptionOrder, "rt1"), events.Transient, events.TransportError)
+	if st := accounts.stateOf("rt1", "b"); st != events.StepPending {
+		t.Fatalf("setup: b is %q, want pending (a refused call creates nothing)", st)
+	}
+	after := service(a) // b is taken out of the product
+	testevents.WantOutcome(t, run(after, events.SubscriptionOrder, "rt1"), events.Final, "")
+	settleAsTheSettlerWould(t, after, accounts, clk, "rt1", 48*time.Hour)
+	if acct := accounts.get("rt1"); !acct.Settled() || !acct.Settle.Since.IsZero() {
+		t.Fatalf("an ORDER answered success stays unsettled: steps %+v, settle %+v", acct.Steps, acct.Settle)
+	}
+}
