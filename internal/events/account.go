@@ -180,8 +180,8 @@ func (a *Account) Derive() {
 		a.Status = AccountFailed
 	default:
 		a.Status = AccountActive
-		if !a.Intent.Promised && a.Intent.By == SubscriptionOrder && !a.Settled() {
-			a.Status = AccountProvisioning
+		if !a.Intent.Promised && a.Intent.By == SubscriptionOrder {
+			a.Status = AccountProvisioning // not answered with success yet: not to be used
 		}
 	}
 }

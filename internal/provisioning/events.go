@@ -28,7 +28,7 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 	case in.State == events.IntentCancelled:
 		return w.answer(ctx, w.settle(ctx), forbidden(w))
 	case in.State == events.IntentRefused:
-		return w.answer(ctx, w.settle(ctx), events.Refused(in.Code, in.Message))
+		return w.answerPromising(ctx, w.settle(ctx), events.Refused(in.Code, in.Message))
 	case in.Promised || w.acct.Prior != nil:
 		// Provisioned and answered before (a CHANGE may be under way).
 		return w.answer(ctx, nil, events.Provisioned(w.acct.AccountIdentifier))
@@ -39,11 +39,11 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 	st := w.settle(ctx)
 	switch in := w.acct.Intent; {
 	case in.State == events.IntentRefused:
-		return w.answer(ctx, st, events.Refused(in.Code, in.Message))
+		return w.answerPromising(ctx, st, events.Refused(in.Code, in.Message))
 	case in.State == events.IntentCancelled:
 		return w.answer(ctx, st, forbidden(w))
 	case st == nil:
-		return w.answer(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
+		return w.answerPromising(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
 	}
 	return w.answer(ctx, st, w.notNow(st))
 }
@@ -92,7 +92,7 @@ func (s *Service) change(ctx context.Context, w *work) events.Outcome {
 	case w.acct.Intent.State == events.IntentCancelled: // found cancelled outside the service
 		return w.answer(ctx, st, events.Refused(events.AccountNotFound, "subscription "+w.acct.SubscriptionID+" was cancelled"))
 	case st == nil:
-		return w.answer(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
+		return w.answerPromising(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
 	}
 	return w.answer(ctx, st, w.notNow(st))
 }
@@ -118,12 +118,12 @@ func (s *Service) cancel(ctx context.Context, w *work) events.Outcome {
 		// step no target can tell about (Helix) is undone all the same.
 		w.newIntent(events.IntentCancelled, events.SubscriptionCancel)
 		w.fresh = false
-		return w.answer(ctx, w.settle(ctx), cancelled(w))
+		return w.answerPromising(ctx, w.settle(ctx), cancelled(w))
 	case in.State == events.IntentCancelled:
-		return w.answer(ctx, w.settle(ctx), cancelled(w))
+		return w.answerPromising(ctx, w.settle(ctx), cancelled(w))
 	case in.State == events.IntentRefused:
 		w.newIntent(events.IntentCancelled, events.SubscriptionCancel)
-		return w.answer(ctx, w.settle(ctx), events.Refused(events.AccountNotFound,
+		return w.answerPromising(ctx, w.settle(ctx), events.Refused(events.AccountNotFound,
 			"the order of subscription "+w.acct.SubscriptionID+" was refused; nothing of it exists"))
 	}
 	before, prior, cancelledAt := w.acct.Intent, w.acct.Prior, w.acct.CancelledAt
@@ -139,7 +139,7 @@ func (s *Service) cancel(ctx context.Context, w *work) events.Outcome {
 		return w.answer(ctx, st, events.NotCancelled(st.target+" could not undo the subscription now ("+
 			string(st.failure.Code)+"); it is kept as it was, send the cancel again"))
 	}
-	return w.answer(ctx, st, cancelled(w))
+	return w.answerPromising(ctx, st, cancelled(w))
 }
 
 // cancelled answers a CANCEL: success with the identifier, or
@@ -153,8 +153,10 @@ func cancelled(w *work) events.Outcome {
 }
 
 // noEffect reports whether a failed call surely changed nothing: a
-// refusal, or an error the outside system answered (not a timeout, not a
-// broken connection, not an unreadable reply).
+// refusal, or an error status the outside system itself answered (a 4xx,
+// or 503 "not now"). Not a timeout or a broken connection, not an
+// unreadable reply (whatever its status), not a 500, 502 or 504, after
+// which the work may have been done.
 func noEffect(f *Failure) bool {
 	if f == nil {
 		return false
@@ -163,7 +165,11 @@ func noEffect(f *Failure) bool {
 		return true
 	}
 	var sc statusCoder
-	return errors.As(f.Err, &sc) && sc.StatusCode() != 0
+	if !errors.As(f.Err, &sc) {
+		return false
+	}
+	s := sc.StatusCode()
+	return s >= 400 && s < 500 || s == 503
 }
 
 // notNow answers an event whose intent could not be settled now and
@@ -178,14 +184,22 @@ func (w *work) notNow(st *stop) events.Outcome {
 	return events.Unavailable("the subscription could not be settled now; send the event again", retry)
 }
 
-// answer saves the account with out's promise and returns out; when the
-// save fails, the event is answered 503 and nothing was promised.
+// answer saves the account and returns out; when the save fails, the
+// event is answered 503. It promises nothing of the current intent: an
+// event answered "as before" (a copy of an ORDER, a late CHANGE) must not
+// promise an intent another event set.
 func (w *work) answer(ctx context.Context, st *stop, out events.Outcome) events.Outcome {
-	if out.Kind == events.Final {
-		w.promise()
-	}
 	if err := w.finish(ctx, st); err != nil {
 		return w.s.storeDown(ctx, err)
 	}
 	return out
+}
+
+// answerPromising is answer for the event that set the current intent:
+// a final out promises it, and the promise is saved before the reply.
+func (w *work) answerPromising(ctx context.Context, st *stop, out events.Outcome) events.Outcome {
+	if out.Kind == events.Final {
+		w.promise()
+	}
+	return w.answer(ctx, st, out)
 }

@@ -21,6 +21,7 @@ import (
 type memAccounts struct {
 	mu       sync.Mutex
 	accounts map[string]events.Account
+	index    map[string]string // accountIdentifier → subscription, as the store keeps it
 	locks    map[string]string
 	next     int
 	saves    int
@@ -29,7 +30,7 @@ type memAccounts struct {
 }
 
 func newMemAccounts() *memAccounts {
-	return &memAccounts{accounts: map[string]events.Account{}, locks: map[string]string{}, failSave: map[int]bool{}}
+	return &memAccounts{accounts: map[string]events.Account{}, index: map[string]string{}, locks: map[string]string{}, failSave: map[int]bool{}}
 }
 
 func (m *memAccounts) Account(_ context.Context, sub string) (events.Account, error) {
@@ -52,19 +53,28 @@ func (m *memAccounts) get(sub string) events.Account {
 func (m *memAccounts) forget() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.accounts = map[string]events.Account{}
+	m.accounts, m.index = map[string]events.Account{}, map[string]string{}
 }
 
 func (m *memAccounts) AccountByIdentifier(_ context.Context, id string) (events.Account, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, a := range m.accounts {
-		if a.AccountIdentifier == id {
-			return clone(a), nil
-		}
+	if a, ok := m.accounts[m.index[id]]; ok && a.AccountIdentifier == id {
+		return clone(a), nil
 	}
 	return events.Account{}, events.ErrNotFound
 }
+
+func (m *memAccounts) ClaimIdentifier(_ context.Context, id, sub, displace string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if owner, ok := m.index[id]; !ok || owner == sub || (displace != "" && owner == displace) {
+		m.index[id] = sub
+	}
+	return m.index[id], nil
+}
+
+func (m *memAccounts) Unqueue(context.Context, string) error { return nil }
 
 func (m *memAccounts) SaveAccount(_ context.Context, token string, a events.Account) error {
 	m.mu.Lock()
@@ -77,6 +87,9 @@ func (m *memAccounts) SaveAccount(_ context.Context, token string, a events.Acco
 		return fmt.Errorf("save: %w", events.ErrUnavailable)
 	}
 	m.accounts[a.SubscriptionID] = clone(a)
+	if _, taken := m.index[a.AccountIdentifier]; a.AccountIdentifier != "" && !taken {
+		m.index[a.AccountIdentifier] = a.SubscriptionID
+	}
 	return nil
 }
 

@@ -49,6 +49,14 @@ type Accounts interface {
 	// as a write: where writes wait for replicas, it writes it again and
 	// waits, so that no reply rests on a write a failover can lose.
 	Confirm(ctx context.Context, lockToken string, a events.Account) error
+	// ClaimIdentifier points an accountIdentifier at a subscription,
+	// atomically, when it names none, that one, or displace; it returns the
+	// subscription it names afterwards (another one: not claimed).
+	ClaimIdentifier(ctx context.Context, accountIdentifier, subscriptionID, displace string) (owner string, err error)
+	// Unqueue takes a subscription that has no account off the settle
+	// queue; called under the subscription's lock, so that no account is
+	// saved meanwhile.
+	Unqueue(ctx context.Context, subscriptionID string) error
 	Lock(ctx context.Context, subscriptionID string, lease, wait time.Duration) (token string, unlock func(), err error)
 }
 
@@ -311,11 +319,11 @@ func (w *work) alignSteps() {
 			steps[i] = *st
 		}
 	}
-	// Steps of targets no longer in the plan are kept after them, so that
-	// nothing recorded is forgotten (usePlanOfAccount refuses to work on
-	// an account whose product lost a target that may still be live).
+	// Steps of targets no longer in the plan are kept after them when they
+	// may still exist, so that nothing live is forgotten (usePlanOfAccount
+	// refuses to work on such an account); the others are dropped.
 	for _, st := range w.acct.Steps {
-		if w.plan.index(st.Target) == len(w.plan.Targets) {
+		if w.plan.index(st.Target) == len(w.plan.Targets) && st.State.MayExist() {
 			steps = append(steps, st)
 		}
 	}

@@ -171,8 +171,13 @@ func (w *work) undoAll(ctx context.Context) *stop {
 				w.dirty = true
 				continue
 			case Live:
-				step.Uncertain, step.Attempts, step.LastError = st.Uncertain, st.Attempts, st.LastError
-				w.record(i, step, st.State, st.Rev)
+				// Live, whatever the record said (late work found by a
+				// recheck): recorded so, until its undo is done.
+				step.Uncertain, step.Recheck, step.Rev = st.Uncertain, st.Recheck, st.Rev
+				step.Attempts, step.LastError = st.Attempts, st.LastError
+				w.acct.Steps[i] = step
+				st = &w.acct.Steps[i]
+				st.Target, st.State, w.dirty = t.Name(), events.StepLive, true
 				w.identify(i)
 			}
 		}
@@ -242,27 +247,56 @@ func (w *work) identify(i int) {
 	}
 }
 
-// claimIdentifier makes sure an identifier known before the first call
-// (a Helix entitlement's name, for a product whose first target is helix)
-// names no other live subscription: an accountIdentifier names exactly one
-// subscription, and two subscriptions of one entitlement would cancel each
-// other's.
+// claimIdentifier makes an identifier known before the first call (a
+// Helix entitlement's name, for a product whose first target is helix)
+// this subscription's, atomically: an accountIdentifier names exactly one
+// subscription, and two subscriptions of one entitlement would cancel
+// each other's. It may be taken over from a former subscription only once
+// that one is cancelled and settled, with no recheck for late work left:
+// before, its settler may still remove what the name stands for.
 func (w *work) claimIdentifier(ctx context.Context, t Target, id string) *stop {
 	if w.acct.AccountIdentifier == id {
 		return nil
 	}
-	other, err := w.s.accounts.AccountByIdentifier(ctx, id)
-	switch {
-	case errors.Is(err, events.ErrNotFound):
-	case err != nil:
+	sub := w.acct.SubscriptionID
+	owner, err := w.s.accounts.ClaimIdentifier(ctx, id, sub, "")
+	if err != nil {
 		return &stop{target: t.Name(), store: err}
-	case other.SubscriptionID != w.acct.SubscriptionID && !other.Intent.State.Undo():
-		return w.failed(ctx, 0, "claiming the account identifier", Refusal(events.UserAlreadyExists,
-			t.Name()+" already provisions this for subscription "+other.SubscriptionID+"; one account cannot serve two subscriptions", nil))
+	}
+	if owner != sub {
+		other, err := w.s.accounts.Account(ctx, owner)
+		switch {
+		case err != nil && !errors.Is(err, events.ErrNotFound):
+			return &stop{target: t.Name(), store: err}
+		case err == nil && !gone(other):
+			return w.failed(ctx, 0, "claiming the account identifier", Refusal(events.UserAlreadyExists,
+				t.Name()+" already provisions this for subscription "+owner+"; one account cannot serve two subscriptions", nil))
+		}
+		if owner, err = w.s.accounts.ClaimIdentifier(ctx, id, sub, owner); err != nil {
+			return &stop{target: t.Name(), store: err}
+		}
+		if owner != sub { // another subscription took it meanwhile
+			return w.failed(ctx, 0, "claiming the account identifier", Refusal(events.UserAlreadyExists,
+				t.Name()+" already provisions this for subscription "+owner+"; one account cannot serve two subscriptions", nil))
+		}
 	}
 	w.acct.AccountIdentifier = id
 	w.dirty = true
 	return nil
+}
+
+// gone reports whether an account is cancelled (or refused) and settled,
+// with no recheck for late work left: nothing of it will be touched again.
+func gone(a events.Account) bool {
+	if !a.Intent.State.Undo() || !a.Settled() {
+		return false
+	}
+	for _, s := range a.Steps {
+		if s.Recheck != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // failed records a failed call of step i and decides what it does to the
@@ -347,7 +381,20 @@ func (w *work) schedule(st *stop) {
 	if w.moved > 0 {
 		next.Attempts = 1
 	}
-	if st == nil && w.acct.Settled() {
+	in := w.acct.Intent
+	unanswered := in.State == events.IntentActive && !in.Promised
+	switch {
+	case st == nil && w.acct.Settled() && unanswered:
+		// Settled, but answered only with 503 so far: the marketplace may
+		// believe it failed. Kept on the list, due when it is given up.
+		next.Since, next.Attempts = prev.Since, 0
+		if next.Since.IsZero() {
+			next.Since = now
+		}
+		next.Due = in.LastCopy.Add(w.s.cfg.AbandonAfter)
+		next.Waiting = "settled, but answered only with 503: waiting for the next copy of the event, or given up at " +
+			next.Due.Format(time.RFC3339)
+	case st == nil && w.acct.Settled():
 		// Settled; rechecks for late work keep it queued, not unsettled.
 		for _, s := range w.acct.Steps {
 			if s.Recheck != nil && (next.Due.IsZero() || s.Recheck.Before(next.Due)) {
@@ -355,7 +402,7 @@ func (w *work) schedule(st *stop) {
 			}
 		}
 		next.Attempts = 0
-	} else {
+	default:
 		next.Since, next.Waiting = prev.Since, st.reason()
 		if next.Since.IsZero() {
 			next.Since = now
@@ -364,7 +411,7 @@ func (w *work) schedule(st *stop) {
 		if st != nil && st.waitCopy {
 			next.Due = time.Time{}
 		}
-		if in := w.acct.Intent; in.State == events.IntentActive && !in.Promised {
+		if unanswered {
 			if abandon := in.LastCopy.Add(w.s.cfg.AbandonAfter); next.Due.IsZero() || abandon.Before(next.Due) {
 				next.Due = abandon
 			}
@@ -443,19 +490,33 @@ func (s *Service) Settle(ctx context.Context, subscription string) (Report, erro
 	defer unlock()
 	acct, err := s.accounts.Account(ctx, subscription)
 	if errors.Is(err, events.ErrNotFound) {
-		return Report{Subscription: subscription, Missing: true}, nil
+		// A queue entry with no account (a save cut short on Cluster):
+		// dropped under the lock, so no event can save it meanwhile.
+		return Report{Subscription: subscription, Missing: true}, s.accounts.Unqueue(ctx, subscription)
 	}
 	if err != nil {
 		return Report{}, err
 	}
 	plan, ok := s.plans[acct.Product]
-	if !ok {
-		return Report{}, fmt.Errorf("subscription %s: product %q is not configured", subscription, acct.Product)
-	}
 	w := &work{s: s, plan: plan, token: token, acct: acct}
-	w.alignSteps()
-	if !w.usePlanOfAccount() {
-		return Report{}, fmt.Errorf("subscription %s: a step of a target no longer in product %q may still exist", subscription, acct.Product)
+	if ok {
+		w.alignSteps()
+	}
+	if !ok || !w.usePlanOfAccount() {
+		// The products file lost what the account needs: nothing can be
+		// moved until it is back. Tried again with backoff, and alerting.
+		err := fmt.Errorf("subscription %s: product %q is not configured, or lost a target a step of which may still exist; fix PRODUCTS_FILE", subscription, acct.Product)
+		w.acct.Settle.Attempts++
+		w.acct.Settle.Waiting = err.Error()
+		w.acct.Settle.Due = s.now().UTC().Add(retryIn(w.acct.Settle.Attempts))
+		if w.acct.Settle.Since.IsZero() {
+			w.acct.Settle.Since = s.now().UTC()
+		}
+		w.finishing, w.dirty = true, true
+		if serr := w.flush(ctx); serr != nil {
+			return Report{}, serr
+		}
+		return Report{}, err
 	}
 	rep := Report{Subscription: subscription}
 	if in := w.acct.Intent; in.State == events.IntentActive && !in.Promised && !s.now().Before(in.LastCopy.Add(s.cfg.AbandonAfter)) {
@@ -472,6 +533,7 @@ func (s *Service) Settle(ctx context.Context, subscription string) (Report, erro
 		w.log(ctx).Warn("an intent answered only with 503 was given up", zap.String("subscription", subscription), zap.String("event_type", string(in.By)))
 	}
 	st := w.settle(ctx)
+	w.dirty = true // a pass always writes: its queue entry says what it found
 	if err := w.finish(ctx, st); err != nil {
 		return Report{}, err
 	}

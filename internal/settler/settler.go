@@ -26,8 +26,6 @@ type Queue interface {
 	TakeDue(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]string, error)
 	// Queued returns up to limit queued subscriptions, due or not.
 	Queued(ctx context.Context, limit int) ([]string, error)
-	// Unqueue drops the entry of a subscription that has no account.
-	Unqueue(ctx context.Context, subscriptionID string) error
 	// SettleStats is how many subscriptions are unsettled and since when
 	// the oldest one is.
 	SettleStats(ctx context.Context) (n int64, oldest time.Time, err error)
@@ -91,7 +89,9 @@ func (w *Worker) Run(ctx context.Context) {
 
 // tick settles what is due now and updates the gauges.
 func (w *Worker) tick(ctx context.Context) {
-	subs, err := w.queue.TakeDue(ctx, w.now(), w.cfg.Batch, w.cfg.Lease)
+	// Each entry taken is left alone until the whole batch could have been
+	// worked, one pass after another.
+	subs, err := w.queue.TakeDue(ctx, w.now(), w.cfg.Batch, time.Duration(w.cfg.Batch)*w.cfg.Pass+w.cfg.Lease)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Warn("reading the settle queue failed", zap.Error(err))
@@ -125,9 +125,6 @@ func (w *Worker) settle(ctx context.Context, sub string) (provisioning.Report, e
 		log.Warn("settling failed", zap.Error(err))
 	case rep.Missing:
 		log.Warn("a queued subscription has no account; dropped from the queue")
-		if err := w.queue.Unqueue(pctx, sub); err != nil {
-			log.Warn("dropping a stale queue entry failed", zap.Error(err))
-		}
 	case rep.Settled:
 		log.Info("subscription settled", zap.String("intent", string(rep.Intent)), zap.Bool("abandoned", rep.Abandoned))
 	default:

@@ -60,8 +60,9 @@ func (r *Redis) AccountByIdentifier(ctx context.Context, accountIdentifier strin
 
 // saveAccountScript writes the account only while the subscription's lock
 // holds the writer's token (they share a hash tag), and with it, in the
-// same atomic step, its indexes (accountIdentifier → subscription, the
-// user's accounts) and its place on the settle queue. A retry of the same
+// same atomic step, its indexes (accountIdentifier → subscription, unless
+// the identifier names another subscription already: only ClaimIdentifier
+// moves it; and the user's accounts) and its place on the settle queue. A retry of the same
 // write after a lost reply writes the same bytes again.
 // KEYS: lock, account, identifier index, user index, settle due, settle
 // since. ARGV: token, account JSON, subscription id, identifier (” skips
@@ -71,7 +72,10 @@ func (r *Redis) AccountByIdentifier(ctx context.Context, accountIdentifier strin
 var saveAccountScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
-if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
+if ARGV[4] ~= '' then
+  local owner = redis.call('GET', KEYS[3])
+  if not owner then redis.call('SET', KEYS[3], ARGV[3]) end
+end
 if ARGV[5] == '1' then redis.call('HSET', KEYS[4], ARGV[3], ARGV[2]) end
 if ARGV[6] == '' then redis.call('ZREM', KEYS[5], ARGV[3]) else redis.call('ZADD', KEYS[5], ARGV[6], ARGV[3]) end
 if ARGV[7] == '' then redis.call('ZREM', KEYS[6], ARGV[3]) else redis.call('ZADD', KEYS[6], ARGV[7], ARGV[3]) end
@@ -135,8 +139,8 @@ func (r *Redis) saveCluster(ctx context.Context, lockToken string, a events.Acco
 	// Before the account: what reads as "not found" or "settled" until the
 	// account is written (one pipeline, the keys' nodes in parallel).
 	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		if a.AccountIdentifier != "" {
-			p.Set(ctx, r.keys.accountIndex(a.AccountIdentifier), a.SubscriptionID, 0)
+		if a.AccountIdentifier != "" { // never over another subscription's (ClaimIdentifier moves it)
+			p.SetNX(ctx, r.keys.accountIndex(a.AccountIdentifier), a.SubscriptionID, 0)
 		}
 		if dueMS != "" {
 			p.ZAdd(ctx, due, redis.Z{Score: atof(dueMS), Member: a.SubscriptionID})
@@ -201,6 +205,33 @@ func msOrEmpty(t time.Time) string {
 		return ""
 	}
 	return strconv.FormatInt(t.UnixMilli(), 10)
+}
+
+// claimIdentifierScript points an identifier at a subscription when it names none,
+// that one, or the one the caller displaces; it answers the subscription
+// the identifier names afterwards. KEYS: identifier index. ARGV:
+// subscription, displaced subscription ('' for none).
+var claimIdentifierScript = redis.NewScript(`
+local owner = redis.call('GET', KEYS[1])
+if not owner or owner == ARGV[1] or (ARGV[2] ~= '' and owner == ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return ARGV[1]
+end
+return owner
+`)
+
+// ClaimIdentifier points accountIdentifier at subscriptionID, atomically,
+// when it names no subscription yet, this one, or displace (a former
+// owner the caller found cancelled and settled); it returns the
+// subscription the identifier names afterwards: subscriptionID when
+// claimed, else the other owner. Two subscriptions racing for one
+// identifier: one wins.
+func (r *Redis) ClaimIdentifier(ctx context.Context, accountIdentifier, subscriptionID, displace string) (string, error) {
+	owner, err := claimIdentifierScript.Run(ctx, r.client, []string{r.keys.accountIndex(accountIdentifier)}, subscriptionID, displace).Text()
+	if err != nil {
+		return "", unavailable("claim account identifier", err)
+	}
+	return owner, nil
 }
 
 func saved(n int, subscriptionID string) error {

@@ -123,3 +123,40 @@ func TestSaveAccountWithoutIdentifier(t *testing.T) {
 		t.Errorf("keys %v: want only the account and its user's index, no identifier index for an empty identifier", keys)
 	}
 }
+
+// Rule: an accountIdentifier names one subscription. A save never points
+// the index at itself over another subscription's; ClaimIdentifier
+// claims it when free, keeps it for its owner, and moves it only from the
+// owner the caller names.
+func TestClaimIdentifier(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		claim := func(sub, displace, want string) {
+			t.Helper()
+			if owner, err := b.r.ClaimIdentifier(ctx, "4001:77", sub, displace); err != nil || owner != want {
+				t.Fatalf("ClaimIdentifier(%s, displace %q) = %q, %v; want %q", sub, displace, owner, err, want)
+			}
+		}
+		claim("sub-a", "", "sub-a")
+		claim("sub-a", "", "sub-a")
+		claim("sub-b", "", "sub-a")
+		// The former owner's save does not take it back once moved, nor
+		// does another's save take it.
+		other := testAccount("sub-b", "4001:77")
+		if err := saveLocked(ctx, b.r, other); err != nil {
+			t.Fatal(err)
+		}
+		if a, err := b.r.AccountByIdentifier(ctx, "4001:77"); err == nil {
+			t.Fatalf("sub-b's save took sub-a's identifier: %+v", a)
+		}
+		claim("sub-b", "sub-x", "sub-a")
+		claim("sub-b", "sub-a", "sub-b")
+		if err := saveLocked(ctx, b.r, testAccount("sub-a", "4001:77")); err != nil {
+			t.Fatal(err)
+		}
+		if a, err := b.r.AccountByIdentifier(ctx, "4001:77"); err != nil || a.SubscriptionID != "sub-b" {
+			t.Fatalf("after sub-a's save the identifier names %+v, %v; want sub-b", a, err)
+		}
+	})
+}
