@@ -210,7 +210,7 @@ func msOrEmpty(t time.Time) string {
 // claimIdentifierScript points an identifier at a subscription when it names none,
 // that one, or the one the caller displaces; it answers the subscription
 // the identifier names afterwards. KEYS: identifier index. ARGV:
-// subscription, displaced subscription ('' for none).
+// subscription, displaced subscription (” for none).
 var claimIdentifierScript = redis.NewScript(`
 local owner = redis.call('GET', KEYS[1])
 if not owner or owner == ARGV[1] or (ARGV[2] ~= '' and owner == ARGV[2]) then
