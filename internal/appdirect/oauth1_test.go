@@ -80,7 +80,7 @@ func TestEncode(t *testing.T) {
 // string concatenation.
 type naive struct {
 	method, scheme, host, port, path string // host as given (any case); port "" for none
-	query, form                          [][2]string
+	query, form                      [][2]string
 }
 
 func naiveEncode(s string) string {
