@@ -152,9 +152,6 @@ func WithTimeout(d time.Duration) Option { return func(c *Client) { c.cfg.Timeou
 // DefaultMaxEvent); a larger one is ErrInvalidResponse.
 func WithMaxEvent(n int64) Option { return func(c *Client) { c.cfg.MaxBody = n } }
 
-// withClock sets the clock of the OAuth 1.0a timestamps (tests).
-func withClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
-
 // Client fetches AppDirect events and posts their results, to the
 // configured marketplaces only. It is safe for concurrent use.
 type Client struct {
