@@ -31,5 +31,13 @@
 // again, from the error's kind (ErrTransient, ErrRefused,
 // ErrInvalidResponse).
 //
+// The door, in order:
+//
+//	who, err := verifier.Verify(ctx, r)          // or credentials.Verify: 401 on error
+//	u, token, err := appdirect.EventURL(r.URL.Query().Get("eventUrl"), marketplaces) // 403 FORBIDDEN on error
+//	doc, err := client.FetchEvent(ctx, u.String()) // ErrTransient: a transient outcome; ErrNotFound: NOT_FOUND
+//	// … the inbox, keyed by token; later, from the durable queue:
+//	err = client.PostResult(ctx, appdirect.MarketplaceOf(u), token, result)
+//
 // The sandbox's marketplace is in the sub-package appdirectsandbox.
 package appdirect

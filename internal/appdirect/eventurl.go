@@ -216,6 +216,17 @@ func EventURL(raw string, marketplaces []string) (u *url.URL, token string, err 
 	return m.eventURL(token), token, nil
 }
 
+// MarketplaceOf is the marketplace base URL of an event URL that EventURL
+// returned: the part before EventsPath, which PostResult takes. Use it
+// rather than the event's own marketplace.baseUrl, which is only data.
+func MarketplaceOf(eventURL *url.URL) string {
+	s := eventURL.String()
+	if i := strings.LastIndex(s, EventsPath); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
 // matchEventURL is EventURL on parsed marketplaces: it returns the one
 // matched.
 func matchEventURL(raw string, ms []marketplace) (marketplace, string, error) {

@@ -2,6 +2,7 @@ package appdirect
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -10,6 +11,14 @@ func TestEventURL(t *testing.T) {
 	t.Parallel()
 	markets := []string{"https://market.example", "http://10.1.2.3:8080/mp/", "https://[2001:db8::1]:8443"}
 	const path = "/api/integration/v1/events/"
+	var normalised []string
+	for _, m := range markets {
+		u, err := ParseMarketplace(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		normalised = append(normalised, u.String())
+	}
 	tests := []struct {
 		raw       string
 		wantURL   string // "" when refused
@@ -103,6 +112,10 @@ func TestEventURL(t *testing.T) {
 		}
 		if err != nil || u.String() != tt.wantURL || token != tt.wantToken {
 			t.Errorf("EventURL(%q) = %v, %q, %v; want %s, %q", tt.raw, u, token, err, tt.wantURL, tt.wantToken)
+			continue
+		}
+		if base := MarketplaceOf(u); base+EventsPath+token != tt.wantURL || !slices.Contains(normalised, base) {
+			t.Errorf("MarketplaceOf(%s) = %s", u, base)
 		}
 	}
 }

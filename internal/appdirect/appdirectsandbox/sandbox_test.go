@@ -433,6 +433,9 @@ func TestNotifyOAuth1(t *testing.T) {
 	if _, err := c.FetchEvent(context.Background(), u.String()); err != nil {
 		t.Errorf("fetching the notified event: %v", err)
 	}
+	if err := c.PostResult(context.Background(), appdirect.MarketplaceOf(u), tok, []byte(`{"success":true}`)); err != nil || len(h.Results(token)) != 1 {
+		t.Errorf("posting its result: %v", err)
+	}
 
 	// A service that answers text: the body is a JSON string.
 	text := newService(t, func(w http.ResponseWriter, r *http.Request) {
