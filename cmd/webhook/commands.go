@@ -12,9 +12,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
 	"github.com/banking-marketplace/webhook/internal/replay"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
-	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
 )
 
 // runReplay is `webhook replay`: see internal/replay.

@@ -15,9 +15,9 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
 	"github.com/banking-marketplace/webhook/internal/logctx/logtest"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
-	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
 )
 
 // syncBuffer collects a service's log output from several goroutines.

@@ -15,7 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
-	"github.com/banking-marketplace/webhook/internal/helixclient"
+	"github.com/banking-marketplace/webhook/internal/helix/helixapi"
+	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
 	"github.com/banking-marketplace/webhook/internal/httpcall"
 	"github.com/banking-marketplace/webhook/internal/logctx"
 	"github.com/banking-marketplace/webhook/internal/metrics"
@@ -23,7 +24,6 @@ import (
 	"github.com/banking-marketplace/webhook/internal/q2client"
 	"github.com/banking-marketplace/webhook/internal/qbdclient"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
-	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
 	qbdsandbox "github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
 )
 
@@ -94,11 +94,11 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 		}
 	}
 	if helixBase != "" {
-		if c.helix, err = helixclient.New(helixBase,
-			helixclient.WithHTTPClient(hc),
-			helixclient.WithCredentials(helixKey, helixSecret),
-			helixclient.WithLogger(log.Named("helix")),
-			helixclient.WithObserver(observeCalls(log.Named("helix"), m)),
+		if c.helix, err = helixapi.New(helixBase,
+			helixapi.WithHTTPClient(hc),
+			helixapi.WithCredentials(helixKey, helixSecret),
+			helixapi.WithLogger(log.Named("helix")),
+			helixapi.WithObserver(observeCalls(log.Named("helix"), m)),
 		); err != nil {
 			return c, nil, &configError{msg: "HELIX_BASE_URL: " + err.Error()}
 		}

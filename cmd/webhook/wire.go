@@ -4,7 +4,8 @@ import (
 	"fmt"
 
 	"github.com/banking-marketplace/webhook/internal/handlers"
-	"github.com/banking-marketplace/webhook/internal/helixclient"
+	"github.com/banking-marketplace/webhook/internal/helix"
+	"github.com/banking-marketplace/webhook/internal/helix/helixapi"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/metrics"
 	"github.com/banking-marketplace/webhook/internal/products"
@@ -13,7 +14,6 @@ import (
 	"github.com/banking-marketplace/webhook/internal/qbdclient"
 	"github.com/banking-marketplace/webhook/internal/settler"
 	"github.com/banking-marketplace/webhook/internal/store"
-	helixtarget "github.com/banking-marketplace/webhook/internal/target/helix"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 	qbdtarget "github.com/banking-marketplace/webhook/internal/target/qbdconnect"
 )
@@ -39,7 +39,7 @@ var (
 type targets struct {
 	q2    *q2client.Client
 	qbd   *qbdclient.Client
-	helix *helixclient.Client
+	helix *helixapi.Client
 }
 
 // plans builds each product's plan: its targets, in order, with its
@@ -72,11 +72,11 @@ func newTarget(name string, p products.Product, t targets, cfg *config) (provisi
 		}
 		return q2target.New(t.q2, s)
 	case products.TargetHelix:
-		var s helixtarget.Settings
+		var s helix.Settings
 		if p.Helix != nil {
-			s = helixtarget.Settings{Entitlement: p.Helix.Entitlement, Editions: p.Helix.Editions}
+			s = helix.Settings{Entitlement: p.Helix.Entitlement, Editions: p.Helix.Editions}
 		}
-		return helixtarget.New(t.helix, s)
+		return helix.New(t.helix, s)
 	case products.TargetQBD:
 		return qbdtarget.New(t.qbd, qbdtarget.Settings{ProductID: p.QBD.ProductID})
 	}

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
-	"github.com/banking-marketplace/webhook/internal/helixclient"
+	"github.com/banking-marketplace/webhook/internal/helix"
+	"github.com/banking-marketplace/webhook/internal/helix/helixapi"
+	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
-	"github.com/banking-marketplace/webhook/internal/target/helix"
 )
 
 // The sandbox part's route names, as its wrap sees them.
@@ -106,13 +106,13 @@ func (h *fakeHelix) level(account, target int64) string {
 
 // client is the real Helix client for the part: the sandbox's credentials,
 // short backoff (a wait the part asks for above it fails the call at once).
-func (h *fakeHelix) client(t *testing.T, opts ...helixclient.Option) *helixclient.Client {
+func (h *fakeHelix) client(t *testing.T, opts ...helixapi.Option) *helixapi.Client {
 	t.Helper()
-	opts = append([]helixclient.Option{
-		helixclient.WithCredentials(helixsandbox.DefaultKey, helixsandbox.DefaultSecret),
-		helixclient.WithRetry(3, time.Millisecond, 5*time.Millisecond),
+	opts = append([]helixapi.Option{
+		helixapi.WithCredentials(helixsandbox.DefaultKey, helixsandbox.DefaultSecret),
+		helixapi.WithRetry(3, time.Millisecond, 5*time.Millisecond),
 	}, opts...)
-	c, err := helixclient.New(h.url, opts...)
+	c, err := helixapi.New(h.url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func TestNew(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New = %v, want an error naming %s", err, tc.want)
 			}
-			if tc.api != nil && !errors.Is(err, helixclient.ErrInvalidLevel) {
+			if tc.api != nil && !errors.Is(err, helixapi.ErrInvalidLevel) {
 				t.Errorf("err %v does not match ErrInvalidLevel", err)
 			}
 		})
@@ -464,7 +464,7 @@ func TestFailures(t *testing.T) {
 			if f.RetryAfter != tc.wantRetry {
 				t.Errorf("RetryAfter = %v, want %v", f.RetryAfter, tc.wantRetry)
 			}
-			var ae *helixclient.APIError
+			var ae *helixapi.APIError
 			if !errors.As(f, &ae) || ae.RequestID == "" {
 				t.Errorf("the failure %v does not keep Helix's error as its cause", f)
 			}

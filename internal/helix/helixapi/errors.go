@@ -1,4 +1,4 @@
-package helixclient
+package helixapi
 
 import (
 	"encoding/json"

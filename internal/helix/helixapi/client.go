@@ -1,4 +1,4 @@
-package helixclient
+package helixapi
 
 import (
 	"bytes"
@@ -79,10 +79,10 @@ func WithRetry(maxAttempts int, baseDelay, maxDelay time.Duration) Option {
 func New(baseURL string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("helixclient: the base URL must be an absolute http or https URL, such as https://sandbox-api.helix.q2.com")
+		return nil, errors.New("helixapi: the base URL must be an absolute http or https URL, such as https://sandbox-api.helix.q2.com")
 	}
 	if u.User != nil {
-		return nil, errors.New("helixclient: the base URL must not hold credentials; give them with WithCredentials")
+		return nil, errors.New("helixapi: the base URL must not hold credentials; give them with WithCredentials")
 	}
 	c := &Client{base: u, cfg: httpcall.Config{
 		System: "helix", BaseURL: u, UserAgent: userAgent, MaxBody: maxBody, MaxErrorBody: maxErrorBody,
@@ -94,10 +94,10 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		o(c)
 	}
 	if c.basic && (c.key == "" || c.secret == "") {
-		return nil, errors.New("helixclient: the API key and the API secret must both be set")
+		return nil, errors.New("helixapi: the API key and the API secret must both be set")
 	}
 	if c.core, err = httpcall.New(c.cfg); err != nil {
-		return nil, fmt.Errorf("helixclient: %w", err)
+		return nil, fmt.Errorf("helixapi: %w", err)
 	}
 	return c, nil
 }

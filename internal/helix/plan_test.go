@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 	"github.com/banking-marketplace/webhook/internal/testevents"
 	"github.com/banking-marketplace/webhook/internal/testplan"
@@ -236,7 +236,7 @@ func TestPlanRateLimited(t *testing.T) {
 // the plan and checks each reply against its NAME.expect.json.
 func TestFixtureStory(t *testing.T) {
 	t.Parallel()
-	const dir = "../../../fixtures/business-access"
+	const dir = "../../fixtures/business-access"
 	e := newPlanEnv(t)
 	sent := testevents.Story(t, dir, e.Process)
 	for _, ev := range sent {

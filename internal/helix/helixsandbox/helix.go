@@ -1,11 +1,11 @@
-// Package helix is the Helix part of the sandbox: POST
+// Package helixsandbox is the Helix part of the sandbox: POST
 // /account/addEntitlement, /account/editEntitlement and
 // /account/removeEntitlement served from memory, with HTTP Basic and
 // Helix's envelope {data, errors: [{code, message}], requestId, status,
 // throttle}.
 //
 // It has its own wire types and imports neither internal/sandbox nor
-// internal/helixclient: the client is tested against an independent reading
+// internal/helix/helixapi: the client is tested against an independent reading
 // of Helix's documentation. It implements the sandbox's Part interface,
 // declared in internal/sandbox and copied here for reference:
 //
@@ -26,7 +26,7 @@
 // edit of none). Helix's reference names no code for editing a missing
 // entitlement; the sandbox answers remove's 195119, the only code that says
 // so. A body that is not a JSON object is read as an empty one.
-package helix
+package helixsandbox
 
 import (
 	"crypto/rand"

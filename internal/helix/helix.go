@@ -1,6 +1,6 @@
 // Package helix is the provisioning target "helix": an ORDER grants a
 // customer an entitlement on a business account through
-// internal/helixclient, a CHANGE to an edition with another level edits
+// internal/helix/helixapi, a CHANGE to an edition with another level edits
 // it, and a CANCEL removes it. codes.go holds the one table from Helix's
 // answers to marketplace outcomes.
 //
@@ -22,7 +22,7 @@ import (
 	"strings"
 
 	"github.com/banking-marketplace/webhook/internal/events"
-	"github.com/banking-marketplace/webhook/internal/helixclient"
+	"github.com/banking-marketplace/webhook/internal/helix/helixapi"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
 )
 
@@ -46,9 +46,9 @@ const (
 
 // API is the part of the Helix API the target uses.
 type API interface {
-	AddEntitlement(ctx context.Context, e helixclient.Entitlement) (helixclient.Result, error)
-	EditEntitlement(ctx context.Context, e helixclient.Entitlement) (helixclient.Result, error)
-	RemoveEntitlement(ctx context.Context, e helixclient.Entitlement) (helixclient.Result, error)
+	AddEntitlement(ctx context.Context, e helixapi.Entitlement) (helixapi.Result, error)
+	EditEntitlement(ctx context.Context, e helixapi.Entitlement) (helixapi.Result, error)
+	RemoveEntitlement(ctx context.Context, e helixapi.Entitlement) (helixapi.Result, error)
 }
 
 // Settings are a product's Helix settings (the products file's helix
@@ -61,29 +61,29 @@ type Settings struct {
 // Target grants Helix entitlements.
 type Target struct {
 	api      API
-	level    helixclient.Level
-	editions map[string]helixclient.Level
+	level    helixapi.Level
+	editions map[string]helixapi.Level
 }
 
 var _ provisioning.Target = (*Target)(nil)
 
 // New returns the helix target of one product. Levels are read as
-// helixclient.ParseLevel reads them (case and spaces ignored); a bad one is
+// helixapi.ParseLevel reads them (case and spaces ignored); a bad one is
 // an error naming its setting.
 func New(api API, s Settings) (*Target, error) {
 	if api == nil {
 		return nil, errors.New("helix target: the Helix client is missing")
 	}
-	t := &Target{api: api, level: helixclient.LevelReadOnly, editions: make(map[string]helixclient.Level, len(s.Editions))}
+	t := &Target{api: api, level: helixapi.LevelReadOnly, editions: make(map[string]helixapi.Level, len(s.Editions))}
 	if s.Entitlement != "" {
-		l, err := helixclient.ParseLevel(s.Entitlement)
+		l, err := helixapi.ParseLevel(s.Entitlement)
 		if err != nil {
 			return nil, fmt.Errorf("helix.entitlement: %w", err)
 		}
 		t.level = l
 	}
 	for edition, level := range s.Editions {
-		l, err := helixclient.ParseLevel(level)
+		l, err := helixapi.ParseLevel(level)
 		if err != nil {
 			return nil, fmt.Errorf("helix.editions.%s: %w", edition, err)
 		}
@@ -126,8 +126,8 @@ func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Ste
 		return events.Step{}, err
 	}
 	_, err = t.api.AddEntitlement(ctx, e)
-	var ae *helixclient.APIError
-	if errors.As(err, &ae) && ae.Has(helixclient.CodeAlreadyEntitled) {
+	var ae *helixapi.APIError
+	if errors.As(err, &ae) && ae.Has(helixapi.CodeAlreadyEntitled) {
 		_, err = t.api.EditEntitlement(ctx, e)
 		if err := failure(Edit, err); err != nil {
 			return events.Step{}, err
@@ -178,7 +178,7 @@ func (t *Target) Deprovision(ctx context.Context, _ *provisioning.Job, s events.
 // from there too or else from the plan's q2 step, and the level of the
 // order's edition. Every missing or bad id is named in one final
 // CONFIGURATION_ERROR: the order itself is incomplete.
-func (t *Target) entitlement(j *provisioning.Job) (helixclient.Entitlement, error) {
+func (t *Target) entitlement(j *provisioning.Job) (helixapi.Entitlement, error) {
 	if e, err := recorded(j.Current); err == nil {
 		// Named before (Prepare recorded its ids): the same entitlement,
 		// at the level the intent asks.
@@ -186,7 +186,7 @@ func (t *Target) entitlement(j *provisioning.Job) (helixclient.Entitlement, erro
 		return e, nil
 	}
 	if j.Event == nil {
-		return helixclient.Entitlement{}, provisioning.ErrNeedsEvent
+		return helixapi.Entitlement{}, provisioning.ErrNeedsEvent
 	}
 	conf := j.Event.Event.Payload.Configuration
 	var problems []string
@@ -202,7 +202,7 @@ func (t *Target) entitlement(j *provisioning.Job) (helixclient.Entitlement, erro
 		}
 		return n
 	}
-	e := helixclient.Entitlement{AccountID: id(KeyAccountID), RequestingCustomerID: id(KeyRequestingCustomerID)}
+	e := helixapi.Entitlement{AccountID: id(KeyAccountID), RequestingCustomerID: id(KeyRequestingCustomerID)}
 	if v, given := conf[KeyTargetCustomerID]; given && v != nil {
 		e.TargetCustomerID = id(KeyTargetCustomerID)
 	} else if id, ok := j.CustomerID(); ok {
@@ -212,7 +212,7 @@ func (t *Target) entitlement(j *provisioning.Job) (helixclient.Entitlement, erro
 			" is missing and no step before helix created a customer; name the customer, or put q2 before helix in the product's targets")
 	}
 	if len(problems) > 0 {
-		return helixclient.Entitlement{}, provisioning.Refusal(events.ConfigurationError,
+		return helixapi.Entitlement{}, provisioning.Refusal(events.ConfigurationError,
 			"the order cannot be entitled in Helix: "+strings.Join(problems, "; "), nil)
 	}
 	e.Level = t.levelOf(j.Intent.Edition)
@@ -220,7 +220,7 @@ func (t *Target) entitlement(j *provisioning.Job) (helixclient.Entitlement, erro
 }
 
 // levelOf is the level an edition grants: its own, else the product's.
-func (t *Target) levelOf(edition string) helixclient.Level {
+func (t *Target) levelOf(edition string) helixapi.Level {
 	if l, ok := t.editions[edition]; ok {
 		return l
 	}
@@ -258,7 +258,7 @@ func positiveID(v any) (int64, bool) {
 
 // step is what the target records of an entitlement: its ids and level.
 // The ID names the entitlement as Helix keys it (account, target).
-func step(e helixclient.Entitlement) events.Step {
+func step(e helixapi.Entitlement) events.Step {
 	return events.Step{Target: Name,
 		ID: strconv.FormatInt(e.AccountID, 10) + ":" + strconv.FormatInt(e.TargetCustomerID, 10),
 		Data: map[string]string{
@@ -270,8 +270,8 @@ func step(e helixclient.Entitlement) events.Step {
 }
 
 // recorded reads the entitlement back from a recorded step.
-func recorded(s events.Step) (helixclient.Entitlement, error) {
-	var e helixclient.Entitlement
+func recorded(s events.Step) (helixapi.Entitlement, error) {
+	var e helixapi.Entitlement
 	for _, f := range []struct {
 		key string
 		to  *int64
@@ -282,7 +282,7 @@ func recorded(s events.Step) (helixclient.Entitlement, error) {
 		}
 		*f.to = n
 	}
-	e.Level = helixclient.Level(s.Data[dataLevel])
+	e.Level = helixapi.Level(s.Data[dataLevel])
 	return e, nil
 }
 

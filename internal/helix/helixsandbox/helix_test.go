@@ -1,4 +1,4 @@
-package helix
+package helixsandbox
 
 import (
 	"encoding/json"

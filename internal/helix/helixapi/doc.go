@@ -1,4 +1,4 @@
-// Package helixclient is a small typed client for the three Helix (Q2)
+// Package helixapi is a small typed client for the three Helix (Q2)
 // entitlement routes: POST /account/addEntitlement, /account/editEntitlement
 // and /account/removeEntitlement, authenticated with HTTP Basic (API key as
 // user, API secret as password).
@@ -42,4 +42,4 @@
 // Each attempt is reported to the observer (WithObserver) with the route,
 // HTTP status, duration and Helix's requestId; never a body or a
 // credential.
-package helixclient
+package helixapi
