@@ -22,9 +22,9 @@ import (
 	"github.com/banking-marketplace/webhook/internal/metrics"
 	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/q2client"
-	"github.com/banking-marketplace/webhook/internal/qbdclient"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdsandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
-	qbdsandbox "github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
 )
 
 // defaultSandboxAddr is SANDBOX_ADDR's default: a fixed port, so that a
@@ -83,12 +83,12 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 		}
 	}
 	if qbdBase != "" {
-		if c.qbd, err = qbdclient.New(qbdBase,
-			qbdclient.WithHTTPClient(&http.Client{Transport: hc.Transport, Timeout: 10 * time.Second}),
-			qbdclient.WithAPIVersion(cfg.QBDAPIVersion),
-			qbdclient.WithToken(cfg.QBDToken),
-			qbdclient.WithLogger(log.Named("qbd_connect")),
-			qbdclient.WithObserver(observeCalls(log.Named("qbd_connect"), m)),
+		if c.qbd, err = qbdapi.New(qbdBase,
+			qbdapi.WithHTTPClient(&http.Client{Transport: hc.Transport, Timeout: 10 * time.Second}),
+			qbdapi.WithAPIVersion(cfg.QBDAPIVersion),
+			qbdapi.WithToken(cfg.QBDToken),
+			qbdapi.WithLogger(log.Named("qbd_connect")),
+			qbdapi.WithObserver(observeCalls(log.Named("qbd_connect"), m)),
 		); err != nil {
 			return c, nil, &configError{msg: "QBD_BASE_URL: " + err.Error()}
 		}

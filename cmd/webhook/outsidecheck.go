@@ -14,7 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/q2client"
-	"github.com/banking-marketplace/webhook/internal/qbdclient"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
 	"github.com/banking-marketplace/webhook/internal/store"
 )
 
@@ -101,16 +101,16 @@ func q2Check(c *q2client.Client) outsideCheck {
 
 // qbdCheck lists the products, the cheapest read of QBD Connect, with the
 // token.
-func qbdCheck(c *qbdclient.Client) outsideCheck {
+func qbdCheck(c *qbdapi.Client) outsideCheck {
 	call := func(ctx context.Context) error {
 		_, err := c.ListProducts(ctx)
 		return err
 	}
 	return outsideCheck{name: "qbd_connect", title: "QBD Connect", call: call, refused: func(err error) *refusedError {
 		switch {
-		case errors.Is(err, qbdclient.ErrTransient):
+		case errors.Is(err, qbdapi.ErrTransient):
 			return nil
-		case errors.Is(err, qbdclient.ErrUnauthorized):
+		case errors.Is(err, qbdapi.ErrUnauthorized):
 			return &refusedError{"QBD_TOKEN", "QBD Connect refused the token", "set the bearer token QBD Connect gave you", err, ""}
 		}
 		return &refusedError{"QBD_BASE_URL/QBD_API_VERSION", "QBD Connect did not answer GET /products", "set the part of the URL before /qbdconnect-api/ and its version", err, ""}
@@ -396,7 +396,7 @@ func (m *outsideMonitor) update(ctx context.Context, c outsideCheck) {
 // API. The log line has the whole error.
 func shortReason(err error) string {
 	var q2e *q2client.APIError
-	var qbde *qbdclient.APIError
+	var qbde *qbdapi.APIError
 	var dns *net.DNSError
 	var ne net.Error
 	switch {
@@ -410,7 +410,7 @@ func shortReason(err error) string {
 		return "host not found"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "no answer in time"
-	case errors.Is(err, q2client.ErrInvalidResponse), errors.Is(err, qbdclient.ErrInvalidResponse):
+	case errors.Is(err, q2client.ErrInvalidResponse), errors.Is(err, qbdapi.ErrInvalidResponse):
 		return "not the API's answer"
 	case errors.Is(err, store.ErrUnavailable):
 		return "no answer"

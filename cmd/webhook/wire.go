@@ -11,11 +11,11 @@ import (
 	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
 	"github.com/banking-marketplace/webhook/internal/q2client"
-	"github.com/banking-marketplace/webhook/internal/qbdclient"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
 	"github.com/banking-marketplace/webhook/internal/settler"
 	"github.com/banking-marketplace/webhook/internal/store"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
-	qbdtarget "github.com/banking-marketplace/webhook/internal/target/qbdconnect"
 )
 
 // The adapters satisfy the interfaces the use cases declare; this is the
@@ -38,7 +38,7 @@ var (
 // targets are the clients of the outside systems products provision in.
 type targets struct {
 	q2    *q2client.Client
-	qbd   *qbdclient.Client
+	qbd   *qbdapi.Client
 	helix *helixapi.Client
 }
 
@@ -78,7 +78,7 @@ func newTarget(name string, p products.Product, t targets, cfg *config) (provisi
 		}
 		return helix.New(t.helix, s)
 	case products.TargetQBD:
-		return qbdtarget.New(t.qbd, qbdtarget.Settings{ProductID: p.QBD.ProductID})
+		return qbdconnect.New(t.qbd, qbdconnect.Settings{ProductID: p.QBD.ProductID})
 	}
 	return nil, fmt.Errorf("the %q target is not built yet", name)
 }

@@ -1,4 +1,4 @@
-package qbdconnect
+package qbdsandbox
 
 import (
 	"cmp"

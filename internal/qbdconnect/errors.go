@@ -7,7 +7,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/qbdclient"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
 )
 
 var (
@@ -31,9 +31,9 @@ var codes = []struct {
 	{errForeignSubscription, events.UserAlreadyExists, provisioning.Refused, "QBD Connect has this subscription's id for another customer"},
 	// A 400 or 422: what the order gives is wrong for QBD Connect, and sent
 	// again it fails again. QBD Connect's message names the field.
-	{qbdclient.ErrBadRequest, events.InvalidResponse, provisioning.Refused, "QBD Connect refused the order's data"},
-	{qbdclient.ErrUnauthorized, events.Unauthorized, provisioning.Misconfigured, "QBD Connect refused the service's token (QBD_TOKEN)"},
-	{qbdclient.ErrInvalidResponse, events.TransportError, provisioning.Transient, "QBD Connect answered something the service cannot read; the call may have done its work, it is tried again"},
+	{qbdapi.ErrBadRequest, events.InvalidResponse, provisioning.Refused, "QBD Connect refused the order's data"},
+	{qbdapi.ErrUnauthorized, events.Unauthorized, provisioning.Misconfigured, "QBD Connect refused the service's token (QBD_TOKEN)"},
+	{qbdapi.ErrInvalidResponse, events.TransportError, provisioning.Transient, "QBD Connect answered something the service cannot read; the call may have done its work, it is tried again"},
 }
 
 // defaultRetry is how long a transient failure asks to wait when QBD
@@ -43,14 +43,14 @@ const defaultRetry = 5 * time.Second
 // transient reports whether err may pass by itself: QBD Connect down, 5xx,
 // 429, 408, a timeout, a refused connection, or the event's deadline.
 func transient(err error) bool {
-	return errors.Is(err, qbdclient.ErrTransient) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+	return errors.Is(err, qbdapi.ErrTransient) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // failure classifies a failed QBD Connect call made while doing something.
 func failure(doing string, err error) *provisioning.Failure {
 	if transient(err) {
 		retry := defaultRetry
-		if apiErr, ok := errors.AsType[*qbdclient.APIError](err); ok && apiErr.RetryAfter > 0 {
+		if apiErr, ok := errors.AsType[*qbdapi.APIError](err); ok && apiErr.RetryAfter > 0 {
 			retry = apiErr.RetryAfter
 		}
 		return provisioning.Outage("QBD Connect is unavailable ("+doing+"); nothing final was recorded, send the event again", retry, err)
@@ -58,7 +58,7 @@ func failure(doing string, err error) *provisioning.Failure {
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
 			msg := c.message + " (" + doing + ")"
-			if apiErr, ok := errors.AsType[*qbdclient.APIError](err); ok && c.err == qbdclient.ErrBadRequest && apiErr.Message() != "" {
+			if apiErr, ok := errors.AsType[*qbdapi.APIError](err); ok && c.err == qbdapi.ErrBadRequest && apiErr.Message() != "" {
 				msg += ": " + clip(apiErr.Message())
 			}
 			return &provisioning.Failure{Kind: c.kind, Code: c.code, Message: msg, Err: err}

@@ -1,4 +1,4 @@
-package qbdclient
+package qbdapi
 
 import "encoding/json"
 

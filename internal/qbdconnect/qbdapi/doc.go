@@ -1,4 +1,4 @@
-// Package qbdclient is a small typed client for the QBD Connect System API:
+// Package qbdapi is a small typed client for the QBD Connect System API:
 // customers, instances, subscriptions and products under
 // {base}/qbdconnect-api/{version}/, the part of the API that provisioning
 // and operators need (invoices, payments, payouts and users are left out).
@@ -32,4 +32,4 @@
 // Nothing secret (the token, request or response bodies) is logged; each
 // attempt is reported to the observer (WithObserver) with its method,
 // route, status and duration.
-package qbdclient
+package qbdapi

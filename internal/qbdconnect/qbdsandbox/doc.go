@@ -1,4 +1,4 @@
-// Package qbdconnect is an in-memory QBD Connect System API for tests,
+// Package qbdsandbox is an in-memory QBD Connect System API for tests,
 // demos and the default run: customers, instances, subscriptions and
 // products under /qbdconnect-api/{version}/ (any version v1, v2, ...).
 //
@@ -15,7 +15,7 @@
 //		Reset()
 //	}
 //
-// It has its own wire types and shares no code with internal/qbdclient: the
+// It has its own wire types and shares no code with internal/qbdconnect/qbdapi: the
 // client is tested against an independent reading of the seed
 // (qbd-connect-api.txt).
 //
@@ -45,4 +45,4 @@
 //   - Products are fixed: prod_qbd (QBD Connect), prod_qbd_support and an
 //     inactive prod_qbd_legacy, each {id, name, description, active}.
 //   - No token is required.
-package qbdconnect
+package qbdsandbox

@@ -1,4 +1,4 @@
-package qbdclient
+package qbdapi
 
 import (
 	"bytes"
@@ -78,13 +78,13 @@ func WithRetry(maxAttempts int, baseDelay, maxDelay time.Duration) Option {
 func New(baseURL string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("qbdclient: the base URL must be an absolute http or https URL, such as https://qbd.example.com")
+		return nil, errors.New("qbdapi: the base URL must be an absolute http or https URL, such as https://qbd.example.com")
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, errors.New("qbdclient: the base URL must have no query or fragment")
+		return nil, errors.New("qbdapi: the base URL must have no query or fragment")
 	}
 	if strings.Contains(u.Path, "/"+apiPrefix) {
-		return nil, fmt.Errorf("qbdclient: the base URL is the part before /%s/; drop /%s and what follows", apiPrefix, apiPrefix)
+		return nil, fmt.Errorf("qbdapi: the base URL is the part before /%s/; drop /%s and what follows", apiPrefix, apiPrefix)
 	}
 	c := &Client{base: u, version: "v1", cfg: httpcall.Config{
 		System: "qbd_connect", Name: "qbd", BaseURL: u, UserAgent: userAgent, MaxBody: maxBody, MaxErrorBody: maxErrorBody,
@@ -97,12 +97,12 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	}
 	switch {
 	case c.version == "" || strings.ContainsAny(c.version, "/?#%"):
-		return nil, fmt.Errorf("qbdclient: the API version %q must be one path segment, such as v1", c.version)
+		return nil, fmt.Errorf("qbdapi: the API version %q must be one path segment, such as v1", c.version)
 	case strings.ContainsAny(c.token, "\r\n"):
-		return nil, errors.New("qbdclient: the token must be one line")
+		return nil, errors.New("qbdapi: the token must be one line")
 	}
 	if c.core, err = httpcall.New(c.cfg); err != nil {
-		return nil, fmt.Errorf("qbdclient: %w", err)
+		return nil, fmt.Errorf("qbdapi: %w", err)
 	}
 	return c, nil
 }

@@ -1,4 +1,4 @@
-package qbdclient
+package qbdapi
 
 import (
 	"context"
@@ -9,13 +9,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdsandbox"
 )
 
 // startSandbox serves the in-memory QBD Connect and returns a client of it.
-func startSandbox(t *testing.T, opts ...Option) (*Client, *qbdconnect.Sandbox) {
+func startSandbox(t *testing.T, opts ...Option) (*Client, *qbdsandbox.Sandbox) {
 	t.Helper()
-	sb := qbdconnect.New()
+	sb := qbdsandbox.New()
 	mux := http.NewServeMux()
 	sb.Register(mux, func(_ string, h http.HandlerFunc) http.HandlerFunc { return h })
 	srv := httptest.NewServer(mux)
@@ -27,9 +27,9 @@ func startSandbox(t *testing.T, opts ...Option) (*Client, *qbdconnect.Sandbox) {
 	return c, sb
 }
 
-func stats(t *testing.T, sb *qbdconnect.Sandbox) qbdconnect.Stats {
+func stats(t *testing.T, sb *qbdsandbox.Sandbox) qbdsandbox.Stats {
 	t.Helper()
-	return sb.Stats().(qbdconnect.Stats)
+	return sb.Stats().(qbdsandbox.Stats)
 }
 
 // TestSandboxLifecycle walks what provisioning does for a QBD Connect
@@ -73,7 +73,7 @@ func TestSandboxLifecycle(t *testing.T) {
 			if sub, err = c.UpdateSubscription(ctx, sub.SubscriptionID, *sub); err != nil || sub.Quantity != 5 {
 				t.Fatalf("UpdateSubscription = %+v, %v", sub, err)
 			}
-			if st := stats(t, sb); st != (qbdconnect.Stats{Customers: 1, Subscriptions: 1, Quantity: 5}) {
+			if st := stats(t, sb); st != (qbdsandbox.Stats{Customers: 1, Subscriptions: 1, Quantity: 5}) {
 				t.Errorf("stats %+v", st)
 			}
 
@@ -116,7 +116,7 @@ func TestSandboxLifecycle(t *testing.T) {
 			if err := c.DeleteInstance(ctx, list[0].InstanceID, ""); !errors.Is(err, ErrNotFound) {
 				t.Errorf("second delete: %v, want ErrNotFound", err)
 			}
-			if st := stats(t, sb); st != (qbdconnect.Stats{Customers: 1}) {
+			if st := stats(t, sb); st != (qbdsandbox.Stats{Customers: 1}) {
 				t.Errorf("stats after the cancel %+v", st)
 			}
 			if got, err := c.GetSubscription(ctx, "sub_42"); err != nil || got.Status != StatusCanceled || got.Quantity != 0 {

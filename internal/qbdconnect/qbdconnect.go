@@ -27,7 +27,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/qbdclient"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
 )
 
 // Name is the target's name in the products file.
@@ -38,14 +38,14 @@ const Name = "qbd_connect"
 const dataSubscription = "subscription_id"
 
 // API is the part of the QBD Connect API the target uses
-// (*qbdclient.Client).
+// (*qbdapi.Client).
 type API interface {
-	FindCustomer(ctx context.Context, gatewayCustomerID string) (*qbdclient.Customer, error)
-	CreateCustomer(ctx context.Context, c qbdclient.Customer) (*qbdclient.Customer, error)
-	CreateSubscription(ctx context.Context, s qbdclient.Subscription) (*qbdclient.Subscription, error)
-	GetSubscription(ctx context.Context, id string) (*qbdclient.Subscription, error)
-	UpdateSubscription(ctx context.Context, id string, s qbdclient.Subscription) (*qbdclient.Subscription, error)
-	ListInstances(ctx context.Context, customerID string) ([]qbdclient.Instance, error)
+	FindCustomer(ctx context.Context, gatewayCustomerID string) (*qbdapi.Customer, error)
+	CreateCustomer(ctx context.Context, c qbdapi.Customer) (*qbdapi.Customer, error)
+	CreateSubscription(ctx context.Context, s qbdapi.Subscription) (*qbdapi.Subscription, error)
+	GetSubscription(ctx context.Context, id string) (*qbdapi.Subscription, error)
+	UpdateSubscription(ctx context.Context, id string, s qbdapi.Subscription) (*qbdapi.Subscription, error)
+	ListInstances(ctx context.Context, customerID string) ([]qbdapi.Instance, error)
 	DeleteInstance(ctx context.Context, id, projectID string) error
 }
 
@@ -100,7 +100,7 @@ func digest(subscriptionID string) string {
 
 // subscriptionOf is the id of the customer's subscription: the one the
 // customer names, else the derived one.
-func subscriptionOf(c *qbdclient.Customer, subscription string) string {
+func subscriptionOf(c *qbdapi.Customer, subscription string) string {
 	if c.SubscriptionID != "" {
 		return c.SubscriptionID
 	}
@@ -114,7 +114,7 @@ func subscriptionOf(c *qbdclient.Customer, subscription string) string {
 func (t *Target) Find(ctx context.Context, j *provisioning.Job) (events.Step, provisioning.Presence, error) {
 	cu, err := t.api.FindCustomer(ctx, GatewayCustomerID(j.Subscription))
 	switch {
-	case errors.Is(err, qbdclient.ErrNotFound):
+	case errors.Is(err, qbdapi.ErrNotFound):
 		return events.Step{}, provisioning.Absent, nil
 	case err != nil:
 		return events.Step{}, 0, failure("looking up the subscription's customer", err)
@@ -122,7 +122,7 @@ func (t *Target) Find(ctx context.Context, j *provisioning.Job) (events.Step, pr
 	sid := subscriptionOf(cu, j.Subscription)
 	sub, err := t.api.GetSubscription(ctx, sid)
 	switch {
-	case errors.Is(err, qbdclient.ErrNotFound):
+	case errors.Is(err, qbdapi.ErrNotFound):
 		return events.Step{}, provisioning.Absent, nil
 	case err != nil:
 		return events.Step{}, 0, failure("looking up the customer's subscription", err)
@@ -131,7 +131,7 @@ func (t *Target) Find(ctx context.Context, j *provisioning.Job) (events.Step, pr
 			return events.Step{}, provisioning.Absent, nil // not ours to touch
 		}
 		return events.Step{}, 0, failure("looking up the customer's subscription", errForeignSubscription)
-	case sub.Status == qbdclient.StatusCanceled:
+	case sub.Status == qbdapi.StatusCanceled:
 		return step(cu.ID, sid), provisioning.Gone, nil
 	}
 	return step(cu.ID, sid), provisioning.Live, nil
@@ -172,20 +172,20 @@ func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Ste
 			return step(cu.ID, sid), nil
 		case errors.Is(err, provisioning.ErrGone):
 			return step(cu.ID, sid), err
-		case !errors.Is(err, qbdclient.ErrNotFound):
+		case !errors.Is(err, qbdapi.ErrNotFound):
 			return events.Step{}, failure("looking up the customer's subscription", err)
 		}
 	}
-	sub := qbdclient.Subscription{
+	sub := qbdapi.Subscription{
 		SubscriptionID: sid,
 		ProductID:      t.set.ProductID,
 		Quantity:       orderQuantity(j.Intent.Items),
 		CustomerID:     cu.ID,
 		Email:          cu.PrimaryBillingContact.Email,
-		Status:         qbdclient.StatusActive,
+		Status:         qbdapi.StatusActive,
 	}
 	_, err = t.api.CreateSubscription(ctx, sub)
-	if errors.Is(err, qbdclient.ErrConflict) {
+	if errors.Is(err, qbdapi.ErrConflict) {
 		err = t.adopt(ctx, sid, cu)
 	}
 	if errors.Is(err, provisioning.ErrGone) {
@@ -200,16 +200,16 @@ func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Ste
 // customer finds the customer by its gatewayCustomerId, else creates it. A
 // create that conflicts (created meanwhile) is looked up again. existed
 // reports that it was there before this call.
-func (t *Target) customer(ctx context.Context, want qbdclient.Customer) (cu *qbdclient.Customer, existed bool, err error) {
+func (t *Target) customer(ctx context.Context, want qbdapi.Customer) (cu *qbdapi.Customer, existed bool, err error) {
 	cu, err = t.api.FindCustomer(ctx, want.GatewayCustomerID)
 	if err == nil {
 		return cu, true, nil
 	}
-	if !errors.Is(err, qbdclient.ErrNotFound) {
+	if !errors.Is(err, qbdapi.ErrNotFound) {
 		return nil, false, failure("looking up the subscription's customer", err)
 	}
 	cu, err = t.api.CreateCustomer(ctx, want)
-	if errors.Is(err, qbdclient.ErrConflict) {
+	if errors.Is(err, qbdapi.ErrConflict) {
 		existed = true
 		cu, err = t.api.FindCustomer(ctx, want.GatewayCustomerID)
 	}
@@ -221,21 +221,21 @@ func (t *Target) customer(ctx context.Context, want qbdclient.Customer) (cu *qbd
 
 // adopt takes an existing subscription sid (an earlier attempt created it
 // and its reply was lost) when it belongs to cu and is not canceled.
-func (t *Target) adopt(ctx context.Context, sid string, cu *qbdclient.Customer) error {
+func (t *Target) adopt(ctx context.Context, sid string, cu *qbdapi.Customer) error {
 	sub, err := t.api.GetSubscription(ctx, sid)
 	switch {
 	case err != nil:
 		return err
 	case !ours(sub, cu):
 		return errForeignSubscription
-	case sub.Status == qbdclient.StatusCanceled:
+	case sub.Status == qbdapi.StatusCanceled:
 		return provisioning.ErrGone
 	}
 	return nil
 }
 
 // ours reports whether sub is the subscription of cu.
-func ours(sub *qbdclient.Subscription, cu *qbdclient.Customer) bool {
+func ours(sub *qbdapi.Subscription, cu *qbdapi.Customer) bool {
 	return sub.CustomerID == cu.ID
 }
 
@@ -254,11 +254,11 @@ func (t *Target) Change(ctx context.Context, j *provisioning.Job, s events.Step)
 	}
 	sub, err := t.api.GetSubscription(ctx, sid)
 	switch {
-	case errors.Is(err, qbdclient.ErrNotFound):
+	case errors.Is(err, qbdapi.ErrNotFound):
 		return s, provisioning.Refusal(events.AccountNotFound, "QBD Connect does not have the subscription any more", err)
 	case err != nil:
 		return s, failure("reading the subscription", err)
-	case sub.Status == qbdclient.StatusCanceled:
+	case sub.Status == qbdapi.StatusCanceled:
 		return s, provisioning.Refusal(events.AccountNotFound, "the QBD Connect subscription is canceled; a canceled subscription is not changed", nil)
 	case sub.Quantity == qty:
 		return s, nil
@@ -282,25 +282,25 @@ func (t *Target) Deprovision(ctx context.Context, _ *provisioning.Job, s events.
 		return provisioning.Refusal(events.ConfigurationError, "the recorded qbd_connect step has no customer or subscription id", nil)
 	}
 	instances, err := t.api.ListInstances(ctx, s.ID)
-	if err != nil && !errors.Is(err, qbdclient.ErrNotFound) {
+	if err != nil && !errors.Is(err, qbdapi.ErrNotFound) {
 		return failure("listing the customer's instances", err)
 	}
 	for _, in := range instances {
-		if err := t.api.DeleteInstance(ctx, in.InstanceID, ""); err != nil && !errors.Is(err, qbdclient.ErrNotFound) {
+		if err := t.api.DeleteInstance(ctx, in.InstanceID, ""); err != nil && !errors.Is(err, qbdapi.ErrNotFound) {
 			return failure("deleting an instance", err)
 		}
 	}
 	sub, err := t.api.GetSubscription(ctx, sid)
 	switch {
-	case errors.Is(err, qbdclient.ErrNotFound):
+	case errors.Is(err, qbdapi.ErrNotFound):
 		return nil
 	case err != nil:
 		return failure("reading the subscription", err)
-	case sub.Status == qbdclient.StatusCanceled && sub.Quantity == 0:
+	case sub.Status == qbdapi.StatusCanceled && sub.Quantity == 0:
 		return nil
 	}
-	sub.Status, sub.Quantity = qbdclient.StatusCanceled, 0
-	if _, err := t.api.UpdateSubscription(ctx, sid, *sub); err != nil && !errors.Is(err, qbdclient.ErrNotFound) {
+	sub.Status, sub.Quantity = qbdapi.StatusCanceled, 0
+	if _, err := t.api.UpdateSubscription(ctx, sid, *sub); err != nil && !errors.Is(err, qbdapi.ErrNotFound) {
 		return failure("canceling the subscription", err)
 	}
 	return nil

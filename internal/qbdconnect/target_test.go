@@ -10,15 +10,15 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/qbdclient"
-	qbdsandbox "github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
-	"github.com/banking-marketplace/webhook/internal/target/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdsandbox"
 	"github.com/banking-marketplace/webhook/internal/testevents"
 )
 
 func TestNew(t *testing.T) {
 	t.Parallel()
-	c, err := qbdclient.New("http://127.0.0.1:1")
+	c, err := qbdapi.New("http://127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestProvision(t *testing.T) {
 		t.Errorf("customer = %+v, address %+v", cu, a)
 	}
 	sub := q.subscription(sid)
-	if sub.CustomerID != cu.ID || sub.ProductID != "prod_qbd" || sub.Quantity != 2 || sub.Email != "jdoe@q2ebanking.com" || sub.Status != qbdclient.StatusActive {
+	if sub.CustomerID != cu.ID || sub.ProductID != "prod_qbd" || sub.Quantity != 2 || sub.Email != "jdoe@q2ebanking.com" || sub.Status != qbdapi.StatusActive {
 		t.Errorf("subscription = %+v; want quantity 2 (the INSTANCE item)", sub)
 	}
 
@@ -84,16 +84,16 @@ func TestProvisionFindsEarlierWork(t *testing.T) {
 	t.Parallel()
 	const sub = "sub-earlier"
 	gateway, sid := qbdconnect.GatewayCustomerID(sub), qbdconnect.SubscriptionID(sub)
-	newCustomer := func(q *qbd, gateway, subscriptionID string) *qbdclient.Customer {
-		cu, err := q.client.CreateCustomer(context.Background(), qbdclient.Customer{GatewayCustomerID: gateway, SubscriptionID: subscriptionID,
-			PrimaryBillingContact: qbdclient.BillingContact{Email: "jdoe@q2ebanking.com"}})
+	newCustomer := func(q *qbd, gateway, subscriptionID string) *qbdapi.Customer {
+		cu, err := q.client.CreateCustomer(context.Background(), qbdapi.Customer{GatewayCustomerID: gateway, SubscriptionID: subscriptionID,
+			PrimaryBillingContact: qbdapi.BillingContact{Email: "jdoe@q2ebanking.com"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return cu
 	}
 	newSubscription := func(q *qbd, id, customerID, status string) {
-		if _, err := q.client.CreateSubscription(context.Background(), qbdclient.Subscription{SubscriptionID: id, CustomerID: customerID,
+		if _, err := q.client.CreateSubscription(context.Background(), qbdapi.Subscription{SubscriptionID: id, CustomerID: customerID,
 			ProductID: "prod_qbd", Quantity: 2, Status: status}); err != nil {
 			t.Fatal(err)
 		}
@@ -108,18 +108,18 @@ func TestProvisionFindsEarlierWork(t *testing.T) {
 		{"customer created, its reply lost", func(q *qbd) { newCustomer(q, gateway, sid) },
 			provisioning.Absent, "", 1},
 		{"customer and subscription created, a reply lost", func(q *qbd) {
-			newSubscription(q, sid, newCustomer(q, gateway, sid).ID, qbdclient.StatusActive)
+			newSubscription(q, sid, newCustomer(q, gateway, sid).ID, qbdapi.StatusActive)
 		}, provisioning.Live, "", 1},
 		{"a customer naming another subscription id", func(q *qbd) {
-			newSubscription(q, "sub_operator", newCustomer(q, gateway, "sub_operator").ID, qbdclient.StatusActive)
+			newSubscription(q, "sub_operator", newCustomer(q, gateway, "sub_operator").ID, qbdapi.StatusActive)
 		}, provisioning.Live, "", 1},
 		{"subscription canceled", func(q *qbd) {
-			newSubscription(q, sid, newCustomer(q, gateway, sid).ID, qbdclient.StatusCanceled)
+			newSubscription(q, sid, newCustomer(q, gateway, sid).ID, qbdapi.StatusCanceled)
 		}, provisioning.Gone, "", 0},
 		{"subscription id held by another customer", func(q *qbd) {
 			other := newCustomer(q, "cus_other", "")
 			newCustomer(q, gateway, sid)
-			newSubscription(q, sid, other.ID, qbdclient.StatusActive)
+			newSubscription(q, sid, other.ID, qbdapi.StatusActive)
 		}, 0, events.UserAlreadyExists, 1},
 	}
 	for _, tt := range tests {
@@ -162,14 +162,14 @@ func TestFindForeignSubscriptionOnCancel(t *testing.T) {
 	q := newQBD(t)
 	ctx := context.Background()
 	const sub = "sub-foreign"
-	other, err := q.client.CreateCustomer(ctx, qbdclient.Customer{GatewayCustomerID: "cus_other", PrimaryBillingContact: qbdclient.BillingContact{Email: "a@example.com"}})
+	other, err := q.client.CreateCustomer(ctx, qbdapi.Customer{GatewayCustomerID: "cus_other", PrimaryBillingContact: qbdapi.BillingContact{Email: "a@example.com"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.client.CreateCustomer(ctx, qbdclient.Customer{GatewayCustomerID: qbdconnect.GatewayCustomerID(sub), PrimaryBillingContact: qbdclient.BillingContact{Email: "b@example.com"}}); err != nil {
+	if _, err := q.client.CreateCustomer(ctx, qbdapi.Customer{GatewayCustomerID: qbdconnect.GatewayCustomerID(sub), PrimaryBillingContact: qbdapi.BillingContact{Email: "b@example.com"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := q.client.CreateSubscription(ctx, qbdclient.Subscription{SubscriptionID: qbdconnect.SubscriptionID(sub), CustomerID: other.ID, Quantity: 1}); err != nil {
+	if _, err := q.client.CreateSubscription(ctx, qbdapi.Subscription{SubscriptionID: qbdconnect.SubscriptionID(sub), CustomerID: other.ID, Quantity: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, p, err := q.target.Find(ctx, job(testevents.Cancel(t, sub, ""))); err != nil || p != provisioning.Absent {
@@ -256,7 +256,7 @@ func TestDeprovision(t *testing.T) {
 		t.Fatal(err)
 	}
 	sid, _ := qbdconnect.SubscriptionOf(s)
-	if got := q.subscription(sid); got.Status != qbdclient.StatusCanceled || got.Quantity != 0 || got.CustomerID != s.ID {
+	if got := q.subscription(sid); got.Status != qbdapi.StatusCanceled || got.Quantity != 0 || got.CustomerID != s.ID {
 		t.Errorf("subscription after = %+v; want canceled with quantity 0", got)
 	}
 	if list, err := q.client.ListInstances(ctx, s.ID); err != nil || len(list) != 0 {

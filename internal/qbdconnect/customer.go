@@ -7,7 +7,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/qbdclient"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
 )
 
 // What the seed limits in a customer's address.
@@ -31,14 +31,14 @@ const (
 //     code QBD Connect's own 400 gets.
 //
 // Every failure is final and names every field concerned, never its value.
-func newCustomer(ev *events.SubscriptionEvent, subscription string) (qbdclient.Customer, error) {
+func newCustomer(ev *events.SubscriptionEvent, subscription string) (qbdapi.Customer, error) {
 	creator, company := ev.Event.Creator, ev.Event.Payload.Company
 	if creator == nil {
 		msg := "the order has no event.creator: QBD Connect needs the person who ordered as the customer's billing contact"
 		if company == nil {
 			msg = "the order names no one: event.creator and event.payload.company are both missing"
 		}
-		return qbdclient.Customer{}, provisioning.Refusal(events.UserNotFound, msg, nil)
+		return qbdapi.Customer{}, provisioning.Refusal(events.UserNotFound, msg, nil)
 	}
 	var missing, invalid []string
 	email := strings.TrimSpace(creator.Email)
@@ -53,9 +53,9 @@ func newCustomer(ev *events.SubscriptionEvent, subscription string) (qbdclient.C
 		if len(invalid) > 0 {
 			msg += "; " + strings.Join(invalid, "; ")
 		}
-		return qbdclient.Customer{}, provisioning.Refusal(events.ConfigurationError, msg, nil)
+		return qbdapi.Customer{}, provisioning.Refusal(events.ConfigurationError, msg, nil)
 	case len(invalid) > 0:
-		return qbdclient.Customer{}, provisioning.Refusal(events.InvalidResponse, strings.Join(invalid, "; "), nil)
+		return qbdapi.Customer{}, provisioning.Refusal(events.InvalidResponse, strings.Join(invalid, "; "), nil)
 	}
 	// creator.Address is set: a missing one was refused above.
 	first, last := strings.TrimSpace(creator.FirstName), strings.TrimSpace(creator.LastName)
@@ -66,12 +66,12 @@ func newCustomer(ev *events.SubscriptionEvent, subscription string) (qbdclient.C
 	if name == "" {
 		name = strings.TrimSpace(creator.Address.FullName)
 	}
-	return qbdclient.Customer{
+	return qbdapi.Customer{
 		GatewayCustomerID: GatewayCustomerID(subscription),
 		SubscriptionID:    SubscriptionID(subscription),
 		Name:              name,
 		Address:           addr,
-		PrimaryBillingContact: qbdclient.BillingContact{
+		PrimaryBillingContact: qbdapi.BillingContact{
 			FirstName: first, LastName: last, Email: email, Phone: strings.TrimSpace(creator.Address.Phone),
 		},
 	}, nil
@@ -80,12 +80,12 @@ func newCustomer(ev *events.SubscriptionEvent, subscription string) (qbdclient.C
 // newAddress is the customer's address from the creator's: zip becomes
 // postalCode, a state name becomes its two-letter code, and the country
 // (which the seed does not name, but allows) is kept as "country".
-func newAddress(a *events.Address) (addr *qbdclient.Address, missing, invalid []string) {
+func newAddress(a *events.Address) (addr *qbdapi.Address, missing, invalid []string) {
 	const field = "event.creator.address"
 	if a == nil {
 		return nil, []string{field}, nil
 	}
-	addr = &qbdclient.Address{
+	addr = &qbdapi.Address{
 		Street1:    strings.TrimSpace(a.Street1),
 		Street2:    strings.TrimSpace(a.Street2),
 		City:       strings.TrimSpace(a.City),

@@ -10,10 +10,10 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/qbdclient"
-	qbdsandbox "github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdsandbox"
 	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
-	"github.com/banking-marketplace/webhook/internal/target/qbdconnect"
 	"github.com/banking-marketplace/webhook/internal/testevents"
 	"github.com/banking-marketplace/webhook/internal/testplan"
 )
@@ -69,7 +69,7 @@ func TestStory(t *testing.T) {
 	}
 
 	testevents.WantOutcome(t, p.Process(testevents.Change(t, sub, id)), events.Final, "")
-	if got := p.subscription(sid); got.Quantity != 4 || got.Status != qbdclient.StatusActive {
+	if got := p.subscription(sid); got.Quantity != 4 || got.Status != qbdapi.StatusActive {
 		t.Fatalf("subscription after CHANGE = %+v; want quantity 4", got)
 	}
 
@@ -77,7 +77,7 @@ func TestStory(t *testing.T) {
 	p.addInstance(id)
 	out = p.Process(testevents.Cancel(t, sub, id))
 	testevents.WantOutcome(t, out, events.Final, "")
-	if got := p.subscription(sid); got.Status != qbdclient.StatusCanceled || got.Quantity != 0 {
+	if got := p.subscription(sid); got.Status != qbdapi.StatusCanceled || got.Quantity != 0 {
 		t.Errorf("subscription after CANCEL = %+v; want canceled, quantity 0", got)
 	}
 	if st := p.stats(); st != (qbdsandbox.Stats{Customers: 1}) {
@@ -210,7 +210,7 @@ func TestRefusedOrderLeavesNothing(t *testing.T) {
 func TestFixtureStory(t *testing.T) {
 	t.Parallel()
 	p := newPlan(t, false)
-	sent := len(testevents.Story(t, filepath.Join("..", "..", "..", "fixtures", "qbd-story"), p.Process))
+	sent := len(testevents.Story(t, filepath.Join("..", "..", "fixtures", "qbd-story"), p.Process))
 	if sent != 4 {
 		t.Errorf("sent %d fixtures, want the story's 4", sent)
 	}

@@ -11,9 +11,9 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/qbdclient"
-	qbdsandbox "github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
-	"github.com/banking-marketplace/webhook/internal/target/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdsandbox"
 )
 
 // Routes of the QBD Connect sandbox part, as its wrap function names them.
@@ -40,7 +40,7 @@ type fault struct {
 type qbd struct {
 	t      *testing.T
 	sb     *qbdsandbox.Sandbox
-	client *qbdclient.Client
+	client *qbdapi.Client
 	target *qbdconnect.Target
 
 	mu     sync.Mutex
@@ -56,7 +56,7 @@ func newQBD(t *testing.T) *qbd {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	var err error
-	q.client, err = qbdclient.New(srv.URL, qbdclient.WithRetry(3, time.Millisecond, 5*time.Millisecond))
+	q.client, err = qbdapi.New(srv.URL, qbdapi.WithRetry(3, time.Millisecond, 5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func (q *qbd) stats() qbdsandbox.Stats {
 }
 
 // subscription reads a QBD Connect subscription.
-func (q *qbd) subscription(id string) *qbdclient.Subscription {
+func (q *qbd) subscription(id string) *qbdapi.Subscription {
 	q.t.Helper()
 	s, err := q.client.GetSubscription(context.Background(), id)
 	if err != nil {
@@ -122,8 +122,8 @@ func (q *qbd) subscription(id string) *qbdclient.Subscription {
 // addInstance creates an instance of the customer, as its user would.
 func (q *qbd) addInstance(customerID string) {
 	q.t.Helper()
-	_, err := q.client.CreateInstance(context.Background(), qbdclient.Instance{Name: "Books", CustomerID: customerID,
-		Contact: qbdclient.Contact{FirstName: "John", LastName: "Doe", Email: "jdoe@example.com"}})
+	_, err := q.client.CreateInstance(context.Background(), qbdapi.Instance{Name: "Books", CustomerID: customerID,
+		Contact: qbdapi.Contact{FirstName: "John", LastName: "Doe", Email: "jdoe@example.com"}})
 	if err != nil {
 		q.t.Fatal(err)
 	}
