@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 )
 
@@ -214,7 +214,7 @@ func TestOutsideMonitorWatch(t *testing.T) {
 	var answer atomic.Pointer[error] // the check's next answer
 	store := func(err error) { answer.Store(&err) }
 	store(&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")})
-	refusal := &q2client.APIError{Endpoint: "token", Status: http.StatusUnauthorized}
+	refusal := &q2api.APIError{Endpoint: "token", Status: http.StatusUnauthorized}
 	check := outsideCheck{name: "q2", title: "Q2",
 		call: func(context.Context) error { return *answer.Load() },
 		refused: func(err error) *refusedError {

@@ -21,7 +21,7 @@ import (
 	"github.com/banking-marketplace/webhook/internal/logctx"
 	"github.com/banking-marketplace/webhook/internal/metrics"
 	"github.com/banking-marketplace/webhook/internal/products"
-	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
 	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
 	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdsandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
@@ -72,12 +72,12 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 	// left in TIME_WAIT) a new connection.
 	hc := &http.Client{Transport: outsideTransport(cfg.MaxInFlight)}
 	if q2Base != "" {
-		if c.q2, err = q2client.New(q2Base,
-			q2client.WithHTTPClient(hc),
-			q2client.WithAPIVersion(cfg.Q2APIVersion),
-			q2client.WithCredentials(q2ID, q2Secret, scopes...),
-			q2client.WithLogger(log.Named("q2")),
-			q2client.WithObserver(observeCalls(log.Named("q2"), m)),
+		if c.q2, err = q2api.New(q2Base,
+			q2api.WithHTTPClient(hc),
+			q2api.WithAPIVersion(cfg.Q2APIVersion),
+			q2api.WithCredentials(q2ID, q2Secret, scopes...),
+			q2api.WithLogger(log.Named("q2")),
+			q2api.WithObserver(observeCalls(log.Named("q2"), m)),
 		); err != nil {
 			return c, nil, &configError{msg: "Q2_BASE_URL: " + err.Error()}
 		}

@@ -13,7 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
 	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
 	"github.com/banking-marketplace/webhook/internal/store"
 )
@@ -87,12 +87,12 @@ func (e *refusedError) ExitCode() int { return 1 }
 
 // q2Check fetches a token: it proves the client credentials, the base URL
 // and the API version in one request.
-func q2Check(c *q2client.Client) outsideCheck {
+func q2Check(c *q2api.Client) outsideCheck {
 	return outsideCheck{name: "q2", title: "Q2", call: c.CheckToken, refused: func(err error) *refusedError {
 		switch {
-		case errors.Is(err, q2client.ErrTransient):
+		case errors.Is(err, q2api.ErrTransient):
 			return nil
-		case errors.Is(err, q2client.ErrNotFound), errors.Is(err, q2client.ErrInvalidResponse):
+		case errors.Is(err, q2api.ErrNotFound), errors.Is(err, q2api.ErrInvalidResponse):
 			return &refusedError{"Q2_BASE_URL/Q2_API_VERSION", "Q2's token endpoint is not there", "set the base URL and API version of your Q2 API", err, ""}
 		}
 		return &refusedError{"Q2_CLIENT_ID/Q2_CLIENT_SECRET", "Q2 refused the client credentials", "set the OAuth2 client credentials Q2 gave you (and Q2_SCOPE if it names scopes)", err, ""}
@@ -395,7 +395,7 @@ func (m *outsideMonitor) update(ctx context.Context, c outsideCheck) {
 // anyone who reaches the pod can read: no addresses, no message from the
 // API. The log line has the whole error.
 func shortReason(err error) string {
-	var q2e *q2client.APIError
+	var q2e *q2api.APIError
 	var qbde *qbdapi.APIError
 	var dns *net.DNSError
 	var ne net.Error
@@ -410,7 +410,7 @@ func shortReason(err error) string {
 		return "host not found"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "no answer in time"
-	case errors.Is(err, q2client.ErrInvalidResponse), errors.Is(err, qbdapi.ErrInvalidResponse):
+	case errors.Is(err, q2api.ErrInvalidResponse), errors.Is(err, qbdapi.ErrInvalidResponse):
 		return "not the API's answer"
 	case errors.Is(err, store.ErrUnavailable):
 		return "no answer"

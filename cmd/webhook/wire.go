@@ -10,12 +10,12 @@ import (
 	"github.com/banking-marketplace/webhook/internal/metrics"
 	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/q2"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
 	"github.com/banking-marketplace/webhook/internal/qbdconnect"
 	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
 	"github.com/banking-marketplace/webhook/internal/settler"
 	"github.com/banking-marketplace/webhook/internal/store"
-	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 )
 
 // The adapters satisfy the interfaces the use cases declare; this is the
@@ -26,8 +26,8 @@ var (
 	_ provisioning.Accounts = (*store.Redis)(nil)
 	_ handlers.Receiver     = (*inbox.Inbox)(nil)
 	_ handlers.Products     = (*products.Catalog)(nil)
-	_ q2target.API          = (*q2client.Client)(nil)
-	_ provisioning.Target   = (*q2target.Target)(nil)
+	_ q2.API                = (*q2api.Client)(nil)
+	_ provisioning.Target   = (*q2.Target)(nil)
 	_ provisioning.Observer = (*metrics.Metrics)(nil)
 	_ handlers.Reader       = (*store.Redis)(nil)
 	_ settler.Queue         = (*store.Redis)(nil)
@@ -37,7 +37,7 @@ var (
 
 // targets are the clients of the outside systems products provision in.
 type targets struct {
-	q2    *q2client.Client
+	q2    *q2api.Client
 	qbd   *qbdapi.Client
 	helix *helixapi.Client
 }
@@ -63,14 +63,14 @@ func plans(catalog *products.Catalog, t targets, cfg *config) ([]provisioning.Pl
 func newTarget(name string, p products.Product, t targets, cfg *config) (provisioning.Target, error) {
 	switch name {
 	case products.TargetQ2:
-		s := q2target.Settings{CancelDeletes: q2target.CancelDeletes(cfg.CancelDeletes)}
+		s := q2.Settings{CancelDeletes: q2.CancelDeletes(cfg.CancelDeletes)}
 		if p.Q2 != nil {
 			s.GroupID, s.UserRoleID = p.Q2.GroupID, p.Q2.UserRoleID
 			if p.Q2.CancelDeletes != "" {
-				s.CancelDeletes = q2target.CancelDeletes(p.Q2.CancelDeletes)
+				s.CancelDeletes = q2.CancelDeletes(p.Q2.CancelDeletes)
 			}
 		}
-		return q2target.New(t.q2, s)
+		return q2.New(t.q2, s)
 	case products.TargetHelix:
 		var s helix.Settings
 		if p.Helix != nil {

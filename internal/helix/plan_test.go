@@ -10,7 +10,7 @@ import (
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
+	"github.com/banking-marketplace/webhook/internal/q2"
 	"github.com/banking-marketplace/webhook/internal/testevents"
 	"github.com/banking-marketplace/webhook/internal/testplan"
 )
@@ -31,18 +31,18 @@ func newPlanEnv(t *testing.T) *planEnv {
 	t.Helper()
 	h := startHelix(t)
 	return &planEnv{t: t, helix: h, Env: testplan.New(t, testplan.Config{Product: businessAccess,
-		Q2: &q2target.Settings{}, Targets: []provisioning.Target{newTarget(t, h.client(t), product)}})}
+		Q2: &q2.Settings{}, Targets: []provisioning.Target{newTarget(t, h.client(t), product)}})}
 }
 
 // customer is the Q2 CustomerID the subscription's q2 step recorded.
 func (e *planEnv) customer(sub string) int64 {
 	e.t.Helper()
 	a := e.Account(sub)
-	s, ok := a.Step(q2target.Name)
+	s, ok := a.Step(q2.Name)
 	if !ok {
 		e.t.Fatalf("no q2 step recorded: %+v", a)
 	}
-	id, ok := q2target.CustomerID(*s)
+	id, ok := q2.CustomerID(*s)
 	if !ok {
 		e.t.Fatalf("q2 step without a customer: %+v", s)
 	}

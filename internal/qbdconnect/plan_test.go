@@ -10,10 +10,10 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
+	"github.com/banking-marketplace/webhook/internal/q2"
 	"github.com/banking-marketplace/webhook/internal/qbdconnect"
 	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
 	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdsandbox"
-	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 	"github.com/banking-marketplace/webhook/internal/testevents"
 	"github.com/banking-marketplace/webhook/internal/testplan"
 )
@@ -31,7 +31,7 @@ func newPlan(t *testing.T, withQ2 bool) *plan {
 	p := &plan{qbd: newQBD(t), t: t}
 	cfg := testplan.Config{Product: "qbd", Targets: []provisioning.Target{p.target}}
 	if withQ2 {
-		cfg.Q2 = &q2target.Settings{}
+		cfg.Q2 = &q2.Settings{}
 	}
 	p.Env = testplan.New(t, cfg)
 	return p

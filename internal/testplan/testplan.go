@@ -16,10 +16,10 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/q2"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/store"
-	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 )
 
 // LockWait is how long an event waits for its subscription's lock when
@@ -32,7 +32,7 @@ type Config struct {
 	Product string
 	// Q2, when not nil, puts a q2 target with these settings first in
 	// the plan, over a Q2 sandbox; nil leaves Q2 out.
-	Q2       *q2target.Settings
+	Q2       *q2.Settings
 	Targets  []provisioning.Target // the plan's targets, after q2
 	LockWait time.Duration         // LockWait when zero
 }
@@ -51,7 +51,7 @@ type Env struct {
 // Q2 is a Q2 sandbox served by httptest and the real client of it.
 type Q2 struct {
 	Sandbox *sandbox.Sandbox
-	Client  *q2client.Client
+	Client  *q2api.Client
 }
 
 // NewQ2 starts a Q2 sandbox, closed when the test ends, and its client,
@@ -61,9 +61,9 @@ func NewQ2(t testing.TB) *Q2 {
 	sb := sandbox.New(sandbox.Config{})
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
-	c, err := q2client.New(srv.URL,
-		q2client.WithCredentials(sandbox.DefaultClientID, sandbox.DefaultClientSecret),
-		q2client.WithRetry(2, time.Millisecond, 5*time.Millisecond))
+	c, err := q2api.New(srv.URL,
+		q2api.WithCredentials(sandbox.DefaultClientID, sandbox.DefaultClientSecret),
+		q2api.WithRetry(2, time.Millisecond, 5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,9 +71,9 @@ func NewQ2(t testing.TB) *Q2 {
 }
 
 // Target is the q2 target over the sandbox, with settings s.
-func (q *Q2) Target(t testing.TB, s q2target.Settings) provisioning.Target {
+func (q *Q2) Target(t testing.TB, s q2.Settings) provisioning.Target {
 	t.Helper()
-	target, err := q2target.New(q.Client, s)
+	target, err := q2.New(q.Client, s)
 	if err != nil {
 		t.Fatal(err)
 	}

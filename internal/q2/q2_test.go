@@ -8,14 +8,14 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
 )
 
 // fakeAPI records the deletes it is asked for.
 type fakeAPI struct{ deleted []string }
 
-func (f *fakeAPI) Enroll(context.Context, q2client.Enrollment) error { return nil }
-func (f *fakeAPI) LookupUser(context.Context, q2client.UserQuery) ([]q2client.User, error) {
+func (f *fakeAPI) Enroll(context.Context, q2api.Enrollment) error { return nil }
+func (f *fakeAPI) LookupUser(context.Context, q2api.UserQuery) ([]q2api.User, error) {
 	return nil, nil
 }
 func (f *fakeAPI) DeleteUser(_ context.Context, id int64) error {
@@ -76,10 +76,10 @@ func TestFailureRows(t *testing.T) {
 		want provisioning.Kind
 		code events.ErrorCode
 	}{
-		{"unreadable reply", fmt.Errorf("q2 Enrollment: %w: not JSON", q2client.ErrInvalidResponse), provisioning.Transient, events.TransportError},
-		{"transport", fmt.Errorf("q2 Enrollment: %w: reset", q2client.ErrTransient), provisioning.Transient, events.TransportError},
-		{"credentials", fmt.Errorf("q2 token: %w", q2client.ErrUnauthorized), provisioning.Misconfigured, events.Unauthorized},
-		{"permissions", fmt.Errorf("q2 Enrollment: %w", q2client.ErrForbidden), provisioning.Misconfigured, events.Forbidden},
+		{"unreadable reply", fmt.Errorf("q2 Enrollment: %w: not JSON", q2api.ErrInvalidResponse), provisioning.Transient, events.TransportError},
+		{"transport", fmt.Errorf("q2 Enrollment: %w: reset", q2api.ErrTransient), provisioning.Transient, events.TransportError},
+		{"credentials", fmt.Errorf("q2 token: %w", q2api.ErrUnauthorized), provisioning.Misconfigured, events.Unauthorized},
+		{"permissions", fmt.Errorf("q2 Enrollment: %w", q2api.ErrForbidden), provisioning.Misconfigured, events.Forbidden},
 		{"a logon of another user", errForeignLogon, provisioning.Refused, events.UserAlreadyExists},
 		{"something Q2 refused", errors.New("q2 Enrollment: HTTP 400"), provisioning.Refused, events.UnknownError},
 	} {

@@ -1,4 +1,4 @@
-package q2client
+package q2api
 
 import (
 	"bytes"
@@ -239,7 +239,7 @@ func (c *Client) Enroll(ctx context.Context, e Enrollment) error {
 // LookupUser returns the live users matching q, or ErrNotFound.
 func (c *Client) LookupUser(ctx context.Context, q UserQuery) ([]User, error) {
 	if q == (UserQuery{IncludeAuthToken: q.IncludeAuthToken}) {
-		return nil, errors.New("q2client: LookupUser needs SSN, UserID, LoginName, PrimaryCIF or CustomerID")
+		return nil, errors.New("q2api: LookupUser needs SSN, UserID, LoginName, PrimaryCIF or CustomerID")
 	}
 	return lookup[User](ctx, c, "LookupUser", q)
 }
@@ -247,7 +247,7 @@ func (c *Client) LookupUser(ctx context.Context, q UserQuery) ([]User, error) {
 // LookupCustomer returns the live customers matching q, or ErrNotFound.
 func (c *Client) LookupCustomer(ctx context.Context, q CustomerQuery) ([]Customer, error) {
 	if q.TaxID == "" && q.CustomerID == 0 && q.LoginName == "" && q.PrimaryCIF == "" {
-		return nil, errors.New("q2client: LookupCustomer needs TaxID, CustomerID, LoginName or PrimaryCIF")
+		return nil, errors.New("q2api: LookupCustomer needs TaxID, CustomerID, LoginName or PrimaryCIF")
 	}
 	return lookup[Customer](ctx, c, "LookupCustomer", q)
 }
@@ -305,7 +305,7 @@ func (c *Client) GetAccountList(ctx context.Context, q AccountListQuery) ([]Acco
 		v.Set("user_id", strconv.FormatInt(q.UserID, 10))
 	}
 	if len(v) != 1 {
-		return nil, errors.New("q2client: GetAccountList needs exactly one of Username, CustomerID, UserID")
+		return nil, errors.New("q2api: GetAccountList needs exactly one of Username, CustomerID, UserID")
 	}
 	r, err := c.newRequest("GetAccountList", http.MethodGet, nil, true, v)
 	if err != nil {

@@ -1,4 +1,4 @@
-package q2client
+package q2api
 
 import (
 	"cmp"
@@ -84,7 +84,7 @@ func WithLogger(l *zap.Logger) Option { return func(c *Client) { c.cfg.Logger = 
 func New(baseURL string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("q2client: the base URL must be an absolute http or https URL, such as https://q2.example.com")
+		return nil, errors.New("q2api: the base URL must be an absolute http or https URL, such as https://q2.example.com")
 	}
 	c := &Client{base: u, version: "v2", cfg: httpcall.Config{
 		System: "q2", BaseURL: u, UserAgent: userAgent, MaxBody: maxBody, MaxErrorBody: maxErrorBody,
@@ -96,13 +96,13 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		o(c)
 	}
 	if c.version == "" || strings.Contains(c.version, "/") {
-		return nil, fmt.Errorf("q2client: API version %q must be one path segment, such as v2", c.version)
+		return nil, fmt.Errorf("q2api: API version %q must be one path segment, such as v2", c.version)
 	}
 	if c.creds != nil && (c.creds.id == "" || c.creds.secret == "") {
-		return nil, errors.New("q2client: the client id and the client secret must both be set")
+		return nil, errors.New("q2api: the client id and the client secret must both be set")
 	}
 	if c.core, err = httpcall.New(c.cfg); err != nil {
-		return nil, fmt.Errorf("q2client: %w", err)
+		return nil, fmt.Errorf("q2api: %w", err)
 	}
 	c.log = c.cfg.Logger
 	if c.creds != nil {

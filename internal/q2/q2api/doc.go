@@ -1,4 +1,4 @@
-// Package q2client is a small typed client for the Q2 platform REST API:
+// Package q2api is a small typed client for the Q2 platform REST API:
 // Enrollment, LookupUser, LookupCustomer, DeleteUser, DeleteCustomer,
 // AddExternalAccount and GetAccountList, each under /{version}/ of a base URL.
 //
@@ -27,4 +27,4 @@
 // Nothing secret (tokens, passwords, SSN, tax ids, request or response
 // bodies) is written to the log or to error strings built by this package;
 // an APIError shows Q2's own error messages.
-package q2client
+package q2api

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/banking-marketplace/webhook/internal/events"
-	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
 )
 
 // LogonName is the Q2 logon name of a subscription's user: derived from the
@@ -26,7 +26,7 @@ func Marker(subscriptionID string) string {
 
 // newEnrollment builds the Q2 enrollment of an ORDER's user: the creator, or
 // the company when there is no creator. ok is false when there is neither.
-func newEnrollment(ev *events.SubscriptionEvent, subscription string) (e q2client.Enrollment, ok bool) {
+func newEnrollment(ev *events.SubscriptionEvent, subscription string) (e q2api.Enrollment, ok bool) {
 	creator, company := ev.Event.Creator, ev.Event.Payload.Company
 	switch {
 	case creator != nil && (creator.FirstName != "" || creator.LastName != ""):
@@ -55,15 +55,15 @@ func newEnrollment(ev *events.SubscriptionEvent, subscription string) (e q2clien
 		return e, true
 	}
 	if creator.Email != "" {
-		e.Emails = []q2client.Email{{EmailAddress: creator.Email}}
+		e.Emails = []q2api.Email{{EmailAddress: creator.Email}}
 	}
 	if a := creator.Address; a != nil {
 		if a.Street1 != "" || a.City != "" {
-			e.Addresses = []q2client.Address{{Address1: a.Street1, Address2: a.Street2, City: a.City,
+			e.Addresses = []q2api.Address{{Address1: a.Street1, Address2: a.Street2, City: a.City,
 				State: a.State, Zip: a.Zip, AddressType: "Home"}}
 		}
 		if a.Phone != "" {
-			e.Phones = []q2client.Phone{{Phone: a.Phone, PhoneType: "Home"}}
+			e.Phones = []q2api.Phone{{Phone: a.Phone, PhoneType: "Home"}}
 		}
 	}
 	return e, true

@@ -1,4 +1,4 @@
-package q2client
+package q2api
 
 import (
 	"context"

@@ -18,7 +18,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
 )
 
 // Name is the target's name in the products file.
@@ -26,8 +26,8 @@ const Name = "q2"
 
 // API is the part of the Q2 API the target uses.
 type API interface {
-	Enroll(ctx context.Context, e q2client.Enrollment) error
-	LookupUser(ctx context.Context, q q2client.UserQuery) ([]q2client.User, error)
+	Enroll(ctx context.Context, e q2api.Enrollment) error
+	LookupUser(ctx context.Context, q q2api.UserQuery) ([]q2api.User, error)
 	DeleteUser(ctx context.Context, userID int64) error
 	DeleteCustomer(ctx context.Context, customerID int64) error
 }
@@ -112,7 +112,7 @@ func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Ste
 			"the order names no user to enroll: event.creator and event.payload.company are both missing", nil)
 	}
 	e.GroupID, e.UserRoleID = t.set.GroupID, t.set.UserRoleID
-	if err := t.api.Enroll(ctx, e); err != nil && !errors.Is(err, q2client.ErrAlreadyExists) {
+	if err := t.api.Enroll(ctx, e); err != nil && !errors.Is(err, q2api.ErrAlreadyExists) {
 		return events.Step{}, failure("enrolling", err)
 	}
 	user, state, err := t.ownUser(ctx, j.Subscription)
@@ -148,7 +148,7 @@ func (t *Target) Deprovision(ctx context.Context, _ *provisioning.Job, s events.
 		}
 		err = t.api.DeleteUser(ctx, id)
 	}
-	if err != nil && !errors.Is(err, q2client.ErrNotFound) {
+	if err != nil && !errors.Is(err, q2api.ErrNotFound) {
 		return failure("deleting the "+string(t.set.CancelDeletes), err)
 	}
 	return nil
@@ -160,7 +160,7 @@ func CustomerID(s events.Step) (int64, bool) {
 	return id, err == nil && id > 0
 }
 
-func step(u q2client.User) events.Step {
+func step(u q2api.User) events.Step {
 	return events.Step{Target: Name, ID: strconv.FormatInt(u.UserID, 10),
 		Data: map[string]string{provisioning.DataCustomerID: strconv.FormatInt(u.CustomerID, 10)}}
 }
@@ -172,16 +172,16 @@ var errForeignLogon = errors.New("logon held by another user")
 // our marker, preferring a live one: Live, Gone (deleted: the subscription
 // was cancelled) or Absent. A logon held only by users without our marker
 // is errForeignLogon.
-func (t *Target) ownUser(ctx context.Context, subscription string) (q2client.User, provisioning.Presence, error) {
+func (t *Target) ownUser(ctx context.Context, subscription string) (q2api.User, provisioning.Presence, error) {
 	marker := Marker(subscription)
-	users, err := t.api.LookupUser(ctx, q2client.UserQuery{LoginName: LogonName(subscription)})
-	if errors.Is(err, q2client.ErrNotFound) || (err == nil && len(users) == 0) {
-		return q2client.User{}, provisioning.Absent, nil
+	users, err := t.api.LookupUser(ctx, q2api.UserQuery{LoginName: LogonName(subscription)})
+	if errors.Is(err, q2api.ErrNotFound) || (err == nil && len(users) == 0) {
+		return q2api.User{}, provisioning.Absent, nil
 	}
 	if err != nil {
-		return q2client.User{}, 0, err
+		return q2api.User{}, 0, err
 	}
-	var deleted *q2client.User
+	var deleted *q2api.User
 	for i, u := range users {
 		switch {
 		case u.UserInfo != marker:
@@ -194,5 +194,5 @@ func (t *Target) ownUser(ctx context.Context, subscription string) (q2client.Use
 	if deleted != nil {
 		return *deleted, provisioning.Gone, nil
 	}
-	return q2client.User{}, 0, errForeignLogon
+	return q2api.User{}, 0, errForeignLogon
 }
