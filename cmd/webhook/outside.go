@@ -22,6 +22,7 @@ import (
 	"github.com/banking-marketplace/webhook/internal/metrics"
 	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/q2/q2api"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
 	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdsandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
@@ -33,8 +34,8 @@ const defaultSandboxAddr = "127.0.0.1:9090"
 
 // newSandbox is the in-memory sandbox of every outside API: Q2, with QBD
 // Connect and Helix as parts.
-func newSandbox(cfg sandbox.Config, helixKey, helixSecret string) *sandbox.Sandbox {
-	return sandbox.New(cfg, qbdsandbox.New(), helixsandbox.New(helixKey, helixSecret))
+func newSandbox(cfg q2sandbox.Config, helixKey, helixSecret string) *sandbox.Sandbox {
+	return sandbox.New(q2sandbox.New(cfg), qbdsandbox.New(), helixsandbox.New(helixKey, helixSecret))
 }
 
 // outsideAPIs returns the clients of the outside systems. In demo mode one
@@ -55,7 +56,7 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 			return c, nil, err
 		}
 		q2Base, qbdBase, helixBase = base, base, base
-		q2ID, q2Secret, scopes = sandbox.DefaultClientID, embeddedQ2Secret, nil
+		q2ID, q2Secret, scopes = q2sandbox.DefaultClientID, embeddedQ2Secret, nil
 		helixKey, helixSecret = helixsandbox.DefaultKey, embeddedHelixSecret
 		log.Warn("demo mode: an embedded Redis (nothing survives a restart) and an embedded sandbox of Q2, QBD Connect and Helix; unsigned requests are accepted. "+
 			"For production set REDIS_URL, each outside API the products use and WEBHOOK_SECRETS (docs/configuration.md)",
@@ -136,7 +137,7 @@ func startEmbeddedSandbox(cfg *config, log *zap.Logger) (base string, stop func(
 		}
 		return "", nil, &configError{msg: fmt.Sprintf("SANDBOX_ADDR: cannot listen on %q: %v%s", cfg.SandboxAddr, err, hint)}
 	}
-	sb := newSandbox(sandbox.Config{ClientID: sandbox.DefaultClientID, ClientSecret: embeddedQ2Secret}, helixsandbox.DefaultKey, embeddedHelixSecret)
+	sb := newSandbox(q2sandbox.Config{ClientID: q2sandbox.DefaultClientID, ClientSecret: embeddedQ2Secret}, helixsandbox.DefaultKey, embeddedHelixSecret)
 	srv := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/banking-marketplace/webhook/internal/provisioning"
 	"github.com/banking-marketplace/webhook/internal/q2"
 	"github.com/banking-marketplace/webhook/internal/q2/q2api"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/store"
 )
@@ -31,9 +32,9 @@ func pipeline(f *testing.F) http.Handler {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = db.Close() })
-	srv := httptest.NewServer(sandbox.New(sandbox.Config{}).Handler())
+	srv := httptest.NewServer(sandbox.New(q2sandbox.New(q2sandbox.Config{})).Handler())
 	f.Cleanup(srv.Close)
-	client, err := q2api.New(srv.URL, q2api.WithCredentials(sandbox.DefaultClientID, sandbox.DefaultClientSecret))
+	client, err := q2api.New(srv.URL, q2api.WithCredentials(q2sandbox.DefaultClientID, q2sandbox.DefaultClientSecret))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -8,17 +8,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 )
 
 // startSandbox serves an in-process sandbox and returns a client of it.
-func startSandbox(t *testing.T, cfg sandbox.Config, opts ...Option) (*Client, *sandbox.Sandbox) {
+func startSandbox(t *testing.T, cfg q2sandbox.Config, opts ...Option) (*Client, *sandbox.Sandbox) {
 	t.Helper()
-	sb := sandbox.New(cfg)
+	sb := sandbox.New(q2sandbox.New(cfg))
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
 	opts = append([]Option{
-		WithCredentials(sandbox.DefaultClientID, sandbox.DefaultClientSecret, "users", "accounts"),
+		WithCredentials(q2sandbox.DefaultClientID, q2sandbox.DefaultClientSecret, "users", "accounts"),
 		WithRetry(3, time.Millisecond, 5*time.Millisecond),
 	}, opts...)
 	c, err := New(srv.URL, opts...)
@@ -33,7 +34,7 @@ func TestSandboxLifecycle(t *testing.T) {
 	for _, version := range []string{"v1", "v2"} {
 		t.Run(version, func(t *testing.T) {
 			t.Parallel()
-			c, sb := startSandbox(t, sandbox.Config{}, WithAPIVersion(version))
+			c, sb := startSandbox(t, q2sandbox.Config{}, WithAPIVersion(version))
 			ctx := context.Background()
 			enr := Enrollment{
 				LogonName: "sub-42", FirstName: "Ada", LastName: "Lovelace", SSN: "123456789",
@@ -101,7 +102,8 @@ func TestSandboxLifecycle(t *testing.T) {
 				t.Fatalf("Enroll of a deleted user's logon = %v, want ErrAlreadyExists", err)
 			}
 			st := sb.Stats()
-			if st.Calls["token"] != 1 || st.Calls["Enrollment"] != 3 || st.Users != 0 || st.Customers != 0 {
+			q2 := st.Parts[q2sandbox.Name].(q2sandbox.Stats)
+			if st.Calls["token"] != 1 || st.Calls["Enrollment"] != 3 || q2.Users != 0 || q2.Customers != 0 {
 				t.Errorf("stats = %+v", st)
 			}
 		})
@@ -114,7 +116,7 @@ func TestSandboxFaults(t *testing.T) {
 
 	t.Run("retried 503 on delete", func(t *testing.T) {
 		t.Parallel()
-		c, sb := startSandbox(t, sandbox.Config{})
+		c, sb := startSandbox(t, q2sandbox.Config{})
 		mustEnroll(t, c, "f1")
 		if err := sb.SetFault(sandbox.Fault{Route: "DeleteUser", Status: 503, Times: 2}); err != nil {
 			t.Fatal(err)
@@ -129,7 +131,7 @@ func TestSandboxFaults(t *testing.T) {
 
 	t.Run("no retry of Enrollment on 503", func(t *testing.T) {
 		t.Parallel()
-		c, sb := startSandbox(t, sandbox.Config{})
+		c, sb := startSandbox(t, q2sandbox.Config{})
 		_ = sb.SetFault(sandbox.Fault{Route: "Enrollment", Status: 503, Times: 1})
 		err := c.Enroll(ctx, Enrollment{LogonName: "f2", FirstName: "A", LastName: "B"})
 		if !errors.Is(err, ErrTransient) {
@@ -142,7 +144,7 @@ func TestSandboxFaults(t *testing.T) {
 
 	t.Run("token endpoint down, Enrollment retried", func(t *testing.T) {
 		t.Parallel()
-		c, sb := startSandbox(t, sandbox.Config{})
+		c, sb := startSandbox(t, q2sandbox.Config{})
 		_ = sb.SetFault(sandbox.Fault{Route: "token", Status: 503, Times: 1})
 		mustEnroll(t, c, "f3")
 		if st := sb.Stats(); st.Calls["token"] != 2 || st.Calls["Enrollment"] != 1 {
@@ -152,7 +154,7 @@ func TestSandboxFaults(t *testing.T) {
 
 	t.Run("delay past the caller's deadline; the work still happens", func(t *testing.T) {
 		t.Parallel()
-		c, sb := startSandbox(t, sandbox.Config{})
+		c, sb := startSandbox(t, q2sandbox.Config{})
 		mustEnroll(t, c, "warm-up") // fetch the token first
 		_ = sb.SetFault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 300})
 		dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
@@ -177,7 +179,7 @@ func TestSandboxFaults(t *testing.T) {
 
 	t.Run("per-attempt timeout retried for lookups", func(t *testing.T) {
 		t.Parallel()
-		c, sb := startSandbox(t, sandbox.Config{}, WithHTTPClient(&http.Client{Timeout: 100 * time.Millisecond}))
+		c, sb := startSandbox(t, q2sandbox.Config{}, WithHTTPClient(&http.Client{Timeout: 100 * time.Millisecond}))
 		mustEnroll(t, c, "f5")
 		_ = sb.SetFault(sandbox.Fault{Route: "LookupUser", Times: 1, DelayMS: 300})
 		if _, err := c.LookupUser(ctx, UserQuery{LoginName: "f5"}); err != nil {
@@ -193,7 +195,7 @@ func TestSandboxTokenExpiry(t *testing.T) {
 	t.Parallel()
 	// A TTL under a second is reported as expires_in 0 ("no expiry"), so
 	// the client keeps the token and meets the sandbox's 401.
-	c, sb := startSandbox(t, sandbox.Config{TokenTTL: 100 * time.Millisecond})
+	c, sb := startSandbox(t, q2sandbox.Config{TokenTTL: 100 * time.Millisecond})
 	ctx := context.Background()
 	mustEnroll(t, c, "e1")
 	time.Sleep(150 * time.Millisecond)
@@ -207,7 +209,7 @@ func TestSandboxTokenExpiry(t *testing.T) {
 
 func TestSandboxWrongCredentials(t *testing.T) {
 	t.Parallel()
-	c, sb := startSandbox(t, sandbox.Config{ClientSecret: "other"})
+	c, sb := startSandbox(t, q2sandbox.Config{ClientSecret: "other"})
 	err := c.Enroll(context.Background(), Enrollment{LogonName: "x", FirstName: "A", LastName: "B"})
 	if !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("Enroll = %v, want ErrUnauthorized", err)

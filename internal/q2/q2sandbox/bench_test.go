@@ -1,4 +1,4 @@
-package sandbox
+package q2sandbox
 
 import (
 	"fmt"
@@ -7,30 +7,34 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/banking-marketplace/webhook/internal/sandbox"
 )
 
 // benchSizes are the numbers of users the benchmarks run at: a call must
 // cost the same at both. The million runs only without -short.
 var benchSizes = []int{1_000, 1_000_000}
 
-// benchSandbox returns a sandbox holding n users (and their customers),
-// built through the directory rather than n HTTP calls, and a live token.
-func benchSandbox(b *testing.B, n int) (*Sandbox, string) {
+// benchSandbox returns the handler of a sandbox whose Q2 holds n users
+// (and their customers), built through the directory rather than n HTTP
+// calls, and a live token.
+func benchSandbox(b *testing.B, n int) (http.Handler, string) {
 	b.Helper()
 	if n > 1_000 && testing.Short() {
 		b.Skip("a million users only without -short")
 	}
 	sb := New(Config{})
+	h := sandbox.New(sb).Handler() // before the users: New resets its parts
 	now := time.Now().UTC()
 	for i := range n {
 		in := enrollmentIn{LogonName: fmt.Sprintf("user%d", i), FirstName: "A", LastName: "B",
 			SSN: fmt.Sprintf("%09d", i), PrimaryCIF: fmt.Sprintf("cif%d", i)}
-		if err := sb.q2.enroll(&in, now); err != nil {
+		if err := sb.dir.enroll(&in, now); err != nil {
 			b.Fatal(err)
 		}
 	}
 	sb.tokens["bench"] = now.Add(time.Hour)
-	return sb, "bench"
+	return h, "bench"
 }
 
 // serve sends one call straight to the handler: what is measured is the
@@ -50,8 +54,7 @@ func serve(b *testing.B, h http.Handler, tok, method, path, body string, want in
 func benchRoute(b *testing.B, path string, body func(i, n int) string) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("users=%d", n), func(b *testing.B) {
-			sb, tok := benchSandbox(b, n)
-			h := sb.Handler()
+			h, tok := benchSandbox(b, n)
 			i := 0
 			for b.Loop() {
 				i++

@@ -1,4 +1,4 @@
-package sandbox
+package q2sandbox
 
 import (
 	"errors"

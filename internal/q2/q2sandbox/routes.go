@@ -1,4 +1,4 @@
-package sandbox
+package q2sandbox
 
 import (
 	"encoding/json"
@@ -139,7 +139,7 @@ func (s *Sandbox) deleteUser(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !s.q2.deleteUser(id, time.Now().UTC()) {
+	if !s.dir.deleteUser(id, time.Now().UTC()) {
 		fail(w, http.StatusNotFound, fmt.Sprintf("User %d not found", id))
 		return
 	}
@@ -151,7 +151,7 @@ func (s *Sandbox) deleteCustomer(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !s.q2.deleteCustomer(id, time.Now().UTC()) {
+	if !s.dir.deleteCustomer(id, time.Now().UTC()) {
 		fail(w, http.StatusNotFound, fmt.Sprintf("Customer %d not found", id))
 		return
 	}
@@ -167,7 +167,7 @@ func (s *Sandbox) enroll(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "LogonName, FirstName and LastName are required")
 		return
 	}
-	switch err := s.q2.enroll(&in, time.Now().UTC()); {
+	switch err := s.dir.enroll(&in, time.Now().UTC()); {
 	case errors.Is(err, errLogonTaken):
 		fail(w, http.StatusConflict, fmt.Sprintf("Logon name %s already exists", in.LogonName))
 	case err != nil:
@@ -186,7 +186,7 @@ func (s *Sandbox) lookupUser(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "give SSN, UserID, LoginName, PrimaryCIF or CustomerID")
 		return
 	}
-	succeed(w, s.q2.lookupUsers(q))
+	succeed(w, s.dir.lookupUsers(q))
 }
 
 func (u *user) out(withToken bool) userOut {
@@ -221,7 +221,7 @@ func (s *Sandbox) lookupCustomer(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "give TaxID, CustomerID, LoginName or PrimaryCIF")
 		return
 	}
-	succeed(w, s.q2.lookupCustomers(q))
+	succeed(w, s.dir.lookupCustomers(q))
 }
 
 func (c *customer) out(address, phones, data bool) customerOut {
@@ -282,7 +282,7 @@ func (s *Sandbox) addExternalAccount(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, `"Account" is empty`)
 		return
 	}
-	succeed(w, s.q2.addExternal(list))
+	succeed(w, s.dir.addExternal(list))
 }
 
 // accountList answers the accounts of the live users named by exactly one
@@ -303,7 +303,7 @@ func (s *Sandbox) accountList(w http.ResponseWriter, r *http.Request) {
 	// A malformed id names nobody, like an unknown one.
 	uid, _ := strconv.ParseInt(userID, 10, 64)
 	cid, _ := strconv.ParseInt(customerID, 10, 64)
-	out, found := s.q2.accountList(username, uid, cid)
+	out, found := s.dir.accountList(username, uid, cid)
 	if !found {
 		fail(w, http.StatusNotFound, "no such user or customer")
 		return

@@ -1,4 +1,4 @@
-package sandbox
+package q2sandbox
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/banking-marketplace/webhook/internal/sandbox"
 )
 
 type env struct {
@@ -23,10 +25,34 @@ type env struct {
 	LogRefID  string          `json:"log_ref_id"`
 }
 
-func start(t *testing.T, cfg Config) (*Sandbox, *httptest.Server) {
+// rig is Q2 as the service meets it: the part, served by the sandbox's
+// frame.
+type rig struct {
+	*Sandbox                  // the part: its users, customers and tokens
+	frame    *sandbox.Sandbox // counts the calls, plays the faults
+}
+
+// stats is the frame's stats with Q2's block read out, and the JSON of
+// /_sandbox/stats as far as Q2 is concerned.
+type stats struct {
+	Calls     map[string]int `json:"calls"`
+	Users     int            `json:"users"`
+	Customers int            `json:"customers"`
+}
+
+func (r rig) stats() stats {
+	st := r.frame.Stats()
+	q := st.Parts[Name].(Stats)
+	return stats{Calls: st.Calls, Users: q.Users, Customers: q.Customers}
+}
+
+func (r rig) SetFault(f sandbox.Fault) error { return r.frame.SetFault(f) }
+
+func start(t *testing.T, cfg Config) (rig, *httptest.Server) {
 	t.Helper()
-	sb := New(cfg)
-	srv := httptest.NewServer(sb.Handler())
+	sb := rig{Sandbox: New(cfg)}
+	sb.frame = sandbox.New(sb.Sandbox)
+	srv := httptest.NewServer(sb.frame.Handler())
 	t.Cleanup(srv.Close)
 	return sb, srv
 }
@@ -163,7 +189,7 @@ func TestEnrollment(t *testing.T) {
 	if st, e := call(t, srv, "POST", "/v2/Enrollment", tok, enrollBody("Ada")); st != 409 || !strings.Contains(string(e.Errors), "already exists") {
 		t.Errorf("re-enroll after delete: %d %+v, want a 409 envelope", st, e)
 	}
-	if s := sb.Stats(); s.Users != 0 || s.Customers != 1 {
+	if s := sb.stats(); s.Users != 0 || s.Customers != 1 {
 		t.Errorf("stats = %+v, want 0 live users, 1 live customer", s)
 	}
 }
@@ -187,7 +213,7 @@ func TestEnrollmentConcurrent(t *testing.T) {
 	if statuses[200] != 1 || statuses[409] != 49 {
 		t.Errorf("statuses = %v, want one 200 and 49 409", statuses)
 	}
-	if s := sb.Stats(); s.Users != 1 || s.Calls["Enrollment"] != 50 {
+	if s := sb.stats(); s.Users != 1 || s.Calls["Enrollment"] != 50 {
 		t.Errorf("stats = %+v", s)
 	}
 }
@@ -329,7 +355,7 @@ func TestFaults(t *testing.T) {
 		t.Errorf("after clearing: %d", st)
 	}
 	// A delayed enrollment completes though its caller gave up.
-	if err := sb.SetFault(Fault{Route: "Enrollment", Times: 1, DelayMS: 200}); err != nil {
+	if err := sb.SetFault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 200}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -340,7 +366,7 @@ func TestFaults(t *testing.T) {
 	if _, err := srv.Client().Do(req); err == nil {
 		t.Fatal("the caller should have timed out")
 	}
-	for sb.Stats().Users != 1 {
+	for sb.stats().Users != 1 {
 		if time.Since(start) > 2*time.Second {
 			t.Fatal("the delayed enrollment never completed")
 		}
@@ -350,7 +376,7 @@ func TestFaults(t *testing.T) {
 		t.Error("the delay was not applied")
 	}
 	// Faults on the token route answer an OAuth2 error.
-	_ = sb.SetFault(Fault{Route: "token", Status: 503, Times: 1})
+	_ = sb.SetFault(sandbox.Fault{Route: "token", Status: 503, Times: 1})
 	resp, _ := srv.Client().PostForm(srv.URL+"/v2/oauth2/token", url.Values{})
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -370,20 +396,20 @@ func TestStatsAndReset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st Stats
+	var st stats
 	_ = json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
 	want := map[string]int{"token": 1, "Enrollment": 2, "DeleteUser": 1}
 	if fmt.Sprint(st.Calls) != fmt.Sprint(want) || st.Users != 1 || st.Customers != 1 {
 		t.Errorf("stats = %+v, want calls %v and 1 user, 1 customer", st, want)
 	}
-	_ = sb.SetFault(Fault{Route: "LookupUser", Status: 500, Times: 1})
+	_ = sb.SetFault(sandbox.Fault{Route: "LookupUser", Status: 500, Times: 1})
 	resp, err = srv.Client().Post(srv.URL+"/_sandbox/reset", "application/json", nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("reset: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	if s := sb.Stats(); len(s.Calls) != 0 || s.Users != 0 || s.Customers != 0 {
+	if s := sb.stats(); len(s.Calls) != 0 || s.Users != 0 || s.Customers != 0 {
 		t.Errorf("after reset: %+v", s)
 	}
 	if st, _ := call(t, srv, "POST", "/v2/LookupUser", tok, `{"UserID":1}`); st != 401 {

@@ -1,4 +1,4 @@
-package sandbox
+package q2sandbox
 
 import (
 	"encoding/json"
@@ -78,7 +78,7 @@ func TestDeleteMarks(t *testing.T) {
 			}
 		})
 	}
-	if s := sb.Stats(); s.Users != 1 || s.Customers != 1 {
+	if s := sb.stats(); s.Users != 1 || s.Customers != 1 {
 		t.Errorf("stats = %+v, want 1 live user and 1 live customer", s)
 	}
 }
