@@ -149,7 +149,7 @@ func startEmbeddedSandbox(cfg *config, log *zap.Logger) (base string, stop func(
 // never a path, a user or a password.
 func productTargets(cfg *config, sandboxBase string) map[string]string {
 	hosts := map[string]string{
-		products.TargetQ2: hostOf(cfg.Q2BaseURL), products.TargetQBD: hostOf(cfg.QBDBaseURL), products.TargetHelix: hostOf(cfg.HelixBaseURL),
+		products.TargetQ2: hostOf(cfg.Q2BaseURL), products.TargetQBDConnect: hostOf(cfg.QBDBaseURL), products.TargetHelix: hostOf(cfg.HelixBaseURL),
 	}
 	out := make(map[string]string, len(cfg.Catalog.Products))
 	for _, p := range cfg.Catalog.Products {

@@ -77,8 +77,8 @@ func newTarget(name string, p products.Product, t targets, cfg *config) (provisi
 			s = helix.Settings{Entitlement: p.Helix.Entitlement, Editions: p.Helix.Editions}
 		}
 		return helix.New(t.helix, s)
-	case products.TargetQBD:
-		return qbdconnect.New(t.qbd, qbdconnect.Settings{ProductID: p.QBD.ProductID})
+	case products.TargetQBDConnect:
+		return qbdconnect.New(t.qbd, qbdconnect.Settings{ProductID: p.QBDConnect.ProductID})
 	}
 	return nil, fmt.Errorf("the %q target is not built yet", name)
 }

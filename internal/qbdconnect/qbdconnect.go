@@ -49,7 +49,7 @@ type API interface {
 	DeleteInstance(ctx context.Context, id, projectID string) error
 }
 
-// Settings are a product's qbd_connect settings (products.QBD).
+// Settings are a product's qbd_connect settings (products.QBDConnect).
 type Settings struct {
 	ProductID string // the QBD Connect product of the subscriptions, "prod_qbd"; required
 }
