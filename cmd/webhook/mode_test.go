@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/store"
 	"github.com/banking-marketplace/webhook/internal/testredis"
@@ -300,7 +301,7 @@ func TestVersionFromBuildInfo(t *testing.T) {
 // at start or later, is "unchecked", said once at warn, and not run again.
 func TestOutsideMonitorGivesUpUnchecked(t *testing.T) {
 	t.Parallel()
-	answers := []error{store.ErrUnavailable, store.ErrPolicyHidden}
+	answers := []error{events.ErrUnavailable, store.ErrPolicyHidden}
 	calls := 0
 	check := redisCheck(nil)
 	check.call = func(context.Context) error {

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/q2/q2api"
 	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
 	"github.com/banking-marketplace/webhook/internal/store"
@@ -132,7 +133,7 @@ func openRedis(ctx context.Context, cfg *config, log *zap.Logger, onError func(s
 			fix: "the password in REDIS_URL is wrong or missing; set redis://:PASSWORD@host:port (redis://USER:PASSWORD@host:port for an ACL user)",
 			err: auth.Unwrap(),
 		}
-	case errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, events.ErrUnavailable):
 		return nil, fmt.Errorf("REDIS_URL: cannot reach Redis; check the address and that Redis is up: %w", err)
 	case err != nil: // loadConfig checked the options: not expected
 		return nil, &configError{msg: "REDIS_URL: " + err.Error()}
@@ -412,7 +413,7 @@ func shortReason(err error) string {
 		return "no answer in time"
 	case errors.Is(err, q2api.ErrInvalidResponse), errors.Is(err, qbdapi.ErrInvalidResponse):
 		return "not the API's answer"
-	case errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, events.ErrUnavailable):
 		return "no answer"
 	}
 	return "network error"

@@ -26,18 +26,6 @@ const (
 	Remove               // removeEntitlement, on CANCEL
 )
 
-func (o Op) String() string {
-	switch o {
-	case Add:
-		return "add"
-	case Edit:
-		return "edit"
-	case Remove:
-		return "remove"
-	}
-	return fmt.Sprintf("Op(%d)", int(o))
-}
-
 // Class is what a Helix call's result means: Done (the entitlement is as
 // asked, whatever Helix said), or a failure of Kind (transient, refused or
 // misconfigured, the one classification of internal/provisioning) with

@@ -502,7 +502,7 @@ func TestRedisForgotACancelledSubscription(t *testing.T) {
 type failingIndex struct{ *store.Redis }
 
 func (failingIndex) AccountByIdentifier(context.Context, string) (events.Account, error) {
-	return events.Account{}, fmt.Errorf("redis account index: %w", store.ErrUnavailable)
+	return events.Account{}, fmt.Errorf("redis account index: %w", events.ErrUnavailable)
 }
 
 // Rule (issue 10.4): only "not found" falls back from the accountIdentifier

@@ -129,6 +129,10 @@ func (q *qbd) addInstance(customerID string) {
 	}
 }
 
+// subscriptionOf is the QBD Connect subscription id a qbd_connect step
+// recorded, under the key that accounts already in Redis hold it by.
+func subscriptionOf(s events.Step) string { return s.Data["subscription_id"] }
+
 // job is the target's job for ev.
 func job(ev *events.SubscriptionEvent) *provisioning.Job {
 	j := &provisioning.Job{Event: ev, Product: "qbd", Subscription: ev.SubscriptionID}

@@ -56,7 +56,7 @@ func TestStory(t *testing.T) {
 	if !a.Active() || a.AccountIdentifier != id || len(a.Steps) != 1 || a.Steps[0].Target != qbdconnect.Name || a.Steps[0].ID != id {
 		t.Fatalf("account after ORDER = %+v", a)
 	}
-	sid, _ := qbdconnect.SubscriptionOf(a.Steps[0])
+	sid := subscriptionOf(a.Steps[0])
 	if st := p.stats(); st != (qbdsandbox.Stats{Customers: 1, Subscriptions: 1, Quantity: 2}) {
 		t.Fatalf("after ORDER: %+v", st)
 	}

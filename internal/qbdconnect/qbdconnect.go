@@ -311,10 +311,3 @@ func (t *Target) Deprovision(ctx context.Context, _ *provisioning.Job, s events.
 func step(customerID, subscriptionID string) events.Step {
 	return events.Step{Target: Name, ID: customerID, Data: map[string]string{dataSubscription: subscriptionID}}
 }
-
-// SubscriptionOf is the QBD Connect subscription id a qbd_connect step
-// recorded.
-func SubscriptionOf(s events.Step) (string, bool) {
-	id := s.Data[dataSubscription]
-	return id, id != ""
-}

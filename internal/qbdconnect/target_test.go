@@ -45,7 +45,7 @@ func TestProvision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sid, _ := qbdconnect.SubscriptionOf(s)
+	sid := subscriptionOf(s)
 	if s.Target != qbdconnect.Name || s.ID == "" || sid != qbdconnect.SubscriptionID("sub-provision") {
 		t.Fatalf("step = %+v", s)
 	}
@@ -186,7 +186,7 @@ func TestChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sid, _ := qbdconnect.SubscriptionOf(s)
+	sid := subscriptionOf(s)
 	// Something another tool stored on the subscription must survive the PUT.
 	cur := q.subscription(sid)
 	cur.Extra = map[string]json.RawMessage{"note": json.RawMessage(`"kept"`)}
@@ -255,7 +255,7 @@ func TestDeprovision(t *testing.T) {
 	if err := q.target.Deprovision(ctx, job(testevents.Cancel(t, sub, s.ID)), s); err != nil {
 		t.Fatal(err)
 	}
-	sid, _ := qbdconnect.SubscriptionOf(s)
+	sid := subscriptionOf(s)
 	if got := q.subscription(sid); got.Status != qbdapi.StatusCanceled || got.Quantity != 0 || got.CustomerID != s.ID {
 		t.Errorf("subscription after = %+v; want canceled with quantity 0", got)
 	}

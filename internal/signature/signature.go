@@ -19,7 +19,6 @@ package signature
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -123,16 +122,6 @@ func decodeSecret(secret string) ([]byte, error) {
 		return nil, fmt.Errorf("holds a %d-byte key, shorter than the %d bytes Standard Webhooks requires: generate a new one, for example %s$(openssl rand -base64 32)", len(key), MinKeyBytes, SecretPrefix)
 	}
 	return key, nil
-}
-
-// NewSecret returns a fresh random secret of 32 key bytes, in the
-// WEBHOOK_SECRETS format.
-func NewSecret() (string, error) {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return "", fmt.Errorf("generating a secret: %w", err)
-	}
-	return SecretPrefix + base64.StdEncoding.EncodeToString(key), nil
 }
 
 // Verify checks that body, with the webhook headers of h, was signed by one

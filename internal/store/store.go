@@ -20,15 +20,6 @@ import (
 	"github.com/banking-marketplace/webhook/internal/events"
 )
 
-// Errors, matched with errors.Is: the domain's (internal/events), so that
-// callers name them without importing this package.
-var (
-	ErrUnavailable = events.ErrUnavailable
-	ErrNotFound    = events.ErrNotFound
-	ErrLeaseLost   = events.ErrLeaseLost
-	ErrBusy        = events.ErrBusy
-)
-
 // DefaultPrefix namespaces every key when Options.Prefix is empty.
 const DefaultPrefix = "webhook:"
 
@@ -190,7 +181,7 @@ type Redis struct {
 // startup error rather than a 503 on the first delivery. An empty URL
 // starts an embedded miniredis on 127.0.0.1:0. Options that Validate
 // refuses are its error; Redis refusing the URL's credentials is an
-// *AuthError; Redis not answering is ErrUnavailable.
+// *AuthError; Redis not answering is events.ErrUnavailable.
 func Open(ctx context.Context, o Options) (*Redis, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -314,10 +305,10 @@ func (r *Redis) Ping(ctx context.Context) error {
 	return nil
 }
 
-// unavailable wraps a go-redis error in ErrUnavailable, keeping the cause
+// unavailable wraps a go-redis error in events.ErrUnavailable, keeping the cause
 // for errors.Is (context.DeadlineExceeded, net errors) and for the log.
 func unavailable(op string, err error) error {
-	return fmt.Errorf("redis %s: %w: %w", op, ErrUnavailable, err)
+	return fmt.Errorf("redis %s: %w: %w", op, events.ErrUnavailable, err)
 }
 
 // SetClientLogger sends go-redis's own log lines (failed dials during an
