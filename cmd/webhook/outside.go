@@ -32,8 +32,8 @@ import (
 // demo's sandbox can be found at the same address every time.
 const defaultSandboxAddr = "127.0.0.1:9090"
 
-// newSandbox is the in-memory sandbox of every outside API: Q2, with QBD
-// Connect and Helix as parts.
+// newSandbox is the in-memory sandbox of every outside API: Q2, QBD
+// Connect and Helix, each a part of the frame.
 func newSandbox(cfg q2sandbox.Config, helixKey, helixSecret string) *sandbox.Sandbox {
 	return sandbox.New(q2sandbox.New(cfg), qbdsandbox.New(), helixsandbox.New(helixKey, helixSecret))
 }

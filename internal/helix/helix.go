@@ -67,9 +67,11 @@ type Target struct {
 
 var _ provisioning.Target = (*Target)(nil)
 
-// New returns the helix target of one product. Levels are read as
-// helixapi.ParseLevel reads them (case and spaces ignored); a bad one is
-// an error naming its setting.
+// New returns the helix target of one product. Levels are read with
+// helixapi.ParseLevel, which would take "rdonly" for RDONLY; but the
+// products file, where the service's levels come from, has already refused
+// anything other than an exact level. A bad one is an error naming its
+// setting.
 func New(api API, s Settings) (*Target, error) {
 	if api == nil {
 		return nil, errors.New("helix target: the Helix client is missing")

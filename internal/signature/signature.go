@@ -13,8 +13,10 @@
 // send several signatures: any one pair matching is enough. Verification
 // works on the raw bytes, compares in constant time, and bounds the work a
 // hostile request can ask for (header lengths, number of entries checked).
-// It imports nothing of ours, so both the HTTP handlers and the replay tool
-// stand on it.
+// It imports nothing of ours: the wiring (cmd/webhook) builds the
+// receiver's Verifier from WEBHOOK_SECRETS and hands it to the handlers,
+// which see only their own Verifier interface, and the replay tool signs
+// with it.
 package signature
 
 import (

@@ -1,7 +1,9 @@
 // Package store is the Redis side of the service: delivery records (dedupe,
-// leases and the redelivery rules), the account records, and per-subscription
-// locks. It is the only package that imports go-redis. The key layout lives
-// in keys.go.
+// leases and the redelivery rules), the account records and their indexes,
+// the settle queue, and per-subscription locks. Of the service's packages
+// it is the only one that imports go-redis (the load benchmark's floor
+// server and the test support, internal/testredis, import it too). The key
+// layout lives in keys.go.
 package store
 
 import (

@@ -18,9 +18,9 @@ import (
 )
 
 const (
-	maxBody      = 1 << 20  // largest successful reply read
-	maxErrorBody = 64 << 10 // largest error reply read
-	userAgent    = "banking-marketplace-webhook/helixclient"
+	maxBody      = 1 << 20                                   // largest successful reply read
+	maxErrorBody = 64 << 10                                  // largest error reply read
+	userAgent    = "banking-marketplace-webhook/helixclient" // the package's former name, kept: the outside system may know us by it
 )
 
 // Client calls Helix. It is safe for concurrent use.

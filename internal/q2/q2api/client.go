@@ -18,9 +18,9 @@ import (
 )
 
 const (
-	maxBody      = 4 << 20  // largest successful reply read
-	maxErrorBody = 64 << 10 // largest error reply read
-	userAgent    = "banking-marketplace-webhook/q2client"
+	maxBody      = 4 << 20                                // largest successful reply read
+	maxErrorBody = 64 << 10                               // largest error reply read
+	userAgent    = "banking-marketplace-webhook/q2client" // the package's former name, kept: the outside system may know us by it
 )
 
 // Client calls the Q2 API. It is safe for concurrent use.

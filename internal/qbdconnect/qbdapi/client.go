@@ -17,9 +17,9 @@ import (
 )
 
 const (
-	maxBody      = 4 << 20 // largest successful reply read
-	maxErrorBody = 8 << 10 // largest error reply kept in APIError.Body
-	userAgent    = "banking-marketplace-webhook/qbdclient"
+	maxBody      = 4 << 20                                 // largest successful reply read
+	maxErrorBody = 8 << 10                                 // largest error reply kept in APIError.Body
+	userAgent    = "banking-marketplace-webhook/qbdclient" // the package's former name, kept: the outside system may know us by it
 	apiPrefix    = "qbdconnect-api"
 )
 
