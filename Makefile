@@ -20,7 +20,7 @@ run:            ## the service on embedded defaults (embedded Redis and Q2 sandb
 test:           ## every test; real-Redis tests use REDIS_URL, else redis-server (skipped, and said how many, without it)
 	set -o pipefail; go test -race -json ./... | go run ./internal/testredis/testsummary
 
-ci:             ## what CI runs: a real redis-server, then the tests
+ci:             ## what CI runs: the checks, then the tests on real redis-server processes
 	bash .ci/run
 
 lint:           ## gofmt, go vet and staticcheck

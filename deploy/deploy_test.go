@@ -609,9 +609,9 @@ var targetSettings = map[string]struct {
 	base        string
 	credentials []string
 }{
-	products.TargetQ2:    {"Q2_BASE_URL", []string{"Q2_CLIENT_ID", "Q2_CLIENT_SECRET"}},
-	products.TargetQBD:   {"QBD_BASE_URL", []string{"QBD_TOKEN"}},
-	products.TargetHelix: {"HELIX_BASE_URL", []string{"HELIX_API_KEY", "HELIX_API_SECRET"}},
+	products.TargetQ2:         {"Q2_BASE_URL", []string{"Q2_CLIENT_ID", "Q2_CLIENT_SECRET"}},
+	products.TargetQBDConnect: {"QBD_BASE_URL", []string{"QBD_TOKEN"}},
+	products.TargetHelix:      {"HELIX_BASE_URL", []string{"HELIX_API_KEY", "HELIX_API_SECRET"}},
 }
 
 type kustomization struct {

@@ -12,9 +12,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/replay"
-	"github.com/banking-marketplace/webhook/internal/sandbox"
-	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
 )
 
 // runReplay is `webhook replay`: see internal/replay.
@@ -29,8 +29,8 @@ func runSandbox(ctx context.Context, args []string, getenv func(string) string, 
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:9090", "listen address")
 	ttl := fs.Duration("token-ttl", time.Hour, "lifetime of the access tokens it issues")
-	id := fs.String("client-id", sandbox.DefaultClientID, "OAuth2 client id it accepts")
-	secret := fs.String("client-secret", sandbox.DefaultClientSecret, "OAuth2 client secret it accepts")
+	id := fs.String("client-id", q2sandbox.DefaultClientID, "OAuth2 client id it accepts")
+	secret := fs.String("client-secret", q2sandbox.DefaultClientSecret, "OAuth2 client secret it accepts")
 	helixKey := fs.String("helix-key", helixsandbox.DefaultKey, "Helix HTTP Basic user it accepts")
 	helixSecret := fs.String("helix-secret", helixsandbox.DefaultSecret, "Helix HTTP Basic password it accepts")
 	fs.Usage = func() {
@@ -51,7 +51,7 @@ func runSandbox(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return &configError{msg: fmt.Sprintf("--addr: cannot listen on %q: %v", *addr, err)}
 	}
-	sb := newSandbox(sandbox.Config{ClientID: *id, ClientSecret: *secret, TokenTTL: *ttl}, *helixKey, *helixSecret)
+	sb := newSandbox(q2sandbox.Config{ClientID: *id, ClientSecret: *secret, TokenTTL: *ttl}, *helixKey, *helixSecret)
 	srv := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	log.Info("sandbox listening: Q2, QBD Connect, Helix", zap.String("addr", ln.Addr().String()), zap.String("client_id", *id),
 		zap.String("helix_key", *helixKey), zap.Duration("token_ttl", *ttl))

@@ -316,7 +316,7 @@ type outsideAPI struct {
 var outsideAPIList = []outsideAPI{
 	{products.TargetQ2, "Q2", "Q2_BASE_URL", []struct{ env, what string }{
 		{"Q2_CLIENT_ID", "the OAuth2 client id Q2 gave you"}, {"Q2_CLIENT_SECRET", "the OAuth2 client secret Q2 gave you"}}},
-	{products.TargetQBD, "QBD Connect", "QBD_BASE_URL", nil},
+	{products.TargetQBDConnect, "QBD Connect", "QBD_BASE_URL", nil},
 	{products.TargetHelix, "Helix", "HELIX_BASE_URL", []struct{ env, what string }{
 		{"HELIX_API_KEY", "the API key Helix gave you"}, {"HELIX_API_SECRET", "the API secret Helix gave you"}}},
 }

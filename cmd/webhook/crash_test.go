@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
 	"github.com/banking-marketplace/webhook/internal/logctx/logtest"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
-	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
@@ -79,7 +80,7 @@ func TestCrashDuringEnrollment(t *testing.T) {
 	t.Parallel()
 	bin := binary(t)
 	redis := testredis.Start(t) // outlives the killed process, as Redis would
-	sb, q2 := startSandbox(t, sandbox.Config{})
+	sb, q2 := startSandbox(t, q2sandbox.Config{})
 	env := q2Env(q2, redis.URL())
 	env["PROCESS_TIMEOUT"] = "2s" // lease 3.5s: the test waits less for takeover
 	body := readFixture(t, "subscription-order.json")
@@ -137,7 +138,7 @@ func TestCrashBetweenSteps(t *testing.T) {
 	t.Parallel()
 	bin := binary(t)
 	redis := testredis.Start(t)
-	sb, url := startSandbox(t, sandbox.Config{})
+	sb, url := startSandbox(t, q2sandbox.Config{})
 	env := q2Env(url, redis.URL())
 	env["PROCESS_TIMEOUT"] = "2s"
 	env["PRODUCTS_FILE"] = "../../products.example.yaml"

@@ -15,9 +15,10 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
 	"github.com/banking-marketplace/webhook/internal/logctx/logtest"
-	"github.com/banking-marketplace/webhook/internal/sandbox"
-	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
+	"github.com/banking-marketplace/webhook/internal/testplan"
 )
 
 // syncBuffer collects a service's log output from several goroutines.
@@ -107,12 +108,12 @@ func (s *service) stop(t *testing.T) error {
 
 // startSandbox runs the sandbox of every outside API (Q2, QBD Connect,
 // Helix with its default credentials), outliving the services a test starts.
-func startSandbox(t *testing.T, cfg sandbox.Config) (*sandbox.Sandbox, string) {
+func startSandbox(t *testing.T, cfg q2sandbox.Config) (testplan.Sandbox, string) {
 	t.Helper()
 	sb := newSandbox(cfg, "", "")
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
-	return sb, srv.URL
+	return testplan.Sandbox{Sandbox: sb}, srv.URL
 }
 
 // q2Env is a whole production environment: every outside API at the
@@ -121,8 +122,8 @@ func startSandbox(t *testing.T, cfg sandbox.Config) (*sandbox.Sandbox, string) {
 func q2Env(url, redisURL string) map[string]string {
 	return map[string]string{
 		"Q2_BASE_URL":      url,
-		"Q2_CLIENT_ID":     sandbox.DefaultClientID,
-		"Q2_CLIENT_SECRET": sandbox.DefaultClientSecret,
+		"Q2_CLIENT_ID":     q2sandbox.DefaultClientID,
+		"Q2_CLIENT_SECRET": q2sandbox.DefaultClientSecret,
 		"QBD_BASE_URL":     url,
 		"HELIX_BASE_URL":   url,
 		"HELIX_API_KEY":    helixsandbox.DefaultKey,

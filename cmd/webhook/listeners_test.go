@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
@@ -96,7 +97,7 @@ func TestOneListenerByDefault(t *testing.T) {
 func TestGracefulDrainTwoListeners(t *testing.T) {
 	t.Parallel()
 	redis := testredis.Start(t)
-	sb, q2 := startSandbox(t, sandbox.Config{})
+	sb, q2 := startSandbox(t, q2sandbox.Config{})
 	env := q2Env(q2, redis.URL())
 	env["SHUTDOWN_DELAY"] = "500ms"
 	env["OPS_ADDR"] = "127.0.0.1:0"
@@ -128,7 +129,7 @@ func TestGracefulDrainTwoListeners(t *testing.T) {
 // not a reply, and run says the drain timed out.
 func TestShutdownTimeoutClosesConnections(t *testing.T) {
 	t.Parallel()
-	sb, q2 := startSandbox(t, sandbox.Config{})
+	sb, q2 := startSandbox(t, q2sandbox.Config{})
 	env := q2Env(q2, miniRedisURL(t))
 	env["SHUTDOWN_TIMEOUT"] = "100ms"
 	env["OPS_ADDR"] = "127.0.0.1:0"

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
+	"github.com/banking-marketplace/webhook/internal/testplan"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
@@ -285,7 +287,7 @@ func TestServeFixtures(t *testing.T) {
 func TestGracefulDrain(t *testing.T) {
 	t.Parallel()
 	redis := testredis.Start(t)
-	sb, q2 := startSandbox(t, sandbox.Config{})
+	sb, q2 := startSandbox(t, q2sandbox.Config{})
 	env := q2Env(q2, redis.URL())
 	env["SHUTDOWN_DELAY"] = "500ms"
 	svc := startService(t, env)
@@ -318,7 +320,7 @@ func TestGracefulDrain(t *testing.T) {
 
 // stormResult checks a storm's replies: every one the same success, or 409
 // PENDING; exactly one enrollment.
-func stormResult(t *testing.T, replies []response, sb *sandbox.Sandbox) {
+func stormResult(t *testing.T, replies []response, sb testplan.Sandbox) {
 	t.Helper()
 	var id string
 	successes := 0
@@ -370,7 +372,7 @@ func TestStorm(t *testing.T) {
 		t.Run(fmt.Sprintf("%d replicas", replicas), func(t *testing.T) {
 			t.Parallel()
 			redis := testredis.Start(t)
-			sb, q2 := startSandbox(t, sandbox.Config{})
+			sb, q2 := startSandbox(t, q2sandbox.Config{})
 			if err := sb.SetFault(sandbox.Fault{Route: "Enrollment", Times: 1, DelayMS: 200}); err != nil {
 				t.Fatal(err)
 			}
@@ -388,7 +390,7 @@ func TestStorm(t *testing.T) {
 func TestRedisOutage(t *testing.T) {
 	t.Parallel()
 	redis := testredis.Start(t)
-	sb, q2 := startSandbox(t, sandbox.Config{})
+	sb, q2 := startSandbox(t, q2sandbox.Config{})
 	svc := startService(t, q2Env(q2, redis.URL()))
 	url := svc.url + "/marketplace/p"
 
@@ -415,7 +417,7 @@ func TestRedisOutage(t *testing.T) {
 func TestRedisRestartedEmpty(t *testing.T) {
 	t.Parallel()
 	redis := testredis.Start(t)
-	sb, q2 := startSandbox(t, sandbox.Config{})
+	sb, q2 := startSandbox(t, q2sandbox.Config{})
 	svc := startService(t, q2Env(q2, redis.URL()))
 	url := svc.url + "/marketplace/p"
 	first := wantReply(t, post(t, url, readFixture(t, "subscription-order.json"), nil), 200, "")
@@ -439,7 +441,7 @@ func TestRedisRestartedEmpty(t *testing.T) {
 func TestOrderAfterCancelAndDuringOutage(t *testing.T) {
 	t.Parallel()
 	redis := testredis.Start(t)
-	sb, q2 := startSandbox(t, sandbox.Config{})
+	sb, q2 := startSandbox(t, q2sandbox.Config{})
 	svc := startService(t, q2Env(q2, redis.URL()))
 	url := svc.url + "/marketplace/p"
 
@@ -464,7 +466,7 @@ func TestOrderAfterCancelAndDuringOutage(t *testing.T) {
 // own product's plan, recorded with its product; another extension is 404.
 func TestProductsFile(t *testing.T) {
 	t.Parallel()
-	sb, q2 := startSandbox(t, sandbox.Config{})
+	sb, q2 := startSandbox(t, q2sandbox.Config{})
 	env := q2Env(q2, miniRedisURL(t))
 	env["PRODUCTS_FILE"] = "../../products.example.yaml"
 	svc := startService(t, env)
@@ -487,7 +489,7 @@ func TestProductsFile(t *testing.T) {
 // contract says.
 func TestProductStoriesReplay(t *testing.T) {
 	t.Parallel()
-	sb, url := startSandbox(t, sandbox.Config{})
+	sb, url := startSandbox(t, q2sandbox.Config{})
 	env := q2Env(url, miniRedisURL(t))
 	env["PRODUCTS_FILE"] = "../../products.example.yaml"
 	svc := startService(t, env)
@@ -555,7 +557,7 @@ func TestProductStoriesReplay(t *testing.T) {
 // logged with each call.
 func TestCorrelatedLogs(t *testing.T) {
 	t.Parallel()
-	_, url := startSandbox(t, sandbox.Config{})
+	_, url := startSandbox(t, q2sandbox.Config{})
 	env := q2Env(url, miniRedisURL(t))
 	env["LOG_LEVEL"] = "debug"
 	env["LOG_FORMAT"] = "json"

@@ -20,7 +20,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/banking-marketplace/webhook/internal/sandbox"
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/store"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
@@ -76,7 +77,7 @@ func TestDemoModeStartLine(t *testing.T) {
 // never a credential; no sandbox serves anything.
 func TestProductionStartLine(t *testing.T) {
 	t.Parallel()
-	sb, url := startSandbox(t, sandbox.Config{})
+	sb, url := startSandbox(t, q2sandbox.Config{})
 	env := with(q2Env(url, miniRedisURL(t)), "PRODUCTS_FILE", "../../products.example.yaml")
 	svc := startService(t, env)
 	host := strings.TrimPrefix(url, "http://")
@@ -100,7 +101,7 @@ func TestProductionStartLine(t *testing.T) {
 		t.Errorf("products %s, want %v", got, want)
 	}
 	logs := svc.logs.String()
-	for _, secret := range []string{sandbox.DefaultClientSecret, "demo mode", "sandbox mode"} {
+	for _, secret := range []string{q2sandbox.DefaultClientSecret, "demo mode", "sandbox mode"} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("the logs contain %q", secret)
 		}
@@ -125,7 +126,7 @@ func must(b []byte, err error) []byte {
 func TestRedisAtStart(t *testing.T) {
 	t.Parallel()
 	const password = "redis-pw-8c1e"
-	_, sandboxURL := startSandbox(t, sandbox.Config{})
+	_, sandboxURL := startSandbox(t, q2sandbox.Config{})
 	tests := []struct {
 		name     string
 		redisURL func(t *testing.T) string
@@ -212,7 +213,7 @@ func setPolicy(t *testing.T, s *testredis.Server, policy string) {
 func TestRedisEvictingLater(t *testing.T) {
 	t.Parallel()
 	s := testredis.Real(t)
-	_, sandboxURL := startSandbox(t, sandbox.Config{})
+	_, sandboxURL := startSandbox(t, q2sandbox.Config{})
 	svc := startService(t, q2Env(sandboxURL, s.URL()))
 	if _, outside := readyz(t, svc.url); outside["redis"] != stateOK {
 		t.Fatalf("redis state at start %q, want ok", outside["redis"])
@@ -300,7 +301,7 @@ func TestVersionFromBuildInfo(t *testing.T) {
 // at start or later, is "unchecked", said once at warn, and not run again.
 func TestOutsideMonitorGivesUpUnchecked(t *testing.T) {
 	t.Parallel()
-	answers := []error{store.ErrUnavailable, store.ErrPolicyHidden}
+	answers := []error{events.ErrUnavailable, store.ErrPolicyHidden}
 	calls := 0
 	check := redisCheck(nil)
 	check.call = func(context.Context) error {

@@ -18,8 +18,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/banking-marketplace/webhook/internal/q2client"
-	"github.com/banking-marketplace/webhook/internal/sandbox"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 )
 
 // closedURL is an http URL of a loopback port nobody listens on.
@@ -78,7 +78,7 @@ func readyz(t *testing.T, base string) (int, map[string]string) {
 func TestOutsideAPIsAtStart(t *testing.T) {
 	t.Parallel()
 	const wrongSecret = "not-the-sandbox-secret"
-	_, sandboxURL := startSandbox(t, sandbox.Config{})
+	_, sandboxURL := startSandbox(t, q2sandbox.Config{})
 	tests := []struct {
 		name     string
 		env      func(t *testing.T) map[string]string
@@ -214,7 +214,7 @@ func TestOutsideMonitorWatch(t *testing.T) {
 	var answer atomic.Pointer[error] // the check's next answer
 	store := func(err error) { answer.Store(&err) }
 	store(&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")})
-	refusal := &q2client.APIError{Endpoint: "token", Status: http.StatusUnauthorized}
+	refusal := &q2api.APIError{Endpoint: "token", Status: http.StatusUnauthorized}
 	check := outsideCheck{name: "q2", title: "Q2",
 		call: func(context.Context) error { return *answer.Load() },
 		refused: func(err error) *refusedError {
@@ -326,7 +326,7 @@ func TestConfigWarnings(t *testing.T) {
 	}
 
 	// And the service logs them at start.
-	_, sandboxURL := startSandbox(t, sandbox.Config{})
+	_, sandboxURL := startSandbox(t, q2sandbox.Config{})
 	svc := startService(t, with(q2Env(sandboxURL, miniRedisURL(t)), "WEBHOOK_SECRETS", newSecret, "PROCESS_TIMEOUT", "6s"))
 	for _, want := range []string{`"level":"warn","ts":`, "WEBHOOK_SECRETS is set but WEBHOOK_AUTH=none ignores it", "PROCESS_TIMEOUT=6s"} {
 		if !strings.Contains(svc.logs.String(), want) {

@@ -15,26 +15,27 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
-	"github.com/banking-marketplace/webhook/internal/helixclient"
+	"github.com/banking-marketplace/webhook/internal/helix/helixapi"
+	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
 	"github.com/banking-marketplace/webhook/internal/httpcall"
 	"github.com/banking-marketplace/webhook/internal/logctx"
 	"github.com/banking-marketplace/webhook/internal/metrics"
 	"github.com/banking-marketplace/webhook/internal/products"
-	"github.com/banking-marketplace/webhook/internal/q2client"
-	"github.com/banking-marketplace/webhook/internal/qbdclient"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdsandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
-	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
-	qbdsandbox "github.com/banking-marketplace/webhook/internal/sandbox/qbdconnect"
 )
 
 // defaultSandboxAddr is SANDBOX_ADDR's default: a fixed port, so that a
 // demo's sandbox can be found at the same address every time.
 const defaultSandboxAddr = "127.0.0.1:9090"
 
-// newSandbox is the in-memory sandbox of every outside API: Q2, with QBD
-// Connect and Helix as parts.
-func newSandbox(cfg sandbox.Config, helixKey, helixSecret string) *sandbox.Sandbox {
-	return sandbox.New(cfg, qbdsandbox.New(), helixsandbox.New(helixKey, helixSecret))
+// newSandbox is the in-memory sandbox of every outside API: Q2, QBD
+// Connect and Helix, each a part of the frame.
+func newSandbox(cfg q2sandbox.Config, helixKey, helixSecret string) *sandbox.Sandbox {
+	return sandbox.New(q2sandbox.New(cfg), qbdsandbox.New(), helixsandbox.New(helixKey, helixSecret))
 }
 
 // outsideAPIs returns the clients of the outside systems. In demo mode one
@@ -55,7 +56,7 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 			return c, nil, err
 		}
 		q2Base, qbdBase, helixBase = base, base, base
-		q2ID, q2Secret, scopes = sandbox.DefaultClientID, embeddedQ2Secret, nil
+		q2ID, q2Secret, scopes = q2sandbox.DefaultClientID, embeddedQ2Secret, nil
 		helixKey, helixSecret = helixsandbox.DefaultKey, embeddedHelixSecret
 		log.Warn("demo mode: an embedded Redis (nothing survives a restart) and an embedded sandbox of Q2, QBD Connect and Helix; unsigned requests are accepted. "+
 			"For production set REDIS_URL, each outside API the products use and WEBHOOK_SECRETS (docs/configuration.md)",
@@ -72,33 +73,33 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 	// left in TIME_WAIT) a new connection.
 	hc := &http.Client{Transport: outsideTransport(cfg.MaxInFlight)}
 	if q2Base != "" {
-		if c.q2, err = q2client.New(q2Base,
-			q2client.WithHTTPClient(hc),
-			q2client.WithAPIVersion(cfg.Q2APIVersion),
-			q2client.WithCredentials(q2ID, q2Secret, scopes...),
-			q2client.WithLogger(log.Named("q2")),
-			q2client.WithObserver(observeCalls(log.Named("q2"), m)),
+		if c.q2, err = q2api.New(q2Base,
+			q2api.WithHTTPClient(hc),
+			q2api.WithAPIVersion(cfg.Q2APIVersion),
+			q2api.WithCredentials(q2ID, q2Secret, scopes...),
+			q2api.WithLogger(log.Named("q2")),
+			q2api.WithObserver(observeCalls(log.Named("q2"), m)),
 		); err != nil {
 			return c, nil, &configError{msg: "Q2_BASE_URL: " + err.Error()}
 		}
 	}
 	if qbdBase != "" {
-		if c.qbd, err = qbdclient.New(qbdBase,
-			qbdclient.WithHTTPClient(&http.Client{Transport: hc.Transport, Timeout: 10 * time.Second}),
-			qbdclient.WithAPIVersion(cfg.QBDAPIVersion),
-			qbdclient.WithToken(cfg.QBDToken),
-			qbdclient.WithLogger(log.Named("qbd_connect")),
-			qbdclient.WithObserver(observeCalls(log.Named("qbd_connect"), m)),
+		if c.qbd, err = qbdapi.New(qbdBase,
+			qbdapi.WithHTTPClient(&http.Client{Transport: hc.Transport, Timeout: 10 * time.Second}),
+			qbdapi.WithAPIVersion(cfg.QBDAPIVersion),
+			qbdapi.WithToken(cfg.QBDToken),
+			qbdapi.WithLogger(log.Named("qbd_connect")),
+			qbdapi.WithObserver(observeCalls(log.Named("qbd_connect"), m)),
 		); err != nil {
 			return c, nil, &configError{msg: "QBD_BASE_URL: " + err.Error()}
 		}
 	}
 	if helixBase != "" {
-		if c.helix, err = helixclient.New(helixBase,
-			helixclient.WithHTTPClient(hc),
-			helixclient.WithCredentials(helixKey, helixSecret),
-			helixclient.WithLogger(log.Named("helix")),
-			helixclient.WithObserver(observeCalls(log.Named("helix"), m)),
+		if c.helix, err = helixapi.New(helixBase,
+			helixapi.WithHTTPClient(hc),
+			helixapi.WithCredentials(helixKey, helixSecret),
+			helixapi.WithLogger(log.Named("helix")),
+			helixapi.WithObserver(observeCalls(log.Named("helix"), m)),
 		); err != nil {
 			return c, nil, &configError{msg: "HELIX_BASE_URL: " + err.Error()}
 		}
@@ -136,7 +137,7 @@ func startEmbeddedSandbox(cfg *config, log *zap.Logger) (base string, stop func(
 		}
 		return "", nil, &configError{msg: fmt.Sprintf("SANDBOX_ADDR: cannot listen on %q: %v%s", cfg.SandboxAddr, err, hint)}
 	}
-	sb := newSandbox(sandbox.Config{ClientID: sandbox.DefaultClientID, ClientSecret: embeddedQ2Secret}, helixsandbox.DefaultKey, embeddedHelixSecret)
+	sb := newSandbox(q2sandbox.Config{ClientID: q2sandbox.DefaultClientID, ClientSecret: embeddedQ2Secret}, helixsandbox.DefaultKey, embeddedHelixSecret)
 	srv := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
@@ -148,7 +149,7 @@ func startEmbeddedSandbox(cfg *config, log *zap.Logger) (base string, stop func(
 // never a path, a user or a password.
 func productTargets(cfg *config, sandboxBase string) map[string]string {
 	hosts := map[string]string{
-		products.TargetQ2: hostOf(cfg.Q2BaseURL), products.TargetQBD: hostOf(cfg.QBDBaseURL), products.TargetHelix: hostOf(cfg.HelixBaseURL),
+		products.TargetQ2: hostOf(cfg.Q2BaseURL), products.TargetQBDConnect: hostOf(cfg.QBDBaseURL), products.TargetHelix: hostOf(cfg.HelixBaseURL),
 	}
 	out := make(map[string]string, len(cfg.Catalog.Products))
 	for _, p := range cfg.Catalog.Products {

@@ -13,8 +13,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/banking-marketplace/webhook/internal/q2client"
-	"github.com/banking-marketplace/webhook/internal/qbdclient"
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
 	"github.com/banking-marketplace/webhook/internal/store"
 )
 
@@ -87,12 +88,12 @@ func (e *refusedError) ExitCode() int { return 1 }
 
 // q2Check fetches a token: it proves the client credentials, the base URL
 // and the API version in one request.
-func q2Check(c *q2client.Client) outsideCheck {
+func q2Check(c *q2api.Client) outsideCheck {
 	return outsideCheck{name: "q2", title: "Q2", call: c.CheckToken, refused: func(err error) *refusedError {
 		switch {
-		case errors.Is(err, q2client.ErrTransient):
+		case errors.Is(err, q2api.ErrTransient):
 			return nil
-		case errors.Is(err, q2client.ErrNotFound), errors.Is(err, q2client.ErrInvalidResponse):
+		case errors.Is(err, q2api.ErrNotFound), errors.Is(err, q2api.ErrInvalidResponse):
 			return &refusedError{"Q2_BASE_URL/Q2_API_VERSION", "Q2's token endpoint is not there", "set the base URL and API version of your Q2 API", err, ""}
 		}
 		return &refusedError{"Q2_CLIENT_ID/Q2_CLIENT_SECRET", "Q2 refused the client credentials", "set the OAuth2 client credentials Q2 gave you (and Q2_SCOPE if it names scopes)", err, ""}
@@ -101,16 +102,16 @@ func q2Check(c *q2client.Client) outsideCheck {
 
 // qbdCheck lists the products, the cheapest read of QBD Connect, with the
 // token.
-func qbdCheck(c *qbdclient.Client) outsideCheck {
+func qbdCheck(c *qbdapi.Client) outsideCheck {
 	call := func(ctx context.Context) error {
 		_, err := c.ListProducts(ctx)
 		return err
 	}
 	return outsideCheck{name: "qbd_connect", title: "QBD Connect", call: call, refused: func(err error) *refusedError {
 		switch {
-		case errors.Is(err, qbdclient.ErrTransient):
+		case errors.Is(err, qbdapi.ErrTransient):
 			return nil
-		case errors.Is(err, qbdclient.ErrUnauthorized):
+		case errors.Is(err, qbdapi.ErrUnauthorized):
 			return &refusedError{"QBD_TOKEN", "QBD Connect refused the token", "set the bearer token QBD Connect gave you", err, ""}
 		}
 		return &refusedError{"QBD_BASE_URL/QBD_API_VERSION", "QBD Connect did not answer GET /products", "set the part of the URL before /qbdconnect-api/ and its version", err, ""}
@@ -132,7 +133,7 @@ func openRedis(ctx context.Context, cfg *config, log *zap.Logger, onError func(s
 			fix: "the password in REDIS_URL is wrong or missing; set redis://:PASSWORD@host:port (redis://USER:PASSWORD@host:port for an ACL user)",
 			err: auth.Unwrap(),
 		}
-	case errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, events.ErrUnavailable):
 		return nil, fmt.Errorf("REDIS_URL: cannot reach Redis; check the address and that Redis is up: %w", err)
 	case err != nil: // loadConfig checked the options: not expected
 		return nil, &configError{msg: "REDIS_URL: " + err.Error()}
@@ -395,8 +396,8 @@ func (m *outsideMonitor) update(ctx context.Context, c outsideCheck) {
 // anyone who reaches the pod can read: no addresses, no message from the
 // API. The log line has the whole error.
 func shortReason(err error) string {
-	var q2e *q2client.APIError
-	var qbde *qbdclient.APIError
+	var q2e *q2api.APIError
+	var qbde *qbdapi.APIError
 	var dns *net.DNSError
 	var ne net.Error
 	switch {
@@ -410,9 +411,9 @@ func shortReason(err error) string {
 		return "host not found"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "no answer in time"
-	case errors.Is(err, q2client.ErrInvalidResponse), errors.Is(err, qbdclient.ErrInvalidResponse):
+	case errors.Is(err, q2api.ErrInvalidResponse), errors.Is(err, qbdapi.ErrInvalidResponse):
 		return "not the API's answer"
-	case errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, events.ErrUnavailable):
 		return "no answer"
 	}
 	return "network error"

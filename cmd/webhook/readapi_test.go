@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
@@ -39,7 +40,7 @@ func apiGet(t *testing.T, url, token string) (int, map[string]any) {
 func TestReadAPI(t *testing.T) {
 	t.Parallel()
 	redis := testredis.Start(t)
-	sb, url := startSandbox(t, sandbox.Config{})
+	sb, url := startSandbox(t, q2sandbox.Config{})
 	env := q2Env(url, redis.URL())
 	env["PRODUCTS_FILE"] = "../../products.example.yaml"
 	env["API_TOKENS"] = "an-old-token-being-rotated-out " + apiToken

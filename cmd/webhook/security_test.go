@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
@@ -48,7 +49,7 @@ const (
 func TestSignatures(t *testing.T) {
 	t.Parallel()
 	redis := testredis.Start(t)
-	_, sandboxURL := startSandbox(t, sandbox.Config{})
+	_, sandboxURL := startSandbox(t, q2sandbox.Config{})
 	// Two secrets configured: rotation without downtime.
 	svc := startService(t, with(q2Env(sandboxURL, redis.URL()), "WEBHOOK_AUTH", "signature", "WEBHOOK_SECRETS", oldSecret+" "+newSecret))
 	url := svc.url + "/marketplace/p"
@@ -103,7 +104,7 @@ func TestSignatures(t *testing.T) {
 
 func TestBasicAuthMode(t *testing.T) {
 	t.Parallel()
-	_, sandboxURL := startSandbox(t, sandbox.Config{})
+	_, sandboxURL := startSandbox(t, q2sandbox.Config{})
 	svc := startService(t, with(q2Env(sandboxURL, miniRedisURL(t)), "WEBHOOK_AUTH", "basic", "WEBHOOK_BASIC_AUTH", "market:pa55word"))
 	body := readFixture(t, "subscription-order.json")
 	req := func(user, pass string) int {
@@ -141,7 +142,7 @@ func TestLogsLeakNothing(t *testing.T) {
 		phone    = "5550100199"
 	)
 	redis := testredis.Start(t)
-	sb, q2 := startSandbox(t, sandbox.Config{ClientSecret: q2Secret})
+	sb, q2 := startSandbox(t, q2sandbox.Config{ClientSecret: q2Secret})
 	env := q2Env(q2, redis.URL())
 	env["Q2_CLIENT_SECRET"] = q2Secret
 	env["WEBHOOK_AUTH"] = "signature"
@@ -198,7 +199,7 @@ func TestLogsLeakNothing(t *testing.T) {
 // signed, and fails unsigned against a service that requires signatures.
 func TestReplayStory(t *testing.T) {
 	t.Parallel()
-	_, sandboxURL := startSandbox(t, sandbox.Config{})
+	_, sandboxURL := startSandbox(t, q2sandbox.Config{})
 	svc := startService(t, with(q2Env(sandboxURL, miniRedisURL(t)), "WEBHOOK_AUTH", "signature", "WEBHOOK_SECRETS", newSecret))
 	var out, errOut bytes.Buffer
 	err := run(context.Background(), []string{"replay", "--url", svc.url, "--secret", newSecret, "../../fixtures/story"},

@@ -18,7 +18,10 @@ import (
 
 // serve runs the receiver until ctx ends, then drains: it stops accepting,
 // lets in-flight deliveries finish (their work is not cancelled by the
-// signal) within SHUTDOWN_TIMEOUT, and returns nil.
+// signal) within SHUTDOWN_TIMEOUT, and returns nil. It returns an error
+// when the start fails (settings, Redis, an outside API refusing the
+// credentials, a listener), when serving fails, or when the drain outlasts
+// SHUTDOWN_TIMEOUT (the requests still running are cut).
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(args, getenv, stderr)
 	if err != nil {

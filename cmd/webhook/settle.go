@@ -79,7 +79,7 @@ func runSettle(ctx context.Context, args []string, getenv func(string) string, s
 	db, err := store.Open(ctx, store.Options{URL: cfg.RedisURL, MasterName: cfg.RedisSentinelMaster, Cluster: cfg.RedisCluster,
 		Logger: log, WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout})
 	switch {
-	case errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, events.ErrUnavailable):
 		return fmt.Errorf("opening redis: %w", err)
 	case err != nil:
 		return &configError{msg: err.Error()}
@@ -108,7 +108,7 @@ func printSettled(w io.Writer, results []settler.Result) error {
 	for _, r := range results {
 		rep := r.Report
 		switch {
-		case errors.Is(r.Err, store.ErrBusy):
+		case errors.Is(r.Err, events.ErrBusy):
 			failed++
 			fmt.Fprintf(w, "%s  busy: another replica or event holds it; try again\n", rep.Subscription)
 		case r.Err != nil:

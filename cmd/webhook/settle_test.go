@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
-	helixsandbox "github.com/banking-marketplace/webhook/internal/sandbox/helix"
+	"github.com/banking-marketplace/webhook/internal/testplan"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
@@ -20,11 +22,11 @@ import (
 
 // businessAccess starts the binary for Business Access with extra
 // settings, on its own Redis and sandbox.
-func businessAccess(t *testing.T, extra map[string]string) (*process, *sandbox.Sandbox, *testredis.Server) {
+func businessAccess(t *testing.T, extra map[string]string) (*process, testplan.Sandbox, *testredis.Server) {
 	t.Helper()
 	bin := binary(t)
 	redis := testredis.Start(t)
-	sb, url := startSandbox(t, sandbox.Config{})
+	sb, url := startSandbox(t, q2sandbox.Config{})
 	env := q2Env(url, redis.URL())
 	env["PRODUCTS_FILE"] = "../../products.example.yaml"
 	env["API_TOKENS"] = apiToken
@@ -34,7 +36,7 @@ func businessAccess(t *testing.T, extra map[string]string) (*process, *sandbox.S
 	return startBinary(t, bin, env), sb, redis
 }
 
-func entitlements(sb *sandbox.Sandbox) int {
+func entitlements(sb testplan.Sandbox) int {
 	h, _ := sb.Stats().Parts["helix"].(helixsandbox.Stats)
 	return h.Entitlements
 }
@@ -158,7 +160,7 @@ func TestSettleChangeAfterRedisForgotFromOutside(t *testing.T) {
 func TestSettleCommand(t *testing.T) {
 	t.Parallel()
 	redis := testredis.Start(t)
-	sb, url := startSandbox(t, sandbox.Config{})
+	sb, url := startSandbox(t, q2sandbox.Config{})
 	env := q2Env(url, redis.URL())
 	env["PRODUCTS_FILE"] = "../../products.example.yaml"
 	svc := startService(t, env)

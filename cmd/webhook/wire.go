@@ -4,18 +4,18 @@ import (
 	"fmt"
 
 	"github.com/banking-marketplace/webhook/internal/handlers"
-	"github.com/banking-marketplace/webhook/internal/helixclient"
+	"github.com/banking-marketplace/webhook/internal/helix"
+	"github.com/banking-marketplace/webhook/internal/helix/helixapi"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/metrics"
 	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/q2client"
-	"github.com/banking-marketplace/webhook/internal/qbdclient"
+	"github.com/banking-marketplace/webhook/internal/q2"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdapi"
 	"github.com/banking-marketplace/webhook/internal/settler"
 	"github.com/banking-marketplace/webhook/internal/store"
-	helixtarget "github.com/banking-marketplace/webhook/internal/target/helix"
-	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
-	qbdtarget "github.com/banking-marketplace/webhook/internal/target/qbdconnect"
 )
 
 // The adapters satisfy the interfaces the use cases declare; this is the
@@ -26,8 +26,8 @@ var (
 	_ provisioning.Accounts = (*store.Redis)(nil)
 	_ handlers.Receiver     = (*inbox.Inbox)(nil)
 	_ handlers.Products     = (*products.Catalog)(nil)
-	_ q2target.API          = (*q2client.Client)(nil)
-	_ provisioning.Target   = (*q2target.Target)(nil)
+	_ q2.API                = (*q2api.Client)(nil)
+	_ provisioning.Target   = (*q2.Target)(nil)
 	_ provisioning.Observer = (*metrics.Metrics)(nil)
 	_ handlers.Reader       = (*store.Redis)(nil)
 	_ settler.Queue         = (*store.Redis)(nil)
@@ -37,9 +37,9 @@ var (
 
 // targets are the clients of the outside systems products provision in.
 type targets struct {
-	q2    *q2client.Client
-	qbd   *qbdclient.Client
-	helix *helixclient.Client
+	q2    *q2api.Client
+	qbd   *qbdapi.Client
+	helix *helixapi.Client
 }
 
 // plans builds each product's plan: its targets, in order, with its
@@ -63,22 +63,22 @@ func plans(catalog *products.Catalog, t targets, cfg *config) ([]provisioning.Pl
 func newTarget(name string, p products.Product, t targets, cfg *config) (provisioning.Target, error) {
 	switch name {
 	case products.TargetQ2:
-		s := q2target.Settings{CancelDeletes: q2target.CancelDeletes(cfg.CancelDeletes)}
+		s := q2.Settings{CancelDeletes: q2.CancelDeletes(cfg.CancelDeletes)}
 		if p.Q2 != nil {
 			s.GroupID, s.UserRoleID = p.Q2.GroupID, p.Q2.UserRoleID
 			if p.Q2.CancelDeletes != "" {
-				s.CancelDeletes = q2target.CancelDeletes(p.Q2.CancelDeletes)
+				s.CancelDeletes = q2.CancelDeletes(p.Q2.CancelDeletes)
 			}
 		}
-		return q2target.New(t.q2, s)
+		return q2.New(t.q2, s)
 	case products.TargetHelix:
-		var s helixtarget.Settings
+		var s helix.Settings
 		if p.Helix != nil {
-			s = helixtarget.Settings{Entitlement: p.Helix.Entitlement, Editions: p.Helix.Editions}
+			s = helix.Settings{Entitlement: p.Helix.Entitlement, Editions: p.Helix.Editions}
 		}
-		return helixtarget.New(t.helix, s)
-	case products.TargetQBD:
-		return qbdtarget.New(t.qbd, qbdtarget.Settings{ProductID: p.QBD.ProductID})
+		return helix.New(t.helix, s)
+	case products.TargetQBDConnect:
+		return qbdconnect.New(t.qbd, qbdconnect.Settings{ProductID: p.QBDConnect.ProductID})
 	}
 	return nil, fmt.Errorf("the %q target is not built yet", name)
 }

@@ -1,8 +1,12 @@
 // Package backoff is the one way this service waits before trying again:
-// the outside API clients between attempts, the inbox while a copy is in
-// progress, the store while a lock is held. Each caller keeps its own rule
-// of what to retry and for how long; the arithmetic and the waiting live
-// here.
+// the outside API clients between attempts (through internal/httpcall, the
+// request core they all stand on), the inbox while another replica holds a
+// copy's claim, the store while a lock is held, the settler between
+// passes; and provisioning spreads the settle queue's due times with Half.
+// Each caller keeps its own rule of what to retry and for how long; the
+// arithmetic and the waiting live here. Waits that are not a retry keep
+// their own timers: the inbox's wait for a copy this replica is already
+// processing (it ends when that copy does), tickers, the shutdown delay.
 package backoff
 
 import (

@@ -16,10 +16,11 @@ import (
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/q2"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/store"
-	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 )
 
 // pipeline is the whole service behind the handler: embedded Redis, the
@@ -31,13 +32,13 @@ func pipeline(f *testing.F) http.Handler {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = db.Close() })
-	srv := httptest.NewServer(sandbox.New(sandbox.Config{}).Handler())
+	srv := httptest.NewServer(sandbox.New(q2sandbox.New(q2sandbox.Config{})).Handler())
 	f.Cleanup(srv.Close)
-	q2, err := q2client.New(srv.URL, q2client.WithCredentials(sandbox.DefaultClientID, sandbox.DefaultClientSecret))
+	client, err := q2api.New(srv.URL, q2api.WithCredentials(q2sandbox.DefaultClientID, q2sandbox.DefaultClientSecret))
 	if err != nil {
 		f.Fatal(err)
 	}
-	target, err := q2target.New(q2, q2target.Settings{})
+	target, err := q2.New(client, q2.Settings{})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -8,7 +8,10 @@
 // and hands it to the inbox; then it writes the reply document. Every
 // error it meets becomes a contract document in one place (errorHandler),
 // and every request is one log line with the status really sent
-// (requestLogger).
+// (requestLogger). It decides one outcome itself, where the routing is
+// done: an event whose product_identifier is not the product of its
+// extension is answered 200 CONFIGURATION_ERROR and not stored, so that a
+// copy sent after the products file is fixed succeeds (marketplace.go).
 package handlers
 
 import (

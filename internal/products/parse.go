@@ -69,7 +69,7 @@ var (
 	helixFields   = []field{{"entitlement", kindString, nil}, {"editions", kindStringMap, nil}}
 	productFields = []field{
 		{"name", kindString, nil}, {"product_id", kindString, nil}, {"extension_list", kindStrings, nil}, {"targets", kindStrings, nil},
-		{TargetQ2, kindMapping, q2Fields}, {TargetQBD, kindMapping, qbdFields}, {TargetHelix, kindMapping, helixFields},
+		{TargetQ2, kindMapping, q2Fields}, {TargetQBDConnect, kindMapping, qbdFields}, {TargetHelix, kindMapping, helixFields},
 	}
 	fileFields = []field{{"products", kindProducts, nil}}
 )
@@ -306,7 +306,7 @@ func (p *Product) checkSettings(uses map[string]bool, bad func(key, format strin
 	for _, t := range []struct {
 		name  string
 		given bool
-	}{{TargetQ2, p.Q2 != nil}, {TargetQBD, p.QBD != nil}, {TargetHelix, p.Helix != nil}} {
+	}{{TargetQ2, p.Q2 != nil}, {TargetQBDConnect, p.QBDConnect != nil}, {TargetHelix, p.Helix != nil}} {
 		if t.given && !uses[t.name] {
 			bad(t.name, "settings are given but %q is not in targets", t.name)
 		}
@@ -324,7 +324,7 @@ func (p *Product) checkSettings(uses map[string]bool, bad func(key, format strin
 			bad("q2.group_id", "%d is negative", p.Q2.GroupID)
 		}
 	}
-	if uses[TargetQBD] && (p.QBD == nil || p.QBD.ProductID == "") {
+	if uses[TargetQBDConnect] && (p.QBDConnect == nil || p.QBDConnect.ProductID == "") {
 		bad("qbd_connect.product_id", "is required: the QBD Connect product its subscriptions are for")
 	}
 	if uses[TargetHelix] {

@@ -14,13 +14,13 @@ import (
 
 // The targets a product may name.
 const (
-	TargetQ2    = "q2"
-	TargetQBD   = "qbd_connect"
-	TargetHelix = "helix"
+	TargetQ2         = "q2"
+	TargetQBDConnect = "qbd_connect"
+	TargetHelix      = "helix"
 )
 
 // Targets lists every target a product may name.
-var Targets = []string{TargetQ2, TargetQBD, TargetHelix}
+var Targets = []string{TargetQ2, TargetQBDConnect, TargetHelix}
 
 // Entitlements are the Helix entitlement levels.
 var Entitlements = []string{"FULL", "RDONLY", "RDDB", "RDCR", "DBONLY", "CRONLY"}
@@ -32,9 +32,9 @@ type Product struct {
 	Extensions []string `yaml:"extension_list"` // the {extension} path segments it answers on
 	Targets    []string `yaml:"targets"`        // what it provisions, in order
 
-	Q2    *Q2    `yaml:"q2"`
-	QBD   *QBD   `yaml:"qbd_connect"`
-	Helix *Helix `yaml:"helix"`
+	Q2         *Q2         `yaml:"q2"`
+	QBDConnect *QBDConnect `yaml:"qbd_connect"`
+	Helix      *Helix      `yaml:"helix"`
 }
 
 // Q2 are a product's settings of the q2 target.
@@ -44,8 +44,8 @@ type Q2 struct {
 	CancelDeletes string `yaml:"cancel_deletes"` // user (default) or customer
 }
 
-// QBD are a product's settings of the qbd_connect target.
-type QBD struct {
+// QBDConnect are a product's settings of the qbd_connect target.
+type QBDConnect struct {
 	ProductID string `yaml:"product_id"` // the QBD Connect product the subscription is for (required)
 }
 

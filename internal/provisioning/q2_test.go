@@ -13,10 +13,10 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/q2"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/store"
-	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 	"github.com/banking-marketplace/webhook/internal/testevents"
 	"github.com/banking-marketplace/webhook/internal/testplan"
 )
@@ -30,15 +30,15 @@ type env struct {
 
 // envConfig tunes an env: the product's Q2 settings and the lock's wait.
 type envConfig struct {
-	cancelDeletes q2target.CancelDeletes
+	cancelDeletes q2.CancelDeletes
 	lockWait      time.Duration
 }
 
-// newService is the service of "default" provisioning Q2 through q2, with
+// newService is the service of "default" provisioning Q2 through api, with
 // its accounts in accounts: a test hands it a failing one of either.
-func newService(t *testing.T, accounts provisioning.Accounts, q2 q2target.API, cfg envConfig) *provisioning.Service {
+func newService(t *testing.T, accounts provisioning.Accounts, api q2.API, cfg envConfig) *provisioning.Service {
 	t.Helper()
-	target, err := q2target.New(q2, q2target.Settings{CancelDeletes: cfg.cancelDeletes})
+	target, err := q2.New(api, q2.Settings{CancelDeletes: cfg.cancelDeletes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func newService(t *testing.T, accounts provisioning.Accounts, q2 q2target.API, c
 func newEnv(t *testing.T, cfg envConfig) *env {
 	t.Helper()
 	return &env{t: t, Env: testplan.New(t, testplan.Config{Product: "default",
-		Q2: &q2target.Settings{CancelDeletes: cfg.cancelDeletes}, LockWait: cfg.lockWait})}
+		Q2: &q2.Settings{CancelDeletes: cfg.cancelDeletes}, LockWait: cfg.lockWait})}
 }
 
 func (e *env) calls(route string) int { return e.Q2.Sandbox.Stats().Calls[route] }
@@ -86,7 +86,7 @@ func TestLifecycle(t *testing.T) {
 	if a.AccountIdentifier != id || a.Intent.Edition != "BASIC" || a.Intent.Items[0].Quantity != 5 || !a.Active() || len(a.Steps) != 1 || a.Steps[0].Target != "q2" || a.Steps[0].ID != id {
 		t.Fatalf("account after ORDER = %+v", a)
 	}
-	users, err := e.Q2.Client.LookupUser(context.Background(), q2client.UserQuery{LoginName: q2target.LogonName(sub)})
+	users, err := e.Q2.Client.LookupUser(context.Background(), q2api.UserQuery{LoginName: q2.LogonName(sub)})
 	if err != nil || len(users) != 1 || strconv.FormatInt(users[0].UserID, 10) != id {
 		t.Fatalf("Q2 user for the logon = %+v, %v", users, err)
 	}
@@ -158,8 +158,8 @@ func TestOrderRecognisesItsOwnEnrollment(t *testing.T) {
 	}{
 		{"reply lost after Q2 enrolled", func(e *env, sub string) {
 			// Enroll exactly as the service would, but record nothing.
-			if err := e.Q2.Client.Enroll(context.Background(), q2client.Enrollment{
-				LogonName: q2target.LogonName(sub), FirstName: "John", LastName: "Doe", UserInfo: q2target.Marker(sub),
+			if err := e.Q2.Client.Enroll(context.Background(), q2api.Enrollment{
+				LogonName: q2.LogonName(sub), FirstName: "John", LastName: "Doe", UserInfo: q2.Marker(sub),
 			}); err != nil {
 				e.t.Fatal(err)
 			}
@@ -175,7 +175,7 @@ func TestOrderRecognisesItsOwnEnrollment(t *testing.T) {
 			e := newEnv(t, envConfig{})
 			sub := "sub-own"
 			tt.before(e, sub)
-			users, _ := e.Q2.Client.LookupUser(context.Background(), q2client.UserQuery{LoginName: q2target.LogonName(sub)})
+			users, _ := e.Q2.Client.LookupUser(context.Background(), q2api.UserQuery{LoginName: q2.LogonName(sub)})
 			out := e.Process(testevents.Order(t, sub))
 			wantOutcome(t, out, 200, "", true)
 			if want := strconv.FormatInt(users[0].UserID, 10); out.Reply.AccountIdentifier != want {
@@ -196,7 +196,7 @@ func TestOrderRefusals(t *testing.T) {
 
 	// Q2 holds the derived logon for somebody else.
 	taken := "sub-taken"
-	if err := e.Q2.Client.Enroll(context.Background(), q2client.Enrollment{LogonName: q2target.LogonName(taken), FirstName: "Someone", LastName: "Else", UserInfo: "not ours"}); err != nil {
+	if err := e.Q2.Client.Enroll(context.Background(), q2api.Enrollment{LogonName: q2.LogonName(taken), FirstName: "Someone", LastName: "Else", UserInfo: "not ours"}); err != nil {
 		t.Fatal(err)
 	}
 	wantOutcome(t, e.Process(testevents.Order(t, taken)), 200, events.UserAlreadyExists, true)
@@ -315,7 +315,7 @@ func TestCancelOfUserDeletedBehindOurBack(t *testing.T) {
 
 func TestCancelDeletesCustomer(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envConfig{cancelDeletes: q2target.DeleteCustomer})
+	e := newEnv(t, envConfig{cancelDeletes: q2.DeleteCustomer})
 	id := e.Process(testevents.Order(t, "sub-cust")).Reply.AccountIdentifier
 	wantOutcome(t, e.Process(testevents.Cancel(t, "sub-cust", id)), 200, "", true)
 	st := e.Q2.Sandbox.Stats()
@@ -329,7 +329,7 @@ func TestQ2RefusesCredentials(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	srv := httptest.NewServer(e.Q2.Sandbox.Handler())
 	defer srv.Close()
-	bad, _ := q2client.New(srv.URL, q2client.WithCredentials("sandbox", "wrong"), q2client.WithRetry(1, time.Millisecond, time.Millisecond))
+	bad, _ := q2api.New(srv.URL, q2api.WithCredentials("sandbox", "wrong"), q2api.WithRetry(1, time.Millisecond, time.Millisecond))
 	svc := newService(t, e.DB, bad, envConfig{})
 	out := svc.Process(context.Background(), testevents.Order(t, "sub-creds"), "default")
 	// Our misconfiguration is not the subscription's fate: 503, so that
@@ -404,13 +404,13 @@ func TestLogonNameAndPassword(t *testing.T) {
 	t.Parallel()
 	// A golden value: the logon must never change for a subscription, or
 	// every retry after an upgrade would enroll a second user.
-	if got, want := q2target.LogonName("a"), "mpaad61e3d645200800410"; got != want {
+	if got, want := q2.LogonName("a"), "mpaad61e3d645200800410"; got != want {
 		t.Errorf("LogonName(a) = %q, want %q", got, want)
 	}
-	if q2target.LogonName("a") == q2target.LogonName("b") {
+	if q2.LogonName("a") == q2.LogonName("b") {
 		t.Error("two subscriptions share a logon")
 	}
-	if n := len(q2target.LogonName("a3c9c831-e550-428f-b89c-43c5e7b338b9")); n != 22 {
+	if n := len(q2.LogonName("a3c9c831-e550-428f-b89c-43c5e7b338b9")); n != 22 {
 		t.Errorf("logon length %d", n)
 	}
 }
@@ -502,7 +502,7 @@ func TestRedisForgotACancelledSubscription(t *testing.T) {
 type failingIndex struct{ *store.Redis }
 
 func (failingIndex) AccountByIdentifier(context.Context, string) (events.Account, error) {
-	return events.Account{}, fmt.Errorf("redis account index: %w", store.ErrUnavailable)
+	return events.Account{}, fmt.Errorf("redis account index: %w", events.ErrUnavailable)
 }
 
 // Rule (issue 10.4): only "not found" falls back from the accountIdentifier

@@ -13,13 +13,14 @@
 // send several signatures: any one pair matching is enough. Verification
 // works on the raw bytes, compares in constant time, and bounds the work a
 // hostile request can ask for (header lengths, number of entries checked).
-// It imports nothing of ours, so both the HTTP handlers and the replay tool
-// stand on it.
+// It imports nothing of ours: the wiring (cmd/webhook) builds the
+// receiver's Verifier from WEBHOOK_SECRETS and hands it to the handlers,
+// which see only their own Verifier interface, and the replay tool signs
+// with it.
 package signature
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -123,16 +124,6 @@ func decodeSecret(secret string) ([]byte, error) {
 		return nil, fmt.Errorf("holds a %d-byte key, shorter than the %d bytes Standard Webhooks requires: generate a new one, for example %s$(openssl rand -base64 32)", len(key), MinKeyBytes, SecretPrefix)
 	}
 	return key, nil
-}
-
-// NewSecret returns a fresh random secret of 32 key bytes, in the
-// WEBHOOK_SECRETS format.
-func NewSecret() (string, error) {
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return "", fmt.Errorf("generating a secret: %w", err)
-	}
-	return SecretPrefix + base64.StdEncoding.EncodeToString(key), nil
 }
 
 // Verify checks that body, with the webhook headers of h, was signed by one

@@ -13,15 +13,15 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Account loads the account of a subscription; ErrNotFound when there is
+// Account loads the account of a subscription; events.ErrNotFound when there is
 // none. Cancelled accounts are returned too: the caller decides.
 func (r *Redis) Account(ctx context.Context, subscriptionID string) (events.Account, error) {
 	if subscriptionID == "" {
-		return events.Account{}, fmt.Errorf("account: empty subscription id: %w", ErrNotFound)
+		return events.Account{}, fmt.Errorf("account: empty subscription id: %w", events.ErrNotFound)
 	}
 	b, err := r.client.Get(ctx, r.keys.account(subscriptionID)).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return events.Account{}, fmt.Errorf("account %q: %w", subscriptionID, ErrNotFound)
+		return events.Account{}, fmt.Errorf("account %q: %w", subscriptionID, events.ErrNotFound)
 	}
 	if err != nil {
 		return events.Account{}, unavailable("account", err)
@@ -34,16 +34,16 @@ func (r *Redis) Account(ctx context.Context, subscriptionID string) (events.Acco
 }
 
 // AccountByIdentifier loads an account by its accountIdentifier (the Q2
-// UserID) through the index key; ErrNotFound when the index or the account
+// UserID) through the index key; events.ErrNotFound when the index or the account
 // is missing, or when the account no longer carries that identifier (a
 // stale index entry).
 func (r *Redis) AccountByIdentifier(ctx context.Context, accountIdentifier string) (events.Account, error) {
 	if accountIdentifier == "" {
-		return events.Account{}, fmt.Errorf("account: empty account identifier: %w", ErrNotFound)
+		return events.Account{}, fmt.Errorf("account: empty account identifier: %w", events.ErrNotFound)
 	}
 	sub, err := r.client.Get(ctx, r.keys.accountIndex(accountIdentifier)).Result()
 	if errors.Is(err, redis.Nil) {
-		return events.Account{}, fmt.Errorf("account identifier %q: %w", accountIdentifier, ErrNotFound)
+		return events.Account{}, fmt.Errorf("account identifier %q: %w", accountIdentifier, events.ErrNotFound)
 	}
 	if err != nil {
 		return events.Account{}, unavailable("account index", err)
@@ -53,7 +53,7 @@ func (r *Redis) AccountByIdentifier(ctx context.Context, accountIdentifier strin
 		return events.Account{}, err
 	}
 	if a.AccountIdentifier != accountIdentifier {
-		return events.Account{}, fmt.Errorf("account identifier %q (stale index): %w", accountIdentifier, ErrNotFound)
+		return events.Account{}, fmt.Errorf("account identifier %q (stale index): %w", accountIdentifier, events.ErrNotFound)
 	}
 	return a, nil
 }
@@ -95,7 +95,7 @@ return 1
 // its marketplace user's accounts, for the read API) and its place on the
 // settle queue (a.Settle: Due on the queue, Since on the unsettled list;
 // zero takes it off). The write is fenced: it happens only while the
-// subscription's lock holds lockToken (from Lock), else ErrLeaseLost and
+// subscription's lock holds lockToken (from Lock), else events.ErrLeaseLost and
 // nothing is written. A holder that stalled past its lease can thus never
 // overwrite what the next holder wrote.
 //
@@ -236,7 +236,7 @@ func (r *Redis) ClaimIdentifier(ctx context.Context, accountIdentifier, subscrip
 
 func saved(n int, subscriptionID string) error {
 	if n != 1 {
-		return fmt.Errorf("saving account %q: the subscription's lock is no longer held: %w", subscriptionID, ErrLeaseLost)
+		return fmt.Errorf("saving account %q: the subscription's lock is no longer held: %w", subscriptionID, events.ErrLeaseLost)
 	}
 	return nil
 }
@@ -271,7 +271,7 @@ func (r *Redis) saveReplicated(ctx context.Context, script *redis.Script, keys [
 	}
 	if got := wait.Val(); got < int64(r.waitReplicas) {
 		return fmt.Errorf("saving account %q: %d of %d replicas have it after %v: %w: %w",
-			subscriptionID, got, r.waitReplicas, r.waitTimeout, ErrUnavailable, ErrNotReplicated)
+			subscriptionID, got, r.waitReplicas, r.waitTimeout, events.ErrUnavailable, ErrNotReplicated)
 	}
 	return nil
 }

@@ -97,7 +97,7 @@ func TestAccountNotFound(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				if _, err := tt.load(); !errors.Is(err, ErrNotFound) {
+				if _, err := tt.load(); !errors.Is(err, events.ErrNotFound) {
 					t.Errorf("err = %v, want ErrNotFound", err)
 				}
 			})

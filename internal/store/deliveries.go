@@ -17,23 +17,6 @@ import (
 	"github.com/banking-marketplace/webhook/internal/events"
 )
 
-// The claim types are the domain's (internal/events), so that the inbox
-// names them without importing this package.
-type (
-	ClaimState   = events.ClaimState
-	ClaimRequest = events.ClaimRequest
-	Claim        = events.Claim
-	Result       = events.Result
-)
-
-// Claim outcomes.
-const (
-	ClaimFresh    = events.ClaimFresh
-	ClaimDone     = events.ClaimDone
-	ClaimBusy     = events.ClaimBusy
-	ClaimConflict = events.ClaimConflict
-)
-
 // DeliveryRecord is the history of one delivery, for operators and tests.
 type DeliveryRecord struct {
 	Key, EventType, Subscription, State, Code string
@@ -235,14 +218,14 @@ return {1, indexed(rec, ARGV[5], ARGV[6], ARGV[7], 0)}
 //     lease expired): Fresh with a new fencing token; the record is marked
 //     processing and kept for TTL;
 //   - the lease held by another: Busy, with the time left on it.
-func (r *Redis) Claim(ctx context.Context, c ClaimRequest) (Claim, error) {
+func (r *Redis) Claim(ctx context.Context, c events.ClaimRequest) (events.Claim, error) {
 	switch {
 	case c.Key == "":
-		return Claim{}, errors.New("store: claim: empty delivery key")
+		return events.Claim{}, errors.New("store: claim: empty delivery key")
 	case c.Fingerprint == "":
-		return Claim{}, errors.New("store: claim: empty fingerprint")
+		return events.Claim{}, errors.New("store: claim: empty fingerprint")
 	case c.Lease <= 0 || c.TTL <= 0:
-		return Claim{}, fmt.Errorf("store: claim: lease %v and ttl %v must be positive", c.Lease, c.TTL)
+		return events.Claim{}, fmt.Errorf("store: claim: lease %v and ttl %v must be positive", c.Lease, c.TTL)
 	}
 	token := newToken()
 	keys, h, mode := r.deliveryKeys(c.Key, c.Subscription)
@@ -251,45 +234,45 @@ func (r *Redis) Claim(ctx context.Context, c ClaimRequest) (Claim, error) {
 		c.Fingerprint, token, millis(c.Lease), ttl,
 		time.Now().UnixMilli(), c.EventType, c.Subscription, c.Key, h, mode, DeliveriesPerSubscription).Slice()
 	if err != nil {
-		return Claim{}, unavailable("claim", err)
+		return events.Claim{}, unavailable("claim", err)
 	}
 	if n := len(res); n > 0 && ((res[0] == "fresh" && n == 2) || (res[0] == "done" && n == 3)) {
 		if err := r.indexLater(ctx, c.Subscription, h, mode, res[n-1], ttl); err != nil {
-			return Claim{}, err
+			return events.Claim{}, err
 		}
 	}
-	bad := func() (Claim, error) {
-		return Claim{}, fmt.Errorf("redis claim: %w: unexpected script reply %v", ErrUnavailable, res)
+	bad := func() (events.Claim, error) {
+		return events.Claim{}, fmt.Errorf("redis claim: %w: unexpected script reply %v", events.ErrUnavailable, res)
 	}
 	if len(res) == 0 {
 		return bad()
 	}
 	switch res[0] {
 	case "fresh":
-		return Claim{State: ClaimFresh, Token: token}, nil
+		return events.Claim{State: events.ClaimFresh, Token: token}, nil
 	case "conflict":
-		return Claim{State: ClaimConflict}, nil
+		return events.Claim{State: events.ClaimConflict}, nil
 	case "busy":
 		if len(res) < 2 {
 			return bad()
 		}
 		pttl, _ := res[1].(int64)
-		return Claim{State: ClaimBusy, RetryIn: time.Duration(max(pttl, 0)) * time.Millisecond}, nil
+		return events.Claim{State: events.ClaimBusy, RetryIn: time.Duration(max(pttl, 0)) * time.Millisecond}, nil
 	case "done":
 		if len(res) < 2 {
 			return bad()
 		}
 		body, _ := res[1].(string)
-		return Claim{State: ClaimDone, Body: []byte(body)}, nil
+		return events.Claim{State: events.ClaimDone, Body: []byte(body)}, nil
 	}
 	return bad()
 }
 
 // Complete stores a final outcome (res.Kind is events.Final), fenced: only if the lease still holds
-// token, else ErrLeaseLost and nothing is written (a newer holder owns the
+// token, else events.ErrLeaseLost and nothing is written (a newer holder owns the
 // delivery, and its outcome must not be overwritten). One round trip. The
 // record is kept for ttl from now; the lease is deleted.
-func (r *Redis) Complete(ctx context.Context, key, token string, res Result, ttl time.Duration) error {
+func (r *Redis) Complete(ctx context.Context, key, token string, res events.Result, ttl time.Duration) error {
 	if key == "" || token == "" || ttl <= 0 {
 		return fmt.Errorf("store: complete: need a key, a token and a positive ttl")
 	}
@@ -319,7 +302,7 @@ func (r *Redis) Complete(ctx context.Context, key, token string, res Result, ttl
 // and, on Cluster, writes the summary to the subscription's index.
 func (r *Redis) recorded(ctx context.Context, doing, subscription, h, mode string, out []any, ttl int64) error {
 	if len(out) == 0 || out[0] != int64(1) {
-		return fmt.Errorf("%s delivery: %w", doing, ErrLeaseLost)
+		return fmt.Errorf("%s delivery: %w", doing, events.ErrLeaseLost)
 	}
 	if len(out) > 1 {
 		return r.indexLater(ctx, subscription, h, mode, out[1], ttl)
@@ -374,7 +357,7 @@ func (r *Redis) cluster() bool {
 // API unreachable, a deadline, DO_NOT_CANCEL), fenced like Complete. The
 // record shows state released with the code, kind and duration, so the
 // history keeps the attempt; the next Claim of the delivery is Fresh.
-func (r *Redis) Release(ctx context.Context, key, token string, res Result) error {
+func (r *Redis) Release(ctx context.Context, key, token string, res events.Result) error {
 	if key == "" || token == "" {
 		return fmt.Errorf("store: release: need a key and a token")
 	}
@@ -386,7 +369,7 @@ func (r *Redis) Release(ctx context.Context, key, token string, res Result) erro
 	return r.recorded(ctx, "releasing", res.Subscription, h, mode, out, 0)
 }
 
-// Delivery reads the history record of a delivery; ErrNotFound when there
+// Delivery reads the history record of a delivery; events.ErrNotFound when there
 // is none (never seen, or older than EVENT_TTL).
 func (r *Redis) Delivery(ctx context.Context, key string) (DeliveryRecord, error) {
 	rec, _ := r.keys.delivery(key)
@@ -395,7 +378,7 @@ func (r *Redis) Delivery(ctx context.Context, key string) (DeliveryRecord, error
 		return DeliveryRecord{}, unavailable("delivery", err)
 	}
 	if len(m) == 0 {
-		return DeliveryRecord{}, fmt.Errorf("delivery record: %w", ErrNotFound)
+		return DeliveryRecord{}, fmt.Errorf("delivery record: %w", events.ErrNotFound)
 	}
 	num := func(f string) int64 {
 		n, _ := strconv.ParseInt(m[f], 10, 64)

@@ -21,20 +21,20 @@ const (
 	testTTL    = time.Hour
 )
 
-func claimReq(key, fp string) ClaimRequest {
-	return ClaimRequest{Key: key, Fingerprint: fp, Lease: testLease, TTL: testTTL,
+func claimReq(key, fp string) events.ClaimRequest {
+	return events.ClaimRequest{Key: key, Fingerprint: fp, Lease: testLease, TTL: testTTL,
 		EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1"}
 }
 
 // shortClaimReq is a claim whose lease the test lets run out.
-func shortClaimReq(key, fp string) ClaimRequest {
+func shortClaimReq(key, fp string) events.ClaimRequest {
 	req := claimReq(key, fp)
 	req.Lease = shortLease
 	return req
 }
 
 // mustClaim claims and checks the state.
-func mustClaim(t *testing.T, b *backend, req ClaimRequest, want ClaimState) Claim {
+func mustClaim(t *testing.T, b *backend, req events.ClaimRequest, want events.ClaimState) events.Claim {
 	t.Helper()
 	c, err := b.r.Claim(ctxT(t), req)
 	if err != nil {
@@ -46,14 +46,14 @@ func mustClaim(t *testing.T, b *backend, req ClaimRequest, want ClaimState) Clai
 	return c
 }
 
-func mustComplete(t *testing.T, b *backend, key, token string, res Result) {
+func mustComplete(t *testing.T, b *backend, key, token string, res events.Result) {
 	t.Helper()
 	if err := b.r.Complete(ctxT(t), key, token, res, testTTL); err != nil {
 		t.Fatalf("Complete(%q): %v", key, err)
 	}
 }
 
-var okResult = Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"42"}`), Code: "SUCCESS", Duration: 120 * time.Millisecond}
+var okResult = events.Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"42"}`), Code: "SUCCESS", Duration: 120 * time.Millisecond}
 
 func TestClaim(t *testing.T) {
 	t.Parallel()
@@ -61,62 +61,62 @@ func TestClaim(t *testing.T) {
 		name  string
 		setup func(t *testing.T, b *backend, key string)
 		fp    string
-		want  ClaimState
+		want  events.ClaimState
 	}{
-		{name: "new delivery", fp: fpA, want: ClaimFresh},
+		{name: "new delivery", fp: fpA, want: events.ClaimFresh},
 		{
 			name: "done, same body",
 			setup: func(t *testing.T, b *backend, key string) {
-				c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+				c := mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
 				mustComplete(t, b, key, c.Token, okResult)
 			},
-			fp: fpA, want: ClaimDone,
+			fp: fpA, want: events.ClaimDone,
 		},
 		{
 			name: "done, other body",
 			setup: func(t *testing.T, b *backend, key string) {
-				c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+				c := mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
 				mustComplete(t, b, key, c.Token, okResult)
 			},
-			fp: fpB, want: ClaimConflict,
+			fp: fpB, want: events.ClaimConflict,
 		},
 		{
 			name:  "processing, same body",
-			setup: func(t *testing.T, b *backend, key string) { mustClaim(t, b, claimReq(key, fpA), ClaimFresh) },
-			fp:    fpA, want: ClaimBusy,
+			setup: func(t *testing.T, b *backend, key string) { mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh) },
+			fp:    fpA, want: events.ClaimBusy,
 		},
 		{
 			name:  "processing, other body",
-			setup: func(t *testing.T, b *backend, key string) { mustClaim(t, b, claimReq(key, fpA), ClaimFresh) },
-			fp:    fpB, want: ClaimConflict,
+			setup: func(t *testing.T, b *backend, key string) { mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh) },
+			fp:    fpB, want: events.ClaimConflict,
 		},
 		{
 			name: "released, same body",
 			setup: func(t *testing.T, b *backend, key string) {
-				c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
-				if err := b.r.Release(ctxT(t), key, c.Token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
+				c := mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
+				if err := b.r.Release(ctxT(t), key, c.Token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 					t.Fatal(err)
 				}
 			},
-			fp: fpA, want: ClaimFresh,
+			fp: fpA, want: events.ClaimFresh,
 		},
 		{
 			name: "released, other body",
 			setup: func(t *testing.T, b *backend, key string) {
-				c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
-				if err := b.r.Release(ctxT(t), key, c.Token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
+				c := mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
+				if err := b.r.Release(ctxT(t), key, c.Token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 					t.Fatal(err)
 				}
 			},
-			fp: fpB, want: ClaimConflict,
+			fp: fpB, want: events.ClaimConflict,
 		},
 		{
 			name: "holder crashed, lease expired: takeover",
 			setup: func(t *testing.T, b *backend, key string) {
-				mustClaim(t, b, shortClaimReq(key, fpA), ClaimFresh)
+				mustClaim(t, b, shortClaimReq(key, fpA), events.ClaimFresh)
 				b.advance(shortLease)
 			},
-			fp: fpA, want: ClaimFresh,
+			fp: fpA, want: events.ClaimFresh,
 		},
 	}
 	forEachBackend(t, func(t *testing.T, b *backend) {
@@ -131,15 +131,15 @@ func TestClaim(t *testing.T) {
 				}
 				c := mustClaim(t, b, claimReq(key, tt.fp), tt.want)
 				switch c.State {
-				case ClaimFresh:
+				case events.ClaimFresh:
 					if len(c.Token) != 32 {
 						t.Errorf("token %q: want 128-bit hex", c.Token)
 					}
-				case ClaimDone:
+				case events.ClaimDone:
 					if !bytes.Equal(c.Body, okResult.Body) {
 						t.Errorf("done = %q, want %q", c.Body, okResult.Body)
 					}
-				case ClaimBusy:
+				case events.ClaimBusy:
 					if c.RetryIn <= 0 || c.RetryIn > testLease {
 						t.Errorf("RetryIn = %v, want in (0, %v]", c.RetryIn, testLease)
 					}
@@ -154,7 +154,7 @@ func TestClaimTokensAreUnique(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		seen := map[string]bool{}
 		for i := range 20 {
-			c := mustClaim(t, b, claimReq(fmt.Sprint("id:", i), fpA), ClaimFresh)
+			c := mustClaim(t, b, claimReq(fmt.Sprint("id:", i), fpA), events.ClaimFresh)
 			if seen[c.Token] {
 				t.Fatalf("token %q given twice", c.Token)
 			}
@@ -178,10 +178,10 @@ func TestDoneReplaysBodyByteForByte(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				key := "id:" + name
-				c := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
-				mustComplete(t, b, key, c.Token, Result{Kind: events.Final, Body: body, Code: "INVALID_RESPONSE"})
+				c := mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
+				mustComplete(t, b, key, c.Token, events.Result{Kind: events.Final, Body: body, Code: "INVALID_RESPONSE"})
 				for range 2 {
-					got := mustClaim(t, b, claimReq(key, fpA), ClaimDone)
+					got := mustClaim(t, b, claimReq(key, fpA), events.ClaimDone)
 					if !bytes.Equal(got.Body, body) {
 						t.Fatalf("replayed %d bytes; want %d bytes, identical", len(got.Body), len(body))
 					}
@@ -196,31 +196,31 @@ func TestFencing(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		ctx := ctxT(t)
 		const key = "id:fenced"
-		old := mustClaim(t, b, shortClaimReq(key, fpA), ClaimFresh)
+		old := mustClaim(t, b, shortClaimReq(key, fpA), events.ClaimFresh)
 		b.advance(shortLease) // the old holder stalls past its lease
-		cur := mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+		cur := mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
 		if cur.Token == old.Token {
 			t.Fatal("takeover reused the old token")
 		}
 
-		stale := Result{Kind: events.Final, Body: []byte(`{"stale":true}`), Code: "SUCCESS"}
-		if err := b.r.Complete(ctx, key, old.Token, stale, testTTL); !errors.Is(err, ErrLeaseLost) {
+		stale := events.Result{Kind: events.Final, Body: []byte(`{"stale":true}`), Code: "SUCCESS"}
+		if err := b.r.Complete(ctx, key, old.Token, stale, testTTL); !errors.Is(err, events.ErrLeaseLost) {
 			t.Errorf("late Complete by the expired holder: %v, want ErrLeaseLost", err)
 		}
-		if err := b.r.Release(ctx, key, old.Token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 0}); !errors.Is(err, ErrLeaseLost) {
+		if err := b.r.Release(ctx, key, old.Token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 0}); !errors.Is(err, events.ErrLeaseLost) {
 			t.Errorf("late Release by the expired holder: %v, want ErrLeaseLost", err)
 		}
 		// The newer owner still holds the delivery and is unaffected.
-		mustClaim(t, b, claimReq(key, fpA), ClaimBusy)
+		mustClaim(t, b, claimReq(key, fpA), events.ClaimBusy)
 		mustComplete(t, b, key, cur.Token, okResult)
 
-		if err := b.r.Complete(ctx, key, old.Token, stale, testTTL); !errors.Is(err, ErrLeaseLost) {
+		if err := b.r.Complete(ctx, key, old.Token, stale, testTTL); !errors.Is(err, events.ErrLeaseLost) {
 			t.Errorf("Complete by the expired holder after the owner completed: %v, want ErrLeaseLost", err)
 		}
-		if err := b.r.Complete(ctx, key, "not-a-token", stale, testTTL); !errors.Is(err, ErrLeaseLost) {
+		if err := b.r.Complete(ctx, key, "not-a-token", stale, testTTL); !errors.Is(err, events.ErrLeaseLost) {
 			t.Errorf("Complete with a foreign token: %v, want ErrLeaseLost", err)
 		}
-		if err := b.r.Release(ctx, key, cur.Token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 0}); !errors.Is(err, ErrLeaseLost) {
+		if err := b.r.Release(ctx, key, cur.Token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 0}); !errors.Is(err, events.ErrLeaseLost) {
 			t.Errorf("Release after Complete: %v, want ErrLeaseLost", err)
 		}
 		// A repeated Complete by the owner (a client retry after a lost
@@ -228,7 +228,7 @@ func TestFencing(t *testing.T) {
 		if err := b.r.Complete(ctx, key, cur.Token, okResult, testTTL); err != nil {
 			t.Errorf("repeated Complete by the owner: %v", err)
 		}
-		got := mustClaim(t, b, claimReq(key, fpA), ClaimDone)
+		got := mustClaim(t, b, claimReq(key, fpA), events.ClaimDone)
 		if !bytes.Equal(got.Body, okResult.Body) {
 			t.Errorf("stored body %q, want the owner's %q", got.Body, okResult.Body)
 		}
@@ -246,15 +246,15 @@ func TestExpiredHolderWithoutTakeoverIsFenced(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		const key = "id:lapsed"
-		c := mustClaim(t, b, shortClaimReq(key, fpA), ClaimFresh)
+		c := mustClaim(t, b, shortClaimReq(key, fpA), events.ClaimFresh)
 		b.advance(shortLease)
-		if err := b.r.Complete(ctxT(t), key, c.Token, okResult, testTTL); !errors.Is(err, ErrLeaseLost) {
+		if err := b.r.Complete(ctxT(t), key, c.Token, okResult, testTTL); !errors.Is(err, events.ErrLeaseLost) {
 			t.Errorf("Complete after the lease ran out: %v, want ErrLeaseLost", err)
 		}
 		if rec, err := b.r.Delivery(ctxT(t), key); err != nil || rec.State != "processing" {
 			t.Errorf("record %+v, %v: want still processing, nothing written", rec, err)
 		}
-		mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
+		mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
 	})
 }
 
@@ -274,11 +274,11 @@ func TestTTLs(t *testing.T) {
 		req := claimReq(key, fpA)
 		req.Lease = 10 * time.Second
 		req.TTL = 72 * time.Hour
-		c := mustClaim(t, b, req, ClaimFresh)
+		c := mustClaim(t, b, req, events.ClaimFresh)
 		within(t, "record after claim", b.pttl(t, rec), 72*time.Hour)
 		within(t, "lease after claim", b.pttl(t, lease), 10*time.Second)
 
-		if err := b.r.Release(ctx, key, c.Token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
+		if err := b.r.Release(ctx, key, c.Token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 			t.Fatal(err)
 		}
 		within(t, "record after release", b.pttl(t, rec), 72*time.Hour)
@@ -286,7 +286,7 @@ func TestTTLs(t *testing.T) {
 			t.Errorf("lease after release: PTTL %v, want deleted", got)
 		}
 
-		c = mustClaim(t, b, req, ClaimFresh)
+		c = mustClaim(t, b, req, events.ClaimFresh)
 		if err := b.r.Complete(ctx, key, c.Token, okResult, 24*time.Hour); err != nil {
 			t.Fatal(err)
 		}
@@ -295,23 +295,23 @@ func TestTTLs(t *testing.T) {
 			t.Errorf("lease after complete: PTTL %v, want deleted", got)
 		}
 		// A replayed copy does not extend the record: EVENT_TTL runs from the outcome.
-		mustClaim(t, b, req, ClaimDone)
+		mustClaim(t, b, req, events.ClaimDone)
 		within(t, "record after a duplicate", b.pttl(t, rec), 24*time.Hour)
 
 		// A TTL shorter than the lease would drop a record while it is processed.
 		short := claimReq("id:short-ttl", fpA)
 		short.Lease, short.TTL = 10*time.Second, time.Second
-		mustClaim(t, b, short, ClaimFresh)
+		mustClaim(t, b, short, events.ClaimFresh)
 		rec2, _ := b.r.keys.delivery(short.Key)
 		within(t, "record with ttl < lease", b.pttl(t, rec2), 10*time.Second)
 
 		// The record lives out its TTL and then is gone.
 		if b.mr != nil {
 			b.advance(24 * time.Hour)
-			if _, err := b.r.Delivery(ctx, key); !errors.Is(err, ErrNotFound) {
+			if _, err := b.r.Delivery(ctx, key); !errors.Is(err, events.ErrNotFound) {
 				t.Errorf("record after EVENT_TTL: %v, want ErrNotFound", err)
 			}
-			mustClaim(t, b, req, ClaimFresh)
+			mustClaim(t, b, req, events.ClaimFresh)
 		}
 	})
 }
@@ -321,7 +321,7 @@ func TestHistory(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		ctx := ctxT(t)
 		const key = "sha256:" + fpA
-		if _, err := b.r.Delivery(ctx, key); !errors.Is(err, ErrNotFound) {
+		if _, err := b.r.Delivery(ctx, key); !errors.Is(err, events.ErrNotFound) {
 			t.Fatalf("Delivery of an unknown key: %v, want ErrNotFound", err)
 		}
 		start := time.Now().Add(-time.Second)
@@ -344,28 +344,28 @@ func TestHistory(t *testing.T) {
 		}
 		want := DeliveryRecord{Key: key, EventType: "SUBSCRIPTION_CANCEL", Subscription: "sub-77"}
 
-		c := mustClaim(t, b, req, ClaimFresh)
+		c := mustClaim(t, b, req, events.ClaimFresh)
 		want.State, want.Attempts = "processing", 1
 		check(t, want)
 
-		mustClaim(t, b, req, ClaimBusy) // a concurrent copy does not count
+		mustClaim(t, b, req, events.ClaimBusy) // a concurrent copy does not count
 		check(t, want)
 
-		if err := b.r.Release(ctx, key, c.Token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 1500 * time.Millisecond}); err != nil {
+		if err := b.r.Release(ctx, key, c.Token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 1500 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
 		want.State, want.Code, want.Duration, want.Kind = "released", "TRANSPORT_ERROR", 1500*time.Millisecond, events.Transient
 		check(t, want)
 
-		c = mustClaim(t, b, req, ClaimFresh)
+		c = mustClaim(t, b, req, events.ClaimFresh)
 		want.State, want.Attempts = "processing", 2
 		check(t, want)
 
-		mustComplete(t, b, key, c.Token, Result{Kind: events.Final, Body: []byte(`{"success":true}`), Code: "SUCCESS", Duration: 80 * time.Millisecond})
+		mustComplete(t, b, key, c.Token, events.Result{Kind: events.Final, Body: []byte(`{"success":true}`), Code: "SUCCESS", Duration: 80 * time.Millisecond})
 		want.State, want.Code, want.Duration, want.Kind = "done", "SUCCESS", 80*time.Millisecond, events.Final
 		check(t, want)
 
-		mustClaim(t, b, req, ClaimDone) // a copy answered from the record
+		mustClaim(t, b, req, events.ClaimDone) // a copy answered from the record
 		want.Copies = 1
 		check(t, want)
 	})
@@ -374,13 +374,13 @@ func TestHistory(t *testing.T) {
 func TestClaimRejectsBadRequests(t *testing.T) {
 	t.Parallel()
 	b := newMiniBackend(t)
-	for name, req := range map[string]ClaimRequest{
+	for name, req := range map[string]events.ClaimRequest{
 		"no key":         {Fingerprint: fpA, Lease: time.Second, TTL: time.Hour},
 		"no fingerprint": {Key: "id:x", Lease: time.Second, TTL: time.Hour},
 		"no lease":       {Key: "id:x", Fingerprint: fpA, TTL: time.Hour},
 		"no ttl":         {Key: "id:x", Fingerprint: fpA, Lease: time.Second},
 	} {
-		if _, err := b.r.Claim(ctxT(t), req); err == nil || errors.Is(err, ErrUnavailable) {
+		if _, err := b.r.Claim(ctxT(t), req); err == nil || errors.Is(err, events.ErrUnavailable) {
 			t.Errorf("%s: err = %v, want a plain error", name, err)
 		}
 	}
@@ -395,7 +395,7 @@ func TestClaimConcurrentCopies(t *testing.T) {
 		req.Lease = time.Minute
 		ctx := ctxT(t)
 		start := make(chan struct{})
-		states := make([]ClaimState, n)
+		states := make([]events.ClaimState, n)
 		errs := make([]error, n)
 		var wg sync.WaitGroup
 		for i := range n {
@@ -407,14 +407,14 @@ func TestClaimConcurrentCopies(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
-		count := map[ClaimState]int{}
+		count := map[events.ClaimState]int{}
 		for i := range n {
 			if errs[i] != nil {
 				t.Fatalf("claim %d: %v", i, errs[i])
 			}
 			count[states[i]]++
 		}
-		if count[ClaimFresh] != 1 || count[ClaimBusy] != n-1 {
+		if count[events.ClaimFresh] != 1 || count[events.ClaimBusy] != n-1 {
 			t.Errorf("states %v: want exactly one fresh and %d busy", count, n-1)
 		}
 	})
@@ -444,12 +444,12 @@ func TestRetriedScriptsAreIdempotent(t *testing.T) {
 			t.Errorf("record %+v, %v: want 1 attempt", d, err)
 		}
 		for i := range 2 {
-			if err := b.r.Release(ctx, key, token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
+			if err := b.r.Release(ctx, key, token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 				t.Errorf("release run %d: %v", i+1, err)
 			}
 		}
-		mustClaim(t, b, claimReq(key, fpA), ClaimFresh)
-		if err := b.r.Release(ctx, key, token, Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); !errors.Is(err, ErrLeaseLost) {
+		mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
+		if err := b.r.Release(ctx, key, token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); !errors.Is(err, events.ErrLeaseLost) {
 			t.Errorf("release by the old token after a new claim: %v, want ErrLeaseLost", err)
 		}
 	})

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/banking-marketplace/webhook/internal/events"
 )
 
 // In embedded mode the clock moves by itself: a crashed holder's lock runs
@@ -20,7 +22,7 @@ func TestEmbeddedLeasesRunOut(t *testing.T) {
 	if _, _, err := r.Lock(ctx, "embedded", 300*time.Millisecond, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.Lock(ctx, "embedded", time.Second, 0); !errors.Is(err, ErrBusy) {
+	if _, _, err := r.Lock(ctx, "embedded", time.Second, 0); !errors.Is(err, events.ErrBusy) {
 		t.Fatalf("second Lock while held: %v, want ErrBusy", err)
 	}
 	if _, _, err := r.Lock(ctx, "embedded", time.Second, 3*time.Second); err != nil {

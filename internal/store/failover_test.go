@@ -132,7 +132,7 @@ func TestWaitReplicasWithoutReplica(t *testing.T) {
 				if !tc.wantErr && err != nil {
 					t.Fatalf("attempt %d: SaveAccount: %v", attempt, err)
 				}
-				if tc.wantErr && (!errors.Is(err, ErrNotReplicated) || !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrLeaseLost)) {
+				if tc.wantErr && (!errors.Is(err, ErrNotReplicated) || !errors.Is(err, events.ErrUnavailable) || errors.Is(err, events.ErrLeaseLost)) {
 					t.Fatalf("attempt %d: SaveAccount = %v, want ErrNotReplicated and ErrUnavailable", attempt, err)
 				}
 				// WAIT does not undo the write: the master has the account
@@ -182,7 +182,7 @@ func TestWaitReplicasWithReplica(t *testing.T) {
 			defer unlock()
 			err = r.SaveAccount(ctx, token, a)
 			if tc.wantErr {
-				if !errors.Is(err, ErrNotReplicated) || !errors.Is(err, ErrUnavailable) {
+				if !errors.Is(err, ErrNotReplicated) || !errors.Is(err, events.ErrUnavailable) {
 					t.Fatalf("SaveAccount = %v, want ErrNotReplicated and ErrUnavailable", err)
 				}
 				return
@@ -329,8 +329,8 @@ func saveOnce(ctx context.Context, r *Redis, a events.Account) error {
 // load spans the failover). A save that fails is tried again (the
 // marketplace's redelivery) until acknowledged or ctx ends. half is closed
 // when n/2 saves are acknowledged. It returns which saves were
-// acknowledged; every error must be a transient one (ErrUnavailable,
-// ErrLeaseLost, ErrBusy): anything else fails the test.
+// acknowledged; every error must be a transient one (events.ErrUnavailable,
+// events.ErrLeaseLost, events.ErrBusy): anything else fails the test.
 func runLoad(ctx context.Context, t *testing.T, r *Redis, n, workers int, pace time.Duration, half chan<- struct{}, st *loadStats) []bool {
 	t.Helper()
 	acked := make([]bool, n)
@@ -360,11 +360,11 @@ func runLoad(ctx context.Context, t *testing.T, r *Redis, n, workers int, pace t
 					case ctx.Err() != nil:
 					case errors.Is(err, ErrNotReplicated):
 						st.notReplicated.Add(1)
-					case errors.Is(err, ErrLeaseLost):
+					case errors.Is(err, events.ErrLeaseLost):
 						st.leaseLost.Add(1)
-					case errors.Is(err, ErrBusy):
+					case errors.Is(err, events.ErrBusy):
 						st.busy.Add(1)
-					case errors.Is(err, ErrUnavailable):
+					case errors.Is(err, events.ErrUnavailable):
 						st.unavailable.Add(1)
 					default:
 						t.Errorf("save %d: %v: not a transient error, the event would not be sent again", i, err)

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/backoff"
+	"github.com/banking-marketplace/webhook/internal/events"
 )
 
 // Backoff between lock attempts: short, doubling, jittered, so that waiters
@@ -45,15 +46,15 @@ return 0
 `)
 
 // Lock takes the lock of a subscription, trying again with a short jittered
-// backoff for up to wait (0: one try). It returns ErrBusy when the lock
-// stayed held for the whole wait, ErrUnavailable on Redis errors, and the
+// backoff for up to wait (0: one try). It returns events.ErrBusy when the lock
+// stayed held for the whole wait, events.ErrUnavailable on Redis errors, and the
 // ctx error if ctx ends first.
 //
 // token fences the holder's account writes (SaveAccount): the lock and the
 // account share a hash tag, so one script checks the one and writes the
 // other. The lease bounds how long a crashed holder blocks others; a holder
 // that stalls past it loses the lock, and its later writes are refused with
-// ErrLeaseLost instead of overwriting the new holder's.
+// events.ErrLeaseLost instead of overwriting the new holder's.
 //
 // unlock releases the lock only if it is still ours, and may be called more
 // than once. It uses a context that is not cancelled (the request's ctx is
@@ -81,7 +82,7 @@ func (r *Redis) Lock(ctx context.Context, subscription string, lease, wait time.
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return "", nil, fmt.Errorf("lock %q: %w", subscription, ErrBusy)
+			return "", nil, fmt.Errorf("lock %q: %w", subscription, events.ErrBusy)
 		}
 		// Jittered in [pause/2, pause], never past the deadline.
 		if err := backoff.Sleep(ctx, min(backoff.Half(pause), left)); err != nil {

@@ -24,7 +24,7 @@ func TestLock(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		t.Run("exclusive", func(t *testing.T) {
 			unlock := mustLock(t, b, "sub-excl", time.Minute, 0)
-			if _, _, err := b.r.Lock(ctxT(t), "sub-excl", time.Minute, 0); !errors.Is(err, ErrBusy) {
+			if _, _, err := b.r.Lock(ctxT(t), "sub-excl", time.Minute, 0); !errors.Is(err, events.ErrBusy) {
 				t.Errorf("second Lock: %v, want ErrBusy", err)
 			}
 			mustLock(t, b, "sub-other", time.Minute, 0)() // other names are independent
@@ -48,7 +48,7 @@ func TestLock(t *testing.T) {
 			start := time.Now()
 			_, _, err := b.r.Lock(ctxT(t), "sub-wait", time.Minute, wait)
 			elapsed := time.Since(start)
-			if !errors.Is(err, ErrBusy) {
+			if !errors.Is(err, events.ErrBusy) {
 				t.Fatalf("Lock: %v, want ErrBusy", err)
 			}
 			if elapsed < wait || elapsed > wait+time.Second {
@@ -86,7 +86,7 @@ func TestLock(t *testing.T) {
 			b.advance(lease)
 			fresh := mustLock(t, b, "sub-lease", time.Minute, 0)
 			stale() // must not delete the new holder's lock
-			if _, _, err := b.r.Lock(ctxT(t), "sub-lease", time.Minute, 0); !errors.Is(err, ErrBusy) {
+			if _, _, err := b.r.Lock(ctxT(t), "sub-lease", time.Minute, 0); !errors.Is(err, events.ErrBusy) {
 				t.Errorf("after the stale unlock: %v, want ErrBusy (still held by the new holder)", err)
 			}
 			fresh()
@@ -156,7 +156,7 @@ func TestStalledLockHolderCannotWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 		active := testAccount("sub-s", "42")
-		if err := b.r.SaveAccount(ctx, stalled, active); !errors.Is(err, ErrLeaseLost) {
+		if err := b.r.SaveAccount(ctx, stalled, active); !errors.Is(err, events.ErrLeaseLost) {
 			t.Fatalf("the stalled holder's write: %v, want ErrLeaseLost", err)
 		}
 		if got, err := b.r.Account(ctx, "sub-s"); err != nil || got.Status != events.AccountCancelled {

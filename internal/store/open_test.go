@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
@@ -105,7 +106,7 @@ func TestOpenBadURL(t *testing.T) {
 			if strings.Contains(msg, "secret") {
 				t.Errorf("error %q shows the password", msg)
 			}
-			if errors.Is(err, ErrUnavailable) {
+			if errors.Is(err, events.ErrUnavailable) {
 				t.Errorf("error %q is a configuration error, not ErrUnavailable", msg)
 			}
 			if err := tt.o.Validate(); err == nil || err.Error() != msg {
@@ -143,7 +144,7 @@ func TestOpenUnreachable(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := Open(ctx, Options{URL: "redis://" + addr + "/0"})
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), addr) {
+	if !errors.Is(err, events.ErrUnavailable) || !strings.Contains(err.Error(), addr) {
 		t.Errorf("Open: %v, want ErrUnavailable naming the address", err)
 	}
 	var ae *AuthError
@@ -198,7 +199,7 @@ func TestOpenAuth(t *testing.T) {
 				if !errors.As(err, &ae) || ae.Problem != tt.problem {
 					t.Fatalf("Open: %v, want an *AuthError %q", err, tt.problem)
 				}
-				if errors.Is(err, ErrUnavailable) || strings.Contains(err.Error(), password) {
+				if errors.Is(err, events.ErrUnavailable) || strings.Contains(err.Error(), password) {
 					t.Errorf("Open: %q: unavailable, or shows the password", err)
 				}
 			})
@@ -237,8 +238,8 @@ func TestOpenEmbedded(t *testing.T) {
 	}
 	// Leases run out by the clock in embedded mode: nothing fast-forwards
 	// it there, and a crashed holder must not block a delivery forever.
-	req := ClaimRequest{Key: "id:embedded", Fingerprint: fpA, Lease: 20 * time.Millisecond, TTL: time.Hour}
-	if c, err := r.Claim(t.Context(), req); err != nil || c.State != ClaimFresh {
+	req := events.ClaimRequest{Key: "id:embedded", Fingerprint: fpA, Lease: 20 * time.Millisecond, TTL: time.Hour}
+	if c, err := r.Claim(t.Context(), req); err != nil || c.State != events.ClaimFresh {
 		t.Fatalf("Claim = %+v, %v", c, err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
@@ -247,7 +248,7 @@ func TestOpenEmbedded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.State == ClaimFresh {
+		if c.State == events.ClaimFresh {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -278,15 +279,15 @@ func TestClusterMode(t *testing.T) {
 		t.Fatalf("client is %T, want a cluster client", r.client)
 	}
 	ctx := ctxT(t)
-	req := ClaimRequest{Key: "id:cluster", Fingerprint: fpA, Lease: time.Second, TTL: time.Hour}
+	req := events.ClaimRequest{Key: "id:cluster", Fingerprint: fpA, Lease: time.Second, TTL: time.Hour}
 	c, err := r.Claim(ctx, req)
-	if err != nil || c.State != ClaimFresh {
+	if err != nil || c.State != events.ClaimFresh {
 		t.Fatalf("Claim = %+v, %v", c, err)
 	}
 	if err := r.Complete(ctx, req.Key, c.Token, okResult, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := r.Claim(ctx, req); err != nil || c.State != ClaimDone {
+	if c, err := r.Claim(ctx, req); err != nil || c.State != events.ClaimDone {
 		t.Fatalf("Claim = %+v, %v", c, err)
 	}
 	if err := saveLocked(ctx, r, testAccount("sub-c", "9")); err != nil {

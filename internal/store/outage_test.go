@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
@@ -71,7 +72,7 @@ func TestOutage(t *testing.T) {
 	t.Parallel()
 	srv := startRedisServer(t, "")
 	r := openTest(t, Options{URL: "redis://127.0.0.1:" + srv.port + "/0"})
-	req := ClaimRequest{Key: "id:outage", Fingerprint: fpA, Lease: 5 * time.Second, TTL: time.Hour}
+	req := events.ClaimRequest{Key: "id:outage", Fingerprint: fpA, Lease: 5 * time.Second, TTL: time.Hour}
 	calls := []struct {
 		name string
 		call func(ctx context.Context) error
@@ -89,7 +90,7 @@ func TestOutage(t *testing.T) {
 	}
 	ctx := ctxT(t)
 	for _, c := range calls {
-		if err := c.call(ctx); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := c.call(ctx); err != nil && !errors.Is(err, events.ErrNotFound) {
 			t.Fatalf("%s before the outage: %v", c.name, err)
 		}
 	}
@@ -103,7 +104,7 @@ func TestOutage(t *testing.T) {
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("%s took %v to fail, want well under 4s", c.name, d)
 		}
-		if !errors.Is(err, ErrUnavailable) {
+		if !errors.Is(err, events.ErrUnavailable) {
 			t.Errorf("%s during the outage: %v, want ErrUnavailable", c.name, err)
 		}
 	}
@@ -118,7 +119,7 @@ func TestOutage(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	for _, c := range calls {
-		if err := c.call(ctx); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := c.call(ctx); err != nil && !errors.Is(err, events.ErrNotFound) {
 			t.Errorf("%s after Redis came back: %v", c.name, err)
 		}
 	}

@@ -27,7 +27,7 @@ var ErrPolicyHidden = errors.New("redis refuses CONFIG and INFO: its maxmemory-p
 // is read and the first policy that is not NoEviction is returned (with
 // the master's address), since one evicting shard is enough to lose
 // records. The embedded Redis never evicts: NoEviction. Errors:
-// ErrPolicyHidden when both commands are refused, ErrUnavailable when
+// ErrPolicyHidden when both commands are refused, events.ErrUnavailable when
 // Redis does not answer.
 func (r *Redis) MaxmemoryPolicy(ctx context.Context) (string, error) {
 	if r.mini != nil {

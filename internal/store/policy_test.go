@@ -10,6 +10,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
@@ -87,7 +88,7 @@ func TestMaxmemoryPolicy(t *testing.T) {
 
 // miniredis has neither CONFIG nor INFO memory: like a managed Redis that
 // refuses both. The embedded Redis never evicts. A Redis that does not
-// answer is ErrUnavailable, not hidden.
+// answer is events.ErrUnavailable, not hidden.
 func TestMaxmemoryPolicyMiniredis(t *testing.T) {
 	t.Parallel()
 	m := miniredis.RunT(t)
@@ -100,7 +101,7 @@ func TestMaxmemoryPolicyMiniredis(t *testing.T) {
 		t.Error("the refused CONFIG or INFO counted as a Redis error")
 	}
 	m.Close()
-	if _, err := r.MaxmemoryPolicy(t.Context()); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrPolicyHidden) {
+	if _, err := r.MaxmemoryPolicy(t.Context()); !errors.Is(err, events.ErrUnavailable) || errors.Is(err, ErrPolicyHidden) {
 		t.Errorf("miniredis down: %v, want ErrUnavailable", err)
 	}
 

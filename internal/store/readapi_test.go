@@ -54,12 +54,12 @@ func TestIndexesAreWrittenInOneStep(t *testing.T) {
 
 		req := claimReq("id:one-step", fpA)
 		req.Subscription = "sub-u1"
-		c := mustClaim(t, b, req, ClaimFresh)
+		c := mustClaim(t, b, req, events.ClaimFresh)
 		if err := completeScript.Load(ctx, b.r.client).Err(); err != nil {
 			t.Fatal(err)
 		}
 		trips = countRoundTrips(b.r, "")
-		mustComplete(t, b, req.Key, c.Token, Result{Subscription: "sub-u1", Kind: events.Final, Body: []byte(`{}`), Code: "SUCCESS"})
+		mustComplete(t, b, req.Key, c.Token, events.Result{Subscription: "sub-u1", Kind: events.Final, Body: []byte(`{}`), Code: "SUCCESS"})
 		want = 1
 		if b.r.cluster() {
 			want = 2 // the record, then the log entry in the subscription's slot
@@ -104,27 +104,27 @@ func TestDeliveryLog(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		ctx := ctxT(t)
-		req := func(key string) ClaimRequest {
+		req := func(key string) events.ClaimRequest {
 			r := claimReq(key, fpA)
 			r.Subscription = "sub-log"
 			return r
 		}
 		first := req("id:log-1")
-		c := mustClaim(t, b, first, ClaimFresh)
-		if err := b.r.Release(ctx, first.Key, c.Token, Result{Subscription: "sub-log", Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
+		c := mustClaim(t, b, first, events.ClaimFresh)
+		if err := b.r.Release(ctx, first.Key, c.Token, events.Result{Subscription: "sub-log", Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 			t.Fatal(err)
 		}
 		log, _ := b.r.Deliveries(ctx, "sub-log")
 		if len(log) != 1 || log[0].State != "released" || log[0].Kind != "transient" || log[0].Attempts != 1 {
 			t.Fatalf("after a transient outcome: %+v", log)
 		}
-		c = mustClaim(t, b, first, ClaimFresh)
-		mustComplete(t, b, first.Key, c.Token, Result{Subscription: "sub-log", Kind: events.Final, Body: []byte(`{}`), Code: "SUCCESS", Duration: 40 * time.Millisecond})
-		mustClaim(t, b, first, ClaimDone)
-		mustClaim(t, b, first, ClaimDone)
+		c = mustClaim(t, b, first, events.ClaimFresh)
+		mustComplete(t, b, first.Key, c.Token, events.Result{Subscription: "sub-log", Kind: events.Final, Body: []byte(`{}`), Code: "SUCCESS", Duration: 40 * time.Millisecond})
+		mustClaim(t, b, first, events.ClaimDone)
+		mustClaim(t, b, first, events.ClaimDone)
 		b.advance(5 * time.Millisecond)
 		second := req("id:log-2")
-		mustClaim(t, b, second, ClaimFresh)
+		mustClaim(t, b, second, events.ClaimFresh)
 
 		log, err := b.r.Deliveries(ctx, "sub-log")
 		if err != nil || len(log) != 2 {
@@ -142,7 +142,7 @@ func TestDeliveryLog(t *testing.T) {
 		}
 
 		for i := range DeliveriesPerSubscription + 5 {
-			mustClaim(t, b, req(fmt.Sprintf("id:storm-%d", i)), ClaimFresh)
+			mustClaim(t, b, req(fmt.Sprintf("id:storm-%d", i)), events.ClaimFresh)
 		}
 		log, _ = b.r.Deliveries(ctx, "sub-log")
 		if len(log) != DeliveriesPerSubscription {
@@ -169,15 +169,15 @@ func TestCopyKey(t *testing.T) {
 		if _, ok, err := b.r.Copy(ctx, "copy-key-1"); ok || err != nil {
 			t.Fatalf("before any outcome: %v %v", ok, err)
 		}
-		c := mustClaim(t, b, req, ClaimFresh)
-		if err := b.r.Release(ctx, req.Key, c.Token, Result{Subscription: "sub-copy", CopyKey: "copy-key-1", Kind: events.Transient, Code: "TRANSPORT_ERROR"}); err != nil {
+		c := mustClaim(t, b, req, events.ClaimFresh)
+		if err := b.r.Release(ctx, req.Key, c.Token, events.Result{Subscription: "sub-copy", CopyKey: "copy-key-1", Kind: events.Transient, Code: "TRANSPORT_ERROR"}); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, _ := b.r.Copy(ctx, "copy-key-1"); ok {
 			t.Fatal("a transient outcome was kept under the copy key")
 		}
-		c = mustClaim(t, b, req, ClaimFresh)
-		mustComplete(t, b, req.Key, c.Token, Result{Subscription: "sub-copy", CopyKey: "copy-key-1", EventType: "SUBSCRIPTION_ORDER",
+		c = mustClaim(t, b, req, events.ClaimFresh)
+		mustComplete(t, b, req.Key, c.Token, events.Result{Subscription: "sub-copy", CopyKey: "copy-key-1", EventType: "SUBSCRIPTION_ORDER",
 			Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"9"}`), Code: "SUCCESS"})
 		trips := countRoundTrips(b.r, "")
 		got, ok, err := b.r.Copy(ctx, "copy-key-1")

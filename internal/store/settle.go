@@ -91,7 +91,7 @@ func (r *Redis) Unsettled(ctx context.Context, limit int) ([]events.Account, err
 	out := make([]events.Account, 0, len(subs))
 	for _, sub := range subs {
 		a, err := r.Account(ctx, sub)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, events.ErrNotFound) {
 			continue
 		}
 		if err != nil {

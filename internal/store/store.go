@@ -1,7 +1,9 @@
 // Package store is the Redis side of the service: delivery records (dedupe,
-// leases and the redelivery rules), the account records, and per-subscription
-// locks. It is the only package that imports go-redis. The key layout lives
-// in keys.go.
+// leases and the redelivery rules), the account records and their indexes,
+// the settle queue, and per-subscription locks. Of the service's packages
+// it is the only one that imports go-redis (the load benchmark's floor
+// server and the test support, internal/testredis, import it too). The key
+// layout lives in keys.go.
 package store
 
 import (
@@ -18,15 +20,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
-)
-
-// Errors, matched with errors.Is: the domain's (internal/events), so that
-// callers name them without importing this package.
-var (
-	ErrUnavailable = events.ErrUnavailable
-	ErrNotFound    = events.ErrNotFound
-	ErrLeaseLost   = events.ErrLeaseLost
-	ErrBusy        = events.ErrBusy
 )
 
 // DefaultPrefix namespaces every key when Options.Prefix is empty.
@@ -190,7 +183,7 @@ type Redis struct {
 // startup error rather than a 503 on the first delivery. An empty URL
 // starts an embedded miniredis on 127.0.0.1:0. Options that Validate
 // refuses are its error; Redis refusing the URL's credentials is an
-// *AuthError; Redis not answering is ErrUnavailable.
+// *AuthError; Redis not answering is events.ErrUnavailable.
 func Open(ctx context.Context, o Options) (*Redis, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -314,10 +307,10 @@ func (r *Redis) Ping(ctx context.Context) error {
 	return nil
 }
 
-// unavailable wraps a go-redis error in ErrUnavailable, keeping the cause
+// unavailable wraps a go-redis error in events.ErrUnavailable, keeping the cause
 // for errors.Is (context.DeadlineExceeded, net errors) and for the log.
 func unavailable(op string, err error) error {
-	return fmt.Errorf("redis %s: %w: %w", op, ErrUnavailable, err)
+	return fmt.Errorf("redis %s: %w: %w", op, events.ErrUnavailable, err)
 }
 
 // SetClientLogger sends go-redis's own log lines (failed dials during an

@@ -2,7 +2,9 @@
 // product as the webhook runs it: accounts in Redis (miniredis here) and,
 // when the plan provisions Q2, the Q2 sandbox behind real HTTP with the
 // real client. The tests of provisioning and of each target share it so
-// that every plan test stands on the same ground. Only tests import it.
+// that every plan test stands on the same ground; Sandbox reads a
+// sandbox's stats with Q2's users beside the calls, for every test that
+// counts them. Only tests import it.
 package testplan
 
 import (
@@ -16,10 +18,11 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
-	"github.com/banking-marketplace/webhook/internal/q2client"
+	"github.com/banking-marketplace/webhook/internal/q2"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/store"
-	q2target "github.com/banking-marketplace/webhook/internal/target/q2"
 )
 
 // LockWait is how long an event waits for its subscription's lock when
@@ -32,7 +35,7 @@ type Config struct {
 	Product string
 	// Q2, when not nil, puts a q2 target with these settings first in
 	// the plan, over a Q2 sandbox; nil leaves Q2 out.
-	Q2       *q2target.Settings
+	Q2       *q2.Settings
 	Targets  []provisioning.Target // the plan's targets, after q2
 	LockWait time.Duration         // LockWait when zero
 }
@@ -50,30 +53,49 @@ type Env struct {
 
 // Q2 is a Q2 sandbox served by httptest and the real client of it.
 type Q2 struct {
-	Sandbox *sandbox.Sandbox
-	Client  *q2client.Client
+	Sandbox Sandbox
+	Client  *q2api.Client
+}
+
+// Sandbox is a sandbox serving Q2 (and maybe other parts), whose Stats
+// read Q2's block out: the tests count Q2's users beside the calls.
+type Sandbox struct{ *sandbox.Sandbox }
+
+// Stats is the sandbox's stats with Q2's live users and customers beside
+// the calls, where /_sandbox/stats shows them too.
+type Stats struct {
+	sandbox.Stats
+	Users, Customers int
+}
+
+// Stats returns the calls, each part's block, and Q2's users and
+// customers (0 when the sandbox serves no Q2).
+func (s Sandbox) Stats() Stats {
+	st := s.Sandbox.Stats()
+	q2, _ := st.Parts[q2sandbox.Name].(q2sandbox.Stats)
+	return Stats{Stats: st, Users: q2.Users, Customers: q2.Customers}
 }
 
 // NewQ2 starts a Q2 sandbox, closed when the test ends, and its client,
 // which retries quickly.
 func NewQ2(t testing.TB) *Q2 {
 	t.Helper()
-	sb := sandbox.New(sandbox.Config{})
+	sb := sandbox.New(q2sandbox.New(q2sandbox.Config{}))
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
-	c, err := q2client.New(srv.URL,
-		q2client.WithCredentials(sandbox.DefaultClientID, sandbox.DefaultClientSecret),
-		q2client.WithRetry(2, time.Millisecond, 5*time.Millisecond))
+	c, err := q2api.New(srv.URL,
+		q2api.WithCredentials(q2sandbox.DefaultClientID, q2sandbox.DefaultClientSecret),
+		q2api.WithRetry(2, time.Millisecond, 5*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Q2{Sandbox: sb, Client: c}
+	return &Q2{Sandbox: Sandbox{sb}, Client: c}
 }
 
 // Target is the q2 target over the sandbox, with settings s.
-func (q *Q2) Target(t testing.TB, s q2target.Settings) provisioning.Target {
+func (q *Q2) Target(t testing.TB, s q2.Settings) provisioning.Target {
 	t.Helper()
-	target, err := q2target.New(q.Client, s)
+	target, err := q2.New(q.Client, s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,14 +17,16 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
+	"github.com/banking-marketplace/webhook/internal/testplan"
 )
 
 // rig is a floor on miniredis and the in-memory Q2 sandbox.
 type rig struct {
 	floor   *floor
 	url     string
-	sandbox *sandbox.Sandbox
+	sandbox testplan.Sandbox
 	redis   *miniredis.Miniredis
 }
 
@@ -33,7 +35,7 @@ func newRig(t *testing.T, maxInFlight int, waitForOther time.Duration) *rig {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	sb := sandbox.New(sandbox.Config{ClientID: "floor", ClientSecret: "floor-secret"})
+	sb := sandbox.New(q2sandbox.New(q2sandbox.Config{ClientID: "floor", ClientSecret: "floor-secret"}))
 	q2 := httptest.NewServer(sb.Handler())
 	t.Cleanup(q2.Close)
 	f, err := newFloor(config{
@@ -45,7 +47,7 @@ func newRig(t *testing.T, maxInFlight int, waitForOther time.Duration) *rig {
 	}
 	srv := httptest.NewServer(f.handler())
 	t.Cleanup(srv.Close)
-	return &rig{floor: f, url: srv.URL + "/marketplace/my-product-name", sandbox: sb, redis: mr}
+	return &rig{floor: f, url: srv.URL + "/marketplace/my-product-name", sandbox: testplan.Sandbox{Sandbox: sb}, redis: mr}
 }
 
 func orderBody(subscription string) []byte {
