@@ -29,6 +29,10 @@ type Account struct {
 	Prior *Intent `json:"prior,omitempty"`
 	// Steps are the plan's steps, one per target, in plan order.
 	Steps []Step `json:"steps,omitempty"`
+	// Members are the users assigned to the subscription beyond the one
+	// its ORDER enrolled (AppDirect's USER_ASSIGNMENT), each with its step
+	// in the plan's target that enrolls users.
+	Members []Member `json:"members,omitempty"`
 
 	// Status is the account as the read API shows it, derived from the
 	// intent and the steps by Derive on every save.
@@ -77,6 +81,10 @@ type Intent struct {
 	// Code and Message are the refusal of a refused intent.
 	Code    ErrorCode `json:"code,omitempty"`
 	Message string    `json:"message,omitempty"`
+	// Suspended: provisioned, not to be used now (AppDirect's DEACTIVATED
+	// notice; REACTIVATED clears it). The outside systems keep their
+	// steps: none of them can suspend.
+	Suspended bool `json:"suspended,omitempty"`
 	// Promised: a 200 reply was sent (or is being sent) for this intent;
 	// the service keeps it true by itself, whatever the marketplace does
 	// next.
@@ -134,6 +142,28 @@ type Step struct {
 	Recheck *time.Time `json:"recheck,omitempty"`
 }
 
+// Member is a user assigned to a subscription (by its marketplace user
+// id, an opaque uuid: nothing personal), and where its step stands.
+type Member struct {
+	User string `json:"user"`
+	// Assigned is the intent: assigned (its step live) or unassigned (its
+	// step undone). Promised: a 200 answered that intent.
+	Assigned bool      `json:"assigned"`
+	Promised bool      `json:"promised,omitempty"`
+	LastCopy time.Time `json:"lastCopy"`
+	Step     Step      `json:"step"`
+}
+
+// Member returns the member of user, if any.
+func (a *Account) Member(user string) (*Member, bool) {
+	for i := range a.Members {
+		if a.Members[i].User == user {
+			return &a.Members[i], true
+		}
+	}
+	return nil, false
+}
+
 // Settle is where settling an account stands.
 type Settle struct {
 	// Since is when the account last became unsettled.
@@ -168,6 +198,12 @@ func (a Account) Settled() bool {
 			return false
 		}
 	}
+	for _, m := range a.Members {
+		live := a.Intent.State == IntentActive && m.Assigned
+		if live != (m.Step.State == StepLive) || !live && m.Step.State.MayExist() {
+			return false
+		}
+	}
 	return true
 }
 
@@ -180,8 +216,11 @@ func (a *Account) Derive() {
 		a.Status = AccountFailed
 	default:
 		a.Status = AccountActive
-		if !a.Intent.Promised && a.Intent.By == SubscriptionOrder {
+		switch {
+		case !a.Intent.Promised && a.Intent.By == SubscriptionOrder:
 			a.Status = AccountProvisioning // not answered with success yet: not to be used
+		case a.Intent.Suspended:
+			a.Status = AccountSuspended
 		}
 	}
 }

@@ -12,11 +12,27 @@ import "strconv"
 // EventType names what a subscription event asks for.
 type EventType string
 
-// The event types the Q2 marketplace sends.
+// The event types the Q2 marketplace sends, and those AppDirect sends
+// when it calls the service directly.
 const (
 	SubscriptionOrder  EventType = "SUBSCRIPTION_ORDER"
 	SubscriptionChange EventType = "SUBSCRIPTION_CHANGE"
 	SubscriptionCancel EventType = "SUBSCRIPTION_CANCEL"
+	// SubscriptionNotice carries payload.notice.type (see the Notice*
+	// constants).
+	SubscriptionNotice EventType = "SUBSCRIPTION_NOTICE"
+	// UserAssignment and UserUnassignment carry payload.user: one more
+	// user of the subscription's account, or one fewer.
+	UserAssignment   EventType = "USER_ASSIGNMENT"
+	UserUnassignment EventType = "USER_UNASSIGNMENT"
+)
+
+// The notices of a SUBSCRIPTION_NOTICE.
+const (
+	NoticeDeactivated     = "DEACTIVATED"      // suspend: provisioned, not to be used
+	NoticeReactivated     = "REACTIVATED"      // usable again
+	NoticeClosed          = "CLOSED"           // cancel
+	NoticeUpcomingInvoice = "UPCOMING_INVOICE" // acknowledged, nothing to do
 )
 
 // Supported reports whether the service knows how to process t.

@@ -3,8 +3,12 @@ package provisioning
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
 )
@@ -202,4 +206,158 @@ func (w *work) answerPromising(ctx context.Context, st *stop, out events.Outcome
 		w.promise()
 	}
 	return w.answer(ctx, st, out)
+}
+
+// known loads what an event of an existing subscription needs: the
+// account, rebuilt from the targets when Redis forgot it. ok is false with
+// the answer when there is nothing to act on.
+func (w *work) known(ctx context.Context) (events.Outcome, bool) {
+	if w.fresh {
+		if out, ok := w.rebuild(ctx); !ok {
+			return out, false
+		}
+	}
+	in := w.acct.Intent
+	switch {
+	case w.fresh || in.State.Undo():
+		return w.answer(ctx, nil, events.Refused(events.AccountNotFound, "no active account for subscription "+w.acct.SubscriptionID)), false
+	case !in.Promised && w.acct.Prior == nil:
+		// Its ORDER is under way: the event waits for it.
+		return events.InProgress("the order of subscription "+w.acct.SubscriptionID+" is still being provisioned; send the event again shortly", 5*time.Second), false
+	}
+	return events.Outcome{}, true
+}
+
+// notice: AppDirect's SUBSCRIPTION_NOTICE. DEACTIVATED suspends the
+// subscription (the read API says "suspended"; the outside systems keep
+// their steps, none of them can suspend), REACTIVATED makes it usable
+// again, CLOSED cancels it as a CANCEL does, UPCOMING_INVOICE is
+// acknowledged.
+func (s *Service) notice(ctx context.Context, w *work) events.Outcome {
+	kind := ""
+	if n := w.ev.Event.Payload.Notice; n != nil {
+		kind = n.Type
+	}
+	if kind == events.NoticeClosed {
+		return s.cancel(ctx, w)
+	}
+	switch kind {
+	case events.NoticeDeactivated, events.NoticeReactivated, events.NoticeUpcomingInvoice:
+	default:
+		return events.Refused(events.ConfigurationError, fmt.Sprintf(
+			"SUBSCRIPTION_NOTICE %q is not handled; the service handles DEACTIVATED, REACTIVATED, CLOSED and UPCOMING_INVOICE", kind))
+	}
+	if out, ok := w.known(ctx); !ok {
+		return out
+	}
+	if suspend := kind == events.NoticeDeactivated; kind != events.NoticeUpcomingInvoice && w.acct.Intent.Suspended != suspend {
+		w.acct.Intent.Suspended = suspend
+		w.dirty = true
+		w.log(ctx).Info("subscription notice", zap.String("notice", kind))
+	}
+	return w.answer(ctx, nil, events.Provisioned(w.acct.AccountIdentifier))
+}
+
+// assign: AppDirect's USER_ASSIGNMENT enrolls one more user on the
+// subscription's account, exactly once (its own derived logon), within
+// the purchased USER quantity.
+func (s *Service) assign(ctx context.Context, w *work) events.Outcome {
+	user, out, ok := w.eventUser()
+	if !ok {
+		return out
+	}
+	if out, ok := w.known(ctx); !ok {
+		return out
+	}
+	if w.plan.memberTarget() == nil {
+		return w.answer(ctx, nil, events.Refused(events.ConfigurationError,
+			"product "+w.plan.Product+" enrolls no users beyond the first (no target of its plan does)"))
+	}
+	m, found := w.acct.Member(user)
+	switch {
+	case found && m.Assigned && m.Promised:
+		return w.answer(ctx, nil, events.Refused(events.UserAlreadyExists, "the user is already assigned to subscription "+w.acct.SubscriptionID))
+	case !found || !m.Assigned:
+		if limit, ok := userLimit(w.acct.Intent.Items); ok && 1+assigned(w.acct)+1 > limit {
+			return w.answer(ctx, nil, events.Refused(events.MaxUsersReached, fmt.Sprintf(
+				"subscription %s has %d of %d users; buy more to assign another", w.acct.SubscriptionID, 1+assigned(w.acct), limit)))
+		}
+		if !found {
+			w.acct.Members = append(w.acct.Members, events.Member{User: user})
+			m, _ = w.acct.Member(user)
+		}
+		m.Assigned, m.Promised = true, false
+	}
+	m.LastCopy = s.now().UTC()
+	w.dirty = true
+	st := w.settle(ctx)
+	m, _ = w.acct.Member(user)
+	switch {
+	case w.refusal != nil:
+		return w.answer(ctx, st, events.Refused(w.refusal.Code, w.refusal.Message))
+	case m != nil && m.Step.State == events.StepLive:
+		m.Promised = true
+		return w.answer(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
+	case st == nil:
+		return w.answer(ctx, st, events.Refused(events.AccountNotFound, "subscription "+w.acct.SubscriptionID+" was cancelled"))
+	}
+	return w.answer(ctx, st, w.notNow(st))
+}
+
+// unassign: AppDirect's USER_UNASSIGNMENT deletes that user's work. Once
+// its undo has begun it is finished, as a CANCEL's.
+func (s *Service) unassign(ctx context.Context, w *work) events.Outcome {
+	user, out, ok := w.eventUser()
+	if !ok {
+		return out
+	}
+	if out, ok := w.known(ctx); !ok {
+		return out
+	}
+	m, found := w.acct.Member(user)
+	if !found || !m.Assigned {
+		return w.answer(ctx, nil, events.Refused(events.UserNotFound, "the user is not assigned to subscription "+w.acct.SubscriptionID))
+	}
+	m.Assigned, m.Promised, m.LastCopy = false, false, s.now().UTC()
+	w.dirty = true
+	st := w.settle(ctx)
+	if st != nil && st.store == nil && w.moved == 0 && noEffect(st.failure) {
+		if m, ok := w.acct.Member(user); ok {
+			m.Assigned, m.Promised = true, true // nothing was undone: as it was
+		}
+		return w.answer(ctx, st, w.notNow(st))
+	}
+	if m, ok := w.acct.Member(user); ok {
+		m.Promised = true
+	}
+	return w.answer(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
+}
+
+// eventUser is the user an assignment event names (payload.user.uuid).
+func (w *work) eventUser() (string, events.Outcome, bool) {
+	if u := w.ev.Event.Payload.User; u != nil && u.UUID != "" {
+		return u.UUID, events.Outcome{}, true
+	}
+	return "", events.Refused(events.UserNotFound, "the event names no user: payload.user.uuid is missing"), false
+}
+
+// userLimit is the purchased quantity of unit USER, if the order names one.
+func userLimit(items []events.Item) (int, bool) {
+	for _, it := range items {
+		if strings.EqualFold(it.Unit, "USER") {
+			return int(it.Quantity), true
+		}
+	}
+	return 0, false
+}
+
+// assigned counts the users assigned beyond the ORDER's own.
+func assigned(a events.Account) int {
+	n := 0
+	for _, m := range a.Members {
+		if m.Assigned {
+			n++
+		}
+	}
+	return n
 }

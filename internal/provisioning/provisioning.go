@@ -162,9 +162,15 @@ func (s *Service) Process(ctx context.Context, ev *events.SubscriptionEvent, pro
 		decide = s.change
 	case events.SubscriptionCancel:
 		decide = s.cancel
+	case events.SubscriptionNotice:
+		decide = s.notice
+	case events.UserAssignment:
+		decide = s.assign
+	case events.UserUnassignment:
+		decide = s.unassign
 	default:
 		return events.Refused(events.ConfigurationError, fmt.Sprintf(
-			"event_type %q is not supported; this extension handles SUBSCRIPTION_ORDER, SUBSCRIPTION_CHANGE and SUBSCRIPTION_CANCEL", ev.EventType))
+			"event_type %q is not supported; the service handles SUBSCRIPTION_ORDER, SUBSCRIPTION_CHANGE, SUBSCRIPTION_CANCEL, SUBSCRIPTION_NOTICE, USER_ASSIGNMENT and USER_UNASSIGNMENT", ev.EventType))
 	}
 	if out, ok := s.ownSubscription(ctx, ev); !ok {
 		return out
@@ -265,7 +271,7 @@ func (w *work) rebuild(ctx context.Context) (events.Outcome, bool) {
 		if err != nil {
 			// Nothing is recorded of a subscription whose work could not
 			// be looked for: the event is answered as not carried out now.
-			st := w.failed(ctx, i, "looking for the subscription's earlier work", err)
+			st := w.failed(ctx, w.planSlot(i), "looking for the subscription's earlier work", err)
 			w.dirty = false
 			if w.ev.EventType == events.SubscriptionCancel && st.failure.Kind != Misconfigured {
 				return events.NotCancelled(t.Name() + " could not be asked for the subscription's work now; it is kept as it is, send the cancel again"), false
@@ -421,6 +427,16 @@ func (w *work) promise() {
 		w.acct.Intent.Promised, w.acct.Prior = true, nil
 		w.dirty = true
 	}
+}
+
+// memberTarget is the plan's first target that enrolls assigned users.
+func (p Plan) memberTarget() Target {
+	for _, t := range p.Targets {
+		if _, ok := t.(Users); ok {
+			return t
+		}
+	}
+	return nil
 }
 
 func (p Plan) index(name string) int {

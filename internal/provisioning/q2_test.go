@@ -229,7 +229,7 @@ func TestStatelessAndUnsupported(t *testing.T) {
 	}
 	// Every type the dispatch does not list is refused with no side
 	// effect: nothing falls into a destructive default.
-	for _, typ := range []events.EventType{"SUBSCRIPTION_NOTICE", "USER_ASSIGNMENT", "subscription_cancel", ""} {
+	for _, typ := range []events.EventType{"USER_UPDATED", "ACCOUNT_SYNC", "ADDON_ORDER", "subscription_cancel", ""} {
 		ev := testevents.Order(t, "sub-notice")
 		ev.EventType, ev.Event.Type = typ, typ
 		out := e.Process(ev)

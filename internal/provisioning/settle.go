@@ -57,43 +57,103 @@ func (w *work) settle(ctx context.Context) *stop {
 	return &stop{failure: Outage("the subscription's intent kept changing; it is settled later", 0, nil)}
 }
 
-// doAll brings every step, in plan order, live as the intent asks.
+// slot is one step the loop moves: a step of the product's plan, or the
+// step of a user assigned to the subscription (member) in the plan's
+// target that enrolls users.
+type slot struct {
+	t      Target
+	st     *events.Step
+	member *events.Member // nil for a plan step
+	first  bool           // the plan's first step: its id is the account's identifier
+}
+
+func (w *work) planSlot(i int) slot {
+	return slot{t: w.plan.Targets[i], st: &w.acct.Steps[i], first: i == 0}
+}
+
+// memberSlots are the slots of the assigned users, in the target that
+// enrolls them; none when no target of the plan does.
+func (w *work) memberSlots() []slot {
+	t := w.plan.memberTarget()
+	if t == nil {
+		return nil
+	}
+	out := make([]slot, len(w.acct.Members))
+	for i := range w.acct.Members {
+		m := &w.acct.Members[i]
+		if m.Step.Target == "" {
+			m.Step = events.Step{Target: t.Name(), State: events.StepPending}
+		}
+		out[i] = slot{t: t, st: &m.Step, member: m}
+	}
+	return out
+}
+
+// jobOf is what the target of s needs to know.
+func (w *work) jobOf(s slot) *Job {
+	j := w.job(-1)
+	j.Current = *s.st
+	if s.member != nil {
+		j.Member = s.member.User
+		// Only the assignment of this user carries what its step is
+		// made of; any other event is none of its business.
+		if ev := w.ev; ev == nil || ev.EventType != events.UserAssignment || ev.Event.Payload.User == nil || ev.Event.Payload.User.UUID != j.Member {
+			j.Event = nil
+		}
+	}
+	return j
+}
+
+// doAll brings every step, in plan order, live as the intent asks, then
+// the assigned users' steps (and undoes the unassigned ones).
 func (w *work) doAll(ctx context.Context) *stop {
-	for i, t := range w.plan.Targets {
-		if st := w.do(ctx, i, t); st != nil {
+	for i := range w.plan.Targets {
+		if st := w.do(ctx, w.planSlot(i)); st != nil {
 			return st
 		}
 		if w.acct.Intent.State != events.IntentActive {
 			return nil // the intent changed: settle goes on toward it
 		}
 	}
+	for _, s := range w.memberSlots() {
+		var st *stop
+		if s.member.Assigned {
+			st = w.do(ctx, s)
+		} else {
+			st = w.undo(ctx, s)
+		}
+		if st != nil {
+			return st
+		}
+	}
+	w.dropUnassigned()
 	return nil
 }
 
-// do brings step i live at the intent's revision.
-func (w *work) do(ctx context.Context, i int, t Target) *stop {
-	st := &w.acct.Steps[i]
+// do brings the step of s live at the intent's revision.
+func (w *work) do(ctx context.Context, s slot) *stop {
+	t, st := s.t, s.st
 	rev := w.acct.Intent.Rev
 	if st.State == events.StepLive {
-		if st.Rev >= rev {
+		if st.Rev >= rev || s.member != nil { // a user's step has nothing to change
 			return nil
 		}
 		if err := w.flush(ctx); err != nil {
 			return &stop{target: t.Name(), store: err}
 		}
-		changed, err := t.Change(ctx, w.job(i), *st)
+		changed, err := t.Change(ctx, w.jobOf(s), *st)
 		if err != nil {
-			return w.failed(ctx, i, "changing", err)
+			return w.failed(ctx, s, "changing", err)
 		}
-		w.record(i, changed, events.StepLive, rev)
+		w.record(s, changed, events.StepLive, rev)
 		return nil
 	}
 	if st.State != events.StepPending {
 		// calling, unknown (a call may have created it) or undone (to be
 		// provisioned again): ask before creating.
-		step, presence, err := t.Find(ctx, w.job(i))
+		step, presence, err := t.Find(ctx, w.jobOf(s))
 		if err != nil {
-			return w.failed(ctx, i, "looking for earlier work", err)
+			return w.failed(ctx, s, "looking for earlier work", err)
 		}
 		switch presence {
 		case Live:
@@ -102,105 +162,134 @@ func (w *work) do(ctx context.Context, i int, t Target) *stop {
 				created = 0
 			}
 			step.Uncertain = st.Uncertain
-			w.record(i, step, events.StepLive, created)
-			w.identify(i)
-			return w.do(ctx, i, t) // changed since? Change it.
+			w.record(s, step, events.StepLive, created)
+			w.identify(s)
+			return w.do(ctx, s) // changed since? Change it.
 		case Gone:
-			return w.goneOutside(ctx, i, step)
+			return w.goneOutside(ctx, s, step)
 		}
 	}
-	prep, err := t.Prepare(ctx, w.job(i))
+	prep, err := t.Prepare(ctx, w.jobOf(s))
 	switch {
 	case errors.Is(err, ErrNeedsEvent):
 		return &stop{target: t.Name(), waitCopy: true}
 	case err != nil:
-		return w.failed(ctx, i, "preparing", err)
+		return w.failed(ctx, s, "preparing", err)
 	}
-	if i == 0 && prep.ID != "" {
-		if st := w.claimIdentifier(ctx, t, prep.ID); st != nil {
+	if s.first && prep.ID != "" {
+		if st := w.claimIdentifier(ctx, s, prep.ID); st != nil {
 			return st
 		}
 	}
 	before, uncertain := st.State, st.Uncertain
 	now := w.s.now().UTC()
 	prep.Attempts, prep.LastError, prep.Uncertain = st.Attempts, st.LastError, &now
-	w.record(i, prep, events.StepCalling, rev)
+	w.record(s, prep, events.StepCalling, rev)
 	if err := w.flush(ctx); err != nil { // "calling" is recorded before the call goes out
 		return &stop{target: t.Name(), store: err}
 	}
-	step, err := t.Provision(ctx, w.job(i))
+	step, err := t.Provision(ctx, w.jobOf(s))
 	switch {
 	case errors.Is(err, ErrGone):
 		st.Uncertain = uncertain // it answered: nothing of this call is in flight
-		return w.goneOutside(ctx, i, step)
+		return w.goneOutside(ctx, s, step)
 	case err != nil:
-		stp := w.failed(ctx, i, "provisioning", err)
+		stp := w.failed(ctx, s, "provisioning", err)
 		if stp.failure.Kind != Transient { // refused: nothing was created
 			st.State, st.Uncertain = before, uncertain
 		}
 		return stp
 	}
 	step.Uncertain = uncertain // an earlier call without an answer may still land
-	w.record(i, step, events.StepLive, rev)
-	w.identify(i)
+	w.record(s, step, events.StepLive, rev)
+	w.identify(s)
 	return nil
 }
 
-// undoAll undoes every step that may exist, in reverse plan order, and
-// checks undone steps again for late work when their recheck is due.
+// undoAll undoes every step that may exist: the assigned users' first,
+// then the plan's in reverse order; and checks undone steps again for
+// late work when their recheck is due.
 func (w *work) undoAll(ctx context.Context) *stop {
-	now := w.s.now().UTC()
+	for _, s := range w.memberSlots() {
+		if st := w.undo(ctx, s); st != nil {
+			return st
+		}
+	}
 	for i := len(w.plan.Targets) - 1; i >= 0; i-- {
-		t, st := w.plan.Targets[i], &w.acct.Steps[i]
-		// A recheck for late work is due on its schedule, and at once when
-		// an event of the subscription comes in.
-		recheck := !st.State.MayExist() && st.Recheck != nil && (w.ev != nil || !now.Before(*st.Recheck))
-		if !st.State.MayExist() && !recheck {
-			continue
-		}
-		if st.State != events.StepLive {
-			// calling or unknown (a call may have created it), or a
-			// recheck for late work: ask first when the target can tell.
-			step, presence, err := t.Find(ctx, w.job(i))
-			if err != nil {
-				return w.failed(ctx, i, "looking for the subscription's work", err)
-			}
-			switch presence {
-			case Absent, Gone:
-				st.State, st.Recheck = events.StepUndone, w.nextRecheck(st.Uncertain)
-				w.dirty = true
-				continue
-			case Live:
-				// Live, whatever the record said (late work found by a
-				// recheck): recorded so, until its undo is done.
-				step.Uncertain, step.Recheck, step.Rev = st.Uncertain, st.Recheck, st.Rev
-				step.Attempts, step.LastError = st.Attempts, st.LastError
-				w.acct.Steps[i] = step
-				st = &w.acct.Steps[i]
-				st.Target, st.State, w.dirty = t.Name(), events.StepLive, true
-				w.identify(i)
-			}
-		}
-		if err := w.flush(ctx); err != nil { // the intent is recorded before the call
-			return &stop{target: t.Name(), store: err}
-		}
-		if err := t.Deprovision(ctx, w.job(i), *st); err != nil {
-			return w.failed(ctx, i, "undoing", err)
-		}
-		wasLive := st.State.MayExist()
-		st.State, st.Attempts, st.LastError = events.StepUndone, 0, ""
-		st.Recheck = w.nextRecheck(st.Uncertain)
-		w.dirty = true
-		w.moved++
-		w.s.cfg.Observer.SettleAttempt(t.Name(), "done")
-		if wasLive {
-			w.s.cfg.Observer.StepUndone(t.Name())
-			w.log(ctx).Info("step undone", zap.String("target", t.Name()))
-		} else {
-			w.log(ctx).Warn("late work found undone again", zap.String("target", t.Name()))
+		if st := w.undo(ctx, w.planSlot(i)); st != nil {
+			return st
 		}
 	}
 	return nil
+}
+
+// undo undoes the step of s if it may exist, or if a recheck for late
+// work is due.
+func (w *work) undo(ctx context.Context, s slot) *stop {
+	t, st := s.t, s.st
+	// A recheck for late work is due on its schedule, and at once when an
+	// event of the subscription comes in.
+	recheck := !st.State.MayExist() && st.Recheck != nil && (w.ev != nil || !w.s.now().Before(*st.Recheck))
+	if !st.State.MayExist() && !recheck {
+		return nil
+	}
+	if st.State != events.StepLive {
+		// calling or unknown (a call may have created it), or a recheck
+		// for late work: ask first when the target can tell.
+		step, presence, err := t.Find(ctx, w.jobOf(s))
+		if err != nil {
+			return w.failed(ctx, s, "looking for the subscription's work", err)
+		}
+		switch presence {
+		case Absent, Gone:
+			st.State, st.Recheck = events.StepUndone, w.nextRecheck(st.Uncertain)
+			w.dirty = true
+			return nil
+		case Live:
+			// Live, whatever the record said (late work found by a
+			// recheck): recorded so, until its undo is done.
+			step.Uncertain, step.Recheck, step.Rev = st.Uncertain, st.Recheck, st.Rev
+			step.Attempts, step.LastError = st.Attempts, st.LastError
+			step.Target, step.State = t.Name(), events.StepLive
+			*st = step
+			w.dirty = true
+			w.identify(s)
+		}
+	}
+	if err := w.flush(ctx); err != nil { // the intent is recorded before the call
+		return &stop{target: t.Name(), store: err}
+	}
+	if err := t.Deprovision(ctx, w.jobOf(s), *st); err != nil {
+		return w.failed(ctx, s, "undoing", err)
+	}
+	wasLive := st.State.MayExist()
+	st.State, st.Attempts, st.LastError = events.StepUndone, 0, ""
+	st.Recheck = w.nextRecheck(st.Uncertain)
+	w.dirty = true
+	w.moved++
+	w.s.cfg.Observer.SettleAttempt(t.Name(), "done")
+	if wasLive {
+		w.s.cfg.Observer.StepUndone(t.Name())
+		w.log(ctx).Info("step undone", zap.String("target", t.Name()), zap.Bool("user", s.member != nil))
+	} else {
+		w.log(ctx).Warn("late work found undone again", zap.String("target", t.Name()))
+	}
+	return nil
+}
+
+// dropUnassigned forgets the users unassigned and undone for good (no
+// recheck left): a record of every user ever assigned would only grow.
+func (w *work) dropUnassigned() {
+	kept := w.acct.Members[:0]
+	for _, m := range w.acct.Members {
+		if m.Assigned || m.Step.State.MayExist() || m.Step.Recheck != nil || !m.Promised {
+			kept = append(kept, m)
+		}
+	}
+	if len(kept) != len(w.acct.Members) {
+		w.dirty = true
+	}
+	w.acct.Members = kept
 }
 
 // rechecks are when an undone step is checked again for work that a call
@@ -224,9 +313,9 @@ func (w *work) nextRecheck(uncertain *time.Time) *time.Time {
 	return nil
 }
 
-// record puts step as step i, in state at revision rev.
-func (w *work) record(i int, step events.Step, state events.StepState, rev int) {
-	cur := w.acct.Steps[i]
+// record puts step as the step of s, in state at revision rev.
+func (w *work) record(s slot, step events.Step, state events.StepState, rev int) {
+	cur := *s.st
 	step.Target, step.State, step.Rev = cur.Target, state, rev
 	if state == events.StepLive {
 		step.Attempts, step.LastError = 0, ""
@@ -235,14 +324,14 @@ func (w *work) record(i int, step events.Step, state events.StepState, rev int) 
 			w.s.cfg.Observer.SettleAttempt(cur.Target, "done")
 		}
 	}
-	w.acct.Steps[i] = step
+	*s.st = step
 	w.dirty = true
 }
 
 // identify makes the first step's id the account's identifier.
-func (w *work) identify(i int) {
-	if i == 0 && w.acct.AccountIdentifier == "" && w.acct.Steps[0].ID != "" {
-		w.acct.AccountIdentifier = w.acct.Steps[0].ID
+func (w *work) identify(s slot) {
+	if s.first && w.acct.AccountIdentifier == "" && s.st.ID != "" {
+		w.acct.AccountIdentifier = s.st.ID
 		w.dirty = true
 	}
 }
@@ -254,7 +343,8 @@ func (w *work) identify(i int) {
 // each other's. It may be taken over from a former subscription only once
 // that one is cancelled and settled, with no recheck for late work left:
 // before, its settler may still remove what the name stands for.
-func (w *work) claimIdentifier(ctx context.Context, t Target, id string) *stop {
+func (w *work) claimIdentifier(ctx context.Context, s slot, id string) *stop {
+	t := s.t
 	if w.acct.AccountIdentifier == id {
 		return nil
 	}
@@ -269,14 +359,14 @@ func (w *work) claimIdentifier(ctx context.Context, t Target, id string) *stop {
 		case err != nil && !errors.Is(err, events.ErrNotFound):
 			return &stop{target: t.Name(), store: err}
 		case err == nil && !gone(other):
-			return w.failed(ctx, 0, "claiming the account identifier", Refusal(events.UserAlreadyExists,
+			return w.failed(ctx, s, "claiming the account identifier", Refusal(events.UserAlreadyExists,
 				t.Name()+" already provisions this for subscription "+owner+"; one account cannot serve two subscriptions", nil))
 		}
 		if owner, err = w.s.accounts.ClaimIdentifier(ctx, id, sub, owner); err != nil {
 			return &stop{target: t.Name(), store: err}
 		}
 		if owner != sub { // another subscription took it meanwhile
-			return w.failed(ctx, 0, "claiming the account identifier", Refusal(events.UserAlreadyExists,
+			return w.failed(ctx, s, "claiming the account identifier", Refusal(events.UserAlreadyExists,
 				t.Name()+" already provisions this for subscription "+owner+"; one account cannot serve two subscriptions", nil))
 		}
 	}
@@ -303,10 +393,9 @@ func gone(a events.Account) bool {
 // intent: a refusal of an intent not answered yet replaces it (an ORDER is
 // refused and undone, a CHANGE rolls back to what was promised); anything
 // else stops the pass, to be tried again.
-func (w *work) failed(ctx context.Context, i int, doing string, err error) *stop {
-	t := w.plan.Targets[i]
+func (w *work) failed(ctx context.Context, s slot, doing string, err error) *stop {
+	t, st := s.t, s.st
 	f := Classify(t.Name(), err)
-	st := &w.acct.Steps[i]
 	st.Attempts++
 	st.LastError = string(f.Code) + ": " + f.Message
 	if doing == "provisioning" && f.Kind == Transient {
@@ -324,7 +413,15 @@ func (w *work) failed(ctx context.Context, i int, doing string, err error) *stop
 		log.Warn("a target failed")
 	}
 	stp := &stop{target: t.Name(), failure: f}
-	if f.Kind == Refused && w.refuse(ctx, f) {
+	switch {
+	case f.Kind != Refused:
+	case s.member != nil:
+		if s.member.Assigned && !s.member.Promised && !st.State.MayExist() {
+			// A user's assignment refused: it is not kept.
+			s.member.Assigned, s.member.Promised = false, true
+			w.refusal = f
+		}
+	case w.refuse(ctx, f):
 		w.refusal = f
 	}
 	return stp
@@ -362,11 +459,18 @@ func (w *work) rollBack() {
 // goneOutside records step i found undone by a target: the subscription
 // was cancelled (its record lost, or a user deleted behind the service's
 // back). The subscription stays cancelled; the rest is undone.
-func (w *work) goneOutside(ctx context.Context, i int, step events.Step) *stop {
-	w.log(ctx).Warn("a target holds this subscription's work undone: it was cancelled", zap.String("target", w.plan.Targets[i].Name()))
-	step.Uncertain = w.acct.Steps[i].Uncertain
-	w.record(i, step, events.StepUndone, w.acct.Steps[i].Rev)
-	w.identify(i)
+func (w *work) goneOutside(ctx context.Context, s slot, step events.Step) *stop {
+	step.Uncertain = s.st.Uncertain
+	w.record(s, step, events.StepUndone, s.st.Rev)
+	if s.member != nil {
+		// A user of the subscription deleted outside the service: it is
+		// no longer assigned.
+		w.log(ctx).Warn("an assigned user's work was undone outside the service", zap.String("target", s.t.Name()))
+		s.member.Assigned, s.member.Promised = false, true
+		return nil
+	}
+	w.log(ctx).Warn("a target holds this subscription's work undone: it was cancelled", zap.String("target", s.t.Name()))
+	w.identify(s)
 	w.newIntent(events.IntentCancelled, events.SubscriptionCancel)
 	w.acct.Intent.Promised, w.acct.Prior = true, nil // cancelled before, and answered then
 	return nil
@@ -381,8 +485,8 @@ func (w *work) schedule(st *stop) {
 	if w.moved > 0 {
 		next.Attempts = 1
 	}
-	in := w.acct.Intent
-	unanswered := in.State == events.IntentActive && !in.Promised
+	abandonAt := w.abandonAt()
+	unanswered := !abandonAt.IsZero()
 	switch {
 	case st == nil && w.acct.Settled() && unanswered:
 		// Settled, but answered only with 503 so far: the marketplace may
@@ -391,12 +495,12 @@ func (w *work) schedule(st *stop) {
 		if next.Since.IsZero() {
 			next.Since = now
 		}
-		next.Due = in.LastCopy.Add(w.s.cfg.AbandonAfter)
+		next.Due = abandonAt
 		next.Waiting = "settled, but answered only with 503: waiting for the next copy of the event, or given up at " +
 			next.Due.Format(time.RFC3339)
 	case st == nil && w.acct.Settled():
 		// Settled; rechecks for late work keep it queued, not unsettled.
-		for _, s := range w.acct.Steps {
+		for _, s := range w.allSteps() {
 			if s.Recheck != nil && (next.Due.IsZero() || s.Recheck.Before(next.Due)) {
 				next.Due = *s.Recheck
 			}
@@ -411,10 +515,8 @@ func (w *work) schedule(st *stop) {
 		if st != nil && st.waitCopy {
 			next.Due = time.Time{}
 		}
-		if unanswered {
-			if abandon := in.LastCopy.Add(w.s.cfg.AbandonAfter); next.Due.IsZero() || abandon.Before(next.Due) {
-				next.Due = abandon
-			}
+		if unanswered && (next.Due.IsZero() || abandonAt.Before(next.Due)) {
+			next.Due = abandonAt
 		}
 		if next.Due.IsZero() { // a promised intent waiting for a copy that will not come: look again later
 			next.Due = now.Add(time.Hour)
@@ -424,6 +526,35 @@ func (w *work) schedule(st *stop) {
 		w.acct.Settle = next
 		w.dirty = true
 	}
+}
+
+// abandonAt is when what is answered only with 503 so far (the intent, or
+// a user's assignment) is given up if no copy comes; zero when nothing is.
+func (w *work) abandonAt() time.Time {
+	var at time.Time
+	earliest := func(t time.Time) {
+		if at.IsZero() || t.Before(at) {
+			at = t
+		}
+	}
+	if in := w.acct.Intent; in.State == events.IntentActive && !in.Promised {
+		earliest(in.LastCopy.Add(w.s.cfg.AbandonAfter))
+	}
+	for _, m := range w.acct.Members {
+		if !m.Promised {
+			earliest(m.LastCopy.Add(w.s.cfg.AbandonAfter))
+		}
+	}
+	return at
+}
+
+// allSteps are the plan's steps and the assigned users'.
+func (w *work) allSteps() []events.Step {
+	out := append([]events.Step(nil), w.acct.Steps...)
+	for _, m := range w.acct.Members {
+		out = append(out, m.Step)
+	}
+	return out
 }
 
 // retryIn is how long the settler waits before its pass number attempts
@@ -519,6 +650,15 @@ func (s *Service) Settle(ctx context.Context, subscription string) (Report, erro
 		return Report{}, err
 	}
 	rep := Report{Subscription: subscription}
+	for i := range w.acct.Members {
+		if m := &w.acct.Members[i]; !m.Promised && !s.now().Before(m.LastCopy.Add(s.cfg.AbandonAfter)) {
+			// A user's assignment (or unassignment) answered only with 503,
+			// no copy since: given up. Nothing of it stays.
+			rep.Abandoned = true
+			m.Assigned, m.Promised = false, true
+			s.cfg.Observer.Abandoned(string(events.UserAssignment))
+		}
+	}
 	if in := w.acct.Intent; in.State == events.IntentActive && !in.Promised && !s.now().Before(in.LastCopy.Add(s.cfg.AbandonAfter)) {
 		rep.Abandoned = true
 		s.cfg.Observer.Abandoned(string(in.By))

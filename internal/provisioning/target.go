@@ -80,6 +80,21 @@ type Job struct {
 	// Current is the step being worked on (Provision: as Prepare returned
 	// it, or as recorded before).
 	Current events.Step
+	// Member, when not empty, is the user assigned to the subscription
+	// (its marketplace user id) whose step this is: a target that enrolls
+	// users (Users) acts on that user's work instead of the
+	// subscription's own.
+	Member string
+}
+
+// Users is a Target that also enrolls the users assigned to a subscription
+// beyond the one its ORDER enrolled (AppDirect's USER_ASSIGNMENT): with
+// Job.Member set, its Find, Prepare, Provision and Deprovision act on that
+// user. The first such target of a plan enrolls them; a plan without one
+// refuses assignments.
+type Users interface {
+	Target
+	EnrollsUsers()
 }
 
 // DataCustomerID is the key of a step's Data under which a target records

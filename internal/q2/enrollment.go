@@ -69,6 +69,26 @@ func newEnrollment(ev *events.SubscriptionEvent, subscription string) (e q2api.E
 	return e, true
 }
 
+// newMemberEnrollment builds the Q2 enrollment of a user assigned to the
+// subscription (payload.user of a USER_ASSIGNMENT). ok is false when the
+// event names no one.
+func newMemberEnrollment(ev *events.SubscriptionEvent, who string) (e q2api.Enrollment, ok bool) {
+	u := ev.Event.Payload.User
+	if u == nil || (u.FirstName == "" && u.LastName == "") {
+		return e, false
+	}
+	e.FirstName, e.LastName = u.FirstName, u.LastName
+	e.LogonName = LogonName(who)
+	e.Password = newPassword()
+	e.RequirePasswordReset = true
+	e.UserInfo = Marker(who)
+	e.UserData = map[string]string{"SubscriptionID": ev.SubscriptionID}
+	if u.Email != "" {
+		e.Emails = []q2api.Email{{EmailAddress: u.Email}}
+	}
+	return e, true
+}
+
 // newPassword returns a strong random password (24 characters from
 // crypto/rand, every character class present). The user must reset it
 // (RequirePasswordReset); it is never logged or kept.

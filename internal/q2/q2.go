@@ -73,9 +73,9 @@ func (t *Target) Name() string { return Name }
 
 // Find looks the subscription's logon up.
 func (t *Target) Find(ctx context.Context, j *provisioning.Job) (events.Step, provisioning.Presence, error) {
-	user, state, err := t.ownUser(ctx, j.Subscription)
+	user, state, err := t.ownUser(ctx, who(j))
 	switch {
-	case errors.Is(err, errForeignLogon) && (j.Event == nil || j.Event.EventType != events.SubscriptionOrder):
+	case errors.Is(err, errForeignLogon) && (j.Event == nil || !creates(j.Event.EventType)):
 		return events.Step{}, provisioning.Absent, nil // not ours to touch
 	case err != nil:
 		return events.Step{}, 0, failure("looking up the subscription's logon", err)
@@ -92,7 +92,10 @@ func (t *Target) Prepare(_ context.Context, j *provisioning.Job) (events.Step, e
 	if j.Event == nil {
 		return events.Step{}, provisioning.ErrNeedsEvent
 	}
-	if _, ok := newEnrollment(j.Event, j.Subscription); !ok {
+	if _, ok := enrollmentOf(j); !ok {
+		if j.Member != "" {
+			return events.Step{}, provisioning.Refusal(events.UserNotFound, "the assignment names no user to enroll: payload.user has no name", nil)
+		}
 		return events.Step{}, provisioning.Refusal(events.UserNotFound,
 			"the order names no user to enroll: event.creator and event.payload.company are both missing", nil)
 	}
@@ -106,7 +109,7 @@ func (t *Target) Prepare(_ context.Context, j *provisioning.Job) (events.Step, e
 // subscription was cancelled) from another's (USER_ALREADY_EXISTS).
 // Enrollment is never retried blindly: a retry starts with Find.
 func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Step, error) {
-	e, ok := newEnrollment(j.Event, j.Subscription)
+	e, ok := enrollmentOf(j)
 	if !ok {
 		return events.Step{}, provisioning.Refusal(events.UserNotFound,
 			"the order names no user to enroll: event.creator and event.payload.company are both missing", nil)
@@ -115,7 +118,7 @@ func (t *Target) Provision(ctx context.Context, j *provisioning.Job) (events.Ste
 	if err := t.api.Enroll(ctx, e); err != nil && !errors.Is(err, q2api.ErrAlreadyExists) {
 		return events.Step{}, failure("enrolling", err)
 	}
-	user, state, err := t.ownUser(ctx, j.Subscription)
+	user, state, err := t.ownUser(ctx, who(j))
 	switch {
 	case err != nil:
 		return events.Step{}, failure("looking up the enrolled logon", err)
@@ -152,6 +155,36 @@ func (t *Target) Deprovision(ctx context.Context, _ *provisioning.Job, s events.
 		return failure("deleting the "+string(t.set.CancelDeletes), err)
 	}
 	return nil
+}
+
+// EnrollsUsers marks the q2 target as the one that enrolls the users
+// assigned to a subscription (AppDirect's USER_ASSIGNMENT): each gets a
+// Q2 user of its own, its logon derived from the subscription and the
+// marketplace user, found again as the subscription's own user is.
+func (t *Target) EnrollsUsers() {}
+
+// who is whose logon a job's step is: the subscription's, or the
+// assigned user's (Job.Member).
+func who(j *provisioning.Job) string {
+	if j.Member != "" {
+		return j.Subscription + "/user/" + j.Member
+	}
+	return j.Subscription
+}
+
+// creates reports whether an event type creates a Q2 user: only then is
+// a logon of ours held by someone else a refusal, not "nothing of ours".
+func creates(t events.EventType) bool {
+	return t == events.SubscriptionOrder || t == events.UserAssignment
+}
+
+// enrollmentOf is the enrollment of the job's user: the ORDER's, or the
+// assigned user's.
+func enrollmentOf(j *provisioning.Job) (q2api.Enrollment, bool) {
+	if j.Member != "" {
+		return newMemberEnrollment(j.Event, who(j))
+	}
+	return newEnrollment(j.Event, j.Subscription)
 }
 
 // CustomerID is the Q2 CustomerID a q2 step enrolled.

@@ -1,0 +1,96 @@
+package provisioning_test
+
+import (
+	"testing"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/testevents"
+)
+
+// The event types AppDirect sends when it calls the service directly,
+// over the Q2 sandbox: notices, and users assigned and unassigned.
+
+func notice(t *testing.T, sub, id, kind string) *events.SubscriptionEvent {
+	t.Helper()
+	ev := testevents.Cancel(t, sub, id)
+	ev.EventType, ev.Event.Type = events.SubscriptionNotice, events.SubscriptionNotice
+	ev.Event.Payload.Notice = &events.Notice{Type: kind}
+	return ev
+}
+
+func assignment(t *testing.T, typ events.EventType, sub, id, user string) *events.SubscriptionEvent {
+	t.Helper()
+	ev := testevents.Cancel(t, sub, id)
+	ev.EventType, ev.Event.Type = typ, typ
+	ev.Event.Payload.User = &events.Person{UUID: user, FirstName: "Assigned", LastName: "User", Email: "assigned@example.com"}
+	return ev
+}
+
+func TestNotices(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	const sub = "sub-notice"
+	id := e.Process(testevents.Order(t, sub)).Reply.AccountIdentifier
+	steps := []struct {
+		notice string
+		code   events.ErrorCode
+		status events.AccountStatus
+	}{
+		{events.NoticeDeactivated, "", events.AccountSuspended},
+		{events.NoticeDeactivated, "", events.AccountSuspended},
+		{events.NoticeUpcomingInvoice, "", events.AccountSuspended},
+		{events.NoticeReactivated, "", events.AccountActive},
+		{"SOMETHING_ELSE", events.ConfigurationError, events.AccountActive},
+		{events.NoticeClosed, "", events.AccountCancelled},
+		{events.NoticeReactivated, events.AccountNotFound, events.AccountCancelled},
+	}
+	for _, st := range steps {
+		wantOutcome(t, e.Process(notice(t, sub, id, st.notice)), 200, st.code, true)
+		if a := e.Account(sub); a.Status != st.status {
+			t.Fatalf("after %s: status %s, want %s", st.notice, a.Status, st.status)
+		}
+	}
+	if e.liveUsers() != 0 || e.calls("Enrollment") != 1 {
+		t.Errorf("after CLOSED: %d live users, %d enrollments; want 0 and 1", e.liveUsers(), e.calls("Enrollment"))
+	}
+	wantOutcome(t, e.Process(notice(t, "sub-unknown", "", events.NoticeDeactivated)), 200, events.AccountNotFound, true)
+}
+
+func TestUserAssignment(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	const sub = "sub-users"
+	order := testevents.Order(t, sub)
+	order.Event.Payload.Order.Items = []events.Item{{Unit: "USER", Quantity: 3}}
+	id := e.Process(order).Reply.AccountIdentifier
+
+	wantOutcome(t, e.Process(assignment(t, events.UserAssignment, sub, id, "u-1")), 200, "", true)
+	if e.liveUsers() != 2 {
+		t.Fatalf("%d live users after one assignment, want 2", e.liveUsers())
+	}
+	// Processed again (its stored reply lost): the same user, not another.
+	wantOutcome(t, e.Process(assignment(t, events.UserAssignment, sub, id, "u-1")), 200, events.UserAlreadyExists, true)
+	wantOutcome(t, e.Process(assignment(t, events.UserAssignment, sub, id, "u-2")), 200, "", true)
+	wantOutcome(t, e.Process(assignment(t, events.UserAssignment, sub, id, "u-3")), 200, events.MaxUsersReached, true)
+	if e.liveUsers() != 3 || e.calls("Enrollment") != 3 {
+		t.Fatalf("%d live users, %d enrollments; want 3 and 3", e.liveUsers(), e.calls("Enrollment"))
+	}
+	wantOutcome(t, e.Process(assignment(t, events.UserUnassignment, sub, id, "u-1")), 200, "", true)
+	wantOutcome(t, e.Process(assignment(t, events.UserUnassignment, sub, id, "u-1")), 200, events.UserNotFound, true)
+	wantOutcome(t, e.Process(assignment(t, events.UserUnassignment, sub, id, "nobody")), 200, events.UserNotFound, true)
+	if e.liveUsers() != 2 {
+		t.Fatalf("%d live users after an unassignment, want 2", e.liveUsers())
+	}
+	// Now there is room again; and a CANCEL removes every user.
+	wantOutcome(t, e.Process(assignment(t, events.UserAssignment, sub, id, "u-3")), 200, "", true)
+	wantOutcome(t, e.Process(testevents.Cancel(t, sub, id)), 200, "", true)
+	if e.liveUsers() != 0 {
+		t.Fatalf("%d live users after the CANCEL, want 0", e.liveUsers())
+	}
+	if a := e.Account(sub); !a.Settled() {
+		t.Errorf("account not settled after the CANCEL: %+v", a.Members)
+	}
+	wantOutcome(t, e.Process(assignment(t, events.UserAssignment, sub, id, "u-9")), 200, events.AccountNotFound, true)
+	noUser := assignment(t, events.UserAssignment, sub, id, "")
+	wantOutcome(t, e.Process(noUser), 200, events.UserNotFound, true)
+}
