@@ -129,6 +129,48 @@ func Decode(body []byte) (*SubscriptionEvent, error) {
 	return &ev, nil
 }
 
+// DecodeAppDirect parses and validates an AppDirect event (what an
+// eventUrl answers when AppDirect calls the service directly) as the
+// event of a SubscriptionEvent: the same rules as Decode's for the event
+// itself (quantities as numbers or strings, null or absent blocks, unknown
+// fields ignored), its type taken from event.type. Its SubscriptionID is
+// left empty: AppDirect names none, the caller finds it (an ORDER's is
+// derived from its event, later events name their accountIdentifier).
+// Every problem is reported in one *ValidationError.
+func DecodeAppDirect(body []byte) (*SubscriptionEvent, error) {
+	const placeholder = "appdirect" // validated with the rest, then left for the caller
+	var raw json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, &ValidationError{Fields: []FieldError{{Problem: "the event is not valid JSON: " + jsonProblem(err)}}}
+	}
+	ev := SubscriptionEvent{SubscriptionID: placeholder}
+	var verr ValidationError
+	if err := json.Unmarshal(body, &ev.Event); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field == "" {
+			return nil, &ValidationError{Fields: []FieldError{{Problem: "the event must be a JSON object"}}}
+		}
+		verr.add(nestedField("event", err), problemOf(err, "has the wrong type"))
+	}
+	ev.EventType = ev.Event.Type
+	if ev.EventType == "" {
+		verr.add("event.type", "is required")
+	}
+	var rules *ValidationError
+	if errors.As(Validate(&ev), &rules) {
+		for _, f := range rules.Fields {
+			if !verr.names(f.Field) {
+				verr.Fields = append(verr.Fields, f)
+			}
+		}
+	}
+	if err := verr.orNil(); err != nil {
+		return nil, err
+	}
+	ev.SubscriptionID = ""
+	return &ev, nil
+}
+
 // Validate checks a decoded event's values. Decode calls it; it is exported
 // for events built by other means (tests, AppDirect direct calls).
 func Validate(ev *SubscriptionEvent) error {

@@ -7,7 +7,12 @@
 // on it.
 package events
 
-import "strconv"
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"strconv"
+)
 
 // EventType names what a subscription event asks for.
 type EventType string
@@ -129,7 +134,30 @@ type Payload struct {
 	Account       *AccountRef    `json:"account,omitempty"`
 	Order         *Order         `json:"order,omitempty"`
 	Notice        *Notice        `json:"notice,omitempty"`
-	Configuration map[string]any `json:"configuration,omitempty"`
+	Configuration Configuration  `json:"configuration,omitempty"`
+}
+
+// Configuration is an event's payload.configuration: string keys to
+// values. AppDirect sends `{}` or, in some notices, `[]` when there is
+// none: both read as empty.
+type Configuration map[string]any
+
+// UnmarshalJSON reads an object, or an empty array as no configuration.
+func (c *Configuration) UnmarshalJSON(b []byte) error {
+	if t := bytes.TrimSpace(b); bytes.Equal(t, []byte("null")) || len(t) > 0 && t[0] == '[' {
+		var list []any
+		if err := json.Unmarshal(t, &list); err != nil || len(list) > 0 {
+			return &json.UnmarshalTypeError{Value: "array", Type: reflect.TypeFor[Configuration](), Field: ""}
+		}
+		*c = nil
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*c = m
+	return nil
 }
 
 // Company is the purchasing company of an order.
