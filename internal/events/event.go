@@ -129,12 +129,12 @@ type Address struct {
 // Payload is the body of an AppDirect event; which parts are set depends on
 // the event type.
 type Payload struct {
-	User          *Person        `json:"user,omitempty"`
-	Company       *Company       `json:"company,omitempty"`
-	Account       *AccountRef    `json:"account,omitempty"`
-	Order         *Order         `json:"order,omitempty"`
-	Notice        *Notice        `json:"notice,omitempty"`
-	Configuration Configuration  `json:"configuration,omitempty"`
+	User          *Person       `json:"user,omitempty"`
+	Company       *Company      `json:"company,omitempty"`
+	Account       *AccountRef   `json:"account,omitempty"`
+	Order         *Order        `json:"order,omitempty"`
+	Notice        *Notice       `json:"notice,omitempty"`
+	Configuration Configuration `json:"configuration,omitempty"`
 }
 
 // Configuration is an event's payload.configuration: string keys to
