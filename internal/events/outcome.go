@@ -26,9 +26,12 @@ const (
 	Busy
 	// Conflict: the delivery's key was seen before with another body.
 	Conflict
+	// Accepted: recorded, to be processed and answered later (AppDirect's
+	// asynchronous results: 202 now, the result posted when known).
+	Accepted
 )
 
-var kindNames = [...]string{Final: "final", Unsettled: "unsettled", Transient: "transient", Busy: "busy", Conflict: "conflict"}
+var kindNames = [...]string{Final: "final", Unsettled: "unsettled", Transient: "transient", Busy: "busy", Conflict: "conflict", Accepted: "accepted"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) && kindNames[k] != "" {

@@ -150,6 +150,7 @@ var statuses = map[events.Kind]int{
 	events.Transient: http.StatusServiceUnavailable, // nothing final; send again after Retry-After
 	events.Busy:      http.StatusConflict,           // PENDING; send again after Retry-After
 	events.Conflict:  http.StatusUnprocessableEntity,
+	events.Accepted:  http.StatusAccepted, // AppDirect asynchronous: the result is posted later
 }
 
 func statusOf(k events.Kind) int {

@@ -75,6 +75,8 @@ type Inbox struct {
 
 	mu      sync.Mutex
 	flights map[string]*flight // deliveries being received on this replica, by key
+
+	appdirect *AppDirect // AppDirect's notifications (appdirect.go); nil without them
 }
 
 // flight is one delivery being received; copies that arrive at this replica

@@ -49,14 +49,29 @@ type Config struct {
 	Lease    time.Duration // how long a taken entry is left alone; longer than Pass; Pass+Pass/4+1s
 }
 
+// Results is the queue of AppDirect's asynchronous results: results to
+// post, each worked by Answer (the inbox's AnswerLater), which processes
+// the event when it must and posts its result until AppDirect accepts it.
+type Results struct {
+	TakeDue func(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]string, error)
+	Answer  func(ctx context.Context, token string) error
+}
+
 // Worker works the settle queue.
 type Worker struct {
 	queue   Queue
 	settler Settler
+	results *Results
 	cfg     Config
 	log     *zap.Logger
 	obs     Observer
 	now     func() time.Time
+}
+
+// WithResults makes the worker also post AppDirect's asynchronous results.
+func (w *Worker) WithResults(r Results) *Worker {
+	w.results = &r
+	return w
 }
 
 // New returns a worker; obs may be nil.
@@ -101,6 +116,7 @@ func (w *Worker) tick(ctx context.Context) {
 	for _, sub := range subs {
 		w.settle(ctx, sub)
 	}
+	w.answer(ctx)
 	if w.obs != nil {
 		if n, oldest, err := w.queue.SettleStats(ctx); err == nil {
 			age := time.Duration(0)
@@ -109,6 +125,27 @@ func (w *Worker) tick(ctx context.Context) {
 			}
 			w.obs.Unsettled(n, age)
 		}
+	}
+}
+
+// answer works the due results.
+func (w *Worker) answer(ctx context.Context) {
+	if w.results == nil {
+		return
+	}
+	tokens, err := w.results.TakeDue(ctx, w.now(), w.cfg.Batch, time.Duration(w.cfg.Batch)*w.cfg.Pass+w.cfg.Lease)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("reading the results queue failed", zap.Error(err))
+		}
+		return
+	}
+	for _, tok := range tokens {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.Pass)
+		if err := w.results.Answer(pctx, tok); err != nil && !errors.Is(err, events.ErrBusy) {
+			w.log.Warn("answering an event later failed", zap.String("event_token", tok), zap.Error(err))
+		}
+		cancel()
 	}
 }
 

@@ -1,0 +1,239 @@
+package inbox
+
+// This file is the inbox's door for AppDirect's own notifications: a
+// notification names an event by its URL; the event is fetched, read as a
+// SubscriptionEvent and received like any delivery, keyed by its event
+// token. With asynchronous results, the notification is answered 202 once
+// the event is recorded, and the result is posted to AppDirect later from
+// a durable queue (Later), retried until AppDirect accepts it.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/logctx"
+)
+
+// Marketplace is what the inbox needs of an AppDirect marketplace.
+type Marketplace interface {
+	// FetchEvent fetches the event a notification names.
+	FetchEvent(ctx context.Context, eventURL string) ([]byte, error)
+	// PostResult posts the result document of event token.
+	PostResult(ctx context.Context, marketplace, token string, result []byte) error
+}
+
+// Owners finds the subscription an accountIdentifier names.
+type Owners interface {
+	AccountByIdentifier(ctx context.Context, accountIdentifier string) (events.Account, error)
+}
+
+// ResultJob is an event answered 202: where to fetch it again, and its
+// result once known, to post until AppDirect accepts it. It holds ids and
+// the result document, nothing personal (the event is fetched again when
+// it is processed).
+type ResultJob struct {
+	Token       string    `json:"token"`
+	EventURL    string    `json:"eventUrl"`
+	Marketplace string    `json:"marketplace"` // the configured base URL the event URL matched
+	Product     string    `json:"product"`
+	State       string    `json:"state"`            // JobPending, JobAnswered or JobPosted
+	Result      []byte    `json:"result,omitempty"` // the result document, once known
+	Attempts    int       `json:"attempts,omitempty"`
+	LastError   string    `json:"lastError,omitempty"`
+	Created     time.Time `json:"created"`
+	Updated     time.Time `json:"updated"`
+	Due         time.Time `json:"due,omitzero"`
+}
+
+// The states of a ResultJob.
+const (
+	JobPending  = "pending"  // the event is to be processed
+	JobAnswered = "answered" // its result is known, to be posted
+	JobPosted   = "posted"   // AppDirect accepted the result: never posted again
+)
+
+// Jobs keeps the results to post later (the store).
+type Jobs interface {
+	// EnqueueResult records a job and queues it, unless its token has one.
+	EnqueueResult(ctx context.Context, j ResultJob) (created bool, err error)
+	Result(ctx context.Context, token string) (ResultJob, error)
+	// SaveResult writes a job: due again, or posted and kept for ttl.
+	SaveResult(ctx context.Context, j ResultJob, ttl time.Duration) error
+	// Lock serialises the work on one job across replicas.
+	Lock(ctx context.Context, name string, lease, wait time.Duration) (token string, unlock func(), err error)
+}
+
+// Notification is an AppDirect notification the door has authenticated
+// and whose event URL it has checked against the configured marketplaces.
+type Notification struct {
+	EventURL    string
+	Token       string // the event's token, the last segment of EventURL
+	Marketplace string // the configured base URL EventURL is in
+	Product     string // the product AppDirect's events provision
+	Async       bool   // APPDIRECT_ASYNC: answer 202 now, post the result later
+}
+
+// AppDirect is what the inbox needs for AppDirect's notifications; set by
+// WithAppDirect.
+type AppDirect struct {
+	Marketplace Marketplace
+	Owners      Owners
+	Jobs        Jobs // for asynchronous results; nil without them
+}
+
+// WithAppDirect returns in, able to receive AppDirect's notifications.
+func (in *Inbox) WithAppDirect(a AppDirect) *Inbox {
+	in.appdirect = &a
+	return in
+}
+
+// Notify receives one AppDirect notification: the event is fetched and
+// received as a delivery keyed by its token (every redelivery rule holds),
+// or, asynchronously, recorded and answered 202.
+func (in *Inbox) Notify(ctx context.Context, n Notification) (Reply, events.Copy, error) {
+	var info events.Copy
+	if in.appdirect == nil {
+		return replyOf(events.Refused(events.ConfigurationError, "AppDirect notifications are not configured")), info, nil
+	}
+	d, reply, ok := in.fetch(ctx, n)
+	if !ok {
+		return reply, info, nil
+	}
+	info = events.Copy{Key: d.Key, EventType: string(d.Event.EventType), Subscription: d.Event.SubscriptionID}
+	if n.Async && d.Event.EventType != events.SubscriptionNotice && !d.Event.Stateless() {
+		return in.later(ctx, n), info, nil
+	}
+	r, err := in.Receive(ctx, d)
+	return r, info, err
+}
+
+// fetch fetches the event of n and reads it as a delivery. ok is false
+// with the reply when there is none to receive.
+func (in *Inbox) fetch(ctx context.Context, n Notification) (Delivery, Reply, bool) {
+	log := logctx.Logger(ctx, in.log)
+	body, err := in.appdirect.Marketplace.FetchEvent(ctx, n.EventURL)
+	if err != nil {
+		var sc interface{ StatusCode() int }
+		if errors.As(err, &sc) && sc.StatusCode() >= 400 && sc.StatusCode() < 500 && sc.StatusCode() != 408 && sc.StatusCode() != 429 {
+			log.Warn("the marketplace refused to give the event", zap.Error(err))
+			return Delivery{}, replyOf(events.Unsettling(events.ConfigurationError, fmt.Sprintf(
+				"the marketplace answered %d for the event; nothing was done", sc.StatusCode()))), false
+		}
+		log.Warn("fetching the event failed", zap.Error(err))
+		return Delivery{}, replyOf(events.Unavailable("the event could not be fetched from the marketplace; nothing was done, send the notification again", 5*time.Second)), false
+	}
+	ev, err := events.DecodeAppDirect(body)
+	if err != nil {
+		return Delivery{}, replyOf(events.Unsettling(events.InvalidResponse, "the event cannot be read: "+err.Error())), false
+	}
+	if ev.SubscriptionID, err = in.subscriptionOf(ctx, n, ev); err != nil {
+		log.Warn("finding the event's subscription failed", zap.Error(err))
+		return Delivery{}, unavailable("the account store is unavailable; nothing was done, send the notification again"), false
+	}
+	if err := events.Validate(ev); err != nil {
+		return Delivery{}, replyOf(events.Unsettling(events.InvalidResponse, "the event is not valid: "+err.Error())), false
+	}
+	fp, err := events.Fingerprint(body)
+	if err != nil {
+		return Delivery{}, replyOf(events.Unsettling(events.InvalidResponse, "the event cannot be read: "+err.Error())), false
+	}
+	return Delivery{Key: "appdirect:" + n.Token, Fingerprint: fp, Event: ev, Product: n.Product}, Reply{}, true
+}
+
+// subscriptionOf is the subscription an AppDirect event is about. AppDirect
+// names none: an ORDER's is derived from its marketplace and event token
+// (a redelivery of it is the same subscription), a later event's is the
+// one its accountIdentifier names; one naming no known account gets an id
+// of its own (derived the same way), under which nothing exists.
+func (in *Inbox) subscriptionOf(ctx context.Context, n Notification, ev *events.SubscriptionEvent) (string, error) {
+	if id := ev.AccountIdentifier(); id != "" && ev.EventType != events.SubscriptionOrder {
+		a, err := in.appdirect.Owners.AccountByIdentifier(ctx, id)
+		switch {
+		case err == nil:
+			return a.SubscriptionID, nil
+		case !errors.Is(err, events.ErrNotFound):
+			return "", err
+		}
+	}
+	sum := sha256.Sum256([]byte(n.Marketplace + "\n" + n.Token))
+	return "ad-" + hex.EncodeToString(sum[:16]), nil
+}
+
+// later records the event's job and answers 202; a redelivered
+// notification finds its job and is answered 202 again.
+func (in *Inbox) later(ctx context.Context, n Notification) Reply {
+	now := time.Now().UTC()
+	j := ResultJob{Token: n.Token, EventURL: n.EventURL, Marketplace: n.Marketplace, Product: n.Product,
+		State: JobPending, Created: now, Updated: now, Due: now}
+	if _, err := in.appdirect.Jobs.EnqueueResult(ctx, j); err != nil {
+		logctx.Logger(ctx, in.log).Warn("recording an event to answer later failed", zap.Error(err))
+		return unavailable("the event could not be recorded; nothing was done, send the notification again")
+	}
+	return Reply{Kind: events.Accepted, Body: []byte(`{"success":true}`), Code: "ACCEPTED"}
+}
+
+// AnswerLater works on one queued result (the settler calls it): the event
+// is processed as a delivery (fetched again, received: stored, deduped),
+// then its result posted until AppDirect accepts it. Under a lock per
+// job, so two replicas never post one result at once; a result AppDirect
+// accepted is marked posted and never posted again.
+func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duration) error {
+	jobs := in.appdirect.Jobs
+	_, unlock, err := jobs.Lock(ctx, "appdirect-result/"+token, Lease(in.cfg.ProcessTimeout), 0)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	j, err := jobs.Result(ctx, token)
+	if err != nil {
+		return err
+	}
+	log := logctx.Logger(ctx, in.log).With(zap.String("event_token", token))
+	now := time.Now().UTC()
+	if j.State == JobPending {
+		n := Notification{EventURL: j.EventURL, Token: j.Token, Marketplace: j.Marketplace, Product: j.Product}
+		d, reply, ok := in.fetch(ctx, n)
+		if ok {
+			if reply, err = in.Receive(ctx, d); err != nil {
+				return err
+			}
+		}
+		switch reply.Kind {
+		case events.Final, events.Unsettled:
+			j.State, j.Result, j.Attempts, j.LastError = JobAnswered, reply.Body, 0, ""
+		default: // not settled now: processed again later
+			j.Attempts++
+			j.LastError, j.Due, j.Updated = reply.Code, now.Add(laterIn(j.Attempts)), now
+			return jobs.SaveResult(ctx, j, ttl)
+		}
+	}
+	if j.State != JobAnswered {
+		return nil
+	}
+	if err := in.appdirect.Marketplace.PostResult(ctx, j.Marketplace, j.Token, j.Result); err != nil {
+		j.Attempts++
+		j.LastError, j.Due, j.Updated = err.Error(), now.Add(laterIn(j.Attempts)), now
+		log.Warn("posting a result failed; it is posted again later", zap.Int("attempts", j.Attempts), zap.Error(err))
+		return jobs.SaveResult(ctx, j, ttl)
+	}
+	j.State, j.Updated, j.Due = JobPosted, now, time.Time{}
+	log.Info("result posted")
+	return jobs.SaveResult(ctx, j, ttl)
+}
+
+// laterIn is how long a job that could not be done now waits: about 10 s,
+// doubling, up to an hour.
+func laterIn(attempts int) time.Duration {
+	d := time.Hour
+	if shift := attempts - 1; shift >= 0 && shift < 16 {
+		d = min(10*time.Second<<shift, time.Hour)
+	}
+	return d
+}

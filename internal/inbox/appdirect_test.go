@@ -1,0 +1,158 @@
+package inbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
+)
+
+// marketplace is an AppDirect marketplace in memory: its events by URL,
+// the results posted, and failures on demand.
+type marketplace struct {
+	mu        sync.Mutex
+	events    map[string]string
+	fetches   int
+	posts     map[string][]string
+	failFetch []error
+	failPost  []error
+}
+
+func (m *marketplace) FetchEvent(_ context.Context, url string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fetches++
+	if len(m.failFetch) > 0 {
+		err := m.failFetch[0]
+		m.failFetch = m.failFetch[1:]
+		return nil, err
+	}
+	ev, ok := m.events[url]
+	if !ok {
+		return nil, status(404)
+	}
+	return []byte(ev), nil
+}
+
+func (m *marketplace) PostResult(_ context.Context, _, token string, result []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.failPost) > 0 {
+		err := m.failPost[0]
+		m.failPost = m.failPost[1:]
+		return err
+	}
+	m.posts[token] = append(m.posts[token], string(result))
+	return nil
+}
+
+type status int
+
+func (s status) Error() string   { return fmt.Sprintf("HTTP %d", int(s)) }
+func (s status) StatusCode() int { return int(s) }
+
+const orderEvent = `{"type":"SUBSCRIPTION_ORDER","marketplace":{"baseUrl":"https://market.example","partner":"X"},
+"creator":{"firstName":"Ann","lastName":"Lee"},"payload":{"order":{"editionCode":"BASIC","items":[{"unit":"USER","quantity":"3"}]}}}`
+
+func appdirectInbox(t *testing.T, p inbox.Processor) (*inbox.Inbox, *marketplace) {
+	t.Helper()
+	db, _ := newStore(t)
+	m := &marketplace{events: map[string]string{}, posts: map[string][]string{}}
+	in := newInbox(db, p).WithAppDirect(inbox.AppDirect{Marketplace: m, Owners: db, Jobs: db})
+	return in, m
+}
+
+func notification(token string) inbox.Notification {
+	return inbox.Notification{EventURL: "https://market.example/api/integration/v1/events/" + token, Token: token,
+		Marketplace: "https://market.example", Product: "p"}
+}
+
+// A notification is fetched and received as a delivery keyed by its
+// token: processed once, redeliveries answered from the stored outcome.
+func TestNotifyIsADelivery(t *testing.T) {
+	t.Parallel()
+	p := &processor{}
+	in, m := appdirectInbox(t, p)
+	n := notification("tok-1")
+	m.events[n.EventURL] = orderEvent
+	for i := range 3 {
+		r, info, err := in.Notify(context.Background(), n)
+		if err != nil || r.Kind != events.Final || !strings.Contains(string(r.Body), `"success":true`) {
+			t.Fatalf("notification %d: %+v %s, %v", i, r, r.Body, err)
+		}
+		if info.Key != "appdirect:tok-1" || !strings.HasPrefix(info.Subscription, "ad-") {
+			t.Errorf("delivery %+v", info)
+		}
+	}
+	if p.calls.Load() != 1 {
+		t.Errorf("processed %d times, want 1", p.calls.Load())
+	}
+}
+
+func TestNotifyFailures(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		setup func(m *marketplace, n inbox.Notification)
+		kind  events.Kind
+		code  string
+	}{
+		{"marketplace down", func(m *marketplace, n inbox.Notification) {
+			m.events[n.EventURL] = orderEvent
+			m.failFetch = []error{errors.New("connection refused")}
+		}, events.Transient, "TRANSPORT_ERROR"},
+		{"no such event", func(*marketplace, inbox.Notification) {}, events.Unsettled, "CONFIGURATION_ERROR"},
+		{"not an event", func(m *marketplace, n inbox.Notification) { m.events[n.EventURL] = `{"marketplace":{}}` }, events.Unsettled, "INVALID_RESPONSE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := &processor{}
+			in, m := appdirectInbox(t, p)
+			n := notification("tok-f")
+			tc.setup(m, n)
+			r, _, err := in.Notify(context.Background(), n)
+			if err != nil || r.Kind != tc.kind || r.Code != tc.code || p.calls.Load() != 0 {
+				t.Fatalf("reply %+v %s, %v; processed %d; want %v %s", r, r.Body, err, p.calls.Load(), tc.kind, tc.code)
+			}
+		})
+	}
+}
+
+// Asynchronous results: 202 at once, the event processed and its result
+// posted by AnswerLater, retried until the marketplace accepts it, and
+// never posted again once accepted.
+func TestAnswerLater(t *testing.T) {
+	t.Parallel()
+	p := &processor{}
+	in, m := appdirectInbox(t, p)
+	n := notification("tok-a")
+	n.Async = true
+	m.events[n.EventURL] = orderEvent
+	for range 2 {
+		r, _, err := in.Notify(context.Background(), n)
+		if err != nil || r.Kind != events.Accepted || string(r.Body) != `{"success":true}` {
+			t.Fatalf("async notification: %+v %s, %v", r, r.Body, err)
+		}
+	}
+	if p.calls.Load() != 0 {
+		t.Fatal("an async notification was processed before its 202")
+	}
+	m.failPost = []error{status(503), errors.New("reset")}
+	for i := range 3 {
+		if err := in.AnswerLater(context.Background(), "tok-a", time.Hour); err != nil {
+			t.Fatalf("AnswerLater %d: %v", i, err)
+		}
+	}
+	if len(m.posts["tok-a"]) != 1 || !strings.Contains(m.posts["tok-a"][0], `"success":true`) {
+		t.Fatalf("posts %v, want one success", m.posts["tok-a"])
+	}
+	if err := in.AnswerLater(context.Background(), "tok-a", time.Hour); err != nil || len(m.posts["tok-a"]) != 1 || p.calls.Load() != 1 {
+		t.Errorf("after the post: %v, %d posts, %d processings; want one each", err, len(m.posts["tok-a"]), p.calls.Load())
+	}
+}

@@ -1,0 +1,132 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
+)
+
+// Seen records an OAuth 1.0a nonce of a consumer key for ttl, and reports
+// whether it was recorded before (a replayed notification), in one atomic
+// step (SET NX PX). The nonce comes from the request: it is hashed, so its
+// length and bytes cannot shape the key.
+func (r *Redis) Seen(ctx context.Context, key, nonce string, ttl time.Duration) (bool, error) {
+	sum := sha256.Sum256([]byte(key + "\x00" + nonce))
+	ok, err := r.client.SetNX(ctx, r.keys.prefix+"appdirect-nonce:"+hex.EncodeToString(sum[:16]), "1", ttl).Result()
+	if err != nil {
+		return false, unavailable("appdirect nonce", err)
+	}
+	return !ok, nil
+}
+
+// result returns a job's record key and the results queue, in the settle
+// queue's slot.
+func (k keys) result(token string) (record, queue string) {
+	return k.prefix + "{settle}:result:" + token, k.prefix + "{settle}:results"
+}
+
+// enqueueScript records a job and queues it, unless the token has one
+// already. KEYS: record, queue. ARGV: job JSON, due ms, token. Returns 1
+// when created.
+var enqueueScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
+`)
+
+// EnqueueResult records j (state pending) and queues it now, in one step,
+// unless its token has a job already (a redelivered notification): created
+// is false then, and the job is as it was.
+func (r *Redis) EnqueueResult(ctx context.Context, j inbox.ResultJob) (created bool, err error) {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return false, fmt.Errorf("encoding result job: %w", err)
+	}
+	record, queue := r.keys.result(j.Token)
+	n, err := enqueueScript.Run(ctx, r.client, []string{record, queue}, b, j.Due.UnixMilli(), j.Token).Int()
+	if err != nil {
+		return false, unavailable("enqueue result", err)
+	}
+	return n == 1, nil
+}
+
+// Result loads the job of token; ErrNotFound when there is none.
+func (r *Redis) Result(ctx context.Context, token string) (inbox.ResultJob, error) {
+	record, _ := r.keys.result(token)
+	b, err := r.client.Get(ctx, record).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return inbox.ResultJob{}, fmt.Errorf("result job %q: %w", token, events.ErrNotFound)
+	}
+	if err != nil {
+		return inbox.ResultJob{}, unavailable("result job", err)
+	}
+	var j inbox.ResultJob
+	if err := json.Unmarshal(b, &j); err != nil {
+		return inbox.ResultJob{}, fmt.Errorf("decoding result job %q: %w", token, err)
+	}
+	return j, nil
+}
+
+// saveResultScript writes a job and its place on the queue: due, or off
+// the queue with the record kept ttl ms (posted). KEYS: record, queue.
+// ARGV: job JSON, due ms ('' when posted), token, ttl ms.
+var saveResultScript = redis.NewScript(`
+if ARGV[2] == '' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+  redis.call('ZREM', KEYS[2], ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+end
+return 1
+`)
+
+// SaveResult writes j: due again at j.Due, or, posted, off the queue and
+// kept for ttl (EVENT_TTL), so that a redelivered notification is not
+// queued again.
+func (r *Redis) SaveResult(ctx context.Context, j inbox.ResultJob, ttl time.Duration) error {
+	b, err := json.Marshal(j)
+	if err != nil {
+		return fmt.Errorf("encoding result job: %w", err)
+	}
+	record, queue := r.keys.result(j.Token)
+	due := ""
+	if j.State != inbox.JobPosted {
+		due = fmt.Sprint(j.Due.UnixMilli())
+	}
+	if err := saveResultScript.Run(ctx, r.client, []string{record, queue}, b, due, j.Token, millis(ttl)).Err(); err != nil {
+		return unavailable("save result job", err)
+	}
+	return nil
+}
+
+// TakeDueResults returns up to limit tokens whose job is due, pushing each
+// lease ahead so that no other replica takes it meanwhile.
+func (r *Redis) TakeDueResults(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]string, error) {
+	_, queue := r.keys.result("")
+	tokens, err := takeDueScript.Run(ctx, r.client, []string{queue}, now.UnixMilli(), limit, now.Add(lease).UnixMilli()).StringSlice()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable("results queue", err)
+	}
+	return tokens, nil
+}
+
+// PendingResults is how many results wait to be posted.
+func (r *Redis) PendingResults(ctx context.Context) (int64, error) {
+	_, queue := r.keys.result("")
+	n, err := r.client.ZCard(ctx, queue).Result()
+	if err != nil {
+		return 0, unavailable("results queue", err)
+	}
+	return n, nil
+}
