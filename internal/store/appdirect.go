@@ -79,7 +79,7 @@ func (r *Redis) Result(ctx context.Context, token string) (inbox.ResultJob, erro
 
 // saveResultScript writes a job and its place on the queue: due, or off
 // the queue with the record kept ttl ms (posted). KEYS: record, queue.
-// ARGV: job JSON, due ms ('' when posted), token, ttl ms.
+// ARGV: job JSON, due ms (” when posted), token, ttl ms.
 var saveResultScript = redis.NewScript(`
 if ARGV[2] == '' then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
