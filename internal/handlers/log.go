@@ -28,7 +28,7 @@ func deliveryOf(c echo.Context) *deliveryLog {
 	if d, ok := c.Get(deliveryLogKey).(*deliveryLog); ok {
 		return d
 	}
-	if c.Path() != marketplaceRoute {
+	if c.Path() != marketplaceRoute && c.Path() != appdirectRoute {
 		return nil
 	}
 	d := &deliveryLog{extension: c.Param("extension"), webhookID: c.Request().Header.Get("webhook-id")}

@@ -74,6 +74,10 @@ type Config struct {
 	BodyMemory      int64         // bytes of bodies held at once; 0 = DefaultBodyMemory
 	BodyReadTimeout time.Duration // how long a body may take to arrive; 0 = DefaultBodyReadTimeout
 
+	// AppDirect, when set, serves AppDirect's notifications at
+	// GET /appdirect/events (a public route).
+	AppDirect *AppDirect
+
 	// Outside is the outside APIs' last known state ("q2": "ok", ...),
 	// shown in /readyz's body under "outside". It never changes the status,
 	// which is about Redis (Ready): an outside API down must not take every
@@ -199,6 +203,10 @@ const marketplaceRoute = "/marketplace/:extension"
 // publicRoutes are the routes the marketplaces call.
 func (s *server) publicRoutes(e *echo.Echo) {
 	e.POST(marketplaceRoute, s.m.receive)
+	if a := s.cfg.AppDirect; a != nil {
+		door := &appdirectDoor{cfg: *a, inFlight: s.m.inFlight, obs: s.m.obs}
+		e.GET(appdirectRoute, door.notify)
+	}
 }
 
 // opsRoutes are the routes of operators, orchestrators and bank
