@@ -110,6 +110,7 @@ type config struct {
 	format      string
 	keepIDs     bool
 	fresh       bool
+	marketplace *url.URL // the sandbox marketplace raw AppDirect events go through
 	paths       []string
 }
 
@@ -150,6 +151,12 @@ fixtures fails, the later ones are skipped. --fresh gives every
 subscription_id a new id for this run, so a story can be replayed against
 the same receiver again and again.
 
+A raw AppDirect event (a JSON object with "type" and no "event_type", as
+AppDirect itself sends it) goes through the sandbox's marketplace
+(--marketplace): registered there, then notified to URL/appdirect/events by
+the sandbox, signed as AppDirect signs; when the service answers 202 (its
+results asynchronous), the result the sandbox then receives is the reply.
+
 Each line reads: file, HTTP status, outcome ("(replayed)" when the receiver
 answered from its store, Idempotent-Replayed: true), duration, verdict.
 
@@ -177,6 +184,7 @@ func parseArgs(args []string, getenv func(string) string, stdout io.Writer) (con
 	fs.StringVar(&cfg.format, "format", "text", "output format: text, or json (one object per line)")
 	fs.BoolVar(&cfg.keepIDs, "keep-ids", false, "derive webhook-id from the body sent instead of a fresh random one, so that a second run tests deduplication")
 	fs.BoolVar(&cfg.fresh, "fresh", false, "send every subscription_id as a new random id, the same for the same original in this run, so that stories replay green on every run")
+	rawMarket := fs.String("marketplace", "http://127.0.0.1:9090", "the sandbox whose AppDirect marketplace notifies the receiver of raw AppDirect events (demo mode's embedded sandbox by default)")
 
 	// Flags may come before or after the paths: parse, take one path, repeat.
 	rest := args
@@ -239,6 +247,10 @@ func parseArgs(args []string, getenv func(string) string, stdout io.Writer) (con
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
 	cfg.url = u
+	if cfg.marketplace, err = url.Parse(strings.TrimSuffix(*rawMarket, "/")); err != nil ||
+		(cfg.marketplace.Scheme != "http" && cfg.marketplace.Scheme != "https") || cfg.marketplace.Host == "" {
+		return cfg, usageError("--marketplace %q is not an http(s) URL: give the sandbox's, e.g. --marketplace http://127.0.0.1:9090", *rawMarket)
+	}
 	if cfg.secret != "" {
 		if _, err := signature.Sign(cfg.secret, "msg_check", time.Unix(0, 0), nil); err != nil {
 			return cfg, usageError("--secret (or the first of WEBHOOK_SECRETS): %v", err)

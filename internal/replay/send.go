@@ -279,6 +279,10 @@ func (r *runner) process(ctx context.Context, f fixture) (res result) {
 	if r.fresh != nil {
 		body, res.subscription = rewriteSubscription(body, r.fresh.get)
 	}
+	if isAppDirect(body) {
+		resp, err := r.notify(ctx, body)
+		return r.judge(res, exp, resp, err)
+	}
 	ext := r.cfg.extension
 	if ext == "" {
 		if ext, err = extensionOf(body); err != nil {
@@ -288,6 +292,16 @@ func (r *runner) process(ctx context.Context, f fixture) (res result) {
 
 	res.webhookID = newWebhookID(body, r.cfg.keepIDs)
 	resp, err := r.post(ctx, ext, res.webhookID, body)
+	return r.judge(res, exp, resp, err)
+}
+
+// judge reads a fixture's reply against its expectation.
+func (r *runner) judge(res result, exp *expectation, resp response, err error) result {
+	fail := func(format string, args ...any) result {
+		res.verdict = verdictFail
+		res.problems = append(res.problems, fmt.Sprintf(format, args...))
+		return res
+	}
 	res.status, res.duration = resp.status, resp.duration
 	if err != nil {
 		return fail("%v", err)
