@@ -358,3 +358,27 @@ func (m *MemoryNonces) Seen(_ context.Context, key, nonce string, ttl time.Durat
 	m.seen[k] = now.Add(ttl)
 	return false, nil
 }
+
+// Notifications checks a notification in either credential mode: an
+// OAuth 1.0a signature (shared credentials) when OAuth is set and the
+// request is signed, else the bearer token or Basic credentials
+// (separate credentials) when Credentials is set.
+type Notifications struct {
+	OAuth       *Verifier
+	Credentials *CredentialVerifier
+}
+
+// Verify returns who sent the notification (a consumer key, "bearer" or
+// a Basic user name: never a secret), or why it is refused.
+func (n Notifications) Verify(ctx context.Context, r *http.Request) (string, error) {
+	if n.OAuth != nil {
+		who, err := n.OAuth.Verify(ctx, r)
+		if err == nil || !errors.Is(err, ErrNotSigned) || n.Credentials == nil {
+			return who, err
+		}
+	}
+	if n.Credentials != nil {
+		return n.Credentials.Verify(ctx, r)
+	}
+	return "", ErrNotSigned
+}

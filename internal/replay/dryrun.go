@@ -48,7 +48,12 @@ func check(p *runPlan, cfg config, f fixture) []string {
 		return []string{err.Error()}
 	}
 	var problems []string
-	_, err = events.Decode(body)
+	appdirect := isAppDirect(body)
+	if appdirect {
+		_, err = events.DecodeAppDirect(body)
+	} else {
+		_, err = events.Decode(body)
+	}
 	var verr *events.ValidationError
 	switch {
 	case errors.As(err, &verr):
@@ -58,7 +63,7 @@ func check(p *runPlan, cfg config, f fixture) []string {
 	case err != nil:
 		problems = append(problems, err.Error())
 	}
-	if cfg.extension == "" && len(problems) == 0 {
+	if cfg.extension == "" && len(problems) == 0 && !appdirect {
 		if _, err := extensionOf(body); err != nil {
 			problems = append(problems, err.Error())
 		}
