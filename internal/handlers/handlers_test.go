@@ -140,9 +140,9 @@ func TestMarketplaceStatuses(t *testing.T) {
 		{name: "GET not allowed", method: http.MethodGet, wantStatus: 405, wantCode: events.ConfigurationError},
 		{name: "PUT not allowed", method: http.MethodPut, body: order, wantStatus: 405, wantCode: events.ConfigurationError},
 		{name: "unknown route", path: "/nope", wantStatus: 404, wantCode: events.ConfigurationError},
-		{name: "pending", body: order, receiver: &fakeReceiver{err: &events.Error{Status: 409, Code: events.Pending, Message: "later", RetryAfter: 3 * time.Second}}, wantStatus: 409, wantCode: events.Pending, wantRetry: "3"},
-		{name: "reused id", body: order, receiver: &fakeReceiver{err: &events.Error{Status: 422, Code: events.InvalidResponse, Message: "different body"}}, wantStatus: 422, wantCode: events.InvalidResponse},
-		{name: "store down", body: order, receiver: &fakeReceiver{err: &events.Error{Status: 503, Code: events.TransportError, Message: "down", RetryAfter: 5 * time.Second}}, wantStatus: 503, wantCode: events.TransportError, wantRetry: "5"},
+		{name: "pending", body: order, receiver: &fakeReceiver{err: &Error{Status: 409, Code: events.Pending, Message: "later", RetryAfter: 3 * time.Second}}, wantStatus: 409, wantCode: events.Pending, wantRetry: "3"},
+		{name: "reused id", body: order, receiver: &fakeReceiver{err: &Error{Status: 422, Code: events.InvalidResponse, Message: "different body"}}, wantStatus: 422, wantCode: events.InvalidResponse},
+		{name: "store down", body: order, receiver: &fakeReceiver{err: &Error{Status: 503, Code: events.TransportError, Message: "down", RetryAfter: 5 * time.Second}}, wantStatus: 503, wantCode: events.TransportError, wantRetry: "5"},
 		{name: "unexpected error is a generic 500", body: order, receiver: &fakeReceiver{err: errors.New("secret detail")}, wantStatus: 500, wantCode: events.UnknownError, wantMsg: "internal error"},
 		{name: "panic is a generic 500", body: order, receiver: &fakeReceiver{hook: func() { panic("boom") }}, wantStatus: 500, wantCode: events.UnknownError},
 	}

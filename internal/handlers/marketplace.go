@@ -50,14 +50,14 @@ func (m *marketplace) receive(c echo.Context) error {
 	body := b.Bytes()
 	if m.auth != nil {
 		if err := m.auth.Authenticate(req, body); err != nil {
-			return &events.Error{Status: http.StatusUnauthorized, Code: events.Unauthorized,
+			return &Error{Status: http.StatusUnauthorized, Code: events.Unauthorized,
 				Message: "the request is not signed by the marketplace", Cause: err}
 		}
 	}
 	b.doneReading()
 	product, ok := m.products.Lookup(c.Param("extension"))
 	if !ok {
-		return &events.Error{Status: http.StatusNotFound, Code: events.ConfigurationError,
+		return &Error{Status: http.StatusNotFound, Code: events.ConfigurationError,
 			Message: "no product answers on extension " + strconv.Quote(logctx.Cut(c.Param("extension"))) + "; check the products file (PRODUCTS_FILE)"}
 	}
 	log.product = product.Name
@@ -85,13 +85,13 @@ func (m *marketplace) receive(c echo.Context) error {
 	}
 	ev, err := events.Decode(body)
 	if err != nil {
-		return &events.Error{Status: http.StatusBadRequest, Code: events.InvalidResponse, Message: err.Error()}
+		return &Error{Status: http.StatusBadRequest, Code: events.InvalidResponse, Message: err.Error()}
 	}
 	fingerprint, err := events.Fingerprint(body)
 	var dup *events.DuplicateKeyError
 	switch {
 	case errors.As(err, &dup):
-		return &events.Error{Status: http.StatusBadRequest, Code: events.InvalidResponse, Message: dup.Error()}
+		return &Error{Status: http.StatusBadRequest, Code: events.InvalidResponse, Message: dup.Error()}
 	case err != nil: // Decode accepted the body, so it is JSON
 		return err
 	}
@@ -168,7 +168,7 @@ func checkContentType(ct string) error {
 	if err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
 		return nil
 	}
-	return &events.Error{Status: http.StatusUnsupportedMediaType, Code: events.InvalidResponse,
+	return &Error{Status: http.StatusUnsupportedMediaType, Code: events.InvalidResponse,
 		Message: "Content-Type must be application/json"}
 }
 
@@ -182,7 +182,7 @@ func deliveryKey(id string) (string, error) {
 		return "", nil
 	}
 	if len(id) > maxWebhookID || strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
-		return "", &events.Error{Status: http.StatusBadRequest, Code: events.InvalidResponse,
+		return "", &Error{Status: http.StatusBadRequest, Code: events.InvalidResponse,
 			Message: "webhook-id must be at most 256 printable ASCII characters without spaces"}
 	}
 	return "id:" + id, nil

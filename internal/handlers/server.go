@@ -278,7 +278,7 @@ func limitHeaders(maxBytes, maxFields int) echo.MiddlewareFunc {
 			}
 			if size > maxBytes || fields > maxFields {
 				c.Response().Header().Set(echo.HeaderConnection, "close")
-				return &events.Error{Status: http.StatusRequestHeaderFieldsTooLarge, Code: events.InvalidResponse,
+				return &Error{Status: http.StatusRequestHeaderFieldsTooLarge, Code: events.InvalidResponse,
 					Message: fmt.Sprintf("the request's headers are %d bytes in %d lines; at most %d bytes and %d lines are accepted", size, fields, maxBytes, maxFields)}
 			}
 			return next(c)
