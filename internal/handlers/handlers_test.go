@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banking-marketplace/webhook/internal/canonjson"
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/products"
@@ -212,7 +213,7 @@ func TestDeliveryKeyAndReplay(t *testing.T) {
 	if recv.got[0].Key != "id:msg_1" {
 		t.Errorf("key with webhook-id = %q", recv.got[0].Key)
 	}
-	fp, _ := events.Fingerprint(order)
+	fp, _ := canonjson.Fingerprint(order)
 	if recv.got[1].Key != "sha256:"+fp || recv.got[2].Key != recv.got[1].Key {
 		t.Errorf("body keys = %q, %q, want both sha256:%s", recv.got[1].Key, recv.got[2].Key, fp)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
 
+	"github.com/banking-marketplace/webhook/internal/canonjson"
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/logctx"
@@ -87,8 +88,8 @@ func (m *marketplace) receive(c echo.Context) error {
 	if err != nil {
 		return &Error{Status: http.StatusBadRequest, Code: events.InvalidResponse, Message: err.Error()}
 	}
-	fingerprint, err := events.Fingerprint(body)
-	var dup *events.DuplicateKeyError
+	fingerprint, err := canonjson.Fingerprint(body)
+	var dup *canonjson.DuplicateKeyError
 	switch {
 	case errors.As(err, &dup):
 		return &Error{Status: http.StatusBadRequest, Code: events.InvalidResponse, Message: dup.Error()}
