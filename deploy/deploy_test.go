@@ -746,8 +746,8 @@ func (okReceiver) Receive(context.Context, inbox.Delivery) (inbox.Reply, error) 
 	return inbox.Reply{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`), Code: "SUCCESS"}, nil
 }
 
-func (okReceiver) Copy(context.Context, string) (inbox.Reply, events.Copy, bool) {
-	return inbox.Reply{}, events.Copy{}, false
+func (okReceiver) Copy(context.Context, string) (inbox.Reply, inbox.Copy, bool) {
+	return inbox.Reply{}, inbox.Copy{}, false
 }
 
 func get(t *testing.T, base, path string) int {

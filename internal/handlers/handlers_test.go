@@ -28,13 +28,13 @@ type fakeReceiver struct {
 	err   error
 	hook  func()
 
-	copies   map[string]events.Copy // answered copies by copy key
-	copyKeys []string               // the copy keys asked for
+	copies   map[string]inbox.Copy // answered copies by copy key
+	copyKeys []string              // the copy keys asked for
 }
 
 // Copy answers a copy key the fake was given in copies, as the inbox
 // answers a byte-identical copy of an answered delivery.
-func (f *fakeReceiver) Copy(_ context.Context, copyKey string) (inbox.Reply, events.Copy, bool) {
+func (f *fakeReceiver) Copy(_ context.Context, copyKey string) (inbox.Reply, inbox.Copy, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.copyKeys = append(f.copyKeys, copyKey)
@@ -371,11 +371,11 @@ func TestRoutingByExtension(t *testing.T) {
 func TestCopiesAreAnsweredBeforeDecoding(t *testing.T) {
 	t.Parallel()
 	order := orderFixture(t)
-	stored := events.Copy{Key: "id:msg_1", EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1", Body: `{"success":true,"accountIdentifier":"7"}`}
+	stored := inbox.Copy{Key: "id:msg_1", EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1", Body: `{"success":true,"accountIdentifier":"7"}`}
 	release, entered := make(chan struct{}), make(chan struct{}, 1)
 	recv := &fakeReceiver{
 		reply:  inbox.Reply{Kind: events.Final, Body: []byte(`{}`)},
-		copies: map[string]events.Copy{copyKeyOf(products.DefaultName, "msg_1", order): stored},
+		copies: map[string]inbox.Copy{copyKeyOf(products.DefaultName, "msg_1", order): stored},
 		hook:   func() { entered <- struct{}{}; <-release },
 	}
 	h := New(Config{Receiver: recv, MaxInFlight: 1})

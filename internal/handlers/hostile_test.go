@@ -495,8 +495,8 @@ func insertAfter(t testing.TB, body []byte, marker, s string) []byte {
 // if the request's context ends first.
 type slowReceiver struct{ wait time.Duration }
 
-func (slowReceiver) Copy(context.Context, string) (inbox.Reply, events.Copy, bool) {
-	return inbox.Reply{}, events.Copy{}, false
+func (slowReceiver) Copy(context.Context, string) (inbox.Reply, inbox.Copy, bool) {
+	return inbox.Reply{}, inbox.Copy{}, false
 }
 
 func (r slowReceiver) Receive(ctx context.Context, _ inbox.Delivery) (inbox.Reply, error) {

@@ -36,7 +36,7 @@ import (
 // byte-identical copy of an answered one before any decoding.
 type Receiver interface {
 	Receive(ctx context.Context, d inbox.Delivery) (inbox.Reply, error)
-	Copy(ctx context.Context, copyKey string) (inbox.Reply, events.Copy, bool)
+	Copy(ctx context.Context, copyKey string) (inbox.Reply, inbox.Copy, bool)
 }
 
 // Observer is told of every delivery answered (on the extension URL) and

@@ -25,12 +25,12 @@ import (
 // are fenced by the claim's token: a holder whose lease ran out gets
 // events.ErrLeaseLost and writes nothing.
 type Deliveries interface {
-	Claim(ctx context.Context, c events.ClaimRequest) (events.Claim, error)
-	Complete(ctx context.Context, key, token string, res events.Result, ttl time.Duration) error
-	Release(ctx context.Context, key, token string, res events.Result) error
+	Claim(ctx context.Context, c ClaimRequest) (Claim, error)
+	Complete(ctx context.Context, key, token string, res Result, ttl time.Duration) error
+	Release(ctx context.Context, key, token string, res Result) error
 	// Copy finds a final outcome by a copy's CopyKey; ok is false when
 	// there is none.
-	Copy(ctx context.Context, copyKey string) (c events.Copy, ok bool, err error)
+	Copy(ctx context.Context, copyKey string) (c Copy, ok bool, err error)
 }
 
 // Processor carries out one event for a product. It returns a transient
@@ -149,7 +149,7 @@ func (in *Inbox) Receive(ctx context.Context, d Delivery) (Reply, error) {
 // the whole path, which decides). Every redelivery rule holds: only final
 // outcomes are kept under a copy key, and a copy with another body has
 // another key.
-func (in *Inbox) Copy(ctx context.Context, copyKey string) (r Reply, c events.Copy, ok bool) {
+func (in *Inbox) Copy(ctx context.Context, copyKey string) (r Reply, c Copy, ok bool) {
 	if copyKey == "" {
 		return r, c, false
 	}
@@ -204,7 +204,7 @@ func (in *Inbox) follow(ctx context.Context, f *flight, d Delivery) (Reply, erro
 // copy, process, record. stored reports that the reply is a final outcome
 // held in Redis.
 func (in *Inbox) receive(ctx context.Context, d Delivery) (reply Reply, stored bool, err error) {
-	req := events.ClaimRequest{
+	req := ClaimRequest{
 		Key:          d.Key,
 		Fingerprint:  d.Fingerprint,
 		Lease:        Lease(in.cfg.ProcessTimeout),
@@ -229,11 +229,11 @@ func (in *Inbox) receive(ctx context.Context, d Delivery) (reply Reply, stored b
 			return unavailable("the delivery store is unavailable; nothing was processed"), false, nil
 		}
 		switch claim.State {
-		case events.ClaimDone:
+		case ClaimDone:
 			return Reply{Kind: events.Final, Body: claim.Body, Code: "REPLAYED", Replayed: true}, true, nil
-		case events.ClaimConflict:
+		case ClaimConflict:
 			return reusedID(), false, nil
-		case events.ClaimFresh:
+		case ClaimFresh:
 			return in.process(ctx, d, claim.Token, deadline)
 		}
 		// Busy: another copy is processing. Wait for its outcome, briefly.
@@ -269,7 +269,7 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 		if p := recover(); p != nil {
 			if !recorded {
 				sctx, scancel := context.WithTimeout(detached, storeBudget)
-				_ = in.deliveries.Release(sctx, d.Key, token, events.Result{Subscription: d.Event.SubscriptionID, Kind: events.Transient, Code: "PANIC", Duration: time.Since(start)})
+				_ = in.deliveries.Release(sctx, d.Key, token, Result{Subscription: d.Event.SubscriptionID, Kind: events.Transient, Code: "PANIC", Duration: time.Since(start)})
 				scancel()
 			}
 			panic(p)
@@ -287,7 +287,7 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 	elapsed := time.Since(start)
 	sctx, scancel := context.WithTimeout(detached, storeBudget)
 	defer scancel()
-	res := events.Result{Subscription: d.Event.SubscriptionID, CopyKey: d.CopyKey, EventType: string(d.Event.EventType),
+	res := Result{Subscription: d.Event.SubscriptionID, CopyKey: d.CopyKey, EventType: string(d.Event.EventType),
 		Kind: out.Kind, Body: body, Code: code, Duration: elapsed}
 	if out.Final() {
 		err = in.deliveries.Complete(sctx, d.Key, token, res, in.cfg.TTL)

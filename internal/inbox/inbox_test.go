@@ -217,8 +217,8 @@ func TestConcurrentCopies(t *testing.T) {
 func TestCrashedHolderIsTakenOver(t *testing.T) {
 	t.Parallel()
 	db, mini := newStore(t)
-	dead, err := db.Claim(context.Background(), events.ClaimRequest{Key: "id:c", Fingerprint: "fp", Lease: 5 * time.Second, TTL: time.Hour, EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1"})
-	if err != nil || dead.State != events.ClaimFresh {
+	dead, err := db.Claim(context.Background(), inbox.ClaimRequest{Key: "id:c", Fingerprint: "fp", Lease: 5 * time.Second, TTL: time.Hour, EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1"})
+	if err != nil || dead.State != inbox.ClaimFresh {
 		t.Fatal(dead, err)
 	}
 	p := &processor{}
@@ -231,7 +231,7 @@ func TestCrashedHolderIsTakenOver(t *testing.T) {
 		t.Fatalf("after the lease: %+v %v", r, e)
 	}
 	// The dead holder's late write cannot overwrite the outcome.
-	if err := db.Complete(context.Background(), "id:c", dead.Token, events.Result{Kind: events.Final, Body: []byte("stale")}, time.Hour); !errors.Is(err, events.ErrLeaseLost) {
+	if err := db.Complete(context.Background(), "id:c", dead.Token, inbox.Result{Kind: events.Final, Body: []byte("stale")}, time.Hour); !errors.Is(err, events.ErrLeaseLost) {
 		t.Errorf("late Complete: %v, want ErrLeaseLost", err)
 	}
 }
