@@ -24,7 +24,7 @@ import (
 type fakeReceiver struct {
 	mu    sync.Mutex
 	got   []inbox.Delivery
-	reply inbox.Reply
+	reply inbox.Answer
 	err   error
 	hook  func()
 
@@ -34,18 +34,18 @@ type fakeReceiver struct {
 
 // Copy answers a copy key the fake was given in copies, as the inbox
 // answers a byte-identical copy of an answered delivery.
-func (f *fakeReceiver) Copy(_ context.Context, copyKey string) (inbox.Reply, inbox.Copy, bool) {
+func (f *fakeReceiver) Copy(_ context.Context, copyKey string) (inbox.Answer, inbox.Copy, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.copyKeys = append(f.copyKeys, copyKey)
 	c, ok := f.copies[copyKey]
 	if !ok {
-		return inbox.Reply{}, c, false
+		return inbox.Answer{}, c, false
 	}
-	return inbox.Reply{Kind: events.Final, Body: []byte(c.Body), Code: "REPLAYED", Replayed: true}, c, true
+	return inbox.Answer{Kind: events.Final, Body: []byte(c.Body), Code: "REPLAYED", Replayed: true}, c, true
 }
 
-func (f *fakeReceiver) Receive(_ context.Context, d inbox.Delivery) (inbox.Reply, error) {
+func (f *fakeReceiver) Receive(_ context.Context, d inbox.Delivery) (inbox.Answer, error) {
 	f.mu.Lock()
 	f.got = append(f.got, d)
 	f.mu.Unlock()
@@ -192,7 +192,7 @@ func TestMarketplaceStatuses(t *testing.T) {
 func TestDeliveryKeyAndReplay(t *testing.T) {
 	t.Parallel()
 	order := orderFixture(t)
-	recv := &fakeReceiver{reply: inbox.Reply{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`), Replayed: true}}
+	recv := &fakeReceiver{reply: inbox.Answer{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`), Replayed: true}}
 	h := New(Config{Receiver: recv})
 
 	rec := do(t, h, http.MethodPost, "/marketplace/x", order, http.Header{"Webhook-Id": {"msg_1"}})
@@ -261,7 +261,7 @@ func TestInFlightCap(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
-	recv := &fakeReceiver{reply: inbox.Reply{Kind: events.Final, Body: []byte(`{}`)}, hook: func() {
+	recv := &fakeReceiver{reply: inbox.Answer{Kind: events.Final, Body: []byte(`{}`)}, hook: func() {
 		entered <- struct{}{}
 		<-release
 	}}
@@ -343,7 +343,7 @@ func TestRoutingByExtension(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			recv := &fakeReceiver{reply: inbox.Reply{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`)}}
+			recv := &fakeReceiver{reply: inbox.Answer{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`)}}
 			h := New(Config{Receiver: recv, Products: catalog})
 			rec := do(t, h, http.MethodPost, "/marketplace/"+tt.ext, tt.body, nil)
 			if rec.Code != tt.wantStatus {
@@ -374,7 +374,7 @@ func TestCopiesAreAnsweredBeforeDecoding(t *testing.T) {
 	stored := inbox.Copy{Key: "id:msg_1", EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1", Body: `{"success":true,"accountIdentifier":"7"}`}
 	release, entered := make(chan struct{}), make(chan struct{}, 1)
 	recv := &fakeReceiver{
-		reply:  inbox.Reply{Kind: events.Final, Body: []byte(`{}`)},
+		reply:  inbox.Answer{Kind: events.Final, Body: []byte(`{}`)},
 		copies: map[string]inbox.Copy{copyKeyOf(products.DefaultName, "msg_1", order): stored},
 		hook:   func() { entered <- struct{}{}; <-release },
 	}

@@ -67,11 +67,11 @@ func (m *marketplace) receive(c echo.Context) error {
 	// from the stored outcome before any JSON work, without a processing
 	// slot (the cap protects processing, not stored replies).
 	copyKey := copyKeyOf(product.Name, req.Header.Get("webhook-id"), body)
-	if reply, cp, ok := m.receiver.Copy(req.Context(), copyKey); ok {
+	if answer, cp, ok := m.receiver.Copy(req.Context(), copyKey); ok {
 		log.key, log.eventType, log.subscription = cp.Key, cp.EventType, cp.Subscription
-		log.outcome, log.replayed = reply.Code, true
+		log.outcome, log.replayed = answer.Code, true
 		c.Response().Header().Set("Idempotent-Replayed", "true")
-		return c.Blob(statusOf(reply.Kind), echo.MIMEApplicationJSON, reply.Body)
+		return c.Blob(statusOf(answer.Kind), echo.MIMEApplicationJSON, answer.Body)
 	}
 
 	if !m.inFlight.take() {
@@ -113,18 +113,18 @@ func (m *marketplace) receive(c echo.Context) error {
 	// carries its request id, webhook-id, key and subscription.
 	ctx := logctx.With(req.Context(), zap.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
 		logctx.String("webhook_id", log.webhookID), logctx.String("key", key), logctx.String("subscription", ev.SubscriptionID))
-	reply, err := m.receiver.Receive(ctx, inbox.Delivery{Key: key, Fingerprint: fingerprint, Event: ev, Product: product.Name, CopyKey: copyKey})
+	answer, err := m.receiver.Receive(ctx, inbox.Delivery{Key: key, Fingerprint: fingerprint, Event: ev, Product: product.Name, CopyKey: copyKey})
 	if err != nil {
 		return err
 	}
-	log.outcome, log.replayed, log.calls = reply.Code, reply.Replayed, reply.Calls
+	log.outcome, log.replayed, log.calls = answer.Code, answer.Replayed, answer.Calls
 
 	h := c.Response().Header()
-	if reply.Replayed {
+	if answer.Replayed {
 		h.Set("Idempotent-Replayed", "true")
 	}
-	setRetryAfter(h, reply.RetryAfter)
-	return c.Blob(statusOf(reply.Kind), echo.MIMEApplicationJSON, reply.Body)
+	setRetryAfter(h, answer.RetryAfter)
+	return c.Blob(statusOf(answer.Kind), echo.MIMEApplicationJSON, answer.Body)
 }
 
 // copyKeyOf names a copy's exact bytes: its product (the extension it was
@@ -147,7 +147,7 @@ func copyKeyOf(product, webhookID string, body []byte) string {
 // marketplace sees.
 var statuses = map[events.Kind]int{
 	events.Final:     http.StatusOK,                 // stored; copies get the same bytes
-	events.Unsettled: http.StatusOK,                 // a document the marketplace acts on (DO_NOT_CANCEL), not stored
+	events.NotStored: http.StatusOK,                 // a document the marketplace acts on (DO_NOT_CANCEL), not stored
 	events.Transient: http.StatusServiceUnavailable, // nothing final; send again after Retry-After
 	events.Busy:      http.StatusConflict,           // PENDING; send again after Retry-After
 	events.Conflict:  http.StatusUnprocessableEntity,

@@ -35,8 +35,8 @@ import (
 // Receiver takes a decoded delivery and answers it; Copy answers a
 // byte-identical copy of an answered one before any decoding.
 type Receiver interface {
-	Receive(ctx context.Context, d inbox.Delivery) (inbox.Reply, error)
-	Copy(ctx context.Context, copyKey string) (inbox.Reply, inbox.Copy, bool)
+	Receive(ctx context.Context, d inbox.Delivery) (inbox.Answer, error)
+	Copy(ctx context.Context, copyKey string) (inbox.Answer, inbox.Copy, bool)
 }
 
 // Observer is told of every delivery answered (on the extension URL) and
