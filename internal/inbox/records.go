@@ -89,7 +89,7 @@ type DeliverySummary struct {
 	// State is processing, released (a transient outcome: a later copy is
 	// processed again) or done (a final outcome, stored and replayed).
 	State      string `json:"state"`
-	Kind       string `json:"kind"` // of the latest outcome: final, unsettled, transient
+	Kind       string `json:"kind"` // of the latest outcome, as stored (events.Kind's words: final, unsettled for NotStored, transient)
 	Code       string `json:"code"` // of the latest outcome: SUCCESS or an error code
 	Attempts   int    `json:"attempts"`
 	Copies     int    `json:"copies"` // answered from the stored outcome

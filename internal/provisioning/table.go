@@ -57,8 +57,10 @@ type Table[E error] struct {
 func (t *Table[E]) Classify(doing string, err error) *Failure {
 	if MayPass(err, t.Transient) {
 		retry := DefaultRetry
-		if e, ok := errors.AsType[E](err); ok && t.RetryAfter != nil && t.RetryAfter(e) > 0 {
-			retry = t.RetryAfter(e)
+		if e, ok := errors.AsType[E](err); ok && t.RetryAfter != nil {
+			if d := t.RetryAfter(e); d > 0 {
+				retry = d
+			}
 		}
 		return Outage(t.System+" is unavailable ("+doing+"); nothing final was recorded, send the event again", retry, err)
 	}
