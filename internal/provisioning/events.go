@@ -28,7 +28,7 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 	case in.State == events.IntentCancelled:
 		return w.answer(ctx, w.settle(ctx), forbidden(w))
 	case in.State == events.IntentRefused:
-		return w.answerPromising(ctx, w.settle(ctx), events.Refused(in.Code, in.Message))
+		return w.answerPromising(ctx, w.settle(ctx), events.Refusal(in.Code, in.Message))
 	case in.Promised || w.acct.Prior != nil:
 		// Provisioned and answered before (a CHANGE may be under way).
 		return w.answer(ctx, nil, events.Provisioned(w.acct.AccountIdentifier))
@@ -39,7 +39,7 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 	st := w.settle(ctx)
 	switch in := w.acct.Intent; {
 	case in.State == events.IntentRefused:
-		return w.answerPromising(ctx, st, events.Refused(in.Code, in.Message))
+		return w.answerPromising(ctx, st, events.Refusal(in.Code, in.Message))
 	case in.State == events.IntentCancelled:
 		return w.answer(ctx, st, forbidden(w))
 	case st == nil:
@@ -49,7 +49,7 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 }
 
 func forbidden(w *work) events.Outcome {
-	return events.Refused(events.Forbidden, "subscription "+w.acct.SubscriptionID+" was cancelled; it is not provisioned again")
+	return events.Refusal(events.Forbidden, "subscription "+w.acct.SubscriptionID+" was cancelled; it is not provisioned again")
 }
 
 // change: apply a new edition and quantities. A CHANGE older than the
@@ -63,7 +63,7 @@ func (s *Service) change(ctx context.Context, w *work) events.Outcome {
 	in := w.acct.Intent
 	switch {
 	case w.fresh || in.State.Undo():
-		return w.answer(ctx, nil, events.Refused(events.AccountNotFound, "no active account for subscription "+w.acct.SubscriptionID))
+		return w.answer(ctx, nil, events.Refusal(events.AccountNotFound, "no active account for subscription "+w.acct.SubscriptionID))
 	case !in.Promised && w.acct.Prior == nil:
 		// Its ORDER is under way: the CHANGE waits for it rather than being
 		// refused for good.
@@ -88,9 +88,9 @@ func (s *Service) change(ctx context.Context, w *work) events.Outcome {
 	st := w.settle(ctx)
 	switch {
 	case w.refusal != nil:
-		return w.answer(ctx, st, events.Refused(w.refusal.Code, w.refusal.Message))
+		return w.answer(ctx, st, events.Refusal(w.refusal.Code, w.refusal.Message))
 	case w.acct.Intent.State == events.IntentCancelled: // found cancelled outside the service
-		return w.answer(ctx, st, events.Refused(events.AccountNotFound, "subscription "+w.acct.SubscriptionID+" was cancelled"))
+		return w.answer(ctx, st, events.Refusal(events.AccountNotFound, "subscription "+w.acct.SubscriptionID+" was cancelled"))
 	case st == nil:
 		return w.answerPromising(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
 	}
@@ -123,7 +123,7 @@ func (s *Service) cancel(ctx context.Context, w *work) events.Outcome {
 		return w.answerPromising(ctx, w.settle(ctx), cancelled(w))
 	case in.State == events.IntentRefused:
 		w.newIntent(events.IntentCancelled, events.SubscriptionCancel)
-		return w.answerPromising(ctx, w.settle(ctx), events.Refused(events.AccountNotFound,
+		return w.answerPromising(ctx, w.settle(ctx), events.Refusal(events.AccountNotFound,
 			"the order of subscription "+w.acct.SubscriptionID+" was refused; nothing of it exists"))
 	}
 	before, prior, cancelledAt := w.acct.Intent, w.acct.Prior, w.acct.CancelledAt
@@ -146,7 +146,7 @@ func (s *Service) cancel(ctx context.Context, w *work) events.Outcome {
 // ACCOUNT_NOT_FOUND when nothing of the subscription ever existed.
 func cancelled(w *work) events.Outcome {
 	if w.acct.AccountIdentifier == "" {
-		return events.Refused(events.AccountNotFound, "nothing of subscription "+w.acct.SubscriptionID+
+		return events.Refusal(events.AccountNotFound, "nothing of subscription "+w.acct.SubscriptionID+
 			" exists; it is recorded as cancelled, so a later order is refused")
 	}
 	return events.Provisioned(w.acct.AccountIdentifier)
@@ -179,9 +179,9 @@ func (w *work) notNow(st *stop) events.Outcome {
 	retry := 5 * time.Second
 	if st.failure != nil {
 		retry = max(st.failure.RetryAfter, time.Second)
-		return events.Unavailable(st.target+": "+st.failure.Message+"; nothing is answered for good yet, send the event again", retry)
+		return events.Outage(st.target+": "+st.failure.Message+"; nothing is answered for good yet, send the event again", retry)
 	}
-	return events.Unavailable("the subscription could not be settled now; send the event again", retry)
+	return events.Outage("the subscription could not be settled now; send the event again", retry)
 }
 
 // answer saves the account and returns out; when the save fails, the
