@@ -742,12 +742,12 @@ func TestProductsConfigMap(t *testing.T) {
 // okReceiver answers every delivery with success.
 type okReceiver struct{}
 
-func (okReceiver) Receive(context.Context, inbox.Delivery) (inbox.Reply, error) {
-	return inbox.Reply{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`), Code: "SUCCESS"}, nil
+func (okReceiver) Receive(context.Context, inbox.Delivery) (inbox.Answer, error) {
+	return inbox.Answer{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`), Code: "SUCCESS"}, nil
 }
 
-func (okReceiver) Copy(context.Context, string) (inbox.Reply, events.Copy, bool) {
-	return inbox.Reply{}, events.Copy{}, false
+func (okReceiver) Copy(context.Context, string) (inbox.Answer, inbox.Copy, bool) {
+	return inbox.Answer{}, inbox.Copy{}, false
 }
 
 func get(t *testing.T, base, path string) int {

@@ -1,6 +1,10 @@
 package events
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/banking-marketplace/webhook/internal/canonjson"
+)
 
 // BenchmarkDecode is what a delivery that is not a byte-identical copy
 // costs before Redis: decoding and validating the event, then its canonical
@@ -25,7 +29,7 @@ func BenchmarkDecode(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				if _, err := Fingerprint(body); err != nil {
+				if _, err := canonjson.Fingerprint(body); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/banking-marketplace/webhook/internal/canonjson"
 )
 
 func readFixture(t testing.TB, name string) []byte {
@@ -298,8 +300,8 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 		if json.Valid(body) {
-			var dup *DuplicateKeyError
-			if _, err := Fingerprint(body); err != nil && !errors.As(err, &dup) {
+			var dup *canonjson.DuplicateKeyError
+			if _, err := canonjson.Fingerprint(body); err != nil && !errors.As(err, &dup) {
 				t.Fatalf("Fingerprint of valid JSON: %v", err)
 			}
 		}

@@ -13,11 +13,12 @@ const (
 	// every later copy of the delivery (a success, or a business refusal
 	// such as ACCOUNT_NOT_FOUND).
 	Final Kind = iota + 1
-	// Unsettled: answered as it is but not stored, so a later copy is
-	// processed again: DO_NOT_CANCEL, or an outside API refusing the
-	// service's own credentials (a fixed misconfiguration must not be
-	// replayed for EVENT_TTL).
-	Unsettled
+	// NotStored: answered as it is but not stored, so a later copy is
+	// processed again: DO_NOT_CANCEL (see NotCancelled). The HTTP door
+	// answers an event sent to another product's extension the same way,
+	// before the inbox, so that a copy sent after the products file is
+	// fixed succeeds.
+	NotStored
 	// Transient: nothing final happened (Redis or an outside API
 	// unreachable, a deadline); send the delivery again after RetryAfter.
 	Transient
@@ -31,7 +32,11 @@ const (
 	Accepted
 )
 
-var kindNames = [...]string{Final: "final", Unsettled: "unsettled", Transient: "transient", Busy: "busy", Conflict: "conflict", Accepted: "accepted"}
+// kindNames are the kinds as delivery records store them. NotStored is
+// written "unsettled", its name before "unsettled" came to mean a
+// subscription the settle queue holds: records already written keep their
+// meaning.
+var kindNames = [...]string{Final: "final", NotStored: "unsettled", Transient: "transient", Busy: "busy", Conflict: "conflict", Accepted: "accepted"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) && kindNames[k] != "" {
@@ -66,27 +71,22 @@ func Provisioned(accountIdentifier string) Outcome {
 	return Outcome{Kind: Final, Reply: Success(accountIdentifier)}
 }
 
-// Refused is a final business failure (ACCOUNT_NOT_FOUND, FORBIDDEN, ...):
+// Refusal is a final business failure (ACCOUNT_NOT_FOUND, FORBIDDEN, ...):
 // sent again, the delivery gets the same answer.
-func Refused(code ErrorCode, message string) Outcome {
+func Refusal(code ErrorCode, message string) Outcome {
 	return Outcome{Kind: Final, Reply: Failure(code, message)}
-}
-
-// Unsettling is a failure answered but not stored (see Unsettled).
-func Unsettling(code ErrorCode, message string) Outcome {
-	return Outcome{Kind: Unsettled, Reply: Failure(code, message)}
 }
 
 // NotCancelled answers a cancel that could not be carried out now: the
 // marketplace keeps the subscription and may send the cancel again.
 func NotCancelled(message string) Outcome {
-	return Unsettling(DoNotCancel, message)
+	return Outcome{Kind: NotStored, Reply: Failure(DoNotCancel, message)}
 }
 
-// Unavailable answers a delivery that hit a transient failure (Redis or an
+// Outage answers a delivery that hit a transient failure (Redis or an
 // outside API unreachable): nothing final happened, a later copy is
 // processed again.
-func Unavailable(message string, retryAfter time.Duration) Outcome {
+func Outage(message string, retryAfter time.Duration) Outcome {
 	return Outcome{Kind: Transient, Reply: Failure(TransportError, message), RetryAfter: retryAfter}
 }
 

@@ -1,9 +1,6 @@
 package events
 
-import (
-	"encoding/json"
-	"time"
-)
+import "encoding/json"
 
 // ErrorCode is the q2_marketplace ErrorCode of a failure reply.
 type ErrorCode string
@@ -87,24 +84,3 @@ func (r *Reply) UnmarshalJSON(b []byte) error {
 	*r = Reply(doc)
 	return nil
 }
-
-// Error is a request refused by the HTTP door before it reaches processing
-// (bad input, bad signature, a body too large). It carries the HTTP status
-// because it never leaves the door. Its Message is for the sender; Cause
-// carries detail for the log only.
-type Error struct {
-	Status     int
-	Code       ErrorCode
-	Message    string
-	RetryAfter time.Duration
-	Cause      error
-}
-
-func (e *Error) Error() string {
-	if e.Cause != nil {
-		return string(e.Code) + ": " + e.Message + ": " + e.Cause.Error()
-	}
-	return string(e.Code) + ": " + e.Message
-}
-
-func (e *Error) Unwrap() error { return e.Cause }

@@ -19,7 +19,7 @@ const appdirectRoute = "/appdirect/events"
 // Notifier receives an AppDirect notification whose sender and event URL
 // the door has checked (the inbox).
 type Notifier interface {
-	Notify(ctx context.Context, n inbox.Notification) (inbox.Reply, events.Copy, error)
+	Notify(ctx context.Context, n inbox.Notification) (inbox.Answer, inbox.Copy, error)
 }
 
 // NotifyAuth checks who sent a notification: AppDirect's OAuth 1.0a
@@ -61,7 +61,7 @@ func (d *appdirectDoor) notify(c echo.Context) error {
 	req := c.Request()
 	log := deliveryOf(c)
 	if _, err := d.cfg.Auth.Verify(req.Context(), req); err != nil {
-		return &events.Error{Status: http.StatusUnauthorized, Code: events.Unauthorized,
+		return &Error{Status: http.StatusUnauthorized, Code: events.Unauthorized,
 			Message: "the notification is not signed by the marketplace", Cause: err}
 	}
 	raw := req.URL.Query().Get("eventUrl")
@@ -70,7 +70,7 @@ func (d *appdirectDoor) notify(c echo.Context) error {
 	}
 	token, market, err := d.cfg.Check(raw)
 	if err != nil {
-		return &events.Error{Status: http.StatusForbidden, Code: events.Forbidden,
+		return &Error{Status: http.StatusForbidden, Code: events.Forbidden,
 			Message: "eventUrl must point at an event of a configured marketplace; nothing was fetched", Cause: err}
 	}
 	log.webhookID, log.product = token, d.cfg.Product

@@ -116,7 +116,7 @@ func (bs *bodies) put(buf *[]byte) {
 
 // read reads the request's body under the read deadline, the reader cap
 // and the body memory. On success the caller must release the body. Any
-// error is an *events.Error; the connection is then closed after the reply,
+// error is an *Error; the connection is then closed after the reply,
 // since the rest of the body was not read.
 func (bs *bodies) read(c echo.Context) (*body, error) {
 	b, err := bs.readBody(c)
@@ -173,7 +173,7 @@ func (bs *bodies) readBody(c echo.Context) (*body, error) {
 		case errors.Is(err, io.EOF):
 			return b, nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return b, &events.Error{Status: http.StatusRequestTimeout, Code: events.TransportError,
+			return b, &Error{Status: http.StatusRequestTimeout, Code: events.TransportError,
 				Message: fmt.Sprintf("the body did not arrive within %s; send it again", bs.timeout), Cause: err}
 		case err != nil:
 			return b, unreadable(err)
@@ -203,12 +203,12 @@ func (b *body) grow() error {
 }
 
 func unreadable(err error) error {
-	return &events.Error{Status: http.StatusBadRequest, Code: events.InvalidResponse,
+	return &Error{Status: http.StatusBadRequest, Code: events.InvalidResponse,
 		Message: "the body could not be read", Cause: err}
 }
 
 func tooLarge() error {
-	return &events.Error{Status: http.StatusRequestEntityTooLarge, Code: events.InvalidResponse,
+	return &Error{Status: http.StatusRequestEntityTooLarge, Code: events.InvalidResponse,
 		Message: "the body is larger than 1 MiB"}
 }
 

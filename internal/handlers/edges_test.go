@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/logctx"
 	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/signature"
@@ -311,6 +312,6 @@ func (fakeReader) AccountsOfUser(context.Context, int64) ([]events.Account, erro
 
 func (fakeReader) Unsettled(context.Context, int) ([]events.Account, error) { return nil, nil }
 
-func (fakeReader) Deliveries(context.Context, string) ([]events.DeliverySummary, error) {
+func (fakeReader) Deliveries(context.Context, string) ([]inbox.DeliverySummary, error) {
 	return nil, nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/banking-marketplace/webhook/internal/canonjson"
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/products"
@@ -23,28 +24,28 @@ import (
 type fakeReceiver struct {
 	mu    sync.Mutex
 	got   []inbox.Delivery
-	reply inbox.Reply
+	reply inbox.Answer
 	err   error
 	hook  func()
 
-	copies   map[string]events.Copy // answered copies by copy key
-	copyKeys []string               // the copy keys asked for
+	copies   map[string]inbox.Copy // answered copies by copy key
+	copyKeys []string              // the copy keys asked for
 }
 
 // Copy answers a copy key the fake was given in copies, as the inbox
 // answers a byte-identical copy of an answered delivery.
-func (f *fakeReceiver) Copy(_ context.Context, copyKey string) (inbox.Reply, events.Copy, bool) {
+func (f *fakeReceiver) Copy(_ context.Context, copyKey string) (inbox.Answer, inbox.Copy, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.copyKeys = append(f.copyKeys, copyKey)
 	c, ok := f.copies[copyKey]
 	if !ok {
-		return inbox.Reply{}, c, false
+		return inbox.Answer{}, c, false
 	}
-	return inbox.Reply{Kind: events.Final, Body: []byte(c.Body), Code: "REPLAYED", Replayed: true}, c, true
+	return inbox.Answer{Kind: events.Final, Body: []byte(c.Body), Code: "REPLAYED", Replayed: true}, c, true
 }
 
-func (f *fakeReceiver) Receive(_ context.Context, d inbox.Delivery) (inbox.Reply, error) {
+func (f *fakeReceiver) Receive(_ context.Context, d inbox.Delivery) (inbox.Answer, error) {
 	f.mu.Lock()
 	f.got = append(f.got, d)
 	f.mu.Unlock()
@@ -140,9 +141,9 @@ func TestMarketplaceStatuses(t *testing.T) {
 		{name: "GET not allowed", method: http.MethodGet, wantStatus: 405, wantCode: events.ConfigurationError},
 		{name: "PUT not allowed", method: http.MethodPut, body: order, wantStatus: 405, wantCode: events.ConfigurationError},
 		{name: "unknown route", path: "/nope", wantStatus: 404, wantCode: events.ConfigurationError},
-		{name: "pending", body: order, receiver: &fakeReceiver{err: &events.Error{Status: 409, Code: events.Pending, Message: "later", RetryAfter: 3 * time.Second}}, wantStatus: 409, wantCode: events.Pending, wantRetry: "3"},
-		{name: "reused id", body: order, receiver: &fakeReceiver{err: &events.Error{Status: 422, Code: events.InvalidResponse, Message: "different body"}}, wantStatus: 422, wantCode: events.InvalidResponse},
-		{name: "store down", body: order, receiver: &fakeReceiver{err: &events.Error{Status: 503, Code: events.TransportError, Message: "down", RetryAfter: 5 * time.Second}}, wantStatus: 503, wantCode: events.TransportError, wantRetry: "5"},
+		{name: "pending", body: order, receiver: &fakeReceiver{err: &Error{Status: 409, Code: events.Pending, Message: "later", RetryAfter: 3 * time.Second}}, wantStatus: 409, wantCode: events.Pending, wantRetry: "3"},
+		{name: "reused id", body: order, receiver: &fakeReceiver{err: &Error{Status: 422, Code: events.InvalidResponse, Message: "different body"}}, wantStatus: 422, wantCode: events.InvalidResponse},
+		{name: "store down", body: order, receiver: &fakeReceiver{err: &Error{Status: 503, Code: events.TransportError, Message: "down", RetryAfter: 5 * time.Second}}, wantStatus: 503, wantCode: events.TransportError, wantRetry: "5"},
 		{name: "unexpected error is a generic 500", body: order, receiver: &fakeReceiver{err: errors.New("secret detail")}, wantStatus: 500, wantCode: events.UnknownError, wantMsg: "internal error"},
 		{name: "panic is a generic 500", body: order, receiver: &fakeReceiver{hook: func() { panic("boom") }}, wantStatus: 500, wantCode: events.UnknownError},
 	}
@@ -191,7 +192,7 @@ func TestMarketplaceStatuses(t *testing.T) {
 func TestDeliveryKeyAndReplay(t *testing.T) {
 	t.Parallel()
 	order := orderFixture(t)
-	recv := &fakeReceiver{reply: inbox.Reply{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`), Replayed: true}}
+	recv := &fakeReceiver{reply: inbox.Answer{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`), Replayed: true}}
 	h := New(Config{Receiver: recv})
 
 	rec := do(t, h, http.MethodPost, "/marketplace/x", order, http.Header{"Webhook-Id": {"msg_1"}})
@@ -212,7 +213,7 @@ func TestDeliveryKeyAndReplay(t *testing.T) {
 	if recv.got[0].Key != "id:msg_1" {
 		t.Errorf("key with webhook-id = %q", recv.got[0].Key)
 	}
-	fp, _ := events.Fingerprint(order)
+	fp, _ := canonjson.Fingerprint(order)
 	if recv.got[1].Key != "sha256:"+fp || recv.got[2].Key != recv.got[1].Key {
 		t.Errorf("body keys = %q, %q, want both sha256:%s", recv.got[1].Key, recv.got[2].Key, fp)
 	}
@@ -260,7 +261,7 @@ func TestInFlightCap(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
-	recv := &fakeReceiver{reply: inbox.Reply{Kind: events.Final, Body: []byte(`{}`)}, hook: func() {
+	recv := &fakeReceiver{reply: inbox.Answer{Kind: events.Final, Body: []byte(`{}`)}, hook: func() {
 		entered <- struct{}{}
 		<-release
 	}}
@@ -342,7 +343,7 @@ func TestRoutingByExtension(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			recv := &fakeReceiver{reply: inbox.Reply{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`)}}
+			recv := &fakeReceiver{reply: inbox.Answer{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"1"}`)}}
 			h := New(Config{Receiver: recv, Products: catalog})
 			rec := do(t, h, http.MethodPost, "/marketplace/"+tt.ext, tt.body, nil)
 			if rec.Code != tt.wantStatus {
@@ -370,11 +371,11 @@ func TestRoutingByExtension(t *testing.T) {
 func TestCopiesAreAnsweredBeforeDecoding(t *testing.T) {
 	t.Parallel()
 	order := orderFixture(t)
-	stored := events.Copy{Key: "id:msg_1", EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1", Body: `{"success":true,"accountIdentifier":"7"}`}
+	stored := inbox.Copy{Key: "id:msg_1", EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1", Body: `{"success":true,"accountIdentifier":"7"}`}
 	release, entered := make(chan struct{}), make(chan struct{}, 1)
 	recv := &fakeReceiver{
-		reply:  inbox.Reply{Kind: events.Final, Body: []byte(`{}`)},
-		copies: map[string]events.Copy{copyKeyOf(products.DefaultName, "msg_1", order): stored},
+		reply:  inbox.Answer{Kind: events.Final, Body: []byte(`{}`)},
+		copies: map[string]inbox.Copy{copyKeyOf(products.DefaultName, "msg_1", order): stored},
 		hook:   func() { entered <- struct{}{}; <-release },
 	}
 	h := New(Config{Receiver: recv, MaxInFlight: 1})

@@ -27,7 +27,7 @@ import (
 // The tests of this file drive the real net/http server on 127.0.0.1, set
 // up as cmd/webhook sets it up, the way an attacker would.
 
-var okReply = inbox.Reply{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"7"}`), Code: "SUCCESS"}
+var okReply = inbox.Answer{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"7"}`), Code: "SUCCESS"}
 
 // serveReal starts the handler behind a real http.Server on 127.0.0.1 with
 // cmd/webhook's settings.
@@ -495,14 +495,14 @@ func insertAfter(t testing.TB, body []byte, marker, s string) []byte {
 // if the request's context ends first.
 type slowReceiver struct{ wait time.Duration }
 
-func (slowReceiver) Copy(context.Context, string) (inbox.Reply, events.Copy, bool) {
-	return inbox.Reply{}, events.Copy{}, false
+func (slowReceiver) Copy(context.Context, string) (inbox.Answer, inbox.Copy, bool) {
+	return inbox.Answer{}, inbox.Copy{}, false
 }
 
-func (r slowReceiver) Receive(ctx context.Context, _ inbox.Delivery) (inbox.Reply, error) {
+func (r slowReceiver) Receive(ctx context.Context, _ inbox.Delivery) (inbox.Answer, error) {
 	select {
 	case <-ctx.Done():
-		return inbox.Reply{}, fmt.Errorf("the request's context ended while processing: %w", ctx.Err())
+		return inbox.Answer{}, fmt.Errorf("the request's context ended while processing: %w", ctx.Err())
 	case <-time.After(r.wait):
 		return okReply, nil
 	}

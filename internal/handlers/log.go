@@ -73,7 +73,7 @@ func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
 			}
 			var code events.ErrorCode
 			if v.Error != nil {
-				e := asEventsError(v.Error, c)
+				e := asError(v.Error, c)
 				code = e.Code
 				fields = append(fields, zap.String("code", string(code)), zap.String("reason", reason(e)))
 			} else if r, ok := c.Get(reasonKey).(string); ok {
@@ -119,7 +119,7 @@ func level(status int, code events.ErrorCode) zapcore.Level {
 // reason is why a request was refused, for the log only: the cause chain
 // when there is one ("no matching signature", "i/o timeout"), else the
 // message the sender got.
-func reason(e *events.Error) string {
+func reason(e *Error) string {
 	if e.Cause == nil {
 		return e.Message
 	}

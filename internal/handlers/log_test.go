@@ -34,7 +34,7 @@ func TestLogLineTellsTheTruth(t *testing.T) {
 		return h
 	}
 	dup := withEventKeys(t, order, `"Flag": "STATELESS", "flag": ""`)
-	redisDown := &events.Error{Status: 503, Code: events.TransportError, Message: "the delivery store is unavailable",
+	redisDown := &Error{Status: 503, Code: events.TransportError, Message: "the delivery store is unavailable",
 		RetryAfter: 5 * time.Second, Cause: errors.New("dial tcp 10.0.0.5:6379: connect: connection refused")}
 
 	tests := []struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
 
+	"github.com/banking-marketplace/webhook/internal/canonjson"
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/logctx"
@@ -50,14 +51,14 @@ func (m *marketplace) receive(c echo.Context) error {
 	body := b.Bytes()
 	if m.auth != nil {
 		if err := m.auth.Authenticate(req, body); err != nil {
-			return &events.Error{Status: http.StatusUnauthorized, Code: events.Unauthorized,
+			return &Error{Status: http.StatusUnauthorized, Code: events.Unauthorized,
 				Message: "the request is not signed by the marketplace", Cause: err}
 		}
 	}
 	b.doneReading()
 	product, ok := m.products.Lookup(c.Param("extension"))
 	if !ok {
-		return &events.Error{Status: http.StatusNotFound, Code: events.ConfigurationError,
+		return &Error{Status: http.StatusNotFound, Code: events.ConfigurationError,
 			Message: "no product answers on extension " + strconv.Quote(logctx.Cut(c.Param("extension"))) + "; check the products file (PRODUCTS_FILE)"}
 	}
 	log.product = product.Name
@@ -66,11 +67,11 @@ func (m *marketplace) receive(c echo.Context) error {
 	// from the stored outcome before any JSON work, without a processing
 	// slot (the cap protects processing, not stored replies).
 	copyKey := copyKeyOf(product.Name, req.Header.Get("webhook-id"), body)
-	if reply, cp, ok := m.receiver.Copy(req.Context(), copyKey); ok {
+	if answer, cp, ok := m.receiver.Copy(req.Context(), copyKey); ok {
 		log.key, log.eventType, log.subscription = cp.Key, cp.EventType, cp.Subscription
-		log.outcome, log.replayed = reply.Code, true
+		log.outcome, log.replayed = answer.Code, true
 		c.Response().Header().Set("Idempotent-Replayed", "true")
-		return c.Blob(statusOf(reply.Kind), echo.MIMEApplicationJSON, reply.Body)
+		return c.Blob(statusOf(answer.Kind), echo.MIMEApplicationJSON, answer.Body)
 	}
 
 	if !m.inFlight.take() {
@@ -85,13 +86,13 @@ func (m *marketplace) receive(c echo.Context) error {
 	}
 	ev, err := events.Decode(body)
 	if err != nil {
-		return &events.Error{Status: http.StatusBadRequest, Code: events.InvalidResponse, Message: err.Error()}
+		return &Error{Status: http.StatusBadRequest, Code: events.InvalidResponse, Message: err.Error()}
 	}
-	fingerprint, err := events.Fingerprint(body)
-	var dup *events.DuplicateKeyError
+	fingerprint, err := canonjson.Fingerprint(body)
+	var dup *canonjson.DuplicateKeyError
 	switch {
 	case errors.As(err, &dup):
-		return &events.Error{Status: http.StatusBadRequest, Code: events.InvalidResponse, Message: dup.Error()}
+		return &Error{Status: http.StatusBadRequest, Code: events.InvalidResponse, Message: dup.Error()}
 	case err != nil: // Decode accepted the body, so it is JSON
 		return err
 	}
@@ -112,18 +113,18 @@ func (m *marketplace) receive(c echo.Context) error {
 	// carries its request id, webhook-id, key and subscription.
 	ctx := logctx.With(req.Context(), zap.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
 		logctx.String("webhook_id", log.webhookID), logctx.String("key", key), logctx.String("subscription", ev.SubscriptionID))
-	reply, err := m.receiver.Receive(ctx, inbox.Delivery{Key: key, Fingerprint: fingerprint, Event: ev, Product: product.Name, CopyKey: copyKey})
+	answer, err := m.receiver.Receive(ctx, inbox.Delivery{Key: key, Fingerprint: fingerprint, Event: ev, Product: product.Name, CopyKey: copyKey})
 	if err != nil {
 		return err
 	}
-	log.outcome, log.replayed, log.calls = reply.Code, reply.Replayed, reply.Calls
+	log.outcome, log.replayed, log.calls = answer.Code, answer.Replayed, answer.Calls
 
 	h := c.Response().Header()
-	if reply.Replayed {
+	if answer.Replayed {
 		h.Set("Idempotent-Replayed", "true")
 	}
-	setRetryAfter(h, reply.RetryAfter)
-	return c.Blob(statusOf(reply.Kind), echo.MIMEApplicationJSON, reply.Body)
+	setRetryAfter(h, answer.RetryAfter)
+	return c.Blob(statusOf(answer.Kind), echo.MIMEApplicationJSON, answer.Body)
 }
 
 // copyKeyOf names a copy's exact bytes: its product (the extension it was
@@ -146,7 +147,7 @@ func copyKeyOf(product, webhookID string, body []byte) string {
 // marketplace sees.
 var statuses = map[events.Kind]int{
 	events.Final:     http.StatusOK,                 // stored; copies get the same bytes
-	events.Unsettled: http.StatusOK,                 // a document the marketplace acts on (DO_NOT_CANCEL), not stored
+	events.NotStored: http.StatusOK,                 // a document the marketplace acts on (DO_NOT_CANCEL), not stored
 	events.Transient: http.StatusServiceUnavailable, // nothing final; send again after Retry-After
 	events.Busy:      http.StatusConflict,           // PENDING; send again after Retry-After
 	events.Conflict:  http.StatusUnprocessableEntity,
@@ -169,7 +170,7 @@ func checkContentType(ct string) error {
 	if err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
 		return nil
 	}
-	return &events.Error{Status: http.StatusUnsupportedMediaType, Code: events.InvalidResponse,
+	return &Error{Status: http.StatusUnsupportedMediaType, Code: events.InvalidResponse,
 		Message: "Content-Type must be application/json"}
 }
 
@@ -183,7 +184,7 @@ func deliveryKey(id string) (string, error) {
 		return "", nil
 	}
 	if len(id) > maxWebhookID || strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
-		return "", &events.Error{Status: http.StatusBadRequest, Code: events.InvalidResponse,
+		return "", &Error{Status: http.StatusBadRequest, Code: events.InvalidResponse,
 			Message: "webhook-id must be at most 256 printable ASCII characters without spaces"}
 	}
 	return "id:" + id, nil

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
 )
 
 // Reader answers the read API from the records, each in one round trip.
@@ -23,7 +24,7 @@ type Reader interface {
 	// Unsettled is the subscriptions whose intent is not settled yet,
 	// oldest first.
 	Unsettled(ctx context.Context, limit int) ([]events.Account, error)
-	Deliveries(ctx context.Context, subscriptionID string) ([]events.DeliverySummary, error)
+	Deliveries(ctx context.Context, subscriptionID string) ([]inbox.DeliverySummary, error)
 }
 
 // readAPI is GET /v1/...: the subscription gate for bank extensions and the

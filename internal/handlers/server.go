@@ -35,8 +35,8 @@ import (
 // Receiver takes a decoded delivery and answers it; Copy answers a
 // byte-identical copy of an answered one before any decoding.
 type Receiver interface {
-	Receive(ctx context.Context, d inbox.Delivery) (inbox.Reply, error)
-	Copy(ctx context.Context, copyKey string) (inbox.Reply, events.Copy, bool)
+	Receive(ctx context.Context, d inbox.Delivery) (inbox.Answer, error)
+	Copy(ctx context.Context, copyKey string) (inbox.Answer, inbox.Copy, bool)
 }
 
 // Observer is told of every delivery answered (on the extension URL) and
@@ -286,7 +286,7 @@ func limitHeaders(maxBytes, maxFields int) echo.MiddlewareFunc {
 			}
 			if size > maxBytes || fields > maxFields {
 				c.Response().Header().Set(echo.HeaderConnection, "close")
-				return &events.Error{Status: http.StatusRequestHeaderFieldsTooLarge, Code: events.InvalidResponse,
+				return &Error{Status: http.StatusRequestHeaderFieldsTooLarge, Code: events.InvalidResponse,
 					Message: fmt.Sprintf("the request's headers are %d bytes in %d lines; at most %d bytes and %d lines are accepted", size, fields, maxBytes, maxFields)}
 			}
 			return next(c)

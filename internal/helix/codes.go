@@ -4,7 +4,6 @@
 package helix
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -135,7 +134,7 @@ func Classify(op Op, err error) Class {
 	switch {
 	case errors.Is(err, helixapi.ErrUnauthorized):
 		return Class{Kind: misconfigured, Code: events.Unauthorized, Message: "Helix refused the service's credentials (HELIX_API_KEY, HELIX_API_SECRET)"}
-	case errors.Is(err, helixapi.ErrTransient) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+	case provisioning.MayPass(err, helixapi.ErrTransient):
 		return transientClass(ae)
 	case errors.Is(err, helixapi.ErrInvalidRequest):
 		return Class{Kind: misconfigured, Code: events.ConfigurationError, Message: err.Error()} // names each bad field

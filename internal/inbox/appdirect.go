@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/banking-marketplace/webhook/internal/canonjson"
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/logctx"
 )
@@ -97,16 +98,16 @@ func (in *Inbox) WithAppDirect(a AppDirect) *Inbox {
 // Notify receives one AppDirect notification: the event is fetched and
 // received as a delivery keyed by its token (every redelivery rule holds),
 // or, asynchronously, recorded and answered 202.
-func (in *Inbox) Notify(ctx context.Context, n Notification) (Reply, events.Copy, error) {
-	var info events.Copy
+func (in *Inbox) Notify(ctx context.Context, n Notification) (Answer, Copy, error) {
+	var info Copy
 	if in.appdirect == nil {
-		return replyOf(events.Refused(events.ConfigurationError, "AppDirect notifications are not configured")), info, nil
+		return answerOf(events.Refusal(events.ConfigurationError, "AppDirect notifications are not configured")), info, nil
 	}
 	d, reply, ok := in.fetch(ctx, n)
 	if !ok {
 		return reply, info, nil
 	}
-	info = events.Copy{Key: d.Key, EventType: string(d.Event.EventType), Subscription: d.Event.SubscriptionID}
+	info = Copy{Key: d.Key, EventType: string(d.Event.EventType), Subscription: d.Event.SubscriptionID}
 	if n.Async && d.Event.EventType != events.SubscriptionNotice && !d.Event.Stateless() {
 		return in.later(ctx, n), info, nil
 	}
@@ -116,35 +117,35 @@ func (in *Inbox) Notify(ctx context.Context, n Notification) (Reply, events.Copy
 
 // fetch fetches the event of n and reads it as a delivery. ok is false
 // with the reply when there is none to receive.
-func (in *Inbox) fetch(ctx context.Context, n Notification) (Delivery, Reply, bool) {
+func (in *Inbox) fetch(ctx context.Context, n Notification) (Delivery, Answer, bool) {
 	log := logctx.Logger(ctx, in.log)
 	body, err := in.appdirect.Marketplace.FetchEvent(ctx, n.EventURL)
 	if err != nil {
 		var sc interface{ StatusCode() int }
 		if errors.As(err, &sc) && sc.StatusCode() >= 400 && sc.StatusCode() < 500 && sc.StatusCode() != 408 && sc.StatusCode() != 429 {
 			log.Warn("the marketplace refused to give the event", zap.Error(err))
-			return Delivery{}, replyOf(events.Unsettling(events.ConfigurationError, fmt.Sprintf(
-				"the marketplace answered %d for the event; nothing was done", sc.StatusCode()))), false
+			return Delivery{}, notStored(events.ConfigurationError, fmt.Sprintf(
+				"the marketplace answered %d for the event; nothing was done", sc.StatusCode())), false
 		}
 		log.Warn("fetching the event failed", zap.Error(err))
-		return Delivery{}, replyOf(events.Unavailable("the event could not be fetched from the marketplace; nothing was done, send the notification again", 5*time.Second)), false
+		return Delivery{}, answerOf(events.Outage("the event could not be fetched from the marketplace; nothing was done, send the notification again", 5*time.Second)), false
 	}
 	ev, err := events.DecodeAppDirect(body)
 	if err != nil {
-		return Delivery{}, replyOf(events.Unsettling(events.InvalidResponse, "the event cannot be read: "+err.Error())), false
+		return Delivery{}, notStored(events.InvalidResponse, "the event cannot be read: "+err.Error()), false
 	}
 	if ev.SubscriptionID, err = in.subscriptionOf(ctx, n, ev); err != nil {
 		log.Warn("finding the event's subscription failed", zap.Error(err))
-		return Delivery{}, unavailable("the account store is unavailable; nothing was done, send the notification again"), false
+		return Delivery{}, outage("the account store is unavailable; nothing was done, send the notification again"), false
 	}
 	if err := events.Validate(ev); err != nil {
-		return Delivery{}, replyOf(events.Unsettling(events.InvalidResponse, "the event is not valid: "+err.Error())), false
+		return Delivery{}, notStored(events.InvalidResponse, "the event is not valid: "+err.Error()), false
 	}
-	fp, err := events.Fingerprint(body)
+	fp, err := canonjson.Fingerprint(body)
 	if err != nil {
-		return Delivery{}, replyOf(events.Unsettling(events.InvalidResponse, "the event cannot be read: "+err.Error())), false
+		return Delivery{}, notStored(events.InvalidResponse, "the event cannot be read: "+err.Error()), false
 	}
-	return Delivery{Key: "appdirect:" + n.Token, Fingerprint: fp, Event: ev, Product: n.Product}, Reply{}, true
+	return Delivery{Key: "appdirect:" + n.Token, Fingerprint: fp, Event: ev, Product: n.Product}, Answer{}, true
 }
 
 // subscriptionOf is the subscription an AppDirect event is about. AppDirect
@@ -168,15 +169,15 @@ func (in *Inbox) subscriptionOf(ctx context.Context, n Notification, ev *events.
 
 // later records the event's job and answers 202; a redelivered
 // notification finds its job and is answered 202 again.
-func (in *Inbox) later(ctx context.Context, n Notification) Reply {
+func (in *Inbox) later(ctx context.Context, n Notification) Answer {
 	now := time.Now().UTC()
 	j := ResultJob{Token: n.Token, EventURL: n.EventURL, Marketplace: n.Marketplace, Product: n.Product,
 		State: JobPending, Created: now, Updated: now, Due: now}
 	if _, err := in.appdirect.Jobs.EnqueueResult(ctx, j); err != nil {
 		logctx.Logger(ctx, in.log).Warn("recording an event to answer later failed", zap.Error(err))
-		return unavailable("the event could not be recorded; nothing was done, send the notification again")
+		return outage("the event could not be recorded; nothing was done, send the notification again")
 	}
-	return Reply{Kind: events.Accepted, Body: []byte(`{"success":true}`), Code: "ACCEPTED"}
+	return Answer{Kind: events.Accepted, Body: []byte(`{"success":true}`), Code: "ACCEPTED"}
 }
 
 // AnswerLater works on one queued result (the settler calls it): the event
@@ -206,7 +207,7 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 			}
 		}
 		switch reply.Kind {
-		case events.Final, events.Unsettled:
+		case events.Final, events.NotStored:
 			j.State, j.Result, j.Attempts, j.LastError = JobAnswered, reply.Body, 0, ""
 		default: // not settled now: processed again later
 			j.Attempts++
@@ -236,4 +237,10 @@ func laterIn(attempts int) time.Duration {
 		d = min(10*time.Second<<shift, time.Hour)
 	}
 	return d
+}
+
+// notStored is a failure answered as it is, not stored: a later copy of
+// the notification is processed again.
+func notStored(code events.ErrorCode, message string) Answer {
+	return answerOf(events.Outcome{Kind: events.NotStored, Reply: events.Failure(code, message)})
 }

@@ -107,8 +107,8 @@ func TestNotifyFailures(t *testing.T) {
 			m.events[n.EventURL] = orderEvent
 			m.failFetch = []error{errors.New("connection refused")}
 		}, events.Transient, "TRANSPORT_ERROR"},
-		{"no such event", func(*marketplace, inbox.Notification) {}, events.Unsettled, "CONFIGURATION_ERROR"},
-		{"not an event", func(m *marketplace, n inbox.Notification) { m.events[n.EventURL] = `{"marketplace":{}}` }, events.Unsettled, "INVALID_RESPONSE"},
+		{"no such event", func(*marketplace, inbox.Notification) {}, events.NotStored, "CONFIGURATION_ERROR"},
+		{"not an event", func(m *marketplace, n inbox.Notification) { m.events[n.EventURL] = `{"marketplace":{}}` }, events.NotStored, "INVALID_RESPONSE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -25,12 +25,12 @@ import (
 // are fenced by the claim's token: a holder whose lease ran out gets
 // events.ErrLeaseLost and writes nothing.
 type Deliveries interface {
-	Claim(ctx context.Context, c events.ClaimRequest) (events.Claim, error)
-	Complete(ctx context.Context, key, token string, res events.Result, ttl time.Duration) error
-	Release(ctx context.Context, key, token string, res events.Result) error
+	Claim(ctx context.Context, c ClaimRequest) (Claim, error)
+	Complete(ctx context.Context, key, token string, res Result, ttl time.Duration) error
+	Release(ctx context.Context, key, token string, res Result) error
 	// Copy finds a final outcome by a copy's CopyKey; ok is false when
 	// there is none.
-	Copy(ctx context.Context, copyKey string) (c events.Copy, ok bool, err error)
+	Copy(ctx context.Context, copyKey string) (c Copy, ok bool, err error)
 }
 
 // Processor carries out one event for a product. It returns a transient
@@ -80,13 +80,13 @@ type Inbox struct {
 }
 
 // flight is one delivery being received; copies that arrive at this replica
-// meanwhile wait for its reply instead of asking Redis again.
+// meanwhile wait for its answer instead of asking Redis again.
 type flight struct {
 	fingerprint string
 	done        chan struct{}
-	reply       Reply
+	answer      Answer
 	err         error
-	// stored: the reply is a final outcome held in Redis (stored by this
+	// stored: the answer is a final outcome held in Redis (stored by this
 	// copy, or found there), so followers may be told it is replayed.
 	stored bool
 }
@@ -105,9 +105,10 @@ type Delivery struct {
 	CopyKey     string // names this copy's exact bytes (see Copy); "" for none
 }
 
-// Reply is what a delivery is answered with. The door that received it
-// turns Kind into its own terms (an HTTP status).
-type Reply struct {
+// Answer is what a delivery is answered with: its reply document and what
+// the door needs to send it. The door that received it turns Kind into its
+// own terms (an HTTP status).
+type Answer struct {
 	Kind       events.Kind
 	Body       []byte // a reply document
 	Code       string // "SUCCESS", "REPLAYED" or the error code, for the log
@@ -118,12 +119,12 @@ type Reply struct {
 
 // Receive handles one copy of a delivery. Its error is for what no reply
 // document describes (a bug); every outcome, including PENDING, a reused
-// id and Redis being unavailable, is a Reply.
+// id and Redis being unavailable, is an Answer.
 //
 // Concurrent copies of one delivery at this replica are coalesced: the
-// first goes to Redis, the others wait for its reply, so that a storm of
+// first goes to Redis, the others wait for its answer, so that a storm of
 // copies costs Redis one claim per replica, not one per copy.
-func (in *Inbox) Receive(ctx context.Context, d Delivery) (Reply, error) {
+func (in *Inbox) Receive(ctx context.Context, d Delivery) (Answer, error) {
 	in.mu.Lock()
 	if f, ok := in.flights[d.Key]; ok {
 		in.mu.Unlock()
@@ -141,8 +142,8 @@ func (in *Inbox) Receive(ctx context.Context, d Delivery) (Reply, error) {
 		}
 		in.land(d.Key, f)
 	}()
-	f.reply, f.stored, f.err = in.receive(ctx, d)
-	return f.reply, f.err
+	f.answer, f.stored, f.err = in.receive(ctx, d)
+	return f.answer, f.err
 }
 
 // Copy answers a byte-identical copy of an answered delivery, before any
@@ -151,19 +152,19 @@ func (in *Inbox) Receive(ctx context.Context, d Delivery) (Reply, error) {
 // the whole path, which decides). Every redelivery rule holds: only final
 // outcomes are kept under a copy key, and a copy with another body has
 // another key.
-func (in *Inbox) Copy(ctx context.Context, copyKey string) (r Reply, c events.Copy, ok bool) {
+func (in *Inbox) Copy(ctx context.Context, copyKey string) (a Answer, c Copy, ok bool) {
 	if copyKey == "" {
-		return r, c, false
+		return a, c, false
 	}
 	c, ok, err := in.deliveries.Copy(ctx, copyKey)
 	if err != nil {
 		logctx.Logger(ctx, in.log).Debug("looking up a copy failed; taking the whole path", zap.Error(err))
-		return r, c, false
+		return a, c, false
 	}
 	if !ok {
-		return r, c, false
+		return a, c, false
 	}
-	return Reply{Kind: events.Final, Body: []byte(c.Body), Code: "REPLAYED", Replayed: true}, c, true
+	return Answer{Kind: events.Final, Body: []byte(c.Body), Code: "REPLAYED", Replayed: true}, c, true
 }
 
 // land ends a flight and wakes its followers.
@@ -175,10 +176,10 @@ func (in *Inbox) land(key string, f *flight) {
 }
 
 // follow answers a copy that arrived while another copy of its delivery was
-// being received here: with that copy's reply. Only a stored final outcome
+// being received here: with that copy's answer. Only a stored final outcome
 // is marked replayed; a transient one (503, 409) is passed on as it is, so a
 // sender never takes a retryable answer for a settled one.
-func (in *Inbox) follow(ctx context.Context, f *flight, d Delivery) (Reply, error) {
+func (in *Inbox) follow(ctx context.Context, f *flight, d Delivery) (Answer, error) {
 	if f.fingerprint != d.Fingerprint {
 		return reusedID(), nil
 	}
@@ -192,9 +193,9 @@ func (in *Inbox) follow(ctx context.Context, f *flight, d Delivery) (Reply, erro
 		return pending(time.Second), nil
 	}
 	if f.err != nil {
-		return Reply{}, f.err
+		return Answer{}, f.err
 	}
-	r := f.reply
+	r := f.answer
 	r.Calls = 0
 	if f.stored {
 		r.Replayed, r.Code = true, "REPLAYED"
@@ -203,10 +204,10 @@ func (in *Inbox) follow(ctx context.Context, f *flight, d Delivery) (Reply, erro
 }
 
 // receive takes one copy through Redis: claim, wait for another replica's
-// copy, process, record. stored reports that the reply is a final outcome
+// copy, process, record. stored reports that the answer is a final outcome
 // held in Redis.
-func (in *Inbox) receive(ctx context.Context, d Delivery) (reply Reply, stored bool, err error) {
-	req := events.ClaimRequest{
+func (in *Inbox) receive(ctx context.Context, d Delivery) (answer Answer, stored bool, err error) {
+	req := ClaimRequest{
 		Key:          d.Key,
 		Fingerprint:  d.Fingerprint,
 		Lease:        Lease(in.cfg.ProcessTimeout),
@@ -228,14 +229,14 @@ func (in *Inbox) receive(ctx context.Context, d Delivery) (reply Reply, stored b
 		ccancel()
 		if err != nil {
 			logctx.Logger(ctx, in.log).Warn("claiming a delivery failed", zap.String("key", d.Key), zap.Error(err))
-			return unavailable("the delivery store is unavailable; nothing was processed"), false, nil
+			return outage("the delivery store is unavailable; nothing was processed"), false, nil
 		}
 		switch claim.State {
-		case events.ClaimDone:
-			return Reply{Kind: events.Final, Body: claim.Body, Code: "REPLAYED", Replayed: true}, true, nil
-		case events.ClaimConflict:
+		case ClaimDone:
+			return Answer{Kind: events.Final, Body: claim.Body, Code: "REPLAYED", Replayed: true}, true, nil
+		case ClaimConflict:
 			return reusedID(), false, nil
-		case events.ClaimFresh:
+		case ClaimFresh:
 			return in.process(ctx, d, claim.Token, deadline)
 		}
 		// Busy: another copy is processing. Wait for its outcome, briefly.
@@ -258,7 +259,7 @@ const storeBudget = 2 * time.Second
 // process runs the event under the claim identified by token, until
 // deadline, and records the outcome: stored when final, released otherwise.
 // stored reports that the final outcome is now held in Redis.
-func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline time.Time) (reply Reply, stored bool, err error) {
+func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline time.Time) (answer Answer, stored bool, err error) {
 	start := time.Now()
 	// The work must not stop half-way because the sender hung up or the
 	// server is draining: detach from the request, bound by the deadline.
@@ -271,7 +272,7 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 		if p := recover(); p != nil {
 			if !recorded {
 				sctx, scancel := context.WithTimeout(detached, storeBudget)
-				_ = in.deliveries.Release(sctx, d.Key, token, events.Result{Subscription: d.Event.SubscriptionID, Kind: events.Transient, Code: "PANIC", Duration: time.Since(start)})
+				_ = in.deliveries.Release(sctx, d.Key, token, Result{Subscription: d.Event.SubscriptionID, Kind: events.Transient, Code: "PANIC", Duration: time.Since(start)})
 				scancel()
 			}
 			panic(p)
@@ -282,14 +283,14 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 	out := in.processor.Process(pctx, d.Event, d.Product)
 	out.Calls = calls.N()
 	body, err := json.Marshal(out.Reply)
-	if err != nil { // cannot happen: Reply marshals strings and a bool
-		return Reply{}, false, fmt.Errorf("encoding reply: %w", err)
+	if err != nil { // cannot happen: Answer marshals strings and a bool
+		return Answer{}, false, fmt.Errorf("encoding reply: %w", err)
 	}
 	code := codeOf(out.Reply)
 	elapsed := time.Since(start)
 	sctx, scancel := context.WithTimeout(detached, storeBudget)
 	defer scancel()
-	res := events.Result{Subscription: d.Event.SubscriptionID, CopyKey: d.CopyKey, EventType: string(d.Event.EventType),
+	res := Result{Subscription: d.Event.SubscriptionID, CopyKey: d.CopyKey, EventType: string(d.Event.EventType),
 		Kind: out.Kind, Body: body, Code: code, Duration: elapsed}
 	if out.Final() {
 		err = in.deliveries.Complete(sctx, d.Key, token, res, in.cfg.TTL)
@@ -309,7 +310,7 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 	case err != nil:
 		logctx.Logger(ctx, in.log).Warn("releasing a delivery failed; its lease will expire", zap.String("key", d.Key), zap.Error(err))
 	}
-	return Reply{Kind: out.Kind, Body: body, Code: code, RetryAfter: out.RetryAfter, Calls: out.Calls}, out.Final() && err == nil, nil
+	return Answer{Kind: out.Kind, Body: body, Code: code, RetryAfter: out.RetryAfter, Calls: out.Calls}, out.Final() && err == nil, nil
 }
 
 func codeOf(r events.Reply) string {
@@ -319,21 +320,21 @@ func codeOf(r events.Reply) string {
 	return string(r.ErrorCode)
 }
 
-func pending(retryAfter time.Duration) Reply {
-	return replyOf(events.InProgress("this delivery is being processed right now; send it again later", retryAfter))
+func pending(retryAfter time.Duration) Answer {
+	return answerOf(events.InProgress("this delivery is being processed right now; send it again later", retryAfter))
 }
 
-func reusedID() Reply {
-	return replyOf(events.Outcome{Kind: events.Conflict, Reply: events.Failure(events.InvalidResponse,
+func reusedID() Answer {
+	return answerOf(events.Outcome{Kind: events.Conflict, Reply: events.Failure(events.InvalidResponse,
 		"this webhook-id was delivered before with a different body; send a new webhook-id for a new event")})
 }
 
-func unavailable(msg string) Reply {
-	return replyOf(events.Unavailable(msg, 5*time.Second))
+func outage(msg string) Answer {
+	return answerOf(events.Outage(msg, 5*time.Second))
 }
 
-// replyOf is the reply of an outcome decided here, not by processing.
-func replyOf(out events.Outcome) Reply {
+// answerOf is the answer of an outcome decided here, not by processing.
+func answerOf(out events.Outcome) Answer {
 	body, _ := json.Marshal(out.Reply) // cannot fail: strings and a bool
-	return Reply{Kind: out.Kind, Body: body, Code: codeOf(out.Reply), RetryAfter: out.RetryAfter}
+	return Answer{Kind: out.Kind, Body: body, Code: codeOf(out.Reply), RetryAfter: out.RetryAfter}
 }

@@ -55,7 +55,7 @@ func delivery(key, fp string) inbox.Delivery {
 
 // receive hands d to in and returns its reply; the error is the reply's
 // when it is not a success, for the tests' convenience.
-func receive(t *testing.T, in *inbox.Inbox, d inbox.Delivery) (inbox.Reply, *failure) {
+func receive(t *testing.T, in *inbox.Inbox, d inbox.Delivery) (inbox.Answer, *failure) {
 	t.Helper()
 	r, err := in.Receive(context.Background(), d)
 	if err != nil {
@@ -105,7 +105,7 @@ func TestTransientOutcomeIsProcessedAgain(t *testing.T) {
 	p := &processor{next: func(_ context.Context, n int32) events.Outcome {
 		switch n {
 		case 1:
-			return events.Unavailable("Q2 down", 5*time.Second)
+			return events.Outage("Q2 down", 5*time.Second)
 		case 2:
 			return events.NotCancelled("Q2 down")
 		}
@@ -116,7 +116,7 @@ func TestTransientOutcomeIsProcessedAgain(t *testing.T) {
 	if r.Kind != events.Transient || r.RetryAfter != 5*time.Second || r.Replayed {
 		t.Fatalf("first: %+v", r)
 	}
-	if r, _ = receive(t, in, delivery("id:t", "fp")); r.Kind != events.Unsettled || r.Code != string(events.DoNotCancel) || r.Replayed {
+	if r, _ = receive(t, in, delivery("id:t", "fp")); r.Kind != events.NotStored || r.Code != string(events.DoNotCancel) || r.Replayed {
 		t.Fatalf("second: %+v", r)
 	}
 	if r, _ = receive(t, in, delivery("id:t", "fp")); r.Code != "SUCCESS" || r.Replayed {
@@ -217,8 +217,8 @@ func TestConcurrentCopies(t *testing.T) {
 func TestCrashedHolderIsTakenOver(t *testing.T) {
 	t.Parallel()
 	db, mini := newStore(t)
-	dead, err := db.Claim(context.Background(), events.ClaimRequest{Key: "id:c", Fingerprint: "fp", Lease: 5 * time.Second, TTL: time.Hour, EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1"})
-	if err != nil || dead.State != events.ClaimFresh {
+	dead, err := db.Claim(context.Background(), inbox.ClaimRequest{Key: "id:c", Fingerprint: "fp", Lease: 5 * time.Second, TTL: time.Hour, EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1"})
+	if err != nil || dead.State != inbox.ClaimFresh {
 		t.Fatal(dead, err)
 	}
 	p := &processor{}
@@ -231,7 +231,7 @@ func TestCrashedHolderIsTakenOver(t *testing.T) {
 		t.Fatalf("after the lease: %+v %v", r, e)
 	}
 	// The dead holder's late write cannot overwrite the outcome.
-	if err := db.Complete(context.Background(), "id:c", dead.Token, events.Result{Kind: events.Final, Body: []byte("stale")}, time.Hour); !errors.Is(err, events.ErrLeaseLost) {
+	if err := db.Complete(context.Background(), "id:c", dead.Token, inbox.Result{Kind: events.Final, Body: []byte("stale")}, time.Hour); !errors.Is(err, events.ErrLeaseLost) {
 		t.Errorf("late Complete: %v, want ErrLeaseLost", err)
 	}
 }
@@ -311,7 +311,7 @@ func TestSlowProcessingIsStillRecorded(t *testing.T) {
 		final bool
 	}{
 		{"final", events.Provisioned("5"), true},
-		{"transient", events.Unavailable("Q2 down", time.Second), false},
+		{"transient", events.Outage("Q2 down", time.Second), false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -352,7 +352,7 @@ func TestFollowersOfATransientReplyAreNotReplayed(t *testing.T) {
 		replayed bool
 	}{
 		{"stored final", events.Provisioned("1"), true},
-		{"transient 503", events.Unavailable("Q2 down", time.Second), false},
+		{"transient 503", events.Outage("Q2 down", time.Second), false},
 		{"do not cancel", events.NotCancelled("Q2 down"), false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -365,7 +365,7 @@ func TestFollowersOfATransientReplyAreNotReplayed(t *testing.T) {
 				return tt.out
 			}}
 			in := newInbox(db, p)
-			first := make(chan inbox.Reply)
+			first := make(chan inbox.Answer)
 			go func() { r, _ := in.Receive(context.Background(), delivery("id:f", "fp")); first <- r }()
 			<-started
 			r, e := receive(t, in, delivery("id:f", "fp"))

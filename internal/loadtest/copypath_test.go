@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"testing"
 
+	"github.com/banking-marketplace/webhook/internal/canonjson"
 	"github.com/banking-marketplace/webhook/internal/events"
 )
 
@@ -33,7 +34,7 @@ func BenchmarkCopyBeforeStore(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
-			if _, err := events.Fingerprint(body); err != nil {
+			if _, err := canonjson.Fingerprint(body); err != nil {
 				b.Fatal(err)
 			}
 		}

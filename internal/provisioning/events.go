@@ -32,7 +32,7 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 	case in.State == events.IntentCancelled:
 		return w.answer(ctx, w.settle(ctx), forbidden(w))
 	case in.State == events.IntentRefused:
-		return w.answerPromising(ctx, w.settle(ctx), events.Refused(in.Code, in.Message))
+		return w.answerPromising(ctx, w.settle(ctx), events.Refusal(in.Code, in.Message))
 	case in.Promised || w.acct.Prior != nil:
 		// Provisioned and answered before (a CHANGE may be under way).
 		return w.answer(ctx, nil, events.Provisioned(w.acct.AccountIdentifier))
@@ -43,7 +43,7 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 	st := w.settle(ctx)
 	switch in := w.acct.Intent; {
 	case in.State == events.IntentRefused:
-		return w.answerPromising(ctx, st, events.Refused(in.Code, in.Message))
+		return w.answerPromising(ctx, st, events.Refusal(in.Code, in.Message))
 	case in.State == events.IntentCancelled:
 		return w.answer(ctx, st, forbidden(w))
 	case st == nil:
@@ -53,7 +53,7 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 }
 
 func forbidden(w *work) events.Outcome {
-	return events.Refused(events.Forbidden, "subscription "+w.acct.SubscriptionID+" was cancelled; it is not provisioned again")
+	return events.Refusal(events.Forbidden, "subscription "+w.acct.SubscriptionID+" was cancelled; it is not provisioned again")
 }
 
 // change: apply a new edition and quantities. A CHANGE older than the
@@ -67,7 +67,7 @@ func (s *Service) change(ctx context.Context, w *work) events.Outcome {
 	in := w.acct.Intent
 	switch {
 	case w.fresh || in.State.Undo():
-		return w.answer(ctx, nil, events.Refused(events.AccountNotFound, "no active account for subscription "+w.acct.SubscriptionID))
+		return w.answer(ctx, nil, events.Refusal(events.AccountNotFound, "no active account for subscription "+w.acct.SubscriptionID))
 	case !in.Promised && w.acct.Prior == nil:
 		// Its ORDER is under way: the CHANGE waits for it rather than being
 		// refused for good.
@@ -92,9 +92,9 @@ func (s *Service) change(ctx context.Context, w *work) events.Outcome {
 	st := w.settle(ctx)
 	switch {
 	case w.refusal != nil:
-		return w.answer(ctx, st, events.Refused(w.refusal.Code, w.refusal.Message))
+		return w.answer(ctx, st, events.Refusal(w.refusal.Code, w.refusal.Message))
 	case w.acct.Intent.State == events.IntentCancelled: // found cancelled outside the service
-		return w.answer(ctx, st, events.Refused(events.AccountNotFound, "subscription "+w.acct.SubscriptionID+" was cancelled"))
+		return w.answer(ctx, st, events.Refusal(events.AccountNotFound, "subscription "+w.acct.SubscriptionID+" was cancelled"))
 	case st == nil:
 		return w.answerPromising(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
 	}
@@ -127,7 +127,7 @@ func (s *Service) cancel(ctx context.Context, w *work) events.Outcome {
 		return w.answerPromising(ctx, w.settle(ctx), cancelled(w))
 	case in.State == events.IntentRefused:
 		w.newIntent(events.IntentCancelled, events.SubscriptionCancel)
-		return w.answerPromising(ctx, w.settle(ctx), events.Refused(events.AccountNotFound,
+		return w.answerPromising(ctx, w.settle(ctx), events.Refusal(events.AccountNotFound,
 			"the order of subscription "+w.acct.SubscriptionID+" was refused; nothing of it exists"))
 	}
 	before, prior, cancelledAt := w.acct.Intent, w.acct.Prior, w.acct.CancelledAt
@@ -150,7 +150,7 @@ func (s *Service) cancel(ctx context.Context, w *work) events.Outcome {
 // ACCOUNT_NOT_FOUND when nothing of the subscription ever existed.
 func cancelled(w *work) events.Outcome {
 	if w.acct.AccountIdentifier == "" {
-		return events.Refused(events.AccountNotFound, "nothing of subscription "+w.acct.SubscriptionID+
+		return events.Refusal(events.AccountNotFound, "nothing of subscription "+w.acct.SubscriptionID+
 			" exists; it is recorded as cancelled, so a later order is refused")
 	}
 	return events.Provisioned(w.acct.AccountIdentifier)
@@ -183,9 +183,9 @@ func (w *work) notNow(st *stop) events.Outcome {
 	retry := 5 * time.Second
 	if st.failure != nil {
 		retry = max(st.failure.RetryAfter, time.Second)
-		return events.Unavailable(st.target+": "+st.failure.Message+"; nothing is answered for good yet, send the event again", retry)
+		return events.Outage(st.target+": "+st.failure.Message+"; nothing is answered for good yet, send the event again", retry)
 	}
-	return events.Unavailable("the subscription could not be settled now; send the event again", retry)
+	return events.Outage("the subscription could not be settled now; send the event again", retry)
 }
 
 // answer saves the account and returns out; when the save fails, the
@@ -220,7 +220,7 @@ func (w *work) known(ctx context.Context) (events.Outcome, bool) {
 	in := w.acct.Intent
 	switch {
 	case w.fresh || in.State.Undo():
-		return w.answer(ctx, nil, events.Refused(events.AccountNotFound, "no active account for subscription "+w.acct.SubscriptionID)), false
+		return w.answer(ctx, nil, events.Refusal(events.AccountNotFound, "no active account for subscription "+w.acct.SubscriptionID)), false
 	case !in.Promised && w.acct.Prior == nil:
 		// Its ORDER is under way: the event waits for it.
 		return events.InProgress("the order of subscription "+w.acct.SubscriptionID+" is still being provisioned; send the event again shortly", 5*time.Second), false
@@ -244,7 +244,7 @@ func (s *Service) notice(ctx context.Context, w *work) events.Outcome {
 	switch kind {
 	case events.NoticeDeactivated, events.NoticeReactivated, events.NoticeUpcomingInvoice:
 	default:
-		return events.Refused(events.ConfigurationError, fmt.Sprintf(
+		return events.Refusal(events.ConfigurationError, fmt.Sprintf(
 			"SUBSCRIPTION_NOTICE %q is not handled; the service handles DEACTIVATED, REACTIVATED, CLOSED and UPCOMING_INVOICE", kind))
 	}
 	if out, ok := w.known(ctx); !ok {
@@ -270,16 +270,16 @@ func (s *Service) assign(ctx context.Context, w *work) events.Outcome {
 		return out
 	}
 	if w.plan.memberTarget() == nil {
-		return w.answer(ctx, nil, events.Refused(events.ConfigurationError,
+		return w.answer(ctx, nil, events.Refusal(events.ConfigurationError,
 			"product "+w.plan.Product+" enrolls no users beyond the first (no target of its plan does)"))
 	}
 	m, found := w.acct.Member(user)
 	switch {
 	case found && m.Assigned && m.Promised:
-		return w.answer(ctx, nil, events.Refused(events.UserAlreadyExists, "the user is already assigned to subscription "+w.acct.SubscriptionID))
+		return w.answer(ctx, nil, events.Refusal(events.UserAlreadyExists, "the user is already assigned to subscription "+w.acct.SubscriptionID))
 	case !found || !m.Assigned:
 		if limit, ok := userLimit(w.acct.Intent.Items); ok && 1+assigned(w.acct)+1 > limit {
-			return w.answer(ctx, nil, events.Refused(events.MaxUsersReached, fmt.Sprintf(
+			return w.answer(ctx, nil, events.Refusal(events.MaxUsersReached, fmt.Sprintf(
 				"subscription %s has %d of %d users; buy more to assign another", w.acct.SubscriptionID, 1+assigned(w.acct), limit)))
 		}
 		if !found {
@@ -294,12 +294,12 @@ func (s *Service) assign(ctx context.Context, w *work) events.Outcome {
 	m, _ = w.acct.Member(user)
 	switch {
 	case w.refusal != nil:
-		return w.answer(ctx, st, events.Refused(w.refusal.Code, w.refusal.Message))
+		return w.answer(ctx, st, events.Refusal(w.refusal.Code, w.refusal.Message))
 	case m != nil && m.Step.State == events.StepLive:
 		m.Promised = true
 		return w.answer(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
 	case st == nil:
-		return w.answer(ctx, st, events.Refused(events.AccountNotFound, "subscription "+w.acct.SubscriptionID+" was cancelled"))
+		return w.answer(ctx, st, events.Refusal(events.AccountNotFound, "subscription "+w.acct.SubscriptionID+" was cancelled"))
 	}
 	return w.answer(ctx, st, w.notNow(st))
 }
@@ -316,7 +316,7 @@ func (s *Service) unassign(ctx context.Context, w *work) events.Outcome {
 	}
 	m, found := w.acct.Member(user)
 	if !found || !m.Assigned {
-		return w.answer(ctx, nil, events.Refused(events.UserNotFound, "the user is not assigned to subscription "+w.acct.SubscriptionID))
+		return w.answer(ctx, nil, events.Refusal(events.UserNotFound, "the user is not assigned to subscription "+w.acct.SubscriptionID))
 	}
 	m.Assigned, m.Promised, m.LastCopy = false, false, s.now().UTC()
 	w.dirty = true
@@ -338,7 +338,7 @@ func (w *work) eventUser() (string, events.Outcome, bool) {
 	if u := w.ev.Event.Payload.User; u != nil && u.UUID != "" {
 		return u.UUID, events.Outcome{}, true
 	}
-	return "", events.Refused(events.UserNotFound, "the event names no user: payload.user.uuid is missing"), false
+	return "", events.Refusal(events.UserNotFound, "the event names no user: payload.user.uuid is missing"), false
 }
 
 // userLimit is the purchased quantity of unit USER, if the order names one.

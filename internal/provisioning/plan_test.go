@@ -494,7 +494,7 @@ func TestCancelOfTwoStepsResumes(t *testing.T) {
 	svc, accounts, a, b := twoSteps(t)
 	testevents.WantOutcome(t, run(svc, events.SubscriptionOrder, "s5"), events.Final, "")
 	b.failNext("Deprovision", outage)
-	testevents.WantOutcome(t, run(svc, events.SubscriptionCancel, "s5"), events.Unsettled, events.DoNotCancel)
+	testevents.WantOutcome(t, run(svc, events.SubscriptionCancel, "s5"), events.NotStored, events.DoNotCancel)
 	if acct := accounts.get("s5"); !a.isLive("s5") || !b.isLive("s5") || !acct.Active() || acct.Intent.State != events.IntentActive {
 		t.Fatalf("a DO_NOT_CANCEL changed something: %+v", acct)
 	}

@@ -152,7 +152,7 @@ func (s *Service) Process(ctx context.Context, ev *events.SubscriptionEvent, pro
 	}
 	plan, ok := s.plans[product]
 	if !ok {
-		return events.Unavailable(fmt.Sprintf("product %q is not configured", product), 5*time.Second)
+		return events.Outage(fmt.Sprintf("product %q is not configured", product), 5*time.Second)
 	}
 	var decide func(context.Context, *work) events.Outcome
 	switch ev.EventType {
@@ -169,7 +169,7 @@ func (s *Service) Process(ctx context.Context, ev *events.SubscriptionEvent, pro
 	case events.UserUnassignment:
 		decide = s.unassign
 	default:
-		return events.Refused(events.ConfigurationError, fmt.Sprintf(
+		return events.Refusal(events.ConfigurationError, fmt.Sprintf(
 			"event_type %q is not supported; the service handles SUBSCRIPTION_ORDER, SUBSCRIPTION_CHANGE, SUBSCRIPTION_CANCEL, SUBSCRIPTION_NOTICE, USER_ASSIGNMENT and USER_UNASSIGNMENT", ev.EventType))
 	}
 	if out, ok := s.ownSubscription(ctx, ev); !ok {
@@ -188,7 +188,7 @@ func (s *Service) Process(ctx context.Context, ev *events.SubscriptionEvent, pro
 		return s.storeDown(ctx, err)
 	}
 	if !w.usePlanOfAccount() {
-		return events.Unavailable("product "+w.acct.Product+" of subscription "+ev.SubscriptionID+
+		return events.Outage("product "+w.acct.Product+" of subscription "+ev.SubscriptionID+
 			" is no longer configured; fix PRODUCTS_FILE and send the event again", 5*time.Second)
 	}
 	return decide(ctx, w)
@@ -210,7 +210,7 @@ func (s *Service) ownSubscription(ctx context.Context, ev *events.SubscriptionEv
 	case err != nil:
 		return s.storeDown(ctx, err), false
 	case a.SubscriptionID != ev.SubscriptionID:
-		return events.Refused(events.Forbidden, "accountIdentifier "+id+" belongs to another subscription than "+
+		return events.Refusal(events.Forbidden, "accountIdentifier "+id+" belongs to another subscription than "+
 			ev.SubscriptionID+"; nothing was changed"), false
 	}
 	return events.Outcome{}, true
@@ -468,5 +468,5 @@ func eventTime(ev *events.SubscriptionEvent) *time.Time {
 
 func (s *Service) storeDown(ctx context.Context, err error) events.Outcome {
 	logctx.Logger(ctx, s.log).Warn("account store unavailable", zap.Error(err))
-	return events.Unavailable("the account store is unavailable; nothing final was recorded, send the event again", 5*time.Second)
+	return events.Outage("the account store is unavailable; nothing final was recorded, send the event again", 5*time.Second)
 }

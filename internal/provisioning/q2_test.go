@@ -64,7 +64,7 @@ func (e *env) fault(f sandbox.Fault) {
 // (200 final or not, 503, 409) and its code ("" for a success).
 func wantOutcome(t *testing.T, got events.Outcome, status int, code events.ErrorCode, final bool) {
 	t.Helper()
-	kind := map[int]events.Kind{200: events.Unsettled, 503: events.Transient, 409: events.Busy}[status]
+	kind := map[int]events.Kind{200: events.NotStored, 503: events.Transient, 409: events.Busy}[status]
 	if status == 200 && final {
 		kind = events.Final
 	}

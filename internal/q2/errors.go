@@ -1,8 +1,6 @@
 package q2
 
 import (
-	"context"
-	"errors"
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
@@ -15,40 +13,26 @@ import (
 // itself are final; refusals of the service's own credentials or
 // permissions are misconfigurations (503, alerted); a reply the service
 // cannot read is transient, because the call may have done its work.
-var codes = []struct {
-	err     error
-	code    events.ErrorCode
-	kind    provisioning.Kind
-	message string
-}{
-	{errForeignLogon, events.UserAlreadyExists, provisioning.Refused, "Q2 already has this subscription's logon name for another user"},
-	{q2api.ErrAlreadyExists, events.UserAlreadyExists, provisioning.Refused, "Q2 already has this user"},
-	{q2api.ErrNotFound, events.UserNotFound, provisioning.Refused, "Q2 does not have the user"},
-	{q2api.ErrUnauthorized, events.Unauthorized, provisioning.Misconfigured, "Q2 refused the service's credentials (Q2_CLIENT_ID, Q2_CLIENT_SECRET)"},
-	{q2api.ErrForbidden, events.Forbidden, provisioning.Misconfigured, "Q2 does not allow the service's client to do this; check its permissions"},
-	{q2api.ErrInvalidResponse, events.TransportError, provisioning.Transient, "Q2 answered something the service cannot read; the call may have done its work, it is tried again"},
+var codes = []provisioning.Row{
+	{Err: errForeignLogon, Kind: provisioning.Refused, Code: events.UserAlreadyExists, Message: "Q2 already has this subscription's logon name for another user"},
+	{Err: q2api.ErrAlreadyExists, Kind: provisioning.Refused, Code: events.UserAlreadyExists, Message: "Q2 already has this user"},
+	{Err: q2api.ErrNotFound, Kind: provisioning.Refused, Code: events.UserNotFound, Message: "Q2 does not have the user"},
+	{Err: q2api.ErrUnauthorized, Kind: provisioning.Misconfigured, Code: events.Unauthorized, Message: "Q2 refused the service's credentials (Q2_CLIENT_ID, Q2_CLIENT_SECRET)"},
+	{Err: q2api.ErrForbidden, Kind: provisioning.Misconfigured, Code: events.Forbidden, Message: "Q2 does not allow the service's client to do this; check its permissions"},
+	{Err: q2api.ErrInvalidResponse, Kind: provisioning.Transient, Code: events.TransportError, Message: "Q2 answered something the service cannot read; the call may have done its work, it is tried again"},
 }
 
-// transient reports whether err may pass by itself: Q2 down, 5xx, 429, a
-// timeout, a refused connection, or the event's deadline.
-func transient(err error) bool {
-	return errors.Is(err, q2api.ErrTransient) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+// failures classifies Q2's failed calls: Q2 down, a 5xx, 429, a timeout, a
+// refused connection or the event's deadline (q2api.ErrTransient) is an
+// outage with Q2's Retry-After, before any row of codes.
+var failures = provisioning.Table[*q2api.APIError]{
+	System:     "Q2",
+	Transient:  q2api.ErrTransient,
+	RetryAfter: func(e *q2api.APIError) time.Duration { return e.RetryAfter },
+	Rows:       codes,
 }
 
 // failure classifies a failed Q2 call made while doing something.
 func failure(doing string, err error) *provisioning.Failure {
-	if transient(err) {
-		var retry time.Duration = 5 * time.Second
-		var apiErr *q2api.APIError
-		if errors.As(err, &apiErr) && apiErr.RetryAfter > 0 {
-			retry = apiErr.RetryAfter
-		}
-		return provisioning.Outage("Q2 is unavailable ("+doing+"); nothing final was recorded, send the event again", retry, err)
-	}
-	for _, c := range codes {
-		if errors.Is(err, c.err) {
-			return &provisioning.Failure{Kind: c.kind, Code: c.code, Message: c.message, Err: err}
-		}
-	}
-	return provisioning.Refusal(events.UnknownError, "Q2 refused the call while "+doing+"; the detail is in the service's log", err)
+	return failures.Classify(doing, err)
 }

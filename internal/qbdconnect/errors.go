@@ -1,7 +1,6 @@
 package qbdconnect
 
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -22,49 +21,37 @@ var (
 // the service cannot read is transient, because the call may have done its
 // work. ErrNotFound is decided by each call (a lookup's "none", a delete's
 // "done") before it gets here.
-var codes = []struct {
-	err     error
-	code    events.ErrorCode
-	kind    provisioning.Kind
-	message string
-}{
-	{errForeignSubscription, events.UserAlreadyExists, provisioning.Refused, "QBD Connect has this subscription's id for another customer"},
+var codes = []provisioning.Row{
+	{Err: errForeignSubscription, Kind: provisioning.Refused, Code: events.UserAlreadyExists, Message: "QBD Connect has this subscription's id for another customer"},
 	// A 400 or 422: what the order gives is wrong for QBD Connect, and sent
 	// again it fails again. QBD Connect's message names the field.
-	{qbdapi.ErrBadRequest, events.InvalidResponse, provisioning.Refused, "QBD Connect refused the order's data"},
-	{qbdapi.ErrUnauthorized, events.Unauthorized, provisioning.Misconfigured, "QBD Connect refused the service's token (QBD_TOKEN)"},
-	{qbdapi.ErrInvalidResponse, events.TransportError, provisioning.Transient, "QBD Connect answered something the service cannot read; the call may have done its work, it is tried again"},
+	{Err: qbdapi.ErrBadRequest, Kind: provisioning.Refused, Code: events.InvalidResponse, Message: "QBD Connect refused the order's data"},
+	{Err: qbdapi.ErrUnauthorized, Kind: provisioning.Misconfigured, Code: events.Unauthorized, Message: "QBD Connect refused the service's token (QBD_TOKEN)"},
+	{Err: qbdapi.ErrInvalidResponse, Kind: provisioning.Transient, Code: events.TransportError, Message: "QBD Connect answered something the service cannot read; the call may have done its work, it is tried again"},
 }
 
-// defaultRetry is how long a transient failure asks to wait when QBD
-// Connect said nothing (no Retry-After).
-const defaultRetry = 5 * time.Second
-
-// transient reports whether err may pass by itself: QBD Connect down, 5xx,
-// 429, 408, a timeout, a refused connection, or the event's deadline.
-func transient(err error) bool {
-	return errors.Is(err, qbdapi.ErrTransient) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+// failures classifies QBD Connect's failed calls: QBD Connect down, a 5xx,
+// 429, 408, a timeout, a refused connection or the event's deadline
+// (qbdapi.ErrTransient) is an outage with its Retry-After, before any row
+// of codes. A row's message names what was being done, and a refused
+// order's carries QBD Connect's own words.
+var failures = provisioning.Table[*qbdapi.APIError]{
+	System:     "QBD Connect",
+	Transient:  qbdapi.ErrTransient,
+	RetryAfter: func(e *qbdapi.APIError) time.Duration { return e.RetryAfter },
+	Rows:       codes,
+	Explain: func(r provisioning.Row, doing string, err error) string {
+		msg := r.Message + " (" + doing + ")"
+		if apiErr, ok := errors.AsType[*qbdapi.APIError](err); ok && r.Err == qbdapi.ErrBadRequest && apiErr.Message() != "" {
+			msg += ": " + clip(apiErr.Message())
+		}
+		return msg
+	},
 }
 
 // failure classifies a failed QBD Connect call made while doing something.
 func failure(doing string, err error) *provisioning.Failure {
-	if transient(err) {
-		retry := defaultRetry
-		if apiErr, ok := errors.AsType[*qbdapi.APIError](err); ok && apiErr.RetryAfter > 0 {
-			retry = apiErr.RetryAfter
-		}
-		return provisioning.Outage("QBD Connect is unavailable ("+doing+"); nothing final was recorded, send the event again", retry, err)
-	}
-	for _, c := range codes {
-		if errors.Is(err, c.err) {
-			msg := c.message + " (" + doing + ")"
-			if apiErr, ok := errors.AsType[*qbdapi.APIError](err); ok && c.err == qbdapi.ErrBadRequest && apiErr.Message() != "" {
-				msg += ": " + clip(apiErr.Message())
-			}
-			return &provisioning.Failure{Kind: c.kind, Code: c.code, Message: msg, Err: err}
-		}
-	}
-	return provisioning.Refusal(events.UnknownError, "QBD Connect refused the call while "+doing+"; the detail is in the service's log", err)
+	return failures.Classify(doing, err)
 }
 
 // maxRelayed bounds how much of QBD Connect's message a reply carries.

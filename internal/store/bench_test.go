@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
@@ -31,12 +32,12 @@ func BenchmarkClaimComplete(b *testing.B) {
 	r := benchBackend(b)
 	rt := countRoundTrips(r, "")
 	ctx := b.Context()
-	res := events.Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"123456"}`), Code: "SUCCESS", Duration: 50 * time.Millisecond}
+	res := inbox.Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"123456"}`), Code: "SUCCESS", Duration: 50 * time.Millisecond}
 	for i := 0; b.Loop(); i++ {
 		key := "id:msg_" + strconv.Itoa(i)
-		c, err := r.Claim(ctx, events.ClaimRequest{Key: key, Fingerprint: fpA, Lease: 5 * time.Second, TTL: time.Hour,
+		c, err := r.Claim(ctx, inbox.ClaimRequest{Key: key, Fingerprint: fpA, Lease: 5 * time.Second, TTL: time.Hour,
 			EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1"})
-		if err != nil || c.State != events.ClaimFresh {
+		if err != nil || c.State != inbox.ClaimFresh {
 			b.Fatalf("Claim = %+v, %v", c, err)
 		}
 		if err := r.Complete(ctx, key, c.Token, res, time.Hour); err != nil {
@@ -49,18 +50,18 @@ func BenchmarkClaimComplete(b *testing.B) {
 func BenchmarkClaimDone(b *testing.B) {
 	r := benchBackend(b)
 	ctx := b.Context()
-	req := events.ClaimRequest{Key: "id:dup", Fingerprint: fpA, Lease: 5 * time.Second, TTL: time.Hour}
+	req := inbox.ClaimRequest{Key: "id:dup", Fingerprint: fpA, Lease: 5 * time.Second, TTL: time.Hour}
 	c, err := r.Claim(ctx, req)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := r.Complete(ctx, req.Key, c.Token, events.Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"123456"}`)}, time.Hour); err != nil {
+	if err := r.Complete(ctx, req.Key, c.Token, inbox.Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"123456"}`)}, time.Hour); err != nil {
 		b.Fatal(err)
 	}
 	rt := countRoundTrips(r, "")
 	for b.Loop() {
 		c, err := r.Claim(ctx, req)
-		if err != nil || c.State != events.ClaimDone {
+		if err != nil || c.State != inbox.ClaimDone {
 			b.Fatalf("Claim = %+v, %v", c, err)
 		}
 	}
@@ -94,7 +95,7 @@ func BenchmarkDeliveryLog(b *testing.B) {
 	r := benchBackend(b)
 	ctx := context.Background()
 	for i := range 20 {
-		req := events.ClaimRequest{Key: "id:log-" + strconv.Itoa(i), Fingerprint: "fp", Lease: time.Minute, TTL: time.Hour,
+		req := inbox.ClaimRequest{Key: "id:log-" + strconv.Itoa(i), Fingerprint: "fp", Lease: time.Minute, TTL: time.Hour,
 			EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-bench-log"}
 		if _, err := r.Claim(ctx, req); err != nil {
 			b.Fatal(err)
@@ -116,13 +117,13 @@ func BenchmarkDeliveryLog(b *testing.B) {
 func BenchmarkCopy(b *testing.B) {
 	r := benchBackend(b)
 	ctx := b.Context()
-	req := events.ClaimRequest{Key: "id:copy-bench", Fingerprint: fpA, Lease: 5 * time.Second, TTL: time.Hour,
+	req := inbox.ClaimRequest{Key: "id:copy-bench", Fingerprint: fpA, Lease: 5 * time.Second, TTL: time.Hour,
 		EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-copy-bench"}
 	c, err := r.Claim(ctx, req)
 	if err != nil {
 		b.Fatal(err)
 	}
-	res := events.Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"123456"}`), Code: "SUCCESS",
+	res := inbox.Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"123456"}`), Code: "SUCCESS",
 		Subscription: req.Subscription, EventType: req.EventType, CopyKey: "copy-bench"}
 	if err := r.Complete(ctx, req.Key, c.Token, res, time.Hour); err != nil {
 		b.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
 )
 
 // DeliveryRecord is the history of one delivery, for operators and tests.
@@ -140,7 +141,7 @@ return {1, indexed(rec, ARGV[7], ARGV[8], ARGV[9], ARGV[6])}
 // the record, so they are stored once (a copy key written by an earlier
 // version holds JSON with the hash as "h"). The record is reached through
 // a key not declared: single node and Sentinel only; on Cluster the copy
-// key holds the whole answer (events.Copy as JSON), a plain GET answers
+// key holds the whole answer (inbox.Copy as JSON), a plain GET answers
 // and the counters are not moved. A copy whose record is gone or no longer
 // done is a miss: the slow path decides.
 // KEYS: copy. ARGV: key prefix, now ms, cap. Returns {key, type, sub,
@@ -164,9 +165,9 @@ return {f[2] or '', f[3] or '', sub, f[5] or ''}
 `)
 
 // Copy answers a byte-identical copy of an answered delivery from its copy
-// key (see events.Result.CopyKey): ok is false when there is none, and the
+// key (see inbox.Result.CopyKey): ok is false when there is none, and the
 // caller takes the slow path (decode, key, claim).
-func (r *Redis) Copy(ctx context.Context, copyKey string) (c events.Copy, ok bool, err error) {
+func (r *Redis) Copy(ctx context.Context, copyKey string) (c inbox.Copy, ok bool, err error) {
 	key := r.keys.copy(copyKey)
 	if r.cluster() {
 		v, err := r.client.Get(ctx, key).Result()
@@ -190,7 +191,7 @@ func (r *Redis) Copy(ctx context.Context, copyKey string) (c events.Copy, ok boo
 	case len(f) != 4:
 		return c, false, nil // not ours to trust: the slow path decides
 	}
-	return events.Copy{Key: f[0], EventType: f[1], Subscription: f[2], Body: f[3]}, true, nil
+	return inbox.Copy{Key: f[0], EventType: f[1], Subscription: f[2], Body: f[3]}, true, nil
 }
 
 // releaseScript gives a claim up after an outcome that is not final if the
@@ -218,14 +219,14 @@ return {1, indexed(rec, ARGV[5], ARGV[6], ARGV[7], 0)}
 //     lease expired): Fresh with a new fencing token; the record is marked
 //     processing and kept for TTL;
 //   - the lease held by another: Busy, with the time left on it.
-func (r *Redis) Claim(ctx context.Context, c events.ClaimRequest) (events.Claim, error) {
+func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, error) {
 	switch {
 	case c.Key == "":
-		return events.Claim{}, errors.New("store: claim: empty delivery key")
+		return inbox.Claim{}, errors.New("store: claim: empty delivery key")
 	case c.Fingerprint == "":
-		return events.Claim{}, errors.New("store: claim: empty fingerprint")
+		return inbox.Claim{}, errors.New("store: claim: empty fingerprint")
 	case c.Lease <= 0 || c.TTL <= 0:
-		return events.Claim{}, fmt.Errorf("store: claim: lease %v and ttl %v must be positive", c.Lease, c.TTL)
+		return inbox.Claim{}, fmt.Errorf("store: claim: lease %v and ttl %v must be positive", c.Lease, c.TTL)
 	}
 	token := newToken()
 	keys, h, mode := r.deliveryKeys(c.Key, c.Subscription)
@@ -234,36 +235,36 @@ func (r *Redis) Claim(ctx context.Context, c events.ClaimRequest) (events.Claim,
 		c.Fingerprint, token, millis(c.Lease), ttl,
 		time.Now().UnixMilli(), c.EventType, c.Subscription, c.Key, h, mode, DeliveriesPerSubscription).Slice()
 	if err != nil {
-		return events.Claim{}, unavailable("claim", err)
+		return inbox.Claim{}, unavailable("claim", err)
 	}
 	if n := len(res); n > 0 && ((res[0] == "fresh" && n == 2) || (res[0] == "done" && n == 3)) {
 		if err := r.indexLater(ctx, c.Subscription, h, mode, res[n-1], ttl); err != nil {
-			return events.Claim{}, err
+			return inbox.Claim{}, err
 		}
 	}
-	bad := func() (events.Claim, error) {
-		return events.Claim{}, fmt.Errorf("redis claim: %w: unexpected script reply %v", events.ErrUnavailable, res)
+	bad := func() (inbox.Claim, error) {
+		return inbox.Claim{}, fmt.Errorf("redis claim: %w: unexpected script reply %v", events.ErrUnavailable, res)
 	}
 	if len(res) == 0 {
 		return bad()
 	}
 	switch res[0] {
 	case "fresh":
-		return events.Claim{State: events.ClaimFresh, Token: token}, nil
+		return inbox.Claim{State: inbox.ClaimFresh, Token: token}, nil
 	case "conflict":
-		return events.Claim{State: events.ClaimConflict}, nil
+		return inbox.Claim{State: inbox.ClaimConflict}, nil
 	case "busy":
 		if len(res) < 2 {
 			return bad()
 		}
 		pttl, _ := res[1].(int64)
-		return events.Claim{State: events.ClaimBusy, RetryIn: time.Duration(max(pttl, 0)) * time.Millisecond}, nil
+		return inbox.Claim{State: inbox.ClaimBusy, RetryIn: time.Duration(max(pttl, 0)) * time.Millisecond}, nil
 	case "done":
 		if len(res) < 2 {
 			return bad()
 		}
 		body, _ := res[1].(string)
-		return events.Claim{State: events.ClaimDone, Body: []byte(body)}, nil
+		return inbox.Claim{State: inbox.ClaimDone, Body: []byte(body)}, nil
 	}
 	return bad()
 }
@@ -272,7 +273,7 @@ func (r *Redis) Claim(ctx context.Context, c events.ClaimRequest) (events.Claim,
 // token, else events.ErrLeaseLost and nothing is written (a newer holder owns the
 // delivery, and its outcome must not be overwritten). One round trip. The
 // record is kept for ttl from now; the lease is deleted.
-func (r *Redis) Complete(ctx context.Context, key, token string, res events.Result, ttl time.Duration) error {
+func (r *Redis) Complete(ctx context.Context, key, token string, res inbox.Result, ttl time.Duration) error {
 	if key == "" || token == "" || ttl <= 0 {
 		return fmt.Errorf("store: complete: need a key, a token and a positive ttl")
 	}
@@ -290,7 +291,7 @@ func (r *Redis) Complete(ctx context.Context, key, token string, res events.Resu
 		return err
 	}
 	if res.CopyKey != "" && r.cluster() && len(out) > 1 {
-		b, _ := json.Marshal(events.Copy{Key: key, EventType: res.EventType, Subscription: res.Subscription, Body: string(res.Body)})
+		b, _ := json.Marshal(inbox.Copy{Key: key, EventType: res.EventType, Subscription: res.Subscription, Body: string(res.Body)})
 		if err := r.client.Set(ctx, r.keys.copy(res.CopyKey), b, ttl).Err(); err != nil {
 			return unavailable("copy", err)
 		}
@@ -357,7 +358,7 @@ func (r *Redis) cluster() bool {
 // API unreachable, a deadline, DO_NOT_CANCEL), fenced like Complete. The
 // record shows state released with the code, kind and duration, so the
 // history keeps the attempt; the next Claim of the delivery is Fresh.
-func (r *Redis) Release(ctx context.Context, key, token string, res events.Result) error {
+func (r *Redis) Release(ctx context.Context, key, token string, res inbox.Result) error {
 	if key == "" || token == "" {
 		return fmt.Errorf("store: release: need a key and a token")
 	}
@@ -409,21 +410,21 @@ func (r *Redis) Delivery(ctx context.Context, key string) (DeliveryRecord, error
 // Deliveries returns a subscription's delivery log, newest first, in one
 // round trip: at most DeliveriesPerSubscription, none older than
 // EVENT_TTL; none is not an error.
-func (r *Redis) Deliveries(ctx context.Context, subscription string) ([]events.DeliverySummary, error) {
+func (r *Redis) Deliveries(ctx context.Context, subscription string) ([]inbox.DeliverySummary, error) {
 	idx, _ := r.keys.deliveryIndex(subscription)
 	m, err := r.client.HGetAll(ctx, idx).Result()
 	if err != nil {
 		return nil, unavailable("delivery index", err)
 	}
-	out := make([]events.DeliverySummary, 0, len(m))
+	out := make([]inbox.DeliverySummary, 0, len(m))
 	for h, s := range m {
-		var d events.DeliverySummary
+		var d inbox.DeliverySummary
 		if err := json.Unmarshal([]byte(s), &d); err != nil {
 			return nil, fmt.Errorf("decoding delivery %s of subscription %q: %w", h, subscription, err)
 		}
 		out = append(out, d)
 	}
-	slices.SortFunc(out, func(a, b events.DeliverySummary) int {
+	slices.SortFunc(out, func(a, b inbox.DeliverySummary) int {
 		if c := cmp.Compare(b.First, a.First); c != 0 {
 			return c
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
 	"sync"
 	"testing"
 	"time"
@@ -21,20 +22,20 @@ const (
 	testTTL    = time.Hour
 )
 
-func claimReq(key, fp string) events.ClaimRequest {
-	return events.ClaimRequest{Key: key, Fingerprint: fp, Lease: testLease, TTL: testTTL,
+func claimReq(key, fp string) inbox.ClaimRequest {
+	return inbox.ClaimRequest{Key: key, Fingerprint: fp, Lease: testLease, TTL: testTTL,
 		EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-1"}
 }
 
 // shortClaimReq is a claim whose lease the test lets run out.
-func shortClaimReq(key, fp string) events.ClaimRequest {
+func shortClaimReq(key, fp string) inbox.ClaimRequest {
 	req := claimReq(key, fp)
 	req.Lease = shortLease
 	return req
 }
 
 // mustClaim claims and checks the state.
-func mustClaim(t *testing.T, b *backend, req events.ClaimRequest, want events.ClaimState) events.Claim {
+func mustClaim(t *testing.T, b *backend, req inbox.ClaimRequest, want inbox.ClaimState) inbox.Claim {
 	t.Helper()
 	c, err := b.r.Claim(ctxT(t), req)
 	if err != nil {
@@ -46,14 +47,14 @@ func mustClaim(t *testing.T, b *backend, req events.ClaimRequest, want events.Cl
 	return c
 }
 
-func mustComplete(t *testing.T, b *backend, key, token string, res events.Result) {
+func mustComplete(t *testing.T, b *backend, key, token string, res inbox.Result) {
 	t.Helper()
 	if err := b.r.Complete(ctxT(t), key, token, res, testTTL); err != nil {
 		t.Fatalf("Complete(%q): %v", key, err)
 	}
 }
 
-var okResult = events.Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"42"}`), Code: "SUCCESS", Duration: 120 * time.Millisecond}
+var okResult = inbox.Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"42"}`), Code: "SUCCESS", Duration: 120 * time.Millisecond}
 
 func TestClaim(t *testing.T) {
 	t.Parallel()
@@ -61,62 +62,62 @@ func TestClaim(t *testing.T) {
 		name  string
 		setup func(t *testing.T, b *backend, key string)
 		fp    string
-		want  events.ClaimState
+		want  inbox.ClaimState
 	}{
-		{name: "new delivery", fp: fpA, want: events.ClaimFresh},
+		{name: "new delivery", fp: fpA, want: inbox.ClaimFresh},
 		{
 			name: "done, same body",
 			setup: func(t *testing.T, b *backend, key string) {
-				c := mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
+				c := mustClaim(t, b, claimReq(key, fpA), inbox.ClaimFresh)
 				mustComplete(t, b, key, c.Token, okResult)
 			},
-			fp: fpA, want: events.ClaimDone,
+			fp: fpA, want: inbox.ClaimDone,
 		},
 		{
 			name: "done, other body",
 			setup: func(t *testing.T, b *backend, key string) {
-				c := mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
+				c := mustClaim(t, b, claimReq(key, fpA), inbox.ClaimFresh)
 				mustComplete(t, b, key, c.Token, okResult)
 			},
-			fp: fpB, want: events.ClaimConflict,
+			fp: fpB, want: inbox.ClaimConflict,
 		},
 		{
 			name:  "processing, same body",
-			setup: func(t *testing.T, b *backend, key string) { mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh) },
-			fp:    fpA, want: events.ClaimBusy,
+			setup: func(t *testing.T, b *backend, key string) { mustClaim(t, b, claimReq(key, fpA), inbox.ClaimFresh) },
+			fp:    fpA, want: inbox.ClaimBusy,
 		},
 		{
 			name:  "processing, other body",
-			setup: func(t *testing.T, b *backend, key string) { mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh) },
-			fp:    fpB, want: events.ClaimConflict,
+			setup: func(t *testing.T, b *backend, key string) { mustClaim(t, b, claimReq(key, fpA), inbox.ClaimFresh) },
+			fp:    fpB, want: inbox.ClaimConflict,
 		},
 		{
 			name: "released, same body",
 			setup: func(t *testing.T, b *backend, key string) {
-				c := mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
-				if err := b.r.Release(ctxT(t), key, c.Token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
+				c := mustClaim(t, b, claimReq(key, fpA), inbox.ClaimFresh)
+				if err := b.r.Release(ctxT(t), key, c.Token, inbox.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 					t.Fatal(err)
 				}
 			},
-			fp: fpA, want: events.ClaimFresh,
+			fp: fpA, want: inbox.ClaimFresh,
 		},
 		{
 			name: "released, other body",
 			setup: func(t *testing.T, b *backend, key string) {
-				c := mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
-				if err := b.r.Release(ctxT(t), key, c.Token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
+				c := mustClaim(t, b, claimReq(key, fpA), inbox.ClaimFresh)
+				if err := b.r.Release(ctxT(t), key, c.Token, inbox.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 					t.Fatal(err)
 				}
 			},
-			fp: fpB, want: events.ClaimConflict,
+			fp: fpB, want: inbox.ClaimConflict,
 		},
 		{
 			name: "holder crashed, lease expired: takeover",
 			setup: func(t *testing.T, b *backend, key string) {
-				mustClaim(t, b, shortClaimReq(key, fpA), events.ClaimFresh)
+				mustClaim(t, b, shortClaimReq(key, fpA), inbox.ClaimFresh)
 				b.advance(shortLease)
 			},
-			fp: fpA, want: events.ClaimFresh,
+			fp: fpA, want: inbox.ClaimFresh,
 		},
 	}
 	forEachBackend(t, func(t *testing.T, b *backend) {
@@ -131,15 +132,15 @@ func TestClaim(t *testing.T) {
 				}
 				c := mustClaim(t, b, claimReq(key, tt.fp), tt.want)
 				switch c.State {
-				case events.ClaimFresh:
+				case inbox.ClaimFresh:
 					if len(c.Token) != 32 {
 						t.Errorf("token %q: want 128-bit hex", c.Token)
 					}
-				case events.ClaimDone:
+				case inbox.ClaimDone:
 					if !bytes.Equal(c.Body, okResult.Body) {
 						t.Errorf("done = %q, want %q", c.Body, okResult.Body)
 					}
-				case events.ClaimBusy:
+				case inbox.ClaimBusy:
 					if c.RetryIn <= 0 || c.RetryIn > testLease {
 						t.Errorf("RetryIn = %v, want in (0, %v]", c.RetryIn, testLease)
 					}
@@ -154,7 +155,7 @@ func TestClaimTokensAreUnique(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		seen := map[string]bool{}
 		for i := range 20 {
-			c := mustClaim(t, b, claimReq(fmt.Sprint("id:", i), fpA), events.ClaimFresh)
+			c := mustClaim(t, b, claimReq(fmt.Sprint("id:", i), fpA), inbox.ClaimFresh)
 			if seen[c.Token] {
 				t.Fatalf("token %q given twice", c.Token)
 			}
@@ -178,10 +179,10 @@ func TestDoneReplaysBodyByteForByte(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				key := "id:" + name
-				c := mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
-				mustComplete(t, b, key, c.Token, events.Result{Kind: events.Final, Body: body, Code: "INVALID_RESPONSE"})
+				c := mustClaim(t, b, claimReq(key, fpA), inbox.ClaimFresh)
+				mustComplete(t, b, key, c.Token, inbox.Result{Kind: events.Final, Body: body, Code: "INVALID_RESPONSE"})
 				for range 2 {
-					got := mustClaim(t, b, claimReq(key, fpA), events.ClaimDone)
+					got := mustClaim(t, b, claimReq(key, fpA), inbox.ClaimDone)
 					if !bytes.Equal(got.Body, body) {
 						t.Fatalf("replayed %d bytes; want %d bytes, identical", len(got.Body), len(body))
 					}
@@ -196,22 +197,22 @@ func TestFencing(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		ctx := ctxT(t)
 		const key = "id:fenced"
-		old := mustClaim(t, b, shortClaimReq(key, fpA), events.ClaimFresh)
+		old := mustClaim(t, b, shortClaimReq(key, fpA), inbox.ClaimFresh)
 		b.advance(shortLease) // the old holder stalls past its lease
-		cur := mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
+		cur := mustClaim(t, b, claimReq(key, fpA), inbox.ClaimFresh)
 		if cur.Token == old.Token {
 			t.Fatal("takeover reused the old token")
 		}
 
-		stale := events.Result{Kind: events.Final, Body: []byte(`{"stale":true}`), Code: "SUCCESS"}
+		stale := inbox.Result{Kind: events.Final, Body: []byte(`{"stale":true}`), Code: "SUCCESS"}
 		if err := b.r.Complete(ctx, key, old.Token, stale, testTTL); !errors.Is(err, events.ErrLeaseLost) {
 			t.Errorf("late Complete by the expired holder: %v, want ErrLeaseLost", err)
 		}
-		if err := b.r.Release(ctx, key, old.Token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 0}); !errors.Is(err, events.ErrLeaseLost) {
+		if err := b.r.Release(ctx, key, old.Token, inbox.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 0}); !errors.Is(err, events.ErrLeaseLost) {
 			t.Errorf("late Release by the expired holder: %v, want ErrLeaseLost", err)
 		}
 		// The newer owner still holds the delivery and is unaffected.
-		mustClaim(t, b, claimReq(key, fpA), events.ClaimBusy)
+		mustClaim(t, b, claimReq(key, fpA), inbox.ClaimBusy)
 		mustComplete(t, b, key, cur.Token, okResult)
 
 		if err := b.r.Complete(ctx, key, old.Token, stale, testTTL); !errors.Is(err, events.ErrLeaseLost) {
@@ -220,7 +221,7 @@ func TestFencing(t *testing.T) {
 		if err := b.r.Complete(ctx, key, "not-a-token", stale, testTTL); !errors.Is(err, events.ErrLeaseLost) {
 			t.Errorf("Complete with a foreign token: %v, want ErrLeaseLost", err)
 		}
-		if err := b.r.Release(ctx, key, cur.Token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 0}); !errors.Is(err, events.ErrLeaseLost) {
+		if err := b.r.Release(ctx, key, cur.Token, inbox.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 0}); !errors.Is(err, events.ErrLeaseLost) {
 			t.Errorf("Release after Complete: %v, want ErrLeaseLost", err)
 		}
 		// A repeated Complete by the owner (a client retry after a lost
@@ -228,7 +229,7 @@ func TestFencing(t *testing.T) {
 		if err := b.r.Complete(ctx, key, cur.Token, okResult, testTTL); err != nil {
 			t.Errorf("repeated Complete by the owner: %v", err)
 		}
-		got := mustClaim(t, b, claimReq(key, fpA), events.ClaimDone)
+		got := mustClaim(t, b, claimReq(key, fpA), inbox.ClaimDone)
 		if !bytes.Equal(got.Body, okResult.Body) {
 			t.Errorf("stored body %q, want the owner's %q", got.Body, okResult.Body)
 		}
@@ -246,7 +247,7 @@ func TestExpiredHolderWithoutTakeoverIsFenced(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		const key = "id:lapsed"
-		c := mustClaim(t, b, shortClaimReq(key, fpA), events.ClaimFresh)
+		c := mustClaim(t, b, shortClaimReq(key, fpA), inbox.ClaimFresh)
 		b.advance(shortLease)
 		if err := b.r.Complete(ctxT(t), key, c.Token, okResult, testTTL); !errors.Is(err, events.ErrLeaseLost) {
 			t.Errorf("Complete after the lease ran out: %v, want ErrLeaseLost", err)
@@ -254,7 +255,7 @@ func TestExpiredHolderWithoutTakeoverIsFenced(t *testing.T) {
 		if rec, err := b.r.Delivery(ctxT(t), key); err != nil || rec.State != "processing" {
 			t.Errorf("record %+v, %v: want still processing, nothing written", rec, err)
 		}
-		mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
+		mustClaim(t, b, claimReq(key, fpA), inbox.ClaimFresh)
 	})
 }
 
@@ -274,11 +275,11 @@ func TestTTLs(t *testing.T) {
 		req := claimReq(key, fpA)
 		req.Lease = 10 * time.Second
 		req.TTL = 72 * time.Hour
-		c := mustClaim(t, b, req, events.ClaimFresh)
+		c := mustClaim(t, b, req, inbox.ClaimFresh)
 		within(t, "record after claim", b.pttl(t, rec), 72*time.Hour)
 		within(t, "lease after claim", b.pttl(t, lease), 10*time.Second)
 
-		if err := b.r.Release(ctx, key, c.Token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
+		if err := b.r.Release(ctx, key, c.Token, inbox.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 			t.Fatal(err)
 		}
 		within(t, "record after release", b.pttl(t, rec), 72*time.Hour)
@@ -286,7 +287,7 @@ func TestTTLs(t *testing.T) {
 			t.Errorf("lease after release: PTTL %v, want deleted", got)
 		}
 
-		c = mustClaim(t, b, req, events.ClaimFresh)
+		c = mustClaim(t, b, req, inbox.ClaimFresh)
 		if err := b.r.Complete(ctx, key, c.Token, okResult, 24*time.Hour); err != nil {
 			t.Fatal(err)
 		}
@@ -295,13 +296,13 @@ func TestTTLs(t *testing.T) {
 			t.Errorf("lease after complete: PTTL %v, want deleted", got)
 		}
 		// A replayed copy does not extend the record: EVENT_TTL runs from the outcome.
-		mustClaim(t, b, req, events.ClaimDone)
+		mustClaim(t, b, req, inbox.ClaimDone)
 		within(t, "record after a duplicate", b.pttl(t, rec), 24*time.Hour)
 
 		// A TTL shorter than the lease would drop a record while it is processed.
 		short := claimReq("id:short-ttl", fpA)
 		short.Lease, short.TTL = 10*time.Second, time.Second
-		mustClaim(t, b, short, events.ClaimFresh)
+		mustClaim(t, b, short, inbox.ClaimFresh)
 		rec2, _ := b.r.keys.delivery(short.Key)
 		within(t, "record with ttl < lease", b.pttl(t, rec2), 10*time.Second)
 
@@ -311,7 +312,7 @@ func TestTTLs(t *testing.T) {
 			if _, err := b.r.Delivery(ctx, key); !errors.Is(err, events.ErrNotFound) {
 				t.Errorf("record after EVENT_TTL: %v, want ErrNotFound", err)
 			}
-			mustClaim(t, b, req, events.ClaimFresh)
+			mustClaim(t, b, req, inbox.ClaimFresh)
 		}
 	})
 }
@@ -344,28 +345,28 @@ func TestHistory(t *testing.T) {
 		}
 		want := DeliveryRecord{Key: key, EventType: "SUBSCRIPTION_CANCEL", Subscription: "sub-77"}
 
-		c := mustClaim(t, b, req, events.ClaimFresh)
+		c := mustClaim(t, b, req, inbox.ClaimFresh)
 		want.State, want.Attempts = "processing", 1
 		check(t, want)
 
-		mustClaim(t, b, req, events.ClaimBusy) // a concurrent copy does not count
+		mustClaim(t, b, req, inbox.ClaimBusy) // a concurrent copy does not count
 		check(t, want)
 
-		if err := b.r.Release(ctx, key, c.Token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 1500 * time.Millisecond}); err != nil {
+		if err := b.r.Release(ctx, key, c.Token, inbox.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: 1500 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
 		want.State, want.Code, want.Duration, want.Kind = "released", "TRANSPORT_ERROR", 1500*time.Millisecond, events.Transient
 		check(t, want)
 
-		c = mustClaim(t, b, req, events.ClaimFresh)
+		c = mustClaim(t, b, req, inbox.ClaimFresh)
 		want.State, want.Attempts = "processing", 2
 		check(t, want)
 
-		mustComplete(t, b, key, c.Token, events.Result{Kind: events.Final, Body: []byte(`{"success":true}`), Code: "SUCCESS", Duration: 80 * time.Millisecond})
+		mustComplete(t, b, key, c.Token, inbox.Result{Kind: events.Final, Body: []byte(`{"success":true}`), Code: "SUCCESS", Duration: 80 * time.Millisecond})
 		want.State, want.Code, want.Duration, want.Kind = "done", "SUCCESS", 80*time.Millisecond, events.Final
 		check(t, want)
 
-		mustClaim(t, b, req, events.ClaimDone) // a copy answered from the record
+		mustClaim(t, b, req, inbox.ClaimDone) // a copy answered from the record
 		want.Copies = 1
 		check(t, want)
 	})
@@ -374,7 +375,7 @@ func TestHistory(t *testing.T) {
 func TestClaimRejectsBadRequests(t *testing.T) {
 	t.Parallel()
 	b := newMiniBackend(t)
-	for name, req := range map[string]events.ClaimRequest{
+	for name, req := range map[string]inbox.ClaimRequest{
 		"no key":         {Fingerprint: fpA, Lease: time.Second, TTL: time.Hour},
 		"no fingerprint": {Key: "id:x", Lease: time.Second, TTL: time.Hour},
 		"no lease":       {Key: "id:x", Fingerprint: fpA, TTL: time.Hour},
@@ -395,7 +396,7 @@ func TestClaimConcurrentCopies(t *testing.T) {
 		req.Lease = time.Minute
 		ctx := ctxT(t)
 		start := make(chan struct{})
-		states := make([]events.ClaimState, n)
+		states := make([]inbox.ClaimState, n)
 		errs := make([]error, n)
 		var wg sync.WaitGroup
 		for i := range n {
@@ -407,14 +408,14 @@ func TestClaimConcurrentCopies(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
-		count := map[events.ClaimState]int{}
+		count := map[inbox.ClaimState]int{}
 		for i := range n {
 			if errs[i] != nil {
 				t.Fatalf("claim %d: %v", i, errs[i])
 			}
 			count[states[i]]++
 		}
-		if count[events.ClaimFresh] != 1 || count[events.ClaimBusy] != n-1 {
+		if count[inbox.ClaimFresh] != 1 || count[inbox.ClaimBusy] != n-1 {
 			t.Errorf("states %v: want exactly one fresh and %d busy", count, n-1)
 		}
 	})
@@ -444,12 +445,12 @@ func TestRetriedScriptsAreIdempotent(t *testing.T) {
 			t.Errorf("record %+v, %v: want 1 attempt", d, err)
 		}
 		for i := range 2 {
-			if err := b.r.Release(ctx, key, token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
+			if err := b.r.Release(ctx, key, token, inbox.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 				t.Errorf("release run %d: %v", i+1, err)
 			}
 		}
-		mustClaim(t, b, claimReq(key, fpA), events.ClaimFresh)
-		if err := b.r.Release(ctx, key, token, events.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); !errors.Is(err, events.ErrLeaseLost) {
+		mustClaim(t, b, claimReq(key, fpA), inbox.ClaimFresh)
+		if err := b.r.Release(ctx, key, token, inbox.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); !errors.Is(err, events.ErrLeaseLost) {
 			t.Errorf("release by the old token after a new claim: %v, want ErrLeaseLost", err)
 		}
 	})

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
@@ -238,8 +239,8 @@ func TestOpenEmbedded(t *testing.T) {
 	}
 	// Leases run out by the clock in embedded mode: nothing fast-forwards
 	// it there, and a crashed holder must not block a delivery forever.
-	req := events.ClaimRequest{Key: "id:embedded", Fingerprint: fpA, Lease: 20 * time.Millisecond, TTL: time.Hour}
-	if c, err := r.Claim(t.Context(), req); err != nil || c.State != events.ClaimFresh {
+	req := inbox.ClaimRequest{Key: "id:embedded", Fingerprint: fpA, Lease: 20 * time.Millisecond, TTL: time.Hour}
+	if c, err := r.Claim(t.Context(), req); err != nil || c.State != inbox.ClaimFresh {
 		t.Fatalf("Claim = %+v, %v", c, err)
 	}
 	deadline := time.Now().Add(2 * time.Second)
@@ -248,7 +249,7 @@ func TestOpenEmbedded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.State == events.ClaimFresh {
+		if c.State == inbox.ClaimFresh {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -279,15 +280,15 @@ func TestClusterMode(t *testing.T) {
 		t.Fatalf("client is %T, want a cluster client", r.client)
 	}
 	ctx := ctxT(t)
-	req := events.ClaimRequest{Key: "id:cluster", Fingerprint: fpA, Lease: time.Second, TTL: time.Hour}
+	req := inbox.ClaimRequest{Key: "id:cluster", Fingerprint: fpA, Lease: time.Second, TTL: time.Hour}
 	c, err := r.Claim(ctx, req)
-	if err != nil || c.State != events.ClaimFresh {
+	if err != nil || c.State != inbox.ClaimFresh {
 		t.Fatalf("Claim = %+v, %v", c, err)
 	}
 	if err := r.Complete(ctx, req.Key, c.Token, okResult, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := r.Claim(ctx, req); err != nil || c.State != events.ClaimDone {
+	if c, err := r.Claim(ctx, req); err != nil || c.State != inbox.ClaimDone {
 		t.Fatalf("Claim = %+v, %v", c, err)
 	}
 	if err := saveLocked(ctx, r, testAccount("sub-c", "9")); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
@@ -72,7 +73,7 @@ func TestOutage(t *testing.T) {
 	t.Parallel()
 	srv := startRedisServer(t, "")
 	r := openTest(t, Options{URL: "redis://127.0.0.1:" + srv.port + "/0"})
-	req := events.ClaimRequest{Key: "id:outage", Fingerprint: fpA, Lease: 5 * time.Second, TTL: time.Hour}
+	req := inbox.ClaimRequest{Key: "id:outage", Fingerprint: fpA, Lease: 5 * time.Second, TTL: time.Hour}
 	calls := []struct {
 		name string
 		call func(ctx context.Context) error

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
 )
 
 // The read API's indexes are written in the same step as what they
@@ -54,12 +55,12 @@ func TestIndexesAreWrittenInOneStep(t *testing.T) {
 
 		req := claimReq("id:one-step", fpA)
 		req.Subscription = "sub-u1"
-		c := mustClaim(t, b, req, events.ClaimFresh)
+		c := mustClaim(t, b, req, inbox.ClaimFresh)
 		if err := completeScript.Load(ctx, b.r.client).Err(); err != nil {
 			t.Fatal(err)
 		}
 		trips = countRoundTrips(b.r, "")
-		mustComplete(t, b, req.Key, c.Token, events.Result{Subscription: "sub-u1", Kind: events.Final, Body: []byte(`{}`), Code: "SUCCESS"})
+		mustComplete(t, b, req.Key, c.Token, inbox.Result{Subscription: "sub-u1", Kind: events.Final, Body: []byte(`{}`), Code: "SUCCESS"})
 		want = 1
 		if b.r.cluster() {
 			want = 2 // the record, then the log entry in the subscription's slot
@@ -104,27 +105,27 @@ func TestDeliveryLog(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		ctx := ctxT(t)
-		req := func(key string) events.ClaimRequest {
+		req := func(key string) inbox.ClaimRequest {
 			r := claimReq(key, fpA)
 			r.Subscription = "sub-log"
 			return r
 		}
 		first := req("id:log-1")
-		c := mustClaim(t, b, first, events.ClaimFresh)
-		if err := b.r.Release(ctx, first.Key, c.Token, events.Result{Subscription: "sub-log", Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
+		c := mustClaim(t, b, first, inbox.ClaimFresh)
+		if err := b.r.Release(ctx, first.Key, c.Token, inbox.Result{Subscription: "sub-log", Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second}); err != nil {
 			t.Fatal(err)
 		}
 		log, _ := b.r.Deliveries(ctx, "sub-log")
 		if len(log) != 1 || log[0].State != "released" || log[0].Kind != "transient" || log[0].Attempts != 1 {
 			t.Fatalf("after a transient outcome: %+v", log)
 		}
-		c = mustClaim(t, b, first, events.ClaimFresh)
-		mustComplete(t, b, first.Key, c.Token, events.Result{Subscription: "sub-log", Kind: events.Final, Body: []byte(`{}`), Code: "SUCCESS", Duration: 40 * time.Millisecond})
-		mustClaim(t, b, first, events.ClaimDone)
-		mustClaim(t, b, first, events.ClaimDone)
+		c = mustClaim(t, b, first, inbox.ClaimFresh)
+		mustComplete(t, b, first.Key, c.Token, inbox.Result{Subscription: "sub-log", Kind: events.Final, Body: []byte(`{}`), Code: "SUCCESS", Duration: 40 * time.Millisecond})
+		mustClaim(t, b, first, inbox.ClaimDone)
+		mustClaim(t, b, first, inbox.ClaimDone)
 		b.advance(5 * time.Millisecond)
 		second := req("id:log-2")
-		mustClaim(t, b, second, events.ClaimFresh)
+		mustClaim(t, b, second, inbox.ClaimFresh)
 
 		log, err := b.r.Deliveries(ctx, "sub-log")
 		if err != nil || len(log) != 2 {
@@ -133,7 +134,7 @@ func TestDeliveryLog(t *testing.T) {
 		if log[0].Key != "id:log-2" || log[0].State != "processing" {
 			t.Errorf("newest first: %+v", log[0])
 		}
-		want := events.DeliverySummary{Key: "id:log-1", EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-log", State: "done",
+		want := inbox.DeliverySummary{Key: "id:log-1", EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-log", State: "done",
 			Kind: "final", Code: "SUCCESS", Attempts: 2, Copies: 2, DurationMS: 40}
 		got := log[1]
 		got.First, got.Last = 0, 0
@@ -142,7 +143,7 @@ func TestDeliveryLog(t *testing.T) {
 		}
 
 		for i := range DeliveriesPerSubscription + 5 {
-			mustClaim(t, b, req(fmt.Sprintf("id:storm-%d", i)), events.ClaimFresh)
+			mustClaim(t, b, req(fmt.Sprintf("id:storm-%d", i)), inbox.ClaimFresh)
 		}
 		log, _ = b.r.Deliveries(ctx, "sub-log")
 		if len(log) != DeliveriesPerSubscription {
@@ -169,15 +170,15 @@ func TestCopyKey(t *testing.T) {
 		if _, ok, err := b.r.Copy(ctx, "copy-key-1"); ok || err != nil {
 			t.Fatalf("before any outcome: %v %v", ok, err)
 		}
-		c := mustClaim(t, b, req, events.ClaimFresh)
-		if err := b.r.Release(ctx, req.Key, c.Token, events.Result{Subscription: "sub-copy", CopyKey: "copy-key-1", Kind: events.Transient, Code: "TRANSPORT_ERROR"}); err != nil {
+		c := mustClaim(t, b, req, inbox.ClaimFresh)
+		if err := b.r.Release(ctx, req.Key, c.Token, inbox.Result{Subscription: "sub-copy", CopyKey: "copy-key-1", Kind: events.Transient, Code: "TRANSPORT_ERROR"}); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, _ := b.r.Copy(ctx, "copy-key-1"); ok {
 			t.Fatal("a transient outcome was kept under the copy key")
 		}
-		c = mustClaim(t, b, req, events.ClaimFresh)
-		mustComplete(t, b, req.Key, c.Token, events.Result{Subscription: "sub-copy", CopyKey: "copy-key-1", EventType: "SUBSCRIPTION_ORDER",
+		c = mustClaim(t, b, req, inbox.ClaimFresh)
+		mustComplete(t, b, req.Key, c.Token, inbox.Result{Subscription: "sub-copy", CopyKey: "copy-key-1", EventType: "SUBSCRIPTION_ORDER",
 			Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"9"}`), Code: "SUCCESS"})
 		trips := countRoundTrips(b.r, "")
 		got, ok, err := b.r.Copy(ctx, "copy-key-1")
@@ -191,7 +192,7 @@ func TestCopyKey(t *testing.T) {
 			// On Cluster the record is in another slot than the copy key:
 			// the copy key holds the whole answer, a plain GET answers,
 			// and the record's counters are not moved (keys.go).
-			var stored events.Copy
+			var stored inbox.Copy
 			v, _ := b.r.client.Get(ctx, b.r.keys.copy("copy-key-1")).Result()
 			if err := json.Unmarshal([]byte(v), &stored); err != nil || stored != got {
 				t.Errorf("the copy key holds %q, want the answer %+v as JSON", v, got)

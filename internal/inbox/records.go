@@ -1,27 +1,14 @@
-package events
+// This file holds the delivery records the inbox keeps through its
+// Deliveries (the package comment is in inbox.go): declared here, beside
+// the use case that needs them, and implemented by the record store.
+
+package inbox
 
 import (
-	"errors"
 	"strconv"
 	"time"
-)
 
-// Errors of the records the use cases keep (deliveries, accounts, locks),
-// matched with errors.Is. They live here, not in the Redis adapter, so that
-// the use cases name them without importing it.
-var (
-	// ErrUnavailable means the record store could not be reached or
-	// answered with an error. Nothing final was recorded; the delivery is
-	// answered as transient so that the marketplace sends it again.
-	ErrUnavailable = errors.New("record store unavailable")
-	// ErrNotFound means there is no such record.
-	ErrNotFound = errors.New("not found")
-	// ErrLeaseLost means a fenced write came from a holder whose lease ran
-	// out (or was released): someone else may own the delivery or the
-	// subscription now, so nothing was written.
-	ErrLeaseLost = errors.New("lease lost")
-	// ErrBusy means a lock was held by someone else for the whole wait.
-	ErrBusy = errors.New("lock busy")
+	"github.com/banking-marketplace/webhook/internal/events"
 )
 
 // ClaimState is what a claim found for a delivery.
@@ -87,7 +74,7 @@ type Result struct {
 	// byte-identical copy is answered before any JSON work (see Copy).
 	CopyKey   string
 	EventType string // for a copy's log line
-	Kind      Kind
+	Kind      events.Kind
 	Body      []byte // the reply; stored for replay when Kind is Final
 	Code      string // outcome code for the history ("SUCCESS", "ACCOUNT_NOT_FOUND", ...)
 	Duration  time.Duration
@@ -102,7 +89,7 @@ type DeliverySummary struct {
 	// State is processing, released (a transient outcome: a later copy is
 	// processed again) or done (a final outcome, stored and replayed).
 	State      string `json:"state"`
-	Kind       string `json:"kind"` // of the latest outcome: final, unsettled, transient
+	Kind       string `json:"kind"` // of the latest outcome, as stored (events.Kind's words: final, unsettled for NotStored, transient)
 	Code       string `json:"code"` // of the latest outcome: SUCCESS or an error code
 	Attempts   int    `json:"attempts"`
 	Copies     int    `json:"copies"` // answered from the stored outcome
