@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 
+	"github.com/banking-marketplace/webhook/internal/appdirect"
 	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/signature"
 	"github.com/banking-marketplace/webhook/internal/store"
@@ -65,6 +66,11 @@ type config struct {
 	ProductsFile    string
 	Catalog         *products.Catalog // the products file's, or the default product
 	APITokens       []string
+
+	// The AppDirect door (APPDIRECT_*): on when Marketplaces is set, or in
+	// demo mode (the embedded sandbox plays the marketplace).
+	AppDirect appDirectConfig
+
 	LogLevel        zapcore.Level
 	LogFormat       string // auto, json or console
 
@@ -76,6 +82,23 @@ type config struct {
 	// production names the settings that made it production, for messages.
 	production []string
 }
+
+// appDirectConfig is the AppDirect door's settings.
+type appDirectConfig struct {
+	Marketplaces    []string // base URLs an eventUrl may point into
+	ConsumerKey     string   // OAuth 1.0a (shared credentials)
+	ConsumerSecrets []string // the first signs; any verifies (rotation)
+	NotifyTokens    []string // separate credentials: a notification's bearer token
+	NotifyBasic     []string // or its Basic user:password
+	ClientID        string   // separate credentials: OAuth 2.0 for the fetch and the result
+	ClientSecret    string
+	Async           bool
+	PublicURL       string // the service's scheme://host as AppDirect reaches it
+	Product         string // the product AppDirect's events provision
+}
+
+// On reports whether the door is served.
+func (a appDirectConfig) On() bool { return len(a.Marketplaces) > 0 }
 
 // setting is one configuration value: its variable, its flag, its
 // default, what it means, and how it is read.
@@ -134,6 +157,16 @@ var settings = []setting{
 		wholeNumber(func(c *config) *int { return &c.MaxInFlight }, 1, "a whole number of 1 or more, like 256")},
 	{"CANCEL_DELETES", "cancel-deletes", "user", "what a CANCEL deletes in Q2 (user or customer), for products that do not say", false,
 		oneOf(func(c *config) *string { return &c.CancelDeletes }, "user", "customer")},
+	{"APPDIRECT_MARKETPLACES", "appdirect-marketplaces", "", "space-separated base URLs of the AppDirect marketplaces that call GET /appdirect/events directly; an eventUrl outside them is refused (403); empty: no such door outside demo mode (in demo mode the embedded sandbox plays one)", true, readMarketplaces},
+	{"APPDIRECT_CONSUMER_KEY", "appdirect-consumer-key", "", "OAuth 1.0a consumer key (shared credentials): notifications are signed with it, and the fetch and the result post sign with it", true, text(func(c *config) *string { return &c.AppDirect.ConsumerKey })},
+	{"APPDIRECT_CONSUMER_SECRET", "appdirect-consumer-secret", "", "OAuth 1.0a consumer secret(s), space-separated for rotation: any verifies a notification, the first signs", true, fields(func(c *config) *[]string { return &c.AppDirect.ConsumerSecrets })},
+	{"APPDIRECT_NOTIFY_TOKEN", "appdirect-notify-token", "", "separate credentials: bearer token(s) a notification may carry, space-separated", true, fields(func(c *config) *[]string { return &c.AppDirect.NotifyTokens })},
+	{"APPDIRECT_NOTIFY_BASIC", "appdirect-notify-basic", "", "separate credentials: user:password pair(s) a notification may carry as HTTP Basic, space-separated", true, fields(func(c *config) *[]string { return &c.AppDirect.NotifyBasic })},
+	{"APPDIRECT_CLIENT_ID", "appdirect-client-id", "", "separate credentials: OAuth 2.0 client id for {marketplace}/oauth2/token, used to fetch events and post results", true, text(func(c *config) *string { return &c.AppDirect.ClientID })},
+	{"APPDIRECT_CLIENT_SECRET", "appdirect-client-secret", "", "separate credentials: OAuth 2.0 client secret", true, text(func(c *config) *string { return &c.AppDirect.ClientSecret })},
+	{"APPDIRECT_ASYNC", "appdirect-async", "false", "true: answer AppDirect 202 once the event is recorded, and post its result later from a durable queue (SUBSCRIPTION_NOTICE stays synchronous)", false, boolean(func(c *config) *bool { return &c.AppDirect.Async })},
+	{"APPDIRECT_PUBLIC_URL", "appdirect-public-url", "", "scheme://host[:port] AppDirect reaches the service at, when a proxy in front changes it: OAuth 1.0a signatures cover that URL; empty: the request's own", false, text(func(c *config) *string { return &c.AppDirect.PublicURL })},
+	{"APPDIRECT_PRODUCT", "appdirect-product", "", "the product (its name in PRODUCTS_FILE) AppDirect's events provision; empty: the only product", false, text(func(c *config) *string { return &c.AppDirect.Product })},
 	{"API_TOKENS", "api-tokens", "", "space-separated bearer tokens of the read API (/v1/...), several for rotation; empty: those routes answer 404", false, readAPITokens},
 	{"PRODUCTS_FILE", "products-file", "", "the products file (YAML or JSON); empty: one product on every extension, provisioning a Q2 user", false, readProducts},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false, readLogLevel},
@@ -270,6 +303,7 @@ func (c *config) checkTogether(p *problems) {
 		c.Catalog = products.Default(c.CancelDeletes)
 	}
 	c.checkOutsideAPIs(p)
+	c.checkAppDirect(p)
 	if c.Demo {
 		return
 	}
@@ -547,6 +581,66 @@ func readSecrets(c *config, v, _ string) error {
 	}
 	c.Verifier = verifier
 	return nil
+}
+
+func fields(dst func(*config) *[]string) func(*config, string, string) error {
+	return func(c *config, v, def string) error { *dst(c) = strings.Fields(v); return nil }
+}
+
+func readMarketplaces(c *config, v, _ string) error {
+	var errs []error
+	for _, m := range strings.Fields(v) {
+		u, err := appdirect.ParseMarketplace(m)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%q: %v; give base URLs like https://marketplace.example.com", m, err))
+			continue
+		}
+		c.AppDirect.Marketplaces = append(c.AppDirect.Marketplaces, u.String())
+	}
+	return errors.Join(errs...)
+}
+
+// checkAppDirect: a door that is on needs one complete credential mode
+// and a product to provision.
+func (c *config) checkAppDirect(p *problems) {
+	a := &c.AppDirect
+	if !a.On() {
+		return
+	}
+	shared := a.ConsumerKey != "" || len(a.ConsumerSecrets) > 0
+	separate := len(a.NotifyTokens) > 0 || len(a.NotifyBasic) > 0 || a.ClientID != "" || a.ClientSecret != ""
+	switch {
+	case shared && (a.ConsumerKey == "" || len(a.ConsumerSecrets) == 0):
+		p.add("APPDIRECT_CONSUMER_SECRET", "and APPDIRECT_CONSUMER_KEY go together: set both, the consumer key and secret AppDirect shows for the product")
+	case !shared && !separate:
+		p.add("APPDIRECT_CONSUMER_KEY", "is required with APPDIRECT_MARKETPLACES (shared credentials: with APPDIRECT_CONSUMER_SECRET), or set separate credentials: APPDIRECT_NOTIFY_TOKEN or APPDIRECT_NOTIFY_BASIC, with APPDIRECT_CLIENT_ID and APPDIRECT_CLIENT_SECRET")
+	case !shared && (a.ClientID == "" || a.ClientSecret == ""):
+		p.add("APPDIRECT_CLIENT_ID", "and APPDIRECT_CLIENT_SECRET are required with separate credentials: the OAuth 2.0 client AppDirect gave for fetching events and posting results")
+	case !shared && len(a.NotifyTokens) == 0 && len(a.NotifyBasic) == 0:
+		p.add("APPDIRECT_NOTIFY_TOKEN", "or APPDIRECT_NOTIFY_BASIC is required with separate credentials: what AppDirect's notifications carry")
+	}
+	for _, b := range a.NotifyBasic {
+		if u, pw, ok := strings.Cut(b, ":"); !ok || u == "" || pw == "" {
+			p.add("APPDIRECT_NOTIFY_BASIC", "each value must be user:password")
+			break
+		}
+	}
+	if a.PublicURL != "" {
+		if u, err := url.Parse(a.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.Trim(u.Path, "/") != "" {
+			p.add("APPDIRECT_PUBLIC_URL", "%q is not scheme://host[:port], like https://webhook.bank.example", a.PublicURL)
+		}
+	}
+	if c.Catalog == nil {
+		return
+	}
+	switch {
+	case a.Product == "" && len(c.Catalog.Products) == 1:
+		a.Product = c.Catalog.Products[0].Name
+	case a.Product == "":
+		p.add("APPDIRECT_PRODUCT", "is required when the products file has several products: name the one AppDirect's events provision")
+	case !slices.ContainsFunc(c.Catalog.Products, func(pr products.Product) bool { return pr.Name == a.Product }):
+		p.add("APPDIRECT_PRODUCT", "%q is not a product of the products file", a.Product)
+	}
 }
 
 func readBasicAuth(c *config, v, _ string) error {

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/appdirect"
+	"github.com/banking-marketplace/webhook/internal/appdirect/appdirectsandbox"
+	"github.com/banking-marketplace/webhook/internal/handlers"
+	"github.com/banking-marketplace/webhook/internal/inbox"
+	"github.com/banking-marketplace/webhook/internal/metrics"
+	"github.com/banking-marketplace/webhook/internal/products"
+	"github.com/banking-marketplace/webhook/internal/store"
+)
+
+// appDirectDoor wires AppDirect's own notifications: who may send them,
+// where their eventUrl may point, the client that fetches events and
+// posts results, and the inbox that receives them. In demo mode
+// (sandboxURL set) the embedded sandbox plays the marketplace, with its
+// default consumer credentials. nil, nil: the door is off.
+func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.Inbox, log *zap.Logger, m *metrics.Metrics) (*handlers.AppDirect, *appdirect.Client, error) {
+	a := cfg.AppDirect
+	if cfg.Demo && sandboxURL != "" && !a.On() {
+		a.Marketplaces = []string{sandboxURL}
+		a.ConsumerKey, a.ConsumerSecrets = appdirectsandbox.DefaultConsumerKey, []string{appdirectsandbox.DefaultConsumerSecret}
+	}
+	if !a.On() {
+		return nil, nil, nil
+	}
+	if a.Product == "" {
+		a.Product = onlyProduct(cfg.Catalog)
+	}
+	var auth appdirect.Notifications
+	opts := []appdirect.Option{appdirect.WithLogger(log.Named("appdirect")), appdirect.WithObserver(observeCalls(log.Named("appdirect"), m))}
+	if a.ConsumerKey != "" {
+		consumers := make([]appdirect.Consumer, len(a.ConsumerSecrets))
+		for i, s := range a.ConsumerSecrets {
+			consumers[i] = appdirect.Consumer{Key: a.ConsumerKey, Secret: s}
+		}
+		v, err := appdirect.NewVerifier(appdirect.VerifierConfig{Consumers: consumers, PublicURL: a.PublicURL, Nonces: db})
+		if err != nil {
+			return nil, nil, &configError{msg: "APPDIRECT_CONSUMER_SECRET: " + err.Error()}
+		}
+		auth.OAuth = v
+		opts = append(opts, appdirect.WithOAuth1(a.ConsumerKey, a.ConsumerSecrets[0]))
+	}
+	if len(a.NotifyTokens) > 0 || len(a.NotifyBasic) > 0 {
+		cv, err := appdirect.NewCredentialVerifier(a.NotifyTokens, a.NotifyBasic)
+		if err != nil {
+			return nil, nil, &configError{msg: "APPDIRECT_NOTIFY_TOKEN: " + err.Error()}
+		}
+		auth.Credentials = cv
+		if a.ConsumerKey == "" {
+			opts = append(opts, appdirect.WithOAuth2(a.ClientID, a.ClientSecret))
+		}
+	}
+	client, err := appdirect.NewClient(a.Marketplaces, opts...)
+	if err != nil {
+		return nil, nil, &configError{msg: "APPDIRECT_MARKETPLACES: " + err.Error()}
+	}
+	var jobs inbox.Jobs
+	if a.Async {
+		jobs = db
+	}
+	in.WithAppDirect(inbox.AppDirect{Marketplace: client, Owners: db, Jobs: jobs})
+	marketplaces := slices.Clone(a.Marketplaces)
+	check := func(raw string) (string, string, error) {
+		u, token, err := appdirect.EventURL(raw, marketplaces)
+		if err != nil {
+			return "", "", err
+		}
+		return token, appdirect.MarketplaceOf(u), nil
+	}
+	log.Info("AppDirect door", zap.Strings("marketplaces", a.Marketplaces), zap.String("product", a.Product),
+		zap.Bool("async", a.Async), zap.Bool("shared_credentials", a.ConsumerKey != ""))
+	return &handlers.AppDirect{Notifier: in, Auth: auth, Check: check, Product: a.Product, Async: a.Async}, client, nil
+}
+
+// onlyProduct is the name of the catalog's one product, or "".
+func onlyProduct(c *products.Catalog) string {
+	if c != nil && len(c.Products) == 1 {
+		return c.Products[0].Name
+	}
+	return ""
+}
