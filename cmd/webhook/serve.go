@@ -58,11 +58,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer stopSandbox()
 	// Credentials an outside API refuses stop the start (exit 1); an API
 	// that does not answer is a warning, and /readyz shows its state.
-	outside := outsideMonitorFor(cfg, clients, db, log)
-	if err := outside.start(ctx); err != nil {
+	monitor := outsideMonitor(cfg, clients, db, log)
+	if err := monitor.Start(ctx); err != nil {
 		return err
 	}
-	defer outside.watchInBackground(recheckEvery)()
+	defer monitor.Watch(recheckEvery)()
 
 	if cfg.Auth == "none" && !cfg.Demo { // demo mode's line says so
 		log.Warn("WEBHOOK_AUTH=none: requests are accepted without authentication")
@@ -93,7 +93,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Auth:        auth,
 		MaxInFlight: cfg.MaxInFlight,
 		Logger:      log,
-		Outside:     outside.State,
+		Outside:     monitor.State,
 		Ready: func(ctx context.Context) error {
 			if draining.Load() {
 				return &handlers.NotReadyError{Reason: "shutting down"}
@@ -101,7 +101,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			if err := db.Ping(ctx); err != nil { // the detail names addresses: the log's, not the reply's
 				return &handlers.NotReadyError{Reason: "redis: unavailable", Cause: err}
 			}
-			outside.recheck(ctx) // Redis's eviction policy: "outside" and the log follow it
+			monitor.Recheck(ctx) // Redis's eviction policy: "outside" and the log follow it
 			return nil
 		},
 	}, log)
