@@ -319,7 +319,7 @@ func TestHelpListsCommands(t *testing.T) {
 		if exitCode(err, &bytes.Buffer{}) != 0 {
 			t.Errorf("%v: err %v", args, err)
 		}
-		for _, cmd := range []string{"serve", "replay", "sandbox", "bench", "version"} {
+		for _, cmd := range []string{"serve", "replay", "sandbox", "settle", "version"} {
 			if !strings.Contains(out.String(), "\n  "+cmd+" ") {
 				t.Errorf("%v: the usage lacks %s:\n%s", args, cmd, out.String())
 			}
