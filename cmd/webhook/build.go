@@ -64,7 +64,7 @@ func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
 	if cfg.Auth == "none" && !cfg.Demo { // demo mode's line says so
 		log.Warn("WEBHOOK_AUTH=none: requests are accepted without authentication")
 	}
-	service, err := newService(cfg, cfg.Catalog, clients, db, m, log)
+	service, err := newService(cfg, clients, db, m, log)
 	if err != nil {
 		return fail(err)
 	}
