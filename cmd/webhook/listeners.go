@@ -22,9 +22,9 @@ type Listening struct {
 
 type listeningKey struct{}
 
-// withOnListening returns ctx carrying fn, which serve calls once, when
-// every listener is bound and before it serves: tests (and embedders) learn
-// the addresses from it instead of reading a log line.
+// withOnListening returns ctx carrying fn, which serveAndDrain calls once,
+// when every listener is bound and before it serves: tests (and embedders)
+// learn the addresses from it instead of reading a log line.
 func withOnListening(ctx context.Context, fn func(Listening)) context.Context {
 	return context.WithValue(ctx, listeningKey{}, fn)
 }
