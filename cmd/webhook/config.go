@@ -542,8 +542,7 @@ func readSecrets(c *config, v, _ string) error {
 	}
 	verifier, err := signature.NewVerifier(c.Secrets)
 	if err != nil {
-		// The signature package names the setting itself: say it once.
-		return errors.New(strings.TrimPrefix(err.Error(), "WEBHOOK_SECRETS: "))
+		return err
 	}
 	c.Verifier = verifier
 	return nil
