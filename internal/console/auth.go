@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -154,9 +155,10 @@ func safeNext(next string) string {
 }
 
 type signInData struct {
-	Next    string
-	Expired bool
-	Error   string
+	Next         string
+	Expired      bool
+	Error        string
+	Idle, MaxAge string // the session's timeouts, for people
 }
 
 // signInPage is GET /console/signin.
@@ -166,7 +168,20 @@ func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}
-	c.render(w, r, nil, http.StatusOK, "signin", "Sign in", signInData{Next: next, Expired: r.URL.Query().Get("expired") == "1"})
+	c.renderSignIn(w, r, http.StatusOK, signInData{Next: next, Expired: r.URL.Query().Get("expired") == "1"})
+}
+
+func (c *Console) renderSignIn(w http.ResponseWriter, r *http.Request, status int, d signInData) {
+	d.Idle, d.MaxAge = span(c.cfg.IdleTimeout), span(c.cfg.MaxAge)
+	c.render(w, r, nil, status, "signin", "Sign in", d)
+}
+
+// span is a timeout for people: "30 min", "12 h".
+func span(d time.Duration) string {
+	if d >= time.Hour && d%time.Hour == 0 {
+		return strconv.Itoa(int(d/time.Hour)) + " h"
+	}
+	return strconv.Itoa(int(d.Round(time.Minute)/time.Minute)) + " min"
 }
 
 // signIn is POST /console/signin: a read API token for a new session, under
@@ -174,14 +189,14 @@ func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	if err := r.ParseForm(); err != nil {
-		c.render(w, r, nil, http.StatusBadRequest, "signin", "Sign in", signInData{Next: Prefix, Error: "That form could not be read; try again."})
+		c.renderSignIn(w, r, http.StatusBadRequest, signInData{Next: Prefix, Error: "That form could not be read; try again."})
 		return
 	}
 	next := safeNext(r.PostForm.Get("next"))
 	label, ok := c.match(strings.TrimSpace(r.PostForm.Get("token")))
 	if !ok {
 		c.log.Info("console: a sign-in was refused: the token is not one of API_TOKENS")
-		c.render(w, r, nil, http.StatusUnauthorized, "signin", "Sign in",
+		c.renderSignIn(w, r, http.StatusUnauthorized,
 			signInData{Next: next, Error: "That token is not one of the read API's tokens (API_TOKENS). Check it and try again."})
 		return
 	}
@@ -193,7 +208,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	s := &session{key: sessionKey(id), Session: Session{Operator: label, CSRF: newID(), Created: now, Seen: now}}
 	if err := c.cfg.Sessions.Put(r.Context(), s.key, s.Session, min(c.cfg.IdleTimeout, c.cfg.MaxAge)); err != nil {
 		c.log.Warn("console: a sign-in failed: the session store did not answer", zap.String("operator", label), zap.Error(err))
-		c.render(w, r, nil, http.StatusServiceUnavailable, "signin", "Sign in",
+		c.renderSignIn(w, r, http.StatusServiceUnavailable,
 			signInData{Next: next, Error: "The session store did not answer; try again in a moment."})
 		return
 	}

@@ -20,7 +20,7 @@ const (
 	classNone = "none" // grey: nothing to say
 )
 
-var icons = map[string]string{classOK: "✓", classInfo: "…", classWarn: "!", classBad: "✕", classNone: "–"}
+var icons = map[string]string{classOK: "✓", classInfo: "…", classWarn: "!", classBad: "✕", classNone: "•"}
 
 // badge is a state in words with its colour and icon.
 type badge struct {
@@ -238,6 +238,9 @@ func stepOf(intent string, st Step) stepInfo {
 	switch st.State {
 	case StepLive:
 		in.Meaning = "Done in " + name + "."
+		if !in.There {
+			in.Meaning = "Still live in " + name + ": to be undone, after the steps that follow it (undoing goes in reverse order)."
+		}
 	case StepPending:
 		in.Meaning = "Not done yet; no call went out that may have done it."
 	case StepCalling:
@@ -254,26 +257,31 @@ func stepOf(intent string, st Step) stepInfo {
 		in.Badge = newBadge(classOK, st.State)
 	case st.State == StepPending && st.LastError == "":
 		in.Badge = newBadge(classInfo, st.State)
-	case st.LastError == "":
+	case in.Code == "" || transient(in.Code):
 		in.Badge = newBadge(classWarn, st.State)
-	default:
+	default: // refused: it will not pass by itself
 		in.Badge = newBadge(classBad, st.State)
 	}
 	if in.There {
 		return in
 	}
-	switch in.Code {
-	case "UNAUTHORIZED", "FORBIDDEN", "CONFIGURATION_ERROR":
+	switch {
+	case in.Code == "UNAUTHORIZED", in.Code == "FORBIDDEN", in.Code == "CONFIGURATION_ERROR":
 		in.Todo = "Fix the service's credentials or setup for " + name + " as the error says, then press Settle now."
-	case "TRANSPORT_ERROR", "OPERATION_CANCELLED", "":
+	case in.Code == "":
+		in.Todo = "The settler does it at its next attempt; Settle now does it at once."
+	case transient(in.Code):
 		in.Todo = "The settler retries by itself. Once " + name + " answers again, Settle now does it at once instead of waiting."
-		if in.Code == "" {
-			in.Todo = "The settler does it at its next attempt; Settle now does it at once."
-		}
 	default:
 		in.Todo = name + " refused it (" + in.Code + "): that will not pass by itself. Fix it in " + name + " as the error says, then press Settle now."
 	}
 	return in
+}
+
+// transient reports whether a failure code passes by itself: the outside
+// system or the store did not answer, or the work was cut short.
+func transient(code string) bool {
+	return code == "TRANSPORT_ERROR" || code == "OPERATION_CANCELLED" || code == "PENDING"
 }
 
 var codePrefix = regexp.MustCompile(`^([A-Z][A-Z0-9_]{2,}):`)

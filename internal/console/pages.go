@@ -162,13 +162,7 @@ func (c *Console) subscription(w http.ResponseWriter, r *http.Request, s *sessio
 
 // subscriptionCallout answers "where does it stand, and what do I do".
 func subscriptionCallout(now time.Time, sub Subscription, steps []stepInfo) callout {
-	var stuck *stepInfo
-	for i := range steps {
-		if !steps[i].There {
-			stuck = &steps[i]
-			break
-		}
-	}
+	stuck := blocking(sub.Intent, steps)
 	if sub.Settle.Since.IsZero() {
 		switch sub.Intent {
 		case IntentRefused:
@@ -205,6 +199,27 @@ func subscriptionCallout(now time.Time, sub Subscription, steps []stepInfo) call
 		class = classBad
 	}
 	return newCallout(class, title, text, todo)
+}
+
+// blocking is the step that holds a subscription back: the first one not
+// where the intent wants it that has an error, else the next the settler
+// works on (in plan order toward active, in reverse toward undone); nil
+// when every step is there.
+func blocking(intent string, steps []stepInfo) *stepInfo {
+	var next *stepInfo
+	for i := range steps {
+		st := &steps[i]
+		if st.There {
+			continue
+		}
+		if st.LastError != "" {
+			return st
+		}
+		if next == nil || intent != IntentActive {
+			next = st
+		}
+	}
+	return next
 }
 
 // settleNow is POST /console/subscriptions/{id}/settle, for an unsettled
