@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -247,37 +248,57 @@ func TestSessionsExpire(t *testing.T) {
 		{"kept alive by use", []time.Duration{20 * time.Minute, 20 * time.Minute, 20 * time.Minute}, true},
 		{"past the absolute timeout though in use", repeat(25*time.Minute, 29), false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			r := newRig(t, fullFake())
-			ck, _ := r.signIn(t, tokenA)
-			var w *httptest.ResponseRecorder
-			for _, d := range tc.steps {
-				r.clock.Advance(d)
-				w = r.get(t, "/console/failures", ck)
-			}
-			if tc.live {
-				if w.Code != http.StatusOK {
-					t.Fatalf("status %d, want 200", w.Code)
-				}
-				return
-			}
-			if w.Code != http.StatusSeeOther || !strings.Contains(w.Header().Get("Location"), "expired=1") {
-				t.Fatalf("expired: %d to %q, want 303 to sign-in with expired=1", w.Code, w.Header().Get("Location"))
-			}
-			if c := sessionCookie(t, w); c.MaxAge >= 0 || c.Value != "" {
-				t.Errorf("the cookie is not cleared: %+v", c)
-			}
-			page := r.get(t, w.Header().Get("Location"), nil)
-			if !strings.Contains(page.Body.String(), "Your session expired") {
-				t.Error("the sign-in page does not say the session expired")
-			}
-			// The session is gone on the server, not just in the browser.
-			r.clock.Advance(-24 * time.Hour)
-			if w := r.get(t, "/console/failures", ck); w.Code != http.StatusSeeOther {
-				t.Errorf("the expired session still works on the server: %d", w.Code)
-			}
-		})
+		for store, sessions := range map[string]func(*clock) Sessions{
+			"memory": func(c *clock) Sessions { return NewMemorySessions(0, c.Now) },
+			// A store that keeps sessions past their ttl: the console's own
+			// check still ends them.
+			"keeps everything": func(*clock) Sessions { return keepAll{NewMemorySessions(0, func() time.Time { return t0 })} },
+		} {
+			t.Run(tc.name+"/"+store, func(t *testing.T) {
+				t.Parallel()
+				r := newRig(t, fullFake())
+				r.c.cfg.Sessions = sessions(r.clock)
+				sessionsExpire(t, r, tc.steps, tc.live)
+			})
+		}
+	}
+}
+
+// keepAll is a session store whose entries never expire.
+type keepAll struct{ *MemorySessions }
+
+func (k keepAll) Put(ctx context.Context, key string, s Session, _ time.Duration) error {
+	return k.MemorySessions.Put(ctx, key, s, 1000*time.Hour)
+}
+
+func sessionsExpire(t *testing.T, r *rig, steps []time.Duration, live bool) {
+	t.Helper()
+	ck, _ := r.signIn(t, tokenA)
+	var w *httptest.ResponseRecorder
+	for _, d := range steps {
+		r.clock.Advance(d)
+		w = r.get(t, "/console/failures", ck)
+	}
+	if live {
+		if w.Code != http.StatusOK {
+			t.Fatalf("status %d, want 200", w.Code)
+		}
+		return
+	}
+	if w.Code != http.StatusSeeOther || !strings.Contains(w.Header().Get("Location"), "expired=1") {
+		t.Fatalf("expired: %d to %q, want 303 to sign-in with expired=1", w.Code, w.Header().Get("Location"))
+	}
+	if c := sessionCookie(t, w); c.MaxAge >= 0 || c.Value != "" {
+		t.Errorf("the cookie is not cleared: %+v", c)
+	}
+	page := r.get(t, w.Header().Get("Location"), nil)
+	if !strings.Contains(page.Body.String(), "Your session expired") {
+		t.Error("the sign-in page does not say the session expired")
+	}
+	// The session is gone on the server, not just in the browser.
+	r.clock.Advance(-24 * time.Hour)
+	if w := r.get(t, "/console/failures", ck); w.Code != http.StatusSeeOther {
+		t.Errorf("the expired session still works on the server: %d", w.Code)
 	}
 }
 
