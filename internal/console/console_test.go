@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"errors"
+	"html/template"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -820,5 +821,44 @@ func TestTokenLabel(t *testing.T) {
 	}
 	if TokenLabel(tokenA) == TokenLabel(tokenB) {
 		t.Error("two tokens, one label")
+	}
+}
+
+func TestKeysOfAnyBytesHaveAPage(t *testing.T) {
+	t.Parallel()
+	keys := []string{"id:a/b", "id:a b", "id:50%", "id:q?x=1#f", "id:ünï", "id:../../metrics", `id:"><b>x`}
+	f := newFake()
+	for _, k := range keys {
+		f.deliveries[k] = Delivery{Key: k, EventType: "SUBSCRIPTION_ORDER", Subscription: "s/1?x"}
+	}
+	f.subs["s/1?x"] = Subscription{ID: "s/1?x"}
+	r := newRig(t, f)
+	ck, _ := r.signIn(t, tokenA)
+	sub := r.get(t, "/console/subscriptions/"+url.PathEscape("s/1?x"), ck)
+	if sub.Code != http.StatusOK {
+		t.Fatalf("the subscription s/1?x: %d", sub.Code)
+	}
+	links := regexp.MustCompile(`href="(/console/deliveries/[^"]+)"`).FindAllStringSubmatch(sub.Body.String(), -1)
+	seen := map[string]bool{}
+	for _, l := range links {
+		path := strings.ReplaceAll(l[1], "&amp;", "&")
+		w := r.get(t, path, ck)
+		if w.Code != http.StatusOK {
+			t.Errorf("%s: %d", path, w.Code)
+			continue
+		}
+		for _, k := range keys {
+			if strings.Contains(w.Body.String(), "<code>"+template.HTMLEscapeString(k)+"</code>") {
+				seen[k] = true
+			}
+		}
+	}
+	for _, k := range keys {
+		if !seen[k] {
+			t.Errorf("no link of the subscription's page leads to delivery %q", k)
+		}
+	}
+	if strings.Contains(sub.Body.String(), "<b>x") {
+		t.Error("a key is not escaped")
 	}
 }
