@@ -166,7 +166,6 @@ func (c *Console) renderError(w http.ResponseWriter, r *http.Request, s *session
 func (c *Console) funcs(now time.Time) template.FuncMap {
 	return template.FuncMap{
 		"when": func(t time.Time) template.HTML { return when(now, t) },
-		"ago":  func(t time.Time) string { return ago(now, t) },
 		"age":  func(t time.Time) string { return age(now, t) },
 		"utc":  utc,
 		"dur":  duration,
@@ -177,10 +176,8 @@ func (c *Console) funcs(now time.Time) template.FuncMap {
 			return strconv.Itoa(n)
 		},
 		"outcome":       outcomeBadge,
-		"outcomeHelp":   helpFor,
 		"failed":        failed,
 		"deliveryState": deliveryStateBadge,
-		"stateText":     deliveryStateText,
 		"kindText":      attemptKindText,
 		"statusBadge":   statusBadge,
 		"intentBadge":   intentBadge,
@@ -208,8 +205,7 @@ func (c *Console) funcs(now time.Time) template.FuncMap {
 			}
 			return strconv.Itoa(n) + " " + many
 		},
-		"canSettle": func() bool { return c.cfg.Actions != nil },
-		"add":       func(a, b int) int { return a + b },
+		"add": func(a, b int) int { return a + b },
 	}
 }
 
