@@ -862,3 +862,29 @@ func TestKeysOfAnyBytesHaveAPage(t *testing.T) {
 		t.Error("a key is not escaped")
 	}
 }
+
+func TestOverviewSaysWhatToLookAtFirst(t *testing.T) {
+	t.Parallel()
+	unsettled := func(n int) Overview {
+		return Overview{Unsettled: n, Oldest: SubscriptionRow{ID: "s", Settle: Settle{Since: t0.Add(-90 * time.Minute)}}}
+	}
+	for _, tc := range []struct {
+		name  string
+		ov    Overview
+		fails int
+		class string
+		title string
+	}{
+		{"all clear", Overview{Systems: []System{{Name: "q2", State: SystemOK}}}, 0, classOK, "All clear"},
+		{"failures only", Overview{}, 3, classInfo, "some deliveries failed this hour"},
+		{"one unsettled", unsettled(1), 0, classWarn, "1 subscription is not settled yet"},
+		{"some unsettled", unsettled(4), 0, classWarn, "4 subscriptions are not settled yet"},
+		{"a system down", Overview{Unsettled: 4, Systems: []System{{Name: "helix", State: SystemUnreachable}}}, 0, classWarn, "An outside system is not answering"},
+		{"a system refusing", Overview{Systems: []System{{Name: "helix", State: SystemUnreachable}, {Name: "q2", State: SystemRefused}}}, 0, classBad, "An outside system refuses the service"},
+	} {
+		got := overviewCallout(t0, tc.ov, tc.fails)
+		if got.Class != tc.class || !strings.Contains(got.Title, tc.title) {
+			t.Errorf("%s: %s %q, want %s %q", tc.name, got.Class, got.Title, tc.class, tc.title)
+		}
+	}
+}

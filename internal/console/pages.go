@@ -123,7 +123,11 @@ func overviewCallout(now time.Time, ov Overview, hourFailed int) callout {
 		return newCallout(classWarn, "An outside system is not answering", strings.Join(down, ", ")+".",
 			"Nothing to do in the service: deliveries are retried by the marketplace and unsettled subscriptions settle when it is back. Tell that system's owner if it lasts.")
 	case ov.Unsettled > 0:
-		return newCallout(classWarn, strconv.Itoa(ov.Unsettled)+" subscription(s) not settled yet",
+		what := strconv.Itoa(ov.Unsettled) + " subscriptions are"
+		if ov.Unsettled == 1 {
+			what = "1 subscription is"
+		}
+		return newCallout(classWarn, what+" not settled yet",
 			"The oldest has waited "+age(now, ov.Oldest.Settle.Since)+".",
 			"Open the oldest: its steps say what stops it.")
 	case hourFailed > 0:
