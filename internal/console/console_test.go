@@ -888,3 +888,32 @@ func TestOverviewSaysWhatToLookAtFirst(t *testing.T) {
 		}
 	}
 }
+
+// recordingSessions remembers every key it was given.
+type recordingSessions struct {
+	*MemorySessions
+	keys []string
+}
+
+func (s *recordingSessions) Put(ctx context.Context, key string, v Session, ttl time.Duration) error {
+	s.keys = append(s.keys, key)
+	return s.MemorySessions.Put(ctx, key, v, ttl)
+}
+
+func TestTheStoreNeverSeesTheCookie(t *testing.T) {
+	t.Parallel()
+	store := &recordingSessions{MemorySessions: NewMemorySessions(0, nil)}
+	r := newRig(t, fullFake(), func(c *Config) { c.Sessions = store })
+	ck, csrf := r.signIn(t, tokenA)
+	if len(store.keys) == 0 {
+		t.Fatal("no session stored")
+	}
+	for _, k := range store.keys {
+		if k == ck.Value || strings.Contains(k, ck.Value) {
+			t.Errorf("the store was given the cookie's id as a key")
+		}
+	}
+	if csrf == ck.Value {
+		t.Error("the form token is the session id")
+	}
+}
