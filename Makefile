@@ -32,7 +32,7 @@ bench:          ## benchmarks (REDIS_URL, else a redis-server they start, else m
 	go test -run '^$$' -bench . -benchmem ./...
 
 loadtest:       ## the load benchmark, service vs floor (BENCHMARKS.md); ARGS=--quick for a smoke run
-	go run ./internal/loadtest/cmd/loadtest $(ARGS)
+	go run ./cmd/loadtest $(ARGS)
 
 fuzz:           ## a minute of each fuzz target
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/events

@@ -151,7 +151,7 @@ var settings = []setting{
 		duration(func(c *config) *time.Duration { return &c.AbandonAfter }, 0, false)},
 	{"SHUTDOWN_DELAY", "shutdown-delay", "0s", "after SIGTERM, how long /readyz answers 503 before the listener closes (for load balancers)", false,
 		duration(func(c *config) *time.Duration { return &c.ShutdownDelay }, 5*time.Minute, true)},
-	{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long in-flight requests may finish after SIGTERM", false,
+	{"SHUTDOWN_TIMEOUT", "shutdown-timeout", "15s", "how long in-flight requests may finish after SIGTERM; past it connections are cut, and Redis closes only after their handlers returned", false,
 		duration(func(c *config) *time.Duration { return &c.ShutdownTimeout }, 10*time.Minute, false)},
 	{"MAX_IN_FLIGHT", "max-in-flight", "256", "deliveries processed at once; past it 503 with Retry-After", false,
 		wholeNumber(func(c *config) *int { return &c.MaxInFlight }, 1, "a whole number of 1 or more, like 256")},
@@ -576,8 +576,7 @@ func readSecrets(c *config, v, _ string) error {
 	}
 	verifier, err := signature.NewVerifier(c.Secrets)
 	if err != nil {
-		// The signature package names the setting itself: say it once.
-		return errors.New(strings.TrimPrefix(err.Error(), "WEBHOOK_SECRETS: "))
+		return err
 	}
 	c.Verifier = verifier
 	return nil

@@ -22,9 +22,9 @@ type Listening struct {
 
 type listeningKey struct{}
 
-// withOnListening returns ctx carrying fn, which serve calls once, when
-// every listener is bound and before it serves: tests (and embedders) learn
-// the addresses from it instead of reading a log line.
+// withOnListening returns ctx carrying fn, which serveAndDrain calls once,
+// when every listener is bound and before it serves: tests (and embedders)
+// learn the addresses from it instead of reading a log line.
 func withOnListening(ctx context.Context, fn func(Listening)) context.Context {
 	return context.WithValue(ctx, listeningKey{}, fn)
 }
@@ -45,30 +45,41 @@ type listener struct {
 
 // listeners are the service's servers: one on WEBHOOK_ADDR with every
 // route, or, with OPS_ADDR, the marketplace routes there and the ops
-// routes on OPS_ADDR.
-type listeners []listener
+// routes on OPS_ADDR; and the count of their handlers still running.
+type listeners struct {
+	servers  []listener
+	inFlight *inFlight
+}
 
 // listen binds the service's listeners for hc's routes.
 func listen(cfg *config, hc handlers.Config, log *zap.Logger) (listeners, error) {
+	ls := listeners{inFlight: newInFlight()}
 	if cfg.OpsAddr == "" {
-		l, err := bind("WEBHOOK_ADDR", cfg.Addr, handlers.New(hc), cfg, log)
+		l, err := bind("WEBHOOK_ADDR", cfg.Addr, ls.inFlight.wrap(handlers.New(hc)), cfg, log)
 		if err != nil {
-			return nil, err
+			return listeners{}, err
 		}
-		return listeners{l}, nil
+		ls.servers = []listener{l}
+		return ls, nil
 	}
 	public, ops := handlers.Split(hc)
-	pl, err := bind("WEBHOOK_ADDR", cfg.Addr, public, cfg, log)
+	pl, err := bind("WEBHOOK_ADDR", cfg.Addr, ls.inFlight.wrap(public), cfg, log)
 	if err != nil {
-		return nil, err
+		return listeners{}, err
 	}
-	ol, err := bind("OPS_ADDR", cfg.OpsAddr, ops, cfg, log)
+	ol, err := bind("OPS_ADDR", cfg.OpsAddr, ls.inFlight.wrap(ops), cfg, log)
 	if err != nil {
 		_ = pl.ln.Close()
-		return nil, err
+		return listeners{}, err
 	}
-	return listeners{pl, ol}, nil
+	ls.servers = []listener{pl, ol}
+	return ls, nil
 }
+
+// handlerLimit is the longest a request's handler runs: PROCESS_TIMEOUT
+// bounds a delivery's work, and the store calls after it have their own
+// budget, well within the margin.
+func handlerLimit(cfg *config) time.Duration { return cfg.ProcessTimeout + 15*time.Second }
 
 func bind(name, addr string, h http.Handler, cfg *config, log *zap.Logger) (listener, error) {
 	ln, err := net.Listen("tcp", addr)
@@ -79,7 +90,7 @@ func bind(name, addr string, h http.Handler, cfg *config, log *zap.Logger) (list
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second, // a backstop: the extension URL cuts bodies at 2 s itself
-		WriteTimeout:      cfg.ProcessTimeout + 15*time.Second,
+		WriteTimeout:      handlerLimit(cfg),
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    handlers.ServerMaxHeaderBytes, // above what the handler answers 431 to, in JSON
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
@@ -91,7 +102,7 @@ func bind(name, addr string, h http.Handler, cfg *config, log *zap.Logger) (list
 // addrs are the bound addresses.
 func (ls listeners) addrs() Listening {
 	var a Listening
-	for _, l := range ls {
+	for _, l := range ls.servers {
 		if l.name == "OPS_ADDR" {
 			a.Ops = l.ln.Addr()
 		} else {
@@ -111,10 +122,10 @@ func (a Listening) logFields() []zap.Field {
 }
 
 // serveUntil serves every listener until ctx ends (nil) or one of them
-// fails (its error; the others are closed). The caller shuts them down.
+// fails (its error). The caller stops them: shutdown or close, then wait.
 func (ls listeners) serveUntil(ctx context.Context) error {
-	errc := make(chan error, len(ls))
-	for _, l := range ls {
+	errc := make(chan error, len(ls.servers))
+	for _, l := range ls.servers {
 		go func() {
 			if err := l.srv.Serve(l.ln); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("serving %s: %w", l.name, err)
@@ -123,7 +134,6 @@ func (ls listeners) serveUntil(ctx context.Context) error {
 	}
 	select {
 	case err := <-errc:
-		ls.close()
 		return err
 	case <-ctx.Done():
 		return nil
@@ -132,13 +142,14 @@ func (ls listeners) serveUntil(ctx context.Context) error {
 
 // shutdown stops every listener at once: each stops accepting and waits
 // for its requests within timeout; past it, the connections left are
-// closed (srv.Close), cutting their requests, and the error says so.
+// closed (srv.Close), cutting their requests, and the error says so. A cut
+// request's handler may still be running: see wait.
 func (ls listeners) shutdown(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	errs := make([]error, len(ls))
+	errs := make([]error, len(ls.servers))
 	var wg sync.WaitGroup
-	for i, l := range ls {
+	for i, l := range ls.servers {
 		wg.Go(func() {
 			if err := l.srv.Shutdown(ctx); err != nil {
 				errs[i] = fmt.Errorf("%s: %w", l.name, err)
@@ -150,8 +161,85 @@ func (ls listeners) shutdown(timeout time.Duration) error {
 	return errors.Join(errs...)
 }
 
+// close closes every listener and its connections at once.
 func (ls listeners) close() {
-	for _, l := range ls {
+	for _, l := range ls.servers {
 		_ = l.srv.Close()
+	}
+}
+
+// wait returns once every handler has returned, at most limit after it is
+// called; the listeners must be stopped (shutdown or close) before. A
+// request cut by srv.Close loses its connection, not its handler, which
+// runs on to its own deadline: what it uses (the store, the clients) must
+// stay open until then.
+func (ls listeners) wait(limit time.Duration) error {
+	return ls.inFlight.wait(limit)
+}
+
+// inFlight counts the handlers running, so that the drain knows when the
+// last one has returned. Once the drain waits, no new handler starts: a
+// request read just before srv.Close closed its connection is answered
+// 503 on that dead connection instead.
+type inFlight struct {
+	mu       sync.Mutex
+	n        int
+	draining bool
+	idle     chan struct{} // closed when draining and n is 0
+}
+
+func newInFlight() *inFlight { return &inFlight{idle: make(chan struct{})} }
+
+// wrap counts h's calls: each from before it starts until it returns.
+func (f *inFlight) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !f.enter() {
+			w.Header().Set("Connection", "close")
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		defer f.leave() // also when h panics: net/http recovers above us
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (f *inFlight) enter() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.draining {
+		return false
+	}
+	f.n++
+	return true
+}
+
+func (f *inFlight) leave() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n--; f.n == 0 && f.draining {
+		close(f.idle)
+	}
+}
+
+// wait stops new handlers from starting and waits until the running ones
+// have returned, at most limit.
+func (f *inFlight) wait(limit time.Duration) error {
+	f.mu.Lock()
+	if !f.draining {
+		f.draining = true
+		if f.n == 0 {
+			close(f.idle)
+		}
+	}
+	f.mu.Unlock()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-f.idle:
+		return nil
+	case <-t.C:
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return fmt.Errorf("%d request(s) still running %s after the listeners stopped", f.n, limit)
 	}
 }

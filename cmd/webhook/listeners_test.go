@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -126,7 +127,10 @@ func TestGracefulDrainTwoListeners(t *testing.T) {
 
 // Past SHUTDOWN_TIMEOUT the connections still open are closed: the sender
 // of a delivery still in flight sees its connection cut (it sends again),
-// not a reply, and run says the drain timed out.
+// not a reply, and run says the drain timed out. The cut delivery's
+// handler runs on to its end, and Redis stays open until it has returned:
+// run returns after the delivery's own log line, with its outcome stored
+// (a copy sent afterwards is a replay) and no "redis: client is closed".
 func TestShutdownTimeoutClosesConnections(t *testing.T) {
 	t.Parallel()
 	sb, q2 := startSandbox(t, q2sandbox.Config{})
@@ -142,8 +146,9 @@ func TestShutdownTimeoutClosesConnections(t *testing.T) {
 		err    error
 	}
 	results := make(chan result, 1)
+	order := readFixture(t, "subscription-order.json")
 	go func() {
-		status, _, err := do(http.MethodPost, svc.url+"/marketplace/p", readFixture(t, "subscription-order.json"), nil)
+		status, _, err := do(http.MethodPost, svc.url+"/marketplace/p", order, nil)
 		results <- result{status, err}
 	}()
 	eventually(t, 5*time.Second, "the enrollment to reach Q2", func() bool { return sb.Stats().Calls["Enrollment"] == 1 })
@@ -154,8 +159,16 @@ func TestShutdownTimeoutClosesConnections(t *testing.T) {
 	if r := <-results; r.err == nil {
 		t.Errorf("the delivery in flight got %d, want its connection closed", r.status)
 	}
-	if !strings.Contains(svc.logs.String(), "shutdown timed out") {
-		t.Errorf("no line says the shutdown timed out:\n%s", svc.logs)
+	logs := svc.logs.String()
+	if !strings.Contains(logs, "shutdown timed out") {
+		t.Errorf("no line says the shutdown timed out:\n%s", logs)
+	}
+	if !strings.Contains(logs, `"msg":"delivery"`) || strings.Contains(logs, "client is closed") {
+		t.Errorf("run returned before the cut delivery's handler did, or Redis closed under it:\n%s", logs)
+	}
+	again := startService(t, env)
+	if r := post(t, again.url+"/marketplace/p", order, nil); r.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("a copy after the restart got %d %s, want the outcome the cut handler stored, replayed", r.status, r.body)
 	}
 }
 
@@ -180,5 +193,40 @@ func TestOpsAddrTaken(t *testing.T) {
 	}
 	if listened.Load() {
 		t.Error("the service said it listened")
+	}
+}
+
+// The drain's count of running handlers: wait returns once the last one
+// has, gives up past its limit naming how many are left, and no handler
+// starts once it waits (a request read just before srv.Close).
+func TestInFlightWait(t *testing.T) {
+	t.Parallel()
+	f := newInFlight()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	h := f.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 { // the first request stays until released
+			entered <- struct{}{}
+			<-release
+		}
+	}))
+	served := make(chan struct{})
+	go func() {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+		close(served)
+	}()
+	<-entered
+	if err := f.wait(time.Millisecond); err == nil || !strings.Contains(err.Error(), "1 request(s) still running") {
+		t.Errorf("wait with a handler stuck: %v, want it to give up naming 1 request", err)
+	}
+	late := httptest.NewRecorder()
+	h.ServeHTTP(late, httptest.NewRequest(http.MethodGet, "/", nil))
+	if late.Code != http.StatusServiceUnavailable || calls.Load() != 1 {
+		t.Errorf("a request after the drain began got %d, %d handler calls; want 503 and the handler not called", late.Code, calls.Load())
+	}
+	close(release)
+	<-served
+	if err := f.wait(time.Minute); err != nil {
+		t.Errorf("wait after the last handler returned: %v", err)
 	}
 }

@@ -1,7 +1,8 @@
 // Command webhook is the marketplace subscription webhook receiver: the
 // extension URL that the Q2 marketplace calls when a subscription is ordered,
 // changed or cancelled. Subcommands: serve (default), replay, sandbox,
-// bench, version. Run `webhook COMMAND --help` for each one's flags.
+// settle, version. Run `webhook COMMAND --help` for each one's flags. The
+// load benchmark is its own program, cmd/loadtest.
 package main
 
 import (
@@ -15,8 +16,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
-
-	"github.com/banking-marketplace/webhook/internal/loadtest"
 )
 
 func main() {
@@ -55,7 +54,6 @@ Commands:
   replay       send fixture files to a running receiver
   sandbox      run the sandbox alone: Q2, QBD Connect and Helix in memory (alias: q2-sandbox)
   settle       run one settle pass now on the settle queue (or --subscription ID) and print what it did
-  bench        the load benchmark against a floor server (see BENCHMARKS.md; run inside the repository)
   version      print the module version and the VCS revision it was built from
   help         print this list (also: webhook --help, webhook -h)
 
@@ -82,8 +80,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runSandbox(ctx, args, getenv, stdout, stderr)
 	case "settle":
 		return runSettle(ctx, args, getenv, stdout, stderr)
-	case "bench":
-		return loadtest.Run(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

@@ -16,13 +16,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
-	"github.com/banking-marketplace/webhook/internal/store"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
 
@@ -215,7 +210,7 @@ func TestRedisEvictingLater(t *testing.T) {
 	s := testredis.Real(t)
 	_, sandboxURL := startSandbox(t, q2sandbox.Config{})
 	svc := startService(t, q2Env(sandboxURL, s.URL()))
-	if _, outside := readyz(t, svc.url); outside["redis"] != stateOK {
+	if _, outside := readyz(t, svc.url); outside["redis"] != "ok" {
 		t.Fatalf("redis state at start %q, want ok", outside["redis"])
 	}
 	setPolicy(t, s, "volatile-lru")
@@ -238,7 +233,7 @@ func TestRedisEvictingLater(t *testing.T) {
 	setPolicy(t, s, "noeviction")
 	eventually(t, 10*time.Second, "/readyz to show ok again", func() bool {
 		_, outside := readyz(t, svc.url)
-		return outside["redis"] == stateOK
+		return outside["redis"] == "ok"
 	})
 	if !strings.Contains(svc.logs.String(), "Redis's maxmemory-policy is noeviction again") {
 		t.Errorf("no line says the policy is back:\n%s", svc.logs)
@@ -294,35 +289,5 @@ func TestVersionFromBuildInfo(t *testing.T) {
 	}
 	if !strings.HasPrefix(string(out), "webhook ") || !strings.Contains(string(out), want) {
 		t.Errorf("webhook version = %q, want it to contain %q (go version -m:\n%s)", out, want, meta)
-	}
-}
-
-// A check that turns out impossible (a managed Redis hiding its policy),
-// at start or later, is "unchecked", said once at warn, and not run again.
-func TestOutsideMonitorGivesUpUnchecked(t *testing.T) {
-	t.Parallel()
-	answers := []error{events.ErrUnavailable, store.ErrPolicyHidden}
-	calls := 0
-	check := redisCheck(nil)
-	check.call = func(context.Context) error {
-		calls++
-		return answers[min(calls, len(answers))-1]
-	}
-	core, logs := observer.New(zapcore.DebugLevel)
-	m := newOutsideMonitor(nil, []outsideCheck{check}, time.Second, zap.New(core))
-	if err := m.start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got := m.State()["redis"]; got != "unreachable: no answer" {
-		t.Fatalf("state after start %q", got)
-	}
-	for range 3 {
-		m.recheck(context.Background())
-	}
-	if got := m.State()["redis"]; got != stateUnchecked || calls != 2 {
-		t.Errorf("state %q after %d calls, want unchecked after 2", got, calls)
-	}
-	if n := logs.FilterMessageSnippet("Redis refuses CONFIG and INFO").FilterLevelExact(zapcore.WarnLevel).Len(); n != 1 {
-		t.Errorf("%d warnings that the policy cannot be checked, want 1: %v", n, logs.All())
 	}
 }

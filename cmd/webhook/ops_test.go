@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/banking-marketplace/webhook/internal/q2/q2api"
+	"github.com/banking-marketplace/webhook/internal/outside"
 	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 )
 
@@ -177,9 +177,9 @@ func TestOutsideAPIsAtStart(t *testing.T) {
 			if code := exitCode(err, &stderr); code != 1 {
 				t.Fatalf("exit code %d (err %v), want 1\n%s", code, err, logs.String())
 			}
-			var refused *refusedError
+			var refused *outside.Refusal
 			if !errors.As(err, &refused) {
-				t.Errorf("err %T, want a *refusedError", err)
+				t.Errorf("err %T, want an *outside.Refusal", err)
 			}
 			line := stderr.String()
 			if strings.Count(line, "\n") != 1 || !strings.Contains(line, tt.wantLine) {
@@ -205,88 +205,6 @@ func equalMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
-}
-
-// After start, the state follows the API: the re-check records each change
-// and logs it once, at the level it deserves.
-func TestOutsideMonitorWatch(t *testing.T) {
-	t.Parallel()
-	var answer atomic.Pointer[error] // the check's next answer
-	store := func(err error) { answer.Store(&err) }
-	store(&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")})
-	refusal := &q2api.APIError{Endpoint: "token", Status: http.StatusUnauthorized}
-	check := outsideCheck{name: "q2", title: "Q2",
-		call: func(context.Context) error { return *answer.Load() },
-		refused: func(err error) *refusedError {
-			if errors.Is(err, refusal) {
-				return &refusedError{"Q2_CLIENT_ID/Q2_CLIENT_SECRET", "refused", "fix it", err, ""}
-			}
-			return nil
-		},
-	}
-	core, logs := observer.New(zapcore.DebugLevel)
-	m := newOutsideMonitor(map[string]string{"helix": stateUnchecked}, []outsideCheck{check}, time.Second, zap.New(core))
-	if err := m.start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got := m.State(); got["q2"] != "unreachable: network error" || got["helix"] != stateUnchecked {
-		t.Fatalf("state after start %v", got)
-	}
-	stop := m.watchInBackground(time.Millisecond)
-	defer stop()
-
-	steps := []watchStep{
-		{nil, stateOK, zapcore.InfoLevel, "Q2 answers again"},
-		{refusal, "refused: HTTP 401", zapcore.ErrorLevel, "Q2 now refuses the service's settings: Q2_CLIENT_ID/Q2_CLIENT_SECRET"},
-		{nil, stateOK, zapcore.InfoLevel, "Q2 answers again"},
-	}
-	for i, s := range steps {
-		store(s.answer)
-		eventually(t, 10*time.Second, "state "+s.state, func() bool { return m.State()["q2"] == s.state })
-		eventually(t, 10*time.Second, "the log line "+s.msg, func() bool {
-			return logs.FilterMessageSnippet(s.msg).FilterLevelExact(s.level).Len() >= countMsg(steps[:i+1], s.msg)
-		})
-	}
-	stop()
-	for _, s := range steps {
-		if n := logs.FilterMessageSnippet(s.msg).Len(); n != countMsg(steps, s.msg) {
-			t.Errorf("%q logged %d times, want once per change", s.msg, n)
-		}
-	}
-}
-
-// watchStep is what the API answers next, and what the monitor should make
-// of it.
-type watchStep struct {
-	answer error
-	state  string
-	level  zapcore.Level
-	msg    string
-}
-
-func countMsg(steps []watchStep, msg string) int {
-	n := 0
-	for _, s := range steps {
-		if s.msg == msg {
-			n++
-		}
-	}
-	return n
-}
-
-// A check that gets no answer ends at the monitor's timeout.
-func TestOutsideCheckTimeout(t *testing.T) {
-	t.Parallel()
-	hang := outsideCheck{name: "q2", title: "Q2",
-		call:    func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
-		refused: func(error) *refusedError { return nil }}
-	m := newOutsideMonitor(nil, []outsideCheck{hang}, 20*time.Millisecond, zap.NewNop())
-	if err := m.start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got := m.State()["q2"]; got != "unreachable: no answer in time" {
-		t.Errorf("state %q", got)
-	}
 }
 
 // Settings that work but probably not as meant are warnings in the log.
@@ -401,7 +319,7 @@ func TestHelpListsCommands(t *testing.T) {
 		if exitCode(err, &bytes.Buffer{}) != 0 {
 			t.Errorf("%v: err %v", args, err)
 		}
-		for _, cmd := range []string{"serve", "replay", "sandbox", "bench", "version"} {
+		for _, cmd := range []string{"serve", "replay", "sandbox", "settle", "version"} {
 			if !strings.Contains(out.String(), "\n  "+cmd+" ") {
 				t.Errorf("%v: the usage lacks %s:\n%s", args, cmd, out.String())
 			}

@@ -46,68 +46,98 @@ func newSandbox(cfg q2sandbox.Config, helixKey, helixSecret string) *sandbox.San
 // every API a product uses is), and the start line lists each product's
 // targets and hosts.
 func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, stop func(), err error) {
+	at := endpointsOf(cfg)
 	stop = func() {}
-	q2Base, qbdBase, helixBase := cfg.Q2BaseURL, cfg.QBDBaseURL, cfg.HelixBaseURL
-	q2ID, q2Secret, helixKey, helixSecret := cfg.Q2ClientID, cfg.Q2ClientSecret, cfg.HelixAPIKey, cfg.HelixAPISecret
-	scopes := strings.Fields(cfg.Q2Scope)
 	if cfg.Demo {
-		var base string
-		if base, stop, err = startEmbeddedSandbox(cfg, log); err != nil {
+		if at, stop, err = demoEndpoints(cfg, log); err != nil {
 			return c, nil, err
 		}
-		q2Base, qbdBase, helixBase = base, base, base
-		q2ID, q2Secret, scopes = q2sandbox.DefaultClientID, embeddedQ2Secret, nil
-		helixKey, helixSecret = helixsandbox.DefaultKey, embeddedHelixSecret
-		log.Warn("demo mode: an embedded Redis (nothing survives a restart) and an embedded sandbox of Q2, QBD Connect and Helix; unsigned requests are accepted. "+
-			"For production set REDIS_URL, each outside API the products use and WEBHOOK_SECRETS (docs/configuration.md)",
-			zap.String("sandbox", base), zap.String("stats", base+"/_sandbox/stats"), zap.Any("products", productTargets(cfg, base)))
 	}
-	defer func() {
-		if err != nil {
-			stop()
-		}
-	}()
+	if c, err = newClients(cfg, at, log, m); err != nil {
+		stop()
+		return c, nil, err
+	}
+	if !cfg.Demo {
+		log.Info("production mode", zap.Any("products", productTargets(cfg, "")))
+	}
+	return c, stop, nil
+}
+
+// endpoints are where the outside APIs are called, and with what
+// credentials.
+type endpoints struct {
+	q2Base, qbdBase, helixBase string
+	q2ID, q2Secret             string
+	q2Scopes                   []string
+	helixKey, helixSecret      string
+}
+
+// endpointsOf are the configured endpoints.
+func endpointsOf(cfg *config) endpoints {
+	return endpoints{
+		q2Base: cfg.Q2BaseURL, qbdBase: cfg.QBDBaseURL, helixBase: cfg.HelixBaseURL,
+		q2ID: cfg.Q2ClientID, q2Secret: cfg.Q2ClientSecret, q2Scopes: strings.Fields(cfg.Q2Scope),
+		helixKey: cfg.HelixAPIKey, helixSecret: cfg.HelixAPISecret,
+	}
+}
+
+// demoEndpoints starts the embedded sandbox and says "demo mode": every
+// outside API is called there, with the credentials made up at start.
+func demoEndpoints(cfg *config, log *zap.Logger) (endpoints, func(), error) {
+	base, stop, err := startEmbeddedSandbox(cfg, log)
+	if err != nil {
+		return endpoints{}, nil, err
+	}
+	log.Warn("demo mode: an embedded Redis (nothing survives a restart) and an embedded sandbox of Q2, QBD Connect and Helix; unsigned requests are accepted. "+
+		"For production set REDIS_URL, each outside API the products use and WEBHOOK_SECRETS (docs/configuration.md)",
+		zap.String("sandbox", base), zap.String("stats", base+"/_sandbox/stats"), zap.Any("products", productTargets(cfg, base)))
+	return endpoints{
+		q2Base: base, qbdBase: base, helixBase: base,
+		q2ID: q2sandbox.DefaultClientID, q2Secret: embeddedQ2Secret,
+		helixKey: helixsandbox.DefaultKey, helixSecret: embeddedHelixSecret,
+	}, stop, nil
+}
+
+// newClients makes a client of each API that has a base URL.
+func newClients(cfg *config, at endpoints, log *zap.Logger, m *metrics.Metrics) (c targets, err error) {
 	// One pool for the three clients: without it each would use
 	// http.DefaultTransport, which keeps 2 idle connections per host, so
 	// under MAX_IN_FLIGHT concurrent deliveries most Q2 calls opened (and
 	// left in TIME_WAIT) a new connection.
 	hc := &http.Client{Transport: outsideTransport(cfg.MaxInFlight)}
-	if q2Base != "" {
-		if c.q2, err = q2api.New(q2Base,
+	if at.q2Base != "" {
+		if c.q2, err = q2api.New(at.q2Base,
 			q2api.WithHTTPClient(hc),
 			q2api.WithAPIVersion(cfg.Q2APIVersion),
-			q2api.WithCredentials(q2ID, q2Secret, scopes...),
+			q2api.WithCredentials(at.q2ID, at.q2Secret, at.q2Scopes...),
 			q2api.WithLogger(log.Named("q2")),
 			q2api.WithObserver(observeCalls(log.Named("q2"), m)),
 		); err != nil {
-			return c, nil, &configError{msg: "Q2_BASE_URL: " + err.Error()}
+			return c, &configError{msg: "Q2_BASE_URL: " + err.Error()}
 		}
 	}
-	if qbdBase != "" {
-		if c.qbd, err = qbdapi.New(qbdBase,
+	if at.qbdBase != "" {
+		if c.qbd, err = qbdapi.New(at.qbdBase,
 			qbdapi.WithHTTPClient(&http.Client{Transport: hc.Transport, Timeout: 10 * time.Second}),
 			qbdapi.WithAPIVersion(cfg.QBDAPIVersion),
 			qbdapi.WithToken(cfg.QBDToken),
 			qbdapi.WithLogger(log.Named("qbd_connect")),
 			qbdapi.WithObserver(observeCalls(log.Named("qbd_connect"), m)),
 		); err != nil {
-			return c, nil, &configError{msg: "QBD_BASE_URL: " + err.Error()}
+			return c, &configError{msg: "QBD_BASE_URL: " + err.Error()}
 		}
 	}
-	if helixBase != "" {
-		if c.helix, err = helixapi.New(helixBase,
+	if at.helixBase != "" {
+		if c.helix, err = helixapi.New(at.helixBase,
 			helixapi.WithHTTPClient(hc),
-			helixapi.WithCredentials(helixKey, helixSecret),
+			helixapi.WithCredentials(at.helixKey, at.helixSecret),
 			helixapi.WithLogger(log.Named("helix")),
 			helixapi.WithObserver(observeCalls(log.Named("helix"), m)),
 		); err != nil {
-			return c, nil, &configError{msg: "HELIX_BASE_URL: " + err.Error()}
+			return c, &configError{msg: "HELIX_BASE_URL: " + err.Error()}
 		}
 	}
-	if !cfg.Demo {
-		log.Info("production mode", zap.Any("products", productTargets(cfg, "")))
-	}
-	return c, stop, nil
+	return c, nil
 }
 
 // The embedded sandbox's credentials, made up once per process: nothing

@@ -6,127 +6,80 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/handlers"
-	"github.com/banking-marketplace/webhook/internal/inbox"
-	"github.com/banking-marketplace/webhook/internal/metrics"
 )
 
-// serve runs the receiver until ctx ends, then drains: it stops accepting,
-// lets in-flight deliveries finish (their work is not cancelled by the
-// signal) within SHUTDOWN_TIMEOUT, and returns nil. It returns an error
-// when the start fails (settings, Redis, an outside API refusing the
-// credentials, a listener), when serving fails, or when the drain outlasts
-// SHUTDOWN_TIMEOUT (the requests still running are cut).
+// serve is `webhook serve`: the configuration, the app built from it,
+// then serving until ctx ends and the drain. It returns an error when the
+// start fails (settings, Redis, an outside API refusing the credentials,
+// a listener), when serving fails, or when the drain outlasts
+// SHUTDOWN_TIMEOUT (the requests still running are cut); nil after a
+// clean drain.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	auth := authenticator(cfg)
-	catalog := cfg.Catalog
 	log := newLogger(stdout, cfg.LogLevel, cfg.LogFormat)
 	defer func() { _ = log.Sync() }()
 	for _, w := range cfg.warnings() {
 		log.Warn(w)
 	}
-
-	// Start-up steps must not hang forever on an unreachable dependency.
-	startCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-
-	m := metrics.New()
-	// go-redis logs through one process-wide logger, muted while the start
-	// ping's failure is about to be said once, as the error.
-	setGoRedisLogger(log.Named("redis"))
-	unmute := muteGoRedis()
-	db, err := openRedis(startCtx, cfg, log, m.RedisError)
-	unmute()
+	a, err := build(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer a.close()
+	return serveAndDrain(ctx, a)
+}
 
-	clients, stopSandbox, err := outsideAPIs(cfg, log, m)
-	if err != nil {
-		return err
-	}
-	defer stopSandbox()
-	// Credentials an outside API refuses stop the start (exit 1); an API
-	// that does not answer is a warning, and /readyz shows its state.
-	outside := outsideMonitorFor(cfg, clients, db, log)
-	if err := outside.start(ctx); err != nil {
-		return err
-	}
-	defer outside.watchInBackground(recheckEvery)()
-
-	if cfg.Auth == "none" && !cfg.Demo { // demo mode's line says so
-		log.Warn("WEBHOOK_AUTH=none: requests are accepted without authentication")
-	}
-
-	service, err := newService(cfg, catalog, clients, db, m, log)
-	if err != nil {
-		return err
-	}
-	var draining atomic.Bool
-	// Every replica works the settle queue: what a reply left unsettled,
-	// the settler finishes, whether or not the marketplace asks again.
-	settlerCtx, stopSettler := context.WithCancel(context.WithoutCancel(ctx))
-	settlerDone := make(chan struct{})
-	go func() {
-		defer close(settlerDone)
-		newSettler(cfg, db, service, log, m).Run(settlerCtx)
-	}()
-	defer func() { stopSettler(); <-settlerDone }()
-	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL}, log)
-	ls, err := listen(cfg, handlers.Config{
-		Receiver:    in,
-		Products:    catalog,
-		Reader:      db,
-		Observer:    m,
-		Metrics:     m.Handler(),
-		APITokens:   cfg.APITokens,
-		Auth:        auth,
-		MaxInFlight: cfg.MaxInFlight,
-		Logger:      log,
-		Outside:     outside.State,
-		Ready: func(ctx context.Context) error {
-			if draining.Load() {
-				return &handlers.NotReadyError{Reason: "shutting down"}
-			}
-			if err := db.Ping(ctx); err != nil { // the detail names addresses: the log's, not the reply's
-				return &handlers.NotReadyError{Reason: "redis: unavailable", Cause: err}
-			}
-			outside.recheck(ctx) // Redis's eviction policy: "outside" and the log follow it
-			return nil
-		},
-	}, log)
-	if err != nil {
-		return err
-	}
+// serveAndDrain serves a's listeners until ctx ends, then drains: /readyz
+// answers 503 for SHUTDOWN_DELAY, the listeners stop accepting, the
+// requests in flight finish within SHUTDOWN_TIMEOUT (the signal does not
+// cancel their work) or are cut, and it returns only once every handler
+// has returned, so that a.close never closes Redis under one.
+func serveAndDrain(ctx context.Context, a *app) error {
+	cfg, log, ls := a.cfg, a.log, a.listeners
 	addrs := ls.addrs()
 	log.Info("listening", append(addrs.logFields(), zap.String("version", versionString()),
-		zap.String("mode", cfg.mode()), zap.Bool("embedded_redis", db.Embedded()), zap.String("auth", cfg.Auth))...)
+		zap.String("mode", cfg.mode()), zap.Bool("embedded_redis", a.db.Embedded()), zap.String("auth", cfg.Auth))...)
 	onListening(ctx)(addrs)
 
 	if err := ls.serveUntil(ctx); err != nil {
+		ls.close()
+		a.waitForHandlers()
 		return err
 	}
 
-	draining.Store(true)
+	a.draining.Store(true)
 	log.Info("shutting down: /readyz answers 503, then in-flight requests drain",
 		zap.Duration("delay", cfg.ShutdownDelay), zap.Duration("timeout", cfg.ShutdownTimeout))
 	time.Sleep(cfg.ShutdownDelay) // let load balancers see /readyz fail before the listeners close
-	if err := ls.shutdown(cfg.ShutdownTimeout); err != nil {
+	err := ls.shutdown(cfg.ShutdownTimeout)
+	if err != nil {
 		log.Error("shutdown timed out; the requests still running were cut", zap.Error(err))
+	}
+	a.waitForHandlers()
+	if err != nil {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// waitForHandlers returns once every handler has returned. The listeners
+// have stopped, but srv.Close cuts a request's connection, not its
+// handler, which runs on to its own deadline: Redis and the clients must
+// stay open until then. Past the longest a handler runs, it gives up and
+// says so: Redis then closes under the handlers left.
+func (a *app) waitForHandlers() {
+	if err := a.listeners.wait(handlerLimit(a.cfg)); err != nil {
+		a.log.Error("requests still running after the drain; Redis closes under them", zap.Error(err))
+	}
 }
 
 func authenticator(cfg *config) handlers.Authenticator {

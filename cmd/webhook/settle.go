@@ -14,7 +14,6 @@ import (
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/metrics"
-	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
 	"github.com/banking-marketplace/webhook/internal/settler"
 	"github.com/banking-marketplace/webhook/internal/store"
@@ -22,8 +21,8 @@ import (
 
 // newService is the provisioning use case of the configured products,
 // on the store and the outside APIs' clients.
-func newService(cfg *config, catalog *products.Catalog, clients targets, db *store.Redis, m *metrics.Metrics, log *zap.Logger) (*provisioning.Service, error) {
-	plans, err := plans(catalog, clients, cfg)
+func newService(cfg *config, clients targets, db *store.Redis, m *metrics.Metrics, log *zap.Logger) (*provisioning.Service, error) {
+	plans, err := plans(cfg.Catalog, clients, cfg)
 	if err != nil {
 		return nil, &configError{msg: err.Error()}
 	}
@@ -67,17 +66,12 @@ func runSettle(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	catalog := products.Default(cfg.CancelDeletes)
-	if cfg.ProductsFile != "" {
-		if catalog, err = products.Load(cfg.ProductsFile); err != nil {
-			return &configError{msg: err.Error()}
-		}
-	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	defer func() { _ = log.Sync() }()
 	m := metrics.New()
-	db, err := store.Open(ctx, store.Options{URL: cfg.RedisURL, MasterName: cfg.RedisSentinelMaster, Cluster: cfg.RedisCluster,
-		Logger: log, WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout})
+	o := cfg.storeOptions()
+	o.Logger = log
+	db, err := store.Open(ctx, o)
 	switch {
 	case errors.Is(err, events.ErrUnavailable):
 		return fmt.Errorf("opening redis: %w", err)
@@ -90,7 +84,7 @@ func runSettle(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer stopSandbox()
-	service, err := newService(cfg, catalog, clients, db, m, log)
+	service, err := newService(cfg, clients, db, m, log)
 	if err != nil {
 		return err
 	}

@@ -162,7 +162,7 @@ type binaries struct{ webhook, floor string }
 // build compiles the service and the floor into dir.
 func build(ctx context.Context, module, dir string) (binaries, error) {
 	b := binaries{webhook: filepath.Join(dir, "webhook"), floor: filepath.Join(dir, "floor")}
-	for _, t := range []struct{ out, pkg string }{{b.webhook, "./cmd/webhook"}, {b.floor, "./internal/loadtest/floor"}} {
+	for _, t := range []struct{ out, pkg string }{{b.webhook, "./cmd/webhook"}, {b.floor, "./cmd/floor"}} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", t.out, t.pkg)
 		cmd.Dir = module
 		if out, err := cmd.CombinedOutput(); err != nil {

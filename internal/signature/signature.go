@@ -89,20 +89,21 @@ type Verifier struct {
 	keys [][]byte
 }
 
-// NewVerifier builds a Verifier from secrets in the WEBHOOK_SECRETS format
-// ("whsec_" + base64 key; the prefix may be left out, as the reference
-// libraries allow). Any of them may sign a delivery, which is how a secret
-// is rotated without downtime. The errors name WEBHOOK_SECRETS, the position
-// of the bad secret and the fix, never the secret itself.
+// NewVerifier builds a Verifier from secrets, each "whsec_" + base64 key
+// (the prefix may be left out, as the reference libraries allow). Any of
+// them may sign a delivery, which is how a secret is rotated without
+// downtime. The errors name the position of the bad secret and the fix,
+// never the secret itself, nor where the secrets came from: the caller
+// knows that (WEBHOOK_SECRETS) and adds it.
 func NewVerifier(secrets []string) (*Verifier, error) {
 	if len(secrets) == 0 {
-		return nil, fmt.Errorf("WEBHOOK_SECRETS is empty: set it to one or more space-separated secrets (%s followed by the base64 of at least %d random bytes)", SecretPrefix, MinKeyBytes)
+		return nil, fmt.Errorf("no secrets: give one or more (%s followed by the base64 of at least %d random bytes)", SecretPrefix, MinKeyBytes)
 	}
 	v := &Verifier{keys: make([][]byte, 0, len(secrets))}
 	for i, s := range secrets {
 		key, err := decodeSecret(s)
 		if err != nil {
-			return nil, fmt.Errorf("WEBHOOK_SECRETS: secret %d of %d %w", i+1, len(secrets), err)
+			return nil, fmt.Errorf("secret %d of %d %w", i+1, len(secrets), err)
 		}
 		v.keys = append(v.keys, key)
 	}

@@ -1,5 +1,5 @@
 // Command loadtest runs the load benchmark (see internal/loadtest and
-// BENCHMARKS.md): go run ./internal/loadtest/cmd/loadtest [--quick] [flags].
+// BENCHMARKS.md): go run ./cmd/loadtest [--quick] [flags], or make loadtest.
 package main
 
 import (
