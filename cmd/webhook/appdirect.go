@@ -17,16 +17,16 @@ import (
 // appDirectDoor wires AppDirect's own notifications: who may send them,
 // where their eventUrl may point, the client that fetches events and
 // posts results, and the inbox that receives them. In demo mode
-// (sandboxURL set) the embedded sandbox plays the marketplace, with its
-// default consumer credentials. nil, nil: the door is off.
-func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.Inbox, log *zap.Logger, m *metrics.Metrics) (*handlers.AppDirect, *appdirect.Client, error) {
+// (sandboxURL set) the embedded sandbox plays the marketplace, with the
+// consumer secret made up at start. nil, nil: the door is off.
+func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.Inbox, log *zap.Logger, m *metrics.Metrics) (*handlers.AppDirect, error) {
 	a := cfg.AppDirect
 	if cfg.Demo && sandboxURL != "" && !a.On() {
 		a.Marketplaces = []string{sandboxURL}
-		a.ConsumerKey, a.ConsumerSecrets = appdirectsandbox.DefaultConsumerKey, []string{appdirectsandbox.DefaultConsumerSecret}
+		a.ConsumerKey, a.ConsumerSecrets = appdirectsandbox.DefaultConsumerKey, []string{embeddedAppDirectSecret}
 	}
 	if !a.On() {
-		return nil, nil, nil
+		return nil, nil
 	}
 	if a.Product == "" {
 		a.Product = onlyProduct(cfg.Catalog)
@@ -40,7 +40,7 @@ func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.In
 		}
 		v, err := appdirect.NewVerifier(appdirect.VerifierConfig{Consumers: consumers, PublicURL: a.PublicURL, Nonces: db})
 		if err != nil {
-			return nil, nil, &configError{msg: "APPDIRECT_CONSUMER_SECRET: " + err.Error()}
+			return nil, &configError{msg: "APPDIRECT_CONSUMER_SECRET: " + err.Error()}
 		}
 		auth.OAuth = v
 		opts = append(opts, appdirect.WithOAuth1(a.ConsumerKey, a.ConsumerSecrets[0]))
@@ -48,7 +48,7 @@ func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.In
 	if len(a.NotifyTokens) > 0 || len(a.NotifyBasic) > 0 {
 		cv, err := appdirect.NewCredentialVerifier(a.NotifyTokens, a.NotifyBasic)
 		if err != nil {
-			return nil, nil, &configError{msg: "APPDIRECT_NOTIFY_TOKEN: " + err.Error()}
+			return nil, &configError{msg: "APPDIRECT_NOTIFY_TOKEN: " + err.Error()}
 		}
 		auth.Credentials = cv
 		if a.ConsumerKey == "" {
@@ -57,13 +57,12 @@ func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.In
 	}
 	client, err := appdirect.NewClient(a.Marketplaces, opts...)
 	if err != nil {
-		return nil, nil, &configError{msg: "APPDIRECT_MARKETPLACES: " + err.Error()}
+		return nil, &configError{msg: "APPDIRECT_MARKETPLACES: " + err.Error()}
 	}
-	var jobs inbox.Jobs
-	if a.Async {
-		jobs = db
-	}
-	in.WithAppDirect(inbox.AppDirect{Marketplace: client, Owners: db, Jobs: jobs})
+	// The results queue is worked whether or not this replica answers
+	// asynchronously: another replica, or this one before a restart with
+	// APPDIRECT_ASYNC=false, may have queued results to post.
+	in.WithAppDirect(inbox.AppDirect{Marketplace: client, Owners: db, Jobs: db})
 	marketplaces := slices.Clone(a.Marketplaces)
 	check := func(raw string) (string, string, error) {
 		u, token, err := appdirect.EventURL(raw, marketplaces)
@@ -74,7 +73,7 @@ func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.In
 	}
 	log.Info("AppDirect door", zap.Strings("marketplaces", a.Marketplaces), zap.String("product", a.Product),
 		zap.Bool("async", a.Async), zap.Bool("shared_credentials", a.ConsumerKey != ""))
-	return &handlers.AppDirect{Notifier: in, Auth: auth, Check: check, Product: a.Product, Async: a.Async}, client, nil
+	return &handlers.AppDirect{Notifier: in, Auth: auth, Check: check, Product: a.Product, Async: a.Async}, nil
 }
 
 // onlyProduct is the name of the catalog's one product, or "".

@@ -25,8 +25,9 @@ type app struct {
 	log       *zap.Logger
 	db        *store.Redis
 	monitor   *outside.Monitor
-	listeners listeners   // bound, not yet serving
-	draining  atomic.Bool // set when the drain starts: /readyz answers 503
+	appDirect *handlers.AppDirect // nil: no AppDirect door
+	listeners listeners           // bound, not yet serving
+	draining  atomic.Bool         // set when the drain starts: /readyz answers 503
 
 	stopSandbox func() // demo mode's embedded sandbox
 	stopMonitor func() // the monitor's periodic checks
@@ -68,10 +69,21 @@ func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
 	if err != nil {
 		return fail(err)
 	}
-	// Every replica works the settle queue: what a reply left unsettled,
-	// the settler finishes, whether or not the marketplace asks again.
-	a.stopSettler = startSettler(ctx, newSettler(cfg, db, service, log, m))
 	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL}, log)
+	if a.appDirect, err = appDirectDoor(cfg, clients.sandbox, db, in, log, m); err != nil {
+		return fail(err)
+	}
+	// Every replica works the settle queue: what a reply left unsettled,
+	// the settler finishes, whether or not the marketplace asks again;
+	// and AppDirect's results answered later, until each is accepted.
+	w := newSettler(cfg, db, service, log, m)
+	if a.appDirect != nil {
+		w.WithResults(settler.Results{
+			TakeDue: db.TakeDueResults,
+			Answer:  func(ctx context.Context, token string) error { return in.AnswerLater(ctx, token, cfg.EventTTL) },
+		})
+	}
+	a.stopSettler = startSettler(ctx, w)
 	if a.listeners, err = listen(cfg, a.routes(in, m), log); err != nil {
 		return fail(err)
 	}
@@ -92,6 +104,7 @@ func (a *app) routes(in *inbox.Inbox, m *metrics.Metrics) handlers.Config {
 		MaxInFlight: a.cfg.MaxInFlight,
 		Logger:      a.log,
 		Outside:     a.monitor.State,
+		AppDirect:   a.appDirect,
 		Ready: func(ctx context.Context) error {
 			if a.draining.Load() {
 				return &handlers.NotReadyError{Reason: "shutting down"}

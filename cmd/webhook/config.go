@@ -71,8 +71,8 @@ type config struct {
 	// demo mode (the embedded sandbox plays the marketplace).
 	AppDirect appDirectConfig
 
-	LogLevel        zapcore.Level
-	LogFormat       string // auto, json or console
+	LogLevel  zapcore.Level
+	LogFormat string // auto, json or console
 
 	// Demo is demo mode: no setting that only a real deployment sets
 	// (see setting.production) is set. The embedded Redis and the

@@ -107,10 +107,14 @@ func (s *service) stop(t *testing.T) error {
 }
 
 // startSandbox runs the sandbox of every outside API (Q2, QBD Connect,
-// Helix with its default credentials), outliving the services a test starts.
+// Helix and AppDirect with their default credentials), outliving the
+// services a test starts.
 func startSandbox(t *testing.T, cfg q2sandbox.Config) (testplan.Sandbox, string) {
 	t.Helper()
-	sb := newSandbox(cfg, "", "")
+	sb, err := newSandbox(sandboxConfig{q2: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(sb.Handler())
 	t.Cleanup(srv.Close)
 	return testplan.Sandbox{Sandbox: sb}, srv.URL

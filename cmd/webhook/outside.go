@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/banking-marketplace/webhook/internal/appdirect/appdirectsandbox"
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/helix/helixapi"
 	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
@@ -32,10 +33,21 @@ import (
 // demo's sandbox can be found at the same address every time.
 const defaultSandboxAddr = "127.0.0.1:9090"
 
+// sandboxConfig is the credentials the sandbox's parts accept.
+type sandboxConfig struct {
+	q2                    q2sandbox.Config
+	helixKey, helixSecret string
+	appDirect             appdirectsandbox.Config
+}
+
 // newSandbox is the in-memory sandbox of every outside API: Q2, QBD
-// Connect and Helix, each a part of the frame.
-func newSandbox(cfg q2sandbox.Config, helixKey, helixSecret string) *sandbox.Sandbox {
-	return sandbox.New(q2sandbox.New(cfg), qbdsandbox.New(), helixsandbox.New(helixKey, helixSecret))
+// Connect, Helix and an AppDirect marketplace, each a part of the frame.
+func newSandbox(cfg sandboxConfig) (*sandbox.Sandbox, error) {
+	ad, err := appdirectsandbox.New(cfg.appDirect)
+	if err != nil {
+		return nil, err
+	}
+	return sandbox.New(q2sandbox.New(cfg.q2), qbdsandbox.New(), helixsandbox.New(cfg.helixKey, cfg.helixSecret), ad), nil
 }
 
 // outsideAPIs returns the clients of the outside systems. In demo mode one
@@ -57,6 +69,7 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 		stop()
 		return c, nil, err
 	}
+	c.sandbox = at.sandbox
 	if !cfg.Demo {
 		log.Info("production mode", zap.Any("products", productTargets(cfg, "")))
 	}
@@ -66,6 +79,7 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 // endpoints are where the outside APIs are called, and with what
 // credentials.
 type endpoints struct {
+	sandbox                    string // demo mode's embedded sandbox, "" otherwise
 	q2Base, qbdBase, helixBase string
 	q2ID, q2Secret             string
 	q2Scopes                   []string
@@ -88,11 +102,12 @@ func demoEndpoints(cfg *config, log *zap.Logger) (endpoints, func(), error) {
 	if err != nil {
 		return endpoints{}, nil, err
 	}
-	log.Warn("demo mode: an embedded Redis (nothing survives a restart) and an embedded sandbox of Q2, QBD Connect and Helix; unsigned requests are accepted. "+
+	log.Warn("demo mode: an embedded Redis (nothing survives a restart) and an embedded sandbox of Q2, QBD Connect, Helix and an AppDirect marketplace; unsigned requests are accepted. "+
 		"For production set REDIS_URL, each outside API the products use and WEBHOOK_SECRETS (docs/configuration.md)",
 		zap.String("sandbox", base), zap.String("stats", base+"/_sandbox/stats"), zap.Any("products", productTargets(cfg, base)))
 	return endpoints{
-		q2Base: base, qbdBase: base, helixBase: base,
+		sandbox: base,
+		q2Base:  base, qbdBase: base, helixBase: base,
 		q2ID: q2sandbox.DefaultClientID, q2Secret: embeddedQ2Secret,
 		helixKey: helixsandbox.DefaultKey, helixSecret: embeddedHelixSecret,
 	}, stop, nil
@@ -143,8 +158,9 @@ func newClients(cfg *config, at endpoints, log *zap.Logger, m *metrics.Metrics) 
 // The embedded sandbox's credentials, made up once per process: nothing
 // outside the process can use them.
 var (
-	embeddedQ2Secret    = rand.Text()
-	embeddedHelixSecret = rand.Text()
+	embeddedQ2Secret        = rand.Text()
+	embeddedHelixSecret     = rand.Text()
+	embeddedAppDirectSecret = rand.Text()
 )
 
 // startEmbeddedSandbox serves the sandbox of every outside API on
@@ -167,7 +183,16 @@ func startEmbeddedSandbox(cfg *config, log *zap.Logger) (base string, stop func(
 		}
 		return "", nil, &configError{msg: fmt.Sprintf("SANDBOX_ADDR: cannot listen on %q: %v%s", cfg.SandboxAddr, err, hint)}
 	}
-	sb := newSandbox(q2sandbox.Config{ClientID: q2sandbox.DefaultClientID, ClientSecret: embeddedQ2Secret}, helixsandbox.DefaultKey, embeddedHelixSecret)
+	sb, err := newSandbox(sandboxConfig{
+		q2:       q2sandbox.Config{ClientID: q2sandbox.DefaultClientID, ClientSecret: embeddedQ2Secret},
+		helixKey: helixsandbox.DefaultKey, helixSecret: embeddedHelixSecret,
+		appDirect: appdirectsandbox.Config{ConsumerKey: appdirectsandbox.DefaultConsumerKey, ConsumerSecret: embeddedAppDirectSecret,
+			BaseURL: "http://" + ln.Addr().String()},
+	})
+	if err != nil {
+		_ = ln.Close()
+		return "", nil, err
+	}
 	srv := &http.Server{Handler: sb.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil

@@ -37,9 +37,10 @@ var (
 
 // targets are the clients of the outside systems products provision in.
 type targets struct {
-	q2    *q2api.Client
-	qbd   *qbdapi.Client
-	helix *helixapi.Client
+	sandbox string // demo mode's embedded sandbox (base URL), "" otherwise
+	q2      *q2api.Client
+	qbd     *qbdapi.Client
+	helix   *helixapi.Client
 }
 
 // plans builds each product's plan: its targets, in order, with its

@@ -73,7 +73,7 @@ func (d *appdirectDoor) notify(c echo.Context) error {
 		return &Error{Status: http.StatusForbidden, Code: events.Forbidden,
 			Message: "eventUrl must point at an event of a configured marketplace; nothing was fetched", Cause: err}
 	}
-	log.webhookID, log.product = token, d.cfg.Product
+	log.eventToken, log.product = token, d.cfg.Product
 	if !d.inFlight.take() {
 		return busy("the service is at capacity; send the notification again shortly")
 	}
@@ -81,7 +81,7 @@ func (d *appdirectDoor) notify(c echo.Context) error {
 	defer func() { d.obs.InFlight(-1); d.inFlight.release() }()
 
 	ctx := logctx.With(req.Context(), zap.String("request_id", c.Response().Header().Get(echo.HeaderXRequestID)),
-		zap.String("webhook_id", logctx.Cut(token)))
+		zap.String("event_token", logctx.Cut(token)))
 	reply, info, err := d.cfg.Notifier.Notify(ctx, inbox.Notification{EventURL: raw, Token: token, Marketplace: market,
 		Product: d.cfg.Product, Async: d.cfg.Async})
 	if err != nil {

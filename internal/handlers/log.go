@@ -16,6 +16,7 @@ import (
 // as far as it got.
 type deliveryLog struct {
 	webhookID, key, eventType, subscription, extension, product, outcome string
+	eventToken                                                           string // an AppDirect notification's
 	replayed                                                             bool
 	calls                                                                int // outside API calls, every attempt
 }
@@ -49,7 +50,8 @@ func setReason(c echo.Context, err error) { c.Set(reasonKey, err.Error()) }
 // written the reply, so the line has the status really sent: method, route,
 // status, duration, request id; for a refusal its error code and a private
 // reason (the cause, never a secret or the body); for a delivery its key,
-// webhook-id (the id a marketplace's ticket quotes), type, subscription,
+// webhook-id or AppDirect event token (the id a marketplace's ticket
+// quotes), type, subscription,
 // extension, outcome and outside calls, each value from the request cut to
 // logctx.MaxValue. It never logs bodies or other headers. 2xx is info, other statuses warn, and a 5xx that is the
 // service's own fault (UNKNOWN_ERROR) is an error; a probe answered 2xx is
@@ -86,8 +88,11 @@ func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
 				if outcome == "" {
 					outcome = string(code)
 				}
-				fields = append(fields,
-					logctx.String("webhook_id", d.webhookID),
+				id := logctx.String("webhook_id", d.webhookID)
+				if d.eventToken != "" {
+					id = logctx.String("event_token", d.eventToken)
+				}
+				fields = append(fields, id,
 					logctx.String("key", d.key),
 					zap.String("event_type", d.eventType),
 					logctx.String("subscription", d.subscription),

@@ -86,7 +86,7 @@ type Notification struct {
 type AppDirect struct {
 	Marketplace Marketplace
 	Owners      Owners
-	Jobs        Jobs // for asynchronous results; nil without them
+	Jobs        Jobs // the asynchronous results' queue
 }
 
 // WithAppDirect returns in, able to receive AppDirect's notifications.
@@ -206,6 +206,8 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 				return err
 			}
 		}
+		log.Info("delivery answered later", zap.String("key", "appdirect:"+j.Token), zap.String("event_type", string(d.Event.EventType)),
+			zap.String("subscription", d.Event.SubscriptionID), zap.String("outcome", reply.Code), zap.Bool("replayed", reply.Replayed))
 		switch reply.Kind {
 		case events.Final, events.NotStored:
 			j.State, j.Result, j.Attempts, j.LastError = JobAnswered, reply.Body, 0, ""
