@@ -25,6 +25,7 @@ type app struct {
 	log       *zap.Logger
 	db        *store.Redis
 	monitor   *outside.Monitor
+	inbox     *inbox.Inbox
 	appDirect *handlers.AppDirect // nil: no AppDirect door
 	listeners listeners           // bound, not yet serving
 	draining  atomic.Bool         // set when the drain starts: /readyz answers 503
@@ -70,6 +71,7 @@ func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
 		return fail(err)
 	}
 	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL}, log)
+	a.inbox = in
 	if a.appDirect, err = appDirectDoor(cfg, clients.sandbox, db, in, log, m); err != nil {
 		return fail(err)
 	}
@@ -81,6 +83,7 @@ func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
 		w.WithResults(settler.Results{
 			TakeDue: db.TakeDueResults,
 			Answer:  func(ctx context.Context, token string) error { return in.AnswerLater(ctx, token, cfg.EventTTL) },
+			Pending: db.PendingResults,
 		})
 	}
 	a.stopSettler = startSettler(ctx, w)
@@ -119,12 +122,13 @@ func (a *app) routes(in *inbox.Inbox, m *metrics.Metrics) handlers.Config {
 }
 
 // close stops what build started, users before what they use: the
-// settler (it writes to Redis and calls the outside APIs), then the
+// settler (it writes to Redis and calls the outside APIs) and the
+// AppDirect results being answered in the background, then the
 // monitor (it reads Redis and calls them), then the embedded sandbox and
 // Redis. The listeners' handlers use them too: serveAndDrain has waited
 // for every one to return before. Safe after a build that failed half-way.
 func (a *app) close() {
-	for _, stop := range []func(){a.stopSettler, a.stopMonitor, a.stopSandbox} {
+	for _, stop := range []func(){a.stopSettler, a.waitInbox, a.stopMonitor, a.stopSandbox} {
 		if stop != nil {
 			stop()
 		}
@@ -180,4 +184,12 @@ func openRedis(ctx context.Context, cfg *config, log *zap.Logger, onError func(s
 		return nil, &configError{msg: "REDIS_URL: " + err.Error()}
 	}
 	return db, nil
+}
+
+// waitInbox waits for the AppDirect results the inbox is answering in the
+// background.
+func (a *app) waitInbox() {
+	if a.inbox != nil {
+		a.inbox.Wait()
+	}
 }

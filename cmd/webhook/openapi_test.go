@@ -235,6 +235,10 @@ func credentialsPresent(_ context.Context, in *openapi3filter.AuthenticationInpu
 		if strings.HasPrefix(h.Get("Authorization"), "Bearer ") {
 			return nil
 		}
+	case "appDirectOAuth1":
+		if strings.HasPrefix(h.Get("Authorization"), "OAuth ") {
+			return nil
+		}
 	default:
 		return fmt.Errorf("unknown security scheme %q", in.SecuritySchemeName)
 	}

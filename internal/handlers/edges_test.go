@@ -312,6 +312,8 @@ func (fakeReader) AccountsOfUser(context.Context, int64) ([]events.Account, erro
 
 func (fakeReader) Unsettled(context.Context, int) ([]events.Account, error) { return nil, nil }
 
+func (fakeReader) ResultsPending(context.Context, int) ([]inbox.ResultJob, error) { return nil, nil }
+
 func (fakeReader) Deliveries(context.Context, string) ([]inbox.DeliverySummary, error) {
 	return nil, nil
 }

@@ -25,6 +25,8 @@ type Reader interface {
 	// oldest first.
 	Unsettled(ctx context.Context, limit int) ([]events.Account, error)
 	Deliveries(ctx context.Context, subscriptionID string) ([]inbox.DeliverySummary, error)
+	// ResultsPending is up to limit AppDirect results not posted yet.
+	ResultsPending(ctx context.Context, limit int) ([]inbox.ResultJob, error)
 }
 
 // readAPI is GET /v1/...: the subscription gate for bank extensions and the
@@ -49,6 +51,7 @@ func (a *readAPI) routes(e *echo.Echo) {
 	g.GET("/subscriptions/:id", a.subscription)
 	g.GET("/subscriptions", a.subscriptionsOfUser)
 	g.GET("/deliveries", a.deliveries)
+	g.GET("/appdirect/results", a.resultsPending)
 }
 
 // authenticate wants a bearer token from API_TOKENS, compared in constant
@@ -87,6 +90,9 @@ type subscriptionDoc struct {
 	Intent  string    `json:"intent"`
 	Settled bool      `json:"settled"`
 	Steps   []stepDoc `json:"steps"`
+	// Users are the users assigned beyond the ORDER's (AppDirect's
+	// USER_ASSIGNMENT), by their marketplace uuid.
+	Users []userDoc `json:"users,omitempty"`
 	// Unsettled: since when, why, and when the settler tries next.
 	UnsettledSince *time.Time `json:"unsettled_since,omitempty"`
 	Waiting        string     `json:"waiting,omitempty"`
@@ -103,6 +109,16 @@ type stepDoc struct {
 	LastError string `json:"last_error,omitempty"`
 }
 
+// userDoc is a user assigned to a subscription: its marketplace uuid,
+// whether it is assigned (the intent), its step's state and its id in the
+// outside system (the Q2 user id).
+type userDoc struct {
+	User     string `json:"user"`
+	Assigned bool   `json:"assigned"`
+	State    string `json:"state"`
+	ID       string `json:"id,omitempty"`
+}
+
 type itemDoc struct {
 	Unit     string `json:"unit"`
 	Quantity int64  `json:"quantity"`
@@ -117,6 +133,9 @@ func subscriptionOf(a events.Account) subscriptionDoc {
 	}
 	for _, st := range a.Steps {
 		d.Steps = append(d.Steps, stepDoc{Target: st.Target, State: string(st.State), ID: st.ID, Attempts: st.Attempts, LastError: st.LastError})
+	}
+	for _, m := range a.Members {
+		d.Users = append(d.Users, userDoc{User: m.User, Assigned: m.Assigned, State: string(m.Step.State), ID: m.Step.ID})
 	}
 	if s := a.Settle; !s.Since.IsZero() {
 		d.UnsettledSince, d.Waiting = &s.Since, s.Waiting
@@ -233,4 +252,36 @@ func readAPIOff(c echo.Context) error {
 
 func apiError(c echo.Context, status int, message string) error {
 	return c.JSON(status, map[string]string{"message": message})
+}
+
+// maxResults bounds the pending results answered at once.
+const maxResults = 500
+
+// resultDoc is an AppDirect result answered later and not accepted yet.
+type resultDoc struct {
+	EventToken  string     `json:"event_token"`
+	State       string     `json:"state"` // pending (the event is to be processed) or answered (its result is to be posted)
+	Attempts    int        `json:"attempts"`
+	LastError   string     `json:"last_error,omitempty"`
+	Created     time.Time  `json:"created"`
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+}
+
+// resultsPending is GET /v1/appdirect/results: the AppDirect results
+// answered 202 and not yet accepted by the marketplace, the soonest due
+// first.
+func (a *readAPI) resultsPending(c echo.Context) error {
+	jobs, err := a.reader.ResultsPending(c.Request().Context(), maxResults)
+	if err != nil {
+		return a.unavailable(c, err)
+	}
+	out := []resultDoc{}
+	for _, j := range jobs {
+		d := resultDoc{EventToken: j.Token, State: j.State, Attempts: j.Attempts, LastError: j.LastError, Created: j.Created}
+		if !j.Due.IsZero() {
+			d.NextAttempt = &j.Due
+		}
+		out = append(out, d)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"results": out})
 }

@@ -170,15 +170,40 @@ func (in *Inbox) subscriptionOf(ctx context.Context, n Notification, ev *events.
 // later records the event's job and answers 202; a redelivered
 // notification finds its job and is answered 202 again.
 func (in *Inbox) later(ctx context.Context, n Notification) Answer {
+	// Due once this replica's own pass (answerSoon) could have finished:
+	// the queue's settler takes it only if that pass did not (a crash).
 	now := time.Now().UTC()
 	j := ResultJob{Token: n.Token, EventURL: n.EventURL, Marketplace: n.Marketplace, Product: n.Product,
-		State: JobPending, Created: now, Updated: now, Due: now}
-	if _, err := in.appdirect.Jobs.EnqueueResult(ctx, j); err != nil {
+		State: JobPending, Created: now, Updated: now, Due: now.Add(Lease(in.cfg.ProcessTimeout))}
+	created, err := in.appdirect.Jobs.EnqueueResult(ctx, j)
+	if err != nil {
 		logctx.Logger(ctx, in.log).Warn("recording an event to answer later failed", zap.Error(err))
 		return outage("the event could not be recorded; nothing was done, send the notification again")
 	}
+	if created {
+		in.answerSoon(ctx, n.Token)
+	}
 	return Answer{Kind: events.Accepted, Body: []byte(`{"success":true}`), Code: "ACCEPTED"}
 }
+
+// answerSoon works a job just queued at once, in the background, instead
+// of at the settler's next look at the queue. The queue stays the record:
+// if this process dies first, any replica's settler answers it.
+func (in *Inbox) answerSoon(ctx context.Context, token string) {
+	in.soon.Add(1)
+	go func() {
+		defer in.soon.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ProcessTimeout)
+		defer cancel()
+		if err := in.AnswerLater(ctx, token, in.cfg.TTL); err != nil && !errors.Is(err, events.ErrBusy) {
+			logctx.Logger(ctx, in.log).Warn("answering an event at once failed; the settler answers it later", zap.Error(err))
+		}
+	}()
+}
+
+// Wait waits for the results being answered at once (answerSoon): the
+// drain calls it before Redis closes.
+func (in *Inbox) Wait() { in.soon.Wait() }
 
 // AnswerLater works on one queued result (the settler calls it): the event
 // is processed as a delivery (fetched again, received: stored, deduped),

@@ -124,9 +124,10 @@ func TestNotifyFailures(t *testing.T) {
 	}
 }
 
-// Asynchronous results: 202 at once, the event processed and its result
-// posted by AnswerLater, retried until the marketplace accepts it, and
-// never posted again once accepted.
+// Asynchronous results: 202 at once (a redelivered notification too), the
+// event processed and its result posted in the background, retried by
+// AnswerLater (the settler) until the marketplace accepts it, and never
+// posted again once accepted.
 func TestAnswerLater(t *testing.T) {
 	t.Parallel()
 	p := &processor{}
@@ -134,17 +135,21 @@ func TestAnswerLater(t *testing.T) {
 	n := notification("tok-a")
 	n.Async = true
 	m.events[n.EventURL] = orderEvent
+	m.failPost = []error{status(503), errors.New("reset")}
 	for range 2 {
 		r, _, err := in.Notify(context.Background(), n)
 		if err != nil || r.Kind != events.Accepted || string(r.Body) != `{"success":true}` {
 			t.Fatalf("async notification: %+v %s, %v", r, r.Body, err)
 		}
 	}
-	if p.calls.Load() != 0 {
-		t.Fatal("an async notification was processed before its 202")
+	in.Wait() // the background pass: processed, its post refused (503)
+	m.mu.Lock()
+	posts, left := len(m.posts["tok-a"]), len(m.failPost)
+	m.mu.Unlock()
+	if p.calls.Load() != 1 || posts != 0 || left != 1 {
+		t.Fatalf("after the 202s: %d processings, %d posts, %d post failures left; want 1, 0, 1", p.calls.Load(), posts, left)
 	}
-	m.failPost = []error{status(503), errors.New("reset")}
-	for i := range 3 {
+	for i := range 2 { // "reset", then accepted
 		if err := in.AnswerLater(context.Background(), "tok-a", time.Hour); err != nil {
 			t.Fatalf("AnswerLater %d: %v", i, err)
 		}

@@ -76,7 +76,8 @@ type Inbox struct {
 	mu      sync.Mutex
 	flights map[string]*flight // deliveries being received on this replica, by key
 
-	appdirect *AppDirect // AppDirect's notifications (appdirect.go); nil without them
+	appdirect *AppDirect     // AppDirect's notifications (appdirect.go); nil without them
+	soon      sync.WaitGroup // results being answered at once, after a 202 (appdirect.go)
 }
 
 // flight is one delivery being received; copies that arrive at this replica

@@ -41,6 +41,7 @@ type Metrics struct {
 	abandoned      prometheus.Counter
 	unsettled      prometheus.Gauge
 	unsettledAge   prometheus.Gauge
+	pendingResults prometheus.Gauge
 }
 
 // New returns the metrics on a registry of their own (with the Go and
@@ -103,6 +104,10 @@ func New() *Metrics {
 		Name: "webhook_unsettled_subscriptions",
 		Help: "Subscriptions whose outside systems are not where their intent wants them yet (the settle queue).",
 	})
+	m.pendingResults = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "webhook_appdirect_results_pending",
+		Help: "AppDirect results answered 202 and not yet accepted by the marketplace (the results queue).",
+	})
 	m.unsettledAge = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "webhook_unsettled_oldest_seconds",
 		Help: "Age of the oldest unsettled subscription, 0 when none.",
@@ -120,7 +125,7 @@ func New() *Metrics {
 	m.tokenFetches.WithLabelValues("q2", "error")
 	for _, c := range []prometheus.Collector{m.deliveries, m.duration, m.duplicates, m.upstream, m.upstreamTime,
 		m.inFlight, m.redisErrors, m.tokenFetches, m.stepsUndone,
-		m.settleAttempts, m.misconfigured, m.abandoned, m.unsettled, m.unsettledAge,
+		m.settleAttempts, m.misconfigured, m.abandoned, m.unsettled, m.unsettledAge, m.pendingResults,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -215,6 +220,13 @@ func (m *Metrics) Unsettled(n int64, oldest time.Duration) {
 	if m != nil {
 		m.unsettled.Set(float64(n))
 		m.unsettledAge.Set(oldest.Seconds())
+	}
+}
+
+// PendingResults sets the gauge of AppDirect results not posted yet.
+func (m *Metrics) PendingResults(n int64) {
+	if m != nil {
+		m.pendingResults.Set(float64(n))
 	}
 }
 

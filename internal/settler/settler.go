@@ -39,6 +39,8 @@ type Settler interface {
 // Observer is told how many subscriptions are unsettled, for metrics.
 type Observer interface {
 	Unsettled(n int64, oldest time.Duration)
+	// PendingResults is how many AppDirect results wait to be posted.
+	PendingResults(n int64)
 }
 
 // Config tunes the worker. Zero values take the defaults.
@@ -55,6 +57,8 @@ type Config struct {
 type Results struct {
 	TakeDue func(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]string, error)
 	Answer  func(ctx context.Context, token string) error
+	// Pending counts the results not posted yet, for the gauge.
+	Pending func(ctx context.Context) (int64, error)
 }
 
 // Worker works the settle queue.
@@ -124,6 +128,11 @@ func (w *Worker) tick(ctx context.Context) {
 				age = w.now().Sub(oldest)
 			}
 			w.obs.Unsettled(n, age)
+		}
+		if w.results != nil && w.results.Pending != nil {
+			if n, err := w.results.Pending(ctx); err == nil {
+				w.obs.PendingResults(n)
+			}
 		}
 	}
 }

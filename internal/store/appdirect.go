@@ -130,3 +130,37 @@ func (r *Redis) PendingResults(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// ResultsPending is up to limit results not posted yet, the soonest due
+// first, each with its state, attempts and last error.
+func (r *Redis) ResultsPending(ctx context.Context, limit int) ([]inbox.ResultJob, error) {
+	_, queue := r.keys.result("")
+	tokens, err := r.client.ZRange(ctx, queue, 0, int64(limit)-1).Result()
+	if err != nil {
+		return nil, unavailable("results queue", err)
+	}
+	if len(tokens) == 0 {
+		return nil, nil
+	}
+	records := make([]string, len(tokens))
+	for i, t := range tokens {
+		records[i], _ = r.keys.result(t)
+	}
+	vals, err := r.client.MGet(ctx, records...).Result() // one slot: {settle}
+	if err != nil {
+		return nil, unavailable("result jobs", err)
+	}
+	out := make([]inbox.ResultJob, 0, len(vals))
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue // posted and expired meanwhile
+		}
+		var j inbox.ResultJob
+		if err := json.Unmarshal([]byte(s), &j); err != nil {
+			return nil, fmt.Errorf("decoding result job %q: %w", tokens[i], err)
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}

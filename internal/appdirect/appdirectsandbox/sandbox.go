@@ -255,6 +255,20 @@ func (m *Marketplace) Results(token string) [][]byte {
 	return nil
 }
 
+// EachEvent calls f with each event's token and how many results were
+// posted for it.
+func (m *Marketplace) EachEvent(f func(token string, results int)) {
+	m.mu.Lock()
+	counts := make(map[string]int, len(m.events))
+	for tok, e := range m.events {
+		counts[tok] = len(e.results)
+	}
+	m.mu.Unlock()
+	for tok, n := range counts {
+		f(tok, n)
+	}
+}
+
 // withBaseURL checks that doc is a JSON object and sets
 // marketplace.baseUrl to base when marketplace is an object; the rest is
 // kept as it came.
