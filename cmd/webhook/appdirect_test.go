@@ -443,3 +443,40 @@ func TestAppDirectTwoReplicas(t *testing.T) {
 		t.Errorf("%d enrollments, want %d", got, n)
 	}
 }
+
+// Separate credentials (AppDirect's current mode): the notification
+// carries a bearer token, the fetch and the result post an OAuth 2.0
+// client-credentials token from the marketplace's /oauth2/token.
+func TestAppDirectSeparateCredentials(t *testing.T) {
+	t.Parallel()
+	m := startMarket(t, appdirectsandbox.Config{NotifyToken: "notify-token-0123456789"})
+	env := adEnv(m, miniRedisURL(t), true)
+	delete(env, "APPDIRECT_CONSUMER_KEY")
+	delete(env, "APPDIRECT_CONSUMER_SECRET")
+	env["APPDIRECT_NOTIFY_TOKEN"] = "old-token-0123456789 notify-token-0123456789" // rotation: either
+	env["APPDIRECT_CLIENT_ID"] = appdirectsandbox.DefaultClientID
+	env["APPDIRECT_CLIENT_SECRET"] = appdirectsandbox.DefaultClientSecret
+	svc := startService(t, env)
+
+	order := m.notify(t, svc.url, adOrder("", 1))
+	if order.status != http.StatusAccepted || !order.reply.Success || order.reply.AccountIdentifier == "" {
+		t.Fatalf("ORDER: %d %s", order.status, order.raw)
+	}
+	if n := m.Stats().Calls[appdirectsandbox.RouteToken]; n < 1 {
+		t.Errorf("%d token requests, want the client-credentials token fetched", n)
+	}
+	for _, auth := range []string{"", "Bearer wrong-token-0123456789", "Basic " + "bm90aWZ5OnRva2Vu"} {
+		req, _ := http.NewRequest(http.MethodGet, svc.url+"/appdirect/events?eventUrl="+url.QueryEscape(m.url+appdirect.EventsPath+order.token), nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("Authorization %q: %d, want 401", auth, resp.StatusCode)
+		}
+	}
+}

@@ -103,6 +103,23 @@ func TestConfigErrors(t *testing.T) {
 		{"bad wait replicas", nil, with(nil, "REDIS_WAIT_REPLICAS", "-1"), []string{`REDIS_WAIT_REPLICAS: "-1" is not a whole number of 0 or more`}},
 		{"wait replicas on the embedded redis", nil, with(demo, "REDIS_WAIT_REPLICAS", "1"), []string{"REDIS_WAIT_REPLICAS: the embedded Redis (no URL) has no replicas"}},
 		{"bad log format", nil, with(demo, "LOG_FORMAT", "yaml"), []string{`LOG_FORMAT: "yaml" is not json, console or auto`}},
+		{"appdirect without credentials", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://acme.appdirect.com"), []string{
+			"APPDIRECT_CONSUMER_KEY: is required with APPDIRECT_MARKETPLACES (shared credentials: with APPDIRECT_CONSUMER_SECRET), or set separate credentials"}},
+		{"appdirect key without secret", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k"),
+			[]string{"APPDIRECT_CONSUMER_SECRET: and APPDIRECT_CONSUMER_KEY go together"}},
+		{"appdirect notify token without client", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_NOTIFY_TOKEN", "tok"),
+			[]string{"APPDIRECT_CLIENT_ID: and APPDIRECT_CLIENT_SECRET are required with separate credentials"}},
+		{"appdirect client without notify credentials", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CLIENT_ID", "id", "APPDIRECT_CLIENT_SECRET", "s"),
+			[]string{"APPDIRECT_NOTIFY_TOKEN: or APPDIRECT_NOTIFY_BASIC is required with separate credentials"}},
+		{"appdirect bad basic", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_NOTIFY_BASIC", "nopassword", "APPDIRECT_CLIENT_ID", "id", "APPDIRECT_CLIENT_SECRET", "s"),
+			[]string{"APPDIRECT_NOTIFY_BASIC: each value must be user:password"}},
+		{"appdirect bad public url", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s", "APPDIRECT_PUBLIC_URL", "webhook.bank/x"),
+			[]string{`APPDIRECT_PUBLIC_URL: "webhook.bank/x" is not scheme://host[:port]`}},
+		{"appdirect product of several", nil, with(nil, "PRODUCTS_FILE", "../../products.example.yaml", "QBD_BASE_URL", "https://qbd.example", "HELIX_BASE_URL", "https://helix.example", "HELIX_API_KEY", "k", "HELIX_API_SECRET", "s",
+			"APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s"),
+			[]string{"APPDIRECT_PRODUCT: is required when the products file has several products"}},
+		{"appdirect unknown product", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s", "APPDIRECT_PRODUCT", "nope"),
+			[]string{`APPDIRECT_PRODUCT: "nope" is not a product of the products file`}},
 		// The example manifests' placeholders (deploy/kubernetes): a pod
 		// with unfilled settings stops at once and never turns ready.
 		{"placeholder secret", nil, with(nil, "Q2_CLIENT_SECRET", "CHANGE-ME-q2-client-secret"), []string{
