@@ -1,9 +1,8 @@
 package main
 
 import (
-	"bytes"
+	"cmp"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -42,9 +41,13 @@ type config struct {
 	Q2BaseURL    string // the sandbox (or Q2) base URL, without the version
 	ClientID     string
 	ClientSecret string
-	EventTTL     time.Duration // how long a stored reply is kept
-	MaxInFlight  int           // deliveries at once; past it, 503
-	WaitForOther time.Duration // 0: defaultWaitForOther
+	// Helix and QBD Connect, for the products that provision there (see
+	// planOf); "" base URLs take Q2BaseURL (the sandbox serves all three).
+	HelixBaseURL, HelixKey, HelixSecret string
+	QBDBaseURL, QBDProductID            string
+	EventTTL                            time.Duration // how long a stored reply is kept
+	MaxInFlight                         int           // deliveries at once; past it, 503
+	WaitForOther                        time.Duration // 0: defaultWaitForOther
 }
 
 // floor is the minimal receiver. Its Redis keys are its own ("floor:"):
@@ -84,6 +87,15 @@ func newFloor(cfg config, rdb *redis.Client, q2 *http.Client) (*floor, error) {
 	if cfg.ClientID == "" || cfg.ClientSecret == "" {
 		return nil, errors.New("--q2-client-id and --q2-client-secret are both required")
 	}
+	cfg.HelixBaseURL, cfg.QBDBaseURL = cmp.Or(cfg.HelixBaseURL, cfg.Q2BaseURL), cmp.Or(cfg.QBDBaseURL, cfg.Q2BaseURL)
+	for _, b := range []struct{ flag, url string }{{"--helix-base-url", cfg.HelixBaseURL}, {"--qbd-base-url", cfg.QBDBaseURL}} {
+		if u, err := url.Parse(b.url); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, fmt.Errorf("%s %q: want an absolute http(s) URL such as http://127.0.0.1:9090", b.flag, b.url)
+		}
+	}
+	if cfg.QBDProductID == "" {
+		return nil, errors.New("--qbd-product-id is required, like prod_qbd (the QBD Connect product of the qbd-connect extension)")
+	}
 	if cfg.MaxInFlight < 1 {
 		return nil, fmt.Errorf("--max-in-flight %d: want at least 1, like 256", cfg.MaxInFlight)
 	}
@@ -93,7 +105,9 @@ func newFloor(cfg config, rdb *redis.Client, q2 *http.Client) (*floor, error) {
 	if cfg.WaitForOther <= 0 {
 		cfg.WaitForOther = defaultWaitForOther
 	}
-	cfg.Q2BaseURL = strings.TrimRight(cfg.Q2BaseURL, "/")
+	for _, u := range []*string{&cfg.Q2BaseURL, &cfg.HelixBaseURL, &cfg.QBDBaseURL} {
+		*u = strings.TrimRight(*u, "/")
+	}
 	return &floor{cfg: cfg, rdb: rdb, q2: q2, slots: make(chan struct{}, cfg.MaxInFlight), flights: map[string]*flight{}}, nil
 }
 
@@ -161,7 +175,7 @@ func (f *floor) receive(c echo.Context) error {
 		c.Response().Header().Set("Retry-After", "1")
 		return blob(c, failure(http.StatusServiceUnavailable, "TRANSPORT_ERROR", "at capacity; send again shortly"))
 	}
-	a := f.once(ctx, hash, body)
+	a := f.once(ctx, c.Param("extension"), hash, body)
 	if a.replayed {
 		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}
@@ -181,7 +195,7 @@ func claimKey(hash string) string { return "floor:claim:" + hash }
 
 // once processes the delivery unless this process is already at it; then it
 // waits for that outcome until ctx ends.
-func (f *floor) once(ctx context.Context, hash string, body []byte) answer {
+func (f *floor) once(ctx context.Context, extension, hash string, body []byte) answer {
 	f.mu.Lock()
 	if fl, ok := f.flights[hash]; ok {
 		f.mu.Unlock()
@@ -200,7 +214,7 @@ func (f *floor) once(ctx context.Context, hash string, body []byte) answer {
 
 	// The work outlives a caller that hangs up: copies are waiting for it.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), processTimeout)
-	fl.ans = f.process(pctx, hash, body)
+	fl.ans = f.process(pctx, extension, hash, body)
 	cancel()
 	f.mu.Lock()
 	delete(f.flights, hash)
@@ -209,40 +223,60 @@ func (f *floor) once(ctx context.Context, hash string, body []byte) answer {
 	return fl.ans
 }
 
-// order is what the floor reads of a SubscriptionEvent: the subscription
-// and who to enroll.
+// order is what the floor reads of a SubscriptionEvent: the subscription,
+// who to enroll, and what the Helix and QBD Connect steps need.
 type order struct {
 	SubscriptionID string `json:"subscription_id"`
 	Event          struct {
 		Creator *struct {
 			FirstName string `json:"firstName"`
 			LastName  string `json:"lastName"`
+			Email     string `json:"email"`
+			Address   *struct {
+				Street1 string `json:"street1"`
+				City    string `json:"city"`
+				State   string `json:"state"`
+				Zip     string `json:"zip"`
+			} `json:"address"`
 		} `json:"creator"`
 		Payload struct {
 			Company *struct {
 				Name string `json:"name"`
 			} `json:"company"`
+			Order *struct {
+				Items []struct {
+					Unit     string  `json:"unit"`
+					Quantity float64 `json:"quantity"`
+				} `json:"items"`
+			} `json:"order"`
+			Configuration map[string]json.RawMessage `json:"configuration"`
 		} `json:"payload"`
 	} `json:"event"`
 }
 
-// process claims the delivery, enrolls its user in Q2 and stores the reply:
-// the I/O no correct implementation can skip for a new delivery.
-func (f *floor) process(ctx context.Context, hash string, body []byte) answer {
+// names is who to enroll: the creator, else the company.
+func (o *order) names() (first, last string, ok bool) {
+	switch c, co := o.Event.Creator, o.Event.Payload.Company; {
+	case c != nil && (c.FirstName != "" || c.LastName != ""):
+		return c.FirstName, c.LastName, true
+	case co != nil && co.Name != "":
+		return co.Name, "Administrator", true
+	}
+	return "", "", false
+}
+
+// process claims the delivery, makes the outside calls of its product's
+// plan and stores the reply: the I/O no correct implementation can skip
+// for a new delivery.
+func (f *floor) process(ctx context.Context, extension, hash string, body []byte) answer {
 	var o order
 	if err := json.Unmarshal(body, &o); err != nil || o.SubscriptionID == "" {
 		return failure(http.StatusBadRequest, "INVALID_RESPONSE", "the body is not a SubscriptionEvent with a subscription_id")
 	}
-	first, last := "", ""
-	switch {
-	case o.Event.Creator != nil && (o.Event.Creator.FirstName != "" || o.Event.Creator.LastName != ""):
-		first, last = o.Event.Creator.FirstName, o.Event.Creator.LastName
-	case o.Event.Payload.Company != nil && o.Event.Payload.Company.Name != "":
-		first, last = o.Event.Payload.Company.Name, "Administrator"
-	default:
-		return failure(http.StatusOK, "USER_NOT_FOUND", "the order names no creator and no company")
+	plan := planOf(extension)
+	if refusal, ok := f.check(plan, &o); !ok {
+		return refusal
 	}
-
 	claimed, err := f.rdb.SetNX(ctx, claimKey(hash), "1", claimTTL).Result()
 	if err != nil {
 		return unavailable("redis: " + err.Error())
@@ -250,15 +284,12 @@ func (f *floor) process(ctx context.Context, hash string, body []byte) answer {
 	if !claimed {
 		return f.awaitOther(ctx, hash)
 	}
-	logon := logonName(o.SubscriptionID)
-	if err := f.enroll(ctx, enrollment{
-		LogonName: logon, FirstName: first, LastName: last, Password: rand.Text(),
-		UserInfo: "marketplace-subscription:" + o.SubscriptionID,
-	}); err != nil {
+	id, err := f.provision(ctx, plan, &o)
+	if err != nil {
 		_ = f.rdb.Del(context.WithoutCancel(ctx), claimKey(hash)).Err() // best effort: the claim expires anyway
 		return unavailable(err.Error())
 	}
-	out := document(reply{Success: true, AccountIdentifier: logon})
+	out := document(reply{Success: true, AccountIdentifier: id})
 	if err := f.rdb.Set(ctx, replyKey(hash), out, f.cfg.EventTTL).Err(); err != nil {
 		return unavailable("redis: " + err.Error())
 	}
@@ -284,108 +315,3 @@ func (f *floor) awaitOther(ctx context.Context, hash string) answer {
 	}
 }
 
-// logonName is derived from the subscription alone, as the service's is, so
-// that a second enrollment of one subscription is refused by Q2.
-func logonName(subscription string) string {
-	sum := sha256.Sum256([]byte("q2-marketplace-subscription:" + subscription))
-	return "mp" + hex.EncodeToString(sum[:10])
-}
-
-// enrollment is the body of Q2's POST /v2/Enrollment, the fields the floor sets.
-type enrollment struct {
-	LogonName, FirstName, LastName, Password, UserInfo string
-}
-
-// errQ2 is a Q2 reply the floor cannot use.
-type errQ2 struct {
-	Endpoint string
-	Status   int
-}
-
-func (e *errQ2) Error() string { return fmt.Sprintf("q2 %s answered HTTP %d", e.Endpoint, e.Status) }
-
-// enroll calls Enrollment once with the cached token; a refused token (the
-// sandbox was reset) is fetched again and the call repeated once. A logon
-// that exists means an earlier attempt enrolled it: done.
-func (f *floor) enroll(ctx context.Context, e enrollment) error {
-	payload, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encoding the enrollment: %w", err)
-	}
-	for attempt := 0; ; attempt++ {
-		tok, err := f.token(ctx)
-		if err != nil {
-			return err
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.cfg.Q2BaseURL+"/v2/Enrollment", bytes.NewReader(payload))
-		if err != nil {
-			return fmt.Errorf("building the enrollment request: %w", err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tok)
-		status, _, err := f.do(req)
-		switch {
-		case err != nil:
-			return fmt.Errorf("q2 Enrollment: %w", err)
-		case status == http.StatusOK || status == http.StatusConflict:
-			return nil
-		case status == http.StatusUnauthorized && attempt == 0:
-			f.dropToken(tok)
-			continue
-		}
-		return &errQ2{Endpoint: "Enrollment", Status: status}
-	}
-}
-
-// token returns the cached access token, fetching it once.
-func (f *floor) token(ctx context.Context) (string, error) {
-	f.tokMu.Lock()
-	defer f.tokMu.Unlock()
-	if f.tok != "" {
-		return f.tok, nil
-	}
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {f.cfg.ClientID}, "client_secret": {f.cfg.ClientSecret}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.cfg.Q2BaseURL+"/v2/oauth2/token", strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", fmt.Errorf("building the token request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	status, body, err := f.do(req)
-	if err != nil {
-		return "", fmt.Errorf("q2 token: %w", err)
-	}
-	if status != http.StatusOK {
-		return "", &errQ2{Endpoint: "token", Status: status}
-	}
-	var t struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.Unmarshal(body, &t); err != nil || t.AccessToken == "" {
-		return "", errors.New("q2 token: the reply holds no access_token")
-	}
-	f.tok = t.AccessToken
-	return f.tok, nil
-}
-
-// dropToken forgets tok unless another caller replaced it already.
-func (f *floor) dropToken(tok string) {
-	f.tokMu.Lock()
-	defer f.tokMu.Unlock()
-	if f.tok == tok {
-		f.tok = ""
-	}
-}
-
-// do sends req and reads the whole reply, so that the connection is reused.
-func (f *floor) do(req *http.Request) (int, []byte, error) {
-	resp, err := f.q2.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxQ2Reply))
-	if err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("reading the reply: %w", err)
-	}
-	return resp.StatusCode, body, nil
-}

@@ -10,6 +10,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +20,10 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
+	"github.com/banking-marketplace/webhook/internal/q2/q2api"
 	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
+	"github.com/banking-marketplace/webhook/internal/qbdconnect/qbdsandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
 	"github.com/banking-marketplace/webhook/internal/testplan"
 )
@@ -25,9 +31,11 @@ import (
 // rig is a floor on miniredis and the in-memory Q2 sandbox.
 type rig struct {
 	floor   *floor
-	url     string
+	base    string // the extension URL without the extension
+	url     string // the extension URL of a Q2 product
 	sandbox testplan.Sandbox
 	redis   *miniredis.Miniredis
+	q2      *q2api.Client // the sandbox's Q2, to look at what the floor enrolled
 }
 
 func newRig(t *testing.T, maxInFlight int, waitForOther time.Duration) *rig {
@@ -35,11 +43,13 @@ func newRig(t *testing.T, maxInFlight int, waitForOther time.Duration) *rig {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	sb := sandbox.New(q2sandbox.New(q2sandbox.Config{ClientID: "floor", ClientSecret: "floor-secret"}))
+	sb := sandbox.New(q2sandbox.New(q2sandbox.Config{ClientID: "floor", ClientSecret: "floor-secret"}),
+		qbdsandbox.New(), helixsandbox.New(helixsandbox.DefaultKey, helixsandbox.DefaultSecret))
 	q2 := httptest.NewServer(sb.Handler())
 	t.Cleanup(q2.Close)
 	f, err := newFloor(config{
 		Q2BaseURL: q2.URL, ClientID: "floor", ClientSecret: "floor-secret",
+		HelixKey: helixsandbox.DefaultKey, HelixSecret: helixsandbox.DefaultSecret, QBDProductID: "prod_qbd",
 		EventTTL: time.Hour, MaxInFlight: maxInFlight, WaitForOther: waitForOther,
 	}, rdb, q2.Client())
 	if err != nil {
@@ -47,7 +57,11 @@ func newRig(t *testing.T, maxInFlight int, waitForOther time.Duration) *rig {
 	}
 	srv := httptest.NewServer(f.handler())
 	t.Cleanup(srv.Close)
-	return &rig{floor: f, url: srv.URL + "/marketplace/my-product-name", sandbox: testplan.Sandbox{Sandbox: sb}, redis: mr}
+	api, err := q2api.New(q2.URL, q2api.WithCredentials("floor", "floor-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{floor: f, q2: api, base: srv.URL + "/marketplace/", url: srv.URL + "/marketplace/my-product-name", sandbox: testplan.Sandbox{Sandbox: sb}, redis: mr}
 }
 
 func orderBody(subscription string) []byte {
@@ -88,16 +102,23 @@ func TestNewThenCopy(t *testing.T) {
 	r := newRig(t, 8, 0)
 	body := orderBody("sub-1")
 	first := post(t, r.url, body)
-	if first.status != http.StatusOK || !first.doc.Success || first.doc.AccountIdentifier != logonName("sub-1") || first.replayed {
-		t.Fatalf("first delivery = %d %s (replayed %t); want 200 success with the logon", first.status, first.body, first.replayed)
+	if first.status != http.StatusOK || !first.doc.Success || first.replayed {
+		t.Fatalf("first delivery = %d %s (replayed %t); want 200 success", first.status, first.body, first.replayed)
 	}
 	again := post(t, r.url, body)
 	if again.status != http.StatusOK || !bytes.Equal(again.body, first.body) || !again.replayed {
 		t.Fatalf("copy = %d %s (replayed %t); want the same bytes, replayed", again.status, again.body, again.replayed)
 	}
 	st := r.sandbox.Stats()
-	if st.Calls["Enrollment"] != 1 || st.Calls["token"] != 1 || st.Users != 1 {
-		t.Fatalf("sandbox saw %v with %d users; want one token, one Enrollment, one user", st.Calls, st.Users)
+	if st.Calls["Enrollment"] != 1 || st.Calls["LookupUser"] != 1 || st.Calls["token"] != 1 || len(st.Calls) != 3 || st.Users != 1 {
+		t.Fatalf("sandbox saw %v with %d users; want one token, one Enrollment, one LookupUser, one user", st.Calls, st.Users)
+	}
+	users, err := r.q2.LookupUser(context.Background(), q2api.UserQuery{LoginName: logonName("sub-1")})
+	if err != nil || len(users) != 1 {
+		t.Fatalf("the sandbox has %d users with the logon (%v); want 1", len(users), err)
+	}
+	if want := strconv.FormatInt(users[0].UserID, 10); first.doc.AccountIdentifier != want {
+		t.Fatalf("accountIdentifier %q; want the user id %s, as the service answers", first.doc.AccountIdentifier, want)
 	}
 }
 
@@ -247,7 +268,7 @@ func TestClaimHeldElsewhere(t *testing.T) {
 			// process, not a POST: a POST would find the stored reply before
 			// claiming; this is the copy whose GET missed just before the
 			// other holder stored its reply.
-			a := r.floor.process(ctx, h, body)
+			a := r.floor.process(ctx, "my-product-name", h, body)
 			if a.status != tt.status || a.replayed != tt.answer {
 				t.Fatalf("got %d %s (replayed %t); want %d (replayed %t)", a.status, a.body, a.replayed, tt.status, tt.answer)
 			}
@@ -259,7 +280,7 @@ func TestClaimHeldElsewhere(t *testing.T) {
 }
 
 func TestNewFloorRefusesBadConfig(t *testing.T) {
-	good := config{Q2BaseURL: "http://127.0.0.1:1", ClientID: "a", ClientSecret: "b", EventTTL: time.Hour, MaxInFlight: 1}
+	good := config{Q2BaseURL: "http://127.0.0.1:1", ClientID: "a", ClientSecret: "b", QBDProductID: "p", EventTTL: time.Hour, MaxInFlight: 1}
 	tests := []struct {
 		name string
 		edit func(*config)
@@ -269,6 +290,9 @@ func TestNewFloorRefusesBadConfig(t *testing.T) {
 		{"no secret", func(c *config) { c.ClientSecret = "" }},
 		{"no slots", func(c *config) { c.MaxInFlight = 0 }},
 		{"no TTL", func(c *config) { c.EventTTL = 0 }},
+		{"relative Helix URL", func(c *config) { c.HelixBaseURL = "helix" }},
+		{"relative QBD URL", func(c *config) { c.QBDBaseURL = "qbd" }},
+		{"no QBD product", func(c *config) { c.QBDProductID = "" }},
 	}
 	if _, err := newFloor(good, nil, http.DefaultClient); err != nil {
 		t.Fatalf("good config refused: %v", err)
@@ -279,6 +303,46 @@ func TestNewFloorRefusesBadConfig(t *testing.T) {
 			tt.edit(&c)
 			if _, err := newFloor(c, nil, http.DefaultClient); err == nil {
 				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+// TestProductPlans: each extension makes the outside calls the service
+// makes on a first attempt of its product (products.example.yaml), once,
+// and a copy makes none: the floor of the Business Access and QBD Connect
+// phases is fair.
+func TestProductPlans(t *testing.T) {
+	tests := []struct {
+		extension, fixture string
+		calls              map[string]int
+	}{
+		{"my-product-name", "story", map[string]int{"token": 1, "Enrollment": 1, "LookupUser": 1}},
+		{"business-access", "business-access", map[string]int{"token": 1, "Enrollment": 1, "LookupUser": 1, "helix.addEntitlement": 1}},
+		{"qbd-connect", "qbd-story", map[string]int{"qbd.GET /customers": 1, "qbd.POST /customers": 1, "qbd.POST /subscriptions": 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.extension, func(t *testing.T) {
+			r := newRig(t, 8, 0)
+			body, err := os.ReadFile(filepath.Join("..", "..", "fixtures", tt.fixture, "01-order.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := post(t, r.base+tt.extension, body)
+			if first.status != http.StatusOK || !first.doc.Success || first.doc.AccountIdentifier == "" {
+				t.Fatalf("ORDER = %d %s; want 200 success with an accountIdentifier", first.status, first.body)
+			}
+			if again := post(t, r.base+tt.extension, body); !again.replayed || !bytes.Equal(again.body, first.body) {
+				t.Fatalf("copy = %d %s (replayed %t); want the same bytes, replayed", again.status, again.body, again.replayed)
+			}
+			got := r.sandbox.Stats().Calls
+			if len(got) != len(tt.calls) {
+				t.Fatalf("calls %v; want %v", got, tt.calls)
+			}
+			for route, n := range tt.calls {
+				if got[route] != n {
+					t.Fatalf("calls %v; want %v", got, tt.calls)
+				}
 			}
 		})
 	}

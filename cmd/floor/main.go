@@ -3,19 +3,29 @@
 // cannot avoid, so that the benchmark can say how far the service is from
 // it. For a copy of an answered delivery: read the body, one Redis GET of the
 // stored reply (keyed by the SHA-256 of the raw body), write it. For a new
-// delivery: claim it with SET NX (with a TTL), one Q2 Enrollment with a
-// token fetched once and cached, store the reply, answer it. Copies that
-// reach the process while their delivery is being processed wait for it in
-// memory.
+// delivery: claim it with SET NX (with a TTL), the outside calls of its
+// product (below) with a Q2 token fetched once and cached, store the reply
+// (SET), answer it. Copies that reach the process while their delivery is
+// being processed wait for it in memory.
+//
+// The outside calls are the ones the service makes on a first attempt, by
+// extension, as products.example.yaml plans them: any extension, Q2
+// Enrollment then LookupUser (Enrollment answers no ids; the reply's
+// accountIdentifier is the user id, as the service's); business-access,
+// those and Helix addEntitlement for the enrolled customer; qbd-connect,
+// QBD Connect GET /customers?gatewayCustomerId=, POST /customers and POST
+// /subscriptions.
 //
 // It understands just enough of a SubscriptionEvent for the benchmark's
-// ORDERs (subscription_id, creator or company): it is not a second
-// implementation of the service. It imports go-redis directly, which the
-// service's own layering keeps inside internal/store: this program is a
-// benchmark, never deployed.
+// ORDERs (subscription_id, creator or company, the creator's email and
+// address, payload.configuration): it is not a second implementation of
+// the service. It imports go-redis directly, which the service's own
+// layering keeps inside internal/store: this program is a benchmark, never
+// deployed.
 //
 //	floor --addr 127.0.0.1:8081 --redis-url redis://127.0.0.1:6379/0 \
-//	      --q2-base-url http://127.0.0.1:9090 --q2-client-id sandbox --q2-client-secret sandbox-secret
+//	      --q2-base-url http://127.0.0.1:9090 --q2-client-id sandbox --q2-client-secret sandbox-secret \
+//	      --helix-key helix-sandbox --helix-secret helix-sandbox-secret
 package main
 
 import (
@@ -62,6 +72,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Q2BaseURL, "q2-base-url", "", "Q2 (sandbox) base URL (required)")
 	fs.StringVar(&cfg.ClientID, "q2-client-id", "", "OAuth2 client id (required)")
 	fs.StringVar(&cfg.ClientSecret, "q2-client-secret", "", "OAuth2 client secret (required)")
+	fs.StringVar(&cfg.HelixBaseURL, "helix-base-url", "", "Helix (sandbox) base URL, for business-access (default: --q2-base-url)")
+	fs.StringVar(&cfg.HelixKey, "helix-key", "", "Helix HTTP Basic user")
+	fs.StringVar(&cfg.HelixSecret, "helix-secret", "", "Helix HTTP Basic password")
+	fs.StringVar(&cfg.QBDBaseURL, "qbd-base-url", "", "QBD Connect (sandbox) base URL, before /qbdconnect-api/, for qbd-connect (default: --q2-base-url)")
+	fs.StringVar(&cfg.QBDProductID, "qbd-product-id", "prod_qbd", "the QBD Connect product of qbd-connect subscriptions")
 	fs.DurationVar(&cfg.EventTTL, "event-ttl", 72*time.Hour, "how long stored replies are kept")
 	fs.IntVar(&cfg.MaxInFlight, "max-in-flight", 256, "deliveries at once; past it, 503 (the service's MAX_IN_FLIGHT)")
 	if err := fs.Parse(args); err != nil {
