@@ -314,4 +314,3 @@ func (f *floor) awaitOther(ctx context.Context, hash string) answer {
 		}
 	}
 }
-
