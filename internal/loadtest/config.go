@@ -24,6 +24,9 @@ type load struct{ N, C int }
 // config is one benchmark run, from flags.
 type config struct {
 	New, Copies, Storm, Conns load
+	BA, QBD                   load // ORDERs of Business Access (Q2 + Helix) and QBD Connect
+	Burst                     load // ORDERs of new subscriptions, once, to the service only; N 0: none
+	Counts                    int  // ORDERs of each product sent one by one to count calls and round trips; 0: none
 	Rounds                    int
 	Timeout                   time.Duration // the whole run, build included
 	RequestTimeout            time.Duration
@@ -41,6 +44,10 @@ var (
 		Copies: load{20000, 64},
 		Storm:  load{10000, 256},
 		Conns:  load{20000, 1000},
+		BA:     load{1000, 64},
+		QBD:    load{1000, 64},
+		Burst:  load{0, 256},
+		Counts: 5,
 		Rounds: 2, Timeout: 5 * time.Minute, RequestTimeout: 30 * time.Second,
 		MaxInFlight: 256, RedisServer: "redis-server",
 	}
@@ -49,6 +56,8 @@ var (
 		Copies: load{400, 8},
 		Storm:  load{200, 32},
 		Conns:  load{400, 100},
+		BA:     load{40, 8},
+		QBD:    load{40, 8},
 	}
 )
 
@@ -62,7 +71,13 @@ peak RSS of each, then the ratios service/floor. Everything it starts is
 stopped when it ends, fails, times out or is interrupted.
 
 Phases: new ORDERs; copies of answered ORDERs; a storm of copies of one new
-ORDER; copies over many connections.
+ORDER; copies over many connections; new ORDERs of Business Access (Q2 then
+Helix) and of QBD Connect (the service runs with products.example.yaml).
+Before them, a few ORDERs of each product and a copy of each are sent one by
+one with Redis MONITOR on, to count each one's outside calls, Redis round
+trips and commands. --burst N ends the run: N ORDERs of new subscriptions to
+the service alone, 503s sent again after their Retry-After, then every
+subscription checked active through the read API.
 
 Flags:
 `
@@ -85,6 +100,13 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.Storm.C, "storm-c", cfg.Storm.C, "concurrency of the storm")
 	fs.IntVar(&cfg.Conns.N, "conns", cfg.Conns.N, "copies of answered ORDERs over many connections (0 skips the phase)")
 	fs.IntVar(&cfg.Conns.C, "conns-c", cfg.Conns.C, "connections (and concurrency) of that phase")
+	fs.IntVar(&cfg.BA.N, "ba", cfg.BA.N, "new Business Access ORDERs (Q2 then Helix; 0 skips the phase)")
+	fs.IntVar(&cfg.BA.C, "ba-c", cfg.BA.C, "concurrency of the Business Access ORDERs")
+	fs.IntVar(&cfg.QBD.N, "qbd", cfg.QBD.N, "new QBD Connect ORDERs (0 skips the phase)")
+	fs.IntVar(&cfg.QBD.C, "qbd-c", cfg.QBD.C, "concurrency of the QBD Connect ORDERs")
+	fs.IntVar(&cfg.Burst.N, "burst", cfg.Burst.N, "after the rounds, this many ORDERs of new subscriptions to the service alone, like 100000 (0: none)")
+	fs.IntVar(&cfg.Burst.C, "burst-c", cfg.Burst.C, "concurrency of the burst")
+	fs.IntVar(&cfg.Counts, "counts", cfg.Counts, "ORDERs of each product sent one by one, with a copy each, to count calls and Redis round trips (0: none)")
 	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "rounds; each runs every phase against the service, then against the floor")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "bound on the whole run, build included")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "bound on one request")
@@ -119,6 +141,10 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		pick("storm-c", &cfg.Storm.C, quick.Storm.C)
 		pick("conns", &cfg.Conns.N, quick.Conns.N)
 		pick("conns-c", &cfg.Conns.C, quick.Conns.C)
+		pick("ba", &cfg.BA.N, quick.BA.N)
+		pick("ba-c", &cfg.BA.C, quick.BA.C)
+		pick("qbd", &cfg.QBD.N, quick.QBD.N)
+		pick("qbd-c", &cfg.QBD.C, quick.QBD.C)
 	}
 	return cfg, cfg.validate()
 }
@@ -126,6 +152,10 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 // maxConcurrency bounds every -c flag: each is a connection, and a file
 // descriptor in this process and in the server.
 const maxConcurrency = 5000
+
+// maxBA bounds the Business Access phase: the fixture's business customer
+// is 5001, and Helix refuses it as a target.
+const maxBA = 5001
 
 // goMemLimit is what the Go runtime accepts in GOMEMLIMIT.
 var goMemLimit = regexp.MustCompile(`^[0-9]+(B|KiB|MiB|GiB|TiB)?$`)
@@ -141,7 +171,7 @@ func (c config) validate() error {
 	for _, f := range []struct {
 		name string
 		n    int
-	}{{"copies", c.Copies.N}, {"storm", c.Storm.N}, {"conns", c.Conns.N}} {
+	}{{"copies", c.Copies.N}, {"storm", c.Storm.N}, {"conns", c.Conns.N}, {"ba", c.BA.N}, {"qbd", c.QBD.N}, {"burst", c.Burst.N}} {
 		if f.n < 0 {
 			return bad("--%s %d: want 0 (skip the phase) or more", f.name, f.n)
 		}
@@ -149,12 +179,17 @@ func (c config) validate() error {
 	for _, f := range []struct {
 		name string
 		c    int
-	}{{"new-c", c.New.C}, {"copies-c", c.Copies.C}, {"storm-c", c.Storm.C}, {"conns-c", c.Conns.C}} {
+	}{{"new-c", c.New.C}, {"copies-c", c.Copies.C}, {"storm-c", c.Storm.C}, {"conns-c", c.Conns.C},
+		{"ba-c", c.BA.C}, {"qbd-c", c.QBD.C}, {"burst-c", c.Burst.C}} {
 		if f.c < 1 || f.c > maxConcurrency {
 			return bad("--%s %d: want 1 to %d", f.name, f.c, maxConcurrency)
 		}
 	}
 	switch {
+	case c.BA.N >= maxBA:
+		return bad("--ba %d: want fewer than %d (the fixture's requestingCustomerId is %d, and the sandbox numbers the phase's customers from 1)", c.BA.N, maxBA, maxBA)
+	case c.Counts < 0 || c.Counts > 50:
+		return bad("--counts %d: want 0 to 50, like 5", c.Counts)
 	case c.Rounds < 1 || c.Rounds > 20:
 		return bad("--rounds %d: want 1 to 20, like 2", c.Rounds)
 	case c.Timeout <= 0:

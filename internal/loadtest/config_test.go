@@ -23,6 +23,9 @@ func TestParseArgs(t *testing.T) {
 		}},
 		{"a phase skipped", []string{"--storm", "0"}, func(c config) bool { return c.Storm.N == 0 }},
 		{"gomemlimit", []string{"--gomemlimit", "48MiB"}, func(c config) bool { return c.GoMemLimit == "48MiB" }},
+		{"burst off by default", nil, func(c config) bool { return c.Burst.N == 0 && c.Burst.C == 256 && c.Counts == 5 }},
+		{"burst", []string{"--burst", "100000"}, func(c config) bool { return c.Burst == load{100000, 256} }},
+		{"quick sizes the products", []string{"--quick"}, func(c config) bool { return c.BA == quick.BA && c.QBD == quick.QBD && c.Burst.N == 0 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,6 +55,11 @@ func TestParseArgsRefuses(t *testing.T) {
 		{[]string{"--max-in-flight", "0"}, "--max-in-flight"},
 		{[]string{"--redis-server", ""}, "--redis-server"},
 		{[]string{"--gomemlimit", "48M"}, "--gomemlimit"},
+		{[]string{"--ba", "5001"}, "--ba"},
+		{[]string{"--qbd", "-1"}, "--qbd"},
+		{[]string{"--burst", "-1"}, "--burst"},
+		{[]string{"--burst-c", "0"}, "--burst-c"},
+		{[]string{"--counts", "51"}, "--counts"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"extra"}, "extra"},
 	}

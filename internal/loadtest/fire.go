@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +25,17 @@ type shot struct {
 	bodies  [][]byte
 	n, c    int
 	timeout time.Duration // per request
+	// resend: a 503 with Retry-After is sent again after it (at most
+	// maxResends times), as the marketplace does; every reply is counted.
+	resend bool
 }
+
+// maxResends bounds how often one body is sent again after a 503, and
+// maxRetryAfter how long a Retry-After is waited for.
+const (
+	maxResends    = 20
+	maxRetryAfter = 5 * time.Second
+)
 
 // outcome is what came back from a shot.
 type outcome struct {
@@ -35,6 +46,11 @@ type outcome struct {
 	NotSuccess int             // 2xx replies whose document is not success:true
 	Replayed   int             // replies with Idempotent-Replayed: true
 	FirstError string          // the first transport error, if any
+	// NoRetryAfter counts 503 replies without a Retry-After header.
+	NoRetryAfter int
+	// Resent counts bodies sent again after a 503 (shot.resend), and
+	// Unanswered the bodies that never got a 2xx.
+	Resent, Unanswered int
 }
 
 // fire sends the shot and waits for every reply. ctx ending stops it early;
@@ -51,10 +67,10 @@ func fire(ctx context.Context, s shot) outcome {
 	client := &http.Client{Transport: tr, Timeout: s.timeout}
 
 	type tally struct {
-		lat                  []time.Duration
-		status               map[int]int
-		notSuccess, replayed int
-		firstErr             string
+		lat                                              []time.Duration
+		status                                           map[int]int
+		notSuccess, replayed, noRetryAfter, resent, lost int
+		firstErr                                         string
 	}
 	tallies := make([]tally, s.c)
 	var next atomic.Int64
@@ -71,25 +87,47 @@ func fire(ctx context.Context, s shot) outcome {
 				if i >= s.n {
 					return
 				}
-				t0 := time.Now()
-				status, replayed, ok, err := post(ctx, client, s.url, s.bodies[i%len(s.bodies)], &buf)
-				if err != nil {
-					if ctx.Err() != nil {
-						return // stopped, not failed
+				for attempt := 0; ; attempt++ {
+					t0 := time.Now()
+					r, err := post(ctx, client, s.url, s.bodies[i%len(s.bodies)], &buf)
+					if err != nil {
+						if ctx.Err() != nil {
+							return // stopped, not failed
+						}
+						t.status[0]++
+						t.lost++
+						if t.firstErr == "" {
+							t.firstErr = err.Error()
+						}
+						break
 					}
-					t.status[0]++
-					if t.firstErr == "" {
-						t.firstErr = err.Error()
+					t.lat = append(t.lat, time.Since(t0))
+					t.status[r.status]++
+					if r.replayed {
+						t.replayed++
 					}
-					continue
-				}
-				t.lat = append(t.lat, time.Since(t0))
-				t.status[status]++
-				if replayed {
-					t.replayed++
-				}
-				if status/100 == 2 && !ok {
-					t.notSuccess++
+					if r.status/100 == 2 && !r.ok {
+						t.notSuccess++
+					}
+					if r.status != http.StatusServiceUnavailable {
+						if r.status/100 != 2 {
+							t.lost++
+						}
+						break
+					}
+					if r.retryAfter <= 0 {
+						t.noRetryAfter++
+					}
+					if !s.resend || r.retryAfter <= 0 || attempt == maxResends {
+						t.lost++
+						break
+					}
+					t.resent++
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(min(r.retryAfter, maxRetryAfter)):
+					}
 				}
 			}
 		})
@@ -104,6 +142,9 @@ func fire(ctx context.Context, s shot) outcome {
 		}
 		out.NotSuccess += t.notSuccess
 		out.Replayed += t.replayed
+		out.NoRetryAfter += t.noRetryAfter
+		out.Resent += t.resent
+		out.Unanswered += t.lost
 		if out.FirstError == "" {
 			out.FirstError = t.firstErr
 		}
@@ -112,31 +153,44 @@ func fire(ctx context.Context, s shot) outcome {
 	return out
 }
 
+// result is one reply: its status, Idempotent-Replayed, Retry-After (0
+// when absent), and whether it is a {"success": true} document.
+type result struct {
+	status     int
+	replayed   bool
+	retryAfter time.Duration
+	ok         bool
+}
+
 // post sends one delivery and reads the whole reply (so that the
-// connection is reused). ok reports a {"success": true} document.
-func post(ctx context.Context, client *http.Client, url string, body []byte, buf *bytes.Buffer) (status int, replayed, ok bool, err error) {
+// connection is reused).
+func post(ctx context.Context, client *http.Client, url string, body []byte, buf *bytes.Buffer) (result, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, false, false, err
+		return result{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, false, false, err
+		return result{}, err
 	}
 	defer resp.Body.Close()
 	buf.Reset()
 	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, maxReply)); err != nil {
-		return 0, false, false, err
+		return result{}, err
 	}
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return 0, false, false, err
+		return result{}, err
 	}
 	var doc struct {
 		Success bool `json:"success"`
 	}
-	ok = json.Unmarshal(buf.Bytes(), &doc) == nil && doc.Success
-	return resp.StatusCode, resp.Header.Get("Idempotent-Replayed") == "true", ok, nil
+	r := result{status: resp.StatusCode, replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
+	r.ok = json.Unmarshal(buf.Bytes(), &doc) == nil && doc.Success
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+		r.retryAfter = max(time.Duration(s)*time.Second, time.Millisecond) // "0" still says when
+	}
+	return r, nil
 }
 
 // percentile is the nearest-rank percentile p (0 < p <= 1) of sorted

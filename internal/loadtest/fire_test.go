@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 )
@@ -103,5 +104,47 @@ func TestPercentile(t *testing.T) {
 				t.Fatalf("got %s; want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestFireResends: with resend, a 503 with Retry-After is sent again until
+// it is answered; one without Retry-After is counted and given up.
+func TestFireResends(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen[string(body)]++
+		n := seen[string(body)]
+		mu.Unlock()
+		switch {
+		case string(body) == "later" && n <= 2:
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case string(body) == "never":
+			w.WriteHeader(http.StatusServiceUnavailable)
+		default:
+			_, _ = io.WriteString(w, `{"success":true}`)
+		}
+	}))
+	defer srv.Close()
+	out := fire(context.Background(), shot{url: srv.URL, bodies: [][]byte{[]byte("later"), []byte("never"), []byte("ok")},
+		n: 3, c: 1, timeout: 10 * time.Second, resend: true})
+	checks := []struct {
+		name      string
+		got, want int
+	}{
+		{"sent (every reply)", out.Sent, 5},
+		{"200", out.Status[200], 2},
+		{"503", out.Status[503], 3},
+		{"resent", out.Resent, 2},
+		{"503 without Retry-After", out.NoRetryAfter, 1},
+		{"never answered 2xx", out.Unanswered, 1},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %d; want %d (%+v)", c.name, c.got, c.want, out.Status)
+		}
 	}
 }

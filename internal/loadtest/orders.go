@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/banking-marketplace/webhook/internal/events"
 )
@@ -67,17 +68,52 @@ func newTemplate(raw []byte) (*template, error) {
 
 // order returns a new ORDER: a subscription and a creator nobody has seen.
 func (t *template) order() []byte {
-	b := bytes.ReplaceAll(t.raw, []byte(t.subscriptionID), []byte(newUUID()))
-	return bytes.ReplaceAll(b, []byte(t.creatorUUID), []byte(newUUID()))
+	b, _ := t.newOrder()
+	return b
+}
+
+// newOrder is order with its subscription id.
+func (t *template) newOrder() (body []byte, subscription string) {
+	subscription = newUUID()
+	b := bytes.ReplaceAll(t.raw, []byte(t.subscriptionID), []byte(subscription))
+	return bytes.ReplaceAll(b, []byte(t.creatorUUID), []byte(newUUID())), subscription
 }
 
 // orders returns n new ORDERs.
 func (t *template) orders(n int) [][]byte {
-	out := make([][]byte, n)
-	for i := range out {
-		out[i] = t.order()
-	}
+	out, _ := t.ordersOf(n)
 	return out
+}
+
+// ordersOf returns n new ORDERs and their subscription ids.
+func (t *template) ordersOf(n int) (bodies [][]byte, subscriptions []string) {
+	bodies, subscriptions = make([][]byte, n), make([]string, n)
+	for i := range bodies {
+		bodies[i], subscriptions[i] = t.newOrder()
+	}
+	return bodies, subscriptions
+}
+
+// The fixtures of the other products' phases, read from the module:
+// products.example.yaml plans business-access as Q2 then Helix, and
+// qbd-connect as QBD Connect.
+const (
+	businessAccessFixture = "fixtures/business-access/01-order.json"
+	qbdFixture            = "fixtures/qbd-story/01-order.json"
+	productsFile          = "products.example.yaml"
+)
+
+// loadModuleTemplate reads an ORDER fixture of the module.
+func loadModuleTemplate(module, rel string) (*template, error) {
+	b, err := os.ReadFile(filepath.Join(module, rel))
+	if err != nil {
+		return nil, fmt.Errorf("reading the fixture %s: %w", rel, err)
+	}
+	t, err := newTemplate(b)
+	if err != nil {
+		return nil, fmt.Errorf("the fixture %s: %w", rel, err)
+	}
+	return t, nil
 }
 
 // newUUID is a random version-4 UUID.

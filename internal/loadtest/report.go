@@ -18,10 +18,31 @@ type row struct {
 	Phase  string
 	Load   load
 	outcome
-	Enrollments int   // Enrollment calls the sandbox received during the phase
-	Q2Calls     int   // every call the sandbox received during the phase
-	PeakRSSKB   int64 // the target's peak resident memory during the phase
+	Enrollments int            // Enrollment calls the sandbox received during the phase
+	Calls       map[string]int // the sandbox's calls during the phase, by route
+	Redis       redisUse       // what Redis ran during the phase (INFO commandstats)
+	PeakRSSKB   int64          // the target's peak resident memory during the phase
 	CPU         time.Duration
+}
+
+// outsideCalls is the calls the sandbox received but token fetches (one
+// per process and sandbox reset, not per request).
+func (r row) outsideCalls() int {
+	n := 0
+	for route, c := range r.Calls {
+		if route != "token" {
+			n += c
+		}
+	}
+	return n
+}
+
+// perRequest is n per request sent.
+func (r row) perRequest(n int) float64 {
+	if r.Sent == 0 {
+		return 0
+	}
+	return float64(n) / float64(r.Sent)
 }
 
 func (r row) rps() float64 {
@@ -99,16 +120,17 @@ func mib(kb int64) string {
 // printRows writes one line per phase run.
 func printRows(w io.Writer, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\ttarget\tphase\tsent\tc\treq/s\t2xx/s\tp50\tp90\tp99\t2xx\tnon-2xx\tnot success\treplayed\tEnrollment\tQ2 calls\tCPU/req\tpeak RSS\t")
+	fmt.Fprintln(tw, "round\ttarget\tphase\tsent\tc\treq/s\t2xx/s\tp50\tp90\tp99\t2xx\tnon-2xx\tnot success\treplayed\tEnrollment\tcalls/req\tredis cmds/req\tscripts/req\tCPU/req\tpeak RSS\t")
 	for _, r := range rows {
 		sent := strconv.Itoa(r.Sent)
 		if r.Sent != r.Load.N {
 			sent += "/" + strconv.Itoa(r.Load.N)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%s\t%s\t\n",
 			r.Round, r.Target, r.Phase, sent, r.Load.C, r.rps(), r.goodput(),
 			ms(percentile(r.Latencies, .50)), ms(percentile(r.Latencies, .90)), ms(percentile(r.Latencies, .99)),
-			r.count2xx(), r.non2xx(), r.NotSuccess, r.Replayed, r.Enrollments, r.Q2Calls,
+			r.count2xx(), r.non2xx(), r.NotSuccess, r.Replayed, r.Enrollments,
+			r.perRequest(r.outsideCalls()), r.perRequest(r.Redis.Commands), r.perRequest(r.Redis.Scripts),
 			us(r.cpuPerRequest()), mib(r.PeakRSSKB))
 	}
 	_ = tw.Flush()
@@ -117,6 +139,7 @@ func printRows(w io.Writer, rows []row) {
 // summary is one target's phase over every round: means of the rounds.
 type summary struct {
 	rps, goodput, p50, p99, cpu, rssKB float64
+	calls, redis                       float64 // outside calls and Redis commands per request
 	enrollments                        []int // per round
 	fivexx, status503                  int   // over the rounds
 	rounds                             int
@@ -138,6 +161,8 @@ func summarize(rows []row) map[[2]string]*summary {
 		s.p99 += float64(percentile(r.Latencies, .99))
 		s.cpu += float64(r.cpuPerRequest())
 		s.rssKB += float64(r.PeakRSSKB)
+		s.calls += r.perRequest(r.outsideCalls())
+		s.redis += r.perRequest(r.Redis.Commands)
 		s.enrollments = append(s.enrollments, r.Enrollments)
 		s.fivexx += r.count(500, 599)
 		s.status503 += r.count(503, 503)
@@ -145,6 +170,7 @@ func summarize(rows []row) map[[2]string]*summary {
 	for _, s := range out {
 		n := float64(s.rounds)
 		s.rps, s.goodput, s.p50, s.p99, s.cpu, s.rssKB = s.rps/n, s.goodput/n, s.p50/n, s.p99/n, s.cpu/n, s.rssKB/n
+		s.calls, s.redis = s.calls/n, s.redis/n
 	}
 	return out
 }
@@ -162,7 +188,7 @@ func ratio(a, b float64) string {
 func printRatios(w io.Writer, rows []row, phases []string) {
 	sums := summarize(rows)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tservice req/s\tfloor req/s\treq/s s/f\t2xx/s s/f\tp50 s/f\tp99 s/f\tCPU/req s/f\tpeak RSS s/f\tnotes\t")
+	fmt.Fprintln(tw, "phase\tservice req/s\tfloor req/s\treq/s s/f\t2xx/s s/f\tp50 s/f\tp99 s/f\tCPU/req s/f\tpeak RSS s/f\tservice RSS\tfloor RSS\tcalls/req s|f\tredis cmds/req s|f\tnotes\t")
 	for _, ph := range phases {
 		s, f := sums[[2]string{ph, "service"}], sums[[2]string{ph, "floor"}]
 		if s == nil || f == nil {
@@ -175,8 +201,25 @@ func printRatios(w io.Writer, rows []row, phases []string) {
 		case phaseConns:
 			notes = fmt.Sprintf("503: service %d, floor %d", s.status503, f.status503)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", ph, s.rps, f.rps,
-			ratio(s.rps, f.rps), ratio(s.goodput, f.goodput), ratio(s.p50, f.p50), ratio(s.p99, f.p99), ratio(s.cpu, f.cpu), ratio(s.rssKB, f.rssKB), notes)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f|%.2f\t%.2f|%.2f\t%s\t\n", ph, s.rps, f.rps,
+			ratio(s.rps, f.rps), ratio(s.goodput, f.goodput), ratio(s.p50, f.p50), ratio(s.p99, f.p99), ratio(s.cpu, f.cpu), ratio(s.rssKB, f.rssKB),
+			mib(int64(s.rssKB)), mib(int64(f.rssKB)), s.calls, f.calls, s.redis, f.redis, notes)
 	}
 	_ = tw.Flush()
+}
+
+// printPeaks writes each target's peak RSS over the rounds (the burst, the
+// service's alone, left out).
+func printPeaks(w io.Writer, rows []row) {
+	peak := map[string]int64{}
+	for _, r := range rows {
+		if r.Phase != phaseBurst {
+			peak[r.Target] = max(peak[r.Target], r.PeakRSSKB)
+		}
+	}
+	if peak["service"] == 0 || peak["floor"] == 0 {
+		return
+	}
+	fmt.Fprintf(w, "Peak RSS over the rounds: service %s, floor %s: %s\n", mib(peak["service"]), mib(peak["floor"]),
+		ratio(float64(peak["service"]), float64(peak["floor"])))
 }

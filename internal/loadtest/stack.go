@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -23,6 +25,7 @@ type stack struct {
 	redis, sandbox *process
 	redisAddr      string
 	sandboxURL     string
+	apiToken       string   // the service's read API token
 	targets        []target // the service, then the floor
 	ctl            *http.Client
 	all            []*process // in start order
@@ -37,7 +40,7 @@ type target struct {
 
 // startStack starts redis-server, the sandbox, the service and the floor,
 // each once ready. On error, what was started is stopped.
-func startStack(ctx context.Context, cfg config, dir string, bins binaries) (st *stack, err error) {
+func startStack(ctx context.Context, cfg config, module, dir string, bins binaries) (st *stack, err error) {
 	st = &stack{ctl: &http.Client{Timeout: 10 * time.Second}}
 	defer func() {
 		if err != nil {
@@ -68,8 +71,10 @@ func startStack(ctx context.Context, cfg config, dir string, bins binaries) (st 
 
 	clientID, secret := "loadtest", rand.Text()
 	st.sandboxURL = "http://127.0.0.1:" + strconv.Itoa(sp)
-	if st.sandbox, err = st.start("sandbox", dir, env, bins.webhook, "q2-sandbox",
-		"--addr", "127.0.0.1:"+strconv.Itoa(sp), "--client-id", clientID, "--client-secret", secret); err != nil {
+	helixKey, helixSecret := "loadtest", rand.Text()
+	if st.sandbox, err = st.start("sandbox", dir, env, bins.webhook, "sandbox",
+		"--addr", "127.0.0.1:"+strconv.Itoa(sp), "--client-id", clientID, "--client-secret", secret,
+		"--helix-key", helixKey, "--helix-secret", helixSecret); err != nil {
 		return nil, err
 	}
 	if err := st.sandbox.waitReady(ctx, readyLimit, st.probe(st.sandboxURL+"/_sandbox/stats")); err != nil {
@@ -81,12 +86,19 @@ func startStack(ctx context.Context, cfg config, dir string, bins binaries) (st 
 	if cfg.GoMemLimit != "" {
 		targetEnv = append(targetEnv, "GOMEMLIMIT="+cfg.GoMemLimit)
 	}
+	st.apiToken = rand.Text()
 	serviceEnv := append(slices.Clip(targetEnv),
 		"WEBHOOK_ADDR=127.0.0.1:"+strconv.Itoa(wp),
 		"REDIS_URL="+redisURL,
+		"PRODUCTS_FILE="+filepath.Join(module, productsFile),
 		"Q2_BASE_URL="+st.sandboxURL,
 		"Q2_CLIENT_ID="+clientID,
 		"Q2_CLIENT_SECRET="+secret,
+		"HELIX_BASE_URL="+st.sandboxURL,
+		"HELIX_API_KEY="+helixKey,
+		"HELIX_API_SECRET="+helixSecret,
+		"QBD_BASE_URL="+st.sandboxURL,
+		"API_TOKENS="+st.apiToken, // the burst checks every subscription through the read API
 		"WEBHOOK_AUTH=none",
 		"MAX_IN_FLIGHT="+strconv.Itoa(cfg.MaxInFlight),
 		"LOG_LEVEL=info", // as deployed: one log line per request is part of the cost
@@ -103,6 +115,7 @@ func startStack(ctx context.Context, cfg config, dir string, bins binaries) (st 
 	fl, err := st.start("floor", dir, targetEnv, bins.floor,
 		"--addr", "127.0.0.1:"+strconv.Itoa(fp), "--redis-url", redisURL,
 		"--q2-base-url", st.sandboxURL, "--q2-client-id", clientID, "--q2-client-secret", secret,
+		"--helix-key", helixKey, "--helix-secret", helixSecret,
 		"--max-in-flight", strconv.Itoa(cfg.MaxInFlight))
 	if err != nil {
 		return nil, err
@@ -155,6 +168,11 @@ func (st *stack) reset(ctx context.Context) error {
 	if _, err := redisCommand(ctx, st.redisAddr, "FLUSHALL"); err != nil {
 		return fmt.Errorf("emptying redis: %w", err)
 	}
+	return st.resetSandbox(ctx)
+}
+
+// resetSandbox empties the sandbox (its users, customers and counters).
+func (st *stack) resetSandbox(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, st.sandboxURL+"/_sandbox/reset", nil)
 	if err != nil {
 		return err
@@ -173,25 +191,36 @@ func (st *stack) reset(ctx context.Context) error {
 
 // calls returns the sandbox's call counters per route.
 func (st *stack) calls(ctx context.Context) (map[string]int, error) {
+	s, err := st.stats(ctx)
+	return s.Calls, err
+}
+
+// sandboxStats is what the sandbox counts: calls per route, and Q2's live
+// users.
+type sandboxStats struct {
+	Calls map[string]int `json:"calls"`
+	Users int            `json:"users"`
+}
+
+// stats reads /_sandbox/stats.
+func (st *stack) stats(ctx context.Context) (sandboxStats, error) {
+	var stats sandboxStats
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, st.sandboxURL+"/_sandbox/stats", nil)
 	if err != nil {
-		return nil, err
+		return stats, err
 	}
 	resp, err := st.ctl.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("reading the sandbox's stats: %w", err)
+		return stats, fmt.Errorf("reading the sandbox's stats: %w", err)
 	}
 	defer resp.Body.Close()
-	var stats struct {
-		Calls map[string]int `json:"calls"`
-	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxReply)).Decode(&stats); err != nil {
-		return nil, fmt.Errorf("reading the sandbox's stats: %w", err)
+		return stats, fmt.Errorf("reading the sandbox's stats: %w", err)
 	}
 	if stats.Calls == nil {
-		return nil, errors.New("reading the sandbox's stats: no calls object")
+		return stats, errors.New("reading the sandbox's stats: no calls object")
 	}
-	return stats.Calls, nil
+	return stats, nil
 }
 
 // alive is an error when a program of the stack has exited.
@@ -202,4 +231,35 @@ func (st *stack) alive() error {
 		}
 	}
 	return nil
+}
+
+// resetRedisStats is CONFIG RESETSTAT: INFO commandstats counts from now.
+func (st *stack) resetRedisStats(ctx context.Context) error {
+	if _, err := redisCommand(ctx, st.redisAddr, "CONFIG", "RESETSTAT"); err != nil {
+		return fmt.Errorf("resetting redis's stats: %w", err)
+	}
+	return nil
+}
+
+// subscriptionActive asks the service's read API whether a subscription
+// is active (GET /v1/subscriptions/{id}).
+func (st *stack) subscriptionActive(ctx context.Context, client *http.Client, serviceURL, subscription string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, serviceURL+"/v1/subscriptions/"+url.PathEscape(subscription), nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Authorization", "Bearer "+st.apiToken)
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Status string `json:"status"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxReply)).Decode(&doc); err != nil && resp.StatusCode == http.StatusOK {
+		return false, fmt.Errorf("GET /v1/subscriptions/%s: %w", subscription, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode == http.StatusOK && doc.Status == "active", nil
 }
