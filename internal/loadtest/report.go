@@ -140,8 +140,8 @@ func printRows(w io.Writer, rows []row) {
 type summary struct {
 	rps, goodput, p50, p99, cpu, rssKB float64
 	calls, redis                       float64 // outside calls and Redis commands per request
-	enrollments                        []int // per round
-	fivexx, status503                  int   // over the rounds
+	enrollments                        []int   // per round
+	fivexx, status503                  int     // over the rounds
 	rounds                             int
 }
 
