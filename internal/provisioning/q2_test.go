@@ -550,3 +550,104 @@ func TestLateChangeIsNotApplied(t *testing.T) {
 		t.Fatalf("a CHANGE without a time was not applied: %+v", a)
 	}
 }
+
+// recordingQ2 is the Q2 API that writes down, in order, every call the
+// target makes through it.
+type recordingQ2 struct {
+	q2.API
+	mu    sync.Mutex
+	calls []string
+	// loseEnrollReply: the next Enrollment is made, and its reply lost
+	// (a transient error, as a timeout after Q2 did the work).
+	loseEnrollReply bool
+}
+
+func (r *recordingQ2) note(call string) {
+	r.mu.Lock()
+	r.calls = append(r.calls, call)
+	r.mu.Unlock()
+}
+
+// take returns the calls written down since the last take.
+func (r *recordingQ2) take() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := strings.Join(r.calls, ", ")
+	r.calls = nil
+	return out
+}
+
+func (r *recordingQ2) Enroll(ctx context.Context, e q2api.Enrollment) error {
+	r.note("Enrollment")
+	err := r.API.Enroll(ctx, e)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil && r.loseEnrollReply {
+		r.loseEnrollReply = false
+		return fmt.Errorf("the reply was lost: %w", q2api.ErrTransient)
+	}
+	return err
+}
+
+func (r *recordingQ2) LookupUser(ctx context.Context, q q2api.UserQuery) ([]q2api.User, error) {
+	r.note("LookupUser")
+	return r.API.LookupUser(ctx, q)
+}
+
+func (r *recordingQ2) DeleteUser(ctx context.Context, id int64) error {
+	r.note("DeleteUser")
+	return r.API.DeleteUser(ctx, id)
+}
+
+// TestQ2CallsOfAnOrder counts and orders the Q2 calls of an ORDER: a first
+// attempt makes two (Enrollment, whose taken-logon refusal stands in for a
+// lookup before it, then the LookupUser that reads the ids Enrollment does
+// not answer); an attempt after one whose Enrollment reply was lost starts
+// with Find, whether that Enrollment landed or not; a logon held by
+// another's user is still refused.
+func TestQ2CallsOfAnOrder(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// before runs first; its calls are not counted.
+		before func(t *testing.T, e *env, rec *recordingQ2, svc *provisioning.Service, sub string)
+		calls  string
+		code   events.ErrorCode
+	}{
+		{"first attempt", nil, "Enrollment, LookupUser", ""},
+		{"after an Enrollment refused with 502 (nothing landed)", func(t *testing.T, e *env, _ *recordingQ2, svc *provisioning.Service, sub string) {
+			e.fault(sandbox.Fault{Route: "Enrollment", Status: http.StatusBadGateway, Times: 1})
+			wantOutcome(t, svc.Process(context.Background(), testevents.Order(t, sub), "default"), 503, events.TransportError, false)
+		}, "LookupUser, Enrollment, LookupUser", ""},
+		{"after an Enrollment whose reply was lost (it landed)", func(t *testing.T, _ *env, rec *recordingQ2, svc *provisioning.Service, sub string) {
+			rec.loseEnrollReply = true
+			wantOutcome(t, svc.Process(context.Background(), testevents.Order(t, sub), "default"), 503, events.TransportError, false)
+		}, "LookupUser", ""},
+		{"the logon held by another's user", func(t *testing.T, e *env, _ *recordingQ2, _ *provisioning.Service, sub string) {
+			if err := e.Q2.Client.Enroll(context.Background(), q2api.Enrollment{LogonName: q2.LogonName(sub), FirstName: "Someone", LastName: "Else", UserInfo: "not ours"}); err != nil {
+				t.Fatal(err)
+			}
+		}, "Enrollment, LookupUser", events.UserAlreadyExists},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envConfig{})
+			rec := &recordingQ2{API: e.Q2.Client}
+			svc := newService(t, e.DB, rec, envConfig{})
+			sub := "sub-calls"
+			if tt.before != nil {
+				tt.before(t, e, rec, svc, sub)
+			}
+			rec.take()
+			out := svc.Process(context.Background(), testevents.Order(t, sub), "default")
+			wantOutcome(t, out, 200, tt.code, true)
+			if got := rec.take(); got != tt.calls {
+				t.Errorf("Q2 calls %q; want %q", got, tt.calls)
+			}
+			if st := e.Q2.Sandbox.Stats(); st.Users != 1 {
+				t.Errorf("%d users in Q2; want 1", st.Users)
+			}
+		})
+	}
+}
