@@ -91,7 +91,7 @@ func (d *appdirectDoor) notify(c echo.Context) error {
 	log.outcome, log.replayed, log.calls = reply.Code, reply.Replayed, reply.Calls
 	h := c.Response().Header()
 	if reply.Replayed {
-		h.Set("Idempotent-Replayed", "true")
+		setReplayed(h)
 	}
 	setRetryAfter(h, reply.RetryAfter)
 	return c.Blob(statusOf(reply.Kind), echo.MIMEApplicationJSON, reply.Body)

@@ -1,10 +1,13 @@
 package handlers
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -26,88 +29,198 @@ type deliveryLog struct {
 // so that a request refused before the handler ran (431) has them too;
 // nil for other routes.
 func deliveryOf(c echo.Context) *deliveryLog {
-	if d, ok := c.Get(deliveryLogKey).(*deliveryLog); ok {
+	l, ok := c.(*requestLine)
+	if !ok { // a context that requestLogger did not wrap: the slower store
+		if d, ok := c.Get(deliveryLogKey).(*deliveryLog); ok {
+			return d
+		}
+		if !isDeliveryRoute(c.Path()) {
+			return nil
+		}
+		d := &deliveryLog{extension: c.Param("extension"), webhookID: c.Request().Header.Get(headerWebhookID)}
+		c.Set(deliveryLogKey, d)
 		return d
 	}
-	if c.Path() != marketplaceRoute && c.Path() != appdirectRoute {
+	if l.isDelivery {
+		return &l.delivery
+	}
+	if !isDeliveryRoute(c.Path()) {
 		return nil
 	}
-	d := &deliveryLog{extension: c.Param("extension"), webhookID: c.Request().Header.Get("webhook-id")}
-	c.Set(deliveryLogKey, d)
-	return d
+	l.delivery = deliveryLog{extension: c.Param("extension"), webhookID: c.Request().Header.Get(headerWebhookID)}
+	l.isDelivery = true
+	return &l.delivery
 }
+
+func isDeliveryRoute(path string) bool { return path == marketplaceRoute || path == appdirectRoute }
 
 const (
 	deliveryLogKey = "delivery"
 	reasonKey      = "reason"
+	// headerWebhookID is webhook-id as net/http keys it: Get with the
+	// canonical form does not canonicalise (and allocate) on every copy.
+	headerWebhookID = "Webhook-Id"
+	headerReplayed  = "Idempotent-Replayed"
 )
+
+// replayedTrue is the value of Idempotent-Replayed: one slice shared by
+// every reply instead of one made per copy (net/http only reads it).
+var replayedTrue = []string{"true"}
+
+// setReplayed marks a reply as the stored outcome of an earlier delivery.
+func setReplayed(h http.Header) { h[headerReplayed] = replayedTrue }
 
 // setReason gives the request's log line a private reason for a reply that
 // is not an error (a /readyz 503).
-func setReason(c echo.Context, err error) { c.Set(reasonKey, err.Error()) }
+func setReason(c echo.Context, err error) {
+	if l, ok := c.(*requestLine); ok {
+		l.reason = err.Error()
+		return
+	}
+	c.Set(reasonKey, err.Error())
+}
 
-// requestLogger writes one line per request, after the error handler has
-// written the reply, so the line has the status really sent: method, route,
-// status, duration, request id; for a refusal its error code and a private
-// reason (the cause, never a secret or the body); for a delivery its key,
-// webhook-id or AppDirect event token (the id a marketplace's ticket
-// quotes), type, subscription,
-// extension, outcome and outside calls, each value from the request cut to
-// logctx.MaxValue. It never logs bodies or other headers. 2xx is info, other statuses warn, and a 5xx that is the
-// service's own fault (UNKNOWN_ERROR) is an error; a probe answered 2xx is
-// debug.
+// requestLine is one request while its log line is gathered: its
+// echo.Context, which every handler after requestLogger gets, with what
+// they add to the line. It replaces echo's Set/Get store, which makes a
+// map per request, and is pooled with the line's fields: a copy answered
+// from its copy key allocates nothing for its log line.
+type requestLine struct {
+	echo.Context
+	delivery   deliveryLog
+	isDelivery bool
+	reason     string
+	fields     []zap.Field
+}
+
+var requestLines = sync.Pool{New: func() any { return &requestLine{fields: make([]zap.Field, 0, 24)} }}
+
+// requestLogger is the first middleware of every route: it gives the
+// request its id (X-Request-Id as sent, else a new one, in the reply's
+// header), turns a panic into the request's error, has errorHandler write
+// the reply of an error, and then writes one line per request, so the
+// line has the status really sent: method, route, status, duration,
+// request id; for a refusal its error code and a private reason (the
+// cause, never a secret or the body); for a delivery its key, webhook-id
+// or AppDirect event token (the id a marketplace's ticket quotes), type,
+// subscription, extension, outcome and outside calls, each value from the
+// request cut to logctx.MaxValue. It never logs bodies or other headers.
+// 2xx is info, other statuses warn, and a 5xx that is the service's own
+// fault (UNKNOWN_ERROR) is an error; a probe answered 2xx is debug.
 func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
-	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
-		HandleError:  true, // run errorHandler first: v.Status is then what was sent
-		LogError:     true,
-		LogMethod:    true,
-		LogRoutePath: true,
-		LogStatus:    true,
-		LogLatency:   true,
-		LogRequestID: true,
-		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
-			fields := []zap.Field{
-				zap.String("method", v.Method),
-				zap.String("route", v.RoutePath),
-				zap.Int("status", v.Status),
-				zap.Duration("duration", v.Latency),
-				zap.String("request_id", v.RequestID),
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			id := c.Request().Header.Get(echo.HeaderXRequestID)
+			if id == "" {
+				id = newRequestID()
 			}
-			var code events.ErrorCode
-			if v.Error != nil {
-				e := asError(v.Error, c)
-				code = e.Code
-				fields = append(fields, zap.String("code", string(code)), zap.String("reason", reason(e)))
-			} else if r, ok := c.Get(reasonKey).(string); ok {
-				fields = append(fields, zap.String("reason", r))
+			c.Response().Header()[echo.HeaderXRequestID] = []string{id}
+			l := requestLines.Get().(*requestLine)
+			l.Context = c
+			err := recovering(next, l)
+			if err != nil {
+				c.Error(err) // errorHandler: the status is then what was sent
 			}
-			msg := "request"
-			if d := deliveryOf(c); d != nil {
-				msg = "delivery"
-				outcome := d.outcome
-				if outcome == "" {
-					outcome = string(code)
-				}
-				id := logctx.String("webhook_id", d.webhookID)
-				if d.eventToken != "" {
-					id = logctx.String("event_token", d.eventToken)
-				}
-				fields = append(fields, id,
-					logctx.String("key", d.key),
-					zap.String("event_type", d.eventType),
-					logctx.String("subscription", d.subscription),
-					logctx.String("extension", d.extension),
-					zap.String("product", d.product),
-					zap.String("outcome", outcome),
-					zap.Bool("replayed", d.replayed),
-					zap.Int("calls", d.calls),
-				)
-				obs.Delivered(d.eventType, outcome, d.replayed, v.Latency)
-			}
-			log.Log(quietProbe(v.RoutePath, level(v.Status, code)), msg, fields...)
+			l.write(log, obs, err, time.Since(start), id)
+			*l = requestLine{fields: l.fields[:0]}
+			requestLines.Put(l)
 			return nil
-		},
-	})
+		}
+	}
+}
+
+// recovering runs next, a panic in it becoming its error, as echo's
+// Recover middleware with DisableErrorHandler would (but for
+// http.ErrAbortHandler, which net/http wants to see).
+func recovering(next echo.HandlerFunc, c echo.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			var ok bool
+			if err, ok = r.(error); !ok {
+				err = fmt.Errorf("%v", r)
+			}
+		}
+	}()
+	return next(c)
+}
+
+// write logs the line of a request answered in d with err, and counts a
+// delivery in the metrics.
+func (l *requestLine) write(log *zap.Logger, obs Observer, err error, d time.Duration, id string) {
+	req, res := l.Request(), l.Response()
+	route := l.Path()
+	var e *Error
+	var code events.ErrorCode
+	if err != nil {
+		e = asError(err, l)
+		code = e.Code
+	}
+	dl := deliveryOf(l)
+	msg, outcome := "request", ""
+	if dl != nil {
+		msg, outcome = "delivery", dl.outcome
+		if outcome == "" {
+			outcome = string(code)
+		}
+		obs.Delivered(dl.eventType, outcome, dl.replayed, d)
+	}
+	ce := log.Check(quietProbe(route, level(res.Status, code)), msg)
+	if ce == nil {
+		return
+	}
+	f := append(l.fields[:0],
+		zap.String("method", req.Method),
+		zap.String("route", route),
+		zap.Int("status", res.Status),
+		zap.Duration("duration", d),
+		zap.String("request_id", id),
+	)
+	if e != nil {
+		f = append(f, zap.String("code", string(code)), zap.String("reason", reason(e)))
+	} else if l.reason != "" {
+		f = append(f, zap.String("reason", l.reason))
+	}
+	if dl != nil {
+		idField := logctx.String("webhook_id", dl.webhookID)
+		if dl.eventToken != "" {
+			idField = logctx.String("event_token", dl.eventToken)
+		}
+		f = append(f, idField,
+			logctx.String("key", dl.key),
+			zap.String("event_type", dl.eventType),
+			logctx.String("subscription", dl.subscription),
+			logctx.String("extension", dl.extension),
+			zap.String("product", dl.product),
+			zap.String("outcome", outcome),
+			zap.Bool("replayed", dl.replayed),
+			zap.Int("calls", dl.calls),
+		)
+	}
+	ce.Write(f...)
+	clear(f) // the pooled fields keep no strings of this request
+	l.fields = f[:0]
+}
+
+// newRequestID is a request id: 32 random letters and digits, as echo's
+// RequestID middleware makes, from math/rand/v2 (an id, not a secret).
+func newRequestID() string {
+	const charset = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	var b [32]byte
+	for i := 0; i < len(b); {
+		r := rand.Uint64()
+		for j := 0; j < 10 && i < len(b); j++ { // 6 bits at a time; 62 and 63 are skipped, so none is likelier
+			if c := r & 63; c < uint64(len(charset)) {
+				b[i] = charset[c]
+				i++
+			}
+			r >>= 6
+		}
+	}
+	return string(b[:])
 }
 
 // level is the log level of a request answered status with code.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -143,5 +144,66 @@ func TestReadyzKeepsTheDetailInTheLog(t *testing.T) {
 				t.Errorf("the log's reason %q lacks the detail", r)
 			}
 		})
+	}
+}
+
+// The request line is pooled: what one request added to its line (a
+// delivery's fields, a private reason) must not reach the next one's.
+func TestLogLinesDoNotLeakIntoTheNext(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zapcore.DebugLevel)
+	notReady := true
+	h := New(Config{Receiver: &fakeReceiver{reply: okReply}, Logger: zap.New(core),
+		Ready: func(context.Context) error {
+			if notReady {
+				return &NotReadyError{Reason: "redis: unavailable", Cause: errors.New("dial tcp 10.0.0.5:6379: refused")}
+			}
+			return nil
+		}})
+	order := orderFixture(t)
+	if rec := do(t, h, http.MethodPost, "/marketplace/my-product", order, http.Header{"Webhook-Id": {"msg_leak"}}); rec.Code != 200 {
+		t.Fatalf("delivery: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(t, h, http.MethodGet, "/readyz", nil, nil); rec.Code != 503 {
+		t.Fatalf("readyz: %d", rec.Code)
+	}
+	notReady = false
+	for range 3 {
+		if rec := do(t, h, http.MethodGet, "/readyz", nil, nil); rec.Code != 200 {
+			t.Fatalf("readyz: %d", rec.Code)
+		}
+	}
+	lines := logs.All()
+	if len(lines) != 5 {
+		t.Fatalf("%d lines; want 5", len(lines))
+	}
+	if lines[0].Message != "delivery" || lines[0].ContextMap()["webhook_id"] != "msg_leak" {
+		t.Fatalf("the delivery's line: %s %v", lines[0].Message, lines[0].ContextMap())
+	}
+	if r := lines[1].ContextMap()["reason"]; !strings.Contains(fmt.Sprint(r), "refused") {
+		t.Fatalf("the failed probe's line has reason %v", r)
+	}
+	for _, l := range lines[2:] {
+		m := l.ContextMap()
+		if l.Message != "request" || m["webhook_id"] != nil || m["key"] != nil || m["reason"] != nil || m["route"] != "/readyz" {
+			t.Fatalf("a later line carries an earlier request's fields: %s %v", l.Message, m)
+		}
+	}
+}
+
+func TestRequestIDs(t *testing.T) {
+	t.Parallel()
+	h := New(Config{Receiver: &fakeReceiver{reply: okReply}})
+	given := do(t, h, http.MethodGet, "/healthz", nil, http.Header{"X-Request-Id": {"ticket-42"}})
+	if got := given.Header().Get("X-Request-Id"); got != "ticket-42" {
+		t.Errorf("a request's own X-Request-Id is answered as %q", got)
+	}
+	seen := map[string]bool{}
+	for range 100 {
+		id := do(t, h, http.MethodGet, "/healthz", nil, nil).Header().Get("X-Request-Id")
+		if len(id) != 32 || strings.Trim(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") != "" || seen[id] {
+			t.Fatalf("request id %q: want 32 new letters and digits", id)
+		}
+		seen[id] = true
 	}
 }

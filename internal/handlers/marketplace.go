@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -66,11 +67,11 @@ func (m *marketplace) receive(c echo.Context) error {
 	// Most copies are byte-identical to an answered delivery: answer them
 	// from the stored outcome before any JSON work, without a processing
 	// slot (the cap protects processing, not stored replies).
-	copyKey := copyKeyOf(product.Name, req.Header.Get("webhook-id"), body)
+	copyKey := copyKeyOf(product.Name, log.webhookID, body)
 	if answer, cp, ok := m.receiver.Copy(req.Context(), copyKey); ok {
 		log.key, log.eventType, log.subscription = cp.Key, cp.EventType, cp.Subscription
 		log.outcome, log.replayed = answer.Code, true
-		c.Response().Header().Set("Idempotent-Replayed", "true")
+		setReplayed(c.Response().Header())
 		return c.Blob(statusOf(answer.Kind), echo.MIMEApplicationJSON, answer.Body)
 	}
 
@@ -80,7 +81,7 @@ func (m *marketplace) receive(c echo.Context) error {
 	m.obs.InFlight(1)
 	defer func() { m.obs.InFlight(-1); m.inFlight.release() }()
 
-	key, err := deliveryKey(req.Header.Get("webhook-id"))
+	key, err := deliveryKey(log.webhookID)
 	if err != nil {
 		return err
 	}
@@ -121,7 +122,7 @@ func (m *marketplace) receive(c echo.Context) error {
 
 	h := c.Response().Header()
 	if answer.Replayed {
-		h.Set("Idempotent-Replayed", "true")
+		setReplayed(h)
 	}
 	setRetryAfter(h, answer.RetryAfter)
 	return c.Blob(statusOf(answer.Kind), echo.MIMEApplicationJSON, answer.Body)
@@ -133,15 +134,25 @@ func (m *marketplace) receive(c echo.Context) error {
 // concerned; the same bytes sent to another product's extension take the
 // whole path, where that product's checks decide.
 func copyKeyOf(product, webhookID string, body []byte) string {
-	h := sha256.New()
-	h.Write([]byte("v2\n"))
-	h.Write([]byte(product))
-	h.Write([]byte("\n"))
-	h.Write([]byte(webhookID))
-	h.Write([]byte("\n"))
-	h.Write(body)
-	return hex.EncodeToString(h.Sum(nil))
+	// One SHA-256 of the parts laid end to end in a pooled buffer: the
+	// streaming hash.Hash would escape to the heap with its sum, and its
+	// hex string is the one allocation left.
+	bp := keyBuffers.Get().(*[]byte)
+	b := append((*bp)[:0], "v2\n"...)
+	b = append(append(append(append(b, product...), '\n'), webhookID...), '\n')
+	b = append(b, body...)
+	sum := sha256.Sum256(b)
+	if cap(b) <= maxPooled {
+		*bp = b[:0]
+		keyBuffers.Put(bp)
+	}
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:])
 }
+
+// keyBuffers are the buffers copyKeyOf lays a copy's parts out in.
+var keyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, firstBuffer); return &b }}
 
 // statuses is the one table from an outcome's kind to the HTTP status the
 // marketplace sees.
@@ -163,7 +174,7 @@ func statusOf(k events.Kind) int {
 
 // checkContentType accepts no Content-Type or a JSON one.
 func checkContentType(ct string) error {
-	if ct == "" {
+	if ct == "" || ct == echo.MIMEApplicationJSON { // the usual one, without parsing
 		return nil
 	}
 	mt, _, err := mime.ParseMediaType(ct)

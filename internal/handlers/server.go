@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/docs"
@@ -188,10 +187,9 @@ func (s *server) echo() *echo.Echo {
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(s.cfg.Logger)
 	e.Use(
-		middleware.RequestID(),
+		// The request id, a panic as the request's error, the error's reply
+		// and one log line, in one middleware (log.go).
 		requestLogger(s.cfg.Logger, s.cfg.Observer),
-		// The panic becomes the request's error, so that its log line says so.
-		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true, DisableErrorHandler: true}),
 		limitHeaders(MaxHeaderBytes, MaxHeaderFields),
 	)
 	return e
