@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -126,5 +127,69 @@ func TestCopyPathReply(t *testing.T) {
 		if !bytes.Contains(log.Bytes(), []byte(want)) {
 			t.Errorf("the log line lacks %s: %s", want, log.String())
 		}
+	}
+}
+
+// stackProbe answers every copy, as copyOnly does, and notes how deep the
+// goroutine's stack is when the copy reaches the store.
+type stackProbe struct {
+	copyOnly
+	at uintptr
+}
+
+//go:noinline
+func (r *stackProbe) Copy(ctx context.Context, key string) (inbox.Answer, inbox.Copy, bool) {
+	var here byte
+	r.at = uintptr(unsafe.Pointer(&here))
+	return r.copyOnly.Copy(ctx, key)
+}
+
+// growStack uses about depth KiB of stack and returns: the goroutine keeps
+// the grown stack, so that nothing moves it while a test measures.
+//
+//go:noinline
+func growStack(depth int) byte {
+	var pad [1024]byte
+	if depth > 0 {
+		pad[0] = growStack(depth - 1)
+	}
+	return pad[0]
+}
+
+// TestCopyPathStack: the handler's own frames between the request and the
+// store's copy lookup stay small. Under a thousand connections of copies
+// each handler goroutine waits there for a Redis connection; net/http,
+// the inbox, the store and go-redis add about 5.5 KiB to this, and a copy
+// that fits in 8 KiB of stack costs half the memory of one that needs 16
+// KiB (BENCHMARKS.md, "Where the bytes go"). receive keeps the rest of
+// the path's locals out of its frame for that (admit, process). It was
+// 2,391 bytes with them in it; the budget is today's 1,663 and a margin.
+func TestCopyPathStack(t *testing.T) {
+	const budget = 1792 // bytes, from echo's ServeHTTP down to Receiver.Copy
+	if raceEnabled || testing.CoverMode() != "" {
+		t.Skip("instrumented builds have other frames; this measures the deployed build")
+	}
+	probe := &stackProbe{copyOnly: copyOnly{answer: inbox.Answer{Kind: events.Final, Body: []byte(`{"success":true}`), Code: "REPLAYED", Replayed: true}}}
+	h := New(Config{Receiver: probe, Products: products.Default(""), Logger: zap.NewNop()})
+	req := httptest.NewRequest(http.MethodPost, "/marketplace/my-product-name", bytes.NewReader(orderFixture(t)))
+	req.Header.Set("Content-Type", "application/json")
+	w := &discardWriter{h: http.Header{}}
+	var used uintptr
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		growStack(64)
+		var top byte
+		start := uintptr(unsafe.Pointer(&top))
+		h.ServeHTTP(w, req)
+		used = start - probe.at
+	}()
+	<-done
+	if w.status != http.StatusOK {
+		t.Fatalf("status %d", w.status)
+	}
+	t.Logf("the handler's frames down to the copy lookup: %d bytes", used)
+	if used > budget {
+		t.Errorf("the handler uses %d bytes of stack down to the copy lookup; the budget is %d", used, budget)
 	}
 }

@@ -83,17 +83,20 @@ func setReason(c echo.Context, err error) {
 // requestLine is one request while its log line is gathered: its
 // echo.Context, which every handler after requestLogger gets, with what
 // they add to the line. It replaces echo's Set/Get store, which makes a
-// map per request, and is pooled with the line's fields: a copy answered
-// from its copy key allocates nothing for its log line.
+// map per request, and is pooled, as the line's fields are (held only
+// while the line is written, not while the request waits): a copy
+// answered from its copy key allocates nothing for its log line.
 type requestLine struct {
 	echo.Context
 	delivery   deliveryLog
 	isDelivery bool
 	reason     string
-	fields     []zap.Field
 }
 
-var requestLines = sync.Pool{New: func() any { return &requestLine{fields: make([]zap.Field, 0, 24)} }}
+var (
+	requestLines = sync.Pool{New: func() any { return new(requestLine) }}
+	lineFields   = sync.Pool{New: func() any { f := make([]zap.Field, 0, 24); return &f }}
+)
 
 // requestLogger is the first middleware of every route: it gives the
 // request its id (X-Request-Id as sent, else a new one, in the reply's
@@ -123,7 +126,7 @@ func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
 				c.Error(err) // errorHandler: the status is then what was sent
 			}
 			l.write(log, obs, err, time.Since(start), id)
-			*l = requestLine{fields: l.fields[:0]}
+			*l = requestLine{}
 			requestLines.Put(l)
 			return nil
 		}
@@ -172,7 +175,8 @@ func (l *requestLine) write(log *zap.Logger, obs Observer, err error, d time.Dur
 	if ce == nil {
 		return
 	}
-	f := append(l.fields[:0],
+	fp := lineFields.Get().(*[]zap.Field)
+	f := append((*fp)[:0],
 		zap.String("method", req.Method),
 		zap.String("route", route),
 		zap.Int("status", res.Status),
@@ -202,7 +206,8 @@ func (l *requestLine) write(log *zap.Logger, obs Observer, err error, d time.Dur
 	}
 	ce.Write(f...)
 	clear(f) // the pooled fields keep no strings of this request
-	l.fields = f[:0]
+	*fp = f[:0]
+	lineFields.Put(fp)
 }
 
 // newRequestID is a request id: 32 random letters and digits, as echo's

@@ -19,6 +19,7 @@ import (
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/logctx"
+	"github.com/banking-marketplace/webhook/internal/products"
 )
 
 type marketplace struct {
@@ -38,43 +39,74 @@ type marketplace struct {
 // readers and a memory budget (the signature covers it); the processing
 // slot is taken only after authentication.
 func (m *marketplace) receive(c echo.Context) error {
-	req := c.Request()
-	log := deliveryOf(c)
-	if err := checkContentType(req.Header.Get(echo.HeaderContentType)); err != nil {
-		c.Response().Header().Set(echo.HeaderConnection, "close") // the body is not read
-		return err
-	}
-	b, err := m.bodies.read(c)
+	b, product, err := m.admit(c)
 	if err != nil {
 		return err
 	}
 	defer b.release()
-	body := b.Bytes()
+	log := deliveryOf(c)
+	log.product = product.Name
+	// Most copies are byte-identical to an answered delivery: answer them
+	// from the stored outcome before any JSON work, without a processing
+	// slot (the cap protects processing, not stored replies).
+	copyKey := copyKeyOf(product.Name, log.webhookID, b.Bytes())
+	if answered, err := m.replay(c, log, copyKey); answered {
+		return err
+	}
+	return m.process(c, log, product, b.Bytes(), copyKey)
+}
+
+// admit reads the body of an authenticated request to a known extension:
+// the caller must release the body.
+func (m *marketplace) admit(c echo.Context) (*body, *products.Product, error) {
+	req := c.Request()
+	if err := checkContentType(req.Header.Get(echo.HeaderContentType)); err != nil {
+		c.Response().Header().Set(echo.HeaderConnection, "close") // the body is not read
+		return nil, nil, err
+	}
+	b, err := m.bodies.read(c)
+	if err != nil {
+		return nil, nil, err
+	}
 	if m.auth != nil {
-		if err := m.auth.Authenticate(req, body); err != nil {
-			return &Error{Status: http.StatusUnauthorized, Code: events.Unauthorized,
+		if err := m.auth.Authenticate(req, b.Bytes()); err != nil {
+			b.release()
+			return nil, nil, &Error{Status: http.StatusUnauthorized, Code: events.Unauthorized,
 				Message: "the request is not signed by the marketplace", Cause: err}
 		}
 	}
 	b.doneReading()
 	product, ok := m.products.Lookup(c.Param("extension"))
 	if !ok {
-		return &Error{Status: http.StatusNotFound, Code: events.ConfigurationError,
+		b.release()
+		return nil, nil, &Error{Status: http.StatusNotFound, Code: events.ConfigurationError,
 			Message: "no product answers on extension " + strconv.Quote(logctx.Cut(c.Param("extension"))) + "; check the products file (PRODUCTS_FILE)"}
 	}
-	log.product = product.Name
+	return b, product, nil
+}
 
-	// Most copies are byte-identical to an answered delivery: answer them
-	// from the stored outcome before any JSON work, without a processing
-	// slot (the cap protects processing, not stored replies).
-	copyKey := copyKeyOf(product.Name, log.webhookID, body)
-	if answer, cp, ok := m.receiver.Copy(req.Context(), copyKey); ok {
-		log.key, log.eventType, log.subscription = cp.Key, cp.EventType, cp.Subscription
-		log.outcome, log.replayed = answer.Code, true
-		setReplayed(c.Response().Header())
-		return c.Blob(statusOf(answer.Kind), echo.MIMEApplicationJSON, answer.Body)
+// replay answers a byte-identical copy of an answered delivery from its
+// stored outcome; answered is false when there is none.
+func (m *marketplace) replay(c echo.Context, log *deliveryLog, copyKey string) (answered bool, err error) {
+	answer, cp, ok := m.receiver.Copy(c.Request().Context(), copyKey)
+	if !ok {
+		return false, nil
 	}
+	log.key, log.eventType, log.subscription = cp.Key, cp.EventType, cp.Subscription
+	log.outcome, log.replayed = answer.Code, true
+	setReplayed(c.Response().Header())
+	return true, c.Blob(statusOf(answer.Kind), echo.MIMEApplicationJSON, answer.Body)
+}
 
+// process is the whole path of a delivery that no stored outcome
+// answered: a processing slot, the delivery key, the decoded event, the
+// inbox. It is receive's second half in a function of its own (as admit
+// is its first), so that receive's stack frame stays small: a copy
+// answered from its copy key then fits in 8 KiB of goroutine stack,
+// go-redis included, and a thousand connections of copies do not each
+// hold 16 KiB (TestCopyPathStack).
+func (m *marketplace) process(c echo.Context, log *deliveryLog, product *products.Product, body []byte, copyKey string) error {
+	req := c.Request()
 	if !m.inFlight.take() {
 		return busy("the service is at capacity; send the delivery again shortly")
 	}
