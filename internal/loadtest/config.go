@@ -35,6 +35,11 @@ type config struct {
 	RedisServer               string
 	KeepLogs                  bool
 	GoMemLimit                string // GOMEMLIMIT of the service and the floor; "": unset
+	GoDebug                   string // GODEBUG of the service and the floor; "": unset
+	// Profile, when set, is a folder: both targets are built with -tags
+	// pprof, and halfway through each phase their heap profile and
+	// goroutine count are saved there.
+	Profile string
 }
 
 // The phases' defaults and their --quick sizes.
@@ -113,7 +118,9 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.MaxInFlight, "max-in-flight", cfg.MaxInFlight, "MAX_IN_FLIGHT of the service and of the floor")
 	fs.StringVar(&cfg.Fixture, "fixture", "", "a SUBSCRIPTION_ORDER JSON file to build the ORDERs from (default: the embedded fixtures/story/01-order.json)")
 	fs.StringVar(&cfg.RedisServer, "redis-server", cfg.RedisServer, "the redis-server program")
+	fs.StringVar(&cfg.GoDebug, "godebug", "", "GODEBUG of the service and of the floor, like adaptivestackstart=0 (default: unset)")
 	fs.StringVar(&cfg.GoMemLimit, "gomemlimit", "", "GOMEMLIMIT of the service and of the floor, like 48MiB (default: unset, the Go runtime's default)")
+	fs.StringVar(&cfg.Profile, "profile", "", "a folder: build both targets with -tags pprof and save their heap profiles halfway through each phase (where the bytes go; it costs CPU)")
 	fs.BoolVar(&cfg.KeepLogs, "keep-logs", false, "keep the processes' logs and binaries (their folder is printed)")
 	isQuick := fs.Bool("quick", false, "tiny phases, for a smoke test (flags given explicitly still win)")
 	if err := fs.Parse(args); err != nil {

@@ -28,6 +28,8 @@ type shot struct {
 	// resend: a 503 with Retry-After is sent again after it (at most
 	// maxResends times), as the marketplace does; every reply is counted.
 	resend bool
+	// halfway, when set, is called once, as the request n/2 is sent.
+	halfway func()
 }
 
 // maxResends bounds how often one body is sent again after a 503, and
@@ -86,6 +88,9 @@ func fire(ctx context.Context, s shot) outcome {
 				i := int(next.Add(1) - 1)
 				if i >= s.n {
 					return
+				}
+				if i == s.n/2 && s.halfway != nil {
+					s.halfway()
 				}
 				for attempt := 0; ; attempt++ {
 					t0 := time.Now()

@@ -159,12 +159,22 @@ func moduleRoot(ctx context.Context) (string, error) {
 // binaries are the programs built for the run.
 type binaries struct{ webhook, floor string }
 
-// build compiles the service and the floor into dir.
-func build(ctx context.Context, module, dir string) (binaries, error) {
+// build compiles the service and the floor into dir, both as the
+// Dockerfile builds the service (static, trimmed, stripped): resident
+// memory counts the program's own pages, so both are measured as
+// deployed.
+// With profiling, both are built with -tags pprof (PPROF_ADDR serves the
+// Go profiles).
+func build(ctx context.Context, module, dir string, profiling bool) (binaries, error) {
 	b := binaries{webhook: filepath.Join(dir, "webhook"), floor: filepath.Join(dir, "floor")}
 	for _, t := range []struct{ out, pkg string }{{b.webhook, "./cmd/webhook"}, {b.floor, "./cmd/floor"}} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", t.out, t.pkg)
+		args := []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", t.out}
+		if profiling {
+			args = append(args, "-tags", "pprof")
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, t.pkg)...)
 		cmd.Dir = module
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return b, fmt.Errorf("go build %s: %w\n%s", t.pkg, err, out)
 		}

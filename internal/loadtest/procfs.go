@@ -25,6 +25,9 @@ type sampler struct {
 
 	mu     sync.Mutex
 	peakKB int64
+	// at the polled peak: resident anonymous memory (heap, stacks) and
+	// resident pages of files (the program's own code and data, mostly)
+	anonKB, fileKB int64
 }
 
 // sample starts watching pid: it resets the process's peak RSS (VmHWM)
@@ -51,13 +54,28 @@ func sample(pid int) *sampler {
 }
 
 func (s *sampler) poll() {
-	kb, err := statusKB(s.pid, "VmRSS")
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.pid))
 	if err != nil {
 		return
 	}
+	kb, err := parseStatusKB(b, "VmRSS")
+	if err != nil {
+		return
+	}
+	anon, _ := parseStatusKB(b, "RssAnon")
+	file, _ := parseStatusKB(b, "RssFile")
 	s.mu.Lock()
-	s.peakKB = max(s.peakKB, kb)
+	if kb > s.peakKB {
+		s.peakKB, s.anonKB, s.fileKB = kb, anon, file
+	}
 	s.mu.Unlock()
+}
+
+// split is the resident anonymous and file memory at the polled peak.
+func (s *sampler) split() (anonKB, fileKB int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.anonKB, s.fileKB
 }
 
 // finish stops watching and returns the peak RSS in KiB (0 when unknown)

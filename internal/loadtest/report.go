@@ -22,6 +22,8 @@ type row struct {
 	Calls       map[string]int // the sandbox's calls during the phase, by route
 	Redis       redisUse       // what Redis ran during the phase (INFO commandstats)
 	PeakRSSKB   int64          // the target's peak resident memory during the phase
+	AnonKB      int64          // of it at the polled peak: anonymous (heap, stacks, runtime)
+	FileKB      int64          // and the program's file pages (code, read-only data)
 	CPU         time.Duration
 }
 
@@ -126,12 +128,12 @@ func printRows(w io.Writer, rows []row) {
 		if r.Sent != r.Load.N {
 			sent += "/" + strconv.Itoa(r.Load.N)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s|%s\t\n",
 			r.Round, r.Target, r.Phase, sent, r.Load.C, r.rps(), r.goodput(),
 			ms(percentile(r.Latencies, .50)), ms(percentile(r.Latencies, .90)), ms(percentile(r.Latencies, .99)),
 			r.count2xx(), r.non2xx(), r.NotSuccess, r.Replayed, r.Enrollments,
 			r.perRequest(r.outsideCalls()), r.perRequest(r.Redis.Commands), r.perRequest(r.Redis.Scripts),
-			us(r.cpuPerRequest()), mib(r.PeakRSSKB))
+			us(r.cpuPerRequest()), mib(r.PeakRSSKB), mib(r.AnonKB), mib(r.FileKB))
 	}
 	_ = tw.Flush()
 }

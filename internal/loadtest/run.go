@@ -1,13 +1,16 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +67,11 @@ func setUp(ctx context.Context, cfg config, stderr io.Writer) (*bench, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Profile != "" {
+		if err := os.MkdirAll(cfg.Profile, 0o755); err != nil {
+			return nil, &UsageError{Msg: fmt.Sprintf("--profile %s: %v", cfg.Profile, err)}
+		}
+	}
 	b := &bench{cfg: cfg, tmpl: products{q2: q2}}
 	if b.tmpl.ba, err = loadModuleTemplate(module, businessAccessFixture); err != nil {
 		return nil, err
@@ -83,7 +91,7 @@ func setUp(ctx context.Context, cfg config, stderr io.Writer) (*bench, error) {
 		}
 	}
 	fmt.Fprintln(stderr, "building ./cmd/webhook and the floor ...")
-	bins, err := build(ctx, module, dir)
+	bins, err := build(ctx, module, dir, cfg.Profile != "")
 	if err != nil {
 		removeDir()
 		return nil, err
@@ -134,10 +142,10 @@ func run(parent context.Context, cfg config, stdout, stderr io.Writer) ([]row, e
 			rows = append(rows, burst.row)
 		}
 	}
-	fmt.Fprintf(stdout, "Load: new %d@%d, copies %d@%d, storm %d@%d, conns %d@%d, ba %d@%d, qbd %d@%d, burst %d@%d (requests@concurrency); %d round(s), service then floor; MAX_IN_FLIGHT %d; GOMEMLIMIT %s; %d CPUs (GOMAXPROCS %d)\n\n",
+	fmt.Fprintf(stdout, "Load: new %d@%d, copies %d@%d, storm %d@%d, conns %d@%d, ba %d@%d, qbd %d@%d, burst %d@%d (requests@concurrency); %d round(s), service then floor; MAX_IN_FLIGHT %d; GOMEMLIMIT %s; GODEBUG %s; %d CPUs (GOMAXPROCS %d)\n\n",
 		cfg.New.N, cfg.New.C, cfg.Copies.N, cfg.Copies.C, cfg.Storm.N, cfg.Storm.C, cfg.Conns.N, cfg.Conns.C,
 		cfg.BA.N, cfg.BA.C, cfg.QBD.N, cfg.QBD.C, cfg.Burst.N, cfg.Burst.C,
-		cfg.Rounds, cfg.MaxInFlight, orUnset(cfg.GoMemLimit), runtime.NumCPU(), runtime.GOMAXPROCS(0))
+		cfg.Rounds, cfg.MaxInFlight, orUnset(cfg.GoMemLimit), orUnset(cfg.GoDebug), runtime.NumCPU(), runtime.GOMAXPROCS(0))
 	if len(counts) > 0 {
 		fmt.Fprintln(stdout, "Per request, sent one by one (medians over the ORDERs; outside calls by route, the token fetch left out; Redis round trips are commands sent, a MULTI…EXEC once; commands include those scripts ran):")
 		printCounts(stdout, counts)
@@ -235,8 +243,16 @@ func (b *bench) runPhase(ctx context.Context, t target, ph phase, with shot) (ro
 	}
 	s := sample(t.proc.pid())
 	with.url, with.bodies, with.n, with.c, with.timeout = t.url+"/marketplace/"+ph.extension, ph.bodies, ph.load.N, ph.load.C, b.cfg.RequestTimeout
+	var profiled sync.WaitGroup
+	if b.cfg.Profile != "" && t.pprof != "" {
+		with.halfway = func() {
+			profiled.Go(func() { b.profile(ctx, t, ph.name) })
+		}
+	}
 	r.outcome = fire(ctx, with)
+	profiled.Wait()
 	r.PeakRSSKB, r.CPU = s.finish()
+	r.AnonKB, r.FileKB = s.split()
 	if err := st.alive(); err != nil {
 		return r, err
 	}
@@ -374,4 +390,48 @@ func verdict(ok bool) string {
 		return "one each"
 	}
 	return "NOT one each"
+}
+
+// profile saves the target's heap profile and its goroutines' count in
+// the --profile folder, as <target>-<phase>-<n>.heap and .txt (n counts
+// the rounds). Failures are said on the file, not fatal: a profile is a
+// look, not a measurement.
+func (b *bench) profile(ctx context.Context, t target, phase string) {
+	base := filepath.Join(b.cfg.Profile, fmt.Sprintf("%s-%s-", t.name, phase))
+	n := 1
+	for ; ; n++ {
+		if _, err := os.Stat(base + strconv.Itoa(n) + ".heap"); err != nil {
+			break
+		}
+	}
+	base += strconv.Itoa(n)
+	client := &http.Client{Timeout: 20 * time.Second}
+	get := func(path, file string) {
+		var out []byte
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.pprof+path, nil)
+		if err == nil {
+			var resp *http.Response
+			if resp, err = client.Do(req); err == nil {
+				out, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+		}
+		if err != nil {
+			out = []byte("the profile could not be read: " + err.Error() + "\n")
+		}
+		_ = os.WriteFile(file, out, 0o644)
+	}
+	get("/debug/pprof/heap", base+".heap")
+	get("/debug/pprof/goroutine?debug=1", base+".txt")
+	get("/debug/pprof/heap?debug=1", base+".memstats")
+	// Of the text heap profile, only its runtime.MemStats lines ("# Stack = ...").
+	if b, err := os.ReadFile(base + ".memstats"); err == nil {
+		var keep []byte
+		for line := range bytes.Lines(b) {
+			if bytes.HasPrefix(line, []byte("# ")) && !bytes.HasPrefix(line, []byte("# 0x")) {
+				keep = append(keep, line...)
+			}
+		}
+		_ = os.WriteFile(base+".memstats", keep, 0o644)
+	}
 }

@@ -33,9 +33,10 @@ type stack struct {
 
 // target is a receiver under test.
 type target struct {
-	name string // "service" or "floor"
-	url  string // base URL
-	proc *process
+	name  string // "service" or "floor"
+	url   string // base URL
+	proc  *process
+	pprof string // the Go profiles' base URL (--profile); "" for none
 }
 
 // startStack starts redis-server, the sandbox, the service and the floor,
@@ -86,6 +87,9 @@ func startStack(ctx context.Context, cfg config, module, dir string, bins binari
 	if cfg.GoMemLimit != "" {
 		targetEnv = append(targetEnv, "GOMEMLIMIT="+cfg.GoMemLimit)
 	}
+	if cfg.GoDebug != "" {
+		targetEnv = append(targetEnv, "GODEBUG="+cfg.GoDebug)
+	}
 	st.apiToken = rand.Text()
 	serviceEnv := append(slices.Clip(targetEnv),
 		"WEBHOOK_ADDR=127.0.0.1:"+strconv.Itoa(wp),
@@ -103,6 +107,17 @@ func startStack(ctx context.Context, cfg config, module, dir string, bins binari
 		"MAX_IN_FLIGHT="+strconv.Itoa(cfg.MaxInFlight),
 		"LOG_LEVEL=info", // as deployed: one log line per request is part of the cost
 	)
+	var pprof [2]string // service, floor
+	if cfg.Profile != "" {
+		for i := range pprof {
+			port, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			pprof[i] = "127.0.0.1:" + strconv.Itoa(port)
+		}
+		serviceEnv = append(serviceEnv, "PPROF_ADDR="+pprof[0])
+	}
 	svc, err := st.start("service", dir, serviceEnv, bins.webhook, "serve")
 	if err != nil {
 		return nil, err
@@ -112,7 +127,11 @@ func startStack(ctx context.Context, cfg config, module, dir string, bins binari
 		return nil, err
 	}
 
-	fl, err := st.start("floor", dir, targetEnv, bins.floor,
+	floorEnv := slices.Clip(targetEnv)
+	if cfg.Profile != "" {
+		floorEnv = append(floorEnv, "PPROF_ADDR="+pprof[1])
+	}
+	fl, err := st.start("floor", dir, floorEnv, bins.floor,
 		"--addr", "127.0.0.1:"+strconv.Itoa(fp), "--redis-url", redisURL,
 		"--q2-base-url", st.sandboxURL, "--q2-client-id", clientID, "--q2-client-secret", secret,
 		"--helix-key", helixKey, "--helix-secret", helixSecret,
@@ -124,7 +143,10 @@ func startStack(ctx context.Context, cfg config, module, dir string, bins binari
 	if err := fl.waitReady(ctx, readyLimit, st.probe(floorURL+"/healthz")); err != nil {
 		return nil, err
 	}
-	st.targets = []target{{"service", serviceURL, svc}, {"floor", floorURL, fl}}
+	st.targets = []target{{"service", serviceURL, svc, ""}, {"floor", floorURL, fl, ""}}
+	if cfg.Profile != "" {
+		st.targets[0].pprof, st.targets[1].pprof = "http://"+pprof[0], "http://"+pprof[1]
+	}
 	return st, nil
 }
 
