@@ -37,8 +37,8 @@ type config struct {
 	GoMemLimit                string // GOMEMLIMIT of the service and the floor; "": unset
 	GoDebug                   string // GODEBUG of the service and the floor; "": unset
 	// Profile, when set, is a folder: both targets are built with -tags
-	// pprof, and halfway through each phase their heap profile and
-	// goroutine count are saved there.
+	// pprof, and halfway through each phase their heap profile,
+	// goroutines, MemStats and 2 s of CPU profile are saved there.
 	Profile string
 }
 
@@ -120,7 +120,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.RedisServer, "redis-server", cfg.RedisServer, "the redis-server program")
 	fs.StringVar(&cfg.GoDebug, "godebug", "", "GODEBUG of the service and of the floor, like adaptivestackstart=0 (default: unset)")
 	fs.StringVar(&cfg.GoMemLimit, "gomemlimit", "", "GOMEMLIMIT of the service and of the floor, like 48MiB (default: unset, the Go runtime's default)")
-	fs.StringVar(&cfg.Profile, "profile", "", "a folder: build both targets with -tags pprof and save their heap profiles halfway through each phase (where the bytes go; it costs CPU)")
+	fs.StringVar(&cfg.Profile, "profile", "", "a folder: build both targets with -tags pprof and save their heap, goroutine and CPU profiles halfway through each phase (where the bytes and the CPU go; it costs CPU)")
 	fs.BoolVar(&cfg.KeepLogs, "keep-logs", false, "keep the processes' logs and binaries (their folder is printed)")
 	isQuick := fs.Bool("quick", false, "tiny phases, for a smoke test (flags given explicitly still win)")
 	if err := fs.Parse(args); err != nil {

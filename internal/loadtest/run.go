@@ -392,9 +392,10 @@ func verdict(ok bool) string {
 	return "NOT one each"
 }
 
-// profile saves the target's heap profile and its goroutines' count in
-// the --profile folder, as <target>-<phase>-<n>.heap and .txt (n counts
-// the rounds). Failures are said on the file, not fatal: a profile is a
+// profile saves the target's heap profile, its goroutines, its MemStats
+// and 2 s of its CPU profile in the --profile folder, as
+// <target>-<phase>-<n>.heap, .txt, .memstats and .cpu (n counts the
+// rounds). Failures are said on the file, not fatal: a profile is a
 // look, not a measurement.
 func (b *bench) profile(ctx context.Context, t target, phase string) {
 	base := filepath.Join(b.cfg.Profile, fmt.Sprintf("%s-%s-", t.name, phase))
@@ -423,6 +424,7 @@ func (b *bench) profile(ctx context.Context, t target, phase string) {
 	}
 	get("/debug/pprof/heap", base+".heap")
 	get("/debug/pprof/goroutine?debug=1", base+".txt")
+	get("/debug/pprof/profile?seconds=2", base+".cpu")
 	get("/debug/pprof/heap?debug=1", base+".memstats")
 	// Of the text heap profile, only its runtime.MemStats lines ("# Stack = ...").
 	if b, err := os.ReadFile(base + ".memstats"); err == nil {
