@@ -122,7 +122,7 @@ func mib(kb int64) string {
 // printRows writes one line per phase run.
 func printRows(w io.Writer, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\ttarget\tphase\tsent\tc\treq/s\t2xx/s\tp50\tp90\tp99\t2xx\tnon-2xx\tnot success\treplayed\tEnrollment\tcalls/req\tredis cmds/req\tscripts/req\tCPU/req\tpeak RSS\t")
+	fmt.Fprintln(tw, "round\ttarget\tphase\tsent\tc\treq/s\t2xx/s\tp50\tp90\tp99\t2xx\tnon-2xx\tnot success\treplayed\tEnrollment\tcalls/req\tredis cmds/req\tscripts/req\tCPU/req\tpeak RSS\tanon|file\t")
 	for _, r := range rows {
 		sent := strconv.Itoa(r.Sent)
 		if r.Sent != r.Load.N {
