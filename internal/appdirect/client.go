@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/oauth2"
 
 	"github.com/banking-marketplace/webhook/internal/httpcall"
 )
@@ -169,7 +170,7 @@ type Client struct {
 type market struct {
 	m      marketplace
 	core   *httpcall.Client
-	tokens *tokens // nil with OAuth 1.0a
+	tokens *httpcall.Tokens // nil with OAuth 1.0a
 }
 
 // NewClient returns a client of the given marketplaces (base URLs, as
@@ -215,12 +216,9 @@ func NewClient(marketplaces []string, opts ...Option) (*Client, error) {
 		if mk.core, err = httpcall.New(cfg); err != nil {
 			return nil, fmt.Errorf("appdirect: %w", err)
 		}
-		if c.oauth2 != nil {
-			core := mk.core
-			tokenURL := m.URL().JoinPath("oauth2", "token").String()
-			mk.tokens = newTokens(tokenURL, c.oauth2, core.HTTPClient(), core.Timeout(), func(err error, d time.Duration) {
-				core.Observe(context.Background(), tokenAttempt(err, d)) // a token serves many calls: no caller's ctx
-			})
+		if c.oauth2 != nil { // the credentials as HTTP Basic (RFC 6749 §2.3.1), which every token endpoint must take
+			mk.tokens = mk.core.NewTokens(httpcall.TokenConfig{URL: m.URL().JoinPath("oauth2", "token").String(),
+				ClientID: c.oauth2.id, ClientSecret: c.oauth2.secret, Scopes: c.oauth2.scopes, AuthStyle: oauth2.AuthStyleInHeader})
 		}
 		c.markets = append(c.markets, mk)
 	}
@@ -232,7 +230,7 @@ func (c *Client) authorize(ctx context.Context, mk *market, req *http.Request) e
 	if c.oauth1 != nil {
 		return Sign(req, c.oauth1.Key, c.oauth1.Secret, c.now(), "")
 	}
-	tok, err := token(ctx, mk.tokens.current())
+	tok, err := token(ctx, mk.tokens.Current())
 	if err != nil {
 		return err
 	}
@@ -342,11 +340,11 @@ func (c *Client) do(ctx context.Context, mk *market, r *httpcall.Request, read f
 		_, err := mk.core.Do(ctx, r, read)
 		return err
 	}
-	used := mk.tokens.current()
+	used := mk.tokens.Current()
 	_, err := mk.core.Do(ctx, r, read)
 	var ae *APIError
 	if errors.As(err, &ae) && ae.Action == r.Action && ae.Status == http.StatusUnauthorized {
-		mk.tokens.drop(used)
+		mk.tokens.Drop(used)
 		c.log.Debug("appdirect refused the token, fetching a new one", zap.String("action", r.Action))
 		_, err = mk.core.Do(ctx, r, read)
 	}
