@@ -1,9 +1,11 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -222,4 +224,31 @@ func attrValues(kvs []attribute.KeyValue) map[string]string {
 		m[string(kv.Key)] = kv.Value.Emit()
 	}
 	return m
+}
+
+// BenchmarkDelivery is one delivery through the handler and a use case
+// that logs a line, tracing off (no provider: nothing installed) and on
+// (spans made, none exported): the first must cost what it did before
+// tracing existed.
+func BenchmarkDelivery(b *testing.B) {
+	order := orderFixture(b)
+	for _, traced := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "on"}[traced], func(b *testing.B) {
+			cfg := Config{Receiver: &spanSeer{log: zap.NewNop()}, Logger: zap.NewNop()}
+			if traced {
+				cfg.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sdktrace.NewSimpleSpanProcessor(tracetest.NewNoopExporter())))
+			}
+			h := New(cfg)
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodPost, "/marketplace/p", bytes.NewReader(order))
+				req.Header.Set("Traceparent", incoming)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != 200 {
+					b.Fatalf("status %d", rec.Code)
+				}
+			}
+		})
+	}
 }
