@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +21,9 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/banking-marketplace/webhook/internal/appdirect/appdirectsandbox"
 	"github.com/banking-marketplace/webhook/internal/events"
@@ -356,44 +360,116 @@ func TestTracingOff(t *testing.T) {
 	})
 }
 
-// With an endpoint and no test exporter, the spans reach an OTLP/HTTP
-// collector at OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, by the drain at
-// the latest.
+// With an endpoint and no test exporter, the spans reach an OTLP
+// collector, over HTTP at OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces or over
+// gRPC, by the drain at the latest.
 func TestTracingExportsOTLP(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	var bodies [][]byte
-	var paths []string
-	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	for _, protocol := range []string{protocolHTTP, protocolGRPC} {
+		t.Run(protocol, func(t *testing.T) {
+			t.Parallel()
+			col := &collector{}
+			endpoint := col.startHTTP(t)
+			if protocol == protocolGRPC {
+				endpoint = col.startGRPC(t)
+			}
+			_, sbURL := startSandbox(t, q2sandbox.Config{})
+			env := q2Env(sbURL, miniRedisURL(t))
+			env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
+			env["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
+			svc := startService(t, env)
+			wantReply(t, post(t, svc.url+"/marketplace/p", withSubscription(t, "subscription-order.json", "sub-exported", ""),
+				http.Header{"Webhook-Id": {"msg_exported"}}), 200, "")
+			if err := svc.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			names, attrs := col.seen()
+			for _, want := range []string{"POST /marketplace/{extension}", "q2 Enrollment", "step q2 create"} {
+				if !names[want] {
+					t.Errorf("the collector got no %q span (got %v)", want, names)
+				}
+			}
+			for _, want := range []string{"webhook.id=msg_exported", "service.name=webhook"} {
+				if !attrs[want] {
+					t.Errorf("the collector got no %s", want)
+				}
+			}
+			if !strings.Contains(svc.logs.String(), `"msg":"tracing on","protocol":"`+protocol+`"`) {
+				t.Error("the start does not say that tracing is on, and how")
+			}
+		})
+	}
+}
+
+// collector is an OTLP trace collector that keeps what it is sent.
+type collector struct {
+	coltracepb.UnimplementedTraceServiceServer
+	mu   sync.Mutex
+	reqs []*coltracepb.ExportTraceServiceRequest
+}
+
+func (c *collector) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reqs = append(c.reqs, req)
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+// startHTTP serves OTLP/HTTP (protobuf) at /v1/traces; its base URL.
+func (c *collector) startHTTP(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		bodies, paths = append(bodies, b), append(paths, r.URL.Path)
-		mu.Unlock()
+		req := &coltracepb.ExportTraceServiceRequest{}
+		if r.URL.Path != "/v1/traces" || proto.Unmarshal(b, req) != nil {
+			http.Error(w, "not an OTLP trace export", http.StatusBadRequest)
+			return
+		}
+		_, _ = c.Export(r.Context(), req)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+		_, _ = w.Write(out)
 	}))
-	t.Cleanup(collector.Close)
-	_, sbURL := startSandbox(t, q2sandbox.Config{})
-	env := q2Env(sbURL, miniRedisURL(t))
-	env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.URL
-	svc := startService(t, env)
-	wantReply(t, post(t, svc.url+"/marketplace/p", withSubscription(t, "subscription-order.json", "sub-exported", ""),
-		http.Header{"Webhook-Id": {"msg_exported"}}), 200, "")
-	if err := svc.stop(t); err != nil {
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// startGRPC serves OTLP/gRPC; its URL.
+func (c *collector) startGRPC(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	all := bytes.Join(bodies, nil)
-	if len(bodies) == 0 || paths[0] != "/v1/traces" {
-		t.Fatalf("the collector got %d exports at %v", len(bodies), paths)
-	}
-	for _, want := range []string{"POST /marketplace/{extension}", "q2 Enrollment", "step q2 create", "msg_exported", "webhook"} {
-		if !bytes.Contains(all, []byte(want)) {
-			t.Errorf("the exports lack %q", want)
+	srv := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(srv, c)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return "http://" + ln.Addr().String()
+}
+
+// seen is the names of the spans received, and their attributes and
+// their resources' as key=value.
+func (c *collector) seen() (names, attrs map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names, attrs = map[string]bool{}, map[string]bool{}
+	for _, req := range c.reqs {
+		for _, rs := range req.ResourceSpans {
+			for _, kv := range rs.Resource.GetAttributes() {
+				attrs[kv.Key+"="+kv.Value.GetStringValue()] = true
+			}
+			for _, ss := range rs.ScopeSpans {
+				for _, sp := range ss.Spans {
+					names[sp.Name] = true
+					for _, kv := range sp.Attributes {
+						attrs[kv.Key+"="+kv.Value.GetStringValue()] = true
+					}
+				}
+			}
 		}
 	}
-	if !strings.Contains(svc.logs.String(), `"msg":"tracing on"`) {
-		t.Error("the start does not say that tracing is on")
-	}
+	return names, attrs
 }
 
 // The variables that turn tracing on, and their mistakes, one line each
