@@ -95,6 +95,9 @@ func TestDeliverySpans(t *testing.T) {
 		{name: "refused", method: "POST", path: "/marketplace/my-product", body: order, header: http.Header{"Webhook-Id": {"msg_unsigned"}},
 			wantName: "POST /marketplace/{extension}", wantStatus: 401, wantAttrs: map[string]string{
 				"http.response.status_code": "401", "webhook.id": "msg_unsigned", "webhook.outcome": string(events.Unauthorized)}},
+		{name: "a made-up method", method: "BREW", path: "/marketplace/my-product", header: http.Header{"Webhook-Id": {"msg_brew"}},
+			wantName: "HTTP /marketplace/{extension}", wantStatus: 405, wantAttrs: map[string]string{
+				"http.request.method": "_OTHER", "http.response.status_code": "405"}},
 		{name: "appdirect", method: "GET", path: adPath, header: http.Header{"Traceparent": {incoming}}, traced: true,
 			wantName: "GET /appdirect/events", wantStatus: 200, wantAttrs: map[string]string{
 				"http.route": "/appdirect/events", "webhook.event_token": "tok-123", "webhook.key": "ad:tok-123",
