@@ -641,7 +641,7 @@ func (ix *spanIndex) under(s, root tracetest.SpanStub) bool {
 func attr(s tracetest.SpanStub, key string) string {
 	for _, kv := range s.Attributes {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -653,12 +653,12 @@ func spanText(s tracetest.SpanStub) string {
 	var b strings.Builder
 	b.WriteString(s.Name + " " + s.Status.Description)
 	for _, kv := range s.Attributes {
-		fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.Emit())
+		fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.String())
 	}
 	for _, e := range s.Events {
 		b.WriteString(" " + e.Name)
 		for _, kv := range e.Attributes {
-			fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.Emit())
+			fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.String())
 		}
 	}
 	return b.String()
