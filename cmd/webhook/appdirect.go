@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"slices"
 
 	"go.uber.org/zap"
@@ -19,7 +20,8 @@ import (
 // posts results, and the inbox that receives them. In demo mode
 // (sandboxURL set) the embedded sandbox plays the marketplace, with the
 // consumer secret made up at start. nil, nil: the door is off.
-func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.Inbox, log *zap.Logger, m *metrics.Metrics) (*handlers.AppDirect, error) {
+func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.Inbox, answer func(context.Context, string) error,
+	log *zap.Logger, m *metrics.Metrics) (*handlers.AppDirect, error) {
 	a := cfg.AppDirect
 	if cfg.Demo && sandboxURL != "" && !a.On() {
 		a.Marketplaces = []string{sandboxURL}
@@ -62,7 +64,7 @@ func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.In
 	// The results queue is worked whether or not this replica answers
 	// asynchronously: another replica, or this one before a restart with
 	// APPDIRECT_ASYNC=false, may have queued results to post.
-	in.WithAppDirect(inbox.AppDirect{Marketplace: client, Owners: db, Jobs: db})
+	in.WithAppDirect(inbox.AppDirect{Marketplace: client, Owners: db, Jobs: db, Answer: answer})
 	marketplaces := slices.Clone(a.Marketplaces)
 	check := func(raw string) (string, string, error) {
 		u, token, err := appdirect.EventURL(raw, marketplaces)

@@ -74,6 +74,10 @@ type config struct {
 	LogLevel  zapcore.Level
 	LogFormat string // auto, json or console
 
+	// Tracing is where spans go, from the standard OTEL_* variables
+	// (readTracing), not the settings table; off unless an endpoint is set.
+	Tracing tracingConfig
+
 	// Demo is demo mode: no setting that only a real deployment sets
 	// (see setting.production) is set. The embedded Redis and the
 	// embedded sandbox serve only then; otherwise everything the products
@@ -214,7 +218,20 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 		}
 		raw[s.env] = strings.TrimSpace(v)
 	}
-	return parseConfig(raw)
+	c, err := parseConfig(raw)
+	tracing, problems := readTracing(getenv)
+	if len(problems) > 0 { // said with the table's problems, all at once
+		var ce *configError
+		if errors.As(err, &ce) {
+			problems = append([]string{ce.msg}, problems...)
+		}
+		return nil, &configError{msg: strings.Join(problems, "\n")}
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.Tracing = tracing
+	return c, nil
 }
 
 // problems collects the configuration's problems, one line each, in the
@@ -419,6 +436,7 @@ func (c *config) storeOptions() store.Options {
 	return store.Options{
 		URL: c.RedisURL, MasterName: c.RedisSentinelMaster, Cluster: c.RedisCluster,
 		WaitReplicas: c.RedisWaitReplicas, WaitTimeout: c.RedisWaitTimeout,
+		Trace: c.Tracing.On(),
 	}
 }
 

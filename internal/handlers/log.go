@@ -53,7 +53,7 @@ func setReason(c echo.Context, err error) { c.Set(reasonKey, err.Error()) }
 // webhook-id or AppDirect event token (the id a marketplace's ticket
 // quotes), type, subscription,
 // extension, outcome and outside calls, each value from the request cut to
-// logctx.MaxValue. It never logs bodies or other headers. 2xx is info, other statuses warn, and a 5xx that is the
+// logctx.MaxValue, and its trace_id and span_id when it is traced. It never logs bodies or other headers. 2xx is info, other statuses warn, and a 5xx that is the
 // service's own fault (UNKNOWN_ERROR) is an error; a probe answered 2xx is
 // debug.
 func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
@@ -84,10 +84,10 @@ func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
 			msg := "request"
 			if d := deliveryOf(c); d != nil {
 				msg = "delivery"
-				outcome := d.outcome
-				if outcome == "" {
-					outcome = string(code)
+				if d.outcome == "" { // refused before the use case: the code says why (the span reads it too)
+					d.outcome = string(code)
 				}
+				outcome := d.outcome
 				id := logctx.String("webhook_id", d.webhookID)
 				if d.eventToken != "" {
 					id = logctx.String("event_token", d.eventToken)
@@ -104,7 +104,8 @@ func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
 				)
 				obs.Delivered(d.eventType, outcome, d.replayed, v.Latency)
 			}
-			log.Log(quietProbe(v.RoutePath, level(v.Status, code)), msg, fields...)
+			// Under the delivery's span (tracing on), the line has its trace_id.
+			logctx.Logger(c.Request().Context(), log).Log(quietProbe(v.RoutePath, level(v.Status, code)), msg, fields...)
 			return nil
 		},
 	})

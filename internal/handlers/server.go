@@ -24,6 +24,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/docs"
@@ -77,6 +78,10 @@ type Config struct {
 	// AppDirect, when set, serves AppDirect's notifications at
 	// GET /appdirect/events (a public route).
 	AppDirect *AppDirect
+
+	// TracerProvider, when set, makes each delivery a trace (see traced);
+	// nil: tracing is off, and no middleware runs for it.
+	TracerProvider trace.TracerProvider
 
 	// Outside is the outside APIs' last known state ("q2": "ok", ...),
 	// shown in /readyz's body under "outside". It never changes the status,
@@ -180,15 +185,19 @@ func newServer(cfg Config) *server {
 }
 
 // echo is a handler with no routes yet and the middleware every route has:
-// request ids, one log line per request, panics as errors, header limits,
-// and every error as a contract document.
+// request ids, a trace per delivery (when tracing is on), one log line per
+// request, panics as errors, header limits, and every error as a contract
+// document.
 func (s *server) echo() *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(s.cfg.Logger)
+	e.Use(middleware.RequestID())
+	if s.cfg.TracerProvider != nil { // outside the logger: the span is there for its line, and sees the status sent
+		e.Use(traced(s.cfg.TracerProvider))
+	}
 	e.Use(
-		middleware.RequestID(),
 		requestLogger(s.cfg.Logger, s.cfg.Observer),
 		// The panic becomes the request's error, so that its log line says so.
 		middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true, DisableErrorHandler: true}),

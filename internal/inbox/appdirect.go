@@ -87,6 +87,10 @@ type AppDirect struct {
 	Marketplace Marketplace
 	Owners      Owners
 	Jobs        Jobs // the asynchronous results' queue
+	// Answer works one queued result, as the settler does (nil:
+	// AnswerLater with the inbox's TTL); the wiring may wrap it, to trace
+	// each result as a trace of its own.
+	Answer func(ctx context.Context, token string) error
 }
 
 // WithAppDirect returns in, able to receive AppDirect's notifications.
@@ -195,7 +199,11 @@ func (in *Inbox) answerSoon(ctx context.Context, token string) {
 		defer in.soon.Done()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ProcessTimeout)
 		defer cancel()
-		if err := in.AnswerLater(ctx, token, in.cfg.TTL); err != nil && !errors.Is(err, events.ErrBusy) {
+		answer := in.appdirect.Answer
+		if answer == nil {
+			answer = func(ctx context.Context, token string) error { return in.AnswerLater(ctx, token, in.cfg.TTL) }
+		}
+		if err := answer(ctx, token); err != nil && !errors.Is(err, events.ErrBusy) {
 			logctx.Logger(ctx, in.log).Warn("answering an event at once failed; the settler answers it later", zap.Error(err))
 		}
 	}()

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/backoff"
@@ -138,6 +140,8 @@ func (w *work) do(ctx context.Context, s slot) *stop {
 		if st.Rev >= rev || s.member != nil { // a user's step has nothing to change
 			return nil
 		}
+		ctx, span := stepSpan(ctx, s, "change")
+		defer span.End()
 		if err := w.flush(ctx); err != nil {
 			return &stop{target: t.Name(), store: err}
 		}
@@ -148,6 +152,8 @@ func (w *work) do(ctx context.Context, s slot) *stop {
 		w.record(s, changed, events.StepLive, rev)
 		return nil
 	}
+	ctx, span := stepSpan(ctx, s, "create")
+	defer span.End()
 	if st.State != events.StepPending {
 		// calling, unknown (a call may have created it) or undone (to be
 		// provisioned again): ask before creating.
@@ -233,6 +239,8 @@ func (w *work) undo(ctx context.Context, s slot) *stop {
 	if !st.State.MayExist() && !recheck {
 		return nil
 	}
+	ctx, span := stepSpan(ctx, s, "undo")
+	defer span.End()
 	if st.State != events.StepLive {
 		// calling or unknown (a call may have created it), or a recheck
 		// for late work: ask first when the target can tell.
@@ -396,6 +404,7 @@ func gone(a events.Account) bool {
 func (w *work) failed(ctx context.Context, s slot, doing string, err error) *stop {
 	t, st := s.t, s.st
 	f := Classify(t.Name(), err)
+	trace.SpanFromContext(ctx).SetStatus(codes.Error, f.Kind.String()+" "+string(f.Code)) // the step's span: a code, never the message
 	st.Attempts++
 	st.LastError = string(f.Code) + ": " + f.Message
 	if doing == "provisioning" && f.Kind == Transient {
@@ -680,4 +689,19 @@ func (s *Service) Settle(ctx context.Context, subscription string) (Report, erro
 	rep.Intent, rep.Settled, rep.Steps = w.acct.Intent.State, w.acct.Settled(), w.acct.Steps
 	rep.Waiting, rep.Due = w.acct.Settle.Waiting, w.acct.Settle.Due
 	return rep, nil
+}
+
+// stepSpan is the span of one step of the plan ("step q2 create", "step
+// q2 user undo"), a child of the delivery's or the settle pass's span;
+// none when ctx carries none (tracing off).
+func stepSpan(ctx context.Context, s slot, verb string) (context.Context, trace.Span) {
+	parent := trace.SpanFromContext(ctx)
+	if !parent.SpanContext().IsValid() {
+		return ctx, parent
+	}
+	name := "step " + s.t.Name()
+	if s.member != nil {
+		name += " user"
+	}
+	return parent.TracerProvider().Tracer("github.com/banking-marketplace/webhook/internal/provisioning").Start(ctx, name+" "+verb)
 }
