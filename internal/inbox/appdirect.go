@@ -226,13 +226,15 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 	if j.State == JobPending {
 		n := Notification{EventURL: j.EventURL, Token: j.Token, Marketplace: j.Marketplace, Product: j.Product}
 		d, reply, ok := in.fetch(ctx, n)
-		if ok {
+		var eventType, subscription string
+		if ok { // else there is no event: fetch logged why, and reply says it
 			if reply, err = in.Receive(ctx, d); err != nil {
 				return err
 			}
+			eventType, subscription = string(d.Event.EventType), d.Event.SubscriptionID
 		}
-		log.Info("delivery answered later", zap.String("key", "appdirect:"+j.Token), zap.String("event_type", string(d.Event.EventType)),
-			zap.String("subscription", d.Event.SubscriptionID), zap.String("outcome", reply.Code), zap.Bool("replayed", reply.Replayed))
+		log.Info("delivery answered later", zap.String("key", "appdirect:"+j.Token), zap.String("event_type", eventType),
+			zap.String("subscription", subscription), zap.String("outcome", reply.Code), zap.Bool("replayed", reply.Replayed))
 		switch reply.Kind {
 		case events.Final, events.NotStored:
 			j.State, j.Result, j.Attempts, j.LastError = JobAnswered, reply.Body, 0, ""

@@ -161,3 +161,54 @@ func TestAnswerLater(t *testing.T) {
 		t.Errorf("after the post: %v, %d posts, %d processings; want one each", err, len(m.posts["tok-a"]), p.calls.Load())
 	}
 }
+
+// A queued result whose event cannot be fetched again (the marketplace
+// down, the event gone, not JSON) is worked like any other outcome that
+// is not final: the job stays pending, tried again later, and the worker
+// goes on. It used to read the missing event for its log line and panic,
+// killing the replica; the job, still due, then killed every replica's
+// settler in turn.
+func TestAnswerLaterEventNotFetched(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		fetch error
+		event string
+		state string
+	}{
+		{"marketplace down", errors.New("connection refused"), orderEvent, inbox.JobPending},
+		{"event gone", nil, "", inbox.JobAnswered},
+		{"not an event", nil, `{"marketplace":{}}`, inbox.JobAnswered},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := &processor{}
+			db, _ := newStore(t)
+			m := &marketplace{events: map[string]string{}, posts: map[string][]string{}}
+			in := newInbox(db, p).WithAppDirect(inbox.AppDirect{Marketplace: m, Owners: db, Jobs: db})
+			n := notification("tok-gone")
+			if tc.event != "" {
+				m.events[n.EventURL] = tc.event
+			}
+			if tc.fetch != nil {
+				m.failFetch = []error{tc.fetch}
+			}
+			now := time.Now().UTC()
+			if _, err := db.EnqueueResult(context.Background(), inbox.ResultJob{Token: n.Token, EventURL: n.EventURL,
+				Marketplace: n.Marketplace, Product: n.Product, State: inbox.JobPending, Created: now, Updated: now, Due: now}); err != nil {
+				t.Fatal(err)
+			}
+			m.failPost = []error{status(503)} // the post is refused once: the job shows its state
+			if err := in.AnswerLater(context.Background(), n.Token, time.Hour); err != nil {
+				t.Fatalf("AnswerLater: %v", err)
+			}
+			j, err := db.Result(context.Background(), n.Token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j.State != tc.state || j.Attempts != 1 || p.calls.Load() != 0 {
+				t.Errorf("job %s after %d attempts, %d processings; want %s, 1, 0", j.State, j.Attempts, p.calls.Load(), tc.state)
+			}
+		})
+	}
+}
