@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -151,21 +152,31 @@ func (in *Inbox) fetch(ctx context.Context, n Notification) (Delivery, Answer, b
 // subscriptionOf is the subscription an AppDirect event is about. AppDirect
 // names none: an ORDER's is derived from its marketplace and event token
 // (a redelivery of it is the same subscription), a later event's is the
-// one its accountIdentifier names; one naming no known account gets an id
-// of its own (derived the same way), under which nothing exists.
+// one its accountIdentifier names, if an AppDirect ORDER made it; one
+// naming no such account gets an id of its own (derived the same way),
+// under which nothing exists. An identifier of a subscription the Q2 door
+// made (a Q2 UserID: a small number, easily guessed) is not this event's:
+// under its own id, provisioning's owner check refuses it, unchanged.
 func (in *Inbox) subscriptionOf(ctx context.Context, n Notification, ev *events.SubscriptionEvent) (string, error) {
 	if id := ev.AccountIdentifier(); id != "" && ev.EventType != events.SubscriptionOrder {
 		a, err := in.appdirect.Owners.AccountByIdentifier(ctx, id)
 		switch {
-		case err == nil:
+		case err == nil && strings.HasPrefix(a.SubscriptionID, subscriptionPrefix):
 			return a.SubscriptionID, nil
+		case err == nil:
+			logctx.Logger(ctx, in.log).Warn("an AppDirect event names the account of a subscription the Q2 door made; it is refused",
+				zap.String("named_subscription", a.SubscriptionID))
 		case !errors.Is(err, events.ErrNotFound):
 			return "", err
 		}
 	}
 	sum := sha256.Sum256([]byte(n.Marketplace + "\n" + n.Token))
-	return "ad-" + hex.EncodeToString(sum[:16]), nil
+	return subscriptionPrefix + hex.EncodeToString(sum[:16]), nil
 }
+
+// subscriptionPrefix starts the id of every subscription an AppDirect
+// ORDER made, and of no other.
+const subscriptionPrefix = "ad-"
 
 // later records the event's job and answers 202; a redelivered
 // notification finds its job and is answered 202 again.

@@ -212,3 +212,71 @@ func TestAnswerLaterEventNotFetched(t *testing.T) {
 		})
 	}
 }
+
+// owners is an account index in memory.
+type owners map[string]events.Account
+
+func (o owners) AccountByIdentifier(_ context.Context, id string) (events.Account, error) {
+	if a, ok := o[id]; ok {
+		return a, nil
+	}
+	return events.Account{}, events.ErrNotFound
+}
+
+// subscriptions is a processor that remembers which subscription each
+// event was processed as.
+type subscriptions struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (s *subscriptions) Process(_ context.Context, ev *events.SubscriptionEvent, _ string) events.Outcome {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, ev.SubscriptionID)
+	return events.Provisioned(ev.AccountIdentifier())
+}
+
+// An AppDirect event finds its subscription by accountIdentifier, but
+// only among the subscriptions AppDirect's own ORDERs made: one naming
+// the identifier of a subscription that came through the Q2 door (small
+// integers, Q2 UserIDs, easily guessed) gets a subscription of its own,
+// under which nothing exists, and provisioning's owner check refuses it.
+func TestNotifyFindsOnlyAppDirectSubscriptions(t *testing.T) {
+	t.Parallel()
+	const cancel = `{"type":"SUBSCRIPTION_CANCEL","payload":{"account":{"accountIdentifier":%q}}}`
+	accounts := owners{
+		"7":  {SubscriptionID: "65d945e7-7911-47f8-b7c1-8def1a776464", AccountIdentifier: "7"}, // the Q2 door's
+		"12": {SubscriptionID: "ad-0123456789abcdef0123456789abcdef", AccountIdentifier: "12"},
+	}
+	for _, tc := range []struct {
+		account, want string
+	}{
+		{"12", "ad-0123456789abcdef0123456789abcdef"},
+		{"7", ""}, // not the Q2 door's
+		{"99", ""},
+	} {
+		t.Run(tc.account, func(t *testing.T) {
+			t.Parallel()
+			db, _ := newStore(t)
+			p := &subscriptions{}
+			m := &marketplace{events: map[string]string{}, posts: map[string][]string{}}
+			in := newInbox(db, p).WithAppDirect(inbox.AppDirect{Marketplace: m, Owners: accounts, Jobs: db})
+			n := notification("tok-cancel")
+			m.events[n.EventURL] = fmt.Sprintf(cancel, tc.account)
+			if _, _, err := in.Notify(context.Background(), n); err != nil {
+				t.Fatal(err)
+			}
+			if len(p.got) != 1 {
+				t.Fatalf("processed %d times, want 1", len(p.got))
+			}
+			got := p.got[0]
+			switch {
+			case tc.want != "" && got != tc.want:
+				t.Errorf("processed as %q, want %q", got, tc.want)
+			case tc.want == "" && (!strings.HasPrefix(got, "ad-") || got == accounts["12"].SubscriptionID):
+				t.Errorf("processed as %q, want a subscription of its own", got)
+			}
+		})
+	}
+}
