@@ -2,7 +2,9 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
@@ -52,7 +54,7 @@ type appdirectDoor struct {
 }
 
 // notify is GET /appdirect/events?eventUrl=URL. Its order: who sent it
-// (401), then where the event URL points (403, and no request is made to
+// (401; 503 when the nonce store cannot be reached), then where the event URL points (403, and no request is made to
 // a URL outside the configured marketplaces), then a processing slot,
 // then the event, fetched, received like any delivery, and answered with
 // the same documents (AppDirect reads a failure as a 200 with success
@@ -61,6 +63,10 @@ func (d *appdirectDoor) notify(c echo.Context) error {
 	req := c.Request()
 	log := deliveryOf(c)
 	if _, err := d.cfg.Auth.Verify(req.Context(), req); err != nil {
+		if errors.Is(err, events.ErrUnavailable) { // the nonce store: the signature may well be good
+			return &Error{Status: http.StatusServiceUnavailable, Code: events.TransportError, RetryAfter: 5 * time.Second,
+				Message: "the record store is unavailable; nothing was done, send the notification again", Cause: err}
+		}
 		return &Error{Status: http.StatusUnauthorized, Code: events.Unauthorized,
 			Message: "the notification is not signed by the marketplace", Cause: err}
 	}
