@@ -120,7 +120,12 @@ func (in *Inbox) Notify(ctx context.Context, n Notification) (Answer, Copy, erro
 // with the reply when there is none to receive.
 func (in *Inbox) fetch(ctx context.Context, n Notification) (Delivery, Answer, bool) {
 	log := logctx.Logger(ctx, in.log)
-	body, err := in.appdirect.Marketplace.FetchEvent(ctx, n.EventURL)
+	// PROCESS_TIMEOUT bounds the fetch as it bounds processing: AppDirect
+	// waits about 5 s for a reply, and the fetch's own attempts (several
+	// of 10 s) would outlast the server's write timeout.
+	fctx, cancel := context.WithTimeout(ctx, in.cfg.ProcessTimeout)
+	defer cancel()
+	body, err := in.appdirect.Marketplace.FetchEvent(fctx, n.EventURL)
 	if err != nil {
 		var sc interface{ StatusCode() int }
 		if errors.As(err, &sc) && sc.StatusCode() >= 400 && sc.StatusCode() < 500 && sc.StatusCode() != 408 && sc.StatusCode() != 429 {

@@ -280,3 +280,40 @@ func TestNotifyFindsOnlyAppDirectSubscriptions(t *testing.T) {
 		})
 	}
 }
+
+// deadlines is a marketplace that reports whether each fetch had a
+// deadline within PROCESS_TIMEOUT.
+type deadlines struct {
+	marketplace
+	limit   time.Duration
+	unbound []string
+}
+
+func (d *deadlines) FetchEvent(ctx context.Context, url string) ([]byte, error) {
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > d.limit {
+		d.mu.Lock()
+		d.unbound = append(d.unbound, url)
+		d.mu.Unlock()
+	}
+	return d.marketplace.FetchEvent(ctx, url)
+}
+
+// The fetch of a notification is bounded by PROCESS_TIMEOUT, as the rest
+// of its handling: AppDirect waits about 5 s for a synchronous reply, and
+// a marketplace that stalls must not hold the notification (and a
+// processing slot) through every attempt of the fetch (3 × 10 s, past the
+// server's write timeout, so that no reply at all went out).
+func TestNotifyFetchIsBounded(t *testing.T) {
+	t.Parallel()
+	db, _ := newStore(t)
+	m := &deadlines{marketplace: marketplace{events: map[string]string{}, posts: map[string][]string{}}, limit: 2 * time.Second}
+	in := newInbox(db, &processor{}).WithAppDirect(inbox.AppDirect{Marketplace: m, Owners: db, Jobs: db})
+	n := notification("tok-bound")
+	m.events[n.EventURL] = orderEvent
+	if r, _, err := in.Notify(context.Background(), n); err != nil || r.Kind != events.Final {
+		t.Fatalf("Notify: %+v, %v", r, err)
+	}
+	if len(m.unbound) != 0 {
+		t.Errorf("fetched %v without a deadline within PROCESS_TIMEOUT (2s)", m.unbound)
+	}
+}
