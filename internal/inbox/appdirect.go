@@ -239,6 +239,14 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 	}
 	log := logctx.Logger(ctx, in.log).With(zap.String("event_token", token))
 	now := time.Now().UTC()
+	// What this pass did is recorded even when its time ran out doing it
+	// (a post accepted at the deadline must be marked posted, or the next
+	// pass posts it again), as process records an outcome.
+	save := func(j ResultJob) error {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeBudget)
+		defer cancel()
+		return jobs.SaveResult(sctx, j, ttl)
+	}
 	if j.State == JobPending {
 		n := Notification{EventURL: j.EventURL, Token: j.Token, Marketplace: j.Marketplace, Product: j.Product}
 		d, reply, ok := in.fetch(ctx, n)
@@ -257,7 +265,7 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 		default: // not settled now: processed again later
 			j.Attempts++
 			j.LastError, j.Due, j.Updated = reply.Code, now.Add(laterIn(j.Attempts)), now
-			return jobs.SaveResult(ctx, j, ttl)
+			return save(j)
 		}
 	}
 	if j.State != JobAnswered {
@@ -267,11 +275,11 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 		j.Attempts++
 		j.LastError, j.Due, j.Updated = err.Error(), now.Add(laterIn(j.Attempts)), now
 		log.Warn("posting a result failed; it is posted again later", zap.Int("attempts", j.Attempts), zap.Error(err))
-		return jobs.SaveResult(ctx, j, ttl)
+		return save(j)
 	}
 	j.State, j.Updated, j.Due = JobPosted, now, time.Time{}
 	log.Info("result posted")
-	return jobs.SaveResult(ctx, j, ttl)
+	return save(j)
 }
 
 // laterIn is how long a job that could not be done now waits: about 10 s,

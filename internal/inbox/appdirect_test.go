@@ -317,3 +317,43 @@ func TestNotifyFetchIsBounded(t *testing.T) {
 		t.Errorf("fetched %v without a deadline within PROCESS_TIMEOUT (2s)", m.unbound)
 	}
 }
+
+// lastMoment is a marketplace whose post is accepted just as the caller's
+// deadline passes: the pass's context is done when PostResult returns.
+type lastMoment struct {
+	marketplace
+	cancel context.CancelFunc
+}
+
+func (l *lastMoment) PostResult(ctx context.Context, mk, token string, result []byte) error {
+	err := l.marketplace.PostResult(ctx, mk, token, result)
+	l.cancel()
+	return err
+}
+
+// A result AppDirect accepted is recorded posted though the pass's time
+// ran out with the post: else the job stays due, and the next pass posts
+// the same result again, a duplicate our own records could have avoided.
+func TestAnswerLaterRecordsAPostAtTheDeadline(t *testing.T) {
+	t.Parallel()
+	db, _ := newStore(t)
+	m := &lastMoment{marketplace: marketplace{events: map[string]string{}, posts: map[string][]string{}}}
+	in := newInbox(db, &processor{}).WithAppDirect(inbox.AppDirect{Marketplace: m, Owners: db, Jobs: db})
+	n := notification("tok-last")
+	m.events[n.EventURL] = orderEvent
+	now := time.Now().UTC()
+	if _, err := db.EnqueueResult(context.Background(), inbox.ResultJob{Token: n.Token, EventURL: n.EventURL,
+		Marketplace: n.Marketplace, Product: n.Product, State: inbox.JobPending, Created: now, Updated: now, Due: now}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	_ = in.AnswerLater(ctx, n.Token, time.Hour)
+	j, err := db.Result(context.Background(), n.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.posts[n.Token]) != 1 || j.State != inbox.JobPosted {
+		t.Fatalf("%d posts, job %s; want 1 post recorded %s", len(m.posts[n.Token]), j.State, inbox.JobPosted)
+	}
+}
