@@ -15,7 +15,12 @@ import (
 
 type notifyAuth struct{ err error }
 
-func (a notifyAuth) Verify(context.Context, *http.Request) (string, error) { return "bearer", a.err }
+func (a notifyAuth) Verify(_ context.Context, r *http.Request) (string, error) {
+	if r.ContentLength != 0 { // the door must refuse a body before anyone reads it
+		return "", errors.New("the verifier was given a body")
+	}
+	return "bearer", a.err
+}
 
 // notifier answers every notification with reply and remembers them.
 type notifier struct {
@@ -46,11 +51,17 @@ func TestAppDirectDoorStatuses(t *testing.T) {
 		status    int
 		code      events.ErrorCode // "" for the notifier's reply
 		wantRetry string
+		body      string
 	}{
 		{name: "answered", status: 200},
 		{name: "bad signature", auth: errors.New("OAuth 1.0a signature does not match"), status: 401, code: events.Unauthorized},
 		{name: "nonce store down", auth: storeDown, status: 503, code: events.TransportError, wantRetry: "5"},
 		{name: "foreign eventUrl", check: errors.New("eventUrl is not an event URL of a configured marketplace"), status: 403, code: events.Forbidden},
+		// AppDirect's notification is a GET without a body. The OAuth
+		// verifier reads a form body for its parameters (RFC 5849), up to
+		// 1 MiB, before any check: unauthenticated requests holding such
+		// bodies would hold that memory, with none of the Q2 door's caps.
+		{name: "a body", body: "a=" + strings.Repeat("x", 1<<10), status: 400, code: events.InvalidResponse},
 		{name: "bad signature and foreign eventUrl", auth: errors.New("no OAuth 1.0a signature"), check: errors.New("foreign"), status: 401, code: events.Unauthorized},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -58,7 +69,11 @@ func TestAppDirectDoorStatuses(t *testing.T) {
 			n := &notifier{reply: okReply}
 			h := New(Config{Receiver: &fakeReceiver{}, AppDirect: &AppDirect{Notifier: n, Auth: notifyAuth{tc.auth},
 				Check: func(string) (string, string, error) { return "tok", "https://market.example", tc.check }}})
-			rec := do(t, h, http.MethodGet, "/appdirect/events?eventUrl=https%3A%2F%2Fmarket.example%2Fapi%2Fintegration%2Fv1%2Fevents%2Ftok", nil, nil)
+			var hdr http.Header
+			if tc.body != "" {
+				hdr = http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+			}
+			rec := do(t, h, http.MethodGet, "/appdirect/events?eventUrl=https%3A%2F%2Fmarket.example%2Fapi%2Fintegration%2Fv1%2Fevents%2Ftok", []byte(tc.body), hdr)
 			if rec.Code != tc.status {
 				t.Fatalf("status %d, want %d; body %s", rec.Code, tc.status, rec.Body)
 			}
