@@ -351,6 +351,37 @@ func TestAppDirectForeignEventURL(t *testing.T) {
 	}
 }
 
+// An AppDirect event never touches a subscription the Q2 door made, though
+// it names that subscription's accountIdentifier (a Q2 UserID: a small
+// number any marketplace can guess): refused FORBIDDEN, the Q2 user left
+// as it was, every event type that finds its subscription that way.
+func TestAppDirectCannotTouchQ2DoorSubscription(t *testing.T) {
+	t.Parallel()
+	m := startMarket(t, appdirectsandbox.Config{})
+	svc := startService(t, adEnv(m, miniRedisURL(t), false))
+	const sub = "3f8f2b0e-q2-door-subscription"
+	order := wantReply(t, post(t, svc.url+"/marketplace/my-product-name", withSubscription(t, "subscription-order.json", sub, ""), nil), 200, "")
+	acct := order.AccountIdentifier
+	for _, doc := range []string{
+		adAccount("SUBSCRIPTION_CANCEL", acct, ""),
+		adNotice(acct, "CLOSED"),
+		adNotice(acct, "DEACTIVATED"),
+		adChange(acct, 9),
+		adUser("USER_ASSIGNMENT", acct, "u-intruder"),
+	} {
+		r := m.notify(t, svc.url, doc)
+		if r.reply.Success || r.reply.ErrorCode != events.Forbidden {
+			t.Errorf("%.40s…: %d %s, want FORBIDDEN", doc, r.status, r.raw)
+		}
+	}
+	if u, calls := m.Stats().Users, m.Stats().Calls; u != 1 || calls["DeleteUser"]+calls["DeleteCustomer"] != 0 || calls["Enrollment"] != 1 {
+		t.Errorf("%d live Q2 users, calls %v; want the Q2 door's one user untouched", u, calls)
+	}
+	if v := readSubscription(t, svc.opsURL, sub); v.Status != "active" || v.Edition != "BASIC" || len(v.Users) != 0 {
+		t.Errorf("the Q2 door's subscription %+v, want it active as ordered", v)
+	}
+}
+
 // Results answered later survive the process: the service is killed
 // (SIGKILL) while its post of a result is under way, restarted, its post
 // refused again, and the result is posted once the marketplace recovers:

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -123,7 +124,12 @@ func (in *Inbox) Notify(ctx context.Context, n Notification) (Answer, Copy, erro
 // with the reply when there is none to receive.
 func (in *Inbox) fetch(ctx context.Context, n Notification) (Delivery, Answer, bool) {
 	log := logctx.Logger(ctx, in.log)
-	body, err := in.appdirect.Marketplace.FetchEvent(ctx, n.EventURL)
+	// PROCESS_TIMEOUT bounds the fetch as it bounds processing: AppDirect
+	// waits about 5 s for a reply, and the fetch's own attempts (several
+	// of 10 s) would outlast the server's write timeout.
+	fctx, cancel := context.WithTimeout(ctx, in.cfg.ProcessTimeout)
+	defer cancel()
+	body, err := in.appdirect.Marketplace.FetchEvent(fctx, n.EventURL)
 	if err != nil {
 		var sc interface{ StatusCode() int }
 		if errors.As(err, &sc) && sc.StatusCode() >= 400 && sc.StatusCode() < 500 && sc.StatusCode() != 408 && sc.StatusCode() != 429 {
@@ -155,21 +161,31 @@ func (in *Inbox) fetch(ctx context.Context, n Notification) (Delivery, Answer, b
 // subscriptionOf is the subscription an AppDirect event is about. AppDirect
 // names none: an ORDER's is derived from its marketplace and event token
 // (a redelivery of it is the same subscription), a later event's is the
-// one its accountIdentifier names; one naming no known account gets an id
-// of its own (derived the same way), under which nothing exists.
+// one its accountIdentifier names, if an AppDirect ORDER made it; one
+// naming no such account gets an id of its own (derived the same way),
+// under which nothing exists. An identifier of a subscription the Q2 door
+// made (a Q2 UserID: a small number, easily guessed) is not this event's:
+// under its own id, provisioning's owner check refuses it, unchanged.
 func (in *Inbox) subscriptionOf(ctx context.Context, n Notification, ev *events.SubscriptionEvent) (string, error) {
 	if id := ev.AccountIdentifier(); id != "" && ev.EventType != events.SubscriptionOrder {
 		a, err := in.appdirect.Owners.AccountByIdentifier(ctx, id)
 		switch {
-		case err == nil:
+		case err == nil && strings.HasPrefix(a.SubscriptionID, subscriptionPrefix):
 			return a.SubscriptionID, nil
+		case err == nil:
+			logctx.Logger(ctx, in.log).Warn("an AppDirect event names the account of a subscription the Q2 door made; it is refused",
+				zap.String("named_subscription", a.SubscriptionID))
 		case !errors.Is(err, events.ErrNotFound):
 			return "", err
 		}
 	}
 	sum := sha256.Sum256([]byte(n.Marketplace + "\n" + n.Token))
-	return "ad-" + hex.EncodeToString(sum[:16]), nil
+	return subscriptionPrefix + hex.EncodeToString(sum[:16]), nil
 }
+
+// subscriptionPrefix starts the id of every subscription an AppDirect
+// ORDER made, and of no other.
+const subscriptionPrefix = "ad-"
 
 // later records the event's job and answers 202; a redelivered
 // notification finds its job and is answered 202 again.
@@ -231,23 +247,33 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 	}
 	log := logctx.Logger(ctx, in.log).With(zap.String("event_token", token))
 	now := time.Now().UTC()
+	// What this pass did is recorded even when its time ran out doing it
+	// (a post accepted at the deadline must be marked posted, or the next
+	// pass posts it again), as process records an outcome.
+	save := func(j ResultJob) error {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeBudget)
+		defer cancel()
+		return jobs.SaveResult(sctx, j, ttl)
+	}
 	if j.State == JobPending {
 		n := Notification{EventURL: j.EventURL, Token: j.Token, Marketplace: j.Marketplace, Product: j.Product}
 		d, reply, ok := in.fetch(ctx, n)
-		if ok {
+		var eventType, subscription string
+		if ok { // else there is no event: fetch logged why, and reply says it
 			if reply, err = in.Receive(ctx, d); err != nil {
 				return err
 			}
+			eventType, subscription = string(d.Event.EventType), d.Event.SubscriptionID
 		}
-		log.Info("delivery answered later", zap.String("key", "appdirect:"+j.Token), zap.String("event_type", string(d.Event.EventType)),
-			zap.String("subscription", d.Event.SubscriptionID), zap.String("outcome", reply.Code), zap.Bool("replayed", reply.Replayed))
+		log.Info("delivery answered later", zap.String("key", "appdirect:"+j.Token), zap.String("event_type", eventType),
+			zap.String("subscription", subscription), zap.String("outcome", reply.Code), zap.Bool("replayed", reply.Replayed))
 		switch reply.Kind {
 		case events.Final, events.NotStored:
 			j.State, j.Result, j.Attempts, j.LastError = JobAnswered, reply.Body, 0, ""
 		default: // not settled now: processed again later
 			j.Attempts++
 			j.LastError, j.Due, j.Updated = reply.Code, now.Add(laterIn(j.Attempts)), now
-			return jobs.SaveResult(ctx, j, ttl)
+			return save(j)
 		}
 	}
 	if j.State != JobAnswered {
@@ -257,11 +283,11 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 		j.Attempts++
 		j.LastError, j.Due, j.Updated = err.Error(), now.Add(laterIn(j.Attempts)), now
 		log.Warn("posting a result failed; it is posted again later", zap.Int("attempts", j.Attempts), zap.Error(err))
-		return jobs.SaveResult(ctx, j, ttl)
+		return save(j)
 	}
 	j.State, j.Updated, j.Due = JobPosted, now, time.Time{}
 	log.Info("result posted")
-	return jobs.SaveResult(ctx, j, ttl)
+	return save(j)
 }
 
 // laterIn is how long a job that could not be done now waits: about 10 s,
