@@ -69,7 +69,7 @@ func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
 	if err != nil {
 		return fail(err)
 	}
-	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL}, log)
+	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL, StatusOf: handlers.StatusOf}, log)
 	if a.appDirect, err = appDirectDoor(cfg, clients.sandbox, db, in, log, m); err != nil {
 		return fail(err)
 	}

@@ -243,14 +243,15 @@ func outsideTransport(maxInFlight int) *http.Transport {
 
 // observeCalls is the one observer of the outside clients: each attempt
 // counts in the metrics and, but for a token fetch (which serves many
-// deliveries), in the delivery's call count, and is logged at debug level
-// with the delivery's fields and the system's request id, so that a
-// support ticket with the bank can quote it.
+// deliveries), joins the delivery's calls (its count, and the attempt
+// history: system, action, status, duration, request id); it is logged at
+// debug level with the delivery's fields and the system's request id, so
+// that a support ticket with the bank can quote it.
 func observeCalls(log *zap.Logger, m *metrics.Metrics) httpcall.Observer {
 	return func(ctx context.Context, a httpcall.Attempt) {
 		m.OutsideCall(a)
 		if a.Action != httpcall.TokenAction {
-			events.CountCall(ctx)
+			events.RecordCall(ctx, callOf(a))
 		}
 		logctx.Logger(ctx, log).Debug(a.System+" call", a.LogFields()...)
 	}

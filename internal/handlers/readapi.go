@@ -210,7 +210,7 @@ func (a *readAPI) deliveries(c echo.Context) error {
 			Final: d.State == "done", Attempts: d.Attempts, Copies: d.Copies,
 			FirstSeen: time.UnixMilli(d.First).UTC(), LastSeen: time.UnixMilli(d.Last).UTC(), DurationMS: d.DurationMS}
 		if k := events.ParseKind(d.Kind); k != 0 && d.State != "processing" {
-			s := statusOf(k)
+			s := StatusOf(k)
 			doc.Status = &s
 		}
 		out = append(out, doc)

@@ -202,12 +202,13 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 		n := Notification{EventURL: j.EventURL, Token: j.Token, Marketplace: j.Marketplace, Product: j.Product}
 		d, reply, ok := in.fetch(ctx, n)
 		if ok {
+			d.later = true
 			if reply, err = in.Receive(ctx, d); err != nil {
 				return err
 			}
 		}
 		log.Info("delivery answered later", zap.String("key", "appdirect:"+j.Token), zap.String("event_type", string(d.Event.EventType)),
-			zap.String("subscription", d.Event.SubscriptionID), zap.String("outcome", reply.Code), zap.Bool("replayed", reply.Replayed))
+			zap.String("subscription", d.Event.SubscriptionID), zap.String("outcome", reply.Code), zap.String("reason", reply.Reason), zap.Bool("replayed", reply.Replayed))
 		switch reply.Kind {
 		case events.Final, events.NotStored:
 			j.State, j.Result, j.Attempts, j.LastError = JobAnswered, reply.Body, 0, ""
