@@ -5,6 +5,7 @@
 package inbox
 
 import (
+	"errors"
 	"strconv"
 	"time"
 
@@ -104,6 +105,10 @@ type Attempt struct {
 	// CallsDropped counts the calls made but not kept (events.MaxCallsKept).
 	CallsDropped int
 }
+
+// ErrBadCursor is the answer to a page cursor that the list did not give
+// (made up, cut, or of another list).
+var ErrBadCursor = errors.New("not a cursor of this list")
 
 // AttemptsKept bounds a delivery's history: the latest attempts are kept,
 // and DeliverySummary.Dropped counts the older ones.

@@ -256,13 +256,10 @@ func (r *Redis) Deliveries(ctx context.Context, subscription string) ([]inbox.De
 	return out, nil
 }
 
-// ErrBadCursor is Failures' answer to a cursor it did not give.
-var ErrBadCursor = errors.New("not a cursor of this list")
-
 // Failures returns the deliveries whose latest attempt failed at or after
 // since, newest first, at most limit, from the page cursor names ("" is
 // the first page); next names the page after, "" on the last. A cursor
-// that is not one Failures gave is ErrBadCursor.
+// that is not one Failures gave is inbox.ErrBadCursor.
 func (r *Redis) Failures(ctx context.Context, since time.Time, cursor string, limit int) (page []inbox.DeliverySummary, next string, err error) {
 	if limit < 1 {
 		limit = 1
@@ -271,7 +268,7 @@ func (r *Redis) Failures(ctx context.Context, since time.Time, cursor string, li
 	if cursor != "" {
 		score, h, ok := parseCursor(cursor)
 		if !ok {
-			return nil, "", ErrBadCursor
+			return nil, "", inbox.ErrBadCursor
 		}
 		max, after = strconv.FormatInt(score, 10), h
 	}

@@ -144,7 +144,7 @@ func TestFailures(t *testing.T) {
 		if err != nil || len(all) != 8 {
 			t.Errorf("since 3 h ago: %d failures, %v; want 8 (the old one too)", len(all), err)
 		}
-		if _, _, err := b.r.Failures(ctx, t0, "not-a-cursor", 3); !errors.Is(err, ErrBadCursor) {
+		if _, _, err := b.r.Failures(ctx, t0, "not-a-cursor", 3); !errors.Is(err, inbox.ErrBadCursor) {
 			t.Errorf("a forged cursor: %v, want ErrBadCursor", err)
 		}
 	})
