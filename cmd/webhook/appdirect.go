@@ -19,7 +19,7 @@ import (
 // posts results, and the inbox that receives them. In demo mode
 // (sandboxURL set) the embedded sandbox plays the marketplace, with the
 // consumer secret made up at start. nil, nil: the door is off.
-func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.Inbox, log *zap.Logger, m *metrics.Metrics) (*handlers.AppDirect, error) {
+func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.Inbox, log *zap.Logger, m *metrics.Metrics, seen *systems) (*handlers.AppDirect, error) {
 	a := cfg.AppDirect
 	if cfg.Demo && sandboxURL != "" && !a.On() {
 		a.Marketplaces = []string{sandboxURL}
@@ -32,7 +32,7 @@ func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.In
 		a.Product = onlyProduct(cfg.Catalog)
 	}
 	var auth appdirect.Notifications
-	opts := []appdirect.Option{appdirect.WithLogger(log.Named("appdirect")), appdirect.WithObserver(observeCalls(log.Named("appdirect"), m))}
+	opts := []appdirect.Option{appdirect.WithLogger(log.Named("appdirect")), appdirect.WithObserver(observeCalls(log.Named("appdirect"), m, seen))}
 	if a.ConsumerKey != "" {
 		consumers := make([]appdirect.Consumer, len(a.ConsumerSecrets))
 		for i, s := range a.ConsumerSecrets {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,8 @@ type app struct {
 	log       *zap.Logger
 	db        *store.Redis
 	monitor   *outside.Monitor
+	seen      *systems            // each outside system's state, from this replica's calls
+	console   http.Handler        // nil without API_TOKENS
 	appDirect *handlers.AppDirect // nil: no AppDirect door
 	listeners listeners           // bound, not yet serving
 	draining  atomic.Bool         // set when the drain starts: /readyz answers 503
@@ -51,7 +54,8 @@ func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
 		return nil, err
 	}
 	a.db = db
-	clients, stopSandbox, err := outsideAPIs(cfg, log, m)
+	a.seen = newSystems(time.Now)
+	clients, stopSandbox, err := outsideAPIs(cfg, log, m, a.seen)
 	if err != nil {
 		return fail(err)
 	}
@@ -70,7 +74,10 @@ func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
 		return fail(err)
 	}
 	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL, StatusOf: handlers.StatusOf}, log)
-	if a.appDirect, err = appDirectDoor(cfg, clients.sandbox, db, in, log, m); err != nil {
+	if a.appDirect, err = appDirectDoor(cfg, clients.sandbox, db, in, log, m, a.seen); err != nil {
+		return fail(err)
+	}
+	if a.console, err = newConsole(cfg, db, a.monitor, a.seen, service, log); err != nil {
 		return fail(err)
 	}
 	// Every replica works the settle queue: what a reply left unsettled,
@@ -105,6 +112,7 @@ func (a *app) routes(in *inbox.Inbox, m *metrics.Metrics) handlers.Config {
 		Logger:      a.log,
 		Outside:     a.monitor.State,
 		AppDirect:   a.appDirect,
+		Console:     a.console,
 		Ready: func(ctx context.Context) error {
 			if a.draining.Load() {
 				return &handlers.NotReadyError{Reason: "shutting down"}

@@ -103,6 +103,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad wait replicas", nil, with(nil, "REDIS_WAIT_REPLICAS", "-1"), []string{`REDIS_WAIT_REPLICAS: "-1" is not a whole number of 0 or more`}},
 		{"wait replicas on the embedded redis", nil, with(demo, "REDIS_WAIT_REPLICAS", "1"), []string{"REDIS_WAIT_REPLICAS: the embedded Redis (no URL) has no replicas"}},
 		{"bad log format", nil, with(demo, "LOG_FORMAT", "yaml"), []string{`LOG_FORMAT: "yaml" is not json, console or auto`}},
+		{"trace URL without the trace id", nil, with(demo, "CONSOLE_TRACE_URL", "https://tempo.example/trace/"),
+			[]string{`CONSOLE_TRACE_URL: "https://tempo.example/trace/" must be an absolute http(s) URL with {trace_id} in it, like https://tempo.example/trace/{trace_id}`}},
+		{"trace URL not absolute", nil, with(demo, "CONSOLE_TRACE_URL", "/trace/{trace_id}"), []string{"CONSOLE_TRACE_URL: "}},
 		// The example manifests' placeholders (deploy/kubernetes): a pod
 		// with unfilled settings stops at once and never turns ready.
 		{"placeholder secret", nil, with(nil, "Q2_CLIENT_SECRET", "CHANGE-ME-q2-client-secret"), []string{

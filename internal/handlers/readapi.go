@@ -454,6 +454,13 @@ func readAPIOff(c echo.Context) error {
 	return apiError(c, http.StatusNotFound, "the read API is off: set API_TOKENS (space-separated bearer tokens, at least 16 characters each) to turn it on")
 }
 
+// consoleOff answers /console/ when API_TOKENS is empty: operators sign
+// in with one of the read API's tokens, so without them there is no
+// console, and the reply says which setting turns it on.
+func consoleOff(c echo.Context) error {
+	return apiError(c, http.StatusNotFound, "the console is off: set API_TOKENS (space-separated tokens, at least 16 characters each); an operator signs in with one of them")
+}
+
 func apiError(c echo.Context, status int, message string) error {
 	return c.JSON(status, map[string]string{"message": message})
 }

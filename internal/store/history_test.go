@@ -183,3 +183,32 @@ func TestOutcomeCounts(t *testing.T) {
 		}
 	})
 }
+
+// Console sessions live in Redis for their ttl, any replica reads them,
+// and a deleted one is gone.
+func TestSessions(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		const key = "5ead47c5e670a5fa7ec1e3389eb6270a802d5756cedd65cdd6faea7a13a0e4ff"
+		if _, err := b.r.GetSession(ctx, key); !errors.Is(err, events.ErrNotFound) {
+			t.Fatalf("a session never stored: %v, want ErrNotFound", err)
+		}
+		if err := b.r.PutSession(ctx, key, []byte(`{"operator":"sha256:0a1b2c3d"}`), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.r.GetSession(ctx, key)
+		if err != nil || string(got) != `{"operator":"sha256:0a1b2c3d"}` {
+			t.Fatalf("GetSession = %q, %v", got, err)
+		}
+		if d := b.pttl(t, b.r.keys.session(key)); d <= 0 || d > time.Minute {
+			t.Errorf("PTTL %v, want within the session's ttl", d)
+		}
+		if err := b.r.DeleteSession(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.r.GetSession(ctx, key); !errors.Is(err, events.ErrNotFound) {
+			t.Errorf("a deleted session: %v, want ErrNotFound", err)
+		}
+	})
+}
