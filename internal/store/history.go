@@ -23,7 +23,9 @@ import (
 )
 
 // attemptDoc is an attempt as the history stores it: one line of JSON
-// with short names, since every delivery keeps up to ten.
+// with short names, since every delivery keeps up to ten. Durations are
+// whole milliseconds, rounded up: a call that took 0.3 ms shows 1 ms, not
+// nothing.
 type attemptDoc struct {
 	At           int64     `json:"at"` // Unix ms
 	MS           int64     `json:"ms"`
@@ -61,14 +63,14 @@ func attemptOf(res inbox.Result) inbox.Attempt {
 }
 
 func encodeAttempt(a inbox.Attempt) string {
-	d := attemptDoc{At: a.At.UnixMilli(), MS: a.Duration.Milliseconds(), Status: a.Status, Code: a.Code,
+	d := attemptDoc{At: a.At.UnixMilli(), MS: millis(a.Duration), Status: a.Status, Code: a.Code,
 		Reason: a.Reason, Trace: a.TraceID, CallsDropped: a.CallsDropped}
 	if a.Kind != events.Final {
 		d.Kind = a.Kind.String()
 	}
 	for _, c := range a.Calls {
 		d.Calls = append(d.Calls, callDoc{System: c.System, Action: c.Action, Status: c.Status, Error: c.Error,
-			MS: c.Duration.Milliseconds(), RequestID: c.RequestID})
+			MS: millis(c.Duration), RequestID: c.RequestID})
 	}
 	b, _ := json.Marshal(d) // cannot fail: strings and numbers
 	return string(b)
