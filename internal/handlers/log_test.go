@@ -90,6 +90,9 @@ func TestLogLineTellsTheTruth(t *testing.T) {
 			if line.Message != "delivery" || f["extension"] != "my-product" {
 				t.Errorf("line %q %v: want a delivery line naming the extension", line.Message, f)
 			}
+			if f["webhook_id"] != "msg_log" { // a 401 included: the id a marketplace's ticket quotes
+				t.Errorf("logged webhook_id %v, want msg_log", f["webhook_id"])
+			}
 			if f["status"] != int64(tt.wantStatus) {
 				t.Errorf("logged status %v, sent %d", f["status"], tt.wantStatus)
 			}
