@@ -21,7 +21,7 @@ import (
 // (sandboxURL set) the embedded sandbox plays the marketplace, with the
 // consumer secret made up at start. nil, nil: the door is off.
 func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.Inbox, answer func(context.Context, string) error,
-	log *zap.Logger, m *metrics.Metrics) (*handlers.AppDirect, error) {
+	log *zap.Logger, m *metrics.Metrics, seen *systems) (*handlers.AppDirect, error) {
 	a := cfg.AppDirect
 	if cfg.Demo && sandboxURL != "" && !a.On() {
 		a.Marketplaces = []string{sandboxURL}
@@ -34,7 +34,7 @@ func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.In
 		a.Product = onlyProduct(cfg.Catalog)
 	}
 	var auth appdirect.Notifications
-	opts := []appdirect.Option{appdirect.WithLogger(log.Named("appdirect")), appdirect.WithObserver(observeCalls(log.Named("appdirect"), m))}
+	opts := []appdirect.Option{appdirect.WithLogger(log.Named("appdirect")), appdirect.WithObserver(observeCalls(log.Named("appdirect"), m, seen))}
 	if a.ConsumerKey != "" {
 		consumers := make([]appdirect.Consumer, len(a.ConsumerSecrets))
 		for i, s := range a.ConsumerSecrets {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,8 @@ type app struct {
 	db        *store.Redis
 	monitor   *outside.Monitor
 	inbox     *inbox.Inbox
+	seen      *systems            // each outside system's state, from this replica's calls
+	console   http.Handler        // nil without API_TOKENS
 	appDirect *handlers.AppDirect // nil: no AppDirect door
 	listeners listeners           // bound, not yet serving
 	draining  atomic.Bool         // set when the drain starts: /readyz answers 503
@@ -60,7 +63,8 @@ func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
 		return fail(err)
 	}
 	a.db = db
-	clients, stopSandbox, err := outsideAPIs(cfg, log, m)
+	a.seen = newSystems(time.Now)
+	clients, stopSandbox, err := outsideAPIs(cfg, log, m, a.seen)
 	if err != nil {
 		return fail(err)
 	}
@@ -78,7 +82,7 @@ func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
 	if err != nil {
 		return fail(err)
 	}
-	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL}, log)
+	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL, StatusOf: handlers.StatusOf}, log)
 	a.inbox = in
 	// AppDirect's results answered later: by the replica that answered
 	// 202, at once, and by every replica's settler from the queue; each
@@ -87,7 +91,10 @@ func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
 	if a.tracer != nil {
 		answer = tracedAnswer(a.tracer.Tracer(tracerName), answer)
 	}
-	if a.appDirect, err = appDirectDoor(cfg, clients.sandbox, db, in, answer, log, m); err != nil {
+	if a.appDirect, err = appDirectDoor(cfg, clients.sandbox, db, in, answer, log, m, a.seen); err != nil {
+		return fail(err)
+	}
+	if a.console, err = newConsole(cfg, db, a.monitor, a.seen, service, log); err != nil {
 		return fail(err)
 	}
 	// Every replica works the settle queue: what a reply left unsettled,
@@ -119,6 +126,7 @@ func (a *app) routes(in *inbox.Inbox, m *metrics.Metrics) handlers.Config {
 		Logger:      a.log,
 		Outside:     a.monitor.State,
 		AppDirect:   a.appDirect,
+		Console:     a.console,
 		// A nil interface when off, so that the handlers install nothing.
 		TracerProvider: a.tracer,
 		Ready: func(ctx context.Context) error {

@@ -85,7 +85,7 @@ func runSettle(ctx context.Context, args []string, getenv func(string) string, s
 		return &configError{msg: err.Error()}
 	}
 	defer db.Close()
-	clients, stopSandbox, err := outsideAPIs(cfg, log, m)
+	clients, stopSandbox, err := outsideAPIs(cfg, log, m, nil)
 	if err != nil {
 		return err
 	}

@@ -102,11 +102,11 @@ func (d *appdirectDoor) notify(c echo.Context) error {
 		return err
 	}
 	log.key, log.eventType, log.subscription = info.Key, info.EventType, info.Subscription
-	log.outcome, log.replayed, log.calls = reply.Code, reply.Replayed, reply.Calls
+	log.outcome, log.replayed, log.calls, log.reason = reply.Code, reply.Replayed, reply.Calls, reply.Reason
 	h := c.Response().Header()
 	if reply.Replayed {
 		h.Set("Idempotent-Replayed", "true")
 	}
 	setRetryAfter(h, reply.RetryAfter)
-	return c.Blob(statusOf(reply.Kind), echo.MIMEApplicationJSON, reply.Body)
+	return c.Blob(StatusOf(reply.Kind), echo.MIMEApplicationJSON, reply.Body)
 }

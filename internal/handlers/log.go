@@ -17,6 +17,7 @@ import (
 type deliveryLog struct {
 	webhookID, key, eventType, subscription, extension, product, outcome string
 	eventToken                                                           string // an AppDirect notification's
+	reason                                                               string // which step or check decided a processed outcome
 	replayed                                                             bool
 	calls                                                                int // outside API calls, every attempt
 }
@@ -74,15 +75,20 @@ func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
 				zap.String("request_id", v.RequestID),
 			}
 			var code events.ErrorCode
+			d := deliveryOf(c)
 			if v.Error != nil {
 				e := asError(v.Error, c)
 				code = e.Code
 				fields = append(fields, zap.String("code", string(code)), zap.String("reason", reason(e)))
 			} else if r, ok := c.Get(reasonKey).(string); ok {
 				fields = append(fields, zap.String("reason", r))
+			} else if d != nil && d.reason != "" {
+				// A refusal or a failure decided in processing (FORBIDDEN,
+				// a step's 503): which step or check decided it.
+				fields = append(fields, zap.String("reason", d.reason))
 			}
 			msg := "request"
-			if d := deliveryOf(c); d != nil {
+			if d != nil {
 				msg = "delivery"
 				if d.outcome == "" { // refused before the use case: the code says why (the span reads it too)
 					d.outcome = string(code)

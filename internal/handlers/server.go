@@ -68,7 +68,11 @@ type Config struct {
 	Logger    *zap.Logger
 	Observer  Observer     // told of every delivery and processing slot; nil: nobody
 	Metrics   http.Handler // served at GET /metrics; nil: no such route
-	OpsRoutes []Route      // more routes beside /metrics (the console, /openapi.yaml)
+	// Console is the operator console, served at /console/ beside the read
+	// API (on the ops listener when there is one); nil: those paths answer
+	// 404 naming API_TOKENS, which turns it on.
+	Console   http.Handler
+	OpsRoutes []Route // more routes beside /metrics (the console, /openapi.yaml)
 
 	MaxInFlight     int           // authenticated deliveries processed at once; 0 = 256
 	MaxBodyReaders  int           // requests reading their bodies at once; 0 = DefaultMaxBodyReaders
@@ -232,6 +236,14 @@ func (s *server) opsRoutes(e *echo.Echo) {
 	} else {
 		e.Any("/v1", readAPIOff)
 		e.Any("/v1/*", readAPIOff)
+	}
+	if s.cfg.Console != nil {
+		h := echo.WrapHandler(s.cfg.Console)
+		e.Any("/console", h)
+		e.Any("/console/*", h)
+	} else {
+		e.Any("/console", consoleOff)
+		e.Any("/console/*", consoleOff)
 	}
 	for _, r := range s.cfg.OpsRoutes {
 		e.Add(cmp.Or(r.Method, http.MethodGet), r.Path, echo.WrapHandler(r.Handler))

@@ -260,13 +260,14 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 		d, reply, ok := in.fetch(ctx, n)
 		var eventType, subscription string
 		if ok { // else there is no event: fetch logged why, and reply says it
+			d.later = true
 			if reply, err = in.Receive(ctx, d); err != nil {
 				return err
 			}
 			eventType, subscription = string(d.Event.EventType), d.Event.SubscriptionID
 		}
 		log.Info("delivery answered later", zap.String("key", "appdirect:"+j.Token), zap.String("event_type", eventType),
-			zap.String("subscription", subscription), zap.String("outcome", reply.Code), zap.Bool("replayed", reply.Replayed))
+			zap.String("subscription", subscription), zap.String("outcome", reply.Code), zap.String("reason", reply.Reason), zap.Bool("replayed", reply.Replayed))
 		switch reply.Kind {
 		case events.Final, events.NotStored:
 			j.State, j.Result, j.Attempts, j.LastError = JobAnswered, reply.Body, 0, ""

@@ -413,6 +413,7 @@ func (w *work) failed(ctx context.Context, s slot, doing string, err error) *sto
 	}
 	w.dirty = true
 	w.s.cfg.Observer.SettleAttempt(t.Name(), f.Kind.String())
+	events.Decided(ctx, stepReason(ctx, t.Name(), doing, f))
 	log := w.log(ctx).With(zap.String("target", t.Name()), zap.String("doing", doing), zap.Stringer("kind", f.Kind),
 		zap.String("code", string(f.Code)), zap.Error(f.Err))
 	if f.Kind == Misconfigured {

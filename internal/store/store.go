@@ -142,7 +142,7 @@ func (h errorHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h errorHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
-		if err != nil && !errors.Is(err, redis.Nil) {
+		if err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
 			h.onError("pipeline")
 		}
 		return err
@@ -152,7 +152,7 @@ func (h errorHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 // isNoScript is the EVALSHA miss that go-redis answers with EVAL: not a
 // failure.
 func isNoScript(err error) bool {
-	return strings.HasPrefix(err.Error(), "NOSCRIPT")
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 // isRefusedIntrospection is a managed Redis refusing CONFIG or INFO (see
