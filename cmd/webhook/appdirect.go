@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 
 	"go.uber.org/zap"
@@ -45,7 +47,7 @@ func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.In
 			return nil, &configError{msg: "APPDIRECT_CONSUMER_SECRET: " + err.Error()}
 		}
 		auth.OAuth = v
-		opts = append(opts, appdirect.WithOAuth1(a.ConsumerKey, a.ConsumerSecrets[0]))
+		opts = append(opts, appdirect.WithOAuth1(a.ConsumerKey, a.ConsumerSecrets[0], a.ConsumerSecrets[1:]...))
 	}
 	if len(a.NotifyTokens) > 0 || len(a.NotifyBasic) > 0 {
 		cv, err := appdirect.NewCredentialVerifier(a.NotifyTokens, a.NotifyBasic)
@@ -64,7 +66,7 @@ func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.In
 	// The results queue is worked whether or not this replica answers
 	// asynchronously: another replica, or this one before a restart with
 	// APPDIRECT_ASYNC=false, may have queued results to post.
-	in.WithAppDirect(inbox.AppDirect{Marketplace: client, Owners: db, Jobs: db, Answer: answer})
+	in.WithAppDirect(inbox.AppDirect{Marketplace: marketplace{client}, Owners: db, Jobs: db, Answer: answer})
 	marketplaces := slices.Clone(a.Marketplaces)
 	check := func(raw string) (string, string, error) {
 		u, token, err := appdirect.EventURL(raw, marketplaces)
@@ -84,4 +86,23 @@ func onlyProduct(c *products.Catalog) string {
 		return c.Products[0].Name
 	}
 	return ""
+}
+
+// marketplace is the AppDirect client as the inbox needs it: its failures
+// in the inbox's kinds.
+type marketplace struct{ *appdirect.Client }
+
+func (m marketplace) FetchEvent(ctx context.Context, eventURL string) ([]byte, error) {
+	b, err := m.Client.FetchEvent(ctx, eventURL)
+	switch {
+	case err == nil:
+		return b, nil
+	case errors.Is(err, appdirect.ErrUnauthorized):
+		return nil, fmt.Errorf("%w: %w", inbox.ErrCredentialsRefused, err)
+	case errors.Is(err, appdirect.ErrRefused):
+		return nil, fmt.Errorf("%w: %w", inbox.ErrEventRefused, err)
+	case errors.Is(err, appdirect.ErrInvalidResponse):
+		return nil, fmt.Errorf("%w: %w", inbox.ErrEventUnreadable, err)
+	}
+	return nil, err
 }

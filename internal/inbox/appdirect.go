@@ -12,7 +12,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -30,6 +29,22 @@ type Marketplace interface {
 	// PostResult posts the result document of event token.
 	PostResult(ctx context.Context, marketplace, token string, result []byte) error
 }
+
+// The failures of FetchEvent the inbox tells apart; the wiring makes the
+// marketplace client's errors match them (errors.Is). Any other failure
+// is transient: nothing was done, the notification is answered 503.
+var (
+	// ErrEventRefused: the marketplace refused to give the event (a 404,
+	// another 4xx): answered CONFIGURATION_ERROR, not stored.
+	ErrEventRefused = errors.New("the marketplace refused to give the event")
+	// ErrEventUnreadable: what the marketplace answered is no event (not
+	// JSON, too large, a redirect): answered INVALID_RESPONSE, not stored.
+	ErrEventUnreadable = errors.New("the marketplace's reply is not an event")
+	// ErrCredentialsRefused: the marketplace refused the service's own
+	// credentials (401, 403): the service's setup, answered 503 until it
+	// is fixed, as every refusal of our own setup is.
+	ErrCredentialsRefused = errors.New("the marketplace refused the service's credentials")
+)
 
 // Owners finds the subscription an accountIdentifier names.
 type Owners interface {
@@ -130,13 +145,17 @@ func (in *Inbox) fetch(ctx context.Context, n Notification) (Delivery, Answer, b
 	fctx, cancel := context.WithTimeout(ctx, in.cfg.ProcessTimeout)
 	defer cancel()
 	body, err := in.appdirect.Marketplace.FetchEvent(fctx, n.EventURL)
-	if err != nil {
-		var sc interface{ StatusCode() int }
-		if errors.As(err, &sc) && sc.StatusCode() >= 400 && sc.StatusCode() < 500 && sc.StatusCode() != 408 && sc.StatusCode() != 429 {
-			log.Warn("the marketplace refused to give the event", zap.Error(err))
-			return Delivery{}, notStored(events.ConfigurationError, fmt.Sprintf(
-				"the marketplace answered %d for the event; nothing was done", sc.StatusCode())), false
-		}
+	switch {
+	case errors.Is(err, ErrCredentialsRefused):
+		log.Error("the marketplace refused the service's credentials for the event; check APPDIRECT_*", zap.Error(err))
+		return Delivery{}, answerOf(events.Outage("the marketplace refused the service's credentials; nothing was done, send the notification again", 30*time.Second)), false
+	case errors.Is(err, ErrEventRefused):
+		log.Warn("the marketplace refused to give the event", zap.Error(err))
+		return Delivery{}, notStored(events.ConfigurationError, "the marketplace refused to give the event; nothing was done"), false
+	case errors.Is(err, ErrEventUnreadable):
+		log.Warn("the marketplace's reply is not an event", zap.Error(err))
+		return Delivery{}, notStored(events.InvalidResponse, "what the marketplace answered for the event is not an event; nothing was done"), false
+	case err != nil:
 		log.Warn("fetching the event failed", zap.Error(err))
 		return Delivery{}, answerOf(events.Outage("the event could not be fetched from the marketplace; nothing was done, send the notification again", 5*time.Second)), false
 	}

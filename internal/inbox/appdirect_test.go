@@ -57,6 +57,18 @@ type status int
 func (s status) Error() string   { return fmt.Sprintf("HTTP %d", int(s)) }
 func (s status) StatusCode() int { return int(s) }
 
+// Is makes a status match the inbox's kinds, as the wiring's adapter of
+// the AppDirect client does.
+func (s status) Is(target error) bool {
+	switch {
+	case s == 401 || s == 403:
+		return target == inbox.ErrCredentialsRefused
+	case s >= 400 && s < 500 && s != 408 && s != 429:
+		return target == inbox.ErrEventRefused
+	}
+	return false
+}
+
 const orderEvent = `{"type":"SUBSCRIPTION_ORDER","marketplace":{"baseUrl":"https://market.example","partner":"X"},
 "creator":{"firstName":"Ann","lastName":"Lee"},"payload":{"order":{"editionCode":"BASIC","items":[{"unit":"USER","quantity":"3"}]}}}`
 
@@ -108,6 +120,13 @@ func TestNotifyFailures(t *testing.T) {
 			m.failFetch = []error{errors.New("connection refused")}
 		}, events.Transient, "TRANSPORT_ERROR"},
 		{"no such event", func(*marketplace, inbox.Notification) {}, events.NotStored, "CONFIGURATION_ERROR"},
+		{"our credentials refused", func(m *marketplace, n inbox.Notification) {
+			m.events[n.EventURL] = orderEvent
+			m.failFetch = []error{status(401)}
+		}, events.Transient, "TRANSPORT_ERROR"},
+		{"a reply that is no event", func(m *marketplace, n inbox.Notification) {
+			m.failFetch = []error{fmt.Errorf("%w: XML", inbox.ErrEventUnreadable)}
+		}, events.NotStored, "INVALID_RESPONSE"},
 		{"not an event", func(m *marketplace, n inbox.Notification) { m.events[n.EventURL] = `{"marketplace":{}}` }, events.NotStored, "INVALID_RESPONSE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
