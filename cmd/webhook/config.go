@@ -624,6 +624,10 @@ func readMarketplaces(c *config, v, _ string) error {
 	var errs []error
 	for _, m := range strings.Fields(v) {
 		u, err := appdirect.ParseMarketplace(m)
+		if err != nil && strings.Contains(m, "@") { // maybe a user:password: never echoed
+			errs = append(errs, errors.New("a base URL holds '@' (credentials do not belong in it); give base URLs like https://marketplace.example.com"))
+			continue
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%q: %v; give base URLs like https://marketplace.example.com", m, err))
 			continue
@@ -638,6 +642,9 @@ func readMarketplaces(c *config, v, _ string) error {
 func (c *config) checkAppDirect(p *problems) {
 	a := &c.AppDirect
 	if !a.On() {
+		if a.ConsumerKey != "" || len(a.ConsumerSecrets) > 0 || len(a.NotifyTokens) > 0 || len(a.NotifyBasic) > 0 || a.ClientID != "" || a.ClientSecret != "" {
+			p.add("APPDIRECT_MARKETPLACES", "is required with the APPDIRECT_* credentials set: the base URLs of the marketplaces that call GET /appdirect/events")
+		}
 		return
 	}
 	shared := a.ConsumerKey != "" || len(a.ConsumerSecrets) > 0

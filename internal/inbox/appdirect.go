@@ -179,14 +179,22 @@ func (in *Inbox) fetch(ctx context.Context, n Notification) (Delivery, Answer, b
 
 // subscriptionOf is the subscription an AppDirect event is about. AppDirect
 // names none: an ORDER's is derived from its marketplace and event token
-// (a redelivery of it is the same subscription), a later event's is the
-// one its accountIdentifier names, if an AppDirect ORDER made it; one
-// naming no such account gets an id of its own (derived the same way),
-// under which nothing exists. An identifier of a subscription the Q2 door
-// made (a Q2 UserID: a small number, easily guessed) is not this event's:
-// under its own id, provisioning's owner check refuses it, unchanged.
+// (a redelivery of it is the same subscription, and no one who has not
+// seen the ORDER's reply can guess it), and is what the ORDER answers as
+// its accountIdentifier; a later event names it as its accountIdentifier,
+// so it is found even when Redis has forgotten the subscription. An older
+// record's identifier (a target's id) is found through its index, if an
+// AppDirect ORDER made it. An event naming anything else gets an id of
+// its own (derived the same way), under which nothing exists: an
+// identifier of a subscription the Q2 door made (a Q2 UserID: a small
+// number, easily guessed) is not this event's, and provisioning's owner
+// check refuses it, unchanged.
 func (in *Inbox) subscriptionOf(ctx context.Context, n Notification, ev *events.SubscriptionEvent) (string, error) {
 	if id := ev.AccountIdentifier(); id != "" && ev.EventType != events.SubscriptionOrder {
+		if isSubscriptionID(id) { // the accountIdentifier the ORDER answered: the id itself
+			return id, nil
+		}
+		// An older record's identifier (a target's id): its index.
 		a, err := in.appdirect.Owners.AccountByIdentifier(ctx, id)
 		switch {
 		case err == nil && strings.HasPrefix(a.SubscriptionID, subscriptionPrefix):
@@ -205,6 +213,21 @@ func (in *Inbox) subscriptionOf(ctx context.Context, n Notification, ev *events.
 // subscriptionPrefix starts the id of every subscription an AppDirect
 // ORDER made, and of no other.
 const subscriptionPrefix = "ad-"
+
+// isSubscriptionID reports whether id is one subscriptionOf derives:
+// subscriptionPrefix and 32 lowercase hex digits.
+func isSubscriptionID(id string) bool {
+	h, ok := strings.CutPrefix(id, subscriptionPrefix)
+	if !ok || len(h) != 32 {
+		return false
+	}
+	for _, c := range h {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // later records the event's job and answers 202; a redelivered
 // notification finds its job and is answered 202 again.
@@ -299,7 +322,11 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 	if j.State != JobAnswered {
 		return nil
 	}
-	if err := in.appdirect.Marketplace.PostResult(ctx, j.Marketplace, j.Token, j.Result); err != nil {
+	// The post has a budget of its own, not what processing left of the
+	// pass: a post cut short may have been accepted, and is posted again.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ProcessTimeout)
+	defer cancel()
+	if err := in.appdirect.Marketplace.PostResult(pctx, j.Marketplace, j.Token, j.Result); err != nil {
 		j.Attempts++
 		j.LastError, j.Due, j.Updated = err.Error(), now.Add(laterIn(j.Attempts)), now
 		log.Warn("posting a result failed; it is posted again later", zap.Int("attempts", j.Attempts), zap.Error(err))

@@ -152,7 +152,7 @@ func (s *Service) cancel(ctx context.Context, w *work) events.Outcome {
 // cancelled answers a CANCEL: success with the identifier, or
 // ACCOUNT_NOT_FOUND when nothing of the subscription ever existed.
 func cancelled(ctx context.Context, w *work) events.Outcome {
-	if w.acct.AccountIdentifier == "" {
+	if !existed(w.acct) {
 		return because(ctx, "cancel: nothing of it exists", events.Refusal(events.AccountNotFound, "nothing of subscription "+w.acct.SubscriptionID+
 			" exists; it is recorded as cancelled, so a later order is refused"))
 	}
@@ -293,6 +293,19 @@ func (s *Service) assign(ctx context.Context, w *work) events.Outcome {
 		if !found {
 			w.acct.Members = append(w.acct.Members, events.Member{User: user})
 			m, _ = w.acct.Member(user)
+		}
+		if m.Step.State == events.StepUndone && m.Step.Recheck != nil {
+			// Its removal may still be overtaken by a late call: checked
+			// first, then the user can be assigned again.
+			return w.answer(ctx, nil, because(ctx, "assign: the user's removal is still being checked",
+				events.Outage("the user's earlier removal is still being checked; send the assignment again later", time.Minute)))
+		}
+		if m.Step.State == events.StepUndone {
+			// Assigned again after an unassignment that is settled: a new
+			// user of its own, since the outside system may keep the
+			// deleted one's name taken (Q2 does).
+			m.Gen++
+			m.Step = events.Step{Target: m.Step.Target, State: events.StepPending}
 		}
 		m.Assigned, m.Promised = true, false
 	}

@@ -257,6 +257,9 @@ func (s *Service) load(ctx context.Context, w *work) error {
 	w.acct = events.Account{SubscriptionID: sub, Product: w.plan.Product, CreatedAt: now, UpdatedAt: now}
 	if w.ev != nil {
 		w.acct.UserID = w.ev.UserID
+		if w.ev.AccountIsSubscription {
+			w.acct.AccountIdentifier = sub
+		}
 	}
 	w.alignSteps()
 	w.fresh = true
@@ -292,7 +295,7 @@ func (w *work) rebuild(ctx context.Context) (events.Outcome, bool) {
 			*st = found(t, step, events.StepUnknown)
 		}
 		if i == 0 && (presence == Live || presence == Gone) {
-			w.acct.AccountIdentifier = step.ID
+			w.setIdentifier(step.ID)
 		}
 	}
 	now := w.s.now().UTC()

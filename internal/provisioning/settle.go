@@ -96,7 +96,7 @@ func (w *work) jobOf(s slot) *Job {
 	j := w.job(-1)
 	j.Current = *s.st
 	if s.member != nil {
-		j.Member = s.member.User
+		j.Member, j.MemberGen = s.member.User, s.member.Gen
 		// Only the assignment of this user carries what its step is
 		// made of; any other event is none of its business.
 		if ev := w.ev; ev == nil || ev.EventType != events.UserAssignment || ev.Event.Payload.User == nil || ev.Event.Payload.User.UUID != j.Member {
@@ -339,9 +339,33 @@ func (w *work) record(s slot, step events.Step, state events.StepState, rev int)
 // identify makes the first step's id the account's identifier.
 func (w *work) identify(s slot) {
 	if s.first && w.acct.AccountIdentifier == "" && s.st.ID != "" {
-		w.acct.AccountIdentifier = s.st.ID
-		w.dirty = true
+		w.setIdentifier(s.st.ID)
 	}
+}
+
+// setIdentifier makes id the account's identifier, unless the account is
+// identified by its own subscription id (events.SubscriptionEvent's
+// AccountIsSubscription), which nothing replaces.
+func (w *work) setIdentifier(id string) {
+	if w.acct.AccountIdentifier == w.acct.SubscriptionID || w.acct.AccountIdentifier == id {
+		return
+	}
+	w.acct.AccountIdentifier = id
+	w.dirty = true
+}
+
+// existed reports whether anything of the subscription ever existed in
+// an outside system, as far as its record knows.
+func existed(a events.Account) bool {
+	if a.AccountIdentifier != "" && a.AccountIdentifier != a.SubscriptionID {
+		return true
+	}
+	for _, st := range a.Steps {
+		if st.ID != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // claimIdentifier makes an identifier known before the first call (a
@@ -378,8 +402,7 @@ func (w *work) claimIdentifier(ctx context.Context, s slot, id string) *stop {
 				t.Name()+" already provisions this for subscription "+owner+"; one account cannot serve two subscriptions", nil))
 		}
 	}
-	w.acct.AccountIdentifier = id
-	w.dirty = true
+	w.setIdentifier(id)
 	return nil
 }
 
