@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"slices"
 
 	"go.uber.org/zap"
@@ -19,7 +22,8 @@ import (
 // posts results, and the inbox that receives them. In demo mode
 // (sandboxURL set) the embedded sandbox plays the marketplace, with the
 // consumer secret made up at start. nil, nil: the door is off.
-func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.Inbox, log *zap.Logger, m *metrics.Metrics) (*handlers.AppDirect, error) {
+func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.Inbox, answer func(context.Context, string) error,
+	log *zap.Logger, m *metrics.Metrics, seen *systems) (*handlers.AppDirect, error) {
 	a := cfg.AppDirect
 	if cfg.Demo && sandboxURL != "" && !a.On() {
 		a.Marketplaces = []string{sandboxURL}
@@ -32,7 +36,7 @@ func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.In
 		a.Product = onlyProduct(cfg.Catalog)
 	}
 	var auth appdirect.Notifications
-	opts := []appdirect.Option{appdirect.WithLogger(log.Named("appdirect")), appdirect.WithObserver(observeCalls(log.Named("appdirect"), m))}
+	opts := []appdirect.Option{appdirect.WithLogger(log.Named("appdirect")), appdirect.WithObserver(observeCalls(log.Named("appdirect"), m, seen))}
 	if a.ConsumerKey != "" {
 		consumers := make([]appdirect.Consumer, len(a.ConsumerSecrets))
 		for i, s := range a.ConsumerSecrets {
@@ -43,7 +47,7 @@ func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.In
 			return nil, &configError{msg: "APPDIRECT_CONSUMER_SECRET: " + err.Error()}
 		}
 		auth.OAuth = v
-		opts = append(opts, appdirect.WithOAuth1(a.ConsumerKey, a.ConsumerSecrets[0]))
+		opts = append(opts, appdirect.WithOAuth1(a.ConsumerKey, a.ConsumerSecrets[0], a.ConsumerSecrets[1:]...))
 	}
 	if len(a.NotifyTokens) > 0 || len(a.NotifyBasic) > 0 {
 		cv, err := appdirect.NewCredentialVerifier(a.NotifyTokens, a.NotifyBasic)
@@ -62,7 +66,7 @@ func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.In
 	// The results queue is worked whether or not this replica answers
 	// asynchronously: another replica, or this one before a restart with
 	// APPDIRECT_ASYNC=false, may have queued results to post.
-	in.WithAppDirect(inbox.AppDirect{Marketplace: client, Owners: db, Jobs: db})
+	in.WithAppDirect(inbox.AppDirect{Marketplace: marketplace{client}, Owners: db, Jobs: db, Answer: answer})
 	marketplaces := slices.Clone(a.Marketplaces)
 	check := func(raw string) (string, string, error) {
 		u, token, err := appdirect.EventURL(raw, marketplaces)
@@ -82,4 +86,23 @@ func onlyProduct(c *products.Catalog) string {
 		return c.Products[0].Name
 	}
 	return ""
+}
+
+// marketplace is the AppDirect client as the inbox needs it: its failures
+// in the inbox's kinds.
+type marketplace struct{ *appdirect.Client }
+
+func (m marketplace) FetchEvent(ctx context.Context, eventURL string) ([]byte, error) {
+	b, err := m.Client.FetchEvent(ctx, eventURL)
+	switch {
+	case err == nil:
+		return b, nil
+	case errors.Is(err, appdirect.ErrUnauthorized):
+		return nil, fmt.Errorf("%w: %w", inbox.ErrCredentialsRefused, err)
+	case errors.Is(err, appdirect.ErrRefused):
+		return nil, fmt.Errorf("%w: %w", inbox.ErrEventRefused, err)
+	case errors.Is(err, appdirect.ErrInvalidResponse):
+		return nil, fmt.Errorf("%w: %w", inbox.ErrEventUnreadable, err)
+	}
+	return nil, err
 }

@@ -203,6 +203,9 @@ func TestAppDirectStory(t *testing.T) {
 			}
 			acct := order.reply.AccountIdentifier
 			sub := subscriptionOfOrder(m.url, order.token)
+			if acct != sub {
+				t.Errorf("the ORDER's accountIdentifier %q, want the subscription's own id %q", acct, sub)
+			}
 			if again := m.renotify(t, svc.url, order.token); string(again.raw) != string(order.raw) || calls("Enrollment") != 1 {
 				t.Fatalf("the ORDER notified again: %s, %d enrollments; want %s and 1", again.raw, calls("Enrollment"), order.raw)
 			}
@@ -244,8 +247,13 @@ func TestAppDirectStory(t *testing.T) {
 					}
 				}},
 				{"unassign u1 again", adUser("USER_UNASSIGNMENT", acct, "u-1"), events.UserNotFound, 2, nil},
-				{"a type it does not handle", adUser("USER_UPDATED", acct, "u-2"), events.ConfigurationError, 2, nil},
-				{"a stateless ORDER", adOrder("STATELESS", 1), "", 2, nil},
+				{"assign u1 back", adUser("USER_ASSIGNMENT", acct, "u-1"), "", 3, func(t *testing.T, v adSubscription) {
+					if got := v.assigned(); len(got) != 2 {
+						t.Errorf("users %v, want u-1 and u-2", got)
+					}
+				}},
+				{"a type it does not handle", adUser("USER_UPDATED", acct, "u-2"), events.ConfigurationError, 3, nil},
+				{"a stateless ORDER", adOrder("STATELESS", 1), "", 3, nil},
 				{"closed", adNotice(acct, "CLOSED"), "", 0, func(t *testing.T, v adSubscription) {
 					if v.Status != "cancelled" {
 						t.Errorf("status %q, want cancelled", v.Status)
@@ -273,8 +281,8 @@ func TestAppDirectStory(t *testing.T) {
 					st.check(t, readSubscription(t, svc.opsURL, sub))
 				}
 			}
-			if n := calls("Enrollment"); n != 3 {
-				t.Errorf("%d enrollments over the story, want 3 (the ORDER's user, u-1, u-2)", n)
+			if n := calls("Enrollment"); n != 4 {
+				t.Errorf("%d enrollments over the story, want 4 (the ORDER's user, u-1, u-2, u-1 again)", n)
 			}
 			// Each result posted once at most (the ORDER was notified
 			// twice); none for an event answered at once.
@@ -348,6 +356,37 @@ func TestAppDirectForeignEventURL(t *testing.T) {
 	}
 	if n := m.Stats().Calls[appdirectsandbox.RouteFetch]; n != 0 {
 		t.Errorf("the marketplace received %d fetches, want 0", n)
+	}
+}
+
+// An AppDirect event never touches a subscription the Q2 door made, though
+// it names that subscription's accountIdentifier (a Q2 UserID: a small
+// number any marketplace can guess): refused FORBIDDEN, the Q2 user left
+// as it was, every event type that finds its subscription that way.
+func TestAppDirectCannotTouchQ2DoorSubscription(t *testing.T) {
+	t.Parallel()
+	m := startMarket(t, appdirectsandbox.Config{})
+	svc := startService(t, adEnv(m, miniRedisURL(t), false))
+	const sub = "3f8f2b0e-q2-door-subscription"
+	order := wantReply(t, post(t, svc.url+"/marketplace/my-product-name", withSubscription(t, "subscription-order.json", sub, ""), nil), 200, "")
+	acct := order.AccountIdentifier
+	for _, doc := range []string{
+		adAccount("SUBSCRIPTION_CANCEL", acct, ""),
+		adNotice(acct, "CLOSED"),
+		adNotice(acct, "DEACTIVATED"),
+		adChange(acct, 9),
+		adUser("USER_ASSIGNMENT", acct, "u-intruder"),
+	} {
+		r := m.notify(t, svc.url, doc)
+		if r.reply.Success || r.reply.ErrorCode != events.Forbidden {
+			t.Errorf("%.40s…: %d %s, want FORBIDDEN", doc, r.status, r.raw)
+		}
+	}
+	if u, calls := m.Stats().Users, m.Stats().Calls; u != 1 || calls["DeleteUser"]+calls["DeleteCustomer"] != 0 || calls["Enrollment"] != 1 {
+		t.Errorf("%d live Q2 users, calls %v; want the Q2 door's one user untouched", u, calls)
+	}
+	if v := readSubscription(t, svc.opsURL, sub); v.Status != "active" || v.Edition != "BASIC" || len(v.Users) != 0 {
+		t.Errorf("the Q2 door's subscription %+v, want it active as ordered", v)
 	}
 }
 
@@ -478,5 +517,41 @@ func TestAppDirectSeparateCredentials(t *testing.T) {
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("Authorization %q: %d, want 401", auth, resp.StatusCode)
 		}
+	}
+}
+
+// Redis that forgot everything: the events after the ORDER name the
+// subscription by the accountIdentifier the ORDER answered, its own id, so
+// a CLOSED notice still finds the subscription's Q2 user and deletes it;
+// and an AppDirect event never acts on a subscription the Q2 door made.
+func TestAppDirectRedisForgot(t *testing.T) {
+	t.Parallel()
+	redis := testredis.Start(t)
+	m := startMarket(t, appdirectsandbox.Config{})
+	svc := startService(t, adEnv(m, redis.URL(), false))
+
+	order := m.notify(t, svc.url, adOrder("", 2))
+	assign := m.notify(t, svc.url, adUser("USER_ASSIGNMENT", order.reply.AccountIdentifier, "u-1"))
+	if !order.reply.Success || !assign.reply.Success || m.Stats().Users != 2 {
+		t.Fatalf("ORDER %s, assignment %s, %d users", order.raw, assign.raw, m.Stats().Users)
+	}
+	redis.Flush()
+	closed := m.notify(t, svc.url, adNotice(order.reply.AccountIdentifier, "CLOSED"))
+	if !closed.reply.Success {
+		t.Fatalf("CLOSED after Redis forgot: %d %s", closed.status, closed.raw)
+	}
+	// The ORDER's user is found again (its logon is derived from the
+	// subscription); the assigned user's record was lost with Redis.
+	if u := m.Stats().Users; u != 1 {
+		t.Errorf("%d live Q2 users after CLOSED, want 1 (the assigned user, whose record Redis lost)", u)
+	}
+
+	// A Q2-door ORDER's identifier, named by an AppDirect CANCEL: refused,
+	// nothing changed.
+	q2 := post(t, svc.url+"/marketplace/p", withSubscription(t, "subscription-order.json", "q2-door-sub", ""), nil)
+	q2rep := wantReply(t, q2, 200, "")
+	cancel := m.notify(t, svc.url, adAccount("SUBSCRIPTION_CANCEL", q2rep.AccountIdentifier, ""))
+	if cancel.reply.Success || m.Stats().Users != 2 {
+		t.Errorf("an AppDirect CANCEL naming a Q2-door account: %s, %d users; want a failure and the user kept", cancel.raw, m.Stats().Users)
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
@@ -26,18 +28,23 @@ type app struct {
 	db        *store.Redis
 	monitor   *outside.Monitor
 	inbox     *inbox.Inbox
+	seen      *systems            // each outside system's state, from this replica's calls
+	console   http.Handler        // nil without API_TOKENS
 	appDirect *handlers.AppDirect // nil: no AppDirect door
 	listeners listeners           // bound, not yet serving
 	draining  atomic.Bool         // set when the drain starts: /readyz answers 503
 
+	tracer trace.TracerProvider // nil: tracing off
+
 	stopSandbox func() // demo mode's embedded sandbox
 	stopMonitor func() // the monitor's periodic checks
 	stopSettler func() // the settle queue's worker
+	stopTracing func() // exports the last spans
 }
 
-// build opens Redis, makes the outside APIs' clients and checks them,
-// builds the provisioning service, starts the settler and binds the
-// listeners. Credentials an outside API or Redis refuses stop it (exit 1);
+// build starts tracing (when an OTLP endpoint is set), opens Redis, makes
+// the outside APIs' clients and checks them, builds the provisioning
+// service, starts the settler and binds the listeners. Credentials an outside API or Redis refuses stop it (exit 1);
 // an API that does not answer is a warning, and /readyz shows its state.
 // On an error, what it had started is stopped again.
 func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
@@ -46,13 +53,18 @@ func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
 		a.close()
 		return nil, err
 	}
+	var err error
+	if a.tracer, a.stopTracing, err = startTracing(ctx, cfg.Tracing, log); err != nil {
+		return nil, err
+	}
 	m := metrics.New()
 	db, err := openStore(ctx, cfg, log, m)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	a.db = db
-	clients, stopSandbox, err := outsideAPIs(cfg, log, m)
+	a.seen = newSystems(time.Now)
+	clients, stopSandbox, err := outsideAPIs(cfg, log, m, a.seen)
 	if err != nil {
 		return fail(err)
 	}
@@ -70,21 +82,27 @@ func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
 	if err != nil {
 		return fail(err)
 	}
-	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL}, log)
+	in := inbox.New(db, service, inbox.Config{ProcessTimeout: cfg.ProcessTimeout, TTL: cfg.EventTTL, StatusOf: handlers.StatusOf}, log)
 	a.inbox = in
-	if a.appDirect, err = appDirectDoor(cfg, clients.sandbox, db, in, log, m); err != nil {
+	// AppDirect's results answered later: by the replica that answered
+	// 202, at once, and by every replica's settler from the queue; each
+	// pass a trace of its own.
+	answer := func(ctx context.Context, token string) error { return in.AnswerLater(ctx, token, cfg.EventTTL) }
+	if a.tracer != nil {
+		answer = tracedAnswer(a.tracer.Tracer(tracerName), answer)
+	}
+	if a.appDirect, err = appDirectDoor(cfg, clients.sandbox, db, in, answer, log, m, a.seen); err != nil {
+		return fail(err)
+	}
+	if a.console, err = newConsole(cfg, db, a.monitor, a.seen, service, log); err != nil {
 		return fail(err)
 	}
 	// Every replica works the settle queue: what a reply left unsettled,
 	// the settler finishes, whether or not the marketplace asks again;
 	// and AppDirect's results answered later, until each is accepted.
-	w := newSettler(cfg, db, service, log, m)
+	w := newSettler(cfg, db, service, a.tracer, log, m)
 	if a.appDirect != nil {
-		w.WithResults(settler.Results{
-			TakeDue: db.TakeDueResults,
-			Answer:  func(ctx context.Context, token string) error { return in.AnswerLater(ctx, token, cfg.EventTTL) },
-			Pending: db.PendingResults,
-		})
+		w.WithResults(settler.Results{TakeDue: db.TakeDueResults, Answer: answer, Pending: db.PendingResults})
 	}
 	a.stopSettler = startSettler(ctx, w)
 	if a.listeners, err = listen(cfg, a.routes(in, m), log); err != nil {
@@ -108,6 +126,9 @@ func (a *app) routes(in *inbox.Inbox, m *metrics.Metrics) handlers.Config {
 		Logger:      a.log,
 		Outside:     a.monitor.State,
 		AppDirect:   a.appDirect,
+		Console:     a.console,
+		// A nil interface when off, so that the handlers install nothing.
+		TracerProvider: a.tracer,
 		Ready: func(ctx context.Context) error {
 			if a.draining.Load() {
 				return &handlers.NotReadyError{Reason: "shutting down"}
@@ -123,12 +144,13 @@ func (a *app) routes(in *inbox.Inbox, m *metrics.Metrics) handlers.Config {
 
 // close stops what build started, users before what they use: the
 // settler (it writes to Redis and calls the outside APIs) and the
-// AppDirect results being answered in the background, then the
-// monitor (it reads Redis and calls them), then the embedded sandbox and
-// Redis. The listeners' handlers use them too: serveAndDrain has waited
-// for every one to return before. Safe after a build that failed half-way.
+// AppDirect results being answered in the background, then the monitor
+// (it reads Redis and calls them), then the embedded sandbox, the tracer
+// provider (the last spans exported, every span being ended) and Redis.
+// The listeners' handlers use them too: serveAndDrain has waited for
+// every one to return before. Safe after a build that failed half-way.
 func (a *app) close() {
-	for _, stop := range []func(){a.stopSettler, a.waitInbox, a.stopMonitor, a.stopSandbox} {
+	for _, stop := range []func(){a.stopSettler, a.waitInbox, a.stopMonitor, a.stopSandbox, a.stopTracing} {
 		if stop != nil {
 			stop()
 		}

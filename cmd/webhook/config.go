@@ -66,6 +66,7 @@ type config struct {
 	ProductsFile    string
 	Catalog         *products.Catalog // the products file's, or the default product
 	APITokens       []string
+	ConsoleTraceURL string // the console's link from a trace id to a tracing UI; empty: none
 
 	// The AppDirect door (APPDIRECT_*): on when Marketplaces is set, or in
 	// demo mode (the embedded sandbox plays the marketplace).
@@ -73,6 +74,10 @@ type config struct {
 
 	LogLevel  zapcore.Level
 	LogFormat string // auto, json or console
+
+	// Tracing is where spans go, from the standard OTEL_* variables
+	// (readTracing), not the settings table; off unless an endpoint is set.
+	Tracing tracingConfig
 
 	// Demo is demo mode: no setting that only a real deployment sets
 	// (see setting.production) is set. The embedded Redis and the
@@ -119,7 +124,7 @@ type setting struct {
 // and docs/configuration.md (TestConfigurationDoc keeps the two equal).
 var settings = []setting{
 	{"WEBHOOK_ADDR", "addr", ":8080", "listen address of the marketplace routes (and of everything else when OPS_ADDR is empty)", false, listenAddr(func(c *config) *string { return &c.Addr }, false)},
-	{"OPS_ADDR", "ops-addr", "", "listen address of /metrics, /healthz, /readyz and the read API (/v1/...), which then leave WEBHOOK_ADDR; empty: one listener", false, listenAddr(func(c *config) *string { return &c.OpsAddr }, true)},
+	{"OPS_ADDR", "ops-addr", "", "listen address of /metrics, /healthz, /readyz, the read API (/v1/...), the console (/console/) and /openapi.yaml, which then leave WEBHOOK_ADDR; empty: one listener", false, listenAddr(func(c *config) *string { return &c.OpsAddr }, true)},
 	{"REDIS_URL", "redis-url", "", "redis:// or rediss:// URL, several hosts comma-separated for Sentinel or Cluster; its Redis must have maxmemory-policy noeviction. Required outside demo mode; empty in demo mode: an embedded Redis that keeps nothing across a restart", true, text(func(c *config) *string { return &c.RedisURL })},
 	{"REDIS_SENTINEL_MASTER", "redis-sentinel-master", "", "Sentinel master name: REDIS_URL's hosts are Sentinels", false, text(func(c *config) *string { return &c.RedisSentinelMaster })},
 	{"REDIS_CLUSTER", "redis-cluster", "false", "true: REDIS_URL's hosts are Redis Cluster seed nodes", false, boolean(func(c *config) *bool { return &c.RedisCluster })},
@@ -167,7 +172,8 @@ var settings = []setting{
 	{"APPDIRECT_ASYNC", "appdirect-async", "false", "true: answer AppDirect 202 once the event is recorded, and post its result later from a durable queue (SUBSCRIPTION_NOTICE stays synchronous)", false, boolean(func(c *config) *bool { return &c.AppDirect.Async })},
 	{"APPDIRECT_PUBLIC_URL", "appdirect-public-url", "", "scheme://host[:port] AppDirect reaches the service at, when a proxy in front changes it: OAuth 1.0a signatures cover that URL; empty: the request's own", false, text(func(c *config) *string { return &c.AppDirect.PublicURL })},
 	{"APPDIRECT_PRODUCT", "appdirect-product", "", "the product (its name in PRODUCTS_FILE) AppDirect's events provision; empty: the only product", false, text(func(c *config) *string { return &c.AppDirect.Product })},
-	{"API_TOKENS", "api-tokens", "", "space-separated bearer tokens of the read API (/v1/...), several for rotation; empty: those routes answer 404", false, readAPITokens},
+	{"API_TOKENS", "api-tokens", "", "space-separated bearer tokens of the read API (/v1/...) and of the operator console (/console/, where an operator signs in with one), several for rotation; empty: those routes answer 404", false, readAPITokens},
+	{"CONSOLE_TRACE_URL", "console-trace-url", "", "the operator console links each attempt's trace id there: an absolute http(s) URL with {trace_id} in it, like https://tempo.example/trace/{trace_id}; empty: trace ids are shown without a link", false, readTraceURL},
 	{"PRODUCTS_FILE", "products-file", "", "the products file (YAML or JSON); empty: one product on every extension, provisioning a Q2 user", false, readProducts},
 	{"LOG_LEVEL", "log-level", "info", "debug, info, warn or error", false, readLogLevel},
 	{"LOG_FORMAT", "log-format", "auto", "json, console, or auto: console on a terminal, JSON otherwise", false,
@@ -214,7 +220,20 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*c
 		}
 		raw[s.env] = strings.TrimSpace(v)
 	}
-	return parseConfig(raw)
+	c, err := parseConfig(raw)
+	tracing, problems := readTracing(getenv)
+	if len(problems) > 0 { // said with the table's problems, all at once
+		var ce *configError
+		if errors.As(err, &ce) {
+			problems = append([]string{ce.msg}, problems...)
+		}
+		return nil, &configError{msg: strings.Join(problems, "\n")}
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.Tracing = tracing
+	return c, nil
 }
 
 // problems collects the configuration's problems, one line each, in the
@@ -419,6 +438,7 @@ func (c *config) storeOptions() store.Options {
 	return store.Options{
 		URL: c.RedisURL, MasterName: c.RedisSentinelMaster, Cluster: c.RedisCluster,
 		WaitReplicas: c.RedisWaitReplicas, WaitTimeout: c.RedisWaitTimeout,
+		Trace: c.Tracing.On(),
 	}
 }
 
@@ -436,6 +456,20 @@ func oneLineText(dst func(*config) *string) func(*config, string, string) error 
 		*dst(c) = v
 		return nil
 	}
+}
+
+// readTraceURL reads CONSOLE_TRACE_URL: empty, or an absolute http(s) URL
+// with {trace_id} in it.
+func readTraceURL(c *config, v, _ string) error {
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(strings.ReplaceAll(v, "{trace_id}", "0"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.Contains(v, "{trace_id}") {
+		return fmt.Errorf("%q must be an absolute http(s) URL with {trace_id} in it, like https://tempo.example/trace/{trace_id}", v)
+	}
+	c.ConsoleTraceURL = v
+	return nil
 }
 
 func oneOf(dst func(*config) *string, values ...string) func(*config, string, string) error {
@@ -590,6 +624,10 @@ func readMarketplaces(c *config, v, _ string) error {
 	var errs []error
 	for _, m := range strings.Fields(v) {
 		u, err := appdirect.ParseMarketplace(m)
+		if err != nil && strings.Contains(m, "@") { // maybe a user:password: never echoed
+			errs = append(errs, errors.New("a base URL holds '@' (credentials do not belong in it); give base URLs like https://marketplace.example.com"))
+			continue
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%q: %v; give base URLs like https://marketplace.example.com", m, err))
 			continue
@@ -604,6 +642,9 @@ func readMarketplaces(c *config, v, _ string) error {
 func (c *config) checkAppDirect(p *problems) {
 	a := &c.AppDirect
 	if !a.On() {
+		if a.ConsumerKey != "" || len(a.ConsumerSecrets) > 0 || len(a.NotifyTokens) > 0 || len(a.NotifyBasic) > 0 || a.ClientID != "" || a.ClientSecret != "" {
+			p.add("APPDIRECT_MARKETPLACES", "is required with the APPDIRECT_* credentials set: the base URLs of the marketplaces that call GET /appdirect/events")
+		}
 		return
 	}
 	shared := a.ConsumerKey != "" || len(a.ConsumerSecrets) > 0

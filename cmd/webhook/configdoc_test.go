@@ -63,7 +63,9 @@ func TestConfigurationDoc(t *testing.T) {
 }
 
 // Every setting the page's prose names in backticks exists, so that a
-// renamed or removed setting cannot live on in the text.
+// renamed or removed setting cannot live on in the text: a row of the
+// table, or an OTEL_* variable the service or the SDK reads for tracing
+// (tracing.go lists them).
 func TestConfigurationDocNamesSettings(t *testing.T) {
 	doc, err := os.ReadFile(configDoc)
 	if err != nil {
@@ -72,6 +74,9 @@ func TestConfigurationDocNamesSettings(t *testing.T) {
 	known := map[string]bool{}
 	for _, s := range settings {
 		known[s.env] = true
+	}
+	for _, v := range append(tracingVariables, sdkVariables...) {
+		known[v] = true
 	}
 	for _, word := range strings.Split(string(doc), "`") {
 		if envLike(word) && !known[word] {

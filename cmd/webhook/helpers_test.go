@@ -58,8 +58,15 @@ type service struct {
 // with no key twice (logtest.CheckLine).
 func startService(t *testing.T, env map[string]string, args ...string) *service {
 	t.Helper()
+	return startServiceCtx(t, context.Background(), env, args...)
+}
+
+// startServiceCtx is startService with the values of ctx (a test's span
+// exporter, withSpanExporter).
+func startServiceCtx(t *testing.T, ctx context.Context, env map[string]string, args ...string) *service {
+	t.Helper()
 	listening := make(chan Listening, 1)
-	ctx, cancel := context.WithCancel(withOnListening(context.Background(), func(l Listening) { listening <- l }))
+	ctx, cancel := context.WithCancel(withOnListening(ctx, func(l Listening) { listening <- l }))
 	s := &service{logs: &syncBuffer{}, stdout: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	getenv := func(k string) string {
 		switch {

@@ -118,8 +118,15 @@ func TestConfigErrors(t *testing.T) {
 		{"appdirect product of several", nil, with(nil, "PRODUCTS_FILE", "../../products.example.yaml", "QBD_BASE_URL", "https://qbd.example", "HELIX_BASE_URL", "https://helix.example", "HELIX_API_KEY", "k", "HELIX_API_SECRET", "s",
 			"APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s"),
 			[]string{"APPDIRECT_PRODUCT: is required when the products file has several products"}},
+		{"appdirect credentials without marketplaces", nil, with(nil, "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s"),
+			[]string{"APPDIRECT_MARKETPLACES: is required with the APPDIRECT_* credentials set"}},
+		{"appdirect marketplace with a password", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://user:hunter2@acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s"),
+			[]string{"APPDIRECT_MARKETPLACES: a base URL holds '@'", "APPDIRECT_MARKETPLACES: is required with the APPDIRECT_* credentials set"}},
 		{"appdirect unknown product", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s", "APPDIRECT_PRODUCT", "nope"),
 			[]string{`APPDIRECT_PRODUCT: "nope" is not a product of the products file`}},
+		{"trace URL without the trace id", nil, with(demo, "CONSOLE_TRACE_URL", "https://tempo.example/trace/"),
+			[]string{`CONSOLE_TRACE_URL: "https://tempo.example/trace/" must be an absolute http(s) URL with {trace_id} in it, like https://tempo.example/trace/{trace_id}`}},
+		{"trace URL not absolute", nil, with(demo, "CONSOLE_TRACE_URL", "/trace/{trace_id}"), []string{"CONSOLE_TRACE_URL: "}},
 		// The example manifests' placeholders (deploy/kubernetes): a pod
 		// with unfilled settings stops at once and never turns ready.
 		{"placeholder secret", nil, with(nil, "Q2_CLIENT_SECRET", "CHANGE-ME-q2-client-secret"), []string{

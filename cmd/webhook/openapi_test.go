@@ -286,6 +286,7 @@ func TestOpenAPIServed(t *testing.T) {
 		{http.MethodGet, "/v1/subscriptions/{subscription_id}"},
 		{http.MethodGet, "/v1/subscriptions"},
 		{http.MethodGet, "/v1/deliveries"},
+		{http.MethodGet, "/v1/deliveries/{key}"},
 		{http.MethodGet, "/healthz"},
 		{http.MethodGet, "/readyz"},
 		{http.MethodGet, "/metrics"},

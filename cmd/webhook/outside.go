@@ -57,7 +57,7 @@ func newSandbox(cfg sandboxConfig) (*sandbox.Sandbox, error) {
 // those configured get a client (the configuration has made sure that
 // every API a product uses is), and the start line lists each product's
 // targets and hosts.
-func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, stop func(), err error) {
+func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics, seen *systems) (c targets, stop func(), err error) {
 	at := endpointsOf(cfg)
 	stop = func() {}
 	if cfg.Demo {
@@ -65,7 +65,7 @@ func outsideAPIs(cfg *config, log *zap.Logger, m *metrics.Metrics) (c targets, s
 			return c, nil, err
 		}
 	}
-	if c, err = newClients(cfg, at, log, m); err != nil {
+	if c, err = newClients(cfg, at, log, m, seen); err != nil {
 		stop()
 		return c, nil, err
 	}
@@ -114,7 +114,7 @@ func demoEndpoints(cfg *config, log *zap.Logger) (endpoints, func(), error) {
 }
 
 // newClients makes a client of each API that has a base URL.
-func newClients(cfg *config, at endpoints, log *zap.Logger, m *metrics.Metrics) (c targets, err error) {
+func newClients(cfg *config, at endpoints, log *zap.Logger, m *metrics.Metrics, seen *systems) (c targets, err error) {
 	// One pool for the three clients: without it each would use
 	// http.DefaultTransport, which keeps 2 idle connections per host, so
 	// under MAX_IN_FLIGHT concurrent deliveries most Q2 calls opened (and
@@ -126,7 +126,7 @@ func newClients(cfg *config, at endpoints, log *zap.Logger, m *metrics.Metrics) 
 			q2api.WithAPIVersion(cfg.Q2APIVersion),
 			q2api.WithCredentials(at.q2ID, at.q2Secret, at.q2Scopes...),
 			q2api.WithLogger(log.Named("q2")),
-			q2api.WithObserver(observeCalls(log.Named("q2"), m)),
+			q2api.WithObserver(observeCalls(log.Named("q2"), m, seen)),
 		); err != nil {
 			return c, &configError{msg: "Q2_BASE_URL: " + err.Error()}
 		}
@@ -137,7 +137,7 @@ func newClients(cfg *config, at endpoints, log *zap.Logger, m *metrics.Metrics) 
 			qbdapi.WithAPIVersion(cfg.QBDAPIVersion),
 			qbdapi.WithToken(cfg.QBDToken),
 			qbdapi.WithLogger(log.Named("qbd_connect")),
-			qbdapi.WithObserver(observeCalls(log.Named("qbd_connect"), m)),
+			qbdapi.WithObserver(observeCalls(log.Named("qbd_connect"), m, seen)),
 		); err != nil {
 			return c, &configError{msg: "QBD_BASE_URL: " + err.Error()}
 		}
@@ -147,7 +147,7 @@ func newClients(cfg *config, at endpoints, log *zap.Logger, m *metrics.Metrics) 
 			helixapi.WithHTTPClient(hc),
 			helixapi.WithCredentials(at.helixKey, at.helixSecret),
 			helixapi.WithLogger(log.Named("helix")),
-			helixapi.WithObserver(observeCalls(log.Named("helix"), m)),
+			helixapi.WithObserver(observeCalls(log.Named("helix"), m, seen)),
 		); err != nil {
 			return c, &configError{msg: "HELIX_BASE_URL: " + err.Error()}
 		}
@@ -243,14 +243,17 @@ func outsideTransport(maxInFlight int) *http.Transport {
 
 // observeCalls is the one observer of the outside clients: each attempt
 // counts in the metrics and, but for a token fetch (which serves many
-// deliveries), in the delivery's call count, and is logged at debug level
-// with the delivery's fields and the system's request id, so that a
-// support ticket with the bank can quote it.
-func observeCalls(log *zap.Logger, m *metrics.Metrics) httpcall.Observer {
+// deliveries), joins the delivery's calls (its count, and the attempt
+// history: system, action, status, duration, request id); it is logged at
+// debug level with the delivery's fields and the system's request id, so
+// that a support ticket with the bank can quote it; and it moves the
+// system's state the console shows (seen; nil: none).
+func observeCalls(log *zap.Logger, m *metrics.Metrics, seen *systems) httpcall.Observer {
 	return func(ctx context.Context, a httpcall.Attempt) {
 		m.OutsideCall(a)
+		seen.observe(a)
 		if a.Action != httpcall.TokenAction {
-			events.CountCall(ctx)
+			events.RecordCall(ctx, callOf(a))
 		}
 		logctx.Logger(ctx, log).Debug(a.System+" call", a.LogFields()...)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -135,5 +136,97 @@ func TestReadAPIOffWithoutTokens(t *testing.T) {
 	code, doc := apiGet(t, svc.url+"/v1/subscriptions/x", apiToken)
 	if msg, _ := doc["message"].(string); code != 404 || !strings.Contains(msg, "set API_TOKENS") {
 		t.Errorf("GET /v1/subscriptions/x without API_TOKENS: %d %v, want 404 naming API_TOKENS", code, doc)
+	}
+}
+
+// An ORDER that Q2's Enrollment fails three times, then provisions: the
+// read API shows its four attempts with their reasons and calls, found by
+// its webhook-id, its key, its subscription and its account identifier;
+// the recent failures list a refused ORDER and page with a cursor. Every
+// reply is checked against docs/openapi.yaml by TestMain.
+func TestReadAPIAttemptHistory(t *testing.T) {
+	t.Parallel()
+	redis := testredis.Start(t)
+	sb, url := startSandbox(t, q2sandbox.Config{})
+	env := q2Env(url, redis.URL())
+	env["PRODUCTS_FILE"] = "../../products.example.yaml"
+	env["API_TOKENS"] = apiToken
+	svc := startService(t, env)
+	api := svc.url + "/v1"
+	plus := svc.url + "/marketplace/my-product-name"
+
+	if err := sb.SetFault(sandbox.Fault{Route: "Enrollment", Status: 503, Times: 3}); err != nil {
+		t.Fatal(err)
+	}
+	order := withSubscription(t, "subscription-order.json", "sub-history", "")
+	id := http.Header{"Webhook-Id": {"msg_history_1"}}
+	for range 3 {
+		wantReply(t, post(t, plus, order, id), 503, events.TransportError)
+	}
+	rep := wantReply(t, post(t, plus, order, id), 200, "")
+	post(t, plus, order, id) // a copy: counted, not an attempt
+
+	code, doc := apiGet(t, api+"/deliveries?webhook_id=msg_history_1", apiToken)
+	list, _ := doc["deliveries"].([]any)
+	if code != 200 || len(list) != 1 {
+		t.Fatalf("by webhook-id: %d %v", code, doc)
+	}
+	d := list[0].(map[string]any)
+	hist, _ := d["attempt_history"].([]any)
+	if d["key"] != "id:msg_history_1" || d["attempts"] != float64(4) || d["copies_answered"] != float64(1) || len(hist) != 4 || d["status"] != float64(200) {
+		t.Fatalf("the ORDER: %v", d)
+	}
+	for i, h := range hist {
+		a := h.(map[string]any)
+		calls, _ := a["calls"].([]any)
+		if i < 3 {
+			if a["outcome"] != "TRANSPORT_ERROR" || a["status"] != float64(503) || a["reason"] != "q2.provision: HTTP 503" || len(calls) == 0 {
+				t.Errorf("attempt %d: %v, want a 503 with its reason and calls", i+1, a)
+			}
+			continue
+		}
+		enrollment := false
+		for _, c := range calls {
+			c := c.(map[string]any)
+			enrollment = enrollment || (c["action"] == "Enrollment" && c["status"] == float64(200) && c["request_id"] != "")
+		}
+		if a["outcome"] != "SUCCESS" || a["status"] != float64(200) || a["reason"] != "" || !enrollment {
+			t.Errorf("attempt 4: %v, want SUCCESS with its Enrollment and Q2's request id", a)
+		}
+	}
+	if code, byKey := apiGet(t, api+"/deliveries/id%3Amsg_history_1", apiToken); code != 200 || byKey["attempts"] != float64(4) {
+		t.Errorf("by key: %d %v", code, byKey)
+	}
+	for _, q := range []string{"subscription_id=sub-history", "account_identifier=" + rep.AccountIdentifier} {
+		if code, doc := apiGet(t, api+"/deliveries?"+q, apiToken); code != 200 || len(doc["deliveries"].([]any)) != 1 {
+			t.Errorf("?%s: %d %v", q, code, doc)
+		}
+	}
+	if code, doc := apiGet(t, api+"/deliveries/id%3Amsg_never", apiToken); code != 404 || doc["message"] == nil {
+		t.Errorf("an unknown key: %d %v", code, doc)
+	}
+
+	// Two refused ORDERs: the recent failures list them, newest first, a
+	// page at a time; the recovered ORDER is not listed.
+	for i, sub := range []string{"sub-refused-1", "sub-refused-2"} {
+		ord := withSubscription(t, "subscription-order.json", sub, "")
+		wantReply(t, post(t, plus, ord, http.Header{"Webhook-Id": {fmt.Sprint("msg_refused_", i)}}), 200, "")
+		wantReply(t, post(t, plus, withSubscription(t, "subscription-cancel.json", sub, ""), nil), 200, "")
+		wantReply(t, post(t, plus, ord, http.Header{"Webhook-Id": {fmt.Sprint("msg_reordered_", i)}}), 200, events.Forbidden)
+	}
+	code, doc = apiGet(t, api+"/deliveries?outcome=failed&since=1h&limit=1", apiToken)
+	first, _ := doc["deliveries"].([]any)
+	cursor, _ := doc["next_cursor"].(string)
+	if code != 200 || len(first) != 1 || cursor == "" || first[0].(map[string]any)["key"] != "id:msg_reordered_1" ||
+		first[0].(map[string]any)["reason"] != "order: subscription cancelled" {
+		t.Fatalf("the first page of failures: %d %v", code, doc)
+	}
+	code, doc = apiGet(t, api+"/deliveries?outcome=failed&since=1h&limit=1&cursor="+cursor, apiToken)
+	second, _ := doc["deliveries"].([]any)
+	if code != 200 || len(second) != 1 || second[0].(map[string]any)["key"] != "id:msg_reordered_0" {
+		t.Fatalf("the second page of failures: %d %v", code, doc)
+	}
+	if code, doc := apiGet(t, api+"/deliveries?outcome=failed&cursor=forged", apiToken); code != 400 || !strings.Contains(doc["message"].(string), "cursor") {
+		t.Errorf("a forged cursor: %d %v", code, doc)
 	}
 }

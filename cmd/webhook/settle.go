@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
@@ -38,9 +39,14 @@ func newService(cfg *config, clients targets, db *store.Redis, m *metrics.Metric
 	return service, nil
 }
 
-// newSettler is the settle queue's worker.
-func newSettler(cfg *config, db *store.Redis, service *provisioning.Service, log *zap.Logger, m *metrics.Metrics) *settler.Worker {
-	return settler.New(db, service, settler.Config{Pass: cfg.ProcessTimeout, Lease: inbox.Lease(cfg.ProcessTimeout)},
+// newSettler is the settle queue's worker; with tp (tracing on), each
+// pass is a trace of its own.
+func newSettler(cfg *config, db *store.Redis, service *provisioning.Service, tp trace.TracerProvider, log *zap.Logger, m *metrics.Metrics) *settler.Worker {
+	var s settler.Settler = service
+	if tp != nil {
+		s = tracedSettler{Settler: service, tracer: tp.Tracer(tracerName)}
+	}
+	return settler.New(db, s, settler.Config{Pass: cfg.ProcessTimeout, Lease: inbox.Lease(cfg.ProcessTimeout)},
 		log.Named("settler"), m)
 }
 
@@ -79,7 +85,7 @@ func runSettle(ctx context.Context, args []string, getenv func(string) string, s
 		return &configError{msg: err.Error()}
 	}
 	defer db.Close()
-	clients, stopSandbox, err := outsideAPIs(cfg, log, m)
+	clients, stopSandbox, err := outsideAPIs(cfg, log, m, nil)
 	if err != nil {
 		return err
 	}
@@ -88,7 +94,12 @@ func runSettle(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	results, err := newSettler(cfg, db, service, log, nil).Once(ctx, *only)
+	tp, stopTracing, err := startTracing(ctx, cfg.Tracing, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	results, err := newSettler(cfg, db, service, tp, log, nil).Once(ctx, *only)
 	if err != nil {
 		return fmt.Errorf("reading the settle queue: %w", err)
 	}

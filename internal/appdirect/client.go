@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/oauth2"
 
 	"github.com/banking-marketplace/webhook/internal/httpcall"
 )
@@ -109,9 +112,14 @@ func classify(status int) []error {
 type Option func(*Client)
 
 // WithOAuth1 signs every call with OAuth 1.0a, two-legged, with this
-// consumer key and secret (the shared-credentials mode).
-func WithOAuth1(key, secret string) Option {
-	return func(c *Client) { c.oauth1 = &Consumer{key, secret} }
+// consumer key and secret (the shared-credentials mode). More secrets are
+// for a rotation: a call AppDirect refuses with 401 is made again with
+// each of the others, and the one it takes signs the calls after.
+func WithOAuth1(key, secret string, more ...string) Option {
+	return func(c *Client) {
+		c.oauth1 = &Consumer{key, secret}
+		c.secrets = append([]string{secret}, more...)
+	}
 }
 
 // WithOAuth2 sends on every call a bearer token from the marketplace's
@@ -157,6 +165,8 @@ func WithMaxEvent(n int64) Option { return func(c *Client) { c.cfg.MaxBody = n }
 type Client struct {
 	markets []*market
 	oauth1  *Consumer
+	secrets []string     // oauth1's secrets, the first as given
+	secret  atomic.Int32 // the index in secrets of the one that signs
 	oauth2  *oauth2Creds
 	log     *zap.Logger
 	now     func() time.Time
@@ -169,7 +179,7 @@ type Client struct {
 type market struct {
 	m      marketplace
 	core   *httpcall.Client
-	tokens *tokens // nil with OAuth 1.0a
+	tokens *httpcall.Tokens // nil with OAuth 1.0a
 }
 
 // NewClient returns a client of the given marketplaces (base URLs, as
@@ -189,7 +199,7 @@ func NewClient(marketplaces []string, opts ...Option) (*Client, error) {
 		return nil, errors.New("appdirect: NewClient needs at least one marketplace base URL")
 	case (c.oauth1 == nil) == (c.oauth2 == nil):
 		return nil, errors.New("appdirect: NewClient needs exactly one of WithOAuth1 (consumer key and secret) and WithOAuth2 (client id and secret)")
-	case c.oauth1 != nil && (c.oauth1.Key == "" || c.oauth1.Secret == ""):
+	case c.oauth1 != nil && (c.oauth1.Key == "" || slices.Contains(c.secrets, "")):
 		return nil, errors.New("appdirect: WithOAuth1 needs both the consumer key and the consumer secret")
 	case c.oauth2 != nil && (c.oauth2.id == "" || c.oauth2.secret == ""):
 		return nil, errors.New("appdirect: WithOAuth2 needs both the client id and the client secret")
@@ -215,12 +225,9 @@ func NewClient(marketplaces []string, opts ...Option) (*Client, error) {
 		if mk.core, err = httpcall.New(cfg); err != nil {
 			return nil, fmt.Errorf("appdirect: %w", err)
 		}
-		if c.oauth2 != nil {
-			core := mk.core
-			tokenURL := m.URL().JoinPath("oauth2", "token").String()
-			mk.tokens = newTokens(tokenURL, c.oauth2, core.HTTPClient(), core.Timeout(), func(err error, d time.Duration) {
-				core.Observe(context.Background(), tokenAttempt(err, d)) // a token serves many calls: no caller's ctx
-			})
+		if c.oauth2 != nil { // the credentials as HTTP Basic (RFC 6749 §2.3.1), which every token endpoint must take
+			mk.tokens = mk.core.NewTokens(httpcall.TokenConfig{URL: m.URL().JoinPath("oauth2", "token").String(),
+				ClientID: c.oauth2.id, ClientSecret: c.oauth2.secret, Scopes: c.oauth2.scopes, AuthStyle: oauth2.AuthStyleInHeader})
 		}
 		c.markets = append(c.markets, mk)
 	}
@@ -230,9 +237,13 @@ func NewClient(marketplaces []string, opts ...Option) (*Client, error) {
 // authorize signs req (OAuth 1.0a) or adds the marketplace's bearer token.
 func (c *Client) authorize(ctx context.Context, mk *market, req *http.Request) error {
 	if c.oauth1 != nil {
-		return Sign(req, c.oauth1.Key, c.oauth1.Secret, c.now(), "")
+		i, ok := ctx.Value(secretKey{}).(int)
+		if !ok {
+			i = int(c.secret.Load())
+		}
+		return Sign(req, c.oauth1.Key, c.secrets[i], c.now(), "")
 	}
-	tok, err := token(ctx, mk.tokens.current())
+	tok, err := token(ctx, mk.tokens.Current())
 	if err != nil {
 		return err
 	}
@@ -327,6 +338,12 @@ func (c *Client) PostResult(ctx context.Context, marketplaceBaseURL, token strin
 	return c.do(ctx, mk, req, func(resp *httpcall.Response) error { return replyError(ActionResult, resp) })
 }
 
+// refusedCredentials reports whether AppDirect answered r with 401.
+func refusedCredentials(err error, r *httpcall.Request) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Action == r.Action && ae.Status == http.StatusUnauthorized
+}
+
 // replyError is the APIError of a reply that is not a success.
 func replyError(action string, resp *httpcall.Response) error {
 	if resp.OK() {
@@ -335,18 +352,39 @@ func replyError(action string, resp *httpcall.Response) error {
 	return &APIError{Action: action, Status: resp.Status, Body: string(resp.Body), RetryAfter: resp.RetryAfter, kinds: classify(resp.Status)}
 }
 
-// do runs r through the core, and once more with a new token when
-// AppDirect refuses the cached one with 401.
+// secretKey carries, in a call's context, the index of the OAuth 1.0a
+// secret to sign it with.
+type secretKey struct{}
+
+// do runs r through the core, and again when AppDirect refuses its
+// credentials with 401: with a new token, or with each other consumer
+// secret (a rotation), the one it takes signing the calls after. A call
+// refused with 401 did nothing: sending it again is safe.
 func (c *Client) do(ctx context.Context, mk *market, r *httpcall.Request, read func(*httpcall.Response) error) error {
 	if mk.tokens == nil {
 		_, err := mk.core.Do(ctx, r, read)
+		if !refusedCredentials(err, r) || len(c.secrets) < 2 {
+			return err
+		}
+		cur := int(c.secret.Load())
+		for i := range c.secrets {
+			if i == cur {
+				continue
+			}
+			if _, err = mk.core.Do(context.WithValue(ctx, secretKey{}, i), r, read); !refusedCredentials(err, r) {
+				if err == nil {
+					c.secret.Store(int32(i))
+					c.log.Info("appdirect took another consumer secret; it signs from now on", zap.Int("secret", i+1))
+				}
+				return err
+			}
+		}
 		return err
 	}
-	used := mk.tokens.current()
+	used := mk.tokens.Current()
 	_, err := mk.core.Do(ctx, r, read)
-	var ae *APIError
-	if errors.As(err, &ae) && ae.Action == r.Action && ae.Status == http.StatusUnauthorized {
-		mk.tokens.drop(used)
+	if refusedCredentials(err, r) {
+		mk.tokens.Drop(used)
 		c.log.Debug("appdirect refused the token, fetching a new one", zap.String("action", r.Action))
 		_, err = mk.core.Do(ctx, r, read)
 	}

@@ -114,6 +114,32 @@ func TestFetchEventSigned(t *testing.T) {
 	}
 }
 
+// A consumer secret in rotation: AppDirect (the fake, which knows only
+// "cs") refuses the first secret given with 401; the call is made again
+// with the next secret, and that one signs from then on. A call refused
+// by every secret fails with ErrUnauthorized, each tried once.
+func TestOAuth1SecretRotation(t *testing.T) {
+	t.Parallel()
+	m := newFakeMarket(t, okEvent)
+	c := newTestClient(t, []string{m.srv.URL}, WithOAuth1("ck", "old", "cs"))
+	url := m.srv.URL + "/api/integration/v1/events/tok-1"
+	for i := range 2 {
+		if got, err := c.FetchEvent(context.Background(), url); err != nil || string(got) != event {
+			t.Fatalf("fetch %d: %s, %v", i, got, err)
+		}
+	}
+	if _, _, _, problems := m.seen(); len(problems) != 1 {
+		t.Errorf("%d refusals (%v), want 1: the old secret once, then the new one only", len(problems), problems)
+	}
+	none := newTestClient(t, []string{m.srv.URL}, WithOAuth1("ck", "old", "older"))
+	if _, err := none.FetchEvent(context.Background(), url); !errors.Is(err, ErrUnauthorized) {
+		t.Errorf("no secret right: %v, want ErrUnauthorized", err)
+	}
+	if _, _, _, problems := m.seen(); len(problems) != 3 {
+		t.Errorf("%d refusals in all, want 3 (each wrong secret once)", len(problems))
+	}
+}
+
 // TestFetchEventGuard: an eventUrl outside the configured marketplaces is
 // never requested.
 func TestFetchEventGuard(t *testing.T) {

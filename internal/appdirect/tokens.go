@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/banking-marketplace/webhook/internal/httpcall"
 )
@@ -20,86 +18,16 @@ type oauth2Creds struct {
 	scopes     []string
 }
 
-// tokens holds one marketplace's cached token source.
-// oauth2.ReuseTokenSource caches a token until shortly before it expires
-// and lets one caller fetch at a time; drop replaces it when AppDirect
-// refuses its token.
-type tokens struct {
-	fetch oauth2.TokenSource // uncached: one token request per call
-
-	mu  sync.Mutex
-	cur oauth2.TokenSource
-}
-
-// fetcher fetches a fresh token on every call, and tells onFetch.
-type fetcher struct {
-	cfg     *clientcredentials.Config
-	ctx     context.Context
-	onFetch func(err error, d time.Duration)
-}
-
-func (f fetcher) Token() (*oauth2.Token, error) {
-	start := time.Now()
-	tok, err := f.cfg.Token(f.ctx)
-	f.onFetch(err, time.Since(start))
-	return tok, err
-}
-
-// newTokens fetches through hc, the core's client (it follows no redirect,
-// so the client secret goes only to tokenURL), each fetch bounded like an
-// attempt. The credentials go as HTTP Basic (RFC 6749 §2.3.1, which every
-// token endpoint must take).
-func newTokens(tokenURL string, cr *oauth2Creds, hc *http.Client, timeout time.Duration, onFetch func(error, time.Duration)) *tokens {
-	cfg := &clientcredentials.Config{
-		ClientID: cr.id, ClientSecret: cr.secret, TokenURL: tokenURL, Scopes: cr.scopes,
-		AuthStyle: oauth2.AuthStyleInHeader,
-	}
-	// A token request outlives the caller that started it (others may be
-	// waiting for it), so it runs on its own context, bounded like an attempt.
-	th := *hc
-	if th.Timeout == 0 || th.Timeout > timeout {
-		th.Timeout = timeout
-	}
-	f := fetcher{cfg, context.WithValue(context.Background(), oauth2.HTTPClient, &th), onFetch}
-	return &tokens{fetch: f, cur: oauth2.ReuseTokenSource(nil, f)}
-}
-
-func (t *tokens) current() oauth2.TokenSource {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.cur
-}
-
-// drop forgets the cached token, unless another caller already did since
-// used was current.
-func (t *tokens) drop(used oauth2.TokenSource) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.cur == used {
-		t.cur = oauth2.ReuseTokenSource(nil, t.fetch)
-	}
-}
-
 // token gets a token from ts, giving up when ctx is done.
 func token(ctx context.Context, ts oauth2.TokenSource) (*oauth2.Token, error) {
-	type result struct {
-		tok *oauth2.Token
-		err error
+	tok, err := httpcall.Token(ctx, ts)
+	switch {
+	case err == nil:
+		return tok, nil
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return nil, httpcall.TransportError("appdirect token", ErrTransient, err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		tok, err := ts.Token()
-		ch <- result{tok, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, tokenError(r.err)
-		}
-		return r.tok, nil
-	case <-ctx.Done():
-		return nil, httpcall.TransportError("appdirect token", ErrTransient, ctx.Err())
-	}
+	return nil, tokenError(err)
 }
 
 // tokenError maps a failed token request. The core marks it as not sent
@@ -128,17 +56,4 @@ func tokenError(err error) error {
 		return httpcall.TransportError("appdirect token", ErrTransient, err)
 	}
 	return fmt.Errorf("appdirect token: %w: no usable token in the reply", ErrInvalidResponse)
-}
-
-// tokenAttempt is a token fetch as an observer sees it.
-func tokenAttempt(err error, d time.Duration) httpcall.Attempt {
-	a := httpcall.Attempt{Action: httpcall.TokenAction, Method: http.MethodPost, Status: http.StatusOK, Duration: d, Attempt: 1, Err: err}
-	if err != nil {
-		a.Status = 0
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.Response != nil {
-			a.Status = re.Response.StatusCode
-		}
-	}
-	return a
 }

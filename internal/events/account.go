@@ -146,6 +146,10 @@ type Step struct {
 // id, an opaque uuid: nothing personal), and where its step stands.
 type Member struct {
 	User string `json:"user"`
+	// Gen counts the times the user was assigned again after its
+	// unassignment was settled: each time it gets a new user in the
+	// outside system (Job.MemberGen).
+	Gen int `json:"gen,omitempty"`
 	// Assigned is the intent: assigned (its step live) or unassigned (its
 	// step undone). Promised: a 200 answered that intent.
 	Assigned bool      `json:"assigned"`

@@ -135,7 +135,8 @@ func Decode(body []byte) (*SubscriptionEvent, error) {
 // itself (quantities as numbers or strings, null or absent blocks, unknown
 // fields ignored), its type taken from event.type. Its SubscriptionID is
 // left empty: AppDirect names none, the caller finds it (an ORDER's is
-// derived from its event, later events name their accountIdentifier).
+// derived from its event, later events name their accountIdentifier,
+// which is that id: AccountIsSubscription).
 // Every problem is reported in one *ValidationError.
 func DecodeAppDirect(body []byte) (*SubscriptionEvent, error) {
 	const placeholder = "appdirect" // validated with the rest, then left for the caller
@@ -168,6 +169,7 @@ func DecodeAppDirect(body []byte) (*SubscriptionEvent, error) {
 		return nil, err
 	}
 	ev.SubscriptionID = ""
+	ev.AccountIsSubscription = true
 	return &ev, nil
 }
 

@@ -68,6 +68,13 @@ type SubscriptionEvent struct {
 	Created           *Timestamp `json:"created,omitempty"`
 	Processed         *Timestamp `json:"processed,omitempty"`
 	FIName            string     `json:"fi_name,omitempty" validate:"max=256"`
+
+	// AccountIsSubscription: the subscription's accountIdentifier is its
+	// own id, not a target's (AppDirect's direct events: that id is derived
+	// from the ORDER's marketplace and event token, so no one else can guess
+	// it, and it leads back to the subscription even after Redis forgot).
+	// Not part of the delivery's JSON.
+	AccountIsSubscription bool `json:"-"`
 }
 
 // Stateless reports whether the event asks to be acknowledged only.

@@ -2,7 +2,9 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
@@ -51,16 +53,28 @@ type appdirectDoor struct {
 	obs      Observer
 }
 
-// notify is GET /appdirect/events?eventUrl=URL. Its order: who sent it
-// (401), then where the event URL points (403, and no request is made to
-// a URL outside the configured marketplaces), then a processing slot,
-// then the event, fetched, received like any delivery, and answered with
-// the same documents (AppDirect reads a failure as a 200 with success
-// false; 202 when the result is posted later).
+// notify is GET /appdirect/events?eventUrl=URL. Its order: no body (400),
+// then who sent it (401; 503 when the nonce store cannot be reached), then
+// where the event URL points (403, and no request is made to a URL outside
+// the configured marketplaces), then a processing slot, then the event,
+// fetched, received like any delivery, and answered with the same
+// documents (AppDirect reads a failure as a 200 with success false; 202
+// when the result is posted later).
 func (d *appdirectDoor) notify(c echo.Context) error {
 	req := c.Request()
 	log := deliveryOf(c)
+	if req.ContentLength != 0 {
+		// AppDirect's notification has no body. The OAuth verifier would
+		// read a form body (RFC 5849 signs it) before any check, and this
+		// door has none of the Q2 door's caps on bodies being read.
+		return &Error{Status: http.StatusBadRequest, Code: events.InvalidResponse,
+			Message: "the notification is a GET without a body"}
+	}
 	if _, err := d.cfg.Auth.Verify(req.Context(), req); err != nil {
+		if errors.Is(err, events.ErrUnavailable) { // the nonce store: the signature may well be good
+			return &Error{Status: http.StatusServiceUnavailable, Code: events.TransportError, RetryAfter: 5 * time.Second,
+				Message: "the record store is unavailable; nothing was done, send the notification again", Cause: err}
+		}
 		return &Error{Status: http.StatusUnauthorized, Code: events.Unauthorized,
 			Message: "the notification is not signed by the marketplace", Cause: err}
 	}
@@ -88,11 +102,11 @@ func (d *appdirectDoor) notify(c echo.Context) error {
 		return err
 	}
 	log.key, log.eventType, log.subscription = info.Key, info.EventType, info.Subscription
-	log.outcome, log.replayed, log.calls = reply.Code, reply.Replayed, reply.Calls
+	log.outcome, log.replayed, log.calls, log.reason = reply.Code, reply.Replayed, reply.Calls, reply.Reason
 	h := c.Response().Header()
 	if reply.Replayed {
 		setReplayed(h)
 	}
 	setRetryAfter(h, reply.RetryAfter)
-	return c.Blob(statusOf(reply.Kind), echo.MIMEApplicationJSON, reply.Body)
+	return c.Blob(StatusOf(reply.Kind), echo.MIMEApplicationJSON, reply.Body)
 }

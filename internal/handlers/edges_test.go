@@ -317,3 +317,15 @@ func (fakeReader) ResultsPending(context.Context, int) ([]inbox.ResultJob, error
 func (fakeReader) Deliveries(context.Context, string) ([]inbox.DeliverySummary, error) {
 	return nil, nil
 }
+
+func (fakeReader) AccountByIdentifier(context.Context, string) (events.Account, error) {
+	return events.Account{}, events.ErrNotFound
+}
+
+func (fakeReader) DeliveryByKey(context.Context, string) (inbox.DeliverySummary, error) {
+	return inbox.DeliverySummary{}, events.ErrNotFound
+}
+
+func (fakeReader) Failures(context.Context, time.Time, string, int) ([]inbox.DeliverySummary, string, error) {
+	return nil, "", nil
+}

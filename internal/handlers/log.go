@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -20,6 +21,7 @@ import (
 type deliveryLog struct {
 	webhookID, key, eventType, subscription, extension, product, outcome string
 	eventToken                                                           string // an AppDirect notification's
+	reason                                                               string // which step or check decided a processed outcome
 	replayed                                                             bool
 	calls                                                                int // outside API calls, every attempt
 }
@@ -107,10 +109,18 @@ var (
 // cause, never a secret or the body); for a delivery its key, webhook-id
 // or AppDirect event token (the id a marketplace's ticket quotes), type,
 // subscription, extension, outcome and outside calls, each value from the
-// request cut to logctx.MaxValue. It never logs bodies or other headers.
-// 2xx is info, other statuses warn, and a 5xx that is the service's own
-// fault (UNKNOWN_ERROR) is an error; a probe answered 2xx is debug.
-func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
+// request cut to logctx.MaxValue, and its trace_id and span_id when it is
+// traced. It never logs bodies or other headers. 2xx is info, other
+// statuses warn, and a 5xx that is the service's own fault (UNKNOWN_ERROR)
+// is an error; a probe answered 2xx is debug. With a TracerProvider, a
+// delivery is a trace (trace.go): its span is started before the handler
+// runs, so the line has its trace_id, and ended after the line, with the
+// status sent.
+func requestLogger(log *zap.Logger, obs Observer, tp trace.TracerProvider) echo.MiddlewareFunc {
+	var tracer trace.Tracer
+	if tp != nil {
+		tracer = tp.Tracer(tracerName)
+	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
@@ -119,6 +129,10 @@ func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
 				id = newRequestID()
 			}
 			c.Response().Header()[echo.HeaderXRequestID] = []string{id}
+			var span trace.Span
+			if tracer != nil {
+				span = startSpan(tracer, c)
+			}
 			l := requestLines.Get().(*requestLine)
 			l.Context = c
 			err := recovering(next, l)
@@ -126,6 +140,9 @@ func requestLogger(log *zap.Logger, obs Observer) echo.MiddlewareFunc {
 				c.Error(err) // errorHandler: the status is then what was sent
 			}
 			l.write(log, obs, err, time.Since(start), id)
+			if span != nil {
+				endSpan(span, c.Response().Status, deliveryOf(l))
+			}
 			*l = requestLine{}
 			requestLines.Put(l)
 			return nil
@@ -165,11 +182,15 @@ func (l *requestLine) write(log *zap.Logger, obs Observer, err error, d time.Dur
 	dl := deliveryOf(l)
 	msg, outcome := "request", ""
 	if dl != nil {
-		msg, outcome = "delivery", dl.outcome
-		if outcome == "" {
-			outcome = string(code)
+		if dl.outcome == "" { // refused before the use case: the code says why (the span reads it too)
+			dl.outcome = string(code)
 		}
+		msg, outcome = "delivery", dl.outcome
 		obs.Delivered(dl.eventType, outcome, dl.replayed, d)
+	}
+	if sc := trace.SpanContextFromContext(l.Request().Context()); sc.IsValid() {
+		// Under the delivery's span (tracing on), the line has its trace_id.
+		log = logctx.Logger(l.Request().Context(), log)
 	}
 	ce := log.Check(quietProbe(route, level(res.Status, code)), msg)
 	if ce == nil {
@@ -187,6 +208,10 @@ func (l *requestLine) write(log *zap.Logger, obs Observer, err error, d time.Dur
 		f = append(f, zap.String("code", string(code)), zap.String("reason", reason(e)))
 	} else if l.reason != "" {
 		f = append(f, zap.String("reason", l.reason))
+	} else if dl != nil && dl.reason != "" {
+		// A refusal or a failure decided in processing (FORBIDDEN, a
+		// step's 503): which step or check decided it.
+		f = append(f, zap.String("reason", dl.reason))
 	}
 	if dl != nil {
 		idField := logctx.String("webhook_id", dl.webhookID)

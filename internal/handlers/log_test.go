@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/signature"
 )
 
@@ -61,6 +62,10 @@ func TestLogLineTellsTheTruth(t *testing.T) {
 			wantStatus: 503, wantCode: events.TransportError, wantReason: "connection refused", wantLevel: zapcore.WarnLevel},
 		{name: "our bug", body: order, header: signed(sign, time.Now(), order), receiver: &fakeReceiver{err: errors.New("nil map")},
 			wantStatus: 500, wantCode: events.UnknownError, wantReason: "nil map", wantLevel: zapcore.ErrorLevel},
+		{name: "a refusal decided in processing", body: order, header: signed(sign, time.Now(), order),
+			receiver: &fakeReceiver{reply: inbox.Answer{Kind: events.Final, Code: string(events.Forbidden), Reason: "order: subscription cancelled",
+				Body: []byte(`{"success":false,"errorCode":"FORBIDDEN","message":"subscription s was cancelled"}`)}},
+			wantStatus: 200, wantReason: "order: subscription cancelled", wantLevel: zapcore.InfoLevel},
 		{name: "panic", body: order, header: signed(sign, time.Now(), order), receiver: &fakeReceiver{hook: func() { panic("boom") }},
 			wantStatus: 500, wantCode: events.UnknownError, wantReason: "boom", wantLevel: zapcore.ErrorLevel},
 	}
@@ -85,6 +90,9 @@ func TestLogLineTellsTheTruth(t *testing.T) {
 			f := line.ContextMap()
 			if line.Message != "delivery" || f["extension"] != "my-product" {
 				t.Errorf("line %q %v: want a delivery line naming the extension", line.Message, f)
+			}
+			if f["webhook_id"] != "msg_log" { // a 401 included: the id a marketplace's ticket quotes
+				t.Errorf("logged webhook_id %v, want msg_log", f["webhook_id"])
 			}
 			if f["status"] != int64(tt.wantStatus) {
 				t.Errorf("logged status %v, sent %d", f["status"], tt.wantStatus)

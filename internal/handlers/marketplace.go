@@ -95,7 +95,7 @@ func (m *marketplace) replay(c echo.Context, log *deliveryLog, copyKey string) (
 	log.key, log.eventType, log.subscription = cp.Key, cp.EventType, cp.Subscription
 	log.outcome, log.replayed = answer.Code, true
 	setReplayed(c.Response().Header())
-	return true, c.Blob(statusOf(answer.Kind), echo.MIMEApplicationJSON, answer.Body)
+	return true, c.Blob(StatusOf(answer.Kind), echo.MIMEApplicationJSON, answer.Body)
 }
 
 // process is the whole path of a delivery that no stored outcome
@@ -150,14 +150,14 @@ func (m *marketplace) process(c echo.Context, log *deliveryLog, product *product
 	if err != nil {
 		return err
 	}
-	log.outcome, log.replayed, log.calls = answer.Code, answer.Replayed, answer.Calls
+	log.outcome, log.replayed, log.calls, log.reason = answer.Code, answer.Replayed, answer.Calls, answer.Reason
 
 	h := c.Response().Header()
 	if answer.Replayed {
 		setReplayed(h)
 	}
 	setRetryAfter(h, answer.RetryAfter)
-	return c.Blob(statusOf(answer.Kind), echo.MIMEApplicationJSON, answer.Body)
+	return c.Blob(StatusOf(answer.Kind), echo.MIMEApplicationJSON, answer.Body)
 }
 
 // copyKeyOf names a copy's exact bytes: its product (the extension it was
@@ -197,7 +197,9 @@ var statuses = map[events.Kind]int{
 	events.Accepted:  http.StatusAccepted, // AppDirect asynchronous: the result is posted later
 }
 
-func statusOf(k events.Kind) int {
+// StatusOf is the HTTP status the doors send for an outcome of kind k
+// (the inbox records it in the delivery's attempt history).
+func StatusOf(k events.Kind) int {
 	if s, ok := statuses[k]; ok {
 		return s
 	}

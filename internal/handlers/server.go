@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/docs"
@@ -66,7 +67,11 @@ type Config struct {
 	Logger    *zap.Logger
 	Observer  Observer     // told of every delivery and processing slot; nil: nobody
 	Metrics   http.Handler // served at GET /metrics; nil: no such route
-	OpsRoutes []Route      // more routes beside /metrics (the console, /openapi.yaml)
+	// Console is the operator console, served at /console/ beside the read
+	// API (on the ops listener when there is one); nil: those paths answer
+	// 404 naming API_TOKENS, which turns it on.
+	Console   http.Handler
+	OpsRoutes []Route // more routes beside /metrics (the console, /openapi.yaml)
 
 	MaxInFlight     int           // authenticated deliveries processed at once; 0 = 256
 	MaxBodyReaders  int           // requests reading their bodies at once; 0 = DefaultMaxBodyReaders
@@ -76,6 +81,10 @@ type Config struct {
 	// AppDirect, when set, serves AppDirect's notifications at
 	// GET /appdirect/events (a public route).
 	AppDirect *AppDirect
+
+	// TracerProvider, when set, makes each delivery a trace (see traced);
+	// nil: tracing is off, and no middleware runs for it.
+	TracerProvider trace.TracerProvider
 
 	// Outside is the outside APIs' last known state ("q2": "ok", ...),
 	// shown in /readyz's body under "outside". It never changes the status,
@@ -179,17 +188,19 @@ func newServer(cfg Config) *server {
 }
 
 // echo is a handler with no routes yet and the middleware every route has:
-// request ids, one log line per request, panics as errors, header limits,
-// and every error as a contract document.
+// request ids, a trace per delivery (when tracing is on), one log line per
+// request, panics as errors, header limits, and every error as a contract
+// document.
 func (s *server) echo() *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(s.cfg.Logger)
 	e.Use(
-		// The request id, a panic as the request's error, the error's reply
-		// and one log line, in one middleware (log.go).
-		requestLogger(s.cfg.Logger, s.cfg.Observer),
+		// The request id, a delivery's span (tracing on), a panic as the
+		// request's error, the error's reply and one log line, in one
+		// middleware (log.go).
+		requestLogger(s.cfg.Logger, s.cfg.Observer, s.cfg.TracerProvider),
 		limitHeaders(MaxHeaderBytes, MaxHeaderFields),
 	)
 	return e
@@ -221,6 +232,14 @@ func (s *server) opsRoutes(e *echo.Echo) {
 	} else {
 		e.Any("/v1", readAPIOff)
 		e.Any("/v1/*", readAPIOff)
+	}
+	if s.cfg.Console != nil {
+		h := echo.WrapHandler(s.cfg.Console)
+		e.Any("/console", h)
+		e.Any("/console/*", h)
+	} else {
+		e.Any("/console", consoleOff)
+		e.Any("/console/*", consoleOff)
 	}
 	for _, r := range s.cfg.OpsRoutes {
 		e.Add(cmp.Or(r.Method, http.MethodGet), r.Path, echo.WrapHandler(r.Handler))

@@ -50,27 +50,14 @@ func (a Attempt) LogFields() []zap.Field {
 // reply this service could not read, a refusal before sending), else only
 // its status, since an outside system's own message may quote personal
 // data. The status and the system's request id lead to the rest.
-func ErrorField(err error) zap.Field {
+func ErrorField(err error) zap.Field { return zap.String("error", errorText(err)) }
+
+// errorText is the error as ErrorField shows it, for a log line or a span.
+func errorText(err error) string {
 	var re *ReplyError
 	var sc interface{ StatusCode() int }
 	if errors.As(err, &sc) && !errors.As(err, &re) {
-		return zap.String("error", fmt.Sprintf("HTTP %d answered (the system's message is not logged)", sc.StatusCode()))
+		return fmt.Sprintf("HTTP %d answered (the system's message is not logged)", sc.StatusCode())
 	}
-	return zap.Error(err)
-}
-
-type callKey struct{}
-
-type callInfo struct{ system, action string }
-
-// ActionOf tells a transport wrapper which call an outgoing request
-// belongs to, from the request's context: for span or metric names, as in
-//
-//	otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-//		system, action, _ := httpcall.ActionOf(r.Context())
-//		return system + " " + action
-//	})
-func ActionOf(ctx context.Context) (system, action string, ok bool) {
-	c, ok := ctx.Value(callKey{}).(callInfo)
-	return c.system, c.action, ok
+	return err.Error()
 }

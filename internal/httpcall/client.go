@@ -48,7 +48,7 @@ type Config struct {
 	// same scheme and host, its path a prefix of the request's.
 	BaseURL *url.URL
 	// HTTPClient sends the requests; the core uses a copy that follows no
-	// redirect. Wrap its Transport for tracing.
+	// redirect.
 	HTTPClient *http.Client
 	// Logger receives the core's retry and give-up lines.
 	Logger *zap.Logger
@@ -304,14 +304,18 @@ func (c *Client) again(ctx context.Context, r *Request, attempt int, resp *Respo
 	return wait, true
 }
 
-// attempt makes one try and reports it.
+// attempt makes one try and reports it: to its span (see startSpan), then
+// to the Observer, under that span.
 func (c *Client) attempt(ctx context.Context, r *Request, n int, read func(*Response) error) (*Response, error) {
+	ctx, span := c.startSpan(ctx, r, n)
 	start := time.Now()
 	resp, err := c.send(ctx, r, read)
 	a := Attempt{Action: r.Action, Method: r.Method, Duration: time.Since(start), Attempt: n, Err: err}
 	if resp != nil {
 		a.Status, a.RequestID = resp.Status, resp.RequestID
 	}
+	a.System = c.system
+	endSpan(span, a)
 	c.Observe(ctx, a)
 	return resp, err
 }
@@ -333,7 +337,6 @@ func (c *Client) send(ctx context.Context, r *Request, read func(*Response) erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	ctx = context.WithValue(ctx, callKey{}, callInfo{c.system, r.Action})
 	var body io.Reader
 	if r.Body != nil {
 		body = bytes.NewReader(r.Body)
@@ -349,6 +352,7 @@ func (c *Client) send(ctx context.Context, r *Request, read func(*Response) erro
 	if r.Body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	inject(ctx, req.Header)
 	if c.authorize != nil {
 		if err := c.authorize(ctx, req); err != nil {
 			return nil, notSent{err}

@@ -30,10 +30,18 @@
 //     MaxErrorBody.
 //   - Every attempt, answered or not, is reported once to the Observer as
 //     an Attempt: the one shape the service's logs and metrics read.
+//   - Traces: when the caller's context carries a span (a delivery's, a
+//     settle pass's), every attempt is a client span under it, named by
+//     the system and the action ("q2 Enrollment"), with the method, the
+//     server, the status, the resend count and the system's request id,
+//     never the URL (a query may hold a login name), a header or a body;
+//     and the request carries the W3C traceparent of that span, so that
+//     the outside system's traces join ours. Without a span, neither: no
+//     cost when tracing is off, and no trace for a token fetch that serves
+//     many calls. The spans are made here rather than by a wrapped
+//     transport (otelhttp), whose span would record the full URL.
 //
-// Extension points, so that a fourth client or tracing are a few lines: a
-// per-request hook (Config.Authorize: a bearer token, HTTP Basic, an OAuth
-// 1.0a signature), and the http.Client the core is given, whose Transport
-// may be wrapped (otelhttp.NewTransport); ActionOf tells such a wrapper
-// which call a request belongs to.
+// Extension points, so that a fourth client is a few lines: a per-request
+// hook (Config.Authorize: a bearer token, HTTP Basic, an OAuth 1.0a
+// signature), and the http.Client the core is given.
 package httpcall

@@ -12,7 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,6 +29,22 @@ type Marketplace interface {
 	// PostResult posts the result document of event token.
 	PostResult(ctx context.Context, marketplace, token string, result []byte) error
 }
+
+// The failures of FetchEvent the inbox tells apart; the wiring makes the
+// marketplace client's errors match them (errors.Is). Any other failure
+// is transient: nothing was done, the notification is answered 503.
+var (
+	// ErrEventRefused: the marketplace refused to give the event (a 404,
+	// another 4xx): answered CONFIGURATION_ERROR, not stored.
+	ErrEventRefused = errors.New("the marketplace refused to give the event")
+	// ErrEventUnreadable: what the marketplace answered is no event (not
+	// JSON, too large, a redirect): answered INVALID_RESPONSE, not stored.
+	ErrEventUnreadable = errors.New("the marketplace's reply is not an event")
+	// ErrCredentialsRefused: the marketplace refused the service's own
+	// credentials (401, 403): the service's setup, answered 503 until it
+	// is fixed, as every refusal of our own setup is.
+	ErrCredentialsRefused = errors.New("the marketplace refused the service's credentials")
+)
 
 // Owners finds the subscription an accountIdentifier names.
 type Owners interface {
@@ -87,6 +103,10 @@ type AppDirect struct {
 	Marketplace Marketplace
 	Owners      Owners
 	Jobs        Jobs // the asynchronous results' queue
+	// Answer works one queued result, as the settler does (nil:
+	// AnswerLater with the inbox's TTL); the wiring may wrap it, to trace
+	// each result as a trace of its own.
+	Answer func(ctx context.Context, token string) error
 }
 
 // WithAppDirect returns in, able to receive AppDirect's notifications.
@@ -119,14 +139,23 @@ func (in *Inbox) Notify(ctx context.Context, n Notification) (Answer, Copy, erro
 // with the reply when there is none to receive.
 func (in *Inbox) fetch(ctx context.Context, n Notification) (Delivery, Answer, bool) {
 	log := logctx.Logger(ctx, in.log)
-	body, err := in.appdirect.Marketplace.FetchEvent(ctx, n.EventURL)
-	if err != nil {
-		var sc interface{ StatusCode() int }
-		if errors.As(err, &sc) && sc.StatusCode() >= 400 && sc.StatusCode() < 500 && sc.StatusCode() != 408 && sc.StatusCode() != 429 {
-			log.Warn("the marketplace refused to give the event", zap.Error(err))
-			return Delivery{}, notStored(events.ConfigurationError, fmt.Sprintf(
-				"the marketplace answered %d for the event; nothing was done", sc.StatusCode())), false
-		}
+	// PROCESS_TIMEOUT bounds the fetch as it bounds processing: AppDirect
+	// waits about 5 s for a reply, and the fetch's own attempts (several
+	// of 10 s) would outlast the server's write timeout.
+	fctx, cancel := context.WithTimeout(ctx, in.cfg.ProcessTimeout)
+	defer cancel()
+	body, err := in.appdirect.Marketplace.FetchEvent(fctx, n.EventURL)
+	switch {
+	case errors.Is(err, ErrCredentialsRefused):
+		log.Error("the marketplace refused the service's credentials for the event; check APPDIRECT_*", zap.Error(err))
+		return Delivery{}, answerOf(events.Outage("the marketplace refused the service's credentials; nothing was done, send the notification again", 30*time.Second)), false
+	case errors.Is(err, ErrEventRefused):
+		log.Warn("the marketplace refused to give the event", zap.Error(err))
+		return Delivery{}, notStored(events.ConfigurationError, "the marketplace refused to give the event; nothing was done"), false
+	case errors.Is(err, ErrEventUnreadable):
+		log.Warn("the marketplace's reply is not an event", zap.Error(err))
+		return Delivery{}, notStored(events.InvalidResponse, "what the marketplace answered for the event is not an event; nothing was done"), false
+	case err != nil:
 		log.Warn("fetching the event failed", zap.Error(err))
 		return Delivery{}, answerOf(events.Outage("the event could not be fetched from the marketplace; nothing was done, send the notification again", 5*time.Second)), false
 	}
@@ -150,21 +179,54 @@ func (in *Inbox) fetch(ctx context.Context, n Notification) (Delivery, Answer, b
 
 // subscriptionOf is the subscription an AppDirect event is about. AppDirect
 // names none: an ORDER's is derived from its marketplace and event token
-// (a redelivery of it is the same subscription), a later event's is the
-// one its accountIdentifier names; one naming no known account gets an id
-// of its own (derived the same way), under which nothing exists.
+// (a redelivery of it is the same subscription, and no one who has not
+// seen the ORDER's reply can guess it), and is what the ORDER answers as
+// its accountIdentifier; a later event names it as its accountIdentifier,
+// so it is found even when Redis has forgotten the subscription. An older
+// record's identifier (a target's id) is found through its index, if an
+// AppDirect ORDER made it. An event naming anything else gets an id of
+// its own (derived the same way), under which nothing exists: an
+// identifier of a subscription the Q2 door made (a Q2 UserID: a small
+// number, easily guessed) is not this event's, and provisioning's owner
+// check refuses it, unchanged.
 func (in *Inbox) subscriptionOf(ctx context.Context, n Notification, ev *events.SubscriptionEvent) (string, error) {
 	if id := ev.AccountIdentifier(); id != "" && ev.EventType != events.SubscriptionOrder {
+		if isSubscriptionID(id) { // the accountIdentifier the ORDER answered: the id itself
+			return id, nil
+		}
+		// An older record's identifier (a target's id): its index.
 		a, err := in.appdirect.Owners.AccountByIdentifier(ctx, id)
 		switch {
-		case err == nil:
+		case err == nil && strings.HasPrefix(a.SubscriptionID, subscriptionPrefix):
 			return a.SubscriptionID, nil
+		case err == nil:
+			logctx.Logger(ctx, in.log).Warn("an AppDirect event names the account of a subscription the Q2 door made; it is refused",
+				zap.String("named_subscription", a.SubscriptionID))
 		case !errors.Is(err, events.ErrNotFound):
 			return "", err
 		}
 	}
 	sum := sha256.Sum256([]byte(n.Marketplace + "\n" + n.Token))
-	return "ad-" + hex.EncodeToString(sum[:16]), nil
+	return subscriptionPrefix + hex.EncodeToString(sum[:16]), nil
+}
+
+// subscriptionPrefix starts the id of every subscription an AppDirect
+// ORDER made, and of no other.
+const subscriptionPrefix = "ad-"
+
+// isSubscriptionID reports whether id is one subscriptionOf derives:
+// subscriptionPrefix and 32 lowercase hex digits.
+func isSubscriptionID(id string) bool {
+	h, ok := strings.CutPrefix(id, subscriptionPrefix)
+	if !ok || len(h) != 32 {
+		return false
+	}
+	for _, c := range h {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // later records the event's job and answers 202; a redelivered
@@ -195,7 +257,11 @@ func (in *Inbox) answerSoon(ctx context.Context, token string) {
 		defer in.soon.Done()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ProcessTimeout)
 		defer cancel()
-		if err := in.AnswerLater(ctx, token, in.cfg.TTL); err != nil && !errors.Is(err, events.ErrBusy) {
+		answer := in.appdirect.Answer
+		if answer == nil {
+			answer = func(ctx context.Context, token string) error { return in.AnswerLater(ctx, token, in.cfg.TTL) }
+		}
+		if err := answer(ctx, token); err != nil && !errors.Is(err, events.ErrBusy) {
 			logctx.Logger(ctx, in.log).Warn("answering an event at once failed; the settler answers it later", zap.Error(err))
 		}
 	}()
@@ -223,37 +289,52 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 	}
 	log := logctx.Logger(ctx, in.log).With(zap.String("event_token", token))
 	now := time.Now().UTC()
+	// What this pass did is recorded even when its time ran out doing it
+	// (a post accepted at the deadline must be marked posted, or the next
+	// pass posts it again), as process records an outcome.
+	save := func(j ResultJob) error {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeBudget)
+		defer cancel()
+		return jobs.SaveResult(sctx, j, ttl)
+	}
 	if j.State == JobPending {
 		n := Notification{EventURL: j.EventURL, Token: j.Token, Marketplace: j.Marketplace, Product: j.Product}
 		d, reply, ok := in.fetch(ctx, n)
-		if ok {
+		var eventType, subscription string
+		if ok { // else there is no event: fetch logged why, and reply says it
+			d.later = true
 			if reply, err = in.Receive(ctx, d); err != nil {
 				return err
 			}
+			eventType, subscription = string(d.Event.EventType), d.Event.SubscriptionID
 		}
-		log.Info("delivery answered later", zap.String("key", "appdirect:"+j.Token), zap.String("event_type", string(d.Event.EventType)),
-			zap.String("subscription", d.Event.SubscriptionID), zap.String("outcome", reply.Code), zap.Bool("replayed", reply.Replayed))
+		log.Info("delivery answered later", zap.String("key", "appdirect:"+j.Token), zap.String("event_type", eventType),
+			zap.String("subscription", subscription), zap.String("outcome", reply.Code), zap.String("reason", reply.Reason), zap.Bool("replayed", reply.Replayed))
 		switch reply.Kind {
 		case events.Final, events.NotStored:
 			j.State, j.Result, j.Attempts, j.LastError = JobAnswered, reply.Body, 0, ""
 		default: // not settled now: processed again later
 			j.Attempts++
 			j.LastError, j.Due, j.Updated = reply.Code, now.Add(laterIn(j.Attempts)), now
-			return jobs.SaveResult(ctx, j, ttl)
+			return save(j)
 		}
 	}
 	if j.State != JobAnswered {
 		return nil
 	}
-	if err := in.appdirect.Marketplace.PostResult(ctx, j.Marketplace, j.Token, j.Result); err != nil {
+	// The post has a budget of its own, not what processing left of the
+	// pass: a post cut short may have been accepted, and is posted again.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ProcessTimeout)
+	defer cancel()
+	if err := in.appdirect.Marketplace.PostResult(pctx, j.Marketplace, j.Token, j.Result); err != nil {
 		j.Attempts++
 		j.LastError, j.Due, j.Updated = err.Error(), now.Add(laterIn(j.Attempts)), now
 		log.Warn("posting a result failed; it is posted again later", zap.Int("attempts", j.Attempts), zap.Error(err))
-		return jobs.SaveResult(ctx, j, ttl)
+		return save(j)
 	}
 	j.State, j.Updated, j.Due = JobPosted, now, time.Time{}
 	log.Info("result posted")
-	return jobs.SaveResult(ctx, j, ttl)
+	return save(j)
 }
 
 // laterIn is how long a job that could not be done now waits: about 10 s,

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/backoff"
@@ -44,6 +45,10 @@ type Config struct {
 	ProcessTimeout time.Duration // deadline for handling one copy, waiting included (PROCESS_TIMEOUT)
 	TTL            time.Duration // how long outcomes are kept (EVENT_TTL)
 	Wait           time.Duration // how long a copy waits for a copy in progress (at most half of ProcessTimeout)
+	// StatusOf is the HTTP status the doors send for an outcome's kind
+	// (the handlers' one table), for the attempt history; nil: none is
+	// recorded.
+	StatusOf func(events.Kind) int
 }
 
 func (c Config) withDefaults() Config {
@@ -104,6 +109,10 @@ type Delivery struct {
 	Event       *events.SubscriptionEvent
 	Product     string // the product its extension belongs to
 	CopyKey     string // names this copy's exact bytes (see Copy); "" for none
+
+	// later: processed for a result posted later (AppDirect's asynchronous
+	// results), so no HTTP status is sent for it.
+	later bool
 }
 
 // Answer is what a delivery is answered with: its reply document and what
@@ -113,6 +122,7 @@ type Answer struct {
 	Kind       events.Kind
 	Body       []byte // a reply document
 	Code       string // "SUCCESS", "REPLAYED" or the error code, for the log
+	Reason     string // which step or check decided a processed outcome (see Attempt.Reason), for the log
 	Replayed   bool   // the stored reply of an earlier copy
 	RetryAfter time.Duration
 	Calls      int // outside calls made for this copy
@@ -197,7 +207,7 @@ func (in *Inbox) follow(ctx context.Context, f *flight, d Delivery) (Answer, err
 		return Answer{}, f.err
 	}
 	r := f.answer
-	r.Calls = 0
+	r.Calls, r.Reason = 0, ""
 	if f.stored {
 		r.Replayed, r.Code = true, "REPLAYED"
 	}
@@ -273,7 +283,8 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 		if p := recover(); p != nil {
 			if !recorded {
 				sctx, scancel := context.WithTimeout(detached, storeBudget)
-				_ = in.deliveries.Release(sctx, d.Key, token, Result{Subscription: d.Event.SubscriptionID, Kind: events.Transient, Code: "PANIC", Duration: time.Since(start)})
+				_ = in.deliveries.Release(sctx, d.Key, token, Result{Subscription: d.Event.SubscriptionID, Kind: events.Transient, Code: "PANIC", Duration: time.Since(start),
+					Attempt: Attempt{At: start, Reason: "panic", TraceID: traceID(ctx)}})
 				scancel()
 			}
 			panic(p)
@@ -283,6 +294,11 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 	pctx, calls := events.WithCalls(pctx)
 	out := in.processor.Process(pctx, d.Event, d.Product)
 	out.Calls = calls.N()
+	attempt := Attempt{At: start, Reason: calls.Reason(), TraceID: traceID(ctx)}
+	attempt.Calls, attempt.CallsDropped = calls.Kept()
+	if in.cfg.StatusOf != nil && !d.later {
+		attempt.Status = in.cfg.StatusOf(out.Kind)
+	}
 	body, err := json.Marshal(out.Reply)
 	if err != nil { // cannot happen: Answer marshals strings and a bool
 		return Answer{}, false, fmt.Errorf("encoding reply: %w", err)
@@ -292,7 +308,7 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 	sctx, scancel := context.WithTimeout(detached, storeBudget)
 	defer scancel()
 	res := Result{Subscription: d.Event.SubscriptionID, CopyKey: d.CopyKey, EventType: string(d.Event.EventType),
-		Kind: out.Kind, Body: body, Code: code, Duration: elapsed}
+		Kind: out.Kind, Body: body, Code: code, Duration: elapsed, Attempt: attempt}
 	if out.Final() {
 		err = in.deliveries.Complete(sctx, d.Key, token, res, in.cfg.TTL)
 	} else {
@@ -311,7 +327,15 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 	case err != nil:
 		logctx.Logger(ctx, in.log).Warn("releasing a delivery failed; its lease will expire", zap.String("key", d.Key), zap.Error(err))
 	}
-	return Answer{Kind: out.Kind, Body: body, Code: code, RetryAfter: out.RetryAfter, Calls: out.Calls}, out.Final() && err == nil, nil
+	return Answer{Kind: out.Kind, Body: body, Code: code, Reason: attempt.Reason, RetryAfter: out.RetryAfter, Calls: out.Calls}, out.Final() && err == nil, nil
+}
+
+// traceID is the W3C trace id of ctx's span, "" when it is not traced.
+func traceID(ctx context.Context) string {
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		return sc.TraceID().String()
+	}
+	return ""
 }
 
 func codeOf(r events.Reply) string {

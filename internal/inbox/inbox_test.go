@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
@@ -379,5 +380,45 @@ func TestFollowersOfATransientReplyAreNotReplayed(t *testing.T) {
 				t.Errorf("processed %d times", p.calls.Load())
 			}
 		})
+	}
+}
+
+// Each processed copy joins the delivery's history: when, the status the
+// door sends for its kind, its outcome and reason, the trace it ran in
+// and the outside calls it made; a copy answered from the record does not.
+func TestAttemptsAreRecorded(t *testing.T) {
+	t.Parallel()
+	db, _ := newStore(t)
+	p := &processor{next: func(ctx context.Context, n int32) events.Outcome {
+		events.RecordCall(ctx, events.Call{System: "q2", Action: "Enrollment", Status: 503, RequestID: fmt.Sprint("req-", n)})
+		if n == 1 {
+			events.Decided(ctx, "q2.provision: HTTP 503")
+			return events.Outage("Q2 down", time.Second)
+		}
+		return events.Provisioned("7")
+	}}
+	statusOf := map[events.Kind]int{events.Final: 200, events.Transient: 503}
+	in := inbox.New(db, p, inbox.Config{ProcessTimeout: 2 * time.Second, StatusOf: func(k events.Kind) int { return statusOf[k] }}, zap.NewNop())
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: trace.SpanID{1}}))
+	for range 3 {
+		if _, err := in.Receive(ctx, delivery("id:hist", "fp")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := db.DeliveryByKey(context.Background(), "id:hist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Attempts != 2 || d.Copies != 1 || len(d.History) != 2 {
+		t.Fatalf("delivery %+v: want 2 attempts in the history and 1 copy", d)
+	}
+	first, second := d.History[0], d.History[1]
+	if first.Status != 503 || first.Code != "TRANSPORT_ERROR" || first.Kind != events.Transient || first.Reason != "q2.provision: HTTP 503" ||
+		first.TraceID != tid.String() || len(first.Calls) != 1 || first.Calls[0].RequestID != "req-1" || first.At.IsZero() {
+		t.Errorf("first attempt %+v", first)
+	}
+	if second.Status != 200 || second.Code != "SUCCESS" || second.Reason != "" || len(second.Calls) != 1 || second.Calls[0].RequestID != "req-2" {
+		t.Errorf("second attempt %+v", second)
 	}
 }

@@ -5,6 +5,7 @@
 package inbox
 
 import (
+	"errors"
 	"strconv"
 	"time"
 
@@ -78,10 +79,44 @@ type Result struct {
 	Body      []byte // the reply; stored for replay when Kind is Final
 	Code      string // outcome code for the history ("SUCCESS", "ACCOUNT_NOT_FOUND", ...)
 	Duration  time.Duration
+	// Attempt is this attempt as the delivery's history keeps it; its
+	// zero fields are taken from the ones above (and At from the clock).
+	Attempt Attempt
 }
 
-// DeliverySummary is one delivery in a subscription's delivery log, for
-// operators: ids, codes, counts and times, nothing personal.
+// Attempt is one processed copy of a delivery, as its history keeps it:
+// when, how long, what was sent, what it meant and why, and the outside
+// calls it made. Ids, codes, statuses and times only: nothing personal,
+// no message text.
+type Attempt struct {
+	At       time.Time
+	Duration time.Duration
+	// Status is the HTTP status the door sent for it; 0 when none was (an
+	// AppDirect event whose result is posted later).
+	Status int
+	Code   string      // "SUCCESS" or the error code answered
+	Kind   events.Kind // what the outcome meant: final, transient, ...
+	// Reason is which step or check decided the outcome ("q2.provision:
+	// HTTP 503", "helix.provision: helix 195122"); "" when nothing but
+	// the code is to say.
+	Reason  string
+	TraceID string // W3C trace id (32 hex digits); "" when not traced
+	Calls   []events.Call
+	// CallsDropped counts the calls made but not kept (events.MaxCallsKept).
+	CallsDropped int
+}
+
+// ErrBadCursor is the answer to a page cursor that the list did not give
+// (made up, cut, or of another list).
+var ErrBadCursor = errors.New("not a cursor of this list")
+
+// AttemptsKept bounds a delivery's history: the latest attempts are kept,
+// and DeliverySummary.Dropped counts the older ones.
+const AttemptsKept = 10
+
+// DeliverySummary is one delivery as its record says, for operators (a
+// subscription's delivery log, a search, the recent failures): ids,
+// codes, counts and times, and its attempt history; nothing personal.
 type DeliverySummary struct {
 	Key          string `json:"key"`
 	EventType    string `json:"event_type"`
@@ -96,6 +131,10 @@ type DeliverySummary struct {
 	First      int64  `json:"first"`  // Unix ms
 	Last       int64  `json:"last"`   // Unix ms
 	DurationMS int64  `json:"duration_ms"`
+	// History is the attempts kept, oldest first (at most AttemptsKept);
+	// Dropped counts the older ones no longer kept.
+	History []Attempt `json:"-"`
+	Dropped int       `json:"-"`
 }
 
 // Copy is a final outcome found by a copy's CopyKey: what a byte-identical

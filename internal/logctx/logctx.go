@@ -2,7 +2,10 @@
 // delivery key, subscription) in its context, so that every log line
 // written while the delivery is processed — the use cases' and the outside
 // API calls' — can be found by any of them. A support ticket with the bank
-// quotes one id; this finds the rest.
+// quotes one id; this finds the rest. When the context carries a trace
+// span (tracing on), the line also carries its trace_id and span_id, read
+// when the logger is made, so that a line leads to its trace and to the
+// very step or outside call that wrote it.
 //
 // A line never carries a key twice: a field the call writes itself (a
 // "key" or "subscription" that the context already carries) replaces the
@@ -15,6 +18,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -31,18 +35,28 @@ func With(ctx context.Context, fields ...zap.Field) context.Context {
 	return context.WithValue(ctx, key{}, merge(prev, fields))
 }
 
-// Logger returns base with the fields ctx carries. Fields given to the
+// Logger returns base with the fields ctx carries, and trace_id and
+// span_id when ctx carries a valid span context. Fields given to the
 // returned logger's calls (or to its With) replace context fields of the
 // same key; base's own With fields are not seen, so callers must not give
 // base the keys the context carries.
 func Logger(ctx context.Context, base *zap.Logger) *zap.Logger {
-	fields, ok := ctx.Value(key{}).([]zap.Field)
-	if !ok {
+	fields, _ := ctx.Value(key{}).([]zap.Field)
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		fields = merge(fields, TraceFields(sc))
+	}
+	if len(fields) == 0 {
 		return base
 	}
 	return base.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 		return &fieldsCore{inner: c, fields: fields}
 	}))
+}
+
+// TraceFields are the fields that lead from a log line to its trace:
+// trace_id and span_id, in W3C's hex form (what a trace viewer searches).
+func TraceFields(sc trace.SpanContext) []zap.Field {
+	return []zap.Field{zap.String("trace_id", sc.TraceID().String()), zap.String("span_id", sc.SpanID().String())}
 }
 
 // fieldsCore holds the context's fields (and any added by With) unencoded

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -122,6 +123,56 @@ func TestCut(t *testing.T) {
 			}
 			if !utf8.ValidString(got) {
 				t.Error("Cut made invalid UTF-8")
+			}
+		})
+	}
+}
+
+// A line written under a span leads to its trace: trace_id and span_id,
+// beside the delivery's fields; without a span (tracing off) it has
+// neither, and a context with only a span still gets them.
+func TestTraceFields(t *testing.T) {
+	t.Parallel()
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+		SpanID:     trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+		TraceFlags: trace.FlagsSampled,
+	})
+	delivery := With(context.Background(), zap.String("key", "id:k"))
+	tests := []struct {
+		name string
+		ctx  context.Context
+		want map[string]any
+	}{
+		{"delivery and span", trace.ContextWithSpanContext(delivery, sc),
+			map[string]any{"key": "id:k", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"}},
+		{"span only", trace.ContextWithSpanContext(context.Background(), sc),
+			map[string]any{"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"}},
+		{"no span", delivery, map[string]any{"key": "id:k"}},
+		{"an invalid span context", trace.ContextWithSpanContext(delivery, trace.SpanContext{}), map[string]any{"key": "id:k"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			log, buf := jsonLogger()
+			Logger(tt.ctx, log).Info("m")
+			if err := logtest.CheckLine(bytes.TrimSpace(buf.Bytes())); err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range []string{"level", "ts", "msg", "caller"} {
+				delete(got, k)
+			}
+			if len(got) != len(tt.want) {
+				t.Errorf("fields %v, want %v", got, tt.want)
+			}
+			for k, v := range tt.want {
+				if got[k] != v {
+					t.Errorf("%s = %v, want %v", k, got[k], v)
+				}
 			}
 		})
 	}

@@ -30,9 +30,9 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 	in := w.acct.Intent
 	switch {
 	case in.State == events.IntentCancelled:
-		return w.answer(ctx, w.settle(ctx), forbidden(w))
+		return w.answer(ctx, w.settle(ctx), because(ctx, "order: subscription cancelled", forbidden(w)))
 	case in.State == events.IntentRefused:
-		return w.answerPromising(ctx, w.settle(ctx), events.Refusal(in.Code, in.Message))
+		return w.answerPromising(ctx, w.settle(ctx), because(ctx, "order: refused before ("+string(in.Code)+")", events.Refusal(in.Code, in.Message)))
 	case in.Promised || w.acct.Prior != nil:
 		// Provisioned and answered before (a CHANGE may be under way).
 		return w.answer(ctx, nil, events.Provisioned(w.acct.AccountIdentifier))
@@ -45,7 +45,7 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 	case in.State == events.IntentRefused:
 		return w.answerPromising(ctx, st, events.Refusal(in.Code, in.Message))
 	case in.State == events.IntentCancelled:
-		return w.answer(ctx, st, forbidden(w))
+		return w.answer(ctx, st, because(ctx, "order: subscription cancelled", forbidden(w)))
 	case st == nil:
 		return w.answerPromising(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
 	}
@@ -67,10 +67,11 @@ func (s *Service) change(ctx context.Context, w *work) events.Outcome {
 	in := w.acct.Intent
 	switch {
 	case w.fresh || in.State.Undo():
-		return w.answer(ctx, nil, events.Refusal(events.AccountNotFound, "no active account for subscription "+w.acct.SubscriptionID))
+		return w.answer(ctx, nil, because(ctx, "change: no active account", events.Refusal(events.AccountNotFound, "no active account for subscription "+w.acct.SubscriptionID)))
 	case !in.Promised && w.acct.Prior == nil:
 		// Its ORDER is under way: the CHANGE waits for it rather than being
 		// refused for good.
+		events.Decided(ctx, "change: order under way")
 		return events.InProgress("the order of subscription "+w.acct.SubscriptionID+" is still being provisioned; send the change again shortly", 5*time.Second)
 	}
 	at := eventTime(w.ev)
@@ -94,6 +95,7 @@ func (s *Service) change(ctx context.Context, w *work) events.Outcome {
 	case w.refusal != nil:
 		return w.answer(ctx, st, events.Refusal(w.refusal.Code, w.refusal.Message))
 	case w.acct.Intent.State == events.IntentCancelled: // found cancelled outside the service
+		events.Decided(ctx, "change: found cancelled")
 		return w.answer(ctx, st, events.Refusal(events.AccountNotFound, "subscription "+w.acct.SubscriptionID+" was cancelled"))
 	case st == nil:
 		return w.answerPromising(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
@@ -122,11 +124,12 @@ func (s *Service) cancel(ctx context.Context, w *work) events.Outcome {
 		// step no target can tell about (Helix) is undone all the same.
 		w.newIntent(events.IntentCancelled, events.SubscriptionCancel)
 		w.fresh = false
-		return w.answerPromising(ctx, w.settle(ctx), cancelled(w))
+		return w.answerPromising(ctx, w.settle(ctx), cancelled(ctx, w))
 	case in.State == events.IntentCancelled:
-		return w.answerPromising(ctx, w.settle(ctx), cancelled(w))
+		return w.answerPromising(ctx, w.settle(ctx), cancelled(ctx, w))
 	case in.State == events.IntentRefused:
 		w.newIntent(events.IntentCancelled, events.SubscriptionCancel)
+		events.Decided(ctx, "cancel: order was refused")
 		return w.answerPromising(ctx, w.settle(ctx), events.Refusal(events.AccountNotFound,
 			"the order of subscription "+w.acct.SubscriptionID+" was refused; nothing of it exists"))
 	}
@@ -143,15 +146,15 @@ func (s *Service) cancel(ctx context.Context, w *work) events.Outcome {
 		return w.answer(ctx, st, events.NotCancelled(st.target+" could not undo the subscription now ("+
 			string(st.failure.Code)+"); it is kept as it was, send the cancel again"))
 	}
-	return w.answerPromising(ctx, st, cancelled(w))
+	return w.answerPromising(ctx, st, cancelled(ctx, w))
 }
 
 // cancelled answers a CANCEL: success with the identifier, or
 // ACCOUNT_NOT_FOUND when nothing of the subscription ever existed.
-func cancelled(w *work) events.Outcome {
-	if w.acct.AccountIdentifier == "" {
-		return events.Refusal(events.AccountNotFound, "nothing of subscription "+w.acct.SubscriptionID+
-			" exists; it is recorded as cancelled, so a later order is refused")
+func cancelled(ctx context.Context, w *work) events.Outcome {
+	if !existed(w.acct) {
+		return because(ctx, "cancel: nothing of it exists", events.Refusal(events.AccountNotFound, "nothing of subscription "+w.acct.SubscriptionID+
+			" exists; it is recorded as cancelled, so a later order is refused"))
 	}
 	return events.Provisioned(w.acct.AccountIdentifier)
 }
@@ -220,9 +223,10 @@ func (w *work) known(ctx context.Context) (events.Outcome, bool) {
 	in := w.acct.Intent
 	switch {
 	case w.fresh || in.State.Undo():
-		return w.answer(ctx, nil, events.Refusal(events.AccountNotFound, "no active account for subscription "+w.acct.SubscriptionID)), false
+		return w.answer(ctx, nil, because(ctx, "event: no active account", events.Refusal(events.AccountNotFound, "no active account for subscription "+w.acct.SubscriptionID))), false
 	case !in.Promised && w.acct.Prior == nil:
 		// Its ORDER is under way: the event waits for it.
+		events.Decided(ctx, "event: order under way")
 		return events.InProgress("the order of subscription "+w.acct.SubscriptionID+" is still being provisioned; send the event again shortly", 5*time.Second), false
 	}
 	return events.Outcome{}, true
@@ -244,6 +248,7 @@ func (s *Service) notice(ctx context.Context, w *work) events.Outcome {
 	switch kind {
 	case events.NoticeDeactivated, events.NoticeReactivated, events.NoticeUpcomingInvoice:
 	default:
+		events.Decided(ctx, "notice: type not handled")
 		return events.Refusal(events.ConfigurationError, fmt.Sprintf(
 			"SUBSCRIPTION_NOTICE %q is not handled; the service handles DEACTIVATED, REACTIVATED, CLOSED and UPCOMING_INVOICE", kind))
 	}
@@ -262,7 +267,7 @@ func (s *Service) notice(ctx context.Context, w *work) events.Outcome {
 // subscription's account, exactly once (its own derived logon), within
 // the purchased USER quantity.
 func (s *Service) assign(ctx context.Context, w *work) events.Outcome {
-	user, out, ok := w.eventUser()
+	user, out, ok := w.eventUser(ctx)
 	if !ok {
 		return out
 	}
@@ -270,21 +275,37 @@ func (s *Service) assign(ctx context.Context, w *work) events.Outcome {
 		return out
 	}
 	if w.plan.memberTarget() == nil {
+		events.Decided(ctx, "assign: no target enrolls users")
 		return w.answer(ctx, nil, events.Refusal(events.ConfigurationError,
 			"product "+w.plan.Product+" enrolls no users beyond the first (no target of its plan does)"))
 	}
 	m, found := w.acct.Member(user)
 	switch {
 	case found && m.Assigned && m.Promised:
+		events.Decided(ctx, "assign: user already assigned")
 		return w.answer(ctx, nil, events.Refusal(events.UserAlreadyExists, "the user is already assigned to subscription "+w.acct.SubscriptionID))
 	case !found || !m.Assigned:
 		if limit, ok := userLimit(w.acct.Intent.Items); ok && 1+assigned(w.acct)+1 > limit {
+			events.Decided(ctx, "assign: users purchased all assigned")
 			return w.answer(ctx, nil, events.Refusal(events.MaxUsersReached, fmt.Sprintf(
 				"subscription %s has %d of %d users; buy more to assign another", w.acct.SubscriptionID, 1+assigned(w.acct), limit)))
 		}
 		if !found {
 			w.acct.Members = append(w.acct.Members, events.Member{User: user})
 			m, _ = w.acct.Member(user)
+		}
+		if m.Step.State == events.StepUndone && m.Step.Recheck != nil {
+			// Its removal may still be overtaken by a late call: checked
+			// first, then the user can be assigned again.
+			return w.answer(ctx, nil, because(ctx, "assign: the user's removal is still being checked",
+				events.Outage("the user's earlier removal is still being checked; send the assignment again later", time.Minute)))
+		}
+		if m.Step.State == events.StepUndone {
+			// Assigned again after an unassignment that is settled: a new
+			// user of its own, since the outside system may keep the
+			// deleted one's name taken (Q2 does).
+			m.Gen++
+			m.Step = events.Step{Target: m.Step.Target, State: events.StepPending}
 		}
 		m.Assigned, m.Promised = true, false
 	}
@@ -299,6 +320,7 @@ func (s *Service) assign(ctx context.Context, w *work) events.Outcome {
 		m.Promised = true
 		return w.answer(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
 	case st == nil:
+		events.Decided(ctx, "assign: subscription cancelled")
 		return w.answer(ctx, st, events.Refusal(events.AccountNotFound, "subscription "+w.acct.SubscriptionID+" was cancelled"))
 	}
 	return w.answer(ctx, st, w.notNow(st))
@@ -307,7 +329,7 @@ func (s *Service) assign(ctx context.Context, w *work) events.Outcome {
 // unassign: AppDirect's USER_UNASSIGNMENT deletes that user's work. Once
 // its undo has begun it is finished, as a CANCEL's.
 func (s *Service) unassign(ctx context.Context, w *work) events.Outcome {
-	user, out, ok := w.eventUser()
+	user, out, ok := w.eventUser(ctx)
 	if !ok {
 		return out
 	}
@@ -316,6 +338,7 @@ func (s *Service) unassign(ctx context.Context, w *work) events.Outcome {
 	}
 	m, found := w.acct.Member(user)
 	if !found || !m.Assigned {
+		events.Decided(ctx, "unassign: user not assigned")
 		return w.answer(ctx, nil, events.Refusal(events.UserNotFound, "the user is not assigned to subscription "+w.acct.SubscriptionID))
 	}
 	m.Assigned, m.Promised, m.LastCopy = false, false, s.now().UTC()
@@ -334,11 +357,11 @@ func (s *Service) unassign(ctx context.Context, w *work) events.Outcome {
 }
 
 // eventUser is the user an assignment event names (payload.user.uuid).
-func (w *work) eventUser() (string, events.Outcome, bool) {
+func (w *work) eventUser(ctx context.Context) (string, events.Outcome, bool) {
 	if u := w.ev.Event.Payload.User; u != nil && u.UUID != "" {
 		return u.UUID, events.Outcome{}, true
 	}
-	return "", events.Refusal(events.UserNotFound, "the event names no user: payload.user.uuid is missing"), false
+	return "", because(ctx, "event: no user", events.Refusal(events.UserNotFound, "the event names no user: payload.user.uuid is missing")), false
 }
 
 // userLimit is the purchased quantity of unit USER, if the order names one.

@@ -152,7 +152,7 @@ func (s *Service) Process(ctx context.Context, ev *events.SubscriptionEvent, pro
 	}
 	plan, ok := s.plans[product]
 	if !ok {
-		return events.Outage(fmt.Sprintf("product %q is not configured", product), 5*time.Second)
+		return because(ctx, "product: not configured", events.Outage(fmt.Sprintf("product %q is not configured", product), 5*time.Second))
 	}
 	var decide func(context.Context, *work) events.Outcome
 	switch ev.EventType {
@@ -169,8 +169,8 @@ func (s *Service) Process(ctx context.Context, ev *events.SubscriptionEvent, pro
 	case events.UserUnassignment:
 		decide = s.unassign
 	default:
-		return events.Refusal(events.ConfigurationError, fmt.Sprintf(
-			"event_type %q is not supported; the service handles SUBSCRIPTION_ORDER, SUBSCRIPTION_CHANGE, SUBSCRIPTION_CANCEL, SUBSCRIPTION_NOTICE, USER_ASSIGNMENT and USER_UNASSIGNMENT", ev.EventType))
+		return because(ctx, "event: type not supported", events.Refusal(events.ConfigurationError, fmt.Sprintf(
+			"event_type %q is not supported; the service handles SUBSCRIPTION_ORDER, SUBSCRIPTION_CHANGE, SUBSCRIPTION_CANCEL, SUBSCRIPTION_NOTICE, USER_ASSIGNMENT and USER_UNASSIGNMENT", ev.EventType)))
 	}
 	if out, ok := s.ownSubscription(ctx, ev); !ok {
 		return out
@@ -178,7 +178,7 @@ func (s *Service) Process(ctx context.Context, ev *events.SubscriptionEvent, pro
 	token, unlock, err := s.accounts.Lock(ctx, ev.SubscriptionID, s.cfg.LockLease, s.cfg.LockWait)
 	switch {
 	case errors.Is(err, events.ErrBusy):
-		return events.InProgress("another event of this subscription is being processed; send this one again shortly", time.Second)
+		return because(ctx, "lock: busy", events.InProgress("another event of this subscription is being processed; send this one again shortly", time.Second))
 	case err != nil:
 		return s.storeDown(ctx, err)
 	}
@@ -188,6 +188,7 @@ func (s *Service) Process(ctx context.Context, ev *events.SubscriptionEvent, pro
 		return s.storeDown(ctx, err)
 	}
 	if !w.usePlanOfAccount() {
+		events.Decided(ctx, "product: not configured")
 		return events.Outage("product "+w.acct.Product+" of subscription "+ev.SubscriptionID+
 			" is no longer configured; fix PRODUCTS_FILE and send the event again", 5*time.Second)
 	}
@@ -210,6 +211,7 @@ func (s *Service) ownSubscription(ctx context.Context, ev *events.SubscriptionEv
 	case err != nil:
 		return s.storeDown(ctx, err), false
 	case a.SubscriptionID != ev.SubscriptionID:
+		events.Decided(ctx, "event: accountIdentifier of another subscription")
 		return events.Refusal(events.Forbidden, "accountIdentifier "+id+" belongs to another subscription than "+
 			ev.SubscriptionID+"; nothing was changed"), false
 	}
@@ -255,6 +257,9 @@ func (s *Service) load(ctx context.Context, w *work) error {
 	w.acct = events.Account{SubscriptionID: sub, Product: w.plan.Product, CreatedAt: now, UpdatedAt: now}
 	if w.ev != nil {
 		w.acct.UserID = w.ev.UserID
+		if w.ev.AccountIsSubscription {
+			w.acct.AccountIdentifier = sub
+		}
 	}
 	w.alignSteps()
 	w.fresh = true
@@ -290,7 +295,7 @@ func (w *work) rebuild(ctx context.Context) (events.Outcome, bool) {
 			*st = found(t, step, events.StepUnknown)
 		}
 		if i == 0 && (presence == Live || presence == Gone) {
-			w.acct.AccountIdentifier = step.ID
+			w.setIdentifier(step.ID)
 		}
 	}
 	now := w.s.now().UTC()
@@ -468,5 +473,6 @@ func eventTime(ev *events.SubscriptionEvent) *time.Time {
 
 func (s *Service) storeDown(ctx context.Context, err error) events.Outcome {
 	logctx.Logger(ctx, s.log).Warn("account store unavailable", zap.Error(err))
+	events.Decided(ctx, "store: unavailable")
 	return events.Outage("the account store is unavailable; nothing final was recorded, send the event again", 5*time.Second)
 }

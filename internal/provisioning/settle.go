@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/backoff"
@@ -94,7 +96,7 @@ func (w *work) jobOf(s slot) *Job {
 	j := w.job(-1)
 	j.Current = *s.st
 	if s.member != nil {
-		j.Member = s.member.User
+		j.Member, j.MemberGen = s.member.User, s.member.Gen
 		// Only the assignment of this user carries what its step is
 		// made of; any other event is none of its business.
 		if ev := w.ev; ev == nil || ev.EventType != events.UserAssignment || ev.Event.Payload.User == nil || ev.Event.Payload.User.UUID != j.Member {
@@ -138,6 +140,8 @@ func (w *work) do(ctx context.Context, s slot) *stop {
 		if st.Rev >= rev || s.member != nil { // a user's step has nothing to change
 			return nil
 		}
+		ctx, span := stepSpan(ctx, s, "change")
+		defer span.End()
 		if err := w.flush(ctx); err != nil {
 			return &stop{target: t.Name(), store: err}
 		}
@@ -148,6 +152,8 @@ func (w *work) do(ctx context.Context, s slot) *stop {
 		w.record(s, changed, events.StepLive, rev)
 		return nil
 	}
+	ctx, span := stepSpan(ctx, s, "create")
+	defer span.End()
 	if st.State != events.StepPending {
 		// calling, unknown (a call may have created it) or undone (to be
 		// provisioned again): ask before creating.
@@ -233,6 +239,8 @@ func (w *work) undo(ctx context.Context, s slot) *stop {
 	if !st.State.MayExist() && !recheck {
 		return nil
 	}
+	ctx, span := stepSpan(ctx, s, "undo")
+	defer span.End()
 	if st.State != events.StepLive {
 		// calling or unknown (a call may have created it), or a recheck
 		// for late work: ask first when the target can tell.
@@ -331,9 +339,33 @@ func (w *work) record(s slot, step events.Step, state events.StepState, rev int)
 // identify makes the first step's id the account's identifier.
 func (w *work) identify(s slot) {
 	if s.first && w.acct.AccountIdentifier == "" && s.st.ID != "" {
-		w.acct.AccountIdentifier = s.st.ID
-		w.dirty = true
+		w.setIdentifier(s.st.ID)
 	}
+}
+
+// setIdentifier makes id the account's identifier, unless the account is
+// identified by its own subscription id (events.SubscriptionEvent's
+// AccountIsSubscription), which nothing replaces.
+func (w *work) setIdentifier(id string) {
+	if w.acct.AccountIdentifier == w.acct.SubscriptionID || w.acct.AccountIdentifier == id {
+		return
+	}
+	w.acct.AccountIdentifier = id
+	w.dirty = true
+}
+
+// existed reports whether anything of the subscription ever existed in
+// an outside system, as far as its record knows.
+func existed(a events.Account) bool {
+	if a.AccountIdentifier != "" && a.AccountIdentifier != a.SubscriptionID {
+		return true
+	}
+	for _, st := range a.Steps {
+		if st.ID != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // claimIdentifier makes an identifier known before the first call (a
@@ -370,8 +402,7 @@ func (w *work) claimIdentifier(ctx context.Context, s slot, id string) *stop {
 				t.Name()+" already provisions this for subscription "+owner+"; one account cannot serve two subscriptions", nil))
 		}
 	}
-	w.acct.AccountIdentifier = id
-	w.dirty = true
+	w.setIdentifier(id)
 	return nil
 }
 
@@ -396,6 +427,7 @@ func gone(a events.Account) bool {
 func (w *work) failed(ctx context.Context, s slot, doing string, err error) *stop {
 	t, st := s.t, s.st
 	f := Classify(t.Name(), err)
+	trace.SpanFromContext(ctx).SetStatus(codes.Error, f.Kind.String()+" "+string(f.Code)) // the step's span: a code, never the message
 	st.Attempts++
 	st.LastError = string(f.Code) + ": " + f.Message
 	if doing == "provisioning" && f.Kind == Transient {
@@ -404,6 +436,7 @@ func (w *work) failed(ctx context.Context, s slot, doing string, err error) *sto
 	}
 	w.dirty = true
 	w.s.cfg.Observer.SettleAttempt(t.Name(), f.Kind.String())
+	events.Decided(ctx, stepReason(ctx, t.Name(), doing, f))
 	log := w.log(ctx).With(zap.String("target", t.Name()), zap.String("doing", doing), zap.Stringer("kind", f.Kind),
 		zap.String("code", string(f.Code)), zap.Error(f.Err))
 	if f.Kind == Misconfigured {
@@ -680,4 +713,19 @@ func (s *Service) Settle(ctx context.Context, subscription string) (Report, erro
 	rep.Intent, rep.Settled, rep.Steps = w.acct.Intent.State, w.acct.Settled(), w.acct.Steps
 	rep.Waiting, rep.Due = w.acct.Settle.Waiting, w.acct.Settle.Due
 	return rep, nil
+}
+
+// stepSpan is the span of one step of the plan ("step q2 create", "step
+// q2 user undo"), a child of the delivery's or the settle pass's span;
+// none when ctx carries none (tracing off).
+func stepSpan(ctx context.Context, s slot, verb string) (context.Context, trace.Span) {
+	parent := trace.SpanFromContext(ctx)
+	if !parent.SpanContext().IsValid() {
+		return ctx, parent
+	}
+	name := "step " + s.t.Name()
+	if s.member != nil {
+		name += " user"
+	}
+	return parent.TracerProvider().Tracer("github.com/banking-marketplace/webhook/internal/provisioning").Start(ctx, name+" "+verb)
 }

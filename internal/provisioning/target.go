@@ -85,6 +85,10 @@ type Job struct {
 	// users (Users) acts on that user's work instead of the
 	// subscription's own.
 	Member string
+	// MemberGen is the member's generation (events.Member.Gen): a target
+	// derives a new name for each, as an outside system may keep a deleted
+	// user's name taken.
+	MemberGen int
 }
 
 // Users is a Target that also enrolls the users assigned to a subscription

@@ -166,7 +166,10 @@ func (t *Target) EnrollsUsers() {}
 // who is whose logon a job's step is: the subscription's, or the
 // assigned user's (Job.Member).
 func who(j *provisioning.Job) string {
-	if j.Member != "" {
+	switch {
+	case j.Member != "" && j.MemberGen > 0:
+		return j.Subscription + "/user/" + j.Member + "/" + strconv.Itoa(j.MemberGen)
+	case j.Member != "":
 		return j.Subscription + "/user/" + j.Member
 	}
 	return j.Subscription

@@ -62,7 +62,9 @@ func (r *Redis) AccountByIdentifier(ctx context.Context, accountIdentifier strin
 // holds the writer's token (they share a hash tag), and with it, in the
 // same atomic step, its indexes (accountIdentifier → subscription, unless
 // the identifier names another subscription already: only ClaimIdentifier
-// moves it; and the user's accounts) and its place on the settle queue. A retry of the same
+// moves it; and the user's subscriptions, by id only: the accounts are
+// read from their own keys, so the index stays small) and its place on
+// the settle queue. A retry of the same
 // write after a lost reply writes the same bytes again.
 // KEYS: lock, account, identifier index, user index, settle due, settle
 // since. ARGV: token, account JSON, subscription id, identifier (” skips
@@ -76,7 +78,7 @@ if ARGV[4] ~= '' then
   local owner = redis.call('GET', KEYS[3])
   if not owner then redis.call('SET', KEYS[3], ARGV[3]) end
 end
-if ARGV[5] == '1' then redis.call('HSET', KEYS[4], ARGV[3], ARGV[2]) end
+if ARGV[5] == '1' then redis.call('HSET', KEYS[4], ARGV[3], '1') end
 if ARGV[6] == '' then redis.call('ZREM', KEYS[5], ARGV[3]) else redis.call('ZADD', KEYS[5], ARGV[6], ARGV[3]) end
 if ARGV[7] == '' then redis.call('ZREM', KEYS[6], ARGV[3]) else redis.call('ZADD', KEYS[6], ARGV[7], ARGV[3]) end
 return 1
@@ -166,7 +168,7 @@ func (r *Redis) saveCluster(ctx context.Context, lockToken string, a events.Acco
 			p.ZRem(ctx, since, a.SubscriptionID)
 		}
 		if a.UserID > 0 {
-			p.HSet(ctx, r.keys.userIndex(a.UserID), a.SubscriptionID, b)
+			p.HSet(ctx, r.keys.userIndex(a.UserID), a.SubscriptionID, "1")
 		}
 		return nil
 	})
@@ -276,12 +278,59 @@ func (r *Redis) saveReplicated(ctx context.Context, script *redis.Script, keys [
 	return nil
 }
 
-// AccountsOfUser returns the accounts of a marketplace user (user_id), in
-// one round trip; none is not an error.
+// userAccountsScript reads a user's accounts: the index's subscription
+// ids (its values, the whole account in earlier versions, are not read),
+// then each account from its own key, not declared: single node and
+// Sentinel only. KEYS: user index. ARGV: key prefix. Returns id, account
+// JSON (false when gone) for each.
+var userAccountsScript = redis.NewScript(`
+local out = {}
+for _, sub in ipairs(redis.call('HKEYS', KEYS[1])) do
+  out[#out + 1] = sub
+  out[#out + 1] = redis.call('GET', ARGV[1] .. 'account:{' .. sub .. '}')
+end
+return out
+`)
+
+// AccountsOfUser returns the accounts of a marketplace user (user_id),
+// oldest first, in one round trip (two on Cluster, where the accounts
+// live in other slots than the index); none is not an error.
 func (r *Redis) AccountsOfUser(ctx context.Context, userID int64) ([]events.Account, error) {
-	m, err := r.client.HGetAll(ctx, r.keys.userIndex(userID)).Result()
-	if err != nil {
-		return nil, unavailable("user index", err)
+	idx := r.keys.userIndex(userID)
+	m := map[string]string{}
+	if r.cluster() {
+		subs, err := r.client.HKeys(ctx, idx).Result()
+		if err != nil {
+			return nil, unavailable("user index", err)
+		}
+		gets := make([]*redis.StringCmd, len(subs))
+		if len(subs) > 0 {
+			_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for i, sub := range subs {
+					gets[i] = p.Get(ctx, r.keys.account(sub))
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return nil, unavailable("accounts of user", err)
+			}
+		}
+		for i, sub := range subs {
+			if v, err := gets[i].Result(); err == nil {
+				m[sub] = v
+			}
+		}
+	} else {
+		res, err := userAccountsScript.Run(ctx, r.client, []string{idx}, r.keys.prefix).Slice()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, unavailable("user index", err)
+		}
+		for i := 0; i+1 < len(res); i += 2 {
+			sub, _ := res[i].(string)
+			if v, ok := res[i+1].(string); ok {
+				m[sub] = v
+			}
+		}
 	}
 	out := make([]events.Account, 0, len(m))
 	for sub, b := range m {

@@ -78,9 +78,15 @@ func (r *Redis) Result(ctx context.Context, token string) (inbox.ResultJob, erro
 }
 
 // saveResultScript writes a job and its place on the queue: due, or off
-// the queue with the record kept ttl ms (posted). KEYS: record, queue.
-// ARGV: job JSON, due ms (” when posted), token, ttl ms.
+// the queue with the record kept ttl ms (posted). A posted job is never
+// written again: a pass whose lock ran out saves what it read before the
+// post, and must not queue the result to be posted twice. (The JSON holds
+// "state":"posted" only as that field: the other strings are escaped,
+// the result is base64.) KEYS: record, queue. ARGV: job JSON, due ms (”
+// when posted), token, ttl ms. Returns 0 when the job was posted already.
 var saveResultScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and string.find(cur, '"state":"posted"', 1, true) then return 0 end
 if ARGV[2] == '' then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
   redis.call('ZREM', KEYS[2], ARGV[3])
@@ -93,7 +99,7 @@ return 1
 
 // SaveResult writes j: due again at j.Due, or, posted, off the queue and
 // kept for ttl (EVENT_TTL), so that a redelivered notification is not
-// queued again.
+// queued again. A job recorded posted stays so: j is then not written.
 func (r *Redis) SaveResult(ctx context.Context, j inbox.ResultJob, ttl time.Duration) error {
 	b, err := json.Marshal(j)
 	if err != nil {

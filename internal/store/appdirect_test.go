@@ -91,5 +91,22 @@ func TestResultJobs(t *testing.T) {
 		if ttl := b.pttl(t, record); ttl <= 0 || ttl > time.Hour {
 			t.Errorf("the posted job's ttl = %v, want at most 1h", ttl)
 		}
+		// Posted is for good: a pass that read the job before the post
+		// (its lock ran out during a slow processing) and saves it late,
+		// answered or pending, does not put it back on the queue, where
+		// the next pass would post the result again.
+		for _, state := range []string{inbox.JobAnswered, inbox.JobPending} {
+			late := j
+			late.State, late.Attempts, late.LastError, late.Due = state, 1, "context deadline exceeded", now.Add(10*time.Second)
+			if err := b.r.SaveResult(ctx, late, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := b.r.Result(ctx, "tok-1"); err != nil || got.State != inbox.JobPosted {
+				t.Errorf("a late save (%s) after the post: the job is %+v, %v; want posted", state, got, err)
+			}
+			if got, err := b.r.TakeDueResults(ctx, now.Add(time.Hour), 10, time.Minute); err != nil || len(got) != 0 {
+				t.Errorf("a late save (%s) after the post: TakeDueResults = %v, %v; want none", state, got, err)
+			}
+		}
 	})
 }

@@ -1,14 +1,12 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -28,63 +26,163 @@ type DeliveryRecord struct {
 	Duration                                  time.Duration
 }
 
-// indexLua maintains a subscription's delivery index (for the read API's
-// delivery log) from a delivery record: a hash of summaries by delivery
-// hash, and a sorted set of the same hashes by first-seen time that caps
-// the index at the newest DeliveriesPerSubscription. Each record script
-// ends with indexed(): with mode "inline" it writes the index in the same
-// atomic step (single node, Sentinel); otherwise it returns the summary for
-// the caller to write to the index's own slot (Cluster).
-const indexLua = `
-local function summary(rec)
-  local f = redis.call('HMGET', rec, 'key', 'type', 'sub', 'state', 'code', 'kind', 'attempts', 'copies', 'first', 'last', 'duration_ms')
-  local first = tonumber(f[9]) or 0
-  return cjson.encode({key = f[1] or '', event_type = f[2] or '', subscription = f[3] or '', state = f[4] or '',
-    code = f[5] or '', kind = f[6] or '', attempts = tonumber(f[7]) or 0, copies = tonumber(f[8]) or 0,
-    first = first, last = tonumber(f[10]) or 0, duration_ms = tonumber(f[11]) or 0}), first
-end
-local function index(idx, ord, h, s, first, cap, ttl)
-  redis.call('HSET', idx, h, s)
-  redis.call('ZADD', ord, 'NX', first, h)
-  local over = redis.call('ZCARD', ord) - cap
-  if over > 0 then
-    local old = redis.call('ZRANGE', ord, 0, over - 1)
-    redis.call('ZREMRANGEBYRANK', ord, 0, over - 1)
-    redis.call('HDEL', idx, unpack(old))
-  end
-  if tonumber(ttl) > 0 then
-    redis.call('PEXPIRE', idx, ttl)
-    redis.call('PEXPIRE', ord, ttl)
-  end
-end
-local function indexed(rec, h, mode, cap, ttl)
-  local s, first = summary(rec)
-  if mode == 'inline' then index(KEYS[3], KEYS[4], h, s, first, tonumber(cap), ttl) end
-  return s
+// recordLua is what the record scripts share.
+//
+// indexed puts a delivery in its subscription's index: a sorted set of
+// record hashes by first seen, the newest cap kept, for EVENT_TTL.
+//
+// remember appends an attempt (one line of JSON) to the delivery's
+// history, a string beside the record in its slot: the latest cap lines,
+// oldest first; older ones are counted in the record's 'dropped'. It
+// lives as long as the record, and returns the attempt it follows (false
+// for the first).
+//
+// failed keeps the recent failures: a delivery whose latest attempt failed
+// is listed by that attempt's time, one that succeeded is taken off; at
+// most cap, none older than keep ms.
+//
+// counted counts an attempt's outcome in the per-minute and per-hour
+// counters and takes the attempt it follows (prev) out of its own, so a
+// delivery counts once, under its latest outcome. prev's counters are
+// reached by name (single node and Sentinel only).
+//
+// outcome is the end of the complete and release scripts: the history,
+// then, with mode "inline", the failures and the counters in the same
+// atomic step; otherwise (Cluster, where they live in other slots) the
+// caller writes them, and gets the previous attempt to count out.
+var recordLua = luaIndexed + luaRemember + luaFailed + luaUncount + luaCounted + luaOutcome
+
+const luaIndexed = `
+local function indexed(order, h, first, cap, ttl)
+  redis.call('ZADD', order, 'NX', first, h)
+  local over = redis.call('ZCARD', order) - cap
+  if over > 0 then redis.call('ZREMRANGEBYRANK', order, 0, over - 1) end
+  redis.call('PEXPIRE', order, ttl)
 end
 `
 
-// indexScript writes one summary to a subscription's delivery index, on
-// Cluster, where the index lives in another slot than the record. KEYS:
-// index, order. ARGV: hash, summary, first ms, cap, ttl ms.
-var indexScript = redis.NewScript(indexLua + `
-index(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5])
+const luaRemember = `
+local function remember(rec, hist, line, cap)
+  local cur = redis.call('GET', hist)
+  local lines, prev = {}, false
+  if cur then
+    for l in string.gmatch(cur, '[^\n]+') do lines[#lines + 1] = l end
+    prev = lines[#lines] or false
+  end
+  lines[#lines + 1] = line
+  local over = #lines - cap
+  if over > 0 then
+    redis.call('HINCRBY', rec, 'dropped', over)
+    lines = {unpack(lines, over + 1)}
+  end
+  local ttl = redis.call('PTTL', rec)
+  if ttl > 0 then
+    redis.call('SET', hist, table.concat(lines, '\n'), 'PX', ttl)
+  else
+    redis.call('SET', hist, table.concat(lines, '\n'))
+  end
+  return prev
+end
+`
+
+const luaFailed = `
+local function failed(key, h, code, at, cap, keep)
+  if code == 'SUCCESS' then
+    redis.call('ZREM', key, h)
+    return
+  end
+  redis.call('ZADD', key, at, h)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%d', at - keep))
+  local over = redis.call('ZCARD', key) - cap
+  if over > 0 then redis.call('ZREMRANGEBYRANK', key, 0, over - 1) end
+end
+`
+
+const luaUncount = `
+local function uncount(key, code)
+  local n = tonumber(redis.call('HGET', key, code) or '0') or 0
+  if n > 0 then redis.call('HINCRBY', key, code, -1) end
+end
+`
+
+var luaCounted = fmt.Sprintf(`
+local function counted(prefix, prev, mkey, hkey, code)
+  if prev then
+    local ok, p = pcall(cjson.decode, prev)
+    if ok and type(p) == 'table' and tonumber(p.at) and p.o then
+      local m = math.floor(tonumber(p.at) / 60000)
+      uncount(prefix .. '{stats}:m:' .. string.format('%%d', m), p.o)
+      uncount(prefix .. '{stats}:h:' .. string.format('%%d', math.floor(m / 60)), p.o)
+    end
+  end
+  redis.call('HINCRBY', mkey, code, 1)
+  redis.call('PEXPIRE', mkey, %d)
+  redis.call('HINCRBY', hkey, code, 1)
+  redis.call('PEXPIRE', hkey, %d)
+end
+`, minuteCounterTTL.Milliseconds(), hourCounterTTL.Milliseconds())
+
+const luaOutcome = `
+local function outcome(line, code, h, at, mode, prefix, hcap, fcap, keep)
+  local prev = remember(KEYS[1], KEYS[3], line, tonumber(hcap))
+  if mode ~= 'inline' then return {1, prev or ''} end
+  failed(KEYS[4], h, code, tonumber(at), tonumber(fcap), tonumber(keep))
+  counted(prefix, prev, KEYS[5], KEYS[6], code)
+  return {1, ''}
+end
+`
+
+// The outcome counters' lifetimes: a minute's counter serves the last
+// hour, an hour's the last day.
+const (
+	minuteCounterTTL = 2 * time.Hour
+	hourCounterTTL   = 26 * time.Hour
+)
+
+// indexScript puts a delivery in its subscription's index, on Cluster,
+// where the index lives in another slot than the record. KEYS: order.
+// ARGV: hash, first ms, cap, ttl ms.
+var indexScript = redis.NewScript(luaIndexed + `
+indexed(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
 return 1
 `)
 
+// failedScript is failed() on Cluster, where the recent failures live in
+// another slot than the record. KEYS: failures. ARGV: hash, code, at ms,
+// cap, keep ms.
+var failedScript = redis.NewScript(luaFailed + `
+failed(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+return 1
+`)
+
+// countScript moves the outcome counters on Cluster. KEYS: minute, hour
+// counter. ARGV: code, "1" to count an attempt, "-1" to take one out
+// (never below 0, never creating a counter).
+var countScript = redis.NewScript(luaUncount + fmt.Sprintf(`
+if ARGV[2] == '1' then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+  redis.call('PEXPIRE', KEYS[1], %d)
+  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+  redis.call('PEXPIRE', KEYS[2], %d)
+else
+  uncount(KEYS[1], ARGV[1])
+  uncount(KEYS[2], ARGV[1])
+end
+return 1
+`, minuteCounterTTL.Milliseconds(), hourCounterTTL.Milliseconds()))
+
 // claimScript decides a delivery's fate in one round trip, so that two
-// copies can never both see "free". KEYS: record, lease, [index, order].
-// ARGV: fp, token, lease ms, ttl ms, now ms, type, sub, key, hash, index
-// mode, cap.
+// copies can never both see "free". KEYS: record, lease, history,
+// [order]. ARGV: fp, token, lease ms, ttl ms, now ms, type, sub, key,
+// hash, index mode, cap.
 //
 // A Busy answer leaves the record alone: the copy was not processed and
 // not answered from the record. A lease that already holds this claim's
 // token means go-redis retried the script after a lost reply: the first run
 // won, so the answer is Fresh again, without counting a second attempt.
-var claimScript = redis.NewScript(indexLua + `
-local rec, lease = KEYS[1], KEYS[2]
+var claimScript = redis.NewScript(recordLua + `
+local rec, lease, hist = KEYS[1], KEYS[2], KEYS[3]
 local fp, token, now = ARGV[1], ARGV[2], ARGV[5]
-local h, mode, cap = ARGV[9], ARGV[10], ARGV[11]
 local cur = redis.call('HMGET', rec, 'state', 'fp', 'body')
 local state = cur[1]
 if state and cur[2] ~= fp then
@@ -93,7 +191,7 @@ end
 if state == 'done' then
   redis.call('HINCRBY', rec, 'copies', 1)
   redis.call('HSET', rec, 'last', now)
-  return {'done', cur[3] or '', indexed(rec, h, mode, cap, 0)}
+  return {'done', cur[3] or ''}
 end
 local holder = redis.call('GET', lease)
 if holder == token then
@@ -109,16 +207,22 @@ end
 redis.call('HSET', rec, 'state', 'processing', 'token', token, 'last', now)
 redis.call('HINCRBY', rec, 'attempts', 1)
 redis.call('PEXPIRE', rec, ARGV[4])
-return {'fresh', indexed(rec, h, mode, cap, ARGV[4])}
+if redis.call('EXISTS', hist) == 1 then redis.call('PEXPIRE', hist, ARGV[4]) end
+if ARGV[10] == 'inline' then
+  indexed(KEYS[4], ARGV[9], tonumber(redis.call('HGET', rec, 'first')), tonumber(ARGV[11]), ARGV[4])
+end
+return {'fresh'}
 `)
 
-// completeScript stores a final outcome if the lease still holds the token.
-// KEYS: record, lease, [index, order]. ARGV: token, kind, body, code,
-// duration ms, ttl ms, hash, index mode, cap, copy key ("" for none; not on
-// Cluster, where it is written in a second step). Returns {1, summary} when
-// written, {1} when already written by this token (a retried call), {0}
-// when the lease is lost.
-var completeScript = redis.NewScript(indexLua + `
+// completeScript stores a final outcome if the lease still holds the
+// token, and the attempt in the history (see outcome). KEYS: record,
+// lease, history, failures, minute and hour counters. ARGV: token, kind,
+// body, code, duration ms, ttl ms, copy key ("" for none; not on Cluster,
+// where it is written in a second step), attempt, hash, attempt ms, mode,
+// key prefix, history cap, failures cap, failures kept ms. Returns {1,
+// previous attempt} when written, {1} when already written by this token
+// (a retried call), {0} when the lease is lost.
+var completeScript = redis.NewScript(recordLua + `
 local rec, lease, token = KEYS[1], KEYS[2], ARGV[1]
 if redis.call('GET', lease) ~= token then
   local cur = redis.call('HMGET', rec, 'state', 'token')
@@ -128,25 +232,44 @@ end
 redis.call('HSET', rec, 'state', 'done', 'kind', ARGV[2], 'body', ARGV[3], 'code', ARGV[4], 'duration_ms', ARGV[5])
 redis.call('PEXPIRE', rec, ARGV[6])
 redis.call('DEL', lease)
-if ARGV[10] ~= '' then
-  redis.call('SET', ARGV[10], ARGV[7], 'PX', ARGV[6])
+if ARGV[7] ~= '' then
+  redis.call('SET', ARGV[7], ARGV[9], 'PX', ARGV[6])
 end
-return {1, indexed(rec, ARGV[7], ARGV[8], ARGV[9], ARGV[6])}
+return outcome(ARGV[8], ARGV[4], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15])
+`)
+
+// releaseScript gives a claim up after an outcome that is not final if
+// the lease still holds the token, and records the attempt (see
+// outcome). KEYS: as completeScript. ARGV: token, code, duration ms,
+// kind, attempt, hash, attempt ms, mode, key prefix, history cap, failures
+// cap, failures kept ms. The record keeps its TTL and its fingerprint, so
+// a later copy with the same body claims Fresh and one with another body
+// is still a conflict.
+var releaseScript = redis.NewScript(recordLua + `
+local rec, lease, token = KEYS[1], KEYS[2], ARGV[1]
+if redis.call('GET', lease) ~= token then
+  local cur = redis.call('HMGET', rec, 'state', 'token')
+  if cur[1] == 'released' and cur[2] == token then return {1} end
+  return {0}
+end
+redis.call('HSET', rec, 'state', 'released', 'code', ARGV[2], 'duration_ms', ARGV[3], 'kind', ARGV[4])
+redis.call('DEL', lease)
+return outcome(ARGV[5], ARGV[2], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
 `)
 
 // copyScript answers a byte-identical copy of an answered delivery from
 // its copy key, in one round trip, and counts it in the delivery's record
-// and log as the claim script would. The copy key holds only the record's
-// hash: the reply, the delivery key, type and subscription are read from
-// the record, so they are stored once (a copy key written by an earlier
+// as the claim script would. The copy key holds only the record's hash:
+// the reply, the delivery key, type and subscription are read from the
+// record, so they are stored once (a copy key written by an earlier
 // version holds JSON with the hash as "h"). The record is reached through
 // a key not declared: single node and Sentinel only; on Cluster the copy
 // key holds the whole answer (inbox.Copy as JSON), a plain GET answers
 // and the counters are not moved. A copy whose record is gone or no longer
 // done is a miss: the slow path decides.
-// KEYS: copy. ARGV: key prefix, now ms, cap. Returns {key, type, sub,
-// reply} or nil.
-var copyScript = redis.NewScript(indexLua + `
+// KEYS: copy. ARGV: key prefix, now ms. Returns {key, type, sub, reply}
+// or nil.
+var copyScript = redis.NewScript(`
 local h = redis.call('GET', KEYS[1])
 if not h then return false end
 if string.sub(h, 1, 1) == '{' then h = cjson.decode(h).h end
@@ -155,13 +278,7 @@ local f = redis.call('HMGET', rec, 'state', 'key', 'type', 'sub', 'body')
 if f[1] ~= 'done' then return false end
 redis.call('HINCRBY', rec, 'copies', 1)
 redis.call('HSET', rec, 'last', ARGV[2])
-local sub = f[4] or ''
-if sub ~= '' then
-  local idx = ARGV[1] .. 'deliveries:{' .. sub .. '}'
-  local s, first = summary(rec)
-  index(idx, idx .. ':order', h, s, first, tonumber(ARGV[3]), 0)
-end
-return {f[2] or '', f[3] or '', sub, f[5] or ''}
+return {f[2] or '', f[3] or '', f[4] or '', f[5] or ''}
 `)
 
 // Copy answers a byte-identical copy of an answered delivery from its copy
@@ -182,7 +299,7 @@ func (r *Redis) Copy(ctx context.Context, copyKey string) (c inbox.Copy, ok bool
 		}
 		return c, true, nil
 	}
-	f, err := copyScript.Run(ctx, r.client, []string{key}, r.keys.prefix, time.Now().UnixMilli(), DeliveriesPerSubscription).StringSlice()
+	f, err := copyScript.Run(ctx, r.client, []string{key}, r.keys.prefix, time.Now().UnixMilli()).StringSlice()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return c, false, nil
@@ -194,31 +311,18 @@ func (r *Redis) Copy(ctx context.Context, copyKey string) (c inbox.Copy, ok bool
 	return inbox.Copy{Key: f[0], EventType: f[1], Subscription: f[2], Body: f[3]}, true, nil
 }
 
-// releaseScript gives a claim up after an outcome that is not final if the
-// lease still holds the token. KEYS: record, lease, [index, order]. ARGV:
-// token, code, duration ms, kind, hash, index mode, cap. The record keeps
-// its TTL and its fingerprint, so a later copy with the same body claims
-// Fresh and one with another body is still a conflict.
-var releaseScript = redis.NewScript(indexLua + `
-local rec, lease, token = KEYS[1], KEYS[2], ARGV[1]
-if redis.call('GET', lease) ~= token then
-  local cur = redis.call('HMGET', rec, 'state', 'token')
-  if cur[1] == 'released' and cur[2] == token then return {1} end
-  return {0}
-end
-redis.call('HSET', rec, 'state', 'released', 'code', ARGV[2], 'duration_ms', ARGV[3], 'kind', ARGV[4])
-redis.call('DEL', lease)
-return {1, indexed(rec, ARGV[5], ARGV[6], ARGV[7], 0)}
-`)
-
 // Claim decides, in one round trip, what to do with a delivery:
 //   - a done record with the same fingerprint: Done, with the stored status
-//     and body (attempts and last-seen are updated);
+//     and body (copies and last-seen are updated);
 //   - any record with another fingerprint: Conflict;
 //   - the lease free (new delivery, released one, or a crashed holder's
 //     lease expired): Fresh with a new fencing token; the record is marked
-//     processing and kept for TTL;
+//     processing and kept for TTL, and listed in its subscription's index;
 //   - the lease held by another: Busy, with the time left on it.
+//
+// On Cluster the subscription's index is written in the same pipeline as
+// the claim (its own slot, its own node, in parallel): one round trip,
+// not one atomic step.
 func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, error) {
 	switch {
 	case c.Key == "":
@@ -231,16 +335,16 @@ func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, e
 	token := newToken()
 	keys, h, mode := r.deliveryKeys(c.Key, c.Subscription)
 	ttl := millis(max(c.TTL, c.Lease))
-	res, err := claimScript.Run(ctx, r.client, keys,
-		c.Fingerprint, token, millis(c.Lease), ttl,
-		time.Now().UnixMilli(), c.EventType, c.Subscription, c.Key, h, mode, DeliveriesPerSubscription).Slice()
+	now := time.Now().UnixMilli()
+	args := []any{c.Fingerprint, token, millis(c.Lease), ttl, now, c.EventType, c.Subscription, c.Key, h, mode, DeliveriesPerSubscription}
+	var beside []scriptCall
+	if mode == "split" && c.Subscription != "" {
+		_, order := r.keys.deliveryIndex(c.Subscription)
+		beside = append(beside, scriptCall{indexScript, []string{order}, []any{h, now, DeliveriesPerSubscription, ttl}})
+	}
+	res, err := r.runBeside(ctx, scriptCall{claimScript, keys, args}, beside...)
 	if err != nil {
 		return inbox.Claim{}, unavailable("claim", err)
-	}
-	if n := len(res); n > 0 && ((res[0] == "fresh" && n == 2) || (res[0] == "done" && n == 3)) {
-		if err := r.indexLater(ctx, c.Subscription, h, mode, res[n-1], ttl); err != nil {
-			return inbox.Claim{}, err
-		}
 	}
 	bad := func() (inbox.Claim, error) {
 		return inbox.Claim{}, fmt.Errorf("redis claim: %w: unexpected script reply %v", events.ErrUnavailable, res)
@@ -269,28 +373,60 @@ func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, e
 	return bad()
 }
 
+// scriptCall is one run of a script.
+type scriptCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+}
+
+// runBeside runs main and, in the same pipeline, beside: one round trip,
+// each node its own part, in parallel on Cluster. Each goes as EVALSHA
+// and, the first time a node lacks it, is loaded and run once more. It
+// answers main's reply; any error fails it.
+func (r *Redis) runBeside(ctx context.Context, main scriptCall, beside ...scriptCall) ([]any, error) {
+	if len(beside) == 0 {
+		return main.script.Run(ctx, r.client, main.keys, main.args...).Slice()
+	}
+	calls := append([]scriptCall{main}, beside...)
+	cmds := make([]*redis.Cmd, len(calls))
+	_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range calls {
+			cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
+		}
+		return nil
+	}) // each command's own error is read below
+	for i, c := range calls {
+		if isNoScript(cmds[i].Err()) {
+			cmds[i] = c.script.Run(ctx, r.client, c.keys, c.args...)
+		}
+		if err := cmds[i].Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+	}
+	return cmds[0].Slice()
+}
+
 // Complete stores a final outcome (res.Kind is events.Final), fenced: only if the lease still holds
 // token, else events.ErrLeaseLost and nothing is written (a newer holder owns the
 // delivery, and its outcome must not be overwritten). One round trip. The
-// record is kept for ttl from now; the lease is deleted.
+// record is kept for ttl from now; the lease is deleted. The attempt joins
+// the delivery's history, the recent failures and the outcome counters in
+// the same step (see recordOutcome).
 func (r *Redis) Complete(ctx context.Context, key, token string, res inbox.Result, ttl time.Duration) error {
 	if key == "" || token == "" || ttl <= 0 {
 		return fmt.Errorf("store: complete: need a key, a token and a positive ttl")
 	}
-	keys, h, mode := r.deliveryKeys(key, res.Subscription)
 	copyKey := ""
 	if res.CopyKey != "" && !r.cluster() {
 		copyKey = r.keys.copy(res.CopyKey)
 	}
-	out, err := completeScript.Run(ctx, r.client, keys,
-		token, res.Kind.String(), res.Body, res.Code, res.Duration.Milliseconds(), millis(ttl), h, mode, DeliveriesPerSubscription, copyKey).Slice()
+	head := []any{token, res.Kind.String(), res.Body, res.Code, res.Duration.Milliseconds(), millis(ttl), copyKey}
+	applied, err := r.recordOutcome(ctx, "completing", completeScript, key, head, res)
 	if err != nil {
-		return unavailable("complete", err)
-	}
-	if err := r.recorded(ctx, "completing", res.Subscription, h, mode, out, millis(ttl)); err != nil {
 		return err
 	}
-	if res.CopyKey != "" && r.cluster() && len(out) > 1 {
+	if res.CopyKey != "" && r.cluster() && applied {
 		b, _ := json.Marshal(inbox.Copy{Key: key, EventType: res.EventType, Subscription: res.Subscription, Body: string(res.Body)})
 		if err := r.client.Set(ctx, r.keys.copy(res.CopyKey), b, ttl).Err(); err != nil {
 			return unavailable("copy", err)
@@ -299,16 +435,62 @@ func (r *Redis) Complete(ctx context.Context, key, token string, res inbox.Resul
 	return nil
 }
 
-// recorded reads a fenced record script's reply ({1, summary}, {1} or {0})
-// and, on Cluster, writes the summary to the subscription's index.
-func (r *Redis) recorded(ctx context.Context, doing, subscription, h, mode string, out []any, ttl int64) error {
+// Release gives up a claim after an outcome that is not final (an outside
+// API unreachable, a deadline, DO_NOT_CANCEL), fenced like Complete. The
+// record shows state released with the code, kind and duration, and the
+// attempt joins the history; the next Claim of the delivery is Fresh.
+func (r *Redis) Release(ctx context.Context, key, token string, res inbox.Result) error {
+	if key == "" || token == "" {
+		return fmt.Errorf("store: release: need a key and a token")
+	}
+	head := []any{token, res.Code, res.Duration.Milliseconds(), res.Kind.String()}
+	_, err := r.recordOutcome(ctx, "releasing", releaseScript, key, head, res)
+	return err
+}
+
+// recordOutcome runs a fenced record script (head: its own arguments)
+// with the attempt of res: its history, and the recent failures and the
+// outcome counters, in one atomic step on a single node or Sentinel. On
+// Cluster those two live in other slots: they go in the same pipeline,
+// unfenced (a holder whose lease ran out may still count its attempt,
+// which did happen), and a retry's earlier attempt is counted out after.
+// applied reports that this call wrote the outcome (not a retried call's
+// first run).
+func (r *Redis) recordOutcome(ctx context.Context, doing string, script *redis.Script, key string, head []any, res inbox.Result) (applied bool, err error) {
+	a := attemptOf(res)
+	h := deliveryHash(key)
+	rec, lease := r.keys.delivery(key)
+	minute, hour := r.keys.counters(a.At)
+	keys := []string{rec, lease, r.keys.attempts(key), r.keys.failures(), minute, hour}
+	mode := "inline"
+	var beside []scriptCall
+	if r.cluster() {
+		mode, keys = "split", keys[:3]
+		beside = []scriptCall{
+			{failedScript, []string{r.keys.failures()}, []any{h, a.Code, a.At.UnixMilli(), FailuresKept, keepFailures.Milliseconds()}},
+			{countScript, []string{minute, hour}, []any{a.Code, "1"}},
+		}
+	}
+	args := append(head, encodeAttempt(a), h, a.At.UnixMilli(), mode, r.keys.prefix, inbox.AttemptsKept, FailuresKept, keepFailures.Milliseconds())
+	out, err := r.runBeside(ctx, scriptCall{script, keys, args}, beside...)
+	if err != nil {
+		return false, unavailable(doing+" delivery", err)
+	}
 	if len(out) == 0 || out[0] != int64(1) {
-		return fmt.Errorf("%s delivery: %w", doing, events.ErrLeaseLost)
+		return false, fmt.Errorf("%s delivery: %w", doing, events.ErrLeaseLost)
 	}
-	if len(out) > 1 {
-		return r.indexLater(ctx, subscription, h, mode, out[1], ttl)
+	if len(out) < 2 {
+		return false, nil // a retried call: the first run wrote it
 	}
-	return nil
+	if prev, _ := out[1].(string); prev != "" && mode == "split" {
+		if p, ok := decodeAttempt(prev); ok {
+			pm, ph := r.keys.counters(p.At)
+			if err := countScript.Run(ctx, r.client, []string{pm, ph}, p.Code, "-1").Err(); err != nil {
+				return true, unavailable(doing+" delivery counters", err)
+			}
+		}
+	}
+	return true, nil
 }
 
 // DeliveriesPerSubscription caps a subscription's delivery index: a storm
@@ -316,58 +498,33 @@ func (r *Redis) recorded(ctx context.Context, doing, subscription, h, mode strin
 // entry lives no longer than EVENT_TTL).
 const DeliveriesPerSubscription = 100
 
-// deliveryKeys are the keys a record script touches: the record and its
-// lease, plus, when the index is written in the same step, the
-// subscription's index and order. h is the delivery's hash; mode is
-// "inline" or "later" (Cluster, or no subscription).
+// FailuresKept caps the recent failures: the newest this many deliveries
+// whose latest attempt failed, none older than keepFailures.
+const FailuresKept = 10000
+
+// keepFailures is how far back the recent failures go; their records
+// live EVENT_TTL (72h by default), so a longer window would list nothing
+// more.
+const keepFailures = 7 * 24 * time.Hour
+
+// deliveryKeys are the keys the claim script touches: the record, its
+// lease and its history, plus, when the index is written in the same
+// step, the subscription's index. h is the delivery's hash; mode is
+// "inline" or "split" (Cluster, or no subscription).
 func (r *Redis) deliveryKeys(deliveryKey, subscription string) (keys []string, h, mode string) {
 	rec, lease := r.keys.delivery(deliveryKey)
 	h = deliveryHash(deliveryKey)
+	keys = []string{rec, lease, r.keys.attempts(deliveryKey)}
 	if subscription == "" || r.cluster() {
-		return []string{rec, lease}, h, "later"
+		return keys, h, "split"
 	}
-	idx, ord := r.keys.deliveryIndex(subscription)
-	return []string{rec, lease, idx, ord}, h, "inline"
-}
-
-// indexLater writes a summary to the subscription's index in its own slot,
-// on Cluster: a second step, so a crash in between leaves the index one
-// write behind the record until the next copy.
-func (r *Redis) indexLater(ctx context.Context, subscription, h, mode string, summary any, ttl int64) error {
-	s, _ := summary.(string)
-	if mode != "later" || subscription == "" || s == "" {
-		return nil
-	}
-	var d struct {
-		First int64 `json:"first"`
-	}
-	_ = json.Unmarshal([]byte(s), &d)
-	idx, ord := r.keys.deliveryIndex(subscription)
-	if err := indexScript.Run(ctx, r.client, []string{idx, ord}, h, s, d.First, DeliveriesPerSubscription, ttl).Err(); err != nil {
-		return unavailable("delivery index", err)
-	}
-	return nil
+	_, order := r.keys.deliveryIndex(subscription)
+	return append(keys, order), h, "inline"
 }
 
 func (r *Redis) cluster() bool {
 	_, ok := r.client.(*redis.ClusterClient)
 	return ok
-}
-
-// Release gives up a claim after an outcome that is not final (an outside
-// API unreachable, a deadline, DO_NOT_CANCEL), fenced like Complete. The
-// record shows state released with the code, kind and duration, so the
-// history keeps the attempt; the next Claim of the delivery is Fresh.
-func (r *Redis) Release(ctx context.Context, key, token string, res inbox.Result) error {
-	if key == "" || token == "" {
-		return fmt.Errorf("store: release: need a key and a token")
-	}
-	keys, h, mode := r.deliveryKeys(key, res.Subscription)
-	out, err := releaseScript.Run(ctx, r.client, keys, token, res.Code, res.Duration.Milliseconds(), res.Kind.String(), h, mode, DeliveriesPerSubscription).Slice()
-	if err != nil {
-		return unavailable("release", err)
-	}
-	return r.recorded(ctx, "releasing", res.Subscription, h, mode, out, 0)
 }
 
 // Delivery reads the history record of a delivery; events.ErrNotFound when there
@@ -405,32 +562,6 @@ func (r *Redis) Delivery(ctx context.Context, key string) (DeliveryRecord, error
 		Kind:         events.ParseKind(m["kind"]),
 	}
 	return d, nil
-}
-
-// Deliveries returns a subscription's delivery log, newest first, in one
-// round trip: at most DeliveriesPerSubscription, none older than
-// EVENT_TTL; none is not an error.
-func (r *Redis) Deliveries(ctx context.Context, subscription string) ([]inbox.DeliverySummary, error) {
-	idx, _ := r.keys.deliveryIndex(subscription)
-	m, err := r.client.HGetAll(ctx, idx).Result()
-	if err != nil {
-		return nil, unavailable("delivery index", err)
-	}
-	out := make([]inbox.DeliverySummary, 0, len(m))
-	for h, s := range m {
-		var d inbox.DeliverySummary
-		if err := json.Unmarshal([]byte(s), &d); err != nil {
-			return nil, fmt.Errorf("decoding delivery %s of subscription %q: %w", h, subscription, err)
-		}
-		out = append(out, d)
-	}
-	slices.SortFunc(out, func(a, b inbox.DeliverySummary) int {
-		if c := cmp.Compare(b.First, a.First); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.Last, a.Last)
-	})
-	return out, nil
 }
 
 // newToken returns a random 128-bit token, unique per claim or lock.

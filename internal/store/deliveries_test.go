@@ -432,13 +432,13 @@ func TestRetriedScriptsAreIdempotent(t *testing.T) {
 		rec, lease := b.r.keys.delivery(key)
 		const token = "0123456789abcdef0123456789abcdef"
 		for i := range 2 {
-			res, err := claimScript.Run(ctx, b.r.client, []string{rec, lease},
-				fpA, token, 5000, 60000, time.Now().UnixMilli(), "SUBSCRIPTION_ORDER", "sub-1", key, deliveryHash(key), "later", 100).Slice()
+			res, err := claimScript.Run(ctx, b.r.client, []string{rec, lease, b.r.keys.attempts(key)},
+				fpA, token, 5000, 60000, time.Now().UnixMilli(), "SUBSCRIPTION_ORDER", "sub-1", key, deliveryHash(key), "split", 100).Slice()
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(res) == 0 || res[0] != "fresh" || (i == 1 && len(res) != 1) {
-				t.Fatalf("run %d of the same claim = %v, want fresh (the retry without a new summary)", i+1, res)
+				t.Fatalf("run %d of the same claim = %v, want fresh", i+1, res)
 			}
 		}
 		if d, err := b.r.Delivery(ctx, key); err != nil || d.Attempts != 1 {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
+	"time"
 )
 
 // The key layout, all of it. Every key starts with the prefix (Options.Prefix,
@@ -22,9 +23,19 @@ import (
 //	    status, body the stored reply when done, body byte for byte
 //	    code         outcome code of the latest attempt ("SUCCESS", "TRANSPORT_ERROR", ...)
 //	    type, sub    event type and subscription id, for the history
-//	    attempts     copies that claimed (fresh) or were answered from the record (done)
+//	    attempts     copies that claimed fresh (were processed)
+//	    copies       copies answered from the record (done), without processing
 //	    first, last  first and last time seen, Unix milliseconds
 //	    duration_ms  processing time of the latest attempt
+//	    kind         what the latest outcome meant (events.Kind's words)
+//	    dropped      attempts no longer kept in the history (absent: none)
+//	webhook:delivery:{<h>}:attempts  string, the delivery's attempt history:
+//	                              one line of JSON per processed attempt (time,
+//	                              duration, status sent, outcome, kind, reason
+//	                              code, trace id, outside calls), oldest first,
+//	                              the latest 10 kept; ids and codes only. Same
+//	                              slot and TTL as the record, written by the same
+//	                              script as its outcome
 //	webhook:delivery:{<h>}:lease  string, the holder's fencing token; PX = the
 //	                              lease (a little over PROCESS_TIMEOUT), so a
 //	                              crashed holder frees it by itself
@@ -46,11 +57,34 @@ import (
 //	                              subscription and stored reply.
 //	                              PX = EVENT_TTL. Lets a byte-identical copy be
 //	                              answered before any JSON work.
-//	webhook:deliveries:{<sub>}    hash, a subscription's delivery log: record hash →
-//	                              summary JSON; :order is a sorted set of the same
-//	                              hashes by first seen, capped at 100; PX = EVENT_TTL
-//	webhook:user:{<user_id>}      hash, a marketplace user's accounts: subscription
-//	                              id → account JSON (the read API). NO TTL
+//	webhook:deliveries:{<sub>}:order  sorted set, a subscription's deliveries:
+//	                              record hashes by first seen (Unix ms), the
+//	                              newest 100; PX = EVENT_TTL. Written by the claim
+//	                              (its script, or its pipeline on Cluster); the
+//	                              summaries are read from the records. (A hash
+//	                              webhook:deliveries:{<sub>} of summaries, written
+//	                              by earlier versions, is no longer read and
+//	                              expires by itself.)
+//	webhook:{deliveries}:failed   sorted set, the recent failures: record hashes of
+//	                              the deliveries whose latest attempt failed, by
+//	                              that attempt's time (Unix ms); a success takes
+//	                              one off. The newest 10,000, none older than 7
+//	                              days; NO TTL (bounded). Written with the outcome
+//	                              (its script; its pipeline on Cluster)
+//	webhook:{stats}:m:<minute>    hash, outcome code → deliveries whose latest
+//	webhook:{stats}:h:<hour>      attempt was in that minute (hour) since the Unix
+//	                              epoch; PX 2 h (26 h). A retried delivery is moved
+//	                              from its earlier attempt's counters to the
+//	                              latest's, so it counts once. Written with the
+//	                              outcome, like the failures
+//	webhook:console-session:<s>   string, a console session (JSON: operator label,
+//	                              form token, times); <s> is the hex SHA-256 of the
+//	                              cookie's id, never the id. PX = the session's
+//	                              idle timeout, cut at its absolute one
+//	webhook:user:{<user_id>}      hash, a marketplace user's subscriptions:
+//	                              subscription id → "1" (the accounts are read
+//	                              from their own keys; earlier versions wrote the
+//	                              account JSON here, which is not read). NO TTL
 //	webhook:{settle}:due          sorted set, the settle queue: subscription id →
 //	                              when the settler next works on it (Unix ms).
 //	                              Written with the account (SaveAccount); a
@@ -98,16 +132,43 @@ func (k keys) copy(copyKey string) string {
 	return k.prefix + "copy:{" + copyKey + "}"
 }
 
-// deliveryIndex returns a subscription's delivery index (hash: delivery
-// hash → summary JSON) and its order (sorted set: delivery hash by first
+// attempts is a delivery's attempt history, in its record's slot.
+func (k keys) attempts(deliveryKey string) string {
+	rec, _ := k.delivery(deliveryKey)
+	return rec + ":attempts"
+}
+
+// failures is the recent failures (sorted set: record hash by the time of
+// the failed attempt).
+func (k keys) failures() string { return k.prefix + "{deliveries}:failed" }
+
+// counters are the outcome counters of the minute and the hour of at.
+func (k keys) counters(at time.Time) (minute, hour string) {
+	m := at.UnixMilli() / 60000
+	return k.minuteCounter(m), k.hourCounter(m / 60)
+}
+
+func (k keys) minuteCounter(minute int64) string {
+	return k.prefix + "{stats}:m:" + strconv.FormatInt(minute, 10)
+}
+
+func (k keys) hourCounter(hour int64) string {
+	return k.prefix + "{stats}:h:" + strconv.FormatInt(hour, 10)
+}
+
+// session is a console session, by the hash of its id.
+func (k keys) session(key string) string { return k.prefix + "console-session:" + key }
+
+// deliveryIndex returns a subscription's former summary hash (no longer
+// written) and its delivery index (sorted set: delivery hash by first
 // seen), in the subscription's slot.
 func (k keys) deliveryIndex(subscriptionID string) (index, order string) {
 	index = k.prefix + "deliveries:{" + subscriptionID + "}"
 	return index, index + ":order"
 }
 
-// userIndex is a marketplace user's accounts (hash: subscription id →
-// account JSON), for GET /v1/subscriptions?user_id=N.
+// userIndex is a marketplace user's subscriptions (hash: subscription id
+// → "1"), for GET /v1/subscriptions?user_id=N.
 func (k keys) userIndex(userID int64) string {
 	return k.prefix + "user:{" + strconv.FormatInt(userID, 10) + "}"
 }

@@ -3,8 +3,11 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
@@ -56,21 +59,28 @@ func TestIndexesAreWrittenInOneStep(t *testing.T) {
 		req := claimReq("id:one-step", fpA)
 		req.Subscription = "sub-u1"
 		c := mustClaim(t, b, req, inbox.ClaimFresh)
-		if err := completeScript.Load(ctx, b.r.client).Err(); err != nil {
-			t.Fatal(err)
+		for _, s := range []*redis.Script{completeScript, failedScript, countScript} {
+			if err := s.Load(ctx, b.r.client).Err(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		trips = countRoundTrips(b.r, "")
-		mustComplete(t, b, req.Key, c.Token, inbox.Result{Subscription: "sub-u1", Kind: events.Final, Body: []byte(`{}`), Code: "SUCCESS"})
-		want = 1
-		if b.r.cluster() {
-			want = 2 // the record, then the log entry in the subscription's slot
-		}
-		if n := trips.n.Load(); n != want {
-			t.Errorf("Complete took %d round trips, want %d (record and log entry in one script where one slot holds them)", n, want)
+		mustComplete(t, b, req.Key, c.Token, inbox.Result{Subscription: "sub-u1", Kind: events.Final, Body: []byte(`{}`), Code: "SUCCESS",
+			Attempt: inbox.Attempt{Status: 200, Calls: []events.Call{{System: "q2", Action: "Enrollment", Status: 200}}}})
+		// One round trip everywhere: the record, its history, the recent
+		// failures and the counters in one script where one slot holds
+		// them, else in one pipeline (Cluster).
+		if n := trips.n.Load(); n != 1 {
+			t.Errorf("Complete took %d round trips, want 1", n)
 		}
 		log, err := b.r.Deliveries(ctx, "sub-u1")
-		if err != nil || len(log) != 1 || log[0].State != "done" || log[0].Code != "SUCCESS" {
+		if err != nil || len(log) != 1 || log[0].State != "done" || log[0].Code != "SUCCESS" ||
+			len(log[0].History) != 1 || len(log[0].History[0].Calls) != 1 || log[0].History[0].Status != 200 {
 			t.Fatalf("Deliveries right after Complete = %+v, %v", log, err)
+		}
+		hour, day, err := b.r.OutcomeCounts(ctx, time.Now())
+		if err != nil || hour["SUCCESS"] != 1 || day["SUCCESS"] != 1 {
+			t.Fatalf("OutcomeCounts right after Complete = %v, %v, %v", hour, day, err)
 		}
 	})
 }
@@ -138,7 +148,11 @@ func TestDeliveryLog(t *testing.T) {
 			Kind: "final", Code: "SUCCESS", Attempts: 2, Copies: 2, DurationMS: 40}
 		got := log[1]
 		got.First, got.Last = 0, 0
-		if got != want {
+		if len(got.History) != 2 || got.History[0].Code != "TRANSPORT_ERROR" || got.History[1].Code != "SUCCESS" {
+			t.Errorf("the answered delivery's history: %+v, want its two attempts", got.History)
+		}
+		got.History = nil
+		if !reflect.DeepEqual(got, want) {
 			t.Errorf("the answered delivery:\n got %+v\nwant %+v", got, want)
 		}
 
@@ -149,11 +163,9 @@ func TestDeliveryLog(t *testing.T) {
 		if len(log) != DeliveriesPerSubscription {
 			t.Errorf("after a storm the log holds %d deliveries, want the cap %d", len(log), DeliveriesPerSubscription)
 		}
-		idx, ord := b.r.keys.deliveryIndex("sub-log")
-		for _, key := range []string{idx, ord} {
-			if d := b.pttl(t, key); d <= 0 || d > testTTL {
-				t.Errorf("%s: PTTL %v, want within EVENT_TTL", key, d)
-			}
+		_, ord := b.r.keys.deliveryIndex("sub-log")
+		if d := b.pttl(t, ord); d <= 0 || d > testTTL {
+			t.Errorf("%s: PTTL %v, want within EVENT_TTL", ord, d)
 		}
 	})
 }

@@ -74,6 +74,10 @@ type Options struct {
 	// (connection, timeout, server error; not "no such key"), by command
 	// name: for metrics.
 	OnError func(command string)
+	// Trace makes each command run under a traced context a span of its
+	// own, child of the context's (see instrument); false (tracing off):
+	// no hook at all.
+	Trace bool
 }
 
 // OptionError is an Options field that Open refuses. Option is the
@@ -138,7 +142,7 @@ func (h errorHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h errorHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
-		if err != nil && !errors.Is(err, redis.Nil) {
+		if err != nil && !errors.Is(err, redis.Nil) && !isNoScript(err) {
 			h.onError("pipeline")
 		}
 		return err
@@ -148,7 +152,7 @@ func (h errorHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 // isNoScript is the EVALSHA miss that go-redis answers with EVAL: not a
 // failure.
 func isNoScript(err error) bool {
-	return strings.HasPrefix(err.Error(), "NOSCRIPT")
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
 }
 
 // isRefusedIntrospection is a managed Redis refusing CONFIG or INFO (see
@@ -240,6 +244,12 @@ func Open(ctx context.Context, o Options) (*Redis, error) {
 	r.client = redis.NewUniversalClient(uo)
 	if o.OnError != nil {
 		r.client.AddHook(errorHook{o.OnError})
+	}
+	if o.Trace {
+		if err := instrument(r.client); err != nil {
+			_ = r.Close()
+			return nil, err
+		}
 	}
 
 	if err := r.client.Ping(ctx).Err(); err != nil {

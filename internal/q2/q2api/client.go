@@ -29,7 +29,7 @@ type Client struct {
 	version string
 	core    *httpcall.Client
 	log     *zap.Logger
-	auth    *tokens // nil without credentials
+	auth    *httpcall.Tokens // nil without credentials
 
 	cfg   httpcall.Config // the core's settings, which the options change; read once by New
 	creds *credentials
@@ -106,11 +106,8 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	}
 	c.log = c.cfg.Logger
 	if c.creds != nil {
-		core := c.core
-		c.auth = newTokens(c.url("oauth2", "token").String(), c.creds, core.HTTPClient(), core.Timeout(), func(err error, d time.Duration) {
-			// A token fetch serves many calls: it has no caller's ctx.
-			core.Observe(context.Background(), tokenAttempt(err, d))
-		})
+		c.auth = c.core.NewTokens(httpcall.TokenConfig{URL: c.url("oauth2", "token").String(),
+			ClientID: c.creds.id, ClientSecret: c.creds.secret, Scopes: c.creds.scopes, AuthStyle: oauth2.AuthStyleInParams})
 	}
 	return c, nil
 }
@@ -126,7 +123,13 @@ func (c *Client) CheckToken(ctx context.Context) error {
 	if c.auth == nil {
 		return nil
 	}
-	return c.auth.refresh(ctx)
+	if err := c.auth.Refresh(ctx); err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return httpcall.TransportError("q2 token", ErrTransient, err)
+		}
+		return tokenError(err)
+	}
+	return nil
 }
 
 func (c *Client) url(segments ...string) *url.URL {
@@ -151,11 +154,10 @@ func (c *Client) newRequest(endpoint, method string, body any, idempotent bool, 
 // failed fetch ends the attempt as not sent: even Enrollment is tried
 // again.
 func (c *Client) authorize(ctx context.Context, req *http.Request) error {
-	ts := c.auth.current()
-	if ts == nil {
+	if c.auth == nil {
 		return nil
 	}
-	tok, err := token(ctx, ts)
+	tok, err := token(ctx, c.auth.Current())
 	if err != nil {
 		return err
 	}
@@ -172,27 +174,17 @@ func (c *Client) do(ctx context.Context, r *httpcall.Request) (*httpcall.Respons
 		data, err = readEnvelope(r.Action, resp)
 		return err
 	}
-	used := c.auth.current()
+	var used oauth2.TokenSource
+	if c.auth != nil {
+		used = c.auth.Current()
+	}
 	resp, err := c.core.Do(ctx, r, read)
 	if used != nil && errors.Is(err, ErrUnauthorized) && !errors.Is(err, httpcall.ErrNotSent) {
-		c.auth.drop(used)
+		c.auth.Drop(used)
 		c.log.Debug("q2 refused the token, fetching a new one", zap.String("action", r.Action))
 		resp, err = c.core.Do(ctx, r, read)
 	}
 	return resp, data, err
-}
-
-// tokenAttempt is a token fetch as an observer sees it.
-func tokenAttempt(err error, d time.Duration) httpcall.Attempt {
-	a := httpcall.Attempt{Action: httpcall.TokenAction, Method: http.MethodPost, Status: http.StatusOK, Duration: d, Attempt: 1, Err: err}
-	if err != nil {
-		a.Status = 0
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.Response != nil {
-			a.Status = re.Response.StatusCode
-		}
-	}
-	return a
 }
 
 // envelope is the shape of every Q2 reply.

@@ -1,0 +1,420 @@
+package main
+
+// This file gives the operator console (internal/console) what it reads
+// and does: the records in Redis, each outside system's state, "settle
+// now" over the provisioning service, and sessions in Redis so that every
+// replica knows them.
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/banking-marketplace/webhook/internal/console"
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/httpcall"
+	"github.com/banking-marketplace/webhook/internal/inbox"
+	"github.com/banking-marketplace/webhook/internal/outside"
+	"github.com/banking-marketplace/webhook/internal/provisioning"
+	"github.com/banking-marketplace/webhook/internal/store"
+)
+
+var (
+	_ console.Reader   = (*consoleReader)(nil)
+	_ console.Actions  = (*consoleActions)(nil)
+	_ console.Sessions = redisSessions{}
+)
+
+// newConsole is the operator console of the service, for the ops
+// listener; nil without API_TOKENS (operators sign in with one of them),
+// and then /console/ answers 404 naming the setting.
+func newConsole(cfg *config, db *store.Redis, monitor *outside.Monitor, seen *systems, service *provisioning.Service, log *zap.Logger) (http.Handler, error) {
+	if len(cfg.APITokens) == 0 {
+		return nil, nil
+	}
+	c, err := console.New(console.Config{
+		Reader:   &consoleReader{db: db, monitor: monitor, seen: seen, now: time.Now},
+		Actions:  &consoleActions{db: db, service: service, budget: cfg.ProcessTimeout},
+		Tokens:   cfg.APITokens,
+		Sessions: redisSessions{db},
+		Logger:   log,
+		Demo:     cfg.Demo,
+		TraceURL: cfg.ConsoleTraceURL,
+	})
+	if err != nil {
+		return nil, &configError{msg: err.Error()}
+	}
+	return c, nil
+}
+
+// consoleReader is the console's Reader over the records in Redis, the
+// outside monitor's checks and the outside calls this replica made.
+type consoleReader struct {
+	db      *store.Redis
+	monitor *outside.Monitor
+	seen    *systems
+	now     func() time.Time
+}
+
+// The console's page sizes.
+const (
+	failuresPage      = 50
+	recentOnOverview  = 11 // the overview shows 10, and says when there are more
+	unsettledListSize = 500
+)
+
+func (r *consoleReader) Overview(ctx context.Context) (console.Overview, error) {
+	now := r.now()
+	var ov console.Overview
+	hour, day, err := r.db.OutcomeCounts(ctx, now)
+	if err != nil {
+		return ov, err
+	}
+	ov.Hour, ov.Day = counts(hour), counts(day)
+	n, _, err := r.db.SettleStats(ctx)
+	if err != nil {
+		return ov, err
+	}
+	ov.Unsettled = int(n)
+	if n > 0 {
+		oldest, err := r.db.Unsettled(ctx, 1)
+		if err != nil {
+			return ov, err
+		}
+		if len(oldest) > 0 {
+			ov.Oldest = console.RowOf(oldest[0])
+		}
+	}
+	failed, _, err := r.db.Failures(ctx, now.Add(-24*time.Hour), "", recentOnOverview)
+	if err != nil {
+		return ov, err
+	}
+	for _, d := range failed {
+		ov.RecentFailures = append(ov.RecentFailures, rowOf(d))
+	}
+	ov.Systems = r.systems()
+	return ov, nil
+}
+
+func counts(m map[string]int) []console.OutcomeCount {
+	out := make([]console.OutcomeCount, 0, len(m))
+	for code, n := range m {
+		out = append(out, console.OutcomeCount{Outcome: code, Count: n})
+	}
+	return out
+}
+
+func (r *consoleReader) Subscription(ctx context.Context, id string) (console.Subscription, error) {
+	a, err := r.db.Account(ctx, id)
+	if err != nil {
+		return console.Subscription{}, err
+	}
+	s := console.SubscriptionOf(a)
+	ds, err := r.db.Deliveries(ctx, id)
+	if err != nil {
+		return console.Subscription{}, err
+	}
+	for _, d := range ds {
+		s.Deliveries = append(s.Deliveries, deliveryOf(d))
+	}
+	return s, nil
+}
+
+func (r *consoleReader) Delivery(ctx context.Context, key string) (console.Delivery, error) {
+	d, err := r.db.DeliveryByKey(ctx, key)
+	if err != nil {
+		return console.Delivery{}, err
+	}
+	return deliveryOf(d), nil
+}
+
+// Search tries q as every id an operator may hold: a delivery key, a
+// webhook-id, an AppDirect event token, a subscription id, an account
+// identifier and a Q2 user id. Exact matches only.
+func (r *consoleReader) Search(ctx context.Context, q string) ([]console.Hit, error) {
+	var hits []console.Hit
+	seen := map[string]bool{}
+	add := func(h console.Hit) {
+		if id := h.Kind + "\x00" + h.ID; !seen[id] {
+			seen[id] = true
+			hits = append(hits, h)
+		}
+	}
+	delivery := func(key, field string) error {
+		d, err := r.db.DeliveryByKey(ctx, key)
+		switch {
+		case errors.Is(err, events.ErrNotFound):
+			return nil
+		case err != nil:
+			return err
+		}
+		add(console.Hit{Kind: console.HitDelivery, ID: d.Key, Field: field, Subscription: d.Subscription, EventType: d.EventType,
+			State: d.Code, At: time.UnixMilli(d.Last).UTC()})
+		return nil
+	}
+	subscription := func(a events.Account, field string) {
+		add(console.Hit{Kind: console.HitSubscription, ID: a.SubscriptionID, Field: field, State: strings.ToLower(string(a.Status)), At: a.UpdatedAt})
+	}
+	for _, prefix := range []string{"id:", "sha256:", "appdirect:"} {
+		if strings.HasPrefix(q, prefix) {
+			if err := delivery(q, "delivery key"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := delivery("id:"+q, "webhook-id"); err != nil {
+		return nil, err
+	}
+	if err := delivery("appdirect:"+q, "event token"); err != nil {
+		return nil, err
+	}
+	a, err := r.db.Account(ctx, q)
+	switch {
+	case err == nil:
+		subscription(a, "subscription id")
+	case !errors.Is(err, events.ErrNotFound):
+		return nil, err
+	}
+	a, err = r.db.AccountByIdentifier(ctx, q)
+	switch {
+	case err == nil:
+		subscription(a, "account identifier")
+	case !errors.Is(err, events.ErrNotFound):
+		return nil, err
+	}
+	if uid, err := strconv.ParseInt(q, 10, 64); err == nil && uid > 0 {
+		accounts, err := r.db.AccountsOfUser(ctx, uid)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range accounts {
+			subscription(a, "Q2 user id")
+		}
+	}
+	return hits, nil
+}
+
+func (r *consoleReader) Failures(ctx context.Context, since time.Time, cursor string) ([]console.DeliveryRow, string, error) {
+	page, next, err := r.db.Failures(ctx, since, cursor, failuresPage)
+	if errors.Is(err, inbox.ErrBadCursor) { // a link from another window or version: the first page
+		page, next, err = r.db.Failures(ctx, since, "", failuresPage)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	rows := make([]console.DeliveryRow, 0, len(page))
+	for _, d := range page {
+		rows = append(rows, rowOf(d))
+	}
+	return rows, next, nil
+}
+
+func (r *consoleReader) Unsettled(ctx context.Context) ([]console.SubscriptionRow, error) {
+	accounts, err := r.db.Unsettled(ctx, unsettledListSize)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]console.SubscriptionRow, 0, len(accounts))
+	for _, a := range accounts {
+		rows = append(rows, console.RowOf(a))
+	}
+	return rows, nil
+}
+
+// deliveryOf is a delivery record as the console shows it.
+func deliveryOf(d inbox.DeliverySummary) console.Delivery {
+	out := console.Delivery{Key: d.Key, EventType: d.EventType, Subscription: d.Subscription, State: d.State, Outcome: d.Code,
+		Copies: d.Copies, First: time.UnixMilli(d.First).UTC(), Last: time.UnixMilli(d.Last).UTC(), Dropped: d.Dropped}
+	if id, ok := strings.CutPrefix(d.Key, "id:"); ok {
+		out.WebhookID = id
+	}
+	if tok, ok := strings.CutPrefix(d.Key, "appdirect:"); ok {
+		out.EventToken = tok
+	}
+	for _, a := range d.History {
+		ca := console.Attempt{At: a.At, Duration: a.Duration, Status: a.Status, Outcome: a.Code, Kind: a.Kind.String(),
+			Reason: a.Reason, TraceID: a.TraceID}
+		for _, c := range a.Calls {
+			ca.Calls = append(ca.Calls, console.Call{System: c.System, Action: c.Action, Status: c.Status, Error: c.Error,
+				Duration: c.Duration, RequestID: c.RequestID})
+		}
+		out.Attempts = append(out.Attempts, ca)
+	}
+	if n := len(d.History); n > 0 && d.State != "processing" {
+		out.Status = d.History[n-1].Status
+	}
+	return out
+}
+
+// rowOf is a delivery record as a row of a list.
+func rowOf(d inbox.DeliverySummary) console.DeliveryRow {
+	row := console.DeliveryRow{Key: d.Key, EventType: d.EventType, Subscription: d.Subscription, State: d.State, Outcome: d.Code,
+		Attempts: d.Attempts, Last: time.UnixMilli(d.Last).UTC()}
+	if n := len(d.History); n > 0 {
+		row.Reason, row.Status = d.History[n-1].Reason, d.History[n-1].Status
+	}
+	return row
+}
+
+// systemOrder is the order the overview lists the outside systems in.
+var systemOrder = []string{"q2", "qbd_connect", "helix", "appdirect"}
+
+// systems is each outside system's state: the monitor's checks (at start
+// and every 30 s) when they find it unreachable or refusing, else what
+// this replica's own calls to it found last.
+func (r *consoleReader) systems() []console.System {
+	checked := map[string]string{}
+	if r.monitor != nil {
+		checked = r.monitor.State()
+	}
+	calls := r.seen.all()
+	var out []console.System
+	for _, name := range systemOrder {
+		check, hasCheck := checked[name]
+		call, hasCall := calls[name]
+		if !hasCheck && !hasCall {
+			continue
+		}
+		sys := console.System{Name: name}
+		switch {
+		case strings.HasPrefix(check, "refused"):
+			sys.State, sys.Code = console.SystemRefused, strings.TrimSpace(strings.TrimPrefix(check, "refused:"))
+		case strings.HasPrefix(check, "unreachable"):
+			sys.State, sys.Code = console.SystemUnreachable, strings.TrimSpace(strings.TrimPrefix(check, "unreachable:"))
+		case hasCall:
+			sys.State, sys.Code, sys.Since = call.state, call.code, call.since
+		case check == outside.OK || check == outside.Sandbox:
+			sys.State = console.SystemOK
+		}
+		out = append(out, sys)
+	}
+	return out
+}
+
+// systems is the state of each outside system as this replica's calls
+// found it: the latest call's, and since when it has been so. A nil
+// *systems records nothing (the settle command).
+type systems struct {
+	now func() time.Time
+	mu  sync.Mutex
+	m   map[string]systemState
+}
+
+type systemState struct {
+	state, code string
+	since       time.Time
+}
+
+func newSystems(now func() time.Time) *systems {
+	return &systems{now: now, m: map[string]systemState{}}
+}
+
+// observe takes one attempt's result as its system's state: refused (401,
+// 403: the service's credentials), unreachable (no answer, 429, 5xx) or
+// ok (any other answer, a business refusal included).
+func (s *systems) observe(a httpcall.Attempt) {
+	if s == nil || a.System == "" {
+		return
+	}
+	state, code := console.SystemOK, ""
+	switch {
+	case a.Status == http.StatusUnauthorized || a.Status == http.StatusForbidden:
+		state, code = console.SystemRefused, "HTTP "+strconv.Itoa(a.Status)
+	case a.Status == 0:
+		state, code = console.SystemUnreachable, cmp.Or(errorClass(a.Err), "no answer")
+	case a.Status == http.StatusTooManyRequests || a.Status >= 500:
+		state, code = console.SystemUnreachable, "HTTP "+strconv.Itoa(a.Status)
+	}
+	if state == console.SystemUnreachable && errors.Is(a.Err, context.Canceled) {
+		return // the caller went away: says nothing of the system
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.m[a.System]
+	if cur.state != state {
+		cur.since = s.now()
+	}
+	cur.state, cur.code = state, code
+	s.m[a.System] = cur
+}
+
+func (s *systems) all() map[string]systemState {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]systemState, len(s.m))
+	for k, v := range s.m {
+		out[k] = v
+	}
+	return out
+}
+
+// consoleActions is "settle now": one settle pass on the subscription,
+// under its lock, as the settler would at its next attempt.
+type consoleActions struct {
+	db      *store.Redis
+	service *provisioning.Service
+	budget  time.Duration // PROCESS_TIMEOUT: the pass's deadline
+}
+
+func (a *consoleActions) SettleNow(ctx context.Context, subscription string) (console.SettleResult, error) {
+	acct, err := a.db.Account(ctx, subscription)
+	if err != nil {
+		return console.SettleResult{}, err
+	}
+	if acct.Settle.Since.IsZero() {
+		return console.SettleResult{}, console.ErrSettled
+	}
+	// The pass is not cut short by the operator's browser going away: it
+	// records each step before its call, and ends within its deadline.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.budget)
+	defer cancel()
+	rep, err := a.service.Settle(ctx, subscription)
+	if err != nil {
+		return console.SettleResult{}, err
+	}
+	if rep.Missing {
+		return console.SettleResult{}, events.ErrNotFound
+	}
+	return console.SettleResult{Settled: rep.Settled, Waiting: rep.Waiting, Next: rep.Due}, nil
+}
+
+// redisSessions keeps the console's sessions in Redis, as JSON.
+type redisSessions struct{ db *store.Redis }
+
+func (s redisSessions) Put(ctx context.Context, key string, sess console.Session, ttl time.Duration) error {
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return err
+	}
+	return s.db.PutSession(ctx, key, b, ttl)
+}
+
+func (s redisSessions) Get(ctx context.Context, key string) (console.Session, error) {
+	b, err := s.db.GetSession(ctx, key)
+	switch {
+	case errors.Is(err, events.ErrNotFound):
+		return console.Session{}, console.ErrNoSession
+	case err != nil:
+		return console.Session{}, err
+	}
+	var sess console.Session
+	if err := json.Unmarshal(b, &sess); err != nil {
+		return console.Session{}, console.ErrNoSession // not one we wrote: sign in again
+	}
+	return sess, nil
+}
+
+func (s redisSessions) Delete(ctx context.Context, key string) error {
+	return s.db.DeleteSession(ctx, key)
+}
