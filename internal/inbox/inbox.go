@@ -248,6 +248,9 @@ func (in *Inbox) receive(ctx context.Context, d Delivery) (answer Answer, stored
 		case ClaimConflict:
 			return reusedID(), false, nil
 		case ClaimFresh:
+			if claim.Bind != nil {
+				ctx = claim.Bind(ctx)
+			}
 			return in.process(ctx, d, claim.Token, deadline)
 		}
 		// Busy: another copy is processing. Wait for its outcome, briefly.
@@ -316,6 +319,13 @@ func (in *Inbox) process(ctx context.Context, d Delivery, token string, deadline
 	}
 	recorded = true
 	switch {
+	case errors.Is(err, ErrUnsaved):
+		// The reply would rest on a write that was not made: it promises
+		// nothing. A later copy or the settler finds what is true.
+		logctx.Logger(ctx, in.log).Warn("recording an outcome failed with the processing's last write; answered 503", zap.String("key", d.Key), zap.Error(err))
+		a := outage("the outcome could not be recorded; nothing is promised, send the event again")
+		a.Reason, a.Calls = "store: outcome not recorded", out.Calls
+		return a, false, nil
 	case errors.Is(err, events.ErrLeaseLost):
 		// Our lease ran out and another copy took over: our outcome still
 		// describes what happened, so answer it; the newer holder's stands.

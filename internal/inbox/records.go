@@ -5,6 +5,7 @@
 package inbox
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"time"
@@ -65,7 +66,18 @@ type Claim struct {
 	Token   string        // when Fresh: the fencing token for Complete or Release
 	Body    []byte        // when Done: the stored reply, exactly as stored
 	RetryIn time.Duration // when Busy: time left on the holder's lease
+	// Bind, when Fresh and not nil, is what the store joined to the claim
+	// for the processing (its subscription's lock and account, read in the
+	// same round trip): the processing, Complete and Release run under
+	// the context it returns.
+	Bind func(context.Context) context.Context
 }
+
+// ErrUnsaved is Complete's or Release's error when the processing's last
+// write, which the store joined to the record (see Claim.Bind), was not
+// made with it: the outcome rests on nothing, so it is answered 503 and
+// promises nothing.
+var ErrUnsaved = errors.New("the processing's last write was not made")
 
 // Result is the outcome of one attempt at a delivery, as recorded.
 type Result struct {

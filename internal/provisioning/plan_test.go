@@ -93,6 +93,10 @@ func (m *memAccounts) SaveAccount(_ context.Context, token string, a events.Acco
 	return nil
 }
 
+func (m *memAccounts) SaveFinal(ctx context.Context, token string, a events.Account) error {
+	return m.SaveAccount(ctx, token, a)
+}
+
 func (m *memAccounts) Confirm(_ context.Context, token string, a events.Account) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

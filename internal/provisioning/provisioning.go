@@ -45,6 +45,11 @@ type Accounts interface {
 	// SaveAccount writes the account with its indexes and its place on the
 	// settle queue (a.Settle.Due; zero: settled, off the queue).
 	SaveAccount(ctx context.Context, lockToken string, a events.Account) error
+	// SaveFinal is SaveAccount for the last save of a pass, the one its
+	// answer rests on. The store may write it with the delivery's outcome,
+	// in one round trip (the inbox then answers 503 if that fails); the
+	// saves before outside calls are SaveAccount, written at once.
+	SaveFinal(ctx context.Context, lockToken string, a events.Account) error
 	// Confirm makes an account that is answered as it was read as durable
 	// as a write: where writes wait for replicas, it writes it again and
 	// waits, so that no reply rests on a write a failover can lose.
@@ -402,7 +407,11 @@ func (w *work) flush(ctx context.Context) error {
 		}
 		w.acct.Settle.Due = now.Add(w.s.cfg.LockLease)
 	}
-	if err := w.s.accounts.SaveAccount(ctx, w.token, w.acct); err != nil {
+	save := w.s.accounts.SaveAccount
+	if w.finishing {
+		save = w.s.accounts.SaveFinal // nothing goes out after it
+	}
+	if err := save(ctx, w.token, w.acct); err != nil {
 		return err
 	}
 	w.dirty = false

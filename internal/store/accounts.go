@@ -19,6 +19,11 @@ func (r *Redis) Account(ctx context.Context, subscriptionID string) (events.Acco
 	if subscriptionID == "" {
 		return events.Account{}, fmt.Errorf("account: empty subscription id: %w", events.ErrNotFound)
 	}
+	if u := unitOf(ctx, subscriptionID); u != nil {
+		if a, ok, err := u.prefetched(); ok {
+			return a, err
+		}
+	}
 	b, err := r.client.Get(ctx, r.keys.account(subscriptionID)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return events.Account{}, fmt.Errorf("account %q: %w", subscriptionID, events.ErrNotFound)
@@ -71,18 +76,27 @@ func (r *Redis) AccountByIdentifier(ctx context.Context, accountIdentifier strin
 // the identifier index), user flag ('1' writes the user index), due ms
 // (” takes it off the queue), since ms (” takes it off the unsettled
 // list). Returns 1 when written, 0 when the lock is lost.
-var saveAccountScript = redis.NewScript(`
+var saveAccountScript = redis.NewScript(luaSaveAccount + `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2])
-if ARGV[4] ~= '' then
-  local owner = redis.call('GET', KEYS[3])
-  if not owner then redis.call('SET', KEYS[3], ARGV[3]) end
-end
-if ARGV[5] == '1' then redis.call('HSET', KEYS[4], ARGV[3], '1') end
-if ARGV[6] == '' then redis.call('ZREM', KEYS[5], ARGV[3]) else redis.call('ZADD', KEYS[5], ARGV[6], ARGV[3]) end
-if ARGV[7] == '' then redis.call('ZREM', KEYS[6], ARGV[3]) else redis.call('ZADD', KEYS[6], ARGV[7], ARGV[3]) end
+save_account(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 return 1
 `)
+
+// luaSaveAccount is saveAccountScript's write, unfenced: the caller
+// checks the lock (the Complete and Release scripts write it too, see
+// unit.go).
+const luaSaveAccount = `
+local function save_account(acct, ident, user, due, since, json, sub, id, userFlag, dueMS, sinceMS)
+  redis.call('SET', acct, json)
+  if id ~= '' then
+    local owner = redis.call('GET', ident)
+    if not owner then redis.call('SET', ident, sub) end
+  end
+  if userFlag == '1' then redis.call('HSET', user, sub, '1') end
+  if dueMS == '' then redis.call('ZREM', due, sub) else redis.call('ZADD', due, dueMS, sub) end
+  if sinceMS == '' then redis.call('ZREM', since, sub) else redis.call('ZADD', since, sinceMS, sub) end
+end
+`
 
 // saveFencedScript is saveAccountScript's first two lines, for Cluster,
 // where the indexes and the queue live in other slots.
@@ -116,23 +130,55 @@ func (r *Redis) SaveAccount(ctx context.Context, lockToken string, a events.Acco
 	if lockToken == "" {
 		return errors.New("store: save account: empty lock token; take the subscription's lock first")
 	}
+	if u := unitOf(ctx, a.SubscriptionID); u != nil {
+		u.saved()
+	}
 	b, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("encoding account %q: %w", a.SubscriptionID, err)
 	}
-	due, since := r.keys.settle()
 	dueMS, sinceMS := msOrEmpty(a.Settle.Due), msOrEmpty(a.Settle.Since)
 	if r.cluster() {
 		return r.saveCluster(ctx, lockToken, a, b, dueMS, sinceMS)
 	}
+	s := r.saveOf(a, b, dueMS, sinceMS)
+	keys := append([]string{r.keys.lock(a.SubscriptionID), r.keys.account(a.SubscriptionID)}, s.keys...)
+	return r.runSave(ctx, saveAccountScript, keys, append([]any{lockToken}, s.args...), a.SubscriptionID)
+}
+
+// saveOf is saveAccountLua's keys (after the account's) and arguments for
+// account a, encoded as b.
+func (r *Redis) saveOf(a events.Account, b []byte, dueMS, sinceMS string) *finalSave {
+	due, since := r.keys.settle()
 	user := ""
 	if a.UserID > 0 {
 		user = "1"
 	}
-	keys := []string{r.keys.lock(a.SubscriptionID), r.keys.account(a.SubscriptionID),
-		r.keys.accountIndex(a.AccountIdentifier), r.keys.userIndex(a.UserID), due, since}
-	args := []any{lockToken, b, a.SubscriptionID, a.AccountIdentifier, user, dueMS, sinceMS}
-	return r.runSave(ctx, saveAccountScript, keys, args, a.SubscriptionID)
+	return &finalSave{
+		keys: []string{r.keys.accountIndex(a.AccountIdentifier), r.keys.userIndex(a.UserID), due, since},
+		args: []any{b, a.SubscriptionID, a.AccountIdentifier, user, dueMS, sinceMS},
+	}
+}
+
+// SaveFinal is SaveAccount for the last save of a processing pass, the
+// one its reply rests on. Under a delivery's unit (unit.go) it is held
+// and written by the delivery's Complete or Release script, in the same
+// round trip as the outcome, which then fails with inbox.ErrUnsaved if it
+// could not be written; anywhere else (the settler, Cluster, writes that
+// wait for replicas) it is SaveAccount.
+func (r *Redis) SaveFinal(ctx context.Context, lockToken string, a events.Account) error {
+	u := unitOf(ctx, a.SubscriptionID)
+	if u == nil || r.waitReplicas > 0 || r.cluster() {
+		return r.SaveAccount(ctx, lockToken, a)
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("encoding account %q: %w", a.SubscriptionID, err)
+	}
+	if !u.hold(lockToken, r.saveOf(a, b, msOrEmpty(a.Settle.Due), msOrEmpty(a.Settle.Since))) {
+		return r.SaveAccount(ctx, lockToken, a)
+	}
+	return nil
 }
 
 // saveCluster is SaveAccount on Cluster (see there for the order).

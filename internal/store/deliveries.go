@@ -173,16 +173,27 @@ return 1
 
 // claimScript decides a delivery's fate in one round trip, so that two
 // copies can never both see "free". KEYS: record, lease, history,
-// [order]. ARGV: fp, token, lease ms, ttl ms, now ms, type, sub, key,
-// hash, index mode, cap.
+// [order, [lock, account]]. ARGV: fp, token, lease ms, ttl ms, now ms,
+// type, sub, key, hash, index mode, cap, lock token ("" for none).
 //
 // A Busy answer leaves the record alone: the copy was not processed and
 // not answered from the record. A lease that already holds this claim's
 // token means go-redis retried the script after a lost reply: the first run
 // won, so the answer is Fresh again, without counting a second attempt.
+// A Fresh claim with a lock token also takes the subscription's lock, if
+// it is free (or already this token's), for as long as the lease, and
+// answers {'fresh', 1, account or false} (unit.go); {'fresh', 0} when
+// another holds it.
 var claimScript = redis.NewScript(recordLua + `
 local rec, lease, hist = KEYS[1], KEYS[2], KEYS[3]
 local fp, token, now = ARGV[1], ARGV[2], ARGV[5]
+local function fresh()
+  if ARGV[12] == '' then return {'fresh'} end
+  local cur = redis.call('GET', KEYS[5])
+  if cur and cur ~= ARGV[12] then return {'fresh', 0} end
+  redis.call('SET', KEYS[5], ARGV[12], 'PX', ARGV[3])
+  return {'fresh', 1, redis.call('GET', KEYS[6])}
+end
 local cur = redis.call('HMGET', rec, 'state', 'fp', 'body')
 local state = cur[1]
 if state and cur[2] ~= fp then
@@ -195,7 +206,7 @@ if state == 'done' then
 end
 local holder = redis.call('GET', lease)
 if holder == token then
-  return {'fresh'}
+  return fresh()
 end
 if holder then
   return {'busy', redis.call('PTTL', lease)}
@@ -211,7 +222,7 @@ if redis.call('EXISTS', hist) == 1 then redis.call('PEXPIRE', hist, ARGV[4]) end
 if ARGV[10] == 'inline' then
   indexed(KEYS[4], ARGV[9], tonumber(redis.call('HGET', rec, 'first')), tonumber(ARGV[11]), ARGV[4])
 end
-return {'fresh'}
+return fresh()
 `)
 
 // completeScript stores a final outcome if the lease still holds the
@@ -219,16 +230,19 @@ return {'fresh'}
 // lease, history, failures, minute and hour counters. ARGV: token, kind,
 // body, code, duration ms, ttl ms, copy key ("" for none; not on Cluster,
 // where it is written in a second step), attempt, hash, attempt ms, mode,
-// key prefix, history cap, failures cap, failures kept ms. Returns {1,
-// previous attempt} when written, {1} when already written by this token
-// (a retried call), {0} when the lease is lost.
-var completeScript = redis.NewScript(recordLua + `
+// key prefix, history cap, failures cap, failures kept ms, then the
+// unit's (luaUnit: KEYS from 7, ARGV from 16). Returns {1, previous
+// attempt} when written, {1} when already written by this token (a
+// retried call), {0} when the lease (or the unit's lock) is lost.
+var completeScript = redis.NewScript(recordLua + luaSaveAccount + luaUnit + `
 local rec, lease, token = KEYS[1], KEYS[2], ARGV[1]
 if redis.call('GET', lease) ~= token then
   local cur = redis.call('HMGET', rec, 'state', 'token')
   if cur[1] == 'done' and cur[2] == token then return {1} end
   return {0}
 end
+if not unit_holds(7, 16) then return {0} end
+unit_end(7, 16)
 redis.call('HSET', rec, 'state', 'done', 'kind', ARGV[2], 'body', ARGV[3], 'code', ARGV[4], 'duration_ms', ARGV[5])
 redis.call('PEXPIRE', rec, ARGV[6])
 redis.call('DEL', lease)
@@ -242,16 +256,19 @@ return outcome(ARGV[8], ARGV[4], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 // the lease still holds the token, and records the attempt (see
 // outcome). KEYS: as completeScript. ARGV: token, code, duration ms,
 // kind, attempt, hash, attempt ms, mode, key prefix, history cap, failures
-// cap, failures kept ms. The record keeps its TTL and its fingerprint, so
-// a later copy with the same body claims Fresh and one with another body
-// is still a conflict.
-var releaseScript = redis.NewScript(recordLua + `
+// cap, failures kept ms, then the unit's (luaUnit: KEYS from 7, ARGV from
+// 13). The record keeps its TTL and its fingerprint, so a later copy with
+// the same body claims Fresh and one with another body is still a
+// conflict.
+var releaseScript = redis.NewScript(recordLua + luaSaveAccount + luaUnit + `
 local rec, lease, token = KEYS[1], KEYS[2], ARGV[1]
 if redis.call('GET', lease) ~= token then
   local cur = redis.call('HMGET', rec, 'state', 'token')
   if cur[1] == 'released' and cur[2] == token then return {1} end
   return {0}
 end
+if not unit_holds(7, 13) then return {0} end
+unit_end(7, 13)
 redis.call('HSET', rec, 'state', 'released', 'code', ARGV[2], 'duration_ms', ARGV[3], 'kind', ARGV[4])
 redis.call('DEL', lease)
 return outcome(ARGV[5], ARGV[2], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])
@@ -336,7 +353,12 @@ func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, e
 	keys, h, mode := r.deliveryKeys(c.Key, c.Subscription)
 	ttl := millis(max(c.TTL, c.Lease))
 	now := time.Now().UnixMilli()
-	args := []any{c.Fingerprint, token, millis(c.Lease), ttl, now, c.EventType, c.Subscription, c.Key, h, mode, DeliveriesPerSubscription}
+	lockToken := ""
+	if mode == "inline" { // a single node: the subscription's lock and account join the claim (unit.go)
+		lockToken = newToken()
+		keys = append(keys, r.keys.lock(c.Subscription), r.keys.account(c.Subscription))
+	}
+	args := []any{c.Fingerprint, token, millis(c.Lease), ttl, now, c.EventType, c.Subscription, c.Key, h, mode, DeliveriesPerSubscription, lockToken}
 	var beside []scriptCall
 	if mode == "split" && c.Subscription != "" {
 		_, order := r.keys.deliveryIndex(c.Subscription)
@@ -354,7 +376,17 @@ func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, e
 	}
 	switch res[0] {
 	case "fresh":
-		return inbox.Claim{State: inbox.ClaimFresh, Token: token}, nil
+		claim := inbox.Claim{State: inbox.ClaimFresh, Token: token}
+		if len(res) >= 2 && res[1] == int64(1) {
+			u := &unit{sub: c.Subscription, lock: lockToken}
+			if len(res) >= 3 {
+				if b, ok := res[2].(string); ok {
+					u.account = []byte(b)
+				}
+			}
+			claim.Bind = u.bind
+		}
+		return claim, nil
 	case "conflict":
 		return inbox.Claim{State: inbox.ClaimConflict}, nil
 	case "busy":
@@ -472,12 +504,14 @@ func (r *Redis) recordOutcome(ctx context.Context, doing string, script *redis.S
 		}
 	}
 	args := append(head, encodeAttempt(a), h, a.At.UnixMilli(), mode, r.keys.prefix, inbox.AttemptsKept, FailuresKept, keepFailures.Milliseconds())
+	ukeys, uargs, saving := r.unitArgs(ctx)
+	keys, args = append(keys, ukeys...), append(args, uargs...)
 	out, err := r.runBeside(ctx, scriptCall{script, keys, args}, beside...)
 	if err != nil {
-		return false, unavailable(doing+" delivery", err)
+		return false, unsaved(saving, unavailable(doing+" delivery", err))
 	}
 	if len(out) == 0 || out[0] != int64(1) {
-		return false, fmt.Errorf("%s delivery: %w", doing, events.ErrLeaseLost)
+		return false, unsaved(saving, fmt.Errorf("%s delivery: %w", doing, events.ErrLeaseLost))
 	}
 	if len(out) < 2 {
 		return false, nil // a retried call: the first run wrote it

@@ -433,7 +433,7 @@ func TestRetriedScriptsAreIdempotent(t *testing.T) {
 		const token = "0123456789abcdef0123456789abcdef"
 		for i := range 2 {
 			res, err := claimScript.Run(ctx, b.r.client, []string{rec, lease, b.r.keys.attempts(key)},
-				fpA, token, 5000, 60000, time.Now().UnixMilli(), "SUBSCRIPTION_ORDER", "sub-1", key, deliveryHash(key), "split", 100).Slice()
+				fpA, token, 5000, 60000, time.Now().UnixMilli(), "SUBSCRIPTION_ORDER", "sub-1", key, deliveryHash(key), "split", 100, "").Slice()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
+)
+
+// A unit is one delivery's Redis work in as few round trips as its rules
+// allow, on a single node or Sentinel (one script may touch every key
+// there; on Cluster the delivery and its subscription live in different
+// slots, and every call makes its own round trip):
+//
+//   - the claim script also takes the subscription's lock, with a token of
+//     its own, and reads its account (when the lock is free: else the
+//     processing waits for it as always), so the processing's Lock and
+//     first Account read cost nothing;
+//   - the last save of the processing (provisioning's SaveFinal: the one
+//     the reply rests on) is written by the Complete or Release script,
+//     with the outcome, and the lock is dropped there too.
+//
+// Every save before an outside call (an intent, a step "calling") is
+// written at once, as without a unit. A reply never rests on a write that
+// did not happen: when the record script with the joined save fails, or
+// its fences (the claim's lease, the lock) no longer hold, Complete and
+// Release return inbox.ErrUnsaved and the delivery is answered 503.
+//
+// The inbox binds the unit to the processing's context (inbox.Claim's
+// Bind); the store's account methods find it there, for its subscription
+// only.
+type unit struct {
+	sub  string
+	lock string // the lock's token; "" when the claim could not take it
+
+	mu      sync.Mutex
+	account []byte // prefetched by the claim; nil: none
+	stale   bool   // the unit saved the account since: account is not it
+	save    *finalSave
+}
+
+// finalSave is a SaveFinal held for the outcome's record script: the
+// arguments of saveAccountLua.
+type finalSave struct {
+	keys []string // identifier index, user index, settle due, settle since
+	args []any    // account JSON, subscription, identifier, user flag, due ms, since ms
+}
+
+type unitKey struct{}
+
+// bind is the inbox.Claim Bind of a unit.
+func (u *unit) bind(ctx context.Context) context.Context {
+	return context.WithValue(ctx, unitKey{}, u)
+}
+
+// unitOf is the unit bound to ctx for subscription, with its lock held;
+// nil when there is none.
+func unitOf(ctx context.Context, subscription string) *unit {
+	u, _ := ctx.Value(unitKey{}).(*unit)
+	if u == nil || u.lock == "" || u.sub != subscription {
+		return nil
+	}
+	return u
+}
+
+// prefetched is the account the claim read, until the unit saves one:
+// every write of an account is fenced by its lock, which the unit holds,
+// so nothing else changes it meanwhile. ok is false once it is stale (a
+// read then goes to Redis).
+func (u *unit) prefetched() (a events.Account, ok bool, err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	b := u.account
+	switch {
+	case u.save != nil: // held for the record script: the account as it will be
+		b = u.save.args[0].([]byte)
+	case u.stale:
+		return events.Account{}, false, nil
+	}
+	if b == nil {
+		return events.Account{}, true, fmt.Errorf("account %q: %w", u.sub, events.ErrNotFound)
+	}
+	if err := json.Unmarshal(b, &a); err != nil {
+		return events.Account{}, true, fmt.Errorf("decoding account %q: %w", u.sub, err)
+	}
+	return a, true, nil
+}
+
+// saved marks the prefetched account as no longer the stored one, and
+// drops a held save: a save written since supersedes it.
+func (u *unit) saved() {
+	u.mu.Lock()
+	u.stale, u.save = true, nil
+	u.mu.Unlock()
+}
+
+// hold keeps s for the record script; false when s is not the unit's to
+// hold (the writer holds no token of it).
+func (u *unit) hold(token string, s *finalSave) bool {
+	if token != u.lock {
+		return false
+	}
+	u.mu.Lock()
+	u.save, u.stale = s, true
+	u.mu.Unlock()
+	return true
+}
+
+// recordArgs are the unit's keys and arguments of the Complete and
+// Release scripts (see luaUnit); for no unit, one empty argument.
+func (r *Redis) unitArgs(ctx context.Context) (keys []string, args []any, saving bool) {
+	u, _ := ctx.Value(unitKey{}).(*unit)
+	if u == nil || u.lock == "" {
+		return nil, []any{""}, false
+	}
+	u.mu.Lock()
+	s := u.save
+	u.mu.Unlock()
+	keys = []string{r.keys.lock(u.sub), r.keys.account(u.sub)}
+	if s == nil {
+		return keys, []any{u.lock, ""}, false
+	}
+	return append(keys, s.keys...), append([]any{u.lock, "1"}, s.args...), true
+}
+
+// unsaved is the error of a record call that failed with the unit's save
+// joined to it: the reply must not rest on it.
+func unsaved(saving bool, err error) error {
+	if saving && err != nil {
+		return fmt.Errorf("%w: %w", inbox.ErrUnsaved, err)
+	}
+	return err
+}
+
+// luaUnit is the unit's part of the Complete and Release scripts. Its
+// keys start at KEYS[k] (lock, account, identifier index, user index,
+// settle due, settle since), its arguments at ARGV[a] (lock token, "1"
+// when there is a save, then saveAccountLua's arguments); a lock token ""
+// is no unit.
+//
+// unit_holds: the unit's fence. Without a save to make, a lost lock
+// changes nothing; with one, the save must be fenced like any other.
+// unit_end: the save, and the lock dropped.
+const luaUnit = `
+local function unit_holds(k, a)
+  if ARGV[a] == '' then return true end
+  if redis.call('GET', KEYS[k]) == ARGV[a] then return true end
+  return ARGV[a + 1] ~= '1'
+end
+local function unit_end(k, a)
+  if ARGV[a] == '' or redis.call('GET', KEYS[k]) ~= ARGV[a] then return end
+  if ARGV[a + 1] == '1' then
+    save_account(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5],
+      ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7])
+  end
+  redis.call('DEL', KEYS[k])
+end
+`
