@@ -112,6 +112,20 @@ func commandStats(ctx context.Context, addr string) (map[string]int, error) {
 	return parseCommandStats(info)
 }
 
+// usedMemory reads INFO memory's used_memory: the bytes Redis holds.
+func usedMemory(ctx context.Context, addr string) (int64, error) {
+	info, err := redisCommand(ctx, addr, "INFO", "memory")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("INFO memory has no used_memory")
+}
+
 // parseCommandStats reads "cmdstat_get:calls=12,usec=..." lines.
 func parseCommandStats(info string) (map[string]int, error) {
 	out := map[string]int{}

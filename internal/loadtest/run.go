@@ -289,6 +289,7 @@ type burstResult struct {
 	row
 	subscriptions int
 	users         int      // Q2 users the sandbox holds afterwards
+	redisBytes    int64    // Redis used_memory grown by the burst (0: unknown)
 	inactive      []string // subscriptions not active after the burst
 	checkErr      error    // the read API could not be asked
 }
@@ -313,6 +314,7 @@ func (b *bench) burst(ctx context.Context, stderr io.Writer) (*burstResult, erro
 	if err != nil {
 		return nil, err
 	}
+	memBefore, memErr := usedMemory(ctx, st.redisAddr)
 	bodies, subs := b.tmpl.q2.ordersOf(b.cfg.Burst.N)
 	fmt.Fprintf(stderr, "burst: %d ORDERs of new subscriptions at %d to the service ...\n", b.cfg.Burst.N, b.cfg.Burst.C)
 	r, err := b.runPhase(ctx, svc, phase{name: phaseBurst, load: b.cfg.Burst, bodies: bodies, extension: b.tmpl.q2.extension}, shot{resend: true})
@@ -328,6 +330,9 @@ func (b *bench) burst(ctx context.Context, stderr io.Writer) (*burstResult, erro
 		return res, err
 	}
 	res.users = after.Users - base.Users
+	if memAfter, err := usedMemory(ctx, st.redisAddr); err == nil && memErr == nil {
+		res.redisBytes = memAfter - memBefore
+	}
 	return res, nil
 }
 
@@ -383,6 +388,10 @@ func (res *burstResult) print(w io.Writer) {
 	fmt.Fprintf(w, "  Enrollment calls: %d, Q2 users created: %d, for %d subscriptions (%s); CPU/req %s; peak RSS %s\n",
 		r.Enrollments, res.users, res.subscriptions, verdict(r.Enrollments == res.subscriptions && res.users == res.subscriptions),
 		us(r.cpuPerRequest()), mib(r.PeakRSSKB))
+	if res.redisBytes > 0 && res.subscriptions > 0 {
+		fmt.Fprintf(w, "  Redis: used_memory grew %s, %d bytes per subscription (everything its ORDER wrote, allocator overhead included)\n",
+			mib(res.redisBytes/1024), res.redisBytes/int64(res.subscriptions))
+	}
 }
 
 func verdict(ok bool) string {
