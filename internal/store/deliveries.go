@@ -366,6 +366,12 @@ func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, e
 	}
 	res, err := r.runBeside(ctx, scriptCall{claimScript, keys, args}, beside...)
 	if err != nil {
+		if lockToken != "" {
+			// The script may have run before its reply was lost: the
+			// subscription's lock must not wait for its lease with nobody
+			// working under it (fenced by the token: a no-op otherwise).
+			r.unlock(context.WithoutCancel(ctx), c.Subscription, r.keys.lock(c.Subscription), lockToken)
+		}
 		return inbox.Claim{}, unavailable("claim", err)
 	}
 	bad := func() (inbox.Claim, error) {
@@ -454,7 +460,7 @@ func (r *Redis) Complete(ctx context.Context, key, token string, res inbox.Resul
 		copyKey = r.keys.copy(res.CopyKey)
 	}
 	head := []any{token, res.Kind.String(), res.Body, res.Code, res.Duration.Milliseconds(), millis(ttl), copyKey}
-	applied, err := r.recordOutcome(ctx, "completing", completeScript, key, head, res)
+	applied, err := r.recordOutcome(ctx, "completing", "done", completeScript, key, head, res)
 	if err != nil {
 		return err
 	}
@@ -476,7 +482,7 @@ func (r *Redis) Release(ctx context.Context, key, token string, res inbox.Result
 		return fmt.Errorf("store: release: need a key and a token")
 	}
 	head := []any{token, res.Code, res.Duration.Milliseconds(), res.Kind.String()}
-	_, err := r.recordOutcome(ctx, "releasing", releaseScript, key, head, res)
+	_, err := r.recordOutcome(ctx, "releasing", "released", releaseScript, key, head, res)
 	return err
 }
 
@@ -488,7 +494,7 @@ func (r *Redis) Release(ctx context.Context, key, token string, res inbox.Result
 // which did happen), and a retry's earlier attempt is counted out after.
 // applied reports that this call wrote the outcome (not a retried call's
 // first run).
-func (r *Redis) recordOutcome(ctx context.Context, doing string, script *redis.Script, key string, head []any, res inbox.Result) (applied bool, err error) {
+func (r *Redis) recordOutcome(ctx context.Context, doing, state string, script *redis.Script, key string, head []any, res inbox.Result) (applied bool, err error) {
 	a := attemptOf(res)
 	h := deliveryHash(key)
 	rec, lease := r.keys.delivery(key)
@@ -508,9 +514,17 @@ func (r *Redis) recordOutcome(ctx context.Context, doing string, script *redis.S
 	keys, args = append(keys, ukeys...), append(args, uargs...)
 	out, err := r.runBeside(ctx, scriptCall{script, keys, args}, beside...)
 	if err != nil {
+		if saving && r.recorded(ctx, rec, state, head[0]) {
+			// The reply was lost, not the write: the record says this
+			// token's outcome is in, and with it, in the same atomic
+			// step, the save it carried.
+			return true, nil
+		}
+		r.unlockUnit(ctx)
 		return false, unsaved(saving, unavailable(doing+" delivery", err))
 	}
 	if len(out) == 0 || out[0] != int64(1) {
+		r.unlockUnit(ctx)
 		return false, unsaved(saving, fmt.Errorf("%s delivery: %w", doing, events.ErrLeaseLost))
 	}
 	if len(out) < 2 {

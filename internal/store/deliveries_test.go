@@ -455,3 +455,40 @@ func TestRetriedScriptsAreIdempotent(t *testing.T) {
 		}
 	})
 }
+
+// The claim and the outcome of a delivery with its unit (the
+// subscription's lock, a held save) run twice with the same arguments,
+// as go-redis retries them after a lost reply: the second claim is Fresh
+// with the lock, the second Complete answers done, and the save is in.
+func TestRetriedUnitScriptsAreIdempotent(t *testing.T) {
+	b := newMiniBackend(t)
+	ctx := ctxT(t)
+	const key, sub = "id:retried-unit", "sub-unit"
+	keys, h, mode := b.r.deliveryKeys(key, sub)
+	keys = append(keys, b.r.keys.lock(sub), b.r.keys.account(sub))
+	const token, lockToken = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+	for i := range 2 {
+		res, err := claimScript.Run(ctx, b.r.client, keys, fpA, token, 5000, 60000, time.Now().UnixMilli(),
+			"SUBSCRIPTION_ORDER", sub, key, h, mode, 100, lockToken).Slice()
+		if err != nil || len(res) < 2 || res[0] != "fresh" || res[1] != int64(1) {
+			t.Fatalf("claim run %d = %v, %v: want fresh with the lock", i+1, res, err)
+		}
+	}
+	u := &unit{sub: sub, lock: lockToken}
+	uctx := u.bind(ctx)
+	now := time.Now().UTC()
+	if err := b.r.SaveFinal(uctx, lockToken, events.Account{SubscriptionID: sub, Product: "p", CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := b.r.Complete(uctx, key, token, inbox.Result{Subscription: sub, Kind: events.Final, Body: []byte(`{}`), Code: "SUCCESS"}, time.Hour); err != nil {
+			t.Errorf("complete run %d: %v", i+1, err)
+		}
+	}
+	if _, err := b.r.Account(ctx, sub); err != nil {
+		t.Errorf("account after the retried complete: %v", err)
+	}
+	if b.mr.Exists(b.r.keys.lock(sub)) {
+		t.Error("the lock is still held")
+	}
+}

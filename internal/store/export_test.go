@@ -9,3 +9,6 @@ func AddHook(r *Redis, h redis.Hook) { r.client.AddHook(h) }
 // CompleteScriptHash is the SHA-1 of the script that records a final
 // outcome, for the tests that break it.
 var CompleteScriptHash = completeScript.Hash()
+
+// ClaimScriptHash is the SHA-1 of the claim script.
+var ClaimScriptHash = claimScript.Hash()

@@ -126,6 +126,26 @@ func (r *Redis) unitArgs(ctx context.Context) (keys []string, args []any, saving
 	return append(keys, s.keys...), append([]any{u.lock, "1"}, s.args...), true
 }
 
+// unlockUnit frees the unit's lock after a record script that did not
+// run or did not write: the lock must not wait for its lease with nobody
+// working under it. Fenced by the token: a no-op when the script did drop
+// it, or another holder has it.
+func (r *Redis) unlockUnit(ctx context.Context) {
+	if u, _ := ctx.Value(unitKey{}).(*unit); u != nil && u.lock != "" {
+		r.unlock(context.WithoutCancel(ctx), u.sub, r.keys.lock(u.sub), u.lock)
+	}
+}
+
+// recorded reports whether the delivery record rec is in state with the
+// fencing token: after a record script whose reply was lost, whether it
+// ran. Asked on a budget of its own (the caller's may be what ran out).
+func (r *Redis) recorded(ctx context.Context, rec, state string, token any) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unlockTimeout)
+	defer cancel()
+	f, err := r.client.HMGet(ctx, rec, "state", "token").Result()
+	return err == nil && len(f) == 2 && f[0] == state && f[1] == token
+}
+
 // unsaved is the error of a record call that failed with the unit's save
 // joined to it: the reply must not rest on it.
 func unsaved(saving bool, err error) error {

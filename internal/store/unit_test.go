@@ -253,3 +253,99 @@ func TestJoinedSaveIsFenced(t *testing.T) {
 		})
 	}
 }
+
+// lose runs a command and then drops its reply, once, for the first
+// command match accepts: the write happened, the caller does not know.
+type lose struct {
+	mu    sync.Mutex
+	match func([]any) bool
+}
+
+func (l *lose) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (l *lose) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (l *lose) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.match != nil && l.match(cmd.Args()) {
+			l.match = nil
+			cmd.SetErr(errors.New("reply lost by the test"))
+			return cmd.Err()
+		}
+		return err
+	}
+}
+
+// script matches a run of the script whose SHA-1 is hash.
+func script(hash string) func([]any) bool {
+	return func(a []any) bool { return len(a) > 1 && a[0] == "evalsha" && a[1] == hash }
+}
+
+const (
+	orderJSON  = "../provisioning/testdata/subscription-order.json"
+	cancelJSON = "../provisioning/testdata/subscription-cancel.json"
+)
+
+// The subscription's lock taken by a claim never outlives the delivery:
+// not when the claim's reply is lost (the script ran, the inbox answered
+// 503), not when the outcome's script fails. The next event of the
+// subscription and the settler get it at once.
+func TestUnitLockNeverOutlivesTheDelivery(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		breaks func(e *unitEnv, l *lose)
+	}{
+		{"claim reply lost", func(e *unitEnv, l *lose) { l.match = script(store.ClaimScriptHash) }},
+		{"complete failed", func(e *unitEnv, l *lose) { e.sent.breaks = script(store.CompleteScriptHash) }},
+		{"complete reply lost", func(e *unitEnv, l *lose) { l.match = script(store.CompleteScriptHash) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newUnitEnv(t)
+			l := &lose{}
+			store.AddHook(e.DB, l)
+			const sub = "leak-1"
+			if a := e.receive(t, "id:order", testevents.Fixture(t, orderJSON, sub, "")); a.Kind != events.Final {
+				t.Fatalf("ORDER answered %v %s", a.Kind, a.Body)
+			}
+			tc.breaks(e, l)
+			e.receive(t, "id:order-again", testevents.Fixture(t, orderJSON, sub, "")) // another delivery of the ORDER
+			e.sent.breaks, l.match = nil, nil
+			if e.Mini.Exists("webhook:lock:{" + sub + "}") {
+				t.Error("the subscription's lock outlives the delivery")
+			}
+			if _, err := e.Service.Settle(context.Background(), sub); errors.Is(err, events.ErrBusy) {
+				t.Errorf("settler: %v", err)
+			}
+			acct := e.Account(sub)
+			if a := e.receive(t, "id:cancel", testevents.Fixture(t, cancelJSON, sub, acct.AccountIdentifier)); a.Kind != events.Final {
+				t.Errorf("CANCEL after it answered %v %s, want it carried out", a.Kind, a.Body)
+			}
+		})
+	}
+}
+
+// A record script that ran but whose reply was lost carried the save:
+// the reply is the outcome, not a 503 that says nothing was promised over
+// a promise Redis holds (if no copy came, the promised intent would never
+// be given up, and the user would be left behind a refusal).
+func TestLostCompleteReplyAnswersTheOutcome(t *testing.T) {
+	e := newUnitEnv(t)
+	l := &lose{}
+	store.AddHook(e.DB, l)
+	e.receive(t, "id:warm-up", testevents.Fixture(t, orderJSON, "warm-up", ""))
+	const sub = "lost-1"
+	l.match = script(store.CompleteScriptHash)
+	a := e.receive(t, "id:lost", testevents.Fixture(t, orderJSON, sub, ""))
+	acct := e.Account(sub)
+	rec, err := e.DB.Delivery(context.Background(), "id:lost")
+	if err != nil || rec.State != "done" || !acct.Intent.Promised {
+		t.Fatalf("record %+v, %v, promised %v: want the outcome written", rec, err, acct.Intent.Promised)
+	}
+	if a.Kind != events.Final || !strings.Contains(string(a.Body), `"success":true`) {
+		t.Errorf("answered %v %s over a written promise, want the success", a.Kind, a.Body)
+	}
+}
