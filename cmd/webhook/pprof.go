@@ -3,17 +3,5 @@
 package main
 
 // Built only with -tags pprof (the load benchmark's --profile): the Go
-// profiles on PPROF_ADDR, on a listener of their own. Never in a
-// deployed binary.
-
-import (
-	"net/http"
-	_ "net/http/pprof" // registers /debug/pprof/ on http.DefaultServeMux
-	"os"
-)
-
-func init() {
-	if addr := os.Getenv("PPROF_ADDR"); addr != "" {
-		go func() { _ = http.ListenAndServe(addr, nil) }()
-	}
-}
+// profiles on PPROF_ADDR. Never in a deployed binary.
+import _ "github.com/banking-marketplace/webhook/internal/pprofserve"
