@@ -95,3 +95,38 @@ func TestAppDirectDoorStatuses(t *testing.T) {
 		})
 	}
 }
+
+// The event's URL is read from eventUrl, else from url (the name some of
+// AppDirect's pages give it): that is what the marketplace check sees.
+func TestAppDirectEventURLParameter(t *testing.T) {
+	t.Parallel()
+	const a, b = "https://market.example/api/integration/v1/events/a", "https://market.example/api/integration/v1/events/b"
+	for _, tc := range []struct {
+		name, query, want string
+	}{
+		{"eventUrl", "eventUrl=" + a, a},
+		{"url", "url=" + b, b},
+		{"both: eventUrl first", "url=" + b + "&eventUrl=" + a, a},
+		{"neither", "other=" + a, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var checked []string
+			var mu sync.Mutex
+			h := New(Config{Receiver: &fakeReceiver{}, AppDirect: &AppDirect{Notifier: &notifier{reply: okReply}, Auth: notifyAuth{},
+				Check: func(raw string) (string, string, error) {
+					mu.Lock()
+					checked = append(checked, raw)
+					mu.Unlock()
+					if raw == "" {
+						return "", "", errors.New("no eventUrl")
+					}
+					return "tok", "https://market.example", nil
+				}}})
+			rec := do(t, h, http.MethodGet, "/appdirect/events?"+tc.query, nil, nil)
+			if len(checked) != 1 || checked[0] != tc.want {
+				t.Errorf("checked %q, want %q (status %d)", checked, tc.want, rec.Code)
+			}
+		})
+	}
+}
