@@ -168,16 +168,14 @@ func (r *Redis) saveOf(a events.Account, b []byte, dueMS, sinceMS string) *final
 // wait for replicas) it is SaveAccount.
 func (r *Redis) SaveFinal(ctx context.Context, lockToken string, a events.Account) error {
 	u := unitOf(ctx, a.SubscriptionID)
-	if u == nil || r.waitReplicas > 0 || r.cluster() {
+	if u == nil || lockToken != u.lock || r.waitReplicas > 0 || r.cluster() {
 		return r.SaveAccount(ctx, lockToken, a)
 	}
 	b, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("encoding account %q: %w", a.SubscriptionID, err)
 	}
-	if !u.hold(lockToken, r.saveOf(a, b, msOrEmpty(a.Settle.Due), msOrEmpty(a.Settle.Since))) {
-		return r.SaveAccount(ctx, lockToken, a)
-	}
+	u.hold(r.saveOf(a, b, msOrEmpty(a.Settle.Due), msOrEmpty(a.Settle.Since)))
 	return nil
 }
 

@@ -34,7 +34,7 @@ import (
 // only.
 type unit struct {
 	sub  string
-	lock string // the lock's token; "" when the claim could not take it
+	lock string // the lock's token (no unit is bound when the claim could not take it)
 
 	mu      sync.Mutex
 	account []byte // prefetched by the claim; nil: none
@@ -60,7 +60,7 @@ func (u *unit) bind(ctx context.Context) context.Context {
 // nil when there is none.
 func unitOf(ctx context.Context, subscription string) *unit {
 	u, _ := ctx.Value(unitKey{}).(*unit)
-	if u == nil || u.lock == "" || u.sub != subscription {
+	if u == nil || u.sub != subscription {
 		return nil
 	}
 	return u
@@ -97,23 +97,18 @@ func (u *unit) saved() {
 	u.mu.Unlock()
 }
 
-// hold keeps s for the record script; false when s is not the unit's to
-// hold (the writer holds no token of it).
-func (u *unit) hold(token string, s *finalSave) bool {
-	if token != u.lock {
-		return false
-	}
+// hold keeps s for the record script.
+func (u *unit) hold(s *finalSave) {
 	u.mu.Lock()
 	u.save, u.stale = s, true
 	u.mu.Unlock()
-	return true
 }
 
 // recordArgs are the unit's keys and arguments of the Complete and
 // Release scripts (see luaUnit); for no unit, one empty argument.
 func (r *Redis) unitArgs(ctx context.Context) (keys []string, args []any, saving bool) {
 	u, _ := ctx.Value(unitKey{}).(*unit)
-	if u == nil || u.lock == "" {
+	if u == nil {
 		return nil, []any{""}, false
 	}
 	u.mu.Lock()
@@ -131,7 +126,7 @@ func (r *Redis) unitArgs(ctx context.Context) (keys []string, args []any, saving
 // working under it. Fenced by the token: a no-op when the script did drop
 // it, or another holder has it.
 func (r *Redis) unlockUnit(ctx context.Context) {
-	if u, _ := ctx.Value(unitKey{}).(*unit); u != nil && u.lock != "" {
+	if u, _ := ctx.Value(unitKey{}).(*unit); u != nil {
 		r.unlock(context.WithoutCancel(ctx), u.sub, r.keys.lock(u.sub), u.lock)
 	}
 }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -122,7 +123,7 @@ func TestNewOrderRoundTrips(t *testing.T) {
 		t.Fatalf("ORDER answered %v %s", a.Kind, a.Body)
 	}
 	want := []string{"evalsha webhook:delivery:{…}", "evalsha webhook:lock:{…}", "evalsha webhook:delivery:{…}"}
-	if got := e.sent.take(); !equal(got, want) {
+	if got := e.sent.take(); !slices.Equal(got, want) {
 		t.Errorf("a new ORDER sent %q, want %q", got, want)
 	}
 	calls := e.Q2.Sandbox.Stats().Calls
@@ -183,18 +184,6 @@ func TestOutcomeNotRecordedPromisesNothing(t *testing.T) {
 	if acct := e.Account(sub); !acct.Intent.Promised || !acct.Settled() {
 		t.Errorf("account after the copy: %+v, want promised and settled", acct)
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // The save joined to an outcome is fenced by the subscription's lock as
