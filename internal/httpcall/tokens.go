@@ -3,7 +3,9 @@ package httpcall
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -136,4 +138,43 @@ func Token(ctx context.Context, ts oauth2.TokenSource) (*oauth2.Token, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// TokenErrors is how one client names the failures of its token
+// requests, so that every client maps them the same way.
+type TokenErrors struct {
+	Call               string // "q2 token": what the errors say was called
+	Transient, Invalid error  // the client's kinds for "try again" and "an unusable reply"
+	// Status is the client's own error for the token endpoint's error
+	// reply (not a redirect), with its Retry-After (0 when none).
+	Status func(re *oauth2.RetrieveError, retryAfter time.Duration) error
+}
+
+// Map turns an error of Token or Tokens.Refresh under ctx into the
+// client's: ctx's end and a reply that never came are transient; a
+// redirect (the core's client follows none) and a reply without a usable
+// token are invalid; an error reply is Status's. The core marks it as not
+// sent when it ends an attempt: the route itself was not called.
+func (e TokenErrors) Map(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return TransportError(e.Call, e.Transient, err)
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		code := re.Response.StatusCode
+		if code >= 300 && code < 400 {
+			var from *url.URL
+			if re.Response.Request != nil {
+				from = re.Response.Request.URL
+			}
+			return &ReplyError{Call: e.Call, Status: code, Kind: e.Invalid, Reason: RedirectReason(from, re.Response.Header.Get("Location"))}
+		}
+		retryAfter, _ := ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now())
+		return e.Status(re, retryAfter)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return TransportError(e.Call, e.Transient, err)
+	}
+	return fmt.Errorf("%s: %w: no usable token in the reply", e.Call, e.Invalid)
 }

@@ -3,9 +3,6 @@ package q2api
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"net/url"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -16,31 +13,18 @@ import (
 // token gets a token from ts, giving up when ctx is done.
 func token(ctx context.Context, ts oauth2.TokenSource) (*oauth2.Token, error) {
 	tok, err := httpcall.Token(ctx, ts)
-	switch {
-	case err == nil:
-		return tok, nil
-	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
-		return nil, httpcall.TransportError("q2 token", ErrTransient, err)
+	if err != nil {
+		return nil, tokenErrors.Map(ctx, err)
 	}
-	return nil, tokenError(err)
+	return tok, nil
 }
 
-// tokenError maps a failed token request. The core marks it as not sent
-// when it ends an attempt: the Q2 route itself was not called.
-func tokenError(err error) error {
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		code := re.Response.StatusCode
-		if code >= 300 && code < 400 { // the core's client followed no redirect
-			var from *url.URL
-			if re.Response.Request != nil {
-				from = re.Response.Request.URL
-			}
-			reason := httpcall.RedirectReason(from, re.Response.Header.Get("Location"))
-			return &httpcall.ReplyError{Call: "q2 token", Status: code, Kind: ErrInvalidResponse, Reason: reason}
-		}
-		e := &APIError{Endpoint: "token", Status: code}
-		e.RetryAfter, _ = httpcall.ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now())
+// tokenErrors maps a failed token request (httpcall.TokenErrors): an
+// error reply is an APIError of endpoint "token", invalid_client refused
+// credentials.
+var tokenErrors = httpcall.TokenErrors{Call: "q2 token", Transient: ErrTransient, Invalid: ErrInvalidResponse,
+	Status: func(re *oauth2.RetrieveError, retryAfter time.Duration) error {
+		e := &APIError{Endpoint: "token", Status: re.Response.StatusCode, RetryAfter: retryAfter}
 		if re.ErrorCode != "" {
 			e.Errors, _ = json.Marshal([]string{re.ErrorCode})
 		}
@@ -49,10 +33,4 @@ func tokenError(err error) error {
 			e.kind = ErrUnauthorized
 		}
 		return e
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return httpcall.TransportError("q2 token", ErrTransient, err)
-	}
-	return fmt.Errorf("q2 token: %w: no usable token in the reply", ErrInvalidResponse)
-}
+	}}

@@ -124,10 +124,7 @@ func (c *Client) CheckToken(ctx context.Context) error {
 		return nil
 	}
 	if err := c.auth.Refresh(ctx); err != nil {
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return httpcall.TransportError("q2 token", ErrTransient, err)
-		}
-		return tokenError(err)
+		return tokenErrors.Map(ctx, err)
 	}
 	return nil
 }
