@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -9,12 +8,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,25 +19,9 @@ import (
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/sandbox"
+	"github.com/banking-marketplace/webhook/internal/testbrowser"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
-
-// chromiumPath finds a Chromium or Chrome to drive. Without one the test
-// skips, saying why, except under CI=true, where it fails: a CI that skips
-// the browser test proves nothing about the console.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "headless_shell", "headless-shell", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-		t.Fatal("no chromium on PATH, and CI=true: the browser test must run in CI; install it (apt-get install -y chromium)")
-	}
-	t.Skip("no chromium on PATH: skipping the browser test (apt-get install -y chromium to run it; with CI=true it fails instead)")
-	return ""
-}
 
 // freeAddr is a loopback address with a free port.
 func freeAddr(t *testing.T) string {
@@ -81,126 +60,6 @@ func withPersonalData(t *testing.T, body []byte) []byte {
 	return b
 }
 
-// tab is one headless Chromium tab on the console, through a TLS proxy as
-// in production (the session cookie is __Host- and Secure), keeping the
-// HTML of every page it saw and writing a screenshot of each to
-// CONSOLE_SCREENSHOTS when it is set.
-type tab struct {
-	t     *testing.T
-	ctx   context.Context
-	base  string
-	dir   string
-	n     int
-	pages map[string]string // what each page showed, by path
-}
-
-func (b *tab) run(what string, actions ...chromedp.Action[chromedp.Void]) {
-	b.t.Helper()
-	if err := chromedp.Do(b.ctx, actions...); err != nil {
-		b.t.Fatalf("%s: %v", what, err)
-	}
-}
-
-// keep records the page's HTML for the personal-data check.
-func (b *tab) keep() {
-	b.t.Helper()
-	html, err := chromedp.Run(b.ctx, chromedp.OuterHTML(chromedp.CSS("html")))
-	if err != nil {
-		b.t.Fatalf("reading the page: %v", err)
-	}
-	b.pages[b.location()] = html
-}
-
-func (b *tab) open(path string) int64 {
-	b.t.Helper()
-	resp, err := chromedp.RunResponse(b.ctx, chromedp.Navigate(b.base+path))
-	if err != nil {
-		b.t.Fatalf("opening %s: %v", path, err)
-	}
-	b.keep()
-	return resp.Status
-}
-
-func (b *tab) click(sel string) int64 {
-	b.t.Helper()
-	resp, err := chromedp.RunResponse(b.ctx, chromedp.Click(chromedp.CSS(sel)))
-	if err != nil {
-		b.t.Fatalf("clicking %s: %v", sel, err)
-	}
-	b.keep()
-	return resp.Status
-}
-
-// search types q in the top bar's search box and sends it.
-func (b *tab) search(q string) {
-	b.t.Helper()
-	if _, err := chromedp.RunResponse(b.ctx, chromedp.Steps(
-		chromedp.SetValue(chromedp.CSS(`.top input[name="q"]`), q),
-		chromedp.Submit(chromedp.CSS(`.top input[name="q"]`)),
-	)); err != nil {
-		b.t.Fatalf("searching %q: %v", q, err)
-	}
-	b.keep()
-}
-
-func (b *tab) text(sel string) string {
-	b.t.Helper()
-	s, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		b.t.Fatalf("reading %s: %v", sel, err)
-	}
-	return s
-}
-
-func (b *tab) wantText(sel string, want ...string) {
-	b.t.Helper()
-	got := b.text(sel)
-	for _, w := range want {
-		if !strings.Contains(got, w) {
-			b.t.Errorf("%s on %s does not say %q; it says:\n%s", sel, b.location(), w, got)
-		}
-	}
-}
-
-func (b *tab) count(sel string) int {
-	b.t.Helper()
-	nodes, err := chromedp.Run(b.ctx, chromedp.Nodes(chromedp.CSSAll(sel), chromedp.AtLeast(0)))
-	if err != nil {
-		b.t.Fatalf("finding %s: %v", sel, err)
-	}
-	return len(nodes)
-}
-
-func (b *tab) location() string {
-	b.t.Helper()
-	loc, err := chromedp.Run(b.ctx, chromedp.Location())
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	u, err := url.Parse(loc)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	return u.RequestURI()
-}
-
-// shot writes the whole page as NN-name.png in the screenshots folder.
-func (b *tab) shot(name string) {
-	b.t.Helper()
-	if b.dir == "" {
-		return
-	}
-	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		b.t.Fatalf("screenshot %s: %v", name, err)
-	}
-	b.n++
-	file := filepath.Join(b.dir, fmt.Sprintf("%02d-%s.png", b.n, name))
-	if err := os.WriteFile(file, png, 0o644); err != nil {
-		b.t.Fatalf("writing %s: %v", file, err)
-	}
-}
-
 // TestConsoleEndToEnd drives the console of the real binary, on real Redis
 // and the sandbox, in Chromium, as an operator would: sign in with a read
 // API token; find an ORDER that Q2's Enrollment failed three times before
@@ -211,13 +70,7 @@ func (b *tab) shot(name string) {
 // page it saw, and no read API reply, carries the events' personal data.
 func TestConsoleEndToEnd(t *testing.T) {
 	t.Parallel()
-	execPath := chromiumPath(t)
-	dir := os.Getenv("CONSOLE_SCREENSHOTS")
-	if dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatalf("CONSOLE_SCREENSHOTS: %v", err)
-		}
-	}
+	execPath := testbrowser.Chromium(t)
 	bin := binary(t)
 	redis := testredis.Start(t)
 	sb, sandboxURL := startSandbox(t, q2sandbox.Config{})
@@ -268,77 +121,66 @@ func TestConsoleEndToEnd(t *testing.T) {
 	cancel := withPersonalData(t, withSubscription(t, "subscription-cancel.json", stuck, rep.AccountIdentifier))
 	wantReply(t, post(t, biz, cancel, http.Header{"Webhook-Id": {"msg_console_stuck_cancel"}}), 200, "")
 
-	// The browser.
-	ctx, stop := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer stop()
-	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
-		chromedp.ExecPath(execPath),
-		chromedp.Flag("ignore-certificate-errors", true), // httptest's own certificate
-		chromedp.WindowSize(1360, 900),
-	)
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-	b := &tab{t: t, ctx: bctx, base: proxy.URL, dir: dir, pages: map[string]string{}}
+	// The browser, keeping every page for the personal-data check.
+	b := testbrowser.New(t, execPath, proxy.URL, true)
 
 	// Sign in with a read API token.
-	b.open("/console/")
-	if loc := b.location(); !strings.HasPrefix(loc, "/console/signin") {
+	b.Open("/console/")
+	if loc := b.Location(); !strings.HasPrefix(loc, "/console/signin") {
 		t.Fatalf("signed out, the console is at %s, want the sign-in page", loc)
 	}
-	b.shot("signin")
-	b.run("typing the token", chromedp.SendKeys(chromedp.CSS("#token"), apiToken))
-	if st := b.click(`.signin button[type="submit"]`); st != 200 {
+	b.Shot("signin")
+	b.Do("typing the token", chromedp.SendKeys(chromedp.CSS("#token"), apiToken))
+	if st := b.Click(`.signin button[type="submit"]`); st != 200 {
 		t.Fatalf("sign-in: HTTP %d", st)
 	}
-	if loc := b.location(); loc != "/console/" {
+	if loc := b.Location(); loc != "/console/" {
 		t.Fatalf("after sign-in the console is at %s, want the overview", loc)
 	}
 	// Q2's last answer was the CANCEL's 503: the overview says so first.
-	b.wantText("main", "An outside system is not answering", "Q2 unreachable", "1 not settled", "Recent failures", "FORBIDDEN",
+	b.WantText("main", "An outside system is not answering", "Q2 unreachable", "1 not settled", "Recent failures", "FORBIDDEN",
 		"helix.provision: helix 195122", "Helix")
-	b.shot("overview")
+	b.Shot("overview")
 
 	// The ORDER that failed three times, by its webhook-id: its four
 	// attempts, three 503s with their reason, then the success.
-	b.search(orderID)
-	if loc := b.location(); loc != "/console/deliveries/"+url.PathEscape("id:"+orderID) {
+	b.Search(orderID)
+	if loc := b.Location(); loc != "/console/deliveries/"+url.PathEscape("id:"+orderID) {
 		t.Fatalf("searching %s led to %s, want its delivery", orderID, loc)
 	}
-	if n := b.count("li.tl"); n != 4 {
+	if n := b.Count("li.tl"); n != 4 {
 		t.Errorf("the ORDER shows %d attempts, want 4", n)
 	}
-	if n := b.count("li.tl.warn"); n != 3 {
+	if n := b.Count("li.tl.warn"); n != 3 {
 		t.Errorf("the ORDER shows %d failed attempts in amber, want 3", n)
 	}
-	b.wantText("main", "SUBSCRIPTION_ORDER: SUCCESS after 4 attempts", orderID, "q2.provision: HTTP 503", "TRANSPORT_ERROR",
+	b.WantText("main", "SUBSCRIPTION_ORDER: SUCCESS after 4 attempts", orderID, "q2.provision: HTTP 503", "TRANSPORT_ERROR",
 		"HTTP 503", "Enrollment", "LookupUser", "SUCCESS")
-	b.shot("delivery")
-	b.click(`.crumbs a[href^="/console/subscriptions/"]`)
-	b.wantText("main", "Settled: active everywhere", "sub-console-order")
-	b.shot("subscription")
+	b.Shot("delivery")
+	b.Click(`.crumbs a[href^="/console/subscriptions/"]`)
+	b.WantText("main", "Settled: active everywhere", "sub-console-order")
+	b.Shot("subscription")
 
 	// The Business Access ORDER that Helix refused: which step, and why.
-	b.search("sub-console-refused")
-	if loc := b.location(); loc != "/console/subscriptions/sub-console-refused" {
+	b.Search("sub-console-refused")
+	if loc := b.Location(); loc != "/console/subscriptions/sub-console-refused" {
 		t.Fatalf("searching sub-console-refused led to %s", loc)
 	}
-	b.wantText(".callout", "Refused (FORBIDDEN)", "nothing of it is left")
-	b.wantText("main", "helix.provision: helix 195122", "addEntitlement", "helix 195122", "HTTP 400", "Q2", "undone")
-	b.shot("subscription-refused")
+	b.WantText(".callout", "Refused (FORBIDDEN)", "nothing of it is left")
+	b.WantText("main", "helix.provision: helix 195122", "addEntitlement", "helix 195122", "HTTP 400", "Q2", "undone")
+	b.Shot("subscription-refused")
 
 	// The CANCEL that Q2 could not finish: unsettled, with Settle now. A
 	// POST without the form token is refused and changes nothing.
-	b.open("/console/subscriptions/" + stuck)
-	b.wantText(".callout", "Not settled", "Q2")
-	b.shot("subscription-unsettled")
-	b.run("taking the form token out", chromedp.RemoveAttribute(chromedp.CSS(`form.action input[name="csrf"]`), "name"))
-	if st := b.click(`form.action button[type="submit"]`); st != 403 {
+	b.Open("/console/subscriptions/" + stuck)
+	b.WantText(".callout", "Not settled", "Q2")
+	b.Shot("subscription-unsettled")
+	b.Do("taking the form token out", chromedp.RemoveAttribute(chromedp.CSS(`form.action input[name="csrf"]`), "name"))
+	if st := b.Click(`form.action button[type="submit"]`); st != 403 {
 		t.Errorf("settle now without the form token: HTTP %d, want 403", st)
 	}
-	b.wantText("main", "Refused: the form's token is missing or stale")
-	b.shot("refused-without-token")
+	b.WantText("main", "Refused: the form's token is missing or stale")
+	b.Shot("refused-without-token")
 
 	// Settle now, with Q2 answering again. So that the settler's own
 	// retry does not settle it first, wait until its next try is a few
@@ -354,31 +196,31 @@ func TestConsoleEndToEnd(t *testing.T) {
 		}
 		time.Sleep(time.Until(next) + time.Second)
 	}
-	b.open("/console/subscriptions/" + stuck)
+	b.Open("/console/subscriptions/" + stuck)
 	if err := sb.SetFault(sandbox.Fault{Route: "DeleteUser", Times: 0}); err != nil {
 		t.Fatal(err)
 	}
-	if st := b.click(`form.action button[type="submit"]`); st != 200 {
+	if st := b.Click(`form.action button[type="submit"]`); st != 200 {
 		t.Fatalf("settle now: HTTP %d", st)
 	}
-	b.wantText(".flash", "Settled: every step of "+stuck)
-	b.wantText(".callout", "Cancelled, and nothing of it is left")
-	if n := b.count("form.action"); n != 0 {
+	b.WantText(".flash", "Settled: every step of "+stuck)
+	b.WantText(".callout", "Cancelled, and nothing of it is left")
+	if n := b.Count("form.action"); n != 0 {
 		t.Error("settle now is still offered on a settled subscription")
 	}
-	b.shot("settled")
+	b.Shot("settled")
 	if _, doc := apiGet(t, opsURL+"/v1/subscriptions/"+stuck, apiToken); doc["settled"] != true || doc["status"] != "cancelled" {
 		t.Errorf("after settle now: %v", doc)
 	}
 
 	// The lists.
-	b.open("/console/failures")
-	b.wantText("main", "msg_console_refused")
-	b.shot("failures")
-	b.open("/console/unsettled")
-	b.shot("unsettled")
-	b.open("/console/")
-	b.shot("overview-after")
+	b.Open("/console/failures")
+	b.WantText("main", "msg_console_refused")
+	b.Shot("failures")
+	b.Open("/console/unsettled")
+	b.Shot("unsettled")
+	b.Open("/console/")
+	b.Shot("overview-after")
 
 	// No page and no read API reply carries the events' personal data.
 	replies := map[string]string{}
@@ -395,7 +237,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		j, _ := json.Marshal(doc)
 		replies[path] = string(j)
 	}
-	checkNoPersonalData(t, b.pages, replies)
+	checkNoPersonalData(t, b.Pages, replies)
 }
 
 // csrfValue hides the session's random form token before the check: the
