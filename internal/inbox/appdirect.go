@@ -236,7 +236,7 @@ func (in *Inbox) later(ctx context.Context, n Notification) Answer {
 	// the queue's settler takes it only if that pass did not (a crash).
 	now := time.Now().UTC()
 	j := ResultJob{Token: n.Token, EventURL: n.EventURL, Marketplace: n.Marketplace, Product: n.Product,
-		State: JobPending, Created: now, Updated: now, Due: now.Add(Lease(in.cfg.ProcessTimeout))}
+		State: JobPending, Created: now, Updated: now, Due: now.Add(passLease(in.cfg.ProcessTimeout))}
 	created, err := in.appdirect.Jobs.EnqueueResult(ctx, j)
 	if err != nil {
 		logctx.Logger(ctx, in.log).Warn("recording an event to answer later failed", zap.Error(err))
@@ -278,7 +278,7 @@ func (in *Inbox) Wait() { in.soon.Wait() }
 // accepted is marked posted and never posted again.
 func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duration) error {
 	jobs := in.appdirect.Jobs
-	_, unlock, err := jobs.Lock(ctx, "appdirect-result/"+token, Lease(in.cfg.ProcessTimeout), 0)
+	_, unlock, err := jobs.Lock(ctx, "appdirect-result/"+token, passLease(in.cfg.ProcessTimeout), 0)
 	if err != nil {
 		return err
 	}
@@ -335,6 +335,16 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 	j.State, j.Updated, j.Due = JobPosted, now, time.Time{}
 	log.Info("result posted")
 	return save(j)
+}
+
+// passLease is how long one pass of AnswerLater may take, and so how long
+// its lock holds and how long a job just queued waits for the pass begun
+// at once: the fetch (PROCESS_TIMEOUT), the delivery (PROCESS_TIMEOUT,
+// then storeBudget to record it), the post (PROCESS_TIMEOUT of its own)
+// and the job's save (storeBudget), and a second. A shorter lease let a
+// second pass start while the first was still posting: two posts.
+func passLease(processTimeout time.Duration) time.Duration {
+	return 3*processTimeout + 2*storeBudget + time.Second
 }
 
 // laterIn is how long a job that could not be done now waits: about 10 s,

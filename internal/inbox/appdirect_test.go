@@ -376,3 +376,56 @@ func TestAnswerLaterRecordsAPostAtTheDeadline(t *testing.T) {
 		t.Fatalf("%d posts, job %s; want 1 post recorded %s", len(m.posts[n.Token]), j.State, inbox.JobPosted)
 	}
 }
+
+// slowPost is a marketplace whose first post waits for release: a pass
+// still posting when another could start.
+type slowPost struct {
+	*marketplace
+	posting chan struct{} // closed when the first post begins
+	release chan struct{}
+	once    sync.Once
+}
+
+func (s *slowPost) PostResult(ctx context.Context, mk, token string, result []byte) error {
+	first := false
+	s.once.Do(func() { first = true; close(s.posting) })
+	if first {
+		<-s.release
+	}
+	return s.marketplace.PostResult(ctx, mk, token, result)
+}
+
+// A pass of AnswerLater holds its job for as long as its budgets let it
+// run (fetch, delivery, post: three PROCESS_TIMEOUTs): a second pass
+// (another replica's settler) that comes while the first is still posting
+// finds the job busy, and the result is posted once.
+func TestAnswerLaterPassIsNeverOverlapped(t *testing.T) {
+	t.Parallel()
+	db, mini := newStore(t)
+	m := &slowPost{marketplace: &marketplace{events: map[string]string{}, posts: map[string][]string{}},
+		posting: make(chan struct{}), release: make(chan struct{})}
+	in := newInbox(db, &processor{}).WithAppDirect(inbox.AppDirect{Marketplace: m, Owners: db, Jobs: db,
+		Answer: func(context.Context, string) error { return nil }}) // no pass at once: the test runs them
+	n := notification("tok-slow")
+	n.Async = true
+	m.events[n.EventURL] = orderEvent
+	if r, _, err := in.Notify(context.Background(), n); err != nil || r.Kind != events.Accepted {
+		t.Fatalf("notification: %+v, %v", r, err)
+	}
+	first := make(chan error, 1)
+	go func() { first <- in.AnswerLater(context.Background(), "tok-slow", time.Hour) }()
+	<-m.posting
+	mini.FastForward(3 * 2 * time.Second) // newInbox's PROCESS_TIMEOUT, three times: the pass is still within its budgets
+	if err := in.AnswerLater(context.Background(), "tok-slow", time.Hour); !errors.Is(err, events.ErrBusy) {
+		t.Errorf("a second pass while the first posts: %v, want busy", err)
+	}
+	close(m.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if got := len(m.posts["tok-slow"]); got != 1 {
+		t.Errorf("posted %d times, want 1", got)
+	}
+}
