@@ -17,15 +17,23 @@ import (
 
 // Seen records an OAuth 1.0a nonce of a consumer key for ttl, and reports
 // whether it was recorded before (a replayed notification), in one atomic
-// step (SET NX PX). The nonce comes from the request: it is hashed, so its
-// length and bytes cannot shape the key.
+// step. The nonce comes from the request: it is hashed, so its length and
+// bytes cannot shape the key.
 func (r *Redis) Seen(ctx context.Context, key, nonce string, ttl time.Duration) (bool, error) {
+	return r.seen(ctx, key, nonce, ttl, newToken())
+}
+
+// seen is Seen with the token this call records the nonce under: the
+// lock's acquire script (set when absent, or already this token's), so
+// that go-redis sending it again after a lost reply finds its own record,
+// not a replay (a plain SET NX would refuse a genuine notification).
+func (r *Redis) seen(ctx context.Context, key, nonce string, ttl time.Duration, token string) (bool, error) {
 	sum := sha256.Sum256([]byte(key + "\x00" + nonce))
-	ok, err := r.client.SetNX(ctx, r.keys.prefix+"appdirect-nonce:"+hex.EncodeToString(sum[:16]), "1", ttl).Result()
+	n, err := lockScript.Run(ctx, r.client, []string{r.keys.prefix + "appdirect-nonce:" + hex.EncodeToString(sum[:16])}, token, millis(ttl)).Int()
 	if err != nil {
 		return false, unavailable("appdirect nonce", err)
 	}
-	return !ok, nil
+	return n != 1, nil
 }
 
 // result returns a job's record key and the results queue, in the settle

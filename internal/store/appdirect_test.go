@@ -31,6 +31,25 @@ func TestSeen(t *testing.T) {
 	})
 }
 
+// go-redis sends a command again after a lost reply: the nonce recorded
+// by the first run must not make the genuine notification a replay, and
+// any other call with the nonce still is one.
+func TestSeenRetriedIsNotAReplay(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		const token = "0123456789abcdef0123456789abcdef"
+		for run := range 2 {
+			if seen, err := b.r.seen(ctx, "k", "retried", time.Minute, token); err != nil || seen {
+				t.Errorf("run %d of one call: seen %v, %v; want not seen", run+1, seen, err)
+			}
+		}
+		if seen, err := b.r.Seen(ctx, "k", "retried", time.Minute); err != nil || !seen {
+			t.Errorf("another call with the nonce: seen %v, %v; want a replay", seen, err)
+		}
+	})
+}
+
 // Rule: a result job is recorded once per token (a redelivered
 // notification finds it), taken by one replica at a time (a lease), kept
 // on the queue until it is posted, and once posted is off the queue and
