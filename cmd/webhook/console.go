@@ -400,6 +400,18 @@ func (s redisSessions) Put(ctx context.Context, key string, sess console.Session
 	return s.db.PutSession(ctx, key, b, ttl)
 }
 
+func (s redisSessions) Refresh(ctx context.Context, key string, sess console.Session, ttl time.Duration) error {
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return err
+	}
+	err = s.db.RefreshSession(ctx, key, b, ttl)
+	if errors.Is(err, events.ErrNotFound) {
+		return console.ErrNoSession
+	}
+	return err
+}
+
 func (s redisSessions) Get(ctx context.Context, key string) (console.Session, error) {
 	b, err := s.db.GetSession(ctx, key)
 	switch {

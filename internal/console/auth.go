@@ -31,8 +31,12 @@ type handler func(w http.ResponseWriter, r *http.Request, s *session)
 // sends the browser to sign in and back.
 func (c *Console) page(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s, expired := c.session(w, r)
-		if s == nil {
+		s, expired, err := c.session(w, r)
+		switch {
+		case err != nil:
+			c.sessionsDown(w, r)
+			return
+		case s == nil:
 			c.toSignIn(w, r, r.URL.RequestURI(), expired)
 			return
 		}
@@ -45,8 +49,12 @@ func (c *Console) page(h handler) http.HandlerFunc {
 func (c *Console) action(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-		s, expired := c.session(w, r)
-		if s == nil {
+		s, expired, err := c.session(w, r)
+		switch {
+		case err != nil: // the action is not done, and not taken for a sign-out
+			c.sessionsDown(w, r)
+			return
+		case s == nil:
 			c.log.Info("console: an action without a session was refused", zap.String("path", r.URL.Path), zap.Bool("expired", expired))
 			c.toSignIn(w, r, "", expired)
 			return
@@ -68,21 +76,22 @@ func (c *Console) action(h handler) http.HandlerFunc {
 
 // session returns the request's live session, or nil; expired says a
 // cookie named one that has timed out or is gone (then the cookie is
-// cleared and the store forgets it).
-func (c *Console) session(w http.ResponseWriter, r *http.Request) (s *session, expired bool) {
-	ck, err := r.Cookie(c.cookie)
-	if err != nil || ck.Value == "" {
-		return nil, false
+// cleared and the store forgets it). err: the session store did not
+// answer, so whether the operator is signed in is not known.
+func (c *Console) session(w http.ResponseWriter, r *http.Request) (s *session, expired bool, err error) {
+	ck, cerr := r.Cookie(c.cookie)
+	if cerr != nil || ck.Value == "" {
+		return nil, false, nil
 	}
 	key := sessionKey(ck.Value)
 	got, err := c.cfg.Sessions.Get(r.Context(), key)
 	switch {
 	case errors.Is(err, ErrNoSession):
 		c.clearCookie(w)
-		return nil, true
+		return nil, true, nil
 	case err != nil:
 		c.log.Warn("console: the session store did not answer", zap.Error(err))
-		return nil, false
+		return nil, false, err
 	}
 	now := c.cfg.Now()
 	if now.Sub(got.Seen) >= c.cfg.IdleTimeout || now.Sub(got.Created) >= c.cfg.MaxAge {
@@ -90,21 +99,32 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) (s *session, e
 			zap.Bool("idle", now.Sub(got.Seen) >= c.cfg.IdleTimeout))
 		_ = c.cfg.Sessions.Delete(r.Context(), key)
 		c.clearCookie(w)
-		return nil, true
+		return nil, true, nil
 	}
 	s = &session{key: key, Session: got}
 	if now.Sub(got.Seen) >= touchEvery {
 		s.Seen = now
 		c.save(r, s)
 	}
-	return s, false
+	return s, false, nil
+}
+
+// sessionsDown answers a request whose session could not be read: 503,
+// to be tried again, never taken for a signed-out operator (an action
+// would be dropped on the way to the sign-in page).
+func (c *Console) sessionsDown(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "5")
+	c.renderError(w, r, nil, http.StatusServiceUnavailable, "The session store did not answer",
+		"Nothing was done; try again in a moment. If it lasts, the service's readiness (/readyz) says whether Redis is reachable.")
 }
 
 // save stores s for as long as it may live: until its idle timeout, cut at
 // its absolute one.
 func (c *Console) save(r *http.Request, s *session) {
 	ttl := min(c.cfg.IdleTimeout, c.cfg.MaxAge-s.Seen.Sub(s.Created))
-	if err := c.cfg.Sessions.Put(r.Context(), s.key, s.Session, ttl); err != nil {
+	switch err := c.cfg.Sessions.Refresh(r.Context(), s.key, s.Session, ttl); {
+	case errors.Is(err, ErrNoSession): // signed out meanwhile: it stays out
+	case err != nil:
 		c.log.Warn("console: the session store did not answer", zap.Error(err))
 	}
 }
@@ -164,7 +184,7 @@ type signInData struct {
 // signInPage is GET /console/signin.
 func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.URL.Query().Get("next"))
-	if s, _ := c.session(w, r); s != nil {
+	if s, _, _ := c.session(w, r); s != nil {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 		return
 	}

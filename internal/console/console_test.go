@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -272,6 +274,10 @@ func (k keepAll) Put(ctx context.Context, key string, s Session, _ time.Duration
 	return k.MemorySessions.Put(ctx, key, s, 1000*time.Hour)
 }
 
+func (k keepAll) Refresh(ctx context.Context, key string, s Session, _ time.Duration) error {
+	return k.MemorySessions.Refresh(ctx, key, s, 1000*time.Hour)
+}
+
 func sessionsExpire(t *testing.T, r *rig, steps []time.Duration, live bool) {
 	t.Helper()
 	ck, _ := r.signIn(t, tokenA)
@@ -327,6 +333,33 @@ func TestSignOut(t *testing.T) {
 	}
 	if w := r.get(t, "/console/", ck); w.Code != http.StatusSeeOther {
 		t.Errorf("the cookie still works after sign-out: %d", w.Code)
+	}
+}
+
+// An action still running when its session signs out (settle now takes up
+// to PROCESS_TIMEOUT) writes its flash message when it ends: that write
+// must not bring the signed-out session back.
+func TestSignOutDuringAnActionStaysSignedOut(t *testing.T) {
+	t.Parallel()
+	f := fullFake()
+	started, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	f.settleHook = func() { once.Do(func() { close(started); <-release }) }
+	r := newRig(t, f)
+	ck, csrf := r.signIn(t, tokenA)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.post(t, "/console/subscriptions/"+subStuck+"/settle", url.Values{"csrf": {csrf}}, ck)
+	}()
+	<-started
+	if w := r.post(t, "/console/signout", url.Values{"csrf": {csrf}}, ck); w.Code != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d", w.Code)
+	}
+	close(release)
+	<-done
+	if w := r.get(t, "/console/", ck); w.Code != http.StatusSeeOther {
+		t.Errorf("the session signed out during an action works again: %d", w.Code)
 	}
 }
 
@@ -915,5 +948,44 @@ func TestTheStoreNeverSeesTheCookie(t *testing.T) {
 	}
 	if csrf == ck.Value {
 		t.Error("the form token is the session id")
+	}
+}
+
+// failingSessions is a session store that stops answering on demand.
+type failingSessions struct {
+	*MemorySessions
+	down atomic.Bool
+}
+
+func (f *failingSessions) Get(ctx context.Context, key string) (Session, error) {
+	if f.down.Load() {
+		return Session{}, errors.New("dial tcp: connection refused")
+	}
+	return f.MemorySessions.Get(ctx, key)
+}
+
+// A session store that does not answer is an outage, not a sign-out: a
+// page or an action answers 503 with Retry-After, the action is not done,
+// and nobody is sent to sign in (a sign-in would fail the same way).
+func TestSessionStoreDownIsNotASignOut(t *testing.T) {
+	t.Parallel()
+	f := fullFake()
+	r := newRig(t, f)
+	store := &failingSessions{MemorySessions: NewMemorySessions(0, r.clock.Now)}
+	r.c.cfg.Sessions = store
+	ck, csrf := r.signIn(t, tokenA)
+	store.down.Store(true)
+	for _, w := range []*httptest.ResponseRecorder{
+		r.get(t, "/console/", ck),
+		r.post(t, "/console/subscriptions/"+subStuck+"/settle", url.Values{"csrf": {csrf}}, ck),
+	} {
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+			t.Errorf("session store down: %d (Location %q), want 503 with Retry-After", w.Code, w.Header().Get("Location"))
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.settled) != 0 {
+		t.Errorf("the action ran without a session: %v", f.settled)
 	}
 }

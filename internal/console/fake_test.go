@@ -53,6 +53,7 @@ type fake struct {
 	settleErr  error
 	settleRes  *SettleResult // nil: SettleNow settles the subscription
 	settled    []string      // SettleNow's calls
+	settleHook func()        // called by SettleNow before it answers, outside the lock; nil: none
 	searches   []string      // Search's calls
 	pageSize   int
 }
@@ -205,6 +206,9 @@ func (f *fake) unsettledLocked() []SubscriptionRow {
 }
 
 func (f *fake) SettleNow(_ context.Context, id string) (SettleResult, error) {
+	if f.settleHook != nil {
+		f.settleHook()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.settled = append(f.settled, id)

@@ -36,8 +36,12 @@ var ErrNoSession = errors.New("no such session")
 // store shared by the replicas (Redis) lets a session survive a restart and
 // reach any replica; MemorySessions serves one replica.
 type Sessions interface {
-	// Put stores s under key for ttl, replacing what was there.
+	// Put stores s under key for ttl, replacing what was there: a sign-in.
 	Put(ctx context.Context, key string, s Session, ttl time.Duration) error
+	// Refresh stores s under key for ttl only while a session is there,
+	// and returns ErrNoSession otherwise: a request that outlived its
+	// session (signed out, expired) never brings it back.
+	Refresh(ctx context.Context, key string, s Session, ttl time.Duration) error
 	// Get returns the session under key, or ErrNoSession.
 	Get(ctx context.Context, key string) (Session, error)
 	// Delete forgets key; deleting a missing key is no error.
@@ -90,6 +94,19 @@ func (m *MemorySessions) Put(_ context.Context, key string, s Session, ttl time.
 		if len(m.m) >= m.max {
 			return ErrTooManySessions
 		}
+	}
+	m.m[key] = memorySession{s: s, expires: now.Add(ttl)}
+	return nil
+}
+
+// Refresh implements Sessions.
+func (m *MemorySessions) Refresh(_ context.Context, key string, s Session, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	if v, ok := m.m[key]; !ok || !now.Before(v.expires) {
+		delete(m.m, key)
+		return ErrNoSession
 	}
 	m.m[key] = memorySession{s: s, expires: now.Add(ttl)}
 	return nil

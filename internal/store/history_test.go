@@ -204,11 +204,24 @@ func TestSessions(t *testing.T) {
 		if d := b.pttl(t, b.r.keys.session(key)); d <= 0 || d > time.Minute {
 			t.Errorf("PTTL %v, want within the session's ttl", d)
 		}
+		if err := b.r.RefreshSession(ctx, key, []byte(`{"operator":"sha256:0a1b2c3d","seen":1}`), 2*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := b.r.GetSession(ctx, key); err != nil || !strings.Contains(string(got), `"seen":1`) {
+			t.Errorf("after a refresh: %q, %v", got, err)
+		}
 		if err := b.r.DeleteSession(ctx, key); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := b.r.GetSession(ctx, key); !errors.Is(err, events.ErrNotFound) {
 			t.Errorf("a deleted session: %v, want ErrNotFound", err)
+		}
+		// A request that outlived the sign-out does not bring it back.
+		if err := b.r.RefreshSession(ctx, key, []byte(`{}`), time.Minute); !errors.Is(err, events.ErrNotFound) {
+			t.Errorf("refreshing a deleted session: %v, want ErrNotFound", err)
+		}
+		if _, err := b.r.GetSession(ctx, key); !errors.Is(err, events.ErrNotFound) {
+			t.Errorf("a deleted session after a refresh: %v, want ErrNotFound", err)
 		}
 	})
 }

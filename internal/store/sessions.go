@@ -27,6 +27,23 @@ func (r *Redis) PutSession(ctx context.Context, key string, value []byte, ttl ti
 	return nil
 }
 
+// RefreshSession stores a session under key for ttl only while one is
+// there (SET XX): events.ErrNotFound when none is, so that a request that
+// outlived its session's sign-out never brings it back.
+func (r *Redis) RefreshSession(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if key == "" || ttl <= 0 {
+		return fmt.Errorf("store: refresh session: need a key and a positive ttl")
+	}
+	err := r.client.SetArgs(ctx, r.keys.session(key), value, redis.SetArgs{Mode: "XX", TTL: ttl}).Err()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return fmt.Errorf("session: %w", events.ErrNotFound)
+	case err != nil:
+		return unavailable("refresh session", err)
+	}
+	return nil
+}
+
 // GetSession reads the session under key; events.ErrNotFound when there
 // is none (never stored, expired or deleted).
 func (r *Redis) GetSession(ctx context.Context, key string) ([]byte, error) {
