@@ -24,18 +24,14 @@ func (r *Redis) Account(ctx context.Context, subscriptionID string) (events.Acco
 			return a, err
 		}
 	}
-	b, err := r.client.Get(ctx, r.keys.account(subscriptionID)).Bytes()
+	b, err := r.client.Get(ctx, r.keys.account(subscriptionID)).Result()
 	if errors.Is(err, redis.Nil) {
 		return events.Account{}, fmt.Errorf("account %q: %w", subscriptionID, events.ErrNotFound)
 	}
 	if err != nil {
 		return events.Account{}, unavailable("account", err)
 	}
-	var a events.Account
-	if err := json.Unmarshal(b, &a); err != nil {
-		return events.Account{}, fmt.Errorf("decoding account %q: %w", subscriptionID, err)
-	}
-	return a, nil
+	return decodeAccount(subscriptionID, b)
 }
 
 // AccountByIdentifier loads an account by its accountIdentifier (the Q2
@@ -341,28 +337,14 @@ return out
 // live in other slots than the index); none is not an error.
 func (r *Redis) AccountsOfUser(ctx context.Context, userID int64) ([]events.Account, error) {
 	idx := r.keys.userIndex(userID)
-	m := map[string]string{}
+	var out []events.Account
 	if r.cluster() {
 		subs, err := r.client.HKeys(ctx, idx).Result()
 		if err != nil {
 			return nil, unavailable("user index", err)
 		}
-		gets := make([]*redis.StringCmd, len(subs))
-		if len(subs) > 0 {
-			_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for i, sub := range subs {
-					gets[i] = p.Get(ctx, r.keys.account(sub))
-				}
-				return nil
-			})
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return nil, unavailable("accounts of user", err)
-			}
-		}
-		for i, sub := range subs {
-			if v, err := gets[i].Result(); err == nil {
-				m[sub] = v
-			}
+		if out, err = r.accounts(ctx, subs); err != nil {
+			return nil, err
 		}
 	} else {
 		res, err := userAccountsScript.Run(ctx, r.client, []string{idx}, r.keys.prefix).Slice()
@@ -372,18 +354,57 @@ func (r *Redis) AccountsOfUser(ctx context.Context, userID int64) ([]events.Acco
 		for i := 0; i+1 < len(res); i += 2 {
 			sub, _ := res[i].(string)
 			if v, ok := res[i+1].(string); ok {
-				m[sub] = v
+				a, err := decodeAccount(sub, v)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, a)
 			}
 		}
 	}
-	out := make([]events.Account, 0, len(m))
-	for sub, b := range m {
-		var a events.Account
-		if err := json.Unmarshal([]byte(b), &a); err != nil {
-			return nil, fmt.Errorf("decoding account %q of user %d: %w", sub, userID, err)
+	slices.SortFunc(out, func(a, b events.Account) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// accounts reads the accounts of subs in one pipeline (each node its own
+// part on Cluster), in subs' order, leaving out those that have none.
+func (r *Redis) accounts(ctx context.Context, subs []string) ([]events.Account, error) {
+	if len(subs) == 0 {
+		return nil, nil
+	}
+	gets := make([]*redis.StringCmd, len(subs))
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, sub := range subs {
+			gets[i] = p.Get(ctx, r.keys.account(sub))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable("accounts", err)
+	}
+	out := make([]events.Account, 0, len(subs))
+	for i, sub := range subs {
+		v, err := gets[i].Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, unavailable("accounts", err)
+		}
+		a, err := decodeAccount(sub, v)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, a)
 	}
-	slices.SortFunc(out, func(a, b events.Account) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, nil
+}
+
+// decodeAccount decodes the stored account of subscription sub.
+func decodeAccount(sub, v string) (events.Account, error) {
+	var a events.Account
+	if err := json.Unmarshal([]byte(v), &a); err != nil {
+		return events.Account{}, fmt.Errorf("decoding account %q: %w", sub, err)
+	}
+	return a, nil
 }

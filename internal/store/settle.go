@@ -81,25 +81,14 @@ func (r *Redis) Unqueue(ctx context.Context, subscriptionID string) error {
 }
 
 // Unsettled returns up to limit unsettled subscriptions' accounts, oldest
-// first (the read API's ?state=unsettled).
+// first (the read API's ?state=unsettled), in two round trips.
 func (r *Redis) Unsettled(ctx context.Context, limit int) ([]events.Account, error) {
 	_, since := r.keys.settle()
 	subs, err := r.client.ZRange(ctx, since, 0, int64(limit)-1).Result()
 	if err != nil {
 		return nil, unavailable("unsettled list", err)
 	}
-	out := make([]events.Account, 0, len(subs))
-	for _, sub := range subs {
-		a, err := r.Account(ctx, sub)
-		if errors.Is(err, events.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, nil
+	return r.accounts(ctx, subs) // one more round trip, not one per account
 }
 
 // SettleStats is how many subscriptions are unsettled, and since when the

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -133,5 +134,29 @@ func TestConfirmWaitsForReplicas(t *testing.T) {
 	waiting.keys = plain.keys // the same records
 	if err := waiting.Confirm(ctx, token, a); !errors.Is(err, ErrNotReplicated) {
 		t.Errorf("Confirm with a replica to wait for and none there = %v, want ErrNotReplicated", err)
+	}
+}
+
+// The unsettled list costs two round trips however long it is: the list,
+// then every account in one pipeline (it was one round trip per account).
+func TestUnsettledRoundTrips(t *testing.T) {
+	t.Parallel()
+	b := newMiniBackend(t)
+	ctx := ctxT(t)
+	now := time.Now().Truncate(time.Millisecond)
+	for i := range 20 {
+		a := testAccount(fmt.Sprintf("sub-u%02d", i), fmt.Sprint(100+i))
+		a.Settle = events.Settle{Since: now.Add(time.Duration(i) * time.Second), Due: now.Add(time.Hour)}
+		if err := saveLocked(ctx, b.r, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt := countRoundTrips(b.r, "")
+	list, err := b.r.Unsettled(ctx, 50)
+	if err != nil || len(list) != 20 || list[0].SubscriptionID != "sub-u00" || list[19].SubscriptionID != "sub-u19" {
+		t.Fatalf("Unsettled = %d accounts, %v; want the 20, oldest first", len(list), err)
+	}
+	if n := rt.n.Load(); n != 2 {
+		t.Errorf("Unsettled of 20 took %d round trips, want 2", n)
 	}
 }
