@@ -68,3 +68,17 @@ func TestStartProcessMissingProgram(t *testing.T) {
 		t.Fatal("a missing program started")
 	}
 }
+
+// A stack whose first program fails to start stops what it started and
+// says why: an error, never a panic (the failed start used to call stop
+// on the nil stack its error return had set).
+func TestStartStackFailureIsAnError(t *testing.T) {
+	cfg := defaults
+	cfg.RedisServer = "/bin/false"
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := startStack(ctx, cfg, t.TempDir(), t.TempDir(), binaries{})
+	if err == nil || st != nil {
+		t.Fatalf("startStack with a redis-server that exits: %v, %v; want an error", st, err)
+	}
+}

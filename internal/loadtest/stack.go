@@ -43,9 +43,10 @@ type target struct {
 // each once ready. On error, what was started is stopped.
 func startStack(ctx context.Context, cfg config, module, dir string, bins binaries) (st *stack, err error) {
 	st = &stack{ctl: &http.Client{Timeout: 10 * time.Second}}
+	started := st // the error returns set st to nil
 	defer func() {
 		if err != nil {
-			st.stop()
+			started.stop()
 		}
 	}()
 	var ports [4]int // redis, sandbox, service, floor
