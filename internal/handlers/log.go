@@ -1,9 +1,11 @@
 package handlers
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -125,7 +127,7 @@ func requestLogger(log *zap.Logger, obs Observer, tp trace.TracerProvider) echo.
 		return func(c echo.Context) error {
 			start := time.Now()
 			id := c.Request().Header.Get(echo.HeaderXRequestID)
-			if id == "" {
+			if !sentRequestID(id) {
 				id = newRequestID()
 			}
 			c.Response().Header()[echo.HeaderXRequestID] = []string{id}
@@ -150,23 +152,35 @@ func requestLogger(log *zap.Logger, obs Observer, tp trace.TracerProvider) echo.
 	}
 }
 
-// recovering runs next, a panic in it becoming its error, as echo's
-// Recover middleware with DisableErrorHandler would (but for
-// http.ErrAbortHandler, which net/http wants to see).
+// recovering runs next, a panic in it becoming its error (a *panicked,
+// with the stack, for the log line), as echo's Recover middleware with
+// DisableErrorHandler would (but for http.ErrAbortHandler, which net/http
+// wants to see).
 func recovering(next echo.HandlerFunc, c echo.Context) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			if r == http.ErrAbortHandler {
 				panic(r)
 			}
-			var ok bool
-			if err, ok = r.(error); !ok {
-				err = fmt.Errorf("%v", r)
+			p := &panicked{stack: debug.Stack()}
+			if p.err, _ = r.(error); p.err == nil {
+				p.err = fmt.Errorf("%v", r)
 			}
+			err = p
 		}
 	}()
 	return next(c)
 }
+
+// panicked is a handler's panic as its error: the value's message, and
+// the stack the log line carries so that the bug can be found.
+type panicked struct {
+	err   error
+	stack []byte
+}
+
+func (p *panicked) Error() string { return p.err.Error() }
+func (p *panicked) Unwrap() error { return p.err }
 
 // write logs the line of a request answered in d with err, and counts a
 // delivery in the metrics.
@@ -206,6 +220,9 @@ func (l *requestLine) write(log *zap.Logger, obs Observer, err error, d time.Dur
 	)
 	if e != nil {
 		f = append(f, zap.String("code", string(code)), zap.String("reason", reason(e)))
+		if p := (*panicked)(nil); errors.As(err, &p) {
+			f = append(f, zap.ByteString("stack", p.stack))
+		}
 	} else if l.reason != "" {
 		f = append(f, zap.String("reason", l.reason))
 	} else if dl != nil && dl.reason != "" {
@@ -233,6 +250,24 @@ func (l *requestLine) write(log *zap.Logger, obs Observer, err error, d time.Dur
 	clear(f) // the pooled fields keep no strings of this request
 	*fp = f[:0]
 	lineFields.Put(fp)
+}
+
+// maxRequestID bounds an X-Request-Id taken as sent: longer ones (or
+// empty, or with other than printable ASCII) are replaced by one of ours,
+// since the id is echoed in the reply and written on every log line.
+const maxRequestID = 128
+
+// sentRequestID reports whether the sender's X-Request-Id is kept.
+func sentRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // newRequestID is a request id: 32 random letters and digits, as echo's

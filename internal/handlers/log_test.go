@@ -104,6 +104,9 @@ func TestLogLineTellsTheTruth(t *testing.T) {
 			if hasReason != (tt.wantReason != "") || !strings.Contains(got, tt.wantReason) {
 				t.Errorf("logged reason %q, want one containing %q", got, tt.wantReason)
 			}
+			if _, hasStack := f["stack"].(string); hasStack != (tt.name == "panic") {
+				t.Errorf("logged stack: %v, want one for a panic only", hasStack)
+			}
 			if line.Level != tt.wantLevel {
 				t.Errorf("level %s, want %s", line.Level, tt.wantLevel)
 			}
@@ -205,6 +208,13 @@ func TestRequestIDs(t *testing.T) {
 	given := do(t, h, http.MethodGet, "/healthz", nil, http.Header{"X-Request-Id": {"ticket-42"}})
 	if got := given.Header().Get("X-Request-Id"); got != "ticket-42" {
 		t.Errorf("a request's own X-Request-Id is answered as %q", got)
+	}
+	// One too long or not printable is replaced: it is echoed and logged.
+	for _, sent := range []string{strings.Repeat("x", 20000), "a b", "tab\there", "é"} {
+		got := do(t, h, http.MethodGet, "/healthz", nil, http.Header{"X-Request-Id": {sent}}).Header().Get("X-Request-Id")
+		if got == sent || len(got) != 32 {
+			t.Errorf("X-Request-Id %.20q answered as %.40q, want a new id of ours", sent, got)
+		}
 	}
 	seen := map[string]bool{}
 	for range 100 {
