@@ -14,7 +14,7 @@ import (
 
 // runbookAnchors are the runbook entries of docs/operations.md the alerts
 // link to; each alert names one.
-var runbookAnchors = []string{"runbook-5xx", "runbook-outside-api", "runbook-redis-errors", "runbook-unsettled", "runbook-misconfigured"}
+var runbookAnchors = []string{"runbook-5xx", "runbook-outside-api", "runbook-redis-errors", "runbook-unsettled", "runbook-misconfigured", "runbook-appdirect-results"}
 
 // TestKustomizations: every file a kustomization lists exists, every
 // manifest of the folder is listed (or is one of the files applied by
