@@ -92,6 +92,17 @@ func onlyProduct(c *products.Catalog) string {
 // in the inbox's kinds.
 type marketplace struct{ *appdirect.Client }
 
+func (m marketplace) PostResult(ctx context.Context, marketplace, token string, result []byte) error {
+	err := m.Client.PostResult(ctx, marketplace, token, result)
+	switch {
+	case err == nil, errors.Is(err, appdirect.ErrUnauthorized): // our credentials: retried until fixed
+		return err
+	case errors.Is(err, appdirect.ErrRefused), errors.Is(err, appdirect.ErrBadArgument):
+		return fmt.Errorf("%w: %w", inbox.ErrResultRefused, err)
+	}
+	return err
+}
+
 func (m marketplace) FetchEvent(ctx context.Context, eventURL string) ([]byte, error) {
 	b, err := m.Client.FetchEvent(ctx, eventURL)
 	switch {

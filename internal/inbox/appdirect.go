@@ -44,6 +44,11 @@ var (
 	// credentials (401, 403): the service's setup, answered 503 until it
 	// is fixed, as every refusal of our own setup is.
 	ErrCredentialsRefused = errors.New("the marketplace refused the service's credentials")
+	// ErrResultRefused: PostResult's failure when the marketplace will
+	// not take the result whatever the retries (a 4xx other than 401,
+	// 403, 408 and 429; a marketplace no longer configured): the job ends
+	// refused, off the queue, instead of being posted again for ever.
+	ErrResultRefused = errors.New("the marketplace refused the result")
 )
 
 // Owners finds the subscription an accountIdentifier names.
@@ -60,7 +65,7 @@ type ResultJob struct {
 	EventURL    string    `json:"eventUrl"`
 	Marketplace string    `json:"marketplace"` // the configured base URL the event URL matched
 	Product     string    `json:"product"`
-	State       string    `json:"state"`            // JobPending, JobAnswered or JobPosted
+	State       string    `json:"state"`            // JobPending, JobAnswered, JobPosted or JobRefused
 	Result      []byte    `json:"result,omitempty"` // the result document, once known
 	Attempts    int       `json:"attempts,omitempty"`
 	LastError   string    `json:"lastError,omitempty"`
@@ -74,7 +79,11 @@ const (
 	JobPending  = "pending"  // the event is to be processed
 	JobAnswered = "answered" // its result is known, to be posted
 	JobPosted   = "posted"   // AppDirect accepted the result: never posted again
+	JobRefused  = "refused"  // AppDirect will not take the result: never posted again
 )
+
+// Done reports a job that is over: off the queue, never written again.
+func (j ResultJob) Done() bool { return j.State == JobPosted || j.State == JobRefused }
 
 // Jobs keeps the results to post later (the store).
 type Jobs interface {
@@ -326,7 +335,14 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 	// pass: a post cut short may have been accepted, and is posted again.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ProcessTimeout)
 	defer cancel()
-	if err := in.appdirect.Marketplace.PostResult(pctx, j.Marketplace, j.Token, j.Result); err != nil {
+	if err := in.appdirect.Marketplace.PostResult(pctx, j.Marketplace, j.Token, j.Result); errors.Is(err, ErrResultRefused) {
+		// Posting it again gets the same answer: it ends here, kept for
+		// EVENT_TTL to be looked at, and said at error level.
+		j.Attempts++
+		j.State, j.LastError, j.Due, j.Updated = JobRefused, err.Error(), time.Time{}, now
+		log.Error("AppDirect refused a result; it is not posted again", zap.Int("attempts", j.Attempts), zap.Error(err))
+		return save(j)
+	} else if err != nil {
 		j.Attempts++
 		j.LastError, j.Due, j.Updated = err.Error(), now.Add(laterIn(j.Attempts)), now
 		log.Warn("posting a result failed; it is posted again later", zap.Int("attempts", j.Attempts), zap.Error(err))

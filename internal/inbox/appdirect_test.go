@@ -429,3 +429,39 @@ func TestAnswerLaterPassIsNeverOverlapped(t *testing.T) {
 		t.Errorf("posted %d times, want 1", got)
 	}
 }
+
+// A result AppDirect will not take (a 4xx, a marketplace no longer
+// configured) ends refused: off the queue, never posted again, instead of
+// being retried every hour for ever. Our own credentials refused (401) are
+// not that: retried until fixed.
+func TestAnswerLaterRefusedResultEnds(t *testing.T) {
+	t.Parallel()
+	db, _ := newStore(t)
+	m := &marketplace{events: map[string]string{}, posts: map[string][]string{}}
+	in := newInbox(db, &processor{}).WithAppDirect(inbox.AppDirect{Marketplace: m, Owners: db, Jobs: db,
+		Answer: func(context.Context, string) error { return nil }})
+	n := notification("tok-refused")
+	n.Async = true
+	m.events[n.EventURL] = orderEvent
+	m.failPost = []error{status(401), fmt.Errorf("%w: HTTP 400", inbox.ErrResultRefused)}
+	if r, _, err := in.Notify(context.Background(), n); err != nil || r.Kind != events.Accepted {
+		t.Fatalf("notification: %+v, %v", r, err)
+	}
+	for range 3 { // 401: pending still; 400: refused; then nothing more
+		if err := in.AnswerLater(context.Background(), "tok-refused", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j, err := db.Result(context.Background(), "tok-refused")
+	if err != nil || j.State != inbox.JobRefused || j.Attempts != 2 || !strings.Contains(j.LastError, "HTTP 400") {
+		t.Fatalf("job %+v, %v: want refused after two attempts, its error kept", j, err)
+	}
+	if pending, err := db.ResultsPending(context.Background(), 10); err != nil || len(pending) != 0 {
+		t.Errorf("still queued: %+v, %v", pending, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.posts["tok-refused"]) != 0 || len(m.failPost) != 0 {
+		t.Errorf("posts %v, failures left %d: want none posted, both tried", m.posts, len(m.failPost))
+	}
+}

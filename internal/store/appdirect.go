@@ -86,15 +86,15 @@ func (r *Redis) Result(ctx context.Context, token string) (inbox.ResultJob, erro
 }
 
 // saveResultScript writes a job and its place on the queue: due, or off
-// the queue with the record kept ttl ms (posted). A posted job is never
-// written again: a pass whose lock ran out saves what it read before the
+// the queue with the record kept ttl ms (posted, or refused). A job that
+// is over is never written again: a pass whose lock ran out saves what it read before the
 // post, and must not queue the result to be posted twice. (The JSON holds
 // "state":"posted" only as that field: the other strings are escaped,
 // the result is base64.) KEYS: record, queue. ARGV: job JSON, due ms (”
 // when posted), token, ttl ms. Returns 0 when the job was posted already.
 var saveResultScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
-if cur and string.find(cur, '"state":"posted"', 1, true) then return 0 end
+if cur and (string.find(cur, '"state":"posted"', 1, true) or string.find(cur, '"state":"refused"', 1, true)) then return 0 end
 if ARGV[2] == '' then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
   redis.call('ZREM', KEYS[2], ARGV[3])
@@ -105,9 +105,10 @@ end
 return 1
 `)
 
-// SaveResult writes j: due again at j.Due, or, posted, off the queue and
-// kept for ttl (EVENT_TTL), so that a redelivered notification is not
-// queued again. A job recorded posted stays so: j is then not written.
+// SaveResult writes j: due again at j.Due, or, over (posted or refused),
+// off the queue and kept for ttl (EVENT_TTL), so that a redelivered
+// notification is not queued again. A job recorded over stays so: j is
+// then not written.
 func (r *Redis) SaveResult(ctx context.Context, j inbox.ResultJob, ttl time.Duration) error {
 	b, err := json.Marshal(j)
 	if err != nil {
@@ -115,7 +116,7 @@ func (r *Redis) SaveResult(ctx context.Context, j inbox.ResultJob, ttl time.Dura
 	}
 	record, queue := r.keys.result(j.Token)
 	due := ""
-	if j.State != inbox.JobPosted {
+	if !j.Done() {
 		due = fmt.Sprint(j.Due.UnixMilli())
 	}
 	if err := saveResultScript.Run(ctx, r.client, []string{record, queue}, b, due, j.Token, millis(ttl)).Err(); err != nil {

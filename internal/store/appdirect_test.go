@@ -127,5 +127,26 @@ func TestResultJobs(t *testing.T) {
 				t.Errorf("a late save (%s) after the post: TakeDueResults = %v, %v; want none", state, got, err)
 			}
 		}
+		// Refused is over too: off the queue, kept, never written again.
+		r := j
+		r.Token, r.State, r.Due = "tok-2", inbox.JobPending, now
+		if _, err := b.r.EnqueueResult(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		r.State, r.LastError = inbox.JobRefused, "HTTP 400"
+		if err := b.r.SaveResult(ctx, r, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		late := r
+		late.State = inbox.JobAnswered
+		if err := b.r.SaveResult(ctx, late, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := b.r.Result(ctx, "tok-2"); err != nil || got.State != inbox.JobRefused {
+			t.Errorf("a refused job after a late save: %+v, %v; want refused", got, err)
+		}
+		if got, err := b.r.TakeDueResults(ctx, now.Add(time.Hour), 10, time.Minute); err != nil || len(got) != 0 {
+			t.Errorf("a refused job: TakeDueResults = %v, %v; want none", got, err)
+		}
 	})
 }
