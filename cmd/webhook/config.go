@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/banking-marketplace/webhook/internal/appdirect"
+	"github.com/banking-marketplace/webhook/internal/console"
 	"github.com/banking-marketplace/webhook/internal/products"
 	"github.com/banking-marketplace/webhook/internal/signature"
 	"github.com/banking-marketplace/webhook/internal/store"
@@ -464,9 +465,8 @@ func readTraceURL(c *config, v, _ string) error {
 	if v == "" {
 		return nil
 	}
-	u, err := url.Parse(strings.ReplaceAll(v, "{trace_id}", "0"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.Contains(v, "{trace_id}") {
-		return fmt.Errorf("%q must be an absolute http(s) URL with {trace_id} in it, like https://tempo.example/trace/{trace_id}", v)
+	if err := console.CheckTraceURL(v); err != nil {
+		return err
 	}
 	c.ConsoleTraceURL = v
 	return nil

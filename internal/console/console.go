@@ -118,8 +118,8 @@ func New(cfg Config) (*Console, error) {
 		cfg.MaxAge = DefaultMaxAge
 	}
 	if cfg.TraceURL != "" {
-		if err := checkTraceURL(cfg.TraceURL); err != nil {
-			return nil, err
+		if err := CheckTraceURL(cfg.TraceURL); err != nil {
+			return nil, fmt.Errorf("console: CONSOLE_TRACE_URL %w", err)
 		}
 	}
 	c := &Console{cfg: cfg, log: cfg.Logger.Named("console"), cookie: "__Host-console"}
@@ -141,10 +141,13 @@ func New(cfg Config) (*Console, error) {
 	return c, nil
 }
 
-func checkTraceURL(s string) error {
+// CheckTraceURL checks a trace link (CONSOLE_TRACE_URL): an absolute
+// http(s) URL with {trace_id} in it. The configuration reads it with this
+// check, so a bad one stops the start naming the setting.
+func CheckTraceURL(s string) error {
 	u, err := url.Parse(strings.ReplaceAll(s, "{trace_id}", "0"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.Contains(s, "{trace_id}") {
-		return fmt.Errorf("console: CONSOLE_TRACE_URL %q must be an absolute http(s) URL with {trace_id} in it, like https://tempo.example/trace/{trace_id}", s)
+		return fmt.Errorf("%q must be an absolute http(s) URL with {trace_id} in it, like https://tempo.example/trace/{trace_id}", s)
 	}
 	return nil
 }
