@@ -44,6 +44,13 @@ type Account struct {
 	CreatedAt   time.Time  `json:"createdAt"`
 	UpdatedAt   time.Time  `json:"updatedAt"`
 	CancelledAt *time.Time `json:"cancelledAt,omitempty"`
+
+	// Primed is never stored: the store sets it on the account it returns
+	// when that account was written, as the processing's Prime built it,
+	// by this delivery's own claim (see inbox.ClaimRequest.Primed): its
+	// first step is recorded "calling" by this very delivery, so the call
+	// goes out without first asking whether an earlier one landed.
+	Primed bool `json:"-"`
 }
 
 // IntentState is what the marketplace asked for a subscription last.

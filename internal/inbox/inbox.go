@@ -40,6 +40,13 @@ type Processor interface {
 	Process(ctx context.Context, ev *events.SubscriptionEvent, product string) events.Outcome
 }
 
+// Primer is a Processor that can build, before the claim, what its
+// processing of an event writes before its first outside call, so that
+// the claim writes it in the same round trip (ClaimRequest.Primed).
+type Primer interface {
+	Prime(ctx context.Context, ev *events.SubscriptionEvent, product string) (events.Account, bool)
+}
+
 // Config tunes the inbox. Zero values take the defaults.
 type Config struct {
 	ProcessTimeout time.Duration // deadline for handling one copy, waiting included (PROCESS_TIMEOUT)
@@ -225,6 +232,11 @@ func (in *Inbox) receive(ctx context.Context, d Delivery) (answer Answer, stored
 		TTL:          in.cfg.TTL,
 		EventType:    string(d.Event.EventType),
 		Subscription: d.Event.SubscriptionID,
+	}
+	if p, ok := in.processor.(Primer); ok {
+		if a, ok := p.Prime(ctx, d.Event, d.Product); ok {
+			req.Primed = &a
+		}
 	}
 	// PROCESS_TIMEOUT bounds the whole handling of the copy, waiting
 	// included: the marketplace gives up after about 5 s.

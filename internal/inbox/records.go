@@ -58,6 +58,14 @@ type ClaimRequest struct {
 	TTL          time.Duration
 	EventType    string // for the history record
 	Subscription string // for the history record
+	// Primed, when not nil, is the account the processing writes before
+	// its first outside call when the subscription has no record
+	// (provisioning's Prime): a store that joins the subscription's lock
+	// to the claim (see Claim.Bind) writes it with the claim when the
+	// subscription has none, and hands it back to the processing marked
+	// events.Account.Primed; any other store ignores it. The claim takes
+	// it over.
+	Primed *events.Account
 }
 
 // Claim is what a claim found.

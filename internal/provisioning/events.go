@@ -23,9 +23,7 @@ import (
 // again.
 func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 	if w.fresh {
-		w.newIntent(events.IntentActive, events.SubscriptionOrder)
-		applyOrder(&w.acct.Intent, w.ev)
-		w.acct.UserID = w.ev.UserID
+		w.orderIntent()
 	}
 	in := w.acct.Intent
 	switch {
@@ -50,6 +48,13 @@ func (s *Service) order(ctx context.Context, w *work) events.Outcome {
 		return w.answerPromising(ctx, st, events.Provisioned(w.acct.AccountIdentifier))
 	}
 	return w.answer(ctx, st, w.notNow(st))
+}
+
+// orderIntent is the intent of a subscription's first ORDER.
+func (w *work) orderIntent() {
+	w.newIntent(events.IntentActive, events.SubscriptionOrder)
+	applyOrder(&w.acct.Intent, w.ev)
+	w.acct.UserID = w.ev.UserID
 }
 
 func forbidden(w *work) events.Outcome {

@@ -231,7 +231,10 @@ type work struct {
 	token string
 	acct  events.Account
 	fresh bool // no record and nothing found: a subscription seen for the first time
-	dirty bool // acct has transitions not saved yet
+	// primed: the record was written by this delivery's claim, as Prime
+	// built it (its first step "calling", no call made yet).
+	primed bool
+	dirty  bool // acct has transitions not saved yet
 	// moved counts the transitions of this pass that changed an outside
 	// system (a step created, changed or undone).
 	moved int
@@ -252,13 +255,20 @@ func (s *Service) load(ctx context.Context, w *work) error {
 	a, err := s.accounts.Account(ctx, sub)
 	switch {
 	case err == nil:
-		w.acct = a
+		w.acct, w.primed = a, a.Primed
 		w.alignSteps()
 		return nil
 	case !errors.Is(err, events.ErrNotFound):
 		return err
 	}
-	now := s.now().UTC()
+	w.newAccount()
+	return nil
+}
+
+// newAccount starts the record of a subscription seen for the first time.
+func (w *work) newAccount() {
+	now := w.s.now().UTC()
+	sub := w.subscription()
 	w.acct = events.Account{SubscriptionID: sub, Product: w.plan.Product, CreatedAt: now, UpdatedAt: now}
 	if w.ev != nil {
 		w.acct.UserID = w.ev.UserID
@@ -268,7 +278,33 @@ func (s *Service) load(ctx context.Context, w *work) error {
 	}
 	w.alignSteps()
 	w.fresh = true
-	return nil
+}
+
+// Prime builds, before the delivery is claimed, what the processing of an
+// ORDER of a subscription without a record writes before its first
+// outside call: the account with the ORDER's intent and the plan's first
+// step recorded "calling". The delivery's claim writes it in its own round
+// trip when the subscription has no record (inbox.ClaimRequest.Primed),
+// and the store hands it back marked Primed; the processing then goes on
+// from it as from its own write. ok is false for any other event, and
+// when the first step needs the store before its call (an identifier to
+// claim) or its Prepare refuses: the processing then does it all itself.
+func (s *Service) Prime(ctx context.Context, ev *events.SubscriptionEvent, product string) (events.Account, bool) {
+	plan, ok := s.plans[product]
+	if !ok || ev.EventType != events.SubscriptionOrder || ev.Stateless() {
+		return events.Account{}, false
+	}
+	w := &work{s: s, ev: ev, plan: plan}
+	w.newAccount()
+	w.orderIntent()
+	first := w.planSlot(0)
+	prep, err := first.t.Prepare(ctx, w.jobOf(first))
+	if err != nil || prep.ID != "" {
+		return events.Account{}, false
+	}
+	w.calling(first, prep)
+	w.stamp()
+	return w.acct, true
 }
 
 // rebuild asks every target for the subscription's own work, in plan
@@ -396,6 +432,21 @@ func (w *work) flush(ctx context.Context) error {
 	if !w.dirty {
 		return nil
 	}
+	w.stamp()
+	save := w.s.accounts.SaveAccount
+	if w.finishing {
+		save = w.s.accounts.SaveFinal // nothing goes out after it
+	}
+	if err := save(ctx, w.token, w.acct); err != nil {
+		return err
+	}
+	w.dirty = false
+	return nil
+}
+
+// stamp readies the account for a save: its time, its status, and until
+// the pass is over its place on the settle queue.
+func (w *work) stamp() {
 	now := w.s.now().UTC()
 	w.acct.UpdatedAt = now
 	w.acct.Derive()
@@ -407,15 +458,6 @@ func (w *work) flush(ctx context.Context) error {
 		}
 		w.acct.Settle.Due = now.Add(w.s.cfg.LockLease)
 	}
-	save := w.s.accounts.SaveAccount
-	if w.finishing {
-		save = w.s.accounts.SaveFinal // nothing goes out after it
-	}
-	if err := save(ctx, w.token, w.acct); err != nil {
-		return err
-	}
-	w.dirty = false
-	return nil
 }
 
 // newIntent replaces the account's intent by one of event type by, with

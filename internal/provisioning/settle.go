@@ -154,6 +154,12 @@ func (w *work) do(ctx context.Context, s slot) *stop {
 	}
 	ctx, span := stepSpan(ctx, s, "create")
 	defer span.End()
+	if w.primed && s.first && st.State == events.StepCalling {
+		// Recorded "calling" by this delivery's claim, as Prime built it
+		// from a subscription without a record: no earlier call exists.
+		w.primed = false
+		return w.provision(ctx, s, events.StepPending, nil)
+	}
 	if st.State != events.StepPending {
 		// calling, unknown (a call may have created it) or undone (to be
 		// provisioned again): ask before creating.
@@ -188,12 +194,26 @@ func (w *work) do(ctx context.Context, s slot) *stop {
 		}
 	}
 	before, uncertain := st.State, st.Uncertain
-	now := w.s.now().UTC()
-	prep.Attempts, prep.LastError, prep.Uncertain = st.Attempts, st.LastError, &now
-	w.record(s, prep, events.StepCalling, rev)
+	w.calling(s, prep)
 	if err := w.flush(ctx); err != nil { // "calling" is recorded before the call goes out
 		return &stop{target: t.Name(), store: err}
 	}
+	return w.provision(ctx, s, before, uncertain)
+}
+
+// calling records the step of s "calling", as Prepare made it, before the
+// call that creates it.
+func (w *work) calling(s slot, prep events.Step) {
+	now := w.s.now().UTC()
+	prep.Attempts, prep.LastError, prep.Uncertain = s.st.Attempts, s.st.LastError, &now
+	w.record(s, prep, events.StepCalling, w.acct.Intent.Rev)
+}
+
+// provision makes the call that creates the step of s, recorded
+// "calling"; before and uncertain are the step's state and its last
+// unanswered call before that record, restored when the call is refused.
+func (w *work) provision(ctx context.Context, s slot, before events.StepState, uncertain *time.Time) *stop {
+	t, st, rev := s.t, s.st, w.acct.Intent.Rev
 	step, err := t.Provision(ctx, w.jobOf(s))
 	switch {
 	case errors.Is(err, ErrGone):

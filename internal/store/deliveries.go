@@ -183,8 +183,12 @@ return 1
 // A Fresh claim with a lock token also takes the subscription's lock, if
 // it is free (or already this token's), for as long as the lease, and
 // answers {'fresh', 1, account or false} (unit.go); {'fresh', 0} when
-// another holds it.
-var claimScript = redis.NewScript(recordLua + `
+// another holds it. With a primed account too (KEYS from 7: identifier
+// index, user index, settle due, settle since; ARGV from 13:
+// saveAccountLua's), it writes that account when the subscription has
+// none, under the lock it just took, and answers {'fresh', 1, false,
+// 'primed'}.
+var claimScript = redis.NewScript(recordLua + luaSaveAccount + `
 local rec, lease, hist = KEYS[1], KEYS[2], KEYS[3]
 local fp, token, now = ARGV[1], ARGV[2], ARGV[5]
 local function fresh()
@@ -192,7 +196,12 @@ local function fresh()
   local cur = redis.call('GET', KEYS[5])
   if cur and cur ~= ARGV[12] then return {'fresh', 0} end
   redis.call('SET', KEYS[5], ARGV[12], 'PX', ARGV[3])
-  return {'fresh', 1, redis.call('GET', KEYS[6])}
+  local acct = redis.call('GET', KEYS[6])
+  if not acct and ARGV[13] then
+    save_account(KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17], ARGV[18])
+    return {'fresh', 1, false, 'primed'}
+  end
+  return {'fresh', 1, acct}
 end
 local cur = redis.call('HMGET', rec, 'state', 'fp', 'body')
 local state = cur[1]
@@ -359,6 +368,17 @@ func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, e
 		keys = append(keys, r.keys.lock(c.Subscription), r.keys.account(c.Subscription))
 	}
 	args := []any{c.Fingerprint, token, millis(c.Lease), ttl, now, c.EventType, c.Subscription, c.Key, h, mode, DeliveriesPerSubscription, lockToken}
+	var primed []byte
+	if lockToken != "" && c.Primed != nil && c.Primed.SubscriptionID == c.Subscription && r.waitReplicas == 0 {
+		// Written by the claim only where a save would not wait for
+		// replicas: the record before the first call must be as durable
+		// as SaveAccount makes it.
+		if b, err := json.Marshal(c.Primed); err == nil {
+			primed = b
+			s := r.saveOf(*c.Primed, b, msOrEmpty(c.Primed.Settle.Due), msOrEmpty(c.Primed.Settle.Since))
+			keys, args = append(keys, s.keys...), append(args, s.args...)
+		}
+	}
 	var beside []scriptCall
 	if mode == "split" && c.Subscription != "" {
 		_, order := r.keys.deliveryIndex(c.Subscription)
@@ -389,6 +409,9 @@ func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, e
 				if b, ok := res[2].(string); ok {
 					u.account = []byte(b)
 				}
+			}
+			if len(res) >= 4 && res[3] == "primed" {
+				u.account, u.primed = primed, c.Primed
 			}
 			claim.Bind = u.bind
 		}

@@ -19,12 +19,17 @@ import (
 //     its own, and reads its account (when the lock is free: else the
 //     processing waits for it as always), so the processing's Lock and
 //     first Account read cost nothing;
+//   - for an ORDER of a subscription without a record, the claim script
+//     also writes the account the processing would write before its first
+//     outside call (provisioning's Prime: the intent, the first step
+//     "calling"), and the processing goes on from it (events.Account's
+//     Primed);
 //   - the last save of the processing (provisioning's SaveFinal: the one
 //     the reply rests on) is written by the Complete or Release script,
 //     with the outcome, and the lock is dropped there too.
 //
-// Every save before an outside call (an intent, a step "calling") is
-// written at once, as without a unit. A reply never rests on a write that
+// Every other save before an outside call (an intent, a step "calling")
+// is written at once, as without a unit. A reply never rests on a write that
 // did not happen: when the record script with the joined save fails, or
 // its fences (the claim's lease, the lock) no longer hold, Complete and
 // Release return inbox.ErrUnsaved and the delivery is answered 503.
@@ -38,8 +43,11 @@ type unit struct {
 
 	mu      sync.Mutex
 	account []byte // prefetched by the claim; nil: none
-	stale   bool   // the unit saved the account since: account is not it
-	save    *finalSave
+	// primed is the account the claim wrote (inbox.ClaimRequest.Primed),
+	// handed to the first read marked Primed; nil after it.
+	primed *events.Account
+	stale  bool // the unit saved the account since: account is not it
+	save   *finalSave
 }
 
 // finalSave is a SaveFinal held for the outcome's record script: the
@@ -79,6 +87,10 @@ func (u *unit) prefetched() (a events.Account, ok bool, err error) {
 		b = u.save.args[0].([]byte)
 	case u.stale:
 		return events.Account{}, false, nil
+	case u.primed != nil:
+		a, u.primed = *u.primed, nil
+		a.Primed = true
+		return a, true, nil
 	}
 	if b == nil {
 		return events.Account{}, true, fmt.Errorf("account %q: %w", u.sub, events.ErrNotFound)

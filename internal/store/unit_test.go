@@ -105,11 +105,12 @@ func (e *unitEnv) receive(t *testing.T, key string, ev *events.SubscriptionEvent
 }
 
 // A new ORDER of a one-step Q2 product costs Redis two round trips
-// around its outside calls, and the intent before them: the claim takes
-// the subscription's lock and reads its account; the intent (the step
-// "calling") is written before Enrollment; the outcome, the account, its
-// indexes, the delivery log and the unlock are one script. A copy is one
-// round trip. The counts do not depend on the machine.
+// around its outside calls: the claim takes the subscription's lock,
+// finds no account and writes the intent (the ORDER's record with its
+// step "calling", as provisioning's Prime built it) before Enrollment;
+// the outcome, the account, its indexes, the delivery log and the unlock
+// are one script. A copy is one round trip. The counts do not depend on
+// the machine.
 func TestNewOrderRoundTrips(t *testing.T) {
 	e := newUnitEnv(t)
 	const sub = "rt-1"
@@ -122,7 +123,7 @@ func TestNewOrderRoundTrips(t *testing.T) {
 	if a.Kind != events.Final || !strings.Contains(string(a.Body), `"success":true`) {
 		t.Fatalf("ORDER answered %v %s", a.Kind, a.Body)
 	}
-	want := []string{"evalsha webhook:delivery:{…}", "evalsha webhook:lock:{…}", "evalsha webhook:delivery:{…}"}
+	want := []string{"evalsha webhook:delivery:{…}", "evalsha webhook:delivery:{…}"}
 	if got := e.sent.take(); !slices.Equal(got, want) {
 		t.Errorf("a new ORDER sent %q, want %q", got, want)
 	}
@@ -149,6 +150,73 @@ func TestNewOrderRoundTrips(t *testing.T) {
 	}
 	if n := e.Mini.Exists("webhook:lock:{" + sub + "}"); n {
 		t.Error("the subscription's lock is still held after the outcome was recorded")
+	}
+}
+
+// The claim writes an ORDER's first record (Prime's: the intent, the
+// step "calling") only for a subscription that has none, under the lock
+// it takes itself, and only a record written so lets the processing call
+// Enrollment without asking Q2 first. A record left "calling" by an
+// attempt that died is asked about first (its call may have landed) and
+// never overwritten; under another holder's lock nothing is written.
+func TestPrimedRecordOnlyForASubscriptionWithoutOne(t *testing.T) {
+	order := func(t *testing.T, sub string) *events.SubscriptionEvent {
+		return testevents.Fixture(t, "../provisioning/testdata/subscription-order.json", sub, "")
+	}
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, e *unitEnv, sub string)
+		// Q2 calls of the ORDER received after the setup
+		enrollments, lookups int
+		wantAccount          bool
+	}{
+		{name: "no record: written by the claim, Enrollment at once", enrollments: 1, lookups: 1, wantAccount: true},
+		{name: "a record left calling by an attempt whose outcome was lost: asked first, not enrolled again",
+			setup: func(t *testing.T, e *unitEnv, sub string) {
+				e.sent.breaks = func(args []any) bool {
+					return len(args) > 1 && args[0] == "evalsha" && args[1] == store.CompleteScriptHash
+				}
+				if a := e.receive(t, "id:first-"+sub, order(t, sub)); a.Kind != events.Transient {
+					t.Fatalf("setup: ORDER with its outcome lost answered %v %s", a.Kind, a.Body)
+				}
+				e.sent.breaks = nil
+				if acct := e.Account(sub); acct.Steps[0].State != events.StepCalling && acct.Steps[0].State != events.StepLive {
+					t.Fatalf("setup: account %+v", acct.Steps)
+				}
+				e.Mini.FastForward(10 * time.Second)
+			},
+			enrollments: 0, lookups: 1, wantAccount: true},
+		{name: "the subscription's lock held by another: nothing written",
+			setup: func(t *testing.T, e *unitEnv, sub string) {
+				if err := e.Mini.Set("webhook:lock:{"+sub+"}", "another-holder"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			enrollments: 0, lookups: 0, wantAccount: false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newUnitEnv(t)
+			sub := "primed-" + string(rune('a'+i))
+			if tt.setup != nil {
+				tt.setup(t, e, sub)
+			}
+			before := e.Q2.Sandbox.Stats().Calls
+			e.receive(t, "id:"+sub, order(t, sub))
+			calls := e.Q2.Sandbox.Stats().Calls
+			if got := calls["Enrollment"] - before["Enrollment"]; got != tt.enrollments {
+				t.Errorf("Enrollment calls %d, want %d", got, tt.enrollments)
+			}
+			if got := calls["LookupUser"] - before["LookupUser"]; got != tt.lookups {
+				t.Errorf("LookupUser calls %d, want %d", got, tt.lookups)
+			}
+			if got := e.Mini.Exists("webhook:account:{" + sub + "}"); got != tt.wantAccount {
+				t.Errorf("account stored %v, want %v", got, tt.wantAccount)
+			}
+			if st := e.Q2.Sandbox.Stats(); st.Users > 1 {
+				t.Errorf("Q2 has %d users, want at most 1", st.Users)
+			}
+		})
 	}
 }
 
