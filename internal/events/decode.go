@@ -83,9 +83,47 @@ var fields = []field{
 }
 
 // Decode parses and validates a SubscriptionEvent. Unknown fields are
-// ignored. Every problem is reported in one *ValidationError that names each
-// bad field by its JSON name.
+// ignored; names match as encoding/json matches them, exactly or else
+// without regard to case, at every level. Every problem is reported in one
+// *ValidationError that names each bad field by its JSON name.
+//
+// A well-formed event is read in one pass (decodeWhole); anything else is
+// read again member by member (decodeMembers), which names every problem.
 func Decode(body []byte) (*SubscriptionEvent, error) {
+	if ev, ok := decodeWhole(body); ok {
+		return ev, nil
+	}
+	return decodeMembers(body)
+}
+
+// decodeWhole reads body in one pass into the event's own types: a body
+// that decodes, carries every required member (not null) and breaks no
+// rule is read exactly as decodeMembers reads it (FuzzDecode holds that).
+// ok is false for any other body, which decodeMembers then explains.
+func decodeWhole(body []byte) (*SubscriptionEvent, bool) {
+	// The required members shadow the event's own fields, as pointers, to
+	// tell a missing or null member from a zero one.
+	var w struct {
+		SubscriptionEvent
+		Event          *Event     `json:"event"`
+		EventType      *EventType `json:"event_type"`
+		UserID         *int64     `json:"user_id"`
+		SubscriptionID *string    `json:"subscription_id"`
+	}
+	if err := json.Unmarshal(body, &w); err != nil || w.Event == nil || w.EventType == nil || w.UserID == nil || w.SubscriptionID == nil {
+		return nil, false
+	}
+	ev := &w.SubscriptionEvent
+	ev.Event, ev.EventType, ev.UserID, ev.SubscriptionID = *w.Event, *w.EventType, *w.UserID, *w.SubscriptionID
+	if Validate(ev) != nil {
+		return nil, false
+	}
+	return ev, true
+}
+
+// decodeMembers reads body member by member, so that one reply names every
+// bad field.
+func decodeMembers(body []byte) (*SubscriptionEvent, error) {
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(body, &members); err != nil {
 		var typeErr *json.UnmarshalTypeError
@@ -103,7 +141,7 @@ func Decode(body []byte) (*SubscriptionEvent, error) {
 		verr ValidationError
 	)
 	for _, f := range fields {
-		raw, ok := members[f.name]
+		raw, ok := member(members, f.name)
 		if !ok || isNull(raw) {
 			if f.required {
 				verr.add(f.name, "is required")
@@ -127,6 +165,25 @@ func Decode(body []byte) (*SubscriptionEvent, error) {
 		return nil, err
 	}
 	return &ev, nil
+}
+
+// member is the member named name, matched as encoding/json matches a
+// struct field's name: exactly, or else without regard to case. Of two
+// names that differ only in case (a body the doors refuse, see
+// canonjson.DuplicateKeyError) it takes the one that sorts last, so that
+// the answer does not depend on the map's order.
+func member(members map[string]json.RawMessage, name string) (json.RawMessage, bool) {
+	if raw, ok := members[name]; ok {
+		return raw, true
+	}
+	found := ""
+	for k := range members {
+		if strings.EqualFold(k, name) && k > found {
+			found = k
+		}
+	}
+	raw, ok := members[found]
+	return raw, ok && found != ""
 }
 
 // DecodeAppDirect parses and validates an AppDirect event (what an

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -301,8 +302,23 @@ func FuzzDecode(f *testing.F) {
 		}
 		if json.Valid(body) {
 			var dup *canonjson.DuplicateKeyError
-			if _, err := canonjson.Fingerprint(body); err != nil && !errors.As(err, &dup) {
+			_, err := canonjson.Fingerprint(body)
+			if err != nil && !errors.As(err, &dup) {
 				t.Fatalf("Fingerprint of valid JSON: %v", err)
+			}
+			if err != nil {
+				return // refused by the doors before it is decoded
+			}
+		}
+		// The one-pass reading takes only what the member-by-member one
+		// reads the same way.
+		if whole, ok := decodeWhole(body); ok {
+			members, err := decodeMembers(body)
+			if err != nil {
+				t.Fatalf("read in one pass as %+v, but member by member: %v", whole, err)
+			}
+			if !reflect.DeepEqual(whole, members) {
+				t.Fatalf("read in one pass as\n%+v\nbut member by member as\n%+v", whole, members)
 			}
 		}
 	})
