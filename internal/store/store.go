@@ -40,6 +40,9 @@ const (
 	maxRetries      = 2
 	dialerRetries   = 2
 	dialerRetryWait = 50 * time.Millisecond
+
+	connBuffer     = 8 << 10  // each way, per pooled connection
+	pipelineBuffer = 32 << 10 // each way, per connection of the pipeline pool
 )
 
 // Options configure Open. The package takes values: where they come from
@@ -237,6 +240,12 @@ func Open(ctx context.Context, o Options) (*Redis, error) {
 	uo.DialerRetries = dialerRetries
 	uo.DialerRetryTimeout = dialerRetryWait
 	uo.ContextTimeoutEnabled = true
+	// Buffers sized for what the service sends and reads: scripts with a
+	// few KiB of arguments and short replies (a longer bulk reply is read
+	// past the buffer). go-redis's defaults (32 KiB each way, 128 KiB for
+	// the pipeline pool) cost 64–256 KiB per pooled connection.
+	uo.ReadBufferSize, uo.WriteBufferSize = connBuffer, connBuffer
+	uo.PipelineReadBufferSize, uo.PipelineWriteBufferSize = pipelineBuffer, pipelineBuffer
 	// No CLIENT SETINFO on each new connection: one round trip less, and no
 	// failed command on servers that lack it (the embedded one).
 	uo.DisableIdentity = true
