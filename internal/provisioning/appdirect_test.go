@@ -1,6 +1,7 @@
 package provisioning_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/banking-marketplace/webhook/internal/events"
@@ -93,4 +94,36 @@ func TestUserAssignment(t *testing.T) {
 	wantOutcome(t, e.Process(assignment(t, events.UserAssignment, sub, id, "u-9")), 200, events.AccountNotFound, true)
 	noUser := assignment(t, events.UserAssignment, sub, id, "")
 	wantOutcome(t, e.Process(noUser), 200, events.UserNotFound, true)
+}
+
+// The purchased USER quantity caps the users (the ORDER's own and the
+// assigned ones); a quantity of 0, like no USER item, is no cap: AppDirect
+// sends 0 (or leaves it out) for an edition that is not sold per user.
+func TestUserLimit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		items []events.Item
+		want  []events.ErrorCode // the answers to assigning u-1, u-2, u-3
+	}{
+		{"no items", nil, []events.ErrorCode{"", "", ""}},
+		{"another unit", []events.Item{{Unit: "GIGABYTE", Quantity: 1}}, []events.ErrorCode{"", "", ""}},
+		{"USER 0: not per user", []events.Item{{Unit: "USER", Quantity: 0}}, []events.ErrorCode{"", "", ""}},
+		{"user 0, in lower case", []events.Item{{Unit: "user", Quantity: 0}}, []events.ErrorCode{"", "", ""}},
+		{"USER 1: the ORDER's own", []events.Item{{Unit: "USER", Quantity: 1}}, []events.ErrorCode{events.MaxUsersReached, events.MaxUsersReached, events.MaxUsersReached}},
+		{"USER 2", []events.Item{{Unit: "GIGABYTE", Quantity: 9}, {Unit: "USER", Quantity: 2}}, []events.ErrorCode{"", events.MaxUsersReached, events.MaxUsersReached}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envConfig{})
+			const sub = "sub-limit"
+			order := testevents.Order(t, sub)
+			order.Event.Payload.Order.Items = tc.items
+			id := e.Process(order).Reply.AccountIdentifier
+			for i, want := range tc.want {
+				user := fmt.Sprintf("u-%d", i+1)
+				wantOutcome(t, e.Process(assignment(t, events.UserAssignment, sub, id, user)), 200, want, true)
+			}
+		})
+	}
 }
