@@ -127,3 +127,47 @@ func TestUserLimit(t *testing.T) {
 		})
 	}
 }
+
+// A STATELESS event (AppDirect's ping) is answered success with no side
+// effect. An AppDirect ORDER's success carries the identifier AppDirect
+// keeps as the account's: never empty (an empty one could be taken as the
+// account id), never another subscription's (even one its payload names);
+// it is the ping's own subscription id, derived from its own event token,
+// under which nothing exists. Other events, and the Q2 door's, answer the
+// event's own accountIdentifier, as before.
+func TestStatelessAccountIdentifier(t *testing.T) {
+	t.Parallel()
+	const own = "ad-00112233445566778899aabbccddeeff"
+	for _, tc := range []struct {
+		name      string
+		typ       events.EventType
+		appdirect bool   // AppDirect's own door (AccountIsSubscription)
+		named     string // payload.account.accountIdentifier
+		want      string
+	}{
+		{"AppDirect ORDER", events.SubscriptionOrder, true, "", own},
+		{"AppDirect ORDER naming an account", events.SubscriptionOrder, true, "ad-ffeeddccbbaa99887766554433221100", own},
+		{"AppDirect CHANGE", events.SubscriptionChange, true, "ad-ffeeddccbbaa99887766554433221100", "ad-ffeeddccbbaa99887766554433221100"},
+		{"Q2 door ORDER", events.SubscriptionOrder, false, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envConfig{})
+			ev := testevents.Order(t, own)
+			ev.EventType, ev.Event.Type = tc.typ, tc.typ
+			ev.Event.Flag = events.FlagStateless
+			ev.AccountIsSubscription = tc.appdirect
+			if tc.named != "" {
+				ev.Event.Payload.Account = &events.AccountRef{AccountIdentifier: tc.named}
+			}
+			out := e.Process(ev)
+			wantOutcome(t, out, 200, "", true)
+			if got := out.Reply.AccountIdentifier; got != tc.want {
+				t.Errorf("accountIdentifier %q, want %q", got, tc.want)
+			}
+			if out.Calls != 0 || len(e.Mini.Keys()) != 0 {
+				t.Errorf("STATELESS had side effects: %d calls, keys %v", out.Calls, e.Mini.Keys())
+			}
+		})
+	}
+}
