@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"go.uber.org/zap"
 
@@ -66,18 +65,12 @@ func appDirectDoor(cfg *config, sandboxURL string, db *store.Redis, in *inbox.In
 	// The results queue is worked whether or not this replica answers
 	// asynchronously: another replica, or this one before a restart with
 	// APPDIRECT_ASYNC=false, may have queued results to post.
-	in.WithAppDirect(inbox.AppDirect{Marketplace: marketplace{client}, Owners: db, Jobs: db, Answer: answer})
-	marketplaces := slices.Clone(a.Marketplaces)
-	check := func(raw string) (string, string, error) {
-		u, token, err := appdirect.EventURL(raw, marketplaces)
-		if err != nil {
-			return "", "", err
-		}
-		return token, appdirect.MarketplaceOf(u), nil
-	}
+	// The passes begun at once after a 202 are bounded as the deliveries
+	// are (MAX_IN_FLIGHT); past it, the settlers take the jobs.
+	in.WithAppDirect(inbox.AppDirect{Marketplace: marketplace{client}, Owners: db, Jobs: db, Answer: answer, MaxAtOnce: cfg.MaxInFlight})
 	log.Info("AppDirect door", zap.Strings("marketplaces", a.Marketplaces), zap.String("product", a.Product),
 		zap.Bool("async", a.Async), zap.Bool("shared_credentials", a.ConsumerKey != ""))
-	return &handlers.AppDirect{Notifier: in, Auth: auth, Check: check, Product: a.Product, Async: a.Async}, nil
+	return &handlers.AppDirect{Notifier: in, Auth: auth, Check: client.EventURL, Marketplaces: client.Marketplaces(), Product: a.Product, Async: a.Async}, nil
 }
 
 // onlyProduct is the name of the catalog's one product, or "".

@@ -268,6 +268,10 @@ func TestAppDirectStory(t *testing.T) {
 				if st.code == events.ConfigurationError && !strings.Contains(r.reply.Message, "USER_UPDATED") {
 					t.Errorf("%s: message %q does not name the type", st.name, r.reply.Message)
 				}
+				if strings.Contains(st.doc, "STATELESS") && (r.reply.AccountIdentifier == "" || r.reply.AccountIdentifier == acct ||
+					r.reply.AccountIdentifier != subscriptionOfOrder(m.url, r.token)) {
+					t.Errorf("%s: accountIdentifier %q; want the ping's own subscription id, neither empty nor the ORDER's %q", st.name, r.reply.AccountIdentifier, acct)
+				}
 				if async && r.status != http.StatusAccepted && !strings.Contains(st.doc, "SUBSCRIPTION_NOTICE") && !strings.Contains(st.doc, "STATELESS") {
 					t.Errorf("%s: answered %d, want 202 (asynchronous)", st.name, r.status)
 				}

@@ -94,7 +94,11 @@ func build(ctx context.Context, cfg *config, log *zap.Logger) (*app, error) {
 	if a.appDirect, err = appDirectDoor(cfg, clients.sandbox, db, in, answer, log, m, a.seen); err != nil {
 		return fail(err)
 	}
-	if a.console, err = newConsole(cfg, db, a.monitor, a.seen, service, log); err != nil {
+	var marketplaces []string
+	if a.appDirect != nil {
+		marketplaces = a.appDirect.Marketplaces
+	}
+	if a.console, err = newConsole(cfg, db, a.monitor, a.seen, service, marketplaces, log); err != nil {
 		return fail(err)
 	}
 	// Every replica works the settle queue: what a reply left unsettled,

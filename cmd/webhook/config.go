@@ -666,8 +666,10 @@ func (c *config) checkAppDirect(p *problems) {
 		}
 	}
 	if a.PublicURL != "" {
-		if u, err := url.Parse(a.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.Trim(u.Path, "/") != "" {
-			p.add("APPDIRECT_PUBLIC_URL", "%q is not scheme://host[:port], like https://webhook.bank.example", a.PublicURL)
+		// The verifier's own check, so that what it would refuse is
+		// refused here, once, naming the setting.
+		if _, _, err := appdirect.ParsePublicURL(a.PublicURL); err != nil {
+			p.add("APPDIRECT_PUBLIC_URL", "%s", err)
 		}
 	}
 	if c.Catalog == nil {

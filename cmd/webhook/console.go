@@ -36,12 +36,14 @@ var (
 // newConsole is the operator console of the service, for the ops
 // listener; nil without API_TOKENS (operators sign in with one of them),
 // and then /console/ answers 404 naming the setting.
-func newConsole(cfg *config, db *store.Redis, monitor *outside.Monitor, seen *systems, service *provisioning.Service, log *zap.Logger) (http.Handler, error) {
+// marketplaces are the AppDirect door's (canonical base URLs; none when
+// it is off): the search finds an event token's delivery from each.
+func newConsole(cfg *config, db *store.Redis, monitor *outside.Monitor, seen *systems, service *provisioning.Service, marketplaces []string, log *zap.Logger) (http.Handler, error) {
 	if len(cfg.APITokens) == 0 {
 		return nil, nil
 	}
 	c, err := console.New(console.Config{
-		Reader:   &consoleReader{db: db, monitor: monitor, seen: seen, now: time.Now},
+		Reader:   &consoleReader{db: db, monitor: monitor, seen: seen, marketplaces: marketplaces, now: time.Now},
 		Actions:  &consoleActions{db: db, service: service, budget: cfg.ProcessTimeout},
 		Tokens:   cfg.APITokens,
 		Sessions: redisSessions{db},
@@ -58,10 +60,11 @@ func newConsole(cfg *config, db *store.Redis, monitor *outside.Monitor, seen *sy
 // consoleReader is the console's Reader over the records in Redis, the
 // outside monitor's checks and the outside calls this replica made.
 type consoleReader struct {
-	db      *store.Redis
-	monitor *outside.Monitor
-	seen    *systems
-	now     func() time.Time
+	db           *store.Redis
+	monitor      *outside.Monitor
+	seen         *systems
+	marketplaces []string // AppDirect's, canonical: the keys of an event token (inbox.AppDirectKeys)
+	now          func() time.Time
 }
 
 // The console's page sizes.
@@ -173,8 +176,10 @@ func (r *consoleReader) Search(ctx context.Context, q string) ([]console.Hit, er
 	if err := delivery("id:"+q, "webhook-id"); err != nil {
 		return nil, err
 	}
-	if err := delivery("appdirect:"+q, "event token"); err != nil {
-		return nil, err
+	for _, key := range inbox.AppDirectKeys(r.marketplaces, q) {
+		if err := delivery(key, "event token"); err != nil {
+			return nil, err
+		}
 	}
 	a, err := r.db.Account(ctx, q)
 	switch {
@@ -236,7 +241,7 @@ func deliveryOf(d inbox.DeliverySummary) console.Delivery {
 	if id, ok := strings.CutPrefix(d.Key, "id:"); ok {
 		out.WebhookID = id
 	}
-	if tok, ok := strings.CutPrefix(d.Key, "appdirect:"); ok {
+	if tok, ok := inbox.AppDirectToken(d.Key); ok {
 		out.EventToken = tok
 	}
 	for _, a := range d.History {

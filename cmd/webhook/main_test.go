@@ -115,6 +115,13 @@ func TestConfigErrors(t *testing.T) {
 			[]string{"APPDIRECT_NOTIFY_BASIC: each value must be user:password"}},
 		{"appdirect bad public url", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s", "APPDIRECT_PUBLIC_URL", "webhook.bank/x"),
 			[]string{`APPDIRECT_PUBLIC_URL: "webhook.bank/x" is not scheme://host[:port]`}},
+		// What the verifier refuses, the configuration refuses first, naming
+		// the setting (a query or a user used to pass it and stop the start
+		// as APPDIRECT_CONSUMER_SECRET's problem).
+		{"appdirect public url with a query", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s", "APPDIRECT_PUBLIC_URL", "https://webhook.bank?x=1"),
+			[]string{`APPDIRECT_PUBLIC_URL: "https://webhook.bank?x=1" is not scheme://host[:port] alone, like https://webhook.bank.example`}},
+		{"appdirect public url with a user", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s", "APPDIRECT_PUBLIC_URL", "https://me@webhook.bank"),
+			[]string{`APPDIRECT_PUBLIC_URL: "https://me@webhook.bank" is not scheme://host[:port] alone`}},
 		{"appdirect product of several", nil, with(nil, "PRODUCTS_FILE", "../../products.example.yaml", "QBD_BASE_URL", "https://qbd.example", "HELIX_BASE_URL", "https://helix.example", "HELIX_API_KEY", "k", "HELIX_API_SECRET", "s",
 			"APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s"),
 			[]string{"APPDIRECT_PRODUCT: is required when the products file has several products"}},

@@ -218,13 +218,15 @@ func (s tracedSettler) Settle(ctx context.Context, subscription string) (provisi
 
 // tracedAnswer makes each AppDirect result answered later (the event
 // processed if it must be, the result posted) the root of a trace of its
-// own, "appdirect result".
-func tracedAnswer(tracer trace.Tracer, answer func(ctx context.Context, token string) error) func(context.Context, string) error {
-	return func(ctx context.Context, token string) error {
+// own, "appdirect result". id is the job's (inbox.JobID: its token and
+// marketplace).
+func tracedAnswer(tracer trace.Tracer, answer func(ctx context.Context, id string) error) func(context.Context, string) error {
+	return func(ctx context.Context, id string) error {
+		token, _, _ := strings.Cut(id, "@") // no token holds "@"
 		ctx, span := tracer.Start(ctx, "appdirect result", trace.WithNewRoot(),
 			trace.WithAttributes(attribute.String("webhook.event_token", logctx.Cut(token))))
 		defer span.End()
-		err := answer(ctx, token)
+		err := answer(ctx, id)
 		if err != nil {
 			span.SetStatus(codes.Error, "not answered yet")
 		}

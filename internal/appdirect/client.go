@@ -164,6 +164,7 @@ func WithMaxEvent(n int64) Option { return func(c *Client) { c.cfg.MaxBody = n }
 // configured marketplaces only. It is safe for concurrent use.
 type Client struct {
 	markets []*market
+	ms      []marketplace // markets' marketplaces, in order: parsed once, by NewClient
 	oauth1  *Consumer
 	secrets []string     // oauth1's secrets, the first as given
 	secret  atomic.Int32 // the index in secrets of the one that signs
@@ -230,6 +231,7 @@ func NewClient(marketplaces []string, opts ...Option) (*Client, error) {
 				ClientID: c.oauth2.id, ClientSecret: c.oauth2.secret, Scopes: c.oauth2.scopes, AuthStyle: oauth2.AuthStyleInHeader})
 		}
 		c.markets = append(c.markets, mk)
+		c.ms = append(c.ms, m)
 	}
 	return c, nil
 }
@@ -251,12 +253,27 @@ func (c *Client) authorize(ctx context.Context, mk *market, req *http.Request) e
 	return nil
 }
 
-func (c *Client) parsed() []marketplace {
-	ms := make([]marketplace, len(c.markets))
-	for i, mk := range c.markets {
-		ms[i] = mk.m
+// EventURL checks a notification's eventUrl against the client's
+// marketplaces, parsed once by NewClient, as the package's EventURL does:
+// it returns the event token and the base URL of the marketplace it is in,
+// in its canonical form (what PostResult takes), or an error wrapping
+// ErrEventURL (nothing is to be fetched from it).
+func (c *Client) EventURL(raw string) (token, marketplace string, err error) {
+	m, token, err := matchEventURL(raw, c.ms)
+	if err != nil {
+		return "", "", err
 	}
-	return ms
+	return token, m.String(), nil
+}
+
+// Marketplaces is the client's marketplace base URLs, in their canonical
+// form (as EventURL returns them), each once.
+func (c *Client) Marketplaces() []string {
+	out := make([]string, len(c.ms))
+	for i, m := range c.ms {
+		out[i] = m.String()
+	}
+	return out
 }
 
 func (c *Client) market(m marketplace) *market {
@@ -276,7 +293,7 @@ func (c *Client) market(m marketplace) *market {
 // ErrEventURL). A GET has no effect, so transient failures are tried again
 // within the attempt budget; no redirect is followed.
 func (c *Client) FetchEvent(ctx context.Context, eventURL string) ([]byte, error) {
-	m, token, err := matchEventURL(eventURL, c.parsed())
+	m, token, err := matchEventURL(eventURL, c.ms)
 	if err != nil {
 		return nil, fmt.Errorf("appdirect %s: %w: %w", ActionFetch, ErrBadArgument, err)
 	}

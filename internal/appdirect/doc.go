@@ -34,10 +34,11 @@
 // The door, in order:
 //
 //	who, err := verifier.Verify(ctx, r)          // or credentials.Verify: 401 on error
-//	u, token, err := appdirect.EventURL(r.URL.Query().Get("eventUrl"), marketplaces) // 403 FORBIDDEN on error
-//	doc, err := client.FetchEvent(ctx, u.String()) // ErrTransient: a transient outcome; ErrNotFound: NOT_FOUND
-//	// … the inbox, keyed by token; later, from the durable queue:
-//	err = client.PostResult(ctx, appdirect.MarketplaceOf(u), token, result)
+//	raw := r.URL.Query().Get("eventUrl")
+//	token, market, err := client.EventURL(raw)   // 403 FORBIDDEN on error (the marketplaces parsed once)
+//	doc, err := client.FetchEvent(ctx, raw)      // ErrTransient: a transient outcome; ErrNotFound: NOT_FOUND
+//	// … the inbox, keyed by marketplace and token; later, from the durable queue:
+//	err = client.PostResult(ctx, market, token, result)
 //
 // The sandbox's marketplace is in the sub-package appdirectsandbox.
 package appdirect

@@ -102,7 +102,22 @@ func TestEventURL(t *testing.T) {
 		{"https://market.example" + path + "t\n", "", ""},
 		{" https://market.example" + path + "t", "", ""},
 	}
+	// The client checks with the marketplaces it parsed once, the same.
+	client, err := NewClient(markets, WithOAuth1("k", "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := client.Marketplaces(); !slices.Equal(got, normalised) {
+		t.Errorf("Marketplaces() = %v, want %v", got, normalised)
+	}
 	for _, tt := range tests {
+		ctoken, cmarket, cerr := client.EventURL(tt.raw)
+		switch {
+		case tt.wantURL == "" && (!errors.Is(cerr, ErrEventURL) || ctoken != "" || cmarket != ""):
+			t.Errorf("Client.EventURL(%q) = %q, %q, %v; want ErrEventURL", tt.raw, ctoken, cmarket, cerr)
+		case tt.wantURL != "" && (cerr != nil || ctoken != tt.wantToken || cmarket+EventsPath+ctoken != tt.wantURL):
+			t.Errorf("Client.EventURL(%q) = %q, %q, %v; want %q in %s", tt.raw, ctoken, cmarket, cerr, tt.wantToken, tt.wantURL)
+		}
 		u, token, err := EventURL(tt.raw, markets)
 		if tt.wantURL == "" {
 			if !errors.Is(err, ErrEventURL) || u != nil || token != "" {

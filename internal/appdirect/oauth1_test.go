@@ -545,6 +545,39 @@ func TestPublicURL(t *testing.T) {
 	}
 }
 
+// TestParsePublicURL: scheme://host[:port] alone; the configuration
+// checks APPDIRECT_PUBLIC_URL with it, as NewVerifier does.
+func TestParsePublicURL(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		raw, scheme, host string // scheme "": refused
+	}{
+		{"https://vendor.example", "https", "vendor.example"},
+		{"https://vendor.example/", "https", "vendor.example"},
+		{"HTTP://vendor.example:8080", "http", "vendor.example:8080"},
+		{"https://[2001:db8::1]:8443", "https", "[2001:db8::1]:8443"},
+		{"vendor.example", "", ""},
+		{"https://vendor.example/base", "", ""},
+		{"https://vendor.example?x=1", "", ""},
+		{"https://vendor.example?", "", ""},
+		{"https://vendor.example#top", "", ""},
+		{"https://me@vendor.example", "", ""},
+		{"https://vendor.example:", "", ""},
+		{"https://:443", "", ""},
+		{"ftp://vendor.example", "", ""},
+		{"https:vendor.example", "", ""},
+		{"https://vendor.example:http", "", ""},
+	} {
+		scheme, host, err := ParsePublicURL(tt.raw)
+		switch {
+		case tt.scheme == "" && (err == nil || !strings.Contains(err.Error(), "is not scheme://host[:port] alone")):
+			t.Errorf("ParsePublicURL(%q) = %q, %q, %v; want refused", tt.raw, scheme, host, err)
+		case tt.scheme != "" && (err != nil || scheme != tt.scheme || host != tt.host):
+			t.Errorf("ParsePublicURL(%q) = %q, %q, %v; want %q, %q", tt.raw, scheme, host, err, tt.scheme, tt.host)
+		}
+	}
+}
+
 func TestNewVerifierErrors(t *testing.T) {
 	t.Parallel()
 	ok := []Consumer{{"k", "s"}}

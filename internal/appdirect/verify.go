@@ -117,12 +117,11 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		v.secrets[c.Key] = append(v.secrets[c.Key], c.Secret)
 	}
 	if cfg.PublicURL != "" {
-		u, err := url.Parse(cfg.PublicURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
-			strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("appdirect: VerifierConfig.PublicURL %q must be scheme://host[:port] only, such as https://vendor.example", cfg.PublicURL)
+		scheme, host, err := ParsePublicURL(cfg.PublicURL)
+		if err != nil {
+			return nil, fmt.Errorf("appdirect: VerifierConfig.PublicURL: %w", err)
 		}
-		v.scheme, v.host = u.Scheme, u.Host
+		v.scheme, v.host = scheme, host
 	}
 	switch {
 	case v.window < 0:
@@ -137,6 +136,23 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		v.now = time.Now
 	}
 	return v, nil
+}
+
+// ParsePublicURL checks the URL AppDirect reaches the service at
+// (APPDIRECT_PUBLIC_URL, VerifierConfig.PublicURL): scheme://host[:port]
+// and nothing else (at most a trailing slash), the scheme http or https.
+// It returns the scheme and the host (with its port, if given) that the
+// signed URL is built from. The service's configuration and NewVerifier
+// both call it, so that a value is accepted or refused the same way, with
+// the same message.
+func ParsePublicURL(raw string) (scheme, host string, err error) {
+	u, perr := url.Parse(raw)
+	if perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" || u.Hostname() == "" ||
+		strings.HasSuffix(u.Host, ":") || u.User != nil || strings.Trim(u.Path, "/") != "" ||
+		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", "", fmt.Errorf("%q is not scheme://host[:port] alone, like https://webhook.bank.example (http or https; no path, query, fragment or user)", raw)
+	}
+	return u.Scheme, u.Host, nil
 }
 
 // Verify checks r's OAuth 1.0a signature and returns its consumer key. The

@@ -45,6 +45,10 @@ type AppDirect struct {
 	Check    EventURLs
 	Product  string // the product AppDirect's events provision
 	Async    bool   // APPDIRECT_ASYNC
+	// Marketplaces are the configured marketplaces' base URLs, canonical
+	// (as Check returns them): the read API finds an event token's
+	// deliveries under each (inbox.AppDirectKeys).
+	Marketplaces []string
 }
 
 type appdirectDoor struct {

@@ -48,9 +48,10 @@ type Reader interface {
 // delivery log for operators, behind bearer tokens. Its answers hold ids,
 // codes, statuses, times and counts, never personal data.
 type readAPI struct {
-	reader Reader
-	tokens [][32]byte // SHA-256 of each API token
-	log    *zap.Logger
+	reader       Reader
+	tokens       [][32]byte // SHA-256 of each API token
+	log          *zap.Logger
+	marketplaces []string // AppDirect's, canonical: the keys of an event token (inbox.AppDirectKeys)
 }
 
 func newReadAPI(r Reader, tokens []string, log *zap.Logger) *readAPI {
@@ -275,7 +276,7 @@ func deliveryOfSummary(d inbox.DeliverySummary) deliveryDoc {
 	if id, ok := strings.CutPrefix(d.Key, "id:"); ok {
 		doc.WebhookID = id
 	}
-	if tok, ok := strings.CutPrefix(d.Key, "appdirect:"); ok {
+	if tok, ok := inbox.AppDirectToken(d.Key); ok {
 		doc.EventToken = tok
 	}
 	for _, a := range d.History {
@@ -352,8 +353,14 @@ func (a *readAPI) deliveries(c echo.Context) error {
 			return apiError(c, http.StatusBadRequest, "webhook_id must be at most 256 printable ASCII characters without spaces, as the webhook-id header is")
 		}
 		list, err = a.one(ctx, "id:"+v)
-	case "event_token":
-		list, err = a.one(ctx, "appdirect:"+v)
+	case "event_token": // its delivery from each marketplace that gave it
+		for _, key := range inbox.AppDirectKeys(a.marketplaces, v) {
+			var one []inbox.DeliverySummary
+			if one, err = a.one(ctx, key); err != nil {
+				break
+			}
+			list = append(list, one...)
+		}
 	case "account_identifier":
 		var acct events.Account
 		acct, err = a.reader.AccountByIdentifier(ctx, v)
@@ -490,7 +497,8 @@ const maxResults = 500
 // resultDoc is an AppDirect result answered later and not accepted yet.
 type resultDoc struct {
 	EventToken  string     `json:"event_token"`
-	State       string     `json:"state"` // pending (the event is to be processed) or answered (its result is to be posted)
+	Marketplace string     `json:"marketplace"` // the marketplace base URL that gave the token
+	State       string     `json:"state"`       // pending (the event is to be processed) or answered (its result is to be posted)
 	Attempts    int        `json:"attempts"`
 	LastError   string     `json:"last_error,omitempty"`
 	Created     time.Time  `json:"created"`
@@ -507,7 +515,7 @@ func (a *readAPI) resultsPending(c echo.Context) error {
 	}
 	out := []resultDoc{}
 	for _, j := range jobs {
-		d := resultDoc{EventToken: j.Token, State: j.State, Attempts: j.Attempts, LastError: j.LastError, Created: j.Created}
+		d := resultDoc{EventToken: j.Token, Marketplace: j.Marketplace, State: j.State, Attempts: j.Attempts, LastError: j.LastError, Created: j.Created}
 		if !j.Due.IsZero() {
 			d.NextAttempt = &j.Due
 		}

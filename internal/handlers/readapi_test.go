@@ -75,8 +75,12 @@ func TestReadAPIDeliveries(t *testing.T) {
 		}}
 	ad := inbox.DeliverySummary{Key: "appdirect:tok-9", EventType: "SUBSCRIPTION_CANCEL", Subscription: "sub-2", State: "done", Kind: "final",
 		Code: "FORBIDDEN", History: []inbox.Attempt{{At: at, Code: "FORBIDDEN", Kind: events.Final, Reason: "event: accountIdentifier of another subscription"}}}
-	r := &deliveryReader{byKey: map[string]inbox.DeliverySummary{order.Key: order, ad.Key: ad}, failures: []inbox.DeliverySummary{ad, ad}}
-	h := New(Config{Receiver: &fakeReceiver{}, Reader: r, APITokens: []string{"token-token-token-token"}})
+	// The same token of two marketplaces: a delivery each.
+	adA := inbox.DeliverySummary{Key: "appdirect:tok-7@acme.example", EventType: "SUBSCRIPTION_ORDER", Subscription: "ad-a", State: "done", Kind: "final", Code: "SUCCESS"}
+	adB := inbox.DeliverySummary{Key: "appdirect:tok-7@http://b.example:8080", EventType: "SUBSCRIPTION_ORDER", Subscription: "ad-b", State: "done", Kind: "final", Code: "SUCCESS"}
+	r := &deliveryReader{byKey: map[string]inbox.DeliverySummary{order.Key: order, ad.Key: ad, adA.Key: adA, adB.Key: adB}, failures: []inbox.DeliverySummary{ad, ad}}
+	h := New(Config{Receiver: &fakeReceiver{}, Reader: r, APITokens: []string{"token-token-token-token"},
+		AppDirect: &AppDirect{Marketplaces: []string{"https://acme.example", "http://b.example:8080"}}})
 	get := func(t *testing.T, path string) (int, map[string]any) {
 		t.Helper()
 		rec := do(t, h, http.MethodGet, path, nil, http.Header{"Authorization": {"Bearer token-token-token-token"}})
@@ -117,6 +121,7 @@ func TestReadAPIDeliveries(t *testing.T) {
 		{"by webhook-id", "webhook_id=msg/1%25A", order.Key},
 		{"by an unknown webhook-id", "webhook_id=msg_none", ""},
 		{"by event token", "event_token=tok-9", ad.Key},
+		{"by event token of two marketplaces", "event_token=tok-7", adA.Key + "," + adB.Key},
 		{"by subscription", "subscription_id=sub-1", order.Key},
 		{"by account identifier", "account_identifier=501", order.Key},
 		{"by an unknown account identifier", "account_identifier=999", ""},
@@ -128,6 +133,13 @@ func TestReadAPIDeliveries(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("the event token of a key with its marketplace", func(t *testing.T) {
+		code, doc := get(t, "/v1/deliveries/appdirect:tok-7@acme.example")
+		if code != 200 || doc["event_token"] != "tok-7" {
+			t.Errorf("%d %v; want event_token tok-7", code, doc)
+		}
+	})
 
 	t.Run("recent failures in pages", func(t *testing.T) {
 		code, doc := get(t, "/v1/deliveries?outcome=failed&since=2h&limit=1")

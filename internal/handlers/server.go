@@ -228,7 +228,11 @@ func (s *server) opsRoutes(e *echo.Echo) {
 		e.GET("/metrics", echo.WrapHandler(s.cfg.Metrics))
 	}
 	if len(s.cfg.APITokens) > 0 && s.cfg.Reader != nil {
-		newReadAPI(s.cfg.Reader, s.cfg.APITokens, s.cfg.Logger).routes(e)
+		api := newReadAPI(s.cfg.Reader, s.cfg.APITokens, s.cfg.Logger)
+		if s.cfg.AppDirect != nil {
+			api.marketplaces = s.cfg.AppDirect.Marketplaces
+		}
+		api.routes(e)
 	} else {
 		e.Any("/v1", readAPIOff)
 		e.Any("/v1/*", readAPIOff)

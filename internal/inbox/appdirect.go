@@ -61,6 +61,10 @@ type Owners interface {
 // the result document, nothing personal (the event is fetched again when
 // it is processed).
 type ResultJob struct {
+	// ID is the job's id, JobID of its marketplace and token: its record
+	// and its entry on the queue. Empty in a job queued before jobs were
+	// keyed by marketplace: its id is then its token (Key).
+	ID          string    `json:"id,omitempty"`
 	Token       string    `json:"token"`
 	EventURL    string    `json:"eventUrl"`
 	Marketplace string    `json:"marketplace"` // the configured base URL the event URL matched
@@ -85,11 +89,59 @@ const (
 // Done reports a job that is over: off the queue, never written again.
 func (j ResultJob) Done() bool { return j.State == JobPosted || j.State == JobRefused }
 
-// Jobs keeps the results to post later (the store).
+// Key is the job's id: its record and its entry on the queue (ID, or
+// the token alone for a job queued before jobs had an ID).
+func (j ResultJob) Key() string {
+	if j.ID != "" {
+		return j.ID
+	}
+	return j.Token
+}
+
+// JobID is the id of the job of an AppDirect event: its token and the
+// marketplace that gave it (the configured base URL, canonical, without
+// "https://"), as "token@acme.appdirect.com". Two marketplaces may give
+// the same token: each event is a job of its own.
+func JobID(marketplace, token string) string {
+	return token + "@" + strings.TrimPrefix(marketplace, "https://")
+}
+
+// AppDirectKey is the delivery key of an AppDirect event:
+// "appdirect:" and its JobID. Its token alone ("appdirect:<token>") keyed
+// the deliveries before, and still keys those of the jobs queued then.
+func AppDirectKey(marketplace, token string) string {
+	return appdirectPrefix + JobID(marketplace, token)
+}
+
+const appdirectPrefix = "appdirect:"
+
+// AppDirectKeys is every delivery key an event token may have, one per
+// marketplace (canonical base URLs), and the token's alone (a delivery
+// recorded before keys named the marketplace): the read API's and the
+// console's search by event token.
+func AppDirectKeys(marketplaces []string, token string) []string {
+	keys := make([]string, 0, len(marketplaces)+1)
+	for _, m := range marketplaces {
+		keys = append(keys, AppDirectKey(m, token))
+	}
+	return append(keys, appdirectPrefix+token)
+}
+
+// AppDirectToken is the event token of an AppDirect delivery key; ok is
+// false for a key of the Q2 door.
+func AppDirectToken(key string) (token string, ok bool) {
+	rest, ok := strings.CutPrefix(key, appdirectPrefix)
+	token, _, _ = strings.Cut(rest, "@") // no token holds "@"
+	return token, ok
+}
+
+// Jobs keeps the results to post later (the store), each under its
+// Key.
 type Jobs interface {
-	// EnqueueResult records a job and queues it, unless its token has one.
+	// EnqueueResult records a job and queues it, unless its key has one.
 	EnqueueResult(ctx context.Context, j ResultJob) (created bool, err error)
-	Result(ctx context.Context, token string) (ResultJob, error)
+	// Result is the job of id (a ResultJob's Key).
+	Result(ctx context.Context, id string) (ResultJob, error)
 	// SaveResult writes a job: due again, or posted and kept for ttl.
 	SaveResult(ctx context.Context, j ResultJob, ttl time.Duration) error
 	// Lock serialises the work on one job across replicas.
@@ -104,6 +156,16 @@ type Notification struct {
 	Marketplace string // the configured base URL EventURL is in
 	Product     string // the product AppDirect's events provision
 	Async       bool   // APPDIRECT_ASYNC: answer 202 now, post the result later
+
+	key string // the delivery key; "": AppDirectKey (a job queued before sets its own)
+}
+
+// deliveryKey is the key n's event is received under.
+func (n Notification) deliveryKey() string {
+	if n.key != "" {
+		return n.key
+	}
+	return AppDirectKey(n.Marketplace, n.Token)
 }
 
 // AppDirect is what the inbox needs for AppDirect's notifications; set by
@@ -115,11 +177,26 @@ type AppDirect struct {
 	// Answer works one queued result, as the settler does (nil:
 	// AnswerLater with the inbox's TTL); the wiring may wrap it, to trace
 	// each result as a trace of its own.
-	Answer func(ctx context.Context, token string) error
+	Answer func(ctx context.Context, id string) error
+	// MaxAtOnce bounds the results worked at once in the background,
+	// right after their 202 (the service gives MAX_IN_FLIGHT, the bound
+	// of the deliveries); past it, a job is left to the settlers, due at
+	// once. 0: DefaultMaxAtOnce.
+	MaxAtOnce int
+
+	soon chan struct{} // a slot per pass under way in the background
 }
+
+// DefaultMaxAtOnce is AppDirect.MaxAtOnce when not set (MAX_IN_FLIGHT's
+// default).
+const DefaultMaxAtOnce = 256
 
 // WithAppDirect returns in, able to receive AppDirect's notifications.
 func (in *Inbox) WithAppDirect(a AppDirect) *Inbox {
+	if a.MaxAtOnce <= 0 {
+		a.MaxAtOnce = DefaultMaxAtOnce
+	}
+	a.soon = make(chan struct{}, a.MaxAtOnce)
 	in.appdirect = &a
 	return in
 }
@@ -183,7 +260,7 @@ func (in *Inbox) fetch(ctx context.Context, n Notification) (Delivery, Answer, b
 	if err != nil {
 		return Delivery{}, notStored(events.InvalidResponse, "the event cannot be read: "+err.Error()), false
 	}
-	return Delivery{Key: "appdirect:" + n.Token, Fingerprint: fp, Event: ev, Product: n.Product}, Answer{}, true
+	return Delivery{Key: n.deliveryKey(), Fingerprint: fp, Event: ev, Product: n.Product}, Answer{}, true
 }
 
 // subscriptionOf is the subscription an AppDirect event is about. AppDirect
@@ -241,36 +318,67 @@ func isSubscriptionID(id string) bool {
 // later records the event's job and answers 202; a redelivered
 // notification finds its job and is answered 202 again.
 func (in *Inbox) later(ctx context.Context, n Notification) Answer {
-	// Due once this replica's own pass (answerSoon) could have finished:
-	// the queue's settler takes it only if that pass did not (a crash).
+	// With a background slot, due once this replica's own pass
+	// (answerSoon) could have finished: the queue's settler takes it only
+	// if that pass did not (a crash). Without one (MaxAtOnce passes under
+	// way), due now: the settlers take it at their next look, one pass at
+	// a time each, so that a flood of notifications is not as many
+	// passes at once.
 	now := time.Now().UTC()
-	j := ResultJob{Token: n.Token, EventURL: n.EventURL, Marketplace: n.Marketplace, Product: n.Product,
-		State: JobPending, Created: now, Updated: now, Due: now.Add(passLease(in.cfg.ProcessTimeout))}
+	soon := in.appdirect.takeSlot()
+	due := now
+	if soon {
+		due = now.Add(passLease(in.cfg.ProcessTimeout))
+	}
+	j := ResultJob{ID: JobID(n.Marketplace, n.Token), Token: n.Token, EventURL: n.EventURL, Marketplace: n.Marketplace,
+		Product: n.Product, State: JobPending, Created: now, Updated: now, Due: due}
 	created, err := in.appdirect.Jobs.EnqueueResult(ctx, j)
-	if err != nil {
+	switch {
+	case err != nil:
+		in.appdirect.releaseSlot(soon)
 		logctx.Logger(ctx, in.log).Warn("recording an event to answer later failed", zap.Error(err))
 		return outage("the event could not be recorded; nothing was done, send the notification again")
-	}
-	if created {
-		in.answerSoon(ctx, n.Token)
+	case created && soon:
+		in.answerSoon(ctx, j.ID)
+	default:
+		in.appdirect.releaseSlot(soon)
 	}
 	return Answer{Kind: events.Accepted, Body: []byte(`{"success":true}`), Code: "ACCEPTED"}
 }
 
+// takeSlot takes a background pass's slot, if one is free; it never waits.
+func (a *AppDirect) takeSlot() bool {
+	select {
+	case a.soon <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// releaseSlot gives back the slot taken (taken false: none).
+func (a *AppDirect) releaseSlot(taken bool) {
+	if taken {
+		<-a.soon
+	}
+}
+
 // answerSoon works a job just queued at once, in the background, instead
-// of at the settler's next look at the queue. The queue stays the record:
-// if this process dies first, any replica's settler answers it.
-func (in *Inbox) answerSoon(ctx context.Context, token string) {
+// of at the settler's next look at the queue, holding the slot later took
+// until it is done. The queue stays the record: if this process dies
+// first, any replica's settler answers it.
+func (in *Inbox) answerSoon(ctx context.Context, id string) {
 	in.soon.Add(1)
 	go func() {
 		defer in.soon.Done()
+		defer in.appdirect.releaseSlot(true)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ProcessTimeout)
 		defer cancel()
 		answer := in.appdirect.Answer
 		if answer == nil {
-			answer = func(ctx context.Context, token string) error { return in.AnswerLater(ctx, token, in.cfg.TTL) }
+			answer = func(ctx context.Context, id string) error { return in.AnswerLater(ctx, id, in.cfg.TTL) }
 		}
-		if err := answer(ctx, token); err != nil && !errors.Is(err, events.ErrBusy) {
+		if err := answer(ctx, id); err != nil && !errors.Is(err, events.ErrBusy) {
 			logctx.Logger(ctx, in.log).Warn("answering an event at once failed; the settler answers it later", zap.Error(err))
 		}
 	}()
@@ -280,23 +388,24 @@ func (in *Inbox) answerSoon(ctx context.Context, token string) {
 // drain calls it before Redis closes.
 func (in *Inbox) Wait() { in.soon.Wait() }
 
-// AnswerLater works on one queued result (the settler calls it): the event
-// is processed as a delivery (fetched again, received: stored, deduped),
+// AnswerLater works on one queued result, by its id (a ResultJob's Key:
+// the settler calls it with each id due on the queue): the event is
+// processed as a delivery (fetched again, received: stored, deduped),
 // then its result posted until AppDirect accepts it. Under a lock per
 // job, so two replicas never post one result at once; a result AppDirect
 // accepted is marked posted and never posted again.
-func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duration) error {
+func (in *Inbox) AnswerLater(ctx context.Context, id string, ttl time.Duration) error {
 	jobs := in.appdirect.Jobs
-	_, unlock, err := jobs.Lock(ctx, "appdirect-result/"+token, passLease(in.cfg.ProcessTimeout), 0)
+	_, unlock, err := jobs.Lock(ctx, "appdirect-result/"+id, passLease(in.cfg.ProcessTimeout), 0)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	j, err := jobs.Result(ctx, token)
+	j, err := jobs.Result(ctx, id)
 	if err != nil {
 		return err
 	}
-	log := logctx.Logger(ctx, in.log).With(zap.String("event_token", token))
+	log := logctx.Logger(ctx, in.log).With(zap.String("event_token", j.Token), zap.String("marketplace", j.Marketplace))
 	now := time.Now().UTC()
 	// What this pass did is recorded even when its time ran out doing it
 	// (a post accepted at the deadline must be marked posted, or the next
@@ -308,6 +417,9 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 	}
 	if j.State == JobPending {
 		n := Notification{EventURL: j.EventURL, Token: j.Token, Marketplace: j.Marketplace, Product: j.Product}
+		if j.ID == "" { // queued before jobs were keyed by marketplace: its delivery has the token's key
+			n.key = appdirectPrefix + j.Token
+		}
 		d, reply, ok := in.fetch(ctx, n)
 		var eventType, subscription string
 		if ok { // else there is no event: fetch logged why, and reply says it
@@ -317,7 +429,7 @@ func (in *Inbox) AnswerLater(ctx context.Context, token string, ttl time.Duratio
 			}
 			eventType, subscription = string(d.Event.EventType), d.Event.SubscriptionID
 		}
-		log.Info("delivery answered later", zap.String("key", "appdirect:"+j.Token), zap.String("event_type", eventType),
+		log.Info("delivery answered later", zap.String("key", n.deliveryKey()), zap.String("event_type", eventType),
 			zap.String("subscription", subscription), zap.String("outcome", reply.Code), zap.String("reason", reply.Reason), zap.Bool("replayed", reply.Replayed))
 		switch reply.Kind {
 		case events.Final, events.NotStored:

@@ -98,7 +98,7 @@ func TestNotifyIsADelivery(t *testing.T) {
 		if err != nil || r.Kind != events.Final || !strings.Contains(string(r.Body), `"success":true`) {
 			t.Fatalf("notification %d: %+v %s, %v", i, r, r.Body, err)
 		}
-		if info.Key != "appdirect:tok-1" || !strings.HasPrefix(info.Subscription, "ad-") {
+		if info.Key != "appdirect:tok-1@market.example" || !strings.HasPrefix(info.Subscription, "ad-") {
 			t.Errorf("delivery %+v", info)
 		}
 	}
@@ -169,14 +169,14 @@ func TestAnswerLater(t *testing.T) {
 		t.Fatalf("after the 202s: %d processings, %d posts, %d post failures left; want 1, 0, 1", p.calls.Load(), posts, left)
 	}
 	for i := range 2 { // "reset", then accepted
-		if err := in.AnswerLater(context.Background(), "tok-a", time.Hour); err != nil {
+		if err := in.AnswerLater(context.Background(), "tok-a@market.example", time.Hour); err != nil {
 			t.Fatalf("AnswerLater %d: %v", i, err)
 		}
 	}
 	if len(m.posts["tok-a"]) != 1 || !strings.Contains(m.posts["tok-a"][0], `"success":true`) {
 		t.Fatalf("posts %v, want one success", m.posts["tok-a"])
 	}
-	if err := in.AnswerLater(context.Background(), "tok-a", time.Hour); err != nil || len(m.posts["tok-a"]) != 1 || p.calls.Load() != 1 {
+	if err := in.AnswerLater(context.Background(), "tok-a@market.example", time.Hour); err != nil || len(m.posts["tok-a"]) != 1 || p.calls.Load() != 1 {
 		t.Errorf("after the post: %v, %d posts, %d processings; want one each", err, len(m.posts["tok-a"]), p.calls.Load())
 	}
 }
@@ -413,10 +413,10 @@ func TestAnswerLaterPassIsNeverOverlapped(t *testing.T) {
 		t.Fatalf("notification: %+v, %v", r, err)
 	}
 	first := make(chan error, 1)
-	go func() { first <- in.AnswerLater(context.Background(), "tok-slow", time.Hour) }()
+	go func() { first <- in.AnswerLater(context.Background(), "tok-slow@market.example", time.Hour) }()
 	<-m.posting
 	mini.FastForward(3 * 2 * time.Second) // newInbox's PROCESS_TIMEOUT, three times: the pass is still within its budgets
-	if err := in.AnswerLater(context.Background(), "tok-slow", time.Hour); !errors.Is(err, events.ErrBusy) {
+	if err := in.AnswerLater(context.Background(), "tok-slow@market.example", time.Hour); !errors.Is(err, events.ErrBusy) {
 		t.Errorf("a second pass while the first posts: %v, want busy", err)
 	}
 	close(m.release)
@@ -448,11 +448,11 @@ func TestAnswerLaterRefusedResultEnds(t *testing.T) {
 		t.Fatalf("notification: %+v, %v", r, err)
 	}
 	for range 3 { // 401: pending still; 400: refused; then nothing more
-		if err := in.AnswerLater(context.Background(), "tok-refused", time.Hour); err != nil {
+		if err := in.AnswerLater(context.Background(), "tok-refused@market.example", time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}
-	j, err := db.Result(context.Background(), "tok-refused")
+	j, err := db.Result(context.Background(), "tok-refused@market.example")
 	if err != nil || j.State != inbox.JobRefused || j.Attempts != 2 || !strings.Contains(j.LastError, "HTTP 400") {
 		t.Fatalf("job %+v, %v: want refused after two attempts, its error kept", j, err)
 	}

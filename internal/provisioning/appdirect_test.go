@@ -1,6 +1,7 @@
 package provisioning_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/banking-marketplace/webhook/internal/events"
@@ -93,4 +94,80 @@ func TestUserAssignment(t *testing.T) {
 	wantOutcome(t, e.Process(assignment(t, events.UserAssignment, sub, id, "u-9")), 200, events.AccountNotFound, true)
 	noUser := assignment(t, events.UserAssignment, sub, id, "")
 	wantOutcome(t, e.Process(noUser), 200, events.UserNotFound, true)
+}
+
+// The purchased USER quantity caps the users (the ORDER's own and the
+// assigned ones); a quantity of 0, like no USER item, is no cap: AppDirect
+// sends 0 (or leaves it out) for an edition that is not sold per user.
+func TestUserLimit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		items []events.Item
+		want  []events.ErrorCode // the answers to assigning u-1, u-2, u-3
+	}{
+		{"no items", nil, []events.ErrorCode{"", "", ""}},
+		{"another unit", []events.Item{{Unit: "GIGABYTE", Quantity: 1}}, []events.ErrorCode{"", "", ""}},
+		{"USER 0: not per user", []events.Item{{Unit: "USER", Quantity: 0}}, []events.ErrorCode{"", "", ""}},
+		{"user 0, in lower case", []events.Item{{Unit: "user", Quantity: 0}}, []events.ErrorCode{"", "", ""}},
+		{"USER 1: the ORDER's own", []events.Item{{Unit: "USER", Quantity: 1}}, []events.ErrorCode{events.MaxUsersReached, events.MaxUsersReached, events.MaxUsersReached}},
+		{"USER 2", []events.Item{{Unit: "GIGABYTE", Quantity: 9}, {Unit: "USER", Quantity: 2}}, []events.ErrorCode{"", events.MaxUsersReached, events.MaxUsersReached}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envConfig{})
+			const sub = "sub-limit"
+			order := testevents.Order(t, sub)
+			order.Event.Payload.Order.Items = tc.items
+			id := e.Process(order).Reply.AccountIdentifier
+			for i, want := range tc.want {
+				user := fmt.Sprintf("u-%d", i+1)
+				wantOutcome(t, e.Process(assignment(t, events.UserAssignment, sub, id, user)), 200, want, true)
+			}
+		})
+	}
+}
+
+// A STATELESS event (AppDirect's ping) is answered success with no side
+// effect. An AppDirect ORDER's success carries the identifier AppDirect
+// keeps as the account's: never empty (an empty one could be taken as the
+// account id), never another subscription's (even one its payload names);
+// it is the ping's own subscription id, derived from its own event token,
+// under which nothing exists. Other events, and the Q2 door's, answer the
+// event's own accountIdentifier, as before.
+func TestStatelessAccountIdentifier(t *testing.T) {
+	t.Parallel()
+	const own = "ad-00112233445566778899aabbccddeeff"
+	for _, tc := range []struct {
+		name      string
+		typ       events.EventType
+		appdirect bool   // AppDirect's own door (AccountIsSubscription)
+		named     string // payload.account.accountIdentifier
+		want      string
+	}{
+		{"AppDirect ORDER", events.SubscriptionOrder, true, "", own},
+		{"AppDirect ORDER naming an account", events.SubscriptionOrder, true, "ad-ffeeddccbbaa99887766554433221100", own},
+		{"AppDirect CHANGE", events.SubscriptionChange, true, "ad-ffeeddccbbaa99887766554433221100", "ad-ffeeddccbbaa99887766554433221100"},
+		{"Q2 door ORDER", events.SubscriptionOrder, false, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envConfig{})
+			ev := testevents.Order(t, own)
+			ev.EventType, ev.Event.Type = tc.typ, tc.typ
+			ev.Event.Flag = events.FlagStateless
+			ev.AccountIsSubscription = tc.appdirect
+			if tc.named != "" {
+				ev.Event.Payload.Account = &events.AccountRef{AccountIdentifier: tc.named}
+			}
+			out := e.Process(ev)
+			wantOutcome(t, out, 200, "", true)
+			if got := out.Reply.AccountIdentifier; got != tc.want {
+				t.Errorf("accountIdentifier %q, want %q", got, tc.want)
+			}
+			if out.Calls != 0 || len(e.Mini.Keys()) != 0 {
+				t.Errorf("STATELESS had side effects: %d calls, keys %v", out.Calls, e.Mini.Keys())
+			}
+		})
+	}
 }

@@ -369,11 +369,15 @@ func (w *work) eventUser(ctx context.Context) (string, events.Outcome, bool) {
 	return "", because(ctx, "event: no user", events.Refusal(events.UserNotFound, "the event names no user: payload.user.uuid is missing")), false
 }
 
-// userLimit is the purchased quantity of unit USER, if the order names one.
+// userLimit is the purchased quantity of unit USER, when the order names
+// one of 1 or more: the users of the subscription, the ORDER's own
+// included. A USER quantity of 0 (or left out, read as 0) is no cap, as no
+// USER item is: AppDirect sends it for an edition that is not sold per
+// user (unlimited users), and read as a cap it refused every assignment.
 func userLimit(items []events.Item) (int, bool) {
 	for _, it := range items {
 		if strings.EqualFold(it.Unit, "USER") {
-			return int(it.Quantity), true
+			return int(it.Quantity), it.Quantity > 0
 		}
 	}
 	return 0, false

@@ -153,7 +153,7 @@ func (s *Service) SetClock(now func() time.Time) { s.now = now }
 // success that is not recorded.
 func (s *Service) Process(ctx context.Context, ev *events.SubscriptionEvent, product string) events.Outcome {
 	if ev.Stateless() {
-		return events.Provisioned(ev.AccountIdentifier())
+		return events.Provisioned(statelessIdentifier(ev))
 	}
 	plan, ok := s.plans[product]
 	if !ok {
@@ -198,6 +198,20 @@ func (s *Service) Process(ctx context.Context, ev *events.SubscriptionEvent, pro
 			" is no longer configured; fix PRODUCTS_FILE and send the event again", 5*time.Second)
 	}
 	return decide(ctx, w)
+}
+
+// statelessIdentifier is the accountIdentifier a STATELESS event's
+// success carries (nothing is done for it). AppDirect keeps an ORDER's as
+// the account's id: an AppDirect ORDER answers its own subscription id,
+// as a real ORDER does, derived from its own event token, so it is never
+// empty and never another subscription's (not even one its payload
+// names), and nothing exists under it. Any other event, and the Q2 door's
+// (whose ids are the targets'), answers the event's own accountIdentifier.
+func statelessIdentifier(ev *events.SubscriptionEvent) string {
+	if ev.AccountIsSubscription && ev.EventType == events.SubscriptionOrder {
+		return ev.SubscriptionID
+	}
+	return ev.AccountIdentifier()
 }
 
 // ownSubscription refuses an event whose accountIdentifier names an

@@ -37,13 +37,15 @@ func (r *Redis) seen(ctx context.Context, key, nonce string, ttl time.Duration, 
 }
 
 // result returns a job's record key and the results queue, in the settle
-// queue's slot.
-func (k keys) result(token string) (record, queue string) {
-	return k.prefix + "{settle}:result:" + token, k.prefix + "{settle}:results"
+// queue's slot. id is the job's Key: its marketplace and token
+// (inbox.JobID), or, for a job queued before jobs were keyed by
+// marketplace, its token alone; the queue's entries are these ids.
+func (k keys) result(id string) (record, queue string) {
+	return k.prefix + "{settle}:result:" + id, k.prefix + "{settle}:results"
 }
 
-// enqueueScript records a job and queues it, unless the token has one
-// already. KEYS: record, queue. ARGV: job JSON, due ms, token. Returns 1
+// enqueueScript records a job and queues it, unless its id has one
+// already. KEYS: record, queue. ARGV: job JSON, due ms, id. Returns 1
 // when created.
 var enqueueScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -52,35 +54,35 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
 `)
 
-// EnqueueResult records j (state pending) and queues it now, in one step,
-// unless its token has a job already (a redelivered notification): created
-// is false then, and the job is as it was.
+// EnqueueResult records j (state pending) and queues it, due at j.Due, in
+// one step, unless its Key has a job already (a redelivered
+// notification): created is false then, and the job is as it was.
 func (r *Redis) EnqueueResult(ctx context.Context, j inbox.ResultJob) (created bool, err error) {
 	b, err := json.Marshal(j)
 	if err != nil {
 		return false, fmt.Errorf("encoding result job: %w", err)
 	}
-	record, queue := r.keys.result(j.Token)
-	n, err := enqueueScript.Run(ctx, r.client, []string{record, queue}, b, j.Due.UnixMilli(), j.Token).Int()
+	record, queue := r.keys.result(j.Key())
+	n, err := enqueueScript.Run(ctx, r.client, []string{record, queue}, b, j.Due.UnixMilli(), j.Key()).Int()
 	if err != nil {
 		return false, unavailable("enqueue result", err)
 	}
 	return n == 1, nil
 }
 
-// Result loads the job of token; ErrNotFound when there is none.
-func (r *Redis) Result(ctx context.Context, token string) (inbox.ResultJob, error) {
-	record, _ := r.keys.result(token)
+// Result loads the job of id (its Key); ErrNotFound when there is none.
+func (r *Redis) Result(ctx context.Context, id string) (inbox.ResultJob, error) {
+	record, _ := r.keys.result(id)
 	b, err := r.client.Get(ctx, record).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return inbox.ResultJob{}, fmt.Errorf("result job %q: %w", token, events.ErrNotFound)
+		return inbox.ResultJob{}, fmt.Errorf("result job %q: %w", id, events.ErrNotFound)
 	}
 	if err != nil {
 		return inbox.ResultJob{}, unavailable("result job", err)
 	}
 	var j inbox.ResultJob
 	if err := json.Unmarshal(b, &j); err != nil {
-		return inbox.ResultJob{}, fmt.Errorf("decoding result job %q: %w", token, err)
+		return inbox.ResultJob{}, fmt.Errorf("decoding result job %q: %w", id, err)
 	}
 	return j, nil
 }
@@ -91,7 +93,7 @@ func (r *Redis) Result(ctx context.Context, token string) (inbox.ResultJob, erro
 // post, and must not queue the result to be posted twice. (The JSON holds
 // "state":"posted" only as that field: the other strings are escaped,
 // the result is base64.) KEYS: record, queue. ARGV: job JSON, due ms (”
-// when posted), token, ttl ms. Returns 0 when the job was posted already.
+// when posted), id, ttl ms. Returns 0 when the job was posted already.
 var saveResultScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur and (string.find(cur, '"state":"posted"', 1, true) or string.find(cur, '"state":"refused"', 1, true)) then return 0 end
@@ -114,26 +116,26 @@ func (r *Redis) SaveResult(ctx context.Context, j inbox.ResultJob, ttl time.Dura
 	if err != nil {
 		return fmt.Errorf("encoding result job: %w", err)
 	}
-	record, queue := r.keys.result(j.Token)
+	record, queue := r.keys.result(j.Key())
 	due := ""
 	if !j.Done() {
 		due = fmt.Sprint(j.Due.UnixMilli())
 	}
-	if err := saveResultScript.Run(ctx, r.client, []string{record, queue}, b, due, j.Token, millis(ttl)).Err(); err != nil {
+	if err := saveResultScript.Run(ctx, r.client, []string{record, queue}, b, due, j.Key(), millis(ttl)).Err(); err != nil {
 		return unavailable("save result job", err)
 	}
 	return nil
 }
 
-// TakeDueResults returns up to limit tokens whose job is due, pushing each
-// lease ahead so that no other replica takes it meanwhile.
+// TakeDueResults returns up to limit ids of jobs that are due, pushing
+// each lease ahead so that no other replica takes it meanwhile.
 func (r *Redis) TakeDueResults(ctx context.Context, now time.Time, limit int, lease time.Duration) ([]string, error) {
 	_, queue := r.keys.result("")
-	tokens, err := takeDueScript.Run(ctx, r.client, []string{queue}, now.UnixMilli(), limit, now.Add(lease).UnixMilli()).StringSlice()
+	ids, err := takeDueScript.Run(ctx, r.client, []string{queue}, now.UnixMilli(), limit, now.Add(lease).UnixMilli()).StringSlice()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, unavailable("results queue", err)
 	}
-	return tokens, nil
+	return ids, nil
 }
 
 // PendingResults is how many results wait to be posted.
@@ -150,16 +152,16 @@ func (r *Redis) PendingResults(ctx context.Context) (int64, error) {
 // first, each with its state, attempts and last error.
 func (r *Redis) ResultsPending(ctx context.Context, limit int) ([]inbox.ResultJob, error) {
 	_, queue := r.keys.result("")
-	tokens, err := r.client.ZRange(ctx, queue, 0, int64(limit)-1).Result()
+	ids, err := r.client.ZRange(ctx, queue, 0, int64(limit)-1).Result()
 	if err != nil {
 		return nil, unavailable("results queue", err)
 	}
-	if len(tokens) == 0 {
+	if len(ids) == 0 {
 		return nil, nil
 	}
-	records := make([]string, len(tokens))
-	for i, t := range tokens {
-		records[i], _ = r.keys.result(t)
+	records := make([]string, len(ids))
+	for i, id := range ids {
+		records[i], _ = r.keys.result(id)
 	}
 	vals, err := r.client.MGet(ctx, records...).Result() // one slot: {settle}
 	if err != nil {
@@ -173,7 +175,7 @@ func (r *Redis) ResultsPending(ctx context.Context, limit int) ([]inbox.ResultJo
 		}
 		var j inbox.ResultJob
 		if err := json.Unmarshal([]byte(s), &j); err != nil {
-			return nil, fmt.Errorf("decoding result job %q: %w", tokens[i], err)
+			return nil, fmt.Errorf("decoding result job %q: %w", ids[i], err)
 		}
 		out = append(out, j)
 	}
