@@ -149,10 +149,10 @@ func (w *Worker) answer(ctx context.Context) {
 		}
 		return
 	}
-	for _, tok := range tokens {
+	for _, job := range tokens { // a job's key: its token and marketplace (inbox.JobID)
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.Pass)
-		if err := w.results.Answer(pctx, tok); err != nil && !errors.Is(err, events.ErrBusy) {
-			w.log.Warn("answering an event later failed", zap.String("event_token", tok), zap.Error(err))
+		if err := w.results.Answer(pctx, job); err != nil && !errors.Is(err, events.ErrBusy) {
+			w.log.Warn("answering an event later failed", zap.String("result_job", job), zap.Error(err))
 		}
 		cancel()
 	}
