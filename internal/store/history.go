@@ -161,6 +161,40 @@ end
 return out
 `)
 
+// span is which entries of a sorted set of record hashes to read, newest
+// first: the ranks start to stop, or, when byScore, the scores from max
+// down to min ("+inf" or Unix ms), count at most.
+type span struct {
+	byScore     bool
+	start, stop int64
+	max, min    string
+	count       int64
+}
+
+// byRank is the entries ranked start to stop, newest first.
+func byRank(start, stop int64) span { return span{start: start, stop: stop} }
+
+// byScore is at most count entries scored max down to min.
+func byScore(max, min string, count int64) span {
+	return span{byScore: true, max: max, min: min, count: count}
+}
+
+// scriptArgs are loadScript's ARGV for s.
+func (s span) scriptArgs(prefix string) []any {
+	if s.byScore {
+		return []any{prefix, "score", s.max, s.min, s.count}
+	}
+	return []any{prefix, "rank", s.start, s.stop}
+}
+
+// rangeOf queues the read of s's entries with their scores (Cluster).
+func rangeOf(ctx context.Context, c redis.Cmdable, set string, s span) *redis.ZSliceCmd {
+	if s.byScore {
+		return c.ZRevRangeByScoreWithScores(ctx, set, &redis.ZRangeBy{Max: s.max, Min: s.min, Count: s.count})
+	}
+	return c.ZRevRangeWithScores(ctx, set, s.start, s.stop)
+}
+
 // sorted is one delivery read through a sorted set: its hash and score,
 // and the delivery (ok false when its record is gone).
 type sorted struct {
@@ -170,54 +204,72 @@ type sorted struct {
 	ok    bool
 }
 
-// loadSorted reads the deliveries a sorted set lists, newest first: by
-// rank (start, stop) or by score (max, min, count), as loadScript. On
-// Cluster, where the records live in other slots, the set is read first,
-// then the records in one pipeline (two round trips).
-func (r *Redis) loadSorted(ctx context.Context, set, by string, a, b, n any) ([]sorted, error) {
+// loadSorted reads the deliveries of the entries s picks in a sorted
+// set, newest first, in one round trip (loadScript). On Cluster, where
+// the records live in other slots, the set is read first, then the
+// records in one pipeline (two round trips).
+func (r *Redis) loadSorted(ctx context.Context, set string, s span) ([]sorted, error) {
 	if !r.cluster() {
-		res, err := loadScript.Run(ctx, r.client, []string{set}, r.keys.prefix, by, a, b, n).Slice()
+		res, err := loadScript.Run(ctx, r.client, []string{set}, s.scriptArgs(r.keys.prefix)...).Slice()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, err
 		}
-		var out []sorted
-		for i := 0; i+3 < len(res); i += 4 {
-			h, _ := res[i].(string)
-			score, _ := strconv.ParseInt(fmt.Sprint(res[i+1]), 10, 64)
-			hist, _ := res[i+3].(string)
-			d, ok := summaryOf(pairs(res[i+2]), hist)
-			out = append(out, sorted{h: h, score: score, d: d, ok: ok})
-		}
-		return out, nil
+		return scriptRows(res), nil
 	}
-	var zs []redis.Z
-	var err error
-	if by == "rank" {
-		zs, err = r.client.ZRevRangeWithScores(ctx, set, toInt64(a), toInt64(b)).Result()
-	} else {
-		zs, err = r.client.ZRevRangeByScoreWithScores(ctx, set, &redis.ZRangeBy{Max: fmt.Sprint(a), Min: fmt.Sprint(b), Count: toInt64(n)}).Result()
-	}
+	zs, err := rangeOf(ctx, r.client, set, s).Result()
 	if err != nil || len(zs) == 0 {
 		return nil, err
 	}
-	alls := make([]*redis.MapStringStringCmd, len(zs))
-	hists := make([]*redis.StringCmd, len(zs))
+	var recs records
 	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, z := range zs {
-			rec := r.keys.prefix + "delivery:{" + fmt.Sprint(z.Member) + "}"
-			alls[i], hists[i] = p.HGetAll(ctx, rec), p.Get(ctx, rec+":attempts")
-		}
+		recs = r.queueRecords(ctx, p, zs)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
-	out := make([]sorted, len(zs))
+	return recs.rows(), nil
+}
+
+// scriptRows reads loadScript's reply.
+func scriptRows(res []any) []sorted {
+	var out []sorted
+	for i := 0; i+3 < len(res); i += 4 {
+		h, _ := res[i].(string)
+		score, _ := strconv.ParseInt(fmt.Sprint(res[i+1]), 10, 64)
+		hist, _ := res[i+3].(string)
+		d, ok := summaryOf(pairs(res[i+2]), hist)
+		out = append(out, sorted{h: h, score: score, d: d, ok: ok})
+	}
+	return out
+}
+
+// records are the reads of the deliveries a sorted set listed (Cluster),
+// queued in a pipeline.
+type records struct {
+	zs    []redis.Z
+	alls  []*redis.MapStringStringCmd
+	hists []*redis.StringCmd
+}
+
+// queueRecords queues the record and history of each of zs's hashes.
+func (r *Redis) queueRecords(ctx context.Context, p redis.Pipeliner, zs []redis.Z) records {
+	recs := records{zs: zs, alls: make([]*redis.MapStringStringCmd, len(zs)), hists: make([]*redis.StringCmd, len(zs))}
 	for i, z := range zs {
-		d, ok := summaryOf(alls[i].Val(), hists[i].Val())
+		rec := r.keys.prefix + "delivery:{" + fmt.Sprint(z.Member) + "}"
+		recs.alls[i], recs.hists[i] = p.HGetAll(ctx, rec), p.Get(ctx, rec+":attempts")
+	}
+	return recs
+}
+
+// rows are the deliveries read, in the set's order.
+func (recs records) rows() []sorted {
+	out := make([]sorted, len(recs.zs))
+	for i, z := range recs.zs {
+		d, ok := summaryOf(recs.alls[i].Val(), recs.hists[i].Val())
 		out[i] = sorted{h: fmt.Sprint(z.Member), score: int64(z.Score), d: d, ok: ok}
 	}
-	return out, nil
+	return out
 }
 
 // pairs reads an HGETALL reply from a script: field, value, ...
@@ -232,17 +284,12 @@ func pairs(v any) map[string]string {
 	return m
 }
 
-func toInt64(v any) int64 {
-	n, _ := strconv.ParseInt(fmt.Sprint(v), 10, 64)
-	return n
-}
-
 // Deliveries returns a subscription's deliveries with their attempt
 // histories, newest first: at most DeliveriesPerSubscription, none older
 // than EVENT_TTL; none is not an error. One round trip (two on Cluster).
 func (r *Redis) Deliveries(ctx context.Context, subscription string) ([]inbox.DeliverySummary, error) {
 	_, order := r.keys.deliveryIndex(subscription)
-	rows, err := r.loadSorted(ctx, order, "rank", 0, DeliveriesPerSubscription-1, 0)
+	rows, err := r.loadSorted(ctx, order, byRank(0, DeliveriesPerSubscription-1))
 	if err != nil {
 		return nil, unavailable("delivery index", err)
 	}
@@ -277,7 +324,7 @@ func (r *Redis) Failures(ctx context.Context, since time.Time, cursor string, li
 	// Ties on the cursor's millisecond come first in the range: read past
 	// them (a few at most) to the cursor's own entry.
 	const slack = 50
-	rows, err := r.loadSorted(ctx, r.keys.failures(), "score", max, strconv.FormatInt(since.UnixMilli(), 10), limit+1+slack)
+	rows, err := r.loadSorted(ctx, r.keys.failures(), byScore(max, strconv.FormatInt(since.UnixMilli(), 10), int64(limit+1+slack)))
 	if err != nil {
 		return nil, "", unavailable("recent failures", err)
 	}
