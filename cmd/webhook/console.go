@@ -20,6 +20,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/console"
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/handlers"
 	"github.com/banking-marketplace/webhook/internal/httpcall"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/outside"
@@ -202,16 +203,14 @@ func (r *consoleReader) Unsettled(ctx context.Context) ([]console.SubscriptionRo
 	return rows, nil
 }
 
-// deliveryOf is a delivery record as the console shows it.
+// deliveryOf is a delivery record as the console shows it; what it
+// derives (the ids in the key, the status last answered) is inbox's,
+// which the read API answers too.
 func deliveryOf(d inbox.DeliverySummary) console.Delivery {
-	out := console.Delivery{Key: d.Key, EventType: d.EventType, Subscription: d.Subscription, State: d.State, Outcome: d.Code,
-		Copies: d.Copies, First: time.UnixMilli(d.First).UTC(), Last: time.UnixMilli(d.Last).UTC(), Dropped: d.Dropped}
-	if id, ok := strings.CutPrefix(d.Key, "id:"); ok {
-		out.WebhookID = id
-	}
-	if tok, ok := strings.CutPrefix(d.Key, "appdirect:"); ok {
-		out.EventToken = tok
-	}
+	status, _ := d.Answered(handlers.StatusOf)
+	out := console.Delivery{Key: d.Key, WebhookID: d.WebhookID(), EventToken: d.EventToken(), EventType: d.EventType,
+		Subscription: d.Subscription, State: d.State, Outcome: d.Code, Status: status, Copies: d.Copies,
+		First: time.UnixMilli(d.First).UTC(), Last: time.UnixMilli(d.Last).UTC(), Dropped: d.Dropped}
 	for _, a := range d.History {
 		ca := console.Attempt{At: a.At, Duration: a.Duration, Status: a.Status, Outcome: a.Code, Kind: a.Kind.String(),
 			Reason: a.Reason, TraceID: a.TraceID}
@@ -221,20 +220,14 @@ func deliveryOf(d inbox.DeliverySummary) console.Delivery {
 		}
 		out.Attempts = append(out.Attempts, ca)
 	}
-	if n := len(d.History); n > 0 && d.State != "processing" {
-		out.Status = d.History[n-1].Status
-	}
 	return out
 }
 
 // rowOf is a delivery record as a row of a list.
 func rowOf(d inbox.DeliverySummary) console.DeliveryRow {
-	row := console.DeliveryRow{Key: d.Key, EventType: d.EventType, Subscription: d.Subscription, State: d.State, Outcome: d.Code,
-		Attempts: d.Attempts, Last: time.UnixMilli(d.Last).UTC()}
-	if n := len(d.History); n > 0 {
-		row.Reason, row.Status = d.History[n-1].Reason, d.History[n-1].Status
-	}
-	return row
+	status, reason := d.Answered(handlers.StatusOf)
+	return console.DeliveryRow{Key: d.Key, EventType: d.EventType, Subscription: d.Subscription, State: d.State, Outcome: d.Code,
+		Reason: reason, Status: status, Attempts: d.Attempts, Last: time.UnixMilli(d.Last).UTC()}
 }
 
 // systemOrder is the order the overview lists the outside systems in.

@@ -75,7 +75,9 @@ func TestReadAPIDeliveries(t *testing.T) {
 		}}
 	ad := inbox.DeliverySummary{Key: "appdirect:tok-9", EventType: "SUBSCRIPTION_CANCEL", Subscription: "sub-2", State: "done", Kind: "final",
 		Code: "FORBIDDEN", History: []inbox.Attempt{{At: at, Code: "FORBIDDEN", Kind: events.Final, Reason: "event: accountIdentifier of another subscription"}}}
-	r := &deliveryReader{byKey: map[string]inbox.DeliverySummary{order.Key: order, ad.Key: ad}, failures: []inbox.DeliverySummary{ad, ad}}
+	// A record written before attempt histories: its status is its kind's.
+	legacy := inbox.DeliverySummary{Key: "id:legacy", EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-3", State: "done", Kind: "final", Code: "SUCCESS"}
+	r := &deliveryReader{byKey: map[string]inbox.DeliverySummary{order.Key: order, ad.Key: ad, legacy.Key: legacy}, failures: []inbox.DeliverySummary{ad, ad}}
 	h := New(Config{Receiver: &fakeReceiver{}, Reader: r, APITokens: []string{"token-token-token-token"}})
 	get := func(t *testing.T, path string) (int, map[string]any) {
 		t.Helper()
@@ -110,6 +112,13 @@ func TestReadAPIDeliveries(t *testing.T) {
 		}
 		if code, doc := get(t, "/v1/deliveries/id%3Anope"); code != 404 || !strings.Contains(doc["message"].(string), "EVENT_TTL") {
 			t.Errorf("an unknown key: %d %v", code, doc)
+		}
+	})
+
+	t.Run("a record without history", func(t *testing.T) {
+		code, doc := get(t, "/v1/deliveries/id%3Alegacy")
+		if code != 200 || doc["status"] != float64(200) || doc["reason"] != "" || len(doc["attempt_history"].([]any)) != 0 || doc["webhook_id"] != "legacy" {
+			t.Errorf("%d %v; want status 200 (its kind's), no reason, no history", code, doc)
 		}
 	})
 
