@@ -11,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -111,11 +113,13 @@ func newFloor(cfg config, rdb *redis.Client, q2 *http.Client) (*floor, error) {
 	return &floor{cfg: cfg, rdb: rdb, q2: q2, slots: make(chan struct{}, cfg.MaxInFlight), flights: map[string]*flight{}}, nil
 }
 
-// handler serves the extension URL and /healthz. It has no middleware: no
-// request log, no request id, no recovery; each is work the service chose.
+// handler serves the extension URL and /healthz. Its one middleware is
+// recovery, which any server in production needs: no request log, no
+// request id; each is work the service chose.
 func (f *floor) handler() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	e.Use(recovering)
 	e.POST("/marketplace/:extension", f.receive)
 	e.GET("/healthz", func(c echo.Context) error { return c.NoContent(http.StatusOK) })
 	return e
@@ -182,6 +186,38 @@ func (f *floor) receive(c echo.Context) error {
 	return blob(c, a)
 }
 
+// recovering answers a handler's panic 500 UNKNOWN_ERROR with the
+// contract's failure document, as the service does, instead of net/http's
+// dropped connection, and says so on stderr. A deferred recover costs no
+// allocation until a panic. http.ErrAbortHandler goes on to net/http,
+// which wants to see it.
+func recovering(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			r := recover()
+			if r == nil {
+				return
+			}
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			fmt.Fprintf(os.Stderr, "floor: %s %s panicked: %v\n%s", c.Request().Method, c.Path(), r, debug.Stack())
+			if c.Response().Committed {
+				err = nil // the reply is out: nothing more can be said
+				return
+			}
+			err = blob(c, panicked())
+		}()
+		return next(c)
+	}
+}
+
+// panicked is the answer to a delivery whose processing panicked: nothing
+// is stored, so a copy is processed again.
+func panicked() answer {
+	return failure(http.StatusInternalServerError, "UNKNOWN_ERROR", "internal error; it has been logged")
+}
+
 func blob(c echo.Context, a answer) error {
 	return c.Blob(a.status, echo.MIMEApplicationJSON, a.body)
 }
@@ -208,18 +244,23 @@ func (f *floor) once(ctx context.Context, extension, hash string, body []byte) a
 			return pending()
 		}
 	}
-	fl := &flight{done: make(chan struct{})}
+	// What the copies waiting for it get if the processing panics (the
+	// panic goes on to recovering): the flight ends either way, so that
+	// later copies are not left waiting on it.
+	fl := &flight{done: make(chan struct{}), ans: panicked()}
 	f.flights[hash] = fl
 	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.flights, hash)
+		f.mu.Unlock()
+		close(fl.done)
+	}()
 
 	// The work outlives a caller that hangs up: copies are waiting for it.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), processTimeout)
+	defer cancel()
 	fl.ans = f.process(pctx, extension, hash, body)
-	cancel()
-	f.mu.Lock()
-	delete(f.flights, hash)
-	f.mu.Unlock()
-	close(fl.done)
 	return fl.ans
 }
 

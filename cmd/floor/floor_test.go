@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/banking-marketplace/webhook/internal/helix/helixsandbox"
@@ -345,5 +346,55 @@ func TestProductPlans(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// panicking is a Q2 transport whose every call panics: a bug in the
+// processing.
+type panicking struct{}
+
+func (panicking) RoundTrip(*http.Request) (*http.Response, error) { panic("a bug in the processing") }
+
+// A panic in the processing is answered 500 UNKNOWN_ERROR with the reply
+// document, not a dropped connection; the floor goes on serving, and the
+// delivery's flight ends, so that no later copy waits on it.
+func TestPanicIsAnswered(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	f, err := newFloor(config{Q2BaseURL: "http://q2.invalid", ClientID: "floor", ClientSecret: "floor-secret", QBDProductID: "prod_qbd",
+		EventTTL: time.Hour, MaxInFlight: 8, WaitForOther: 10 * time.Millisecond}, rdb, &http.Client{Transport: panicking{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(f.handler())
+	t.Cleanup(srv.Close)
+	g := post(t, srv.URL+"/marketplace/my-product-name", orderBody("sub-panic"))
+	if g.status != http.StatusInternalServerError || g.doc.Success || g.doc.ErrorCode != "UNKNOWN_ERROR" {
+		t.Fatalf("a panicking delivery = %d %s; want 500 UNKNOWN_ERROR", g.status, g.body)
+	}
+	f.mu.Lock()
+	left := len(f.flights)
+	f.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d flights left after the panic, want none", left)
+	}
+	resp, err := http.Get(srv.URL + "/healthz")
+	if err != nil {
+		t.Fatalf("after the panic: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz after the panic: %d", resp.StatusCode)
+	}
+}
+
+// Recovery sits on the measured path: it allocates nothing until a panic.
+func TestRecoveringAllocatesNothing(t *testing.T) {
+	e := echo.New()
+	c := e.NewContext(httptest.NewRequest(http.MethodPost, "/marketplace/p", nil), httptest.NewRecorder())
+	h := recovering(func(echo.Context) error { return nil })
+	if n := testing.AllocsPerRun(100, func() { _ = h(c) }); n != 0 {
+		t.Errorf("recovering allocates %v times a request, want 0", n)
 	}
 }

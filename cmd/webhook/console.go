@@ -20,6 +20,7 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/console"
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/handlers"
 	"github.com/banking-marketplace/webhook/internal/httpcall"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/outside"
@@ -74,36 +75,21 @@ const (
 	unsettledListSize = 500
 )
 
+// Overview is two round trips to Redis (store.Overview), whatever it
+// finds.
 func (r *consoleReader) Overview(ctx context.Context) (console.Overview, error) {
 	now := r.now()
-	var ov console.Overview
-	hour, day, err := r.db.OutcomeCounts(ctx, now)
+	rec, err := r.db.Overview(ctx, now, now.Add(-24*time.Hour), recentOnOverview)
 	if err != nil {
-		return ov, err
+		return console.Overview{}, err
 	}
-	ov.Hour, ov.Day = counts(hour), counts(day)
-	n, _, err := r.db.SettleStats(ctx)
-	if err != nil {
-		return ov, err
+	ov := console.Overview{Hour: counts(rec.Hour), Day: counts(rec.Day), Unsettled: int(rec.Unsettled), Systems: r.systems()}
+	if rec.Oldest.SubscriptionID != "" {
+		ov.Oldest = console.RowOf(rec.Oldest)
 	}
-	ov.Unsettled = int(n)
-	if n > 0 {
-		oldest, err := r.db.Unsettled(ctx, 1)
-		if err != nil {
-			return ov, err
-		}
-		if len(oldest) > 0 {
-			ov.Oldest = console.RowOf(oldest[0])
-		}
-	}
-	failed, _, err := r.db.Failures(ctx, now.Add(-24*time.Hour), "", recentOnOverview)
-	if err != nil {
-		return ov, err
-	}
-	for _, d := range failed {
+	for _, d := range rec.Failures {
 		ov.RecentFailures = append(ov.RecentFailures, rowOf(d))
 	}
-	ov.Systems = r.systems()
 	return ov, nil
 }
 
@@ -141,8 +127,32 @@ func (r *consoleReader) Delivery(ctx context.Context, key string) (console.Deliv
 
 // Search tries q as every id an operator may hold: a delivery key, a
 // webhook-id, an AppDirect event token, a subscription id, an account
-// identifier and a Q2 user id. Exact matches only.
+// identifier and a Q2 user id. Exact matches only; two round trips to
+// Redis (store.Lookup), however many ids q may be.
 func (r *consoleReader) Search(ctx context.Context, q string) ([]console.Hit, error) {
+	type asked struct{ key, field string }
+	var deliveries []asked
+	for _, prefix := range []string{"id:", "sha256:", "appdirect:"} {
+		if strings.HasPrefix(q, prefix) {
+			deliveries = append(deliveries, asked{q, "delivery key"})
+		}
+	}
+	deliveries = append(deliveries, asked{"id:" + q, "webhook-id"})
+	for _, key := range inbox.AppDirectKeys(r.marketplaces, q) {
+		deliveries = append(deliveries, asked{key, "event token"})
+	}
+	keys := make([]string, len(deliveries))
+	for i, d := range deliveries {
+		keys[i] = d.key
+	}
+	var user int64
+	if uid, err := strconv.ParseInt(q, 10, 64); err == nil && uid > 0 {
+		user = uid
+	}
+	found, err := r.db.Lookup(ctx, keys, q, q, user)
+	if err != nil {
+		return nil, err
+	}
 	var hits []console.Hit
 	seen := map[string]bool{}
 	add := func(h console.Hit) {
@@ -151,58 +161,23 @@ func (r *consoleReader) Search(ctx context.Context, q string) ([]console.Hit, er
 			hits = append(hits, h)
 		}
 	}
-	delivery := func(key, field string) error {
-		d, err := r.db.DeliveryByKey(ctx, key)
-		switch {
-		case errors.Is(err, events.ErrNotFound):
-			return nil
-		case err != nil:
-			return err
+	for _, a := range deliveries {
+		if d, ok := found.Deliveries[a.key]; ok {
+			add(console.Hit{Kind: console.HitDelivery, ID: d.Key, Field: a.field, Subscription: d.Subscription, EventType: d.EventType,
+				State: d.Code, At: time.UnixMilli(d.Last).UTC()})
 		}
-		add(console.Hit{Kind: console.HitDelivery, ID: d.Key, Field: field, Subscription: d.Subscription, EventType: d.EventType,
-			State: d.Code, At: time.UnixMilli(d.Last).UTC()})
-		return nil
 	}
 	subscription := func(a events.Account, field string) {
 		add(console.Hit{Kind: console.HitSubscription, ID: a.SubscriptionID, Field: field, State: strings.ToLower(string(a.Status)), At: a.UpdatedAt})
 	}
-	for _, prefix := range []string{"id:", "sha256:", "appdirect:"} {
-		if strings.HasPrefix(q, prefix) {
-			if err := delivery(q, "delivery key"); err != nil {
-				return nil, err
-			}
-		}
+	if found.Account != nil {
+		subscription(*found.Account, "subscription id")
 	}
-	if err := delivery("id:"+q, "webhook-id"); err != nil {
-		return nil, err
+	if found.ByIdentifier != nil {
+		subscription(*found.ByIdentifier, "account identifier")
 	}
-	for _, key := range inbox.AppDirectKeys(r.marketplaces, q) {
-		if err := delivery(key, "event token"); err != nil {
-			return nil, err
-		}
-	}
-	a, err := r.db.Account(ctx, q)
-	switch {
-	case err == nil:
-		subscription(a, "subscription id")
-	case !errors.Is(err, events.ErrNotFound):
-		return nil, err
-	}
-	a, err = r.db.AccountByIdentifier(ctx, q)
-	switch {
-	case err == nil:
-		subscription(a, "account identifier")
-	case !errors.Is(err, events.ErrNotFound):
-		return nil, err
-	}
-	if uid, err := strconv.ParseInt(q, 10, 64); err == nil && uid > 0 {
-		accounts, err := r.db.AccountsOfUser(ctx, uid)
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range accounts {
-			subscription(a, "Q2 user id")
-		}
+	for _, a := range found.OfUser {
+		subscription(a, "Q2 user id")
 	}
 	return hits, nil
 }
@@ -234,16 +209,14 @@ func (r *consoleReader) Unsettled(ctx context.Context) ([]console.SubscriptionRo
 	return rows, nil
 }
 
-// deliveryOf is a delivery record as the console shows it.
+// deliveryOf is a delivery record as the console shows it; what it
+// derives (the ids in the key, the status last answered) is inbox's,
+// which the read API answers too.
 func deliveryOf(d inbox.DeliverySummary) console.Delivery {
-	out := console.Delivery{Key: d.Key, EventType: d.EventType, Subscription: d.Subscription, State: d.State, Outcome: d.Code,
-		Copies: d.Copies, First: time.UnixMilli(d.First).UTC(), Last: time.UnixMilli(d.Last).UTC(), Dropped: d.Dropped}
-	if id, ok := strings.CutPrefix(d.Key, "id:"); ok {
-		out.WebhookID = id
-	}
-	if tok, ok := inbox.AppDirectToken(d.Key); ok {
-		out.EventToken = tok
-	}
+	status, _ := d.Answered(handlers.StatusOf)
+	out := console.Delivery{Key: d.Key, WebhookID: d.WebhookID(), EventToken: d.EventToken(), EventType: d.EventType,
+		Subscription: d.Subscription, State: d.State, Outcome: d.Code, Status: status, Copies: d.Copies,
+		First: time.UnixMilli(d.First).UTC(), Last: time.UnixMilli(d.Last).UTC(), Dropped: d.Dropped}
 	for _, a := range d.History {
 		ca := console.Attempt{At: a.At, Duration: a.Duration, Status: a.Status, Outcome: a.Code, Kind: a.Kind.String(),
 			Reason: a.Reason, TraceID: a.TraceID}
@@ -253,20 +226,14 @@ func deliveryOf(d inbox.DeliverySummary) console.Delivery {
 		}
 		out.Attempts = append(out.Attempts, ca)
 	}
-	if n := len(d.History); n > 0 && d.State != "processing" {
-		out.Status = d.History[n-1].Status
-	}
 	return out
 }
 
 // rowOf is a delivery record as a row of a list.
 func rowOf(d inbox.DeliverySummary) console.DeliveryRow {
-	row := console.DeliveryRow{Key: d.Key, EventType: d.EventType, Subscription: d.Subscription, State: d.State, Outcome: d.Code,
-		Attempts: d.Attempts, Last: time.UnixMilli(d.Last).UTC()}
-	if n := len(d.History); n > 0 {
-		row.Reason, row.Status = d.History[n-1].Reason, d.History[n-1].Status
-	}
-	return row
+	status, reason := d.Answered(handlers.StatusOf)
+	return console.DeliveryRow{Key: d.Key, EventType: d.EventType, Subscription: d.Subscription, State: d.State, Outcome: d.Code,
+		Reason: reason, Status: status, Attempts: d.Attempts, Last: time.UnixMilli(d.Last).UTC()}
 }
 
 // systemOrder is the order the overview lists the outside systems in.

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/console"
+	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/httpcall"
+	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/q2/q2sandbox"
 	"github.com/banking-marketplace/webhook/internal/testredis"
 )
@@ -151,5 +153,38 @@ func TestSystemsFromCalls(t *testing.T) {
 		if got[name] != w {
 			t.Errorf("%s: %+v, want %+v", name, got[name], w)
 		}
+	}
+}
+
+// The console shows a delivery record as the read API answers it: a
+// record written before attempt histories has its kind's status (the read
+// API's fallback), on the delivery's page and in lists alike; while a
+// copy is processing, nothing is answered yet.
+func TestConsoleDeliveryOfRecords(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 5, 14, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name           string
+		d              inbox.DeliverySummary
+		status         int
+		reason         string
+		webhook, token string
+	}{
+		{"without history", inbox.DeliverySummary{Key: "id:legacy", State: "done", Kind: "final", Code: "SUCCESS"}, 200, "", "legacy", ""},
+		{"without history, released", inbox.DeliverySummary{Key: "appdirect:tok", State: "released", Kind: "transient", Code: "TRANSPORT_ERROR"}, 503, "", "", "tok"},
+		{"with history", inbox.DeliverySummary{Key: "id:m", State: "done", Kind: "final", Code: "FORBIDDEN",
+			History: []inbox.Attempt{{At: at, Status: 200, Code: "FORBIDDEN", Kind: events.Final, Reason: "order: cancelled"}}}, 200, "order: cancelled", "m", ""},
+		{"processing", inbox.DeliverySummary{Key: "id:p", State: "processing", Kind: "transient", Code: "TRANSPORT_ERROR",
+			History: []inbox.Attempt{{At: at, Status: 503, Code: "TRANSPORT_ERROR", Kind: events.Transient, Reason: "q2.provision: HTTP 503"}}}, 0, "", "p", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, row := deliveryOf(tc.d), rowOf(tc.d)
+			if d.Status != tc.status || d.WebhookID != tc.webhook || d.EventToken != tc.token {
+				t.Errorf("delivery: status %d, webhook-id %q, token %q; want %d, %q, %q", d.Status, d.WebhookID, d.EventToken, tc.status, tc.webhook, tc.token)
+			}
+			if row.Status != tc.status || row.Reason != tc.reason {
+				t.Errorf("row: status %d, reason %q; want %d, %q", row.Status, row.Reason, tc.status, tc.reason)
+			}
+		})
 	}
 }

@@ -594,7 +594,7 @@ func TestSettleNow(t *testing.T) {
 		{"still waiting", subStuck, &SettleResult{Waiting: "helix: UNAUTHORIZED", Next: t0.Add(time.Hour)}, nil, 1,
 			"Tried, still not settled: helix: UNAUTHORIZED. The settler tries again at 2026-12-05 15:00:00 UTC."},
 		{"busy", subStuck, nil, events.ErrBusy, 1, "is being worked on"},
-		{"settled meanwhile", subStuck, nil, ErrSettled, 1, "was settled already"},
+		{"settled meanwhile", subStuck, nil, ErrSettled, 1, "is settled already"},
 		{"store down", subStuck, nil, errors.New("redis: connection refused"), 1, "Settle now failed"},
 		{"a settled subscription is not touched", subOrdered, nil, nil, 0, "is settled already"},
 	} {
@@ -603,9 +603,13 @@ func TestSettleNow(t *testing.T) {
 			r := newRig(t, fullFake())
 			r.f.settleRes, r.f.settleErr = tc.res, tc.err
 			ck, csrf := r.signIn(t, tokenB)
+			reads := r.f.subscriptionReads()
 			w := r.post(t, "/console/subscriptions/"+tc.sub+"/settle", url.Values{"csrf": {csrf}}, ck)
 			if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/console/subscriptions/"+tc.sub {
 				t.Fatalf("settle now: %d to %q, want 303 to the subscription", w.Code, w.Header().Get("Location"))
+			}
+			if n := r.f.subscriptionReads() - reads; n != 0 {
+				t.Errorf("settle now read the subscription's page %d times; SettleNow reads what it needs and answers where it stands", n)
 			}
 			if got := len(r.f.settleCalls()); got != tc.wantCalls {
 				t.Fatalf("SettleNow called %d times, want %d", got, tc.wantCalls)
@@ -623,6 +627,18 @@ func TestSettleNow(t *testing.T) {
 				t.Errorf("%d log lines of the action with who did it, want 1", logged.Len())
 			}
 		})
+	}
+}
+
+// Settle now on a subscription there is none of answers the page the
+// subscription's own address would: 404, naming it.
+func TestSettleNowOfNone(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, fullFake())
+	ck, csrf := r.signIn(t, tokenA)
+	w := r.post(t, "/console/subscriptions/nope/settle", url.Values{"csrf": {csrf}}, ck)
+	if w.Code != http.StatusNotFound || !strings.Contains(w.Body.String(), "No subscription &#34;nope&#34;") {
+		t.Errorf("settle now of no subscription: %d, want 404 naming it; body:\n%s", w.Code, w.Body)
 	}
 }
 

@@ -52,7 +52,8 @@ type fake struct {
 	err        error               // answered by every read when set
 	settleErr  error
 	settleRes  *SettleResult // nil: SettleNow settles the subscription
-	settled    []string      // SettleNow's calls
+	settled    []string      // the settle passes SettleNow ran (none on a settled subscription)
+	subReads   int           // Subscription's calls
 	settleHook func()        // called by SettleNow before it answers, outside the lock; nil: none
 	searches   []string      // Search's calls
 	pageSize   int
@@ -81,6 +82,7 @@ func (f *fake) Overview(context.Context) (Overview, error) {
 func (f *fake) Subscription(_ context.Context, id string) (Subscription, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.subReads++
 	if f.err != nil {
 		return Subscription{}, f.err
 	}
@@ -211,6 +213,10 @@ func (f *fake) SettleNow(_ context.Context, id string) (SettleResult, error) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	s, ok := f.subs[id]
+	if ok && s.Settle.Since.IsZero() {
+		return SettleResult{}, ErrSettled // as the wiring's: read first, nothing run
+	}
 	f.settled = append(f.settled, id)
 	if f.settleErr != nil {
 		return SettleResult{}, f.settleErr
@@ -218,7 +224,6 @@ func (f *fake) SettleNow(_ context.Context, id string) (SettleResult, error) {
 	if f.settleRes != nil {
 		return *f.settleRes, nil
 	}
-	s, ok := f.subs[id]
 	if !ok {
 		return SettleResult{}, events.ErrNotFound
 	}
@@ -232,6 +237,12 @@ func (f *fake) SettleNow(_ context.Context, id string) (SettleResult, error) {
 	s.Steps, s.Settle, s.Status, s.Promised = steps, Settle{}, "active", true
 	f.subs[id] = s
 	return SettleResult{Settled: true}, nil
+}
+
+func (f *fake) subscriptionReads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.subReads
 }
 
 func (f *fake) settleCalls() []string {

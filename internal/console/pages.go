@@ -227,7 +227,10 @@ func blocking(intent string, steps []stepInfo) *stepInfo {
 }
 
 // settleNow is POST /console/subscriptions/{id}/settle, for an unsettled
-// subscription only; its result is shown on the subscription's page.
+// subscription only; its result is shown on the subscription's page. It
+// reads nothing itself: SettleNow reads the subscription once, answers
+// ErrSettled without touching a settled one, and says where the settle
+// pass left it.
 func (c *Console) settleNow(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.PathValue("id")
 	back := Prefix + "subscriptions/" + url.PathEscape(id)
@@ -236,28 +239,18 @@ func (c *Console) settleNow(w http.ResponseWriter, r *http.Request, s *session) 
 		c.renderError(w, r, s, http.StatusNotFound, "Settle now is off", "This console was started without actions.")
 		return
 	}
-	sub, err := c.cfg.Reader.Subscription(r.Context(), id)
-	if err != nil {
-		c.readFailed(w, r, s, "subscription "+strconv.Quote(id), err)
-		return
-	}
-	if sub.Settle.Since.IsZero() {
-		log.Info("console: settle now refused: the subscription is settled")
-		c.flash(r, s, classInfo, "Nothing done: subscription "+id+" is settled already.")
-		http.Redirect(w, r, back, http.StatusSeeOther)
-		return
-	}
 	res, err := c.cfg.Actions.SettleNow(r.Context(), id)
 	switch {
+	case errors.Is(err, events.ErrNotFound):
+		log.Info("console: settle now: no such subscription")
+		c.readFailed(w, r, s, "subscription "+strconv.Quote(id), err)
+		return
 	case errors.Is(err, ErrSettled):
-		log.Info("console: settle now: the subscription was settled already")
-		c.flash(r, s, classInfo, "Nothing done: subscription "+id+" was settled already.")
+		log.Info("console: settle now: the subscription is settled already")
+		c.flash(r, s, classInfo, "Nothing done: subscription "+id+" is settled already.")
 	case errors.Is(err, events.ErrBusy):
 		log.Info("console: settle now: the subscription is busy")
 		c.flash(r, s, classWarn, "Not now: subscription "+id+" is being worked on (an event or the settler holds it). Try again in a moment.")
-	case errors.Is(err, events.ErrNotFound):
-		log.Info("console: settle now: no such subscription")
-		c.flash(r, s, classBad, "No subscription "+id+".")
 	case err != nil:
 		log.Warn("console: settle now failed", zap.Error(err))
 		c.flash(r, s, classBad, "Settle now failed: the record store or the lock did not answer. Try again in a moment.")

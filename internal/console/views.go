@@ -42,9 +42,10 @@ type Reader interface {
 type Actions interface {
 	// SettleNow settles one unsettled subscription at once, under its lock,
 	// as the settler would at its next attempt, and says where it stands
-	// after. ErrSettled when it was settled already (nothing done);
-	// events.ErrBusy when someone holds its lock (try again shortly);
-	// events.ErrNotFound when there is no such subscription.
+	// after (the settle pass's own result: the console reads nothing
+	// around it). ErrSettled when it is settled already (nothing done, no
+	// settle pass); events.ErrBusy when someone holds its lock (try again
+	// shortly); events.ErrNotFound when there is no such subscription.
 	SettleNow(ctx context.Context, subscription string) (SettleResult, error)
 }
 

@@ -138,15 +138,19 @@ func requestLogger(log *zap.Logger, obs Observer, tp trace.TracerProvider) echo.
 			l := requestLines.Get().(*requestLine)
 			l.Context = c
 			err := recovering(next, l)
-			if err != nil {
+			aborted := err == errAborted
+			if err != nil && !aborted {
 				c.Error(err) // errorHandler: the status is then what was sent
 			}
 			l.write(log, obs, err, time.Since(start), id)
 			if span != nil {
-				endSpan(span, c.Response().Status, deliveryOf(l))
+				endSpan(span, sentStatus(c.Response(), err), deliveryOf(l))
 			}
 			*l = requestLine{}
 			requestLines.Put(l)
+			if aborted {
+				panic(http.ErrAbortHandler) // net/http drops the connection, as the handler asked
+			}
 			return nil
 		}
 	}
@@ -154,13 +158,15 @@ func requestLogger(log *zap.Logger, obs Observer, tp trace.TracerProvider) echo.
 
 // recovering runs next, a panic in it becoming its error (a *panicked,
 // with the stack, for the log line), as echo's Recover middleware with
-// DisableErrorHandler would (but for http.ErrAbortHandler, which net/http
-// wants to see).
+// DisableErrorHandler would; a panic with http.ErrAbortHandler is
+// errAborted, which requestLogger logs, ends the span of, and then panics
+// with again for net/http to see.
 func recovering(next echo.HandlerFunc, c echo.Context) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			if r == http.ErrAbortHandler {
-				panic(r)
+				err = errAborted
+				return
 			}
 			p := &panicked{stack: debug.Stack()}
 			if p.err, _ = r.(error); p.err == nil {
@@ -170,6 +176,20 @@ func recovering(next echo.HandlerFunc, c echo.Context) (err error) {
 		}
 	}()
 	return next(c)
+}
+
+// errAborted is a handler's panic with http.ErrAbortHandler: it asked
+// net/http to drop the connection, so no reply is written for it.
+var errAborted = &Error{Status: http.StatusInternalServerError, Code: events.UnknownError,
+	Message: "the handler aborted the reply (http.ErrAbortHandler); the connection was dropped"}
+
+// sentStatus is the status sent for a request that ended with err: the
+// one written, or 0 when the handler aborted before anything was.
+func sentStatus(res *echo.Response, err error) int {
+	if err == errAborted && !res.Committed {
+		return 0
+	}
+	return res.Status
 }
 
 // panicked is a handler's panic as its error: the value's message, and
@@ -193,6 +213,7 @@ func (l *requestLine) write(log *zap.Logger, obs Observer, err error, d time.Dur
 		e = asError(err, l)
 		code = e.Code
 	}
+	status := sentStatus(res, err)
 	dl := deliveryOf(l)
 	msg, outcome := "request", ""
 	if dl != nil {
@@ -206,7 +227,7 @@ func (l *requestLine) write(log *zap.Logger, obs Observer, err error, d time.Dur
 		// Under the delivery's span (tracing on), the line has its trace_id.
 		log = logctx.Logger(l.Request().Context(), log)
 	}
-	ce := log.Check(quietProbe(route, level(res.Status, code)), msg)
+	ce := log.Check(quietProbe(route, level(status, code)), msg)
 	if ce == nil {
 		return
 	}
@@ -214,7 +235,7 @@ func (l *requestLine) write(log *zap.Logger, obs Observer, err error, d time.Dur
 	f := append((*fp)[:0],
 		zap.String("method", req.Method),
 		zap.String("route", route),
-		zap.Int("status", res.Status),
+		zap.Int("status", status),
 		zap.Duration("duration", d),
 		zap.String("request_id", id),
 	)
@@ -291,7 +312,7 @@ func newRequestID() string {
 // level is the log level of a request answered status with code.
 func level(status int, code events.ErrorCode) zapcore.Level {
 	switch {
-	case status >= http.StatusInternalServerError && code == events.UnknownError:
+	case (status >= http.StatusInternalServerError || status == 0) && code == events.UnknownError: // 0: aborted, nothing sent
 		return zapcore.ErrorLevel
 	case status >= http.StatusBadRequest:
 		return zapcore.WarnLevel

@@ -268,17 +268,16 @@ func statusOrNull(n int) *int {
 	return &n
 }
 
+// deliveryOfSummary is a delivery record as the read API answers it; what
+// it derives (the ids in the key, the status and reason last answered) is
+// inbox's, which the console shows too.
 func deliveryOfSummary(d inbox.DeliverySummary) deliveryDoc {
-	doc := deliveryDoc{Key: d.Key, EventType: d.EventType, SubscriptionID: d.Subscription, Outcome: d.Code, State: d.State,
+	status, reason := d.Answered(StatusOf)
+	doc := deliveryDoc{Key: d.Key, WebhookID: d.WebhookID(), EventToken: d.EventToken(), EventType: d.EventType,
+		SubscriptionID: d.Subscription, Outcome: d.Code, Reason: reason, Status: statusOrNull(status), State: d.State,
 		Final: d.State == "done", Attempts: d.Attempts, Copies: d.Copies,
 		FirstSeen: time.UnixMilli(d.First).UTC(), LastSeen: time.UnixMilli(d.Last).UTC(), DurationMS: d.DurationMS,
 		History: make([]attemptDoc, 0, len(d.History)), AttemptsDropped: d.Dropped}
-	if id, ok := strings.CutPrefix(d.Key, "id:"); ok {
-		doc.WebhookID = id
-	}
-	if tok, ok := inbox.AppDirectToken(d.Key); ok {
-		doc.EventToken = tok
-	}
 	for _, a := range d.History {
 		ad := attemptDoc{At: a.At.UTC(), DurationMS: a.Duration.Milliseconds(), Status: statusOrNull(a.Status), Outcome: a.Code,
 			Kind: a.Kind.String(), Reason: a.Reason, TraceID: a.TraceID, Calls: make([]callDoc, 0, len(a.Calls)), CallsDropped: a.CallsDropped}
@@ -287,16 +286,6 @@ func deliveryOfSummary(d inbox.DeliverySummary) deliveryDoc {
 				DurationMS: c.Duration.Milliseconds(), RequestID: c.RequestID})
 		}
 		doc.History = append(doc.History, ad)
-	}
-	switch n := len(d.History); {
-	case d.State == "processing": // nothing answered for the copy in progress yet
-	case n > 0:
-		doc.Status, doc.Reason = statusOrNull(d.History[n-1].Status), d.History[n-1].Reason
-	default: // a record written before attempt histories
-		if k := events.ParseKind(d.Kind); k != 0 {
-			s := StatusOf(k)
-			doc.Status = &s
-		}
 	}
 	return doc
 }

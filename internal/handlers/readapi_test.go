@@ -78,7 +78,10 @@ func TestReadAPIDeliveries(t *testing.T) {
 	// The same token of two marketplaces: a delivery each.
 	adA := inbox.DeliverySummary{Key: "appdirect:tok-7@acme.example", EventType: "SUBSCRIPTION_ORDER", Subscription: "ad-a", State: "done", Kind: "final", Code: "SUCCESS"}
 	adB := inbox.DeliverySummary{Key: "appdirect:tok-7@http://b.example:8080", EventType: "SUBSCRIPTION_ORDER", Subscription: "ad-b", State: "done", Kind: "final", Code: "SUCCESS"}
-	r := &deliveryReader{byKey: map[string]inbox.DeliverySummary{order.Key: order, ad.Key: ad, adA.Key: adA, adB.Key: adB}, failures: []inbox.DeliverySummary{ad, ad}}
+	// A record written before attempt histories: its status is its kind's.
+	legacy := inbox.DeliverySummary{Key: "id:legacy", EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-3", State: "done", Kind: "final", Code: "SUCCESS"}
+	r := &deliveryReader{byKey: map[string]inbox.DeliverySummary{order.Key: order, ad.Key: ad, adA.Key: adA, adB.Key: adB, legacy.Key: legacy},
+		failures: []inbox.DeliverySummary{ad, ad}}
 	h := New(Config{Receiver: &fakeReceiver{}, Reader: r, APITokens: []string{"token-token-token-token"},
 		AppDirect: &AppDirect{Marketplaces: []string{"https://acme.example", "http://b.example:8080"}}})
 	get := func(t *testing.T, path string) (int, map[string]any) {
@@ -114,6 +117,13 @@ func TestReadAPIDeliveries(t *testing.T) {
 		}
 		if code, doc := get(t, "/v1/deliveries/id%3Anope"); code != 404 || !strings.Contains(doc["message"].(string), "EVENT_TTL") {
 			t.Errorf("an unknown key: %d %v", code, doc)
+		}
+	})
+
+	t.Run("a record without history", func(t *testing.T) {
+		code, doc := get(t, "/v1/deliveries/id%3Alegacy")
+		if code != 200 || doc["status"] != float64(200) || doc["reason"] != "" || len(doc["attempt_history"].([]any)) != 0 || doc["webhook_id"] != "legacy" {
+			t.Errorf("%d %v; want status 200 (its kind's), no reason, no history", code, doc)
 		}
 	})
 

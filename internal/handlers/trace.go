@@ -43,14 +43,17 @@ func startSpan(tracer trace.Tracer, c echo.Context) trace.Span {
 }
 
 // endSpan ends a delivery's span once the reply is sent and its line
-// written: the status sent and the ids of the delivery's log line
+// written: the status sent (none when the handler aborted before sending
+// one: status 0, an error) and the ids of the delivery's log line
 // (webhook-id or event token, key, type, subscription, product, outcome);
 // ids and codes only, never a body, a header or a query.
 func endSpan(span trace.Span, status int, d *deliveryLog) {
-	span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+	if status != 0 {
+		span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+	}
 	if d != nil {
 		span.SetAttributes(d.spanAttributes()...)
-		if status >= http.StatusInternalServerError {
+		if status >= http.StatusInternalServerError || status == 0 {
 			span.SetStatus(codes.Error, d.outcome)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -253,5 +254,44 @@ func BenchmarkDelivery(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A handler that panics with http.ErrAbortHandler (net/http then drops
+// the connection) still ends the delivery's span, as an error with no
+// status sent, and still writes the request's line; the panic goes on to
+// net/http.
+func TestAbortedDeliveryEndsItsSpan(t *testing.T) {
+	t.Parallel()
+	order := orderFixture(t)
+	sign, auth := newSigner(t)
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	core, logs := observer.New(zapcore.DebugLevel)
+	h := New(Config{Receiver: &fakeReceiver{hook: func() { panic(http.ErrAbortHandler) }}, Auth: auth, Logger: zap.New(core), TracerProvider: tp})
+	var recovered any
+	func() {
+		defer func() { recovered = recover() }()
+		do(t, h, http.MethodPost, "/marketplace/my-product", order, signedAs(t, sign, "msg_abort", order))
+	}()
+	if recovered != http.ErrAbortHandler {
+		t.Fatalf("net/http saw %v, want http.ErrAbortHandler", recovered)
+	}
+	spans := exp.GetSpans()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans ended, want the delivery's", len(spans))
+	}
+	s := spans[0]
+	attrs := attrValues(s.Attributes)
+	if _, has := attrs["http.response.status_code"]; has || s.Status.Code != codes.Error || attrs["webhook.id"] != "msg_abort" {
+		t.Errorf("span status %v, attributes %v; want an error with the delivery's ids and no status sent", s.Status, attrs)
+	}
+	lines := logs.FilterMessage("delivery").All()
+	if len(lines) != 1 {
+		t.Fatalf("%d delivery lines, want 1", len(lines))
+	}
+	f := lines[0].ContextMap()
+	if lines[0].Level != zapcore.ErrorLevel || f["status"] != int64(0) || f["code"] != string(events.UnknownError) || f["trace_id"] != s.SpanContext.TraceID().String() {
+		t.Errorf("line %v at %v; want an error with status 0, UNKNOWN_ERROR and the span's trace_id", f, lines[0].Level)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
@@ -164,4 +165,46 @@ type Copy struct {
 	EventType    string `json:"t"`
 	Subscription string `json:"s"`
 	Body         string `json:"b"` // the stored reply, exactly
+}
+
+// The read API and the operator console both show a delivery from its
+// DeliverySummary; what they derive from it is derived here, once, so
+// that they say the same.
+
+// WebhookID is the Standard Webhooks webhook-id of a delivery that came
+// with one (its key is "id:<webhook-id>"); "" otherwise.
+func (d DeliverySummary) WebhookID() string {
+	if id, ok := strings.CutPrefix(d.Key, "id:"); ok {
+		return id
+	}
+	return ""
+}
+
+// EventToken is the AppDirect event token of a delivery that came from
+// AppDirect (its key is AppDirectKey's, or "appdirect:<token>" before
+// that); "" otherwise.
+func (d DeliverySummary) EventToken() string {
+	if tok, ok := AppDirectToken(d.Key); ok {
+		return tok
+	}
+	return ""
+}
+
+// Answered is the HTTP status last sent for the delivery and the reason of
+// its latest attempt: the latest attempt kept says both. A record written
+// before attempt histories has none: its status is then statusOf its
+// latest outcome's kind (the doors' table, handlers.StatusOf), its reason
+// "". While a copy is processing, nothing is answered yet: 0 and "". 0
+// also when no status was sent (an AppDirect result posted later).
+func (d DeliverySummary) Answered(statusOf func(events.Kind) int) (status int, reason string) {
+	switch n := len(d.History); {
+	case d.State == "processing":
+		return 0, ""
+	case n > 0:
+		return d.History[n-1].Status, d.History[n-1].Reason
+	}
+	if k := events.ParseKind(d.Kind); k != 0 {
+		return statusOf(k), ""
+	}
+	return 0, ""
 }

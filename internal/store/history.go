@@ -161,6 +161,40 @@ end
 return out
 `)
 
+// span is which entries of a sorted set of record hashes to read, newest
+// first: the ranks start to stop, or, when byScore, the scores from max
+// down to min ("+inf" or Unix ms), count at most.
+type span struct {
+	byScore     bool
+	start, stop int64
+	max, min    string
+	count       int64
+}
+
+// byRank is the entries ranked start to stop, newest first.
+func byRank(start, stop int64) span { return span{start: start, stop: stop} }
+
+// byScore is at most count entries scored max down to min.
+func byScore(max, min string, count int64) span {
+	return span{byScore: true, max: max, min: min, count: count}
+}
+
+// scriptArgs are loadScript's ARGV for s.
+func (s span) scriptArgs(prefix string) []any {
+	if s.byScore {
+		return []any{prefix, "score", s.max, s.min, s.count}
+	}
+	return []any{prefix, "rank", s.start, s.stop}
+}
+
+// rangeOf queues the read of s's entries with their scores (Cluster).
+func rangeOf(ctx context.Context, c redis.Cmdable, set string, s span) *redis.ZSliceCmd {
+	if s.byScore {
+		return c.ZRevRangeByScoreWithScores(ctx, set, &redis.ZRangeBy{Max: s.max, Min: s.min, Count: s.count})
+	}
+	return c.ZRevRangeWithScores(ctx, set, s.start, s.stop)
+}
+
 // sorted is one delivery read through a sorted set: its hash and score,
 // and the delivery (ok false when its record is gone).
 type sorted struct {
@@ -170,54 +204,72 @@ type sorted struct {
 	ok    bool
 }
 
-// loadSorted reads the deliveries a sorted set lists, newest first: by
-// rank (start, stop) or by score (max, min, count), as loadScript. On
-// Cluster, where the records live in other slots, the set is read first,
-// then the records in one pipeline (two round trips).
-func (r *Redis) loadSorted(ctx context.Context, set, by string, a, b, n any) ([]sorted, error) {
+// loadSorted reads the deliveries of the entries s picks in a sorted
+// set, newest first, in one round trip (loadScript). On Cluster, where
+// the records live in other slots, the set is read first, then the
+// records in one pipeline (two round trips).
+func (r *Redis) loadSorted(ctx context.Context, set string, s span) ([]sorted, error) {
 	if !r.cluster() {
-		res, err := loadScript.Run(ctx, r.client, []string{set}, r.keys.prefix, by, a, b, n).Slice()
+		res, err := loadScript.Run(ctx, r.client, []string{set}, s.scriptArgs(r.keys.prefix)...).Slice()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, err
 		}
-		var out []sorted
-		for i := 0; i+3 < len(res); i += 4 {
-			h, _ := res[i].(string)
-			score, _ := strconv.ParseInt(fmt.Sprint(res[i+1]), 10, 64)
-			hist, _ := res[i+3].(string)
-			d, ok := summaryOf(pairs(res[i+2]), hist)
-			out = append(out, sorted{h: h, score: score, d: d, ok: ok})
-		}
-		return out, nil
+		return scriptRows(res), nil
 	}
-	var zs []redis.Z
-	var err error
-	if by == "rank" {
-		zs, err = r.client.ZRevRangeWithScores(ctx, set, toInt64(a), toInt64(b)).Result()
-	} else {
-		zs, err = r.client.ZRevRangeByScoreWithScores(ctx, set, &redis.ZRangeBy{Max: fmt.Sprint(a), Min: fmt.Sprint(b), Count: toInt64(n)}).Result()
-	}
+	zs, err := rangeOf(ctx, r.client, set, s).Result()
 	if err != nil || len(zs) == 0 {
 		return nil, err
 	}
-	alls := make([]*redis.MapStringStringCmd, len(zs))
-	hists := make([]*redis.StringCmd, len(zs))
+	var recs records
 	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, z := range zs {
-			rec := r.keys.prefix + "delivery:{" + fmt.Sprint(z.Member) + "}"
-			alls[i], hists[i] = p.HGetAll(ctx, rec), p.Get(ctx, rec+":attempts")
-		}
+		recs = r.queueRecords(ctx, p, zs)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
-	out := make([]sorted, len(zs))
+	return recs.rows(), nil
+}
+
+// scriptRows reads loadScript's reply.
+func scriptRows(res []any) []sorted {
+	var out []sorted
+	for i := 0; i+3 < len(res); i += 4 {
+		h, _ := res[i].(string)
+		score, _ := strconv.ParseInt(fmt.Sprint(res[i+1]), 10, 64)
+		hist, _ := res[i+3].(string)
+		d, ok := summaryOf(pairs(res[i+2]), hist)
+		out = append(out, sorted{h: h, score: score, d: d, ok: ok})
+	}
+	return out
+}
+
+// records are the reads of the deliveries a sorted set listed (Cluster),
+// queued in a pipeline.
+type records struct {
+	zs    []redis.Z
+	alls  []*redis.MapStringStringCmd
+	hists []*redis.StringCmd
+}
+
+// queueRecords queues the record and history of each of zs's hashes.
+func (r *Redis) queueRecords(ctx context.Context, p redis.Pipeliner, zs []redis.Z) records {
+	recs := records{zs: zs, alls: make([]*redis.MapStringStringCmd, len(zs)), hists: make([]*redis.StringCmd, len(zs))}
 	for i, z := range zs {
-		d, ok := summaryOf(alls[i].Val(), hists[i].Val())
+		rec := r.keys.prefix + "delivery:{" + fmt.Sprint(z.Member) + "}"
+		recs.alls[i], recs.hists[i] = p.HGetAll(ctx, rec), p.Get(ctx, rec+":attempts")
+	}
+	return recs
+}
+
+// rows are the deliveries read, in the set's order.
+func (recs records) rows() []sorted {
+	out := make([]sorted, len(recs.zs))
+	for i, z := range recs.zs {
+		d, ok := summaryOf(recs.alls[i].Val(), recs.hists[i].Val())
 		out[i] = sorted{h: fmt.Sprint(z.Member), score: int64(z.Score), d: d, ok: ok}
 	}
-	return out, nil
+	return out
 }
 
 // pairs reads an HGETALL reply from a script: field, value, ...
@@ -232,17 +284,12 @@ func pairs(v any) map[string]string {
 	return m
 }
 
-func toInt64(v any) int64 {
-	n, _ := strconv.ParseInt(fmt.Sprint(v), 10, 64)
-	return n
-}
-
 // Deliveries returns a subscription's deliveries with their attempt
 // histories, newest first: at most DeliveriesPerSubscription, none older
 // than EVENT_TTL; none is not an error. One round trip (two on Cluster).
 func (r *Redis) Deliveries(ctx context.Context, subscription string) ([]inbox.DeliverySummary, error) {
 	_, order := r.keys.deliveryIndex(subscription)
-	rows, err := r.loadSorted(ctx, order, "rank", 0, DeliveriesPerSubscription-1, 0)
+	rows, err := r.loadSorted(ctx, order, byRank(0, DeliveriesPerSubscription-1))
 	if err != nil {
 		return nil, unavailable("delivery index", err)
 	}
@@ -274,14 +321,12 @@ func (r *Redis) Failures(ctx context.Context, since time.Time, cursor string, li
 		}
 		max, after = strconv.FormatInt(score, 10), h
 	}
-	// Ties on the cursor's millisecond come first in the range: read past
-	// them (a few at most) to the cursor's own entry.
-	const slack = 50
-	rows, err := r.loadSorted(ctx, r.keys.failures(), "score", max, strconv.FormatInt(since.UnixMilli(), 10), limit+1+slack)
+	read := failuresSpan(max, since, limit)
+	rows, err := r.loadSorted(ctx, r.keys.failures(), read)
 	if err != nil {
 		return nil, "", unavailable("recent failures", err)
 	}
-	full := len(rows) == limit+1+slack
+	full := len(rows) == int(read.count)
 	if after != "" {
 		cut, _ := strconv.ParseInt(max, 10, 64)
 		i := 0
@@ -290,20 +335,36 @@ func (r *Redis) Failures(ctx context.Context, since time.Time, cursor string, li
 		}
 		rows = rows[i:]
 	}
-	var last sorted
+	page, last, more := failed(rows, limit)
+	if more || full { // full: more may follow what was read
+		return page, formatCursor(last.score, last.h), nil
+	}
+	return page, "", nil
+}
+
+// failuresSpan is what a page of at most limit failures from max (the
+// cursor's score, "+inf" for the first page) down to since reads of the
+// failures set: past the page, since ties on the cursor's millisecond
+// come first in the range and are read past (a few at most) to the
+// cursor's own entry.
+func failuresSpan(max string, since time.Time, limit int) span {
+	const slack = 50
+	return byScore(max, strconv.FormatInt(since.UnixMilli(), 10), int64(limit+1+slack))
+}
+
+// failed is the first limit failed deliveries of rows; more says rows go
+// on past them; last is the last row looked at.
+func failed(rows []sorted, limit int) (page []inbox.DeliverySummary, last sorted, more bool) {
 	for _, row := range rows {
 		if len(page) == limit {
-			return page, formatCursor(last.score, last.h), nil
+			return page, last, true
 		}
 		last = row
 		if row.ok && row.d.Code != "SUCCESS" {
 			page = append(page, row.d)
 		}
 	}
-	if full { // more may follow what was read
-		return page, formatCursor(last.score, last.h), nil
-	}
-	return page, "", nil
+	return page, last, false
 }
 
 func formatCursor(score int64, h string) string {
@@ -327,20 +388,36 @@ func parseCursor(c string) (score int64, h string, ok bool) {
 // last hour (the current minute and the 59 before it) and the last day
 // (the current hour and the 23 before it), by outcome code; one round trip.
 func (r *Redis) OutcomeCounts(ctx context.Context, now time.Time) (hour, day map[string]int, err error) {
-	minute := now.UnixMilli() / 60000
-	var mins, hours []*redis.MapStringStringCmd
+	var counts counters
 	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i := range int64(60) {
-			mins = append(mins, p.HGetAll(ctx, r.keys.minuteCounter(minute-i)))
-		}
-		for i := range int64(24) {
-			hours = append(hours, p.HGetAll(ctx, r.keys.hourCounter(minute/60-i)))
-		}
+		counts = r.queueCounters(ctx, p, now)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, nil, unavailable("outcome counters", err)
 	}
+	hour, day = counts.sums()
+	return hour, day, nil
+}
+
+// counters are the reads of the outcome counters, queued in a pipeline:
+// the last 60 minutes' and the last 24 hours'.
+type counters struct{ mins, hours []*redis.MapStringStringCmd }
+
+func (r *Redis) queueCounters(ctx context.Context, p redis.Pipeliner, now time.Time) counters {
+	minute := now.UnixMilli() / 60000
+	var c counters
+	for i := range int64(60) {
+		c.mins = append(c.mins, p.HGetAll(ctx, r.keys.minuteCounter(minute-i)))
+	}
+	for i := range int64(24) {
+		c.hours = append(c.hours, p.HGetAll(ctx, r.keys.hourCounter(minute/60-i)))
+	}
+	return c
+}
+
+// sums are the counts of the last hour and the last day, by outcome code.
+func (c counters) sums() (hour, day map[string]int) {
 	sum := func(cmds []*redis.MapStringStringCmd) map[string]int {
 		out := map[string]int{}
 		for _, c := range cmds {
@@ -352,5 +429,220 @@ func (r *Redis) OutcomeCounts(ctx context.Context, now time.Time) (hour, day map
 		}
 		return out
 	}
-	return sum(mins), sum(hours), nil
+	return sum(c.mins), sum(c.hours)
+}
+
+// Overview is what the operator console's front page shows of the
+// records.
+type Overview struct {
+	Hour, Day map[string]int // as OutcomeCounts
+	Unsettled int64          // subscriptions not settled yet
+	// Oldest is the account of the one unsettled longest; its
+	// SubscriptionID is "" when none is (or its account is gone).
+	Oldest events.Account
+	// Failures are the newest deliveries whose latest attempt failed at
+	// or after since, at most limit (Failures' first page).
+	Failures []inbox.DeliverySummary
+}
+
+// Overview reads in two round trips (on Cluster too) what OutcomeCounts,
+// SettleStats, Unsettled and Failures read in five or more one after the
+// other: the counters, the unsettled list's size and oldest entry, and the
+// recent failures (on Cluster the failures set) in one pipeline; then the
+// oldest's account (and on Cluster the failures' records) in another.
+func (r *Redis) Overview(ctx context.Context, now, since time.Time, limit int) (Overview, error) {
+	var ov Overview
+	_, unsettled := r.keys.settle()
+	read := failuresSpan("+inf", since, limit)
+	var (
+		counts counters
+		card   *redis.IntCmd
+		oldest *redis.StringSliceCmd
+		script *redis.Cmd       // single node: the failures with their records
+		listed *redis.ZSliceCmd // Cluster: the failures set only
+	)
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		counts = r.queueCounters(ctx, p, now)
+		card, oldest = p.ZCard(ctx, unsettled), p.ZRange(ctx, unsettled, 0, 0)
+		if r.cluster() {
+			listed = rangeOf(ctx, p, r.keys.failures(), read)
+		} else {
+			script = loadScript.Eval(ctx, p, []string{r.keys.failures()}, read.scriptArgs(r.keys.prefix)...)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return ov, unavailable("overview", err)
+	}
+	ov.Hour, ov.Day = counts.sums()
+	ov.Unsettled = card.Val()
+	var rows []sorted
+	if script != nil {
+		res, _ := script.Slice()
+		rows = scriptRows(res)
+	}
+	subs := oldest.Val()
+	if len(subs) > 0 || (listed != nil && len(listed.Val()) > 0) {
+		var acct *redis.StringCmd
+		var recs records
+		_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			if len(subs) > 0 {
+				acct = p.Get(ctx, r.keys.account(subs[0]))
+			}
+			if listed != nil {
+				recs = r.queueRecords(ctx, p, listed.Val())
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return ov, unavailable("overview", err)
+		}
+		if listed != nil {
+			rows = recs.rows()
+		}
+		if len(subs) > 0 {
+			a, err := accountOf(subs[0], acct)
+			if err != nil {
+				return ov, err
+			}
+			if a != nil {
+				ov.Oldest = *a
+			}
+		}
+	}
+	ov.Failures, _, _ = failed(rows, limit)
+	return ov, nil
+}
+
+// Found is what the records hold under the ids of an operator's search.
+type Found struct {
+	// Deliveries are the deliveries found, by the key they were asked by.
+	Deliveries map[string]inbox.DeliverySummary
+	Account    *events.Account // the subscription's; nil when none
+	// ByIdentifier is the account the account identifier names; nil when
+	// none (or the index entry is stale).
+	ByIdentifier *events.Account
+	OfUser       []events.Account // the user's accounts, oldest first
+}
+
+// Lookup reads in two round trips (on Cluster too) what DeliveryByKey for
+// each of keys, Account, AccountByIdentifier and AccountsOfUser read one
+// after the other: every delivery record, the account, the identifier's
+// index entry and the user's accounts (on Cluster the user's index) in one
+// pipeline; then the account the index names (and on Cluster the user's
+// accounts) in another. An empty subscription or identifier and a user 0
+// are not read.
+func (r *Redis) Lookup(ctx context.Context, keys []string, subscription, accountIdentifier string, user int64) (Found, error) {
+	found := Found{Deliveries: map[string]inbox.DeliverySummary{}}
+	alls := make([]*redis.MapStringStringCmd, len(keys))
+	hists := make([]*redis.StringCmd, len(keys))
+	var acct, index *redis.StringCmd
+	var users *redis.Cmd               // single node: the user's accounts
+	var userSubs *redis.StringSliceCmd // Cluster: the user's index
+	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, key := range keys {
+			rec, _ := r.keys.delivery(key)
+			alls[i], hists[i] = p.HGetAll(ctx, rec), p.Get(ctx, r.keys.attempts(key))
+		}
+		if subscription != "" {
+			acct = p.Get(ctx, r.keys.account(subscription))
+		}
+		if accountIdentifier != "" {
+			index = p.Get(ctx, r.keys.accountIndex(accountIdentifier))
+		}
+		switch {
+		case user == 0:
+		case r.cluster():
+			userSubs = p.HKeys(ctx, r.keys.userIndex(user))
+		default:
+			users = userAccountsScript.Eval(ctx, p, []string{r.keys.userIndex(user)}, r.keys.prefix)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return found, unavailable("search", err)
+	}
+	for i, key := range keys {
+		if d, ok := summaryOf(alls[i].Val(), hists[i].Val()); ok {
+			found.Deliveries[key] = d
+		}
+	}
+	if found.Account, err = accountOf(subscription, acct); err != nil {
+		return found, err
+	}
+	if users != nil {
+		res, _ := users.Slice()
+		for i := 0; i+1 < len(res); i += 2 {
+			sub, _ := res[i].(string)
+			if v, ok := res[i+1].(string); ok {
+				a, err := decodeAccount(sub, v)
+				if err != nil {
+					return found, err
+				}
+				found.OfUser = append(found.OfUser, a)
+			}
+		}
+	}
+	named := ""
+	if index != nil {
+		named = index.Val()
+	}
+	var subs []string
+	if userSubs != nil {
+		subs = userSubs.Val()
+	}
+	if named != "" || len(subs) > 0 {
+		var byID *redis.StringCmd
+		gets := make([]*redis.StringCmd, len(subs))
+		_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			if named != "" {
+				byID = p.Get(ctx, r.keys.account(named))
+			}
+			for i, sub := range subs {
+				gets[i] = p.Get(ctx, r.keys.account(sub))
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return found, unavailable("search", err)
+		}
+		a, err := accountOf(named, byID)
+		if err != nil {
+			return found, err
+		}
+		if a != nil && a.AccountIdentifier == accountIdentifier { // else a stale index entry
+			found.ByIdentifier = a
+		}
+		for i, sub := range subs {
+			a, err := accountOf(sub, gets[i])
+			if err != nil {
+				return found, err
+			}
+			if a != nil {
+				found.OfUser = append(found.OfUser, *a)
+			}
+		}
+	}
+	slices.SortFunc(found.OfUser, func(a, b events.Account) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return found, nil
+}
+
+// accountOf is the account a queued GET of sub's account read; nil when
+// there was no read or no account.
+func accountOf(sub string, get *redis.StringCmd) (*events.Account, error) {
+	if get == nil {
+		return nil, nil
+	}
+	v, err := get.Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, nil
+	case err != nil:
+		return nil, unavailable("account", err)
+	}
+	a, err := decodeAccount(sub, v)
+	if err != nil {
+		return nil, err
+	}
+	return &a, nil
 }

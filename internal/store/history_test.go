@@ -225,3 +225,105 @@ func TestSessions(t *testing.T) {
 		}
 	})
 }
+
+// The console's overview is two round trips, on every deployment (it was
+// five, one read after the other), and says what the reads it replaces
+// say: the outcome counts, the unsettled count and oldest account, the
+// first page of the recent failures.
+func TestOverviewRoundTrips(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		now := time.Now().Truncate(time.Millisecond)
+		// Nothing unsettled, no failure: one round trip.
+		rt := countRoundTrips(b.r, "")
+		ov, err := b.r.Overview(ctx, now, now.Add(-24*time.Hour), 11)
+		if err != nil || ov.Unsettled != 0 || ov.Oldest.SubscriptionID != "" || len(ov.Failures) != 0 || len(ov.Hour) != 0 || rt.n.Load() != 1 {
+			t.Errorf("an empty store: %+v, %v in %d round trips; want nothing in 1", ov, err, rt.n.Load())
+		}
+		for i := range 3 {
+			process(t, b, fmt.Sprintf("id:ov-fail-%d", i), attemptAt(now.Add(-time.Duration(i)*time.Minute), events.Final, "FORBIDDEN", "order: cancelled"))
+		}
+		process(t, b, "id:ov-ok", attemptAt(now, events.Final, "SUCCESS", ""))
+		for i := range 2 {
+			a := testAccount(fmt.Sprintf("sub-ov-%d", i), fmt.Sprint(800+i))
+			a.Settle = events.Settle{Since: now.Add(time.Duration(i) * time.Second).UTC(), Due: now.Add(time.Hour).UTC(), Waiting: "helix: HTTP 503"}
+			if err := saveLocked(ctx, b.r, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, limit := range []int{2, 11} {
+			rt := countRoundTrips(b.r, "")
+			ov, err := b.r.Overview(ctx, now, now.Add(-24*time.Hour), limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := rt.n.Load(); n != 2 {
+				t.Errorf("limit %d: the overview took %d round trips, want 2", limit, n)
+			}
+			hour, day, _ := b.r.OutcomeCounts(ctx, now)
+			n, _, _ := b.r.SettleStats(ctx)
+			oldest, _ := b.r.Unsettled(ctx, 1)
+			failures, _, _ := b.r.Failures(ctx, now.Add(-24*time.Hour), "", limit)
+			if fmt.Sprint(ov.Hour, ov.Day) != fmt.Sprint(hour, day) || ov.Unsettled != n || n != 2 ||
+				len(oldest) != 1 || ov.Oldest.SubscriptionID != "sub-ov-0" || fmt.Sprint(ov.Oldest) != fmt.Sprint(oldest[0]) ||
+				len(ov.Failures) != min(limit, 3) || fmt.Sprint(ov.Failures) != fmt.Sprint(failures) {
+				t.Errorf("limit %d: overview %+v\nwant counts %v %v, %d unsettled, oldest %v, failures %v", limit, ov, hour, day, n, oldest, failures)
+			}
+		}
+	})
+}
+
+// A search by one id is two round trips, on every deployment (it was up
+// to seven, one read after the other), and finds what the reads it
+// replaces find.
+func TestLookupRoundTrips(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		now := time.Now().Truncate(time.Millisecond)
+		process(t, b, "id:look-1", attemptAt(now, events.Final, "FORBIDDEN", "order: cancelled"))
+		process(t, b, "appdirect:tok-look", attemptAt(now, events.Transient, "TRANSPORT_ERROR", "q2.provision: HTTP 503"))
+		for i := range 2 {
+			a := testAccount(fmt.Sprintf("sub-look-%d", i), fmt.Sprint(900+i))
+			a.UserID, a.CreatedAt = 4242, a.CreatedAt.Add(time.Duration(2-i)*time.Hour) // the second is the older
+			if err := saveLocked(ctx, b.r, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		keys := []string{"id:look-1", "appdirect:tok-look", "id:none"}
+		rt := countRoundTrips(b.r, "")
+		found, err := b.r.Lookup(ctx, keys, "sub-look-0", "901", 4242)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := rt.n.Load(); n != 2 {
+			t.Errorf("the lookup took %d round trips, want 2", n)
+		}
+		for _, key := range keys {
+			d, err := b.r.DeliveryByKey(ctx, key)
+			got, ok := found.Deliveries[key]
+			if (err == nil) != ok || fmt.Sprint(got) != fmt.Sprint(d) {
+				t.Errorf("delivery %s: found %v (%v), DeliveryByKey %v (%v)", key, got, ok, d, err)
+			}
+		}
+		acct, _ := b.r.Account(ctx, "sub-look-0")
+		byID, _ := b.r.AccountByIdentifier(ctx, "901")
+		ofUser, _ := b.r.AccountsOfUser(ctx, 4242)
+		if found.Account == nil || fmt.Sprint(*found.Account) != fmt.Sprint(acct) {
+			t.Errorf("account %v, want %v", found.Account, acct)
+		}
+		if found.ByIdentifier == nil || found.ByIdentifier.SubscriptionID != "sub-look-1" || fmt.Sprint(*found.ByIdentifier) != fmt.Sprint(byID) {
+			t.Errorf("by identifier %v, want %v", found.ByIdentifier, byID)
+		}
+		if len(found.OfUser) != 2 || found.OfUser[0].SubscriptionID != "sub-look-1" || fmt.Sprint(found.OfUser) != fmt.Sprint(ofUser) {
+			t.Errorf("of the user %v, want %v", found.OfUser, ofUser)
+		}
+
+		rt = countRoundTrips(b.r, "")
+		none, err := b.r.Lookup(ctx, []string{"id:nope"}, "nope", "nope", 4343)
+		if err != nil || len(none.Deliveries) != 0 || none.Account != nil || none.ByIdentifier != nil || len(none.OfUser) != 0 || rt.n.Load() != 1 {
+			t.Errorf("ids of nothing: %+v, %v in %d round trips; want nothing in 1", none, err, rt.n.Load())
+		}
+	})
+}
