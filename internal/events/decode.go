@@ -167,11 +167,12 @@ func decodeMembers(body []byte) (*SubscriptionEvent, error) {
 	return &ev, nil
 }
 
-// member is the member named name, matched as encoding/json matches a
-// struct field's name: exactly, or else without regard to case. Of two
-// names that differ only in case (a body the doors refuse, see
-// canonjson.DuplicateKeyError) it takes the one that sorts last, so that
-// the answer does not depend on the map's order.
+// member is the member named name: the one named exactly so, or else
+// one whose name differs only in case, as encoding/json matches a struct
+// field's name. A body naming one member twice (in any case) is read
+// differently by encoding/json (the later one wins) and here (the exact
+// name, or the one that sorts last, whatever the map's order); the doors
+// refuse such a body (canonjson.DuplicateKeyError).
 func member(members map[string]json.RawMessage, name string) (json.RawMessage, bool) {
 	if raw, ok := members[name]; ok {
 		return raw, true

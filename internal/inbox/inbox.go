@@ -233,11 +233,6 @@ func (in *Inbox) receive(ctx context.Context, d Delivery) (answer Answer, stored
 		EventType:    string(d.Event.EventType),
 		Subscription: d.Event.SubscriptionID,
 	}
-	if p, ok := in.processor.(Primer); ok {
-		if a, ok := p.Prime(ctx, d.Event, d.Product); ok {
-			req.Primed = &a
-		}
-	}
 	// PROCESS_TIMEOUT bounds the whole handling of the copy, waiting
 	// included: the marketplace gives up after about 5 s.
 	deadline := time.Now().Add(in.cfg.ProcessTimeout)
@@ -247,6 +242,11 @@ func (in *Inbox) receive(ctx context.Context, d Delivery) (answer Answer, stored
 		// Not on the request's context: a sender hanging up after Redis
 		// ran the claim must not leave the lease held with nobody to
 		// process it (every copy would get 409 until it ran out).
+		if p, ok := in.processor.(Primer); ok { // built at each try: its times are the claim's
+			if a, ok := p.Prime(ctx, d.Event, d.Product); ok {
+				req.Primed = &a
+			}
+		}
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), storeBudget)
 		claim, err := in.deliveries.Claim(cctx, req)
 		ccancel()

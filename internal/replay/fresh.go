@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 )
 
@@ -74,7 +75,7 @@ func rewriteSubscription(body []byte, fresh func(string) string) ([]byte, string
 		if err := dec.Decode(&raw); err != nil {
 			return body, ""
 		}
-		if key != subscriptionKey || len(raw) == 0 || raw[0] != '"' {
+		if !strings.EqualFold(key, subscriptionKey) || len(raw) == 0 || raw[0] != '"' { // matched as events.Decode matches it
 			continue
 		}
 		var id string

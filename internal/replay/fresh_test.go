@@ -23,6 +23,7 @@ func TestRewriteSubscription(t *testing.T) {
 			`{"a":"say \"subscription_id\": \"x\"","b":{"subscription_id":"nested"},"subscription_id":"new-abc"}`, "new-abc"},
 		{"an escaped id is decoded first", `{"subscription_id":"a\u0062c"}`, `{"subscription_id":"new-abc"}`, "new-abc"},
 		{"every top-level copy", `{"subscription_id":"a","subscription_id":"b"}`, `{"subscription_id":"new-a","subscription_id":"new-b"}`, "new-b"},
+		{"named in another case, as events.Decode reads it", `{"Subscription_ID":"abc"}`, `{"Subscription_ID":"new-abc"}`, "new-abc"},
 		{"nested only: unchanged", `{"event":{"subscription_id":"abc"}}`, `{"event":{"subscription_id":"abc"}}`, ""},
 		{"not a string: unchanged", `{"subscription_id":42}`, `{"subscription_id":42}`, ""},
 		{"missing: unchanged", `{"user_id":1}`, `{"user_id":1}`, ""},

@@ -327,6 +327,23 @@ func TestDryRun(t *testing.T) {
 			t.Errorf("output:\n%s", stdout)
 		}
 	})
+	t.Run("names given twice, which the door refuses", func(t *testing.T) {
+		t.Parallel()
+		body, err := os.ReadFile(filepath.Join(storyDir, "01-order.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "twice.json")
+		twice := bytes.Replace(body, []byte(`"subscription_id"`), []byte(`"Subscription_ID": "other", "subscription_id"`), 1)
+		if err := os.WriteFile(path, twice, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		stdout, stderr, code := run(t, nil, "--dry-run", path)
+		wantCode(t, code, 1, stdout, stderr)
+		if !strings.Contains(stdout, " BAD: ") || !strings.Contains(stdout, "differ only in case") {
+			t.Errorf("output:\n%s", stdout)
+		}
+	})
 	t.Run("a placeholder naming no earlier fixture", func(t *testing.T) {
 		t.Parallel()
 		stdout, stderr, code := run(t, nil, "--dry-run", filepath.Join(storyDir, "02-change.json"))
