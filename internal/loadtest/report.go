@@ -25,6 +25,7 @@ type row struct {
 	AnonKB      int64          // of it at the polled peak: anonymous (heap, stacks, runtime)
 	FileKB      int64          // and the program's file pages (code, read-only data)
 	CPU         time.Duration
+	RedisCPU    time.Duration // redis-server's CPU during the phase
 }
 
 // outsideCalls is the calls the sandbox received but token fetches (one
@@ -110,6 +111,13 @@ func (r row) cpuPerRequest() time.Duration {
 	return r.CPU / time.Duration(r.Sent)
 }
 
+func (r row) redisCPUPerRequest() time.Duration {
+	if r.Sent == 0 {
+		return 0
+	}
+	return r.RedisCPU / time.Duration(r.Sent)
+}
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
 func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)) }
 func mib(kb int64) string {
@@ -122,18 +130,18 @@ func mib(kb int64) string {
 // printRows writes one line per phase run.
 func printRows(w io.Writer, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "round\ttarget\tphase\tsent\tc\treq/s\t2xx/s\tp50\tp90\tp99\t2xx\tnon-2xx\tnot success\treplayed\tEnrollment\tcalls/req\tredis cmds/req\tscripts/req\tCPU/req\tpeak RSS\tanon|file\t")
+	fmt.Fprintln(tw, "round\ttarget\tphase\tsent\tc\treq/s\t2xx/s\tp50\tp90\tp99\t2xx\tnon-2xx\tnot success\treplayed\tEnrollment\tcalls/req\tredis cmds/req\tscripts/req\tCPU/req\tredis CPU/req\tpeak RSS\tanon|file\t")
 	for _, r := range rows {
 		sent := strconv.Itoa(r.Sent)
 		if r.Sent != r.Load.N {
 			sent += "/" + strconv.Itoa(r.Load.N)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s|%s\t\n",
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%.0f\t%.0f\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s\t%s|%s\t\n",
 			r.Round, r.Target, r.Phase, sent, r.Load.C, r.rps(), r.goodput(),
 			ms(percentile(r.Latencies, .50)), ms(percentile(r.Latencies, .90)), ms(percentile(r.Latencies, .99)),
 			r.count2xx(), r.non2xx(), r.NotSuccess, r.Replayed, r.Enrollments,
 			r.perRequest(r.outsideCalls()), r.perRequest(r.Redis.Commands), r.perRequest(r.Redis.Scripts),
-			us(r.cpuPerRequest()), mib(r.PeakRSSKB), mib(r.AnonKB), mib(r.FileKB))
+			us(r.cpuPerRequest()), us(r.redisCPUPerRequest()), mib(r.PeakRSSKB), mib(r.AnonKB), mib(r.FileKB))
 	}
 	_ = tw.Flush()
 }
@@ -141,6 +149,7 @@ func printRows(w io.Writer, rows []row) {
 // summary is one target's phase over every round: means of the rounds.
 type summary struct {
 	rps, goodput, p50, p99, cpu, rssKB float64
+	redisCPU                           float64 // redis-server's CPU per request, ns
 	calls, redis                       float64 // outside calls and Redis commands per request
 	enrollments                        []int   // per round
 	fivexx, status503                  int     // over the rounds
@@ -162,6 +171,7 @@ func summarize(rows []row) map[[2]string]*summary {
 		s.p50 += float64(percentile(r.Latencies, .50))
 		s.p99 += float64(percentile(r.Latencies, .99))
 		s.cpu += float64(r.cpuPerRequest())
+		s.redisCPU += float64(r.redisCPUPerRequest())
 		s.rssKB += float64(r.PeakRSSKB)
 		s.calls += r.perRequest(r.outsideCalls())
 		s.redis += r.perRequest(r.Redis.Commands)
@@ -172,6 +182,7 @@ func summarize(rows []row) map[[2]string]*summary {
 	for _, s := range out {
 		n := float64(s.rounds)
 		s.rps, s.goodput, s.p50, s.p99, s.cpu, s.rssKB = s.rps/n, s.goodput/n, s.p50/n, s.p99/n, s.cpu/n, s.rssKB/n
+		s.redisCPU /= n
 		s.calls, s.redis = s.calls/n, s.redis/n
 	}
 	return out
@@ -190,7 +201,7 @@ func ratio(a, b float64) string {
 func printRatios(w io.Writer, rows []row, phases []string) {
 	sums := summarize(rows)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tservice req/s\tfloor req/s\treq/s s/f\t2xx/s s/f\tp50 s/f\tp99 s/f\tCPU/req s/f\tpeak RSS s/f\tservice RSS\tfloor RSS\tcalls/req s|f\tredis cmds/req s|f\tnotes\t")
+	fmt.Fprintln(tw, "phase\tservice req/s\tfloor req/s\treq/s s/f\t2xx/s s/f\tp50 s/f\tp99 s/f\tCPU/req s/f\tredis CPU/req s|f\tpeak RSS s/f\tservice RSS\tfloor RSS\tcalls/req s|f\tredis cmds/req s|f\tnotes\t")
 	for _, ph := range phases {
 		s, f := sums[[2]string{ph, "service"}], sums[[2]string{ph, "floor"}]
 		if s == nil || f == nil {
@@ -203,8 +214,9 @@ func printRatios(w io.Writer, rows []row, phases []string) {
 		case phaseConns:
 			notes = fmt.Sprintf("503: service %d, floor %d", s.status503, f.status503)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f|%.2f\t%.2f|%.2f\t%s\t\n", ph, s.rps, f.rps,
-			ratio(s.rps, f.rps), ratio(s.goodput, f.goodput), ratio(s.p50, f.p50), ratio(s.p99, f.p99), ratio(s.cpu, f.cpu), ratio(s.rssKB, f.rssKB),
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s|%s\t%s\t%s\t%s\t%.2f|%.2f\t%.2f|%.2f\t%s\t\n", ph, s.rps, f.rps,
+			ratio(s.rps, f.rps), ratio(s.goodput, f.goodput), ratio(s.p50, f.p50), ratio(s.p99, f.p99), ratio(s.cpu, f.cpu),
+			us(time.Duration(s.redisCPU)), us(time.Duration(f.redisCPU)), ratio(s.rssKB, f.rssKB),
 			mib(int64(s.rssKB)), mib(int64(f.rssKB)), s.calls, f.calls, s.redis, f.redis, notes)
 	}
 	_ = tw.Flush()

@@ -28,7 +28,7 @@ func TestPrintRatios(t *testing.T) {
 	mk := func(round int, target string, elapsed time.Duration, lat time.Duration, cpu time.Duration, rss int64, status map[int]int, enroll int) row {
 		return row{Round: round, Target: target, Phase: phaseStorm, Load: load{100, 10},
 			outcome:     outcome{Sent: 100, Elapsed: elapsed, Latencies: []time.Duration{lat}, Status: status},
-			Enrollments: enroll, CPU: cpu, PeakRSSKB: rss}
+			Enrollments: enroll, CPU: cpu, RedisCPU: cpu / 10, PeakRSSKB: rss}
 	}
 	rows := []row{
 		// The service: 100 req/s, then 50; the floor: 200, then 100.
@@ -41,14 +41,14 @@ func TestPrintRatios(t *testing.T) {
 	printRatios(&b, rows, phaseNames)
 	out := b.String()
 	// Means: service 75 req/s, floor 150: 0.50; 2xx/s 74.5 and 150: 0.50;
-	// latency, CPU 2.00; RSS 3.00.
+	// latency, CPU 2.00; Redis CPU per request 100 and 50 µs; RSS 3.00.
 	var storm []string
 	for line := range strings.Lines(out) {
 		if f := strings.Fields(line); len(f) > 0 && f[0] == phaseStorm {
 			storm = f
 		}
 	}
-	want := []string{phaseStorm, "75", "150", "0.50", "0.50", "2.00", "2.00", "2.00", "3.00"}
+	want := []string{phaseStorm, "75", "150", "0.50", "0.50", "2.00", "2.00", "2.00", "100µs|50µs", "3.00"}
 	if len(storm) < len(want) || !slices.Equal(storm[:len(want)], want) {
 		t.Errorf("storm line %q; want it to start %q", storm, want)
 	}

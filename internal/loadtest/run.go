@@ -242,6 +242,7 @@ func (b *bench) runPhase(ctx context.Context, t target, ph phase, with shot) (ro
 		return r, err
 	}
 	s := sample(t.proc.pid())
+	redis0, _ := cpuTime(st.redis.pid())
 	with.url, with.bodies, with.n, with.c, with.timeout = t.url+"/marketplace/"+ph.extension, ph.bodies, ph.load.N, ph.load.C, b.cfg.RequestTimeout
 	var profiled sync.WaitGroup
 	if b.cfg.Profile != "" && t.pprof != "" {
@@ -252,6 +253,9 @@ func (b *bench) runPhase(ctx context.Context, t target, ph phase, with shot) (ro
 	r.outcome = fire(ctx, with)
 	profiled.Wait()
 	r.PeakRSSKB, r.CPU = s.finish()
+	if redis1, err := cpuTime(st.redis.pid()); err == nil {
+		r.RedisCPU = redis1 - redis0
+	}
 	r.AnonKB, r.FileKB = s.split()
 	if err := st.alive(); err != nil {
 		return r, err
