@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,4 +140,79 @@ func BenchmarkCopy(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(rt.n.Load())/float64(b.N), "roundtrips/op")
+}
+
+// BenchmarkNewOrderUnit is a new ORDER's Redis work on one node, as the
+// service does it: the claim that writes the primed account, then the
+// outcome with the final save (unit.go). Besides round trips it reports
+// the Redis server's own time per op ("redis-µs/op", INFO commandstats:
+// the scripts' time, the commands they run included), on real Redis only.
+func BenchmarkNewOrderUnit(b *testing.B) {
+	if !testredis.SharedAvailable() {
+		b.Skip("needs redis-server")
+	}
+	r := newRealBackend(b).r
+	rt := countRoundTrips(r, "")
+	ctx := b.Context()
+	res := inbox.Result{Kind: events.Final, Body: []byte(`{"success":true,"accountIdentifier":"123456"}`), Code: "SUCCESS",
+		Duration: 50 * time.Millisecond, EventType: "SUBSCRIPTION_ORDER"}
+	now := time.Now().UTC()
+	acct := events.Account{SubscriptionID: "sub", Product: "default", UserID: 12345, CreatedAt: now, UpdatedAt: now,
+		Intent: events.Intent{State: events.IntentActive, Rev: 1, By: events.SubscriptionOrder, At: now, LastCopy: now,
+			Edition: "BASIC", Items: []events.Item{{Unit: "USER", Quantity: 10}}},
+		Steps:  []events.Step{{Target: "q2", State: events.StepCalling, Rev: 1, Uncertain: &now}},
+		Settle: events.Settle{Since: now, Due: now.Add(6 * time.Second)}}
+	acct.Derive()
+	if _, err := r.client.ConfigResetStat(ctx).Result(); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		sub, key := "sub-"+strconv.Itoa(i), "id:msg_"+strconv.Itoa(i)
+		primed := acct
+		primed.SubscriptionID = sub
+		c, err := r.Claim(ctx, inbox.ClaimRequest{Key: key, Fingerprint: fpA, Lease: 5 * time.Second, TTL: time.Hour,
+			EventType: "SUBSCRIPTION_ORDER", Subscription: sub, Primed: &primed})
+		if err != nil || c.State != inbox.ClaimFresh || c.Bind == nil {
+			b.Fatalf("Claim = %+v, %v", c, err)
+		}
+		uctx := c.Bind(ctx)
+		done := primed
+		done.Steps = []events.Step{{Target: "q2", State: events.StepLive, Rev: 1, ID: "4711"}}
+		done.AccountIdentifier, done.Settle, done.Intent.Promised = "4711", events.Settle{}, true
+		done.Derive()
+		lock, _, err := r.Lock(uctx, sub, 5*time.Second, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := r.SaveFinal(uctx, lock, done); err != nil {
+			b.Fatal(err)
+		}
+		res.Subscription, res.CopyKey = sub, "copy-"+strconv.Itoa(i)
+		if err := r.Complete(uctx, key, c.Token, res, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(rt.n.Load())/float64(b.N), "roundtrips/op")
+	info, err := r.client.Info(ctx, "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var script float64
+	for line := range strings.Lines(info) {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		for f := range strings.SplitSeq(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				us, _ := strconv.ParseFloat(v, 64)
+				if name == "cmdstat_evalsha" || name == "cmdstat_eval" {
+					script += us
+				}
+				b.Logf("%s %.2f µs/op", strings.TrimPrefix(name, "cmdstat_"), us/float64(b.N))
+			}
+		}
+	}
+	b.ReportMetric(script/float64(b.N), "redis-µs/op")
 }
