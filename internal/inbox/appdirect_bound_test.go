@@ -90,31 +90,6 @@ func TestAnswerSoonIsBounded(t *testing.T) {
 	}
 }
 
-// byMarket is a marketplace per base URL: the events of each, and the
-// results posted to each.
-type byMarket struct {
-	mu     sync.Mutex
-	events map[string]string   // event URL → event
-	posts  map[string][]string // marketplace + " " + token → results
-}
-
-func (b *byMarket) FetchEvent(_ context.Context, url string) ([]byte, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	ev, ok := b.events[url]
-	if !ok {
-		return nil, status(404)
-	}
-	return []byte(ev), nil
-}
-
-func (b *byMarket) PostResult(_ context.Context, mk, token string, result []byte) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.posts[mk+" "+token] = append(b.posts[mk+" "+token], string(result))
-	return nil
-}
-
 // Two marketplaces may give the same event token: each event is a
 // delivery of its own, processed as its own subscription, and, answered
 // later, a job of its own posted to its own marketplace. Keyed by the
@@ -134,7 +109,7 @@ func TestSameTokenOfTwoMarketplaces(t *testing.T) {
 			t.Parallel()
 			db, _ := newStore(t)
 			p := &subscriptions{}
-			m := &byMarket{events: map[string]string{a.EventURL: event(a.Marketplace), b.EventURL: event(b.Marketplace)}, posts: map[string][]string{}}
+			m := &marketplace{events: map[string]string{a.EventURL: event(a.Marketplace), b.EventURL: event(b.Marketplace)}, posts: map[string][]string{}}
 			in := newInbox(db, p).WithAppDirect(inbox.AppDirect{Marketplace: m, Owners: db, Jobs: db,
 				Answer: func(context.Context, string) error { return nil }}) // the test runs the passes
 			var keys []string
@@ -160,7 +135,7 @@ func TestSameTokenOfTwoMarketplaces(t *testing.T) {
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			for _, n := range []inbox.Notification{a, b} {
-				if got, want := len(m.posts[n.Marketplace+" "+token]), map[bool]int{false: 0, true: 1}[async]; got != want {
+				if got, want := len(m.postsTo[n.Marketplace+" "+token]), map[bool]int{false: 0, true: 1}[async]; got != want {
 					t.Errorf("%s: %d results posted, want %d", n.Marketplace, got, want)
 				}
 			}

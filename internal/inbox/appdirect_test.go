@@ -13,13 +13,15 @@ import (
 	"github.com/banking-marketplace/webhook/internal/inbox"
 )
 
-// marketplace is an AppDirect marketplace in memory: its events by URL,
-// the results posted, and failures on demand.
+// marketplace is AppDirect in memory: its events by URL, the results
+// posted (by token, and by the marketplace they were posted to and
+// token), and failures on demand.
 type marketplace struct {
 	mu        sync.Mutex
 	events    map[string]string
 	fetches   int
 	posts     map[string][]string
+	postsTo   map[string][]string // marketplace + " " + token → results
 	failFetch []error
 	failPost  []error
 }
@@ -40,7 +42,7 @@ func (m *marketplace) FetchEvent(_ context.Context, url string) ([]byte, error) 
 	return []byte(ev), nil
 }
 
-func (m *marketplace) PostResult(_ context.Context, _, token string, result []byte) error {
+func (m *marketplace) PostResult(_ context.Context, mk, token string, result []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.failPost) > 0 {
@@ -49,6 +51,10 @@ func (m *marketplace) PostResult(_ context.Context, _, token string, result []by
 		return err
 	}
 	m.posts[token] = append(m.posts[token], string(result))
+	if m.postsTo == nil {
+		m.postsTo = map[string][]string{}
+	}
+	m.postsTo[mk+" "+token] = append(m.postsTo[mk+" "+token], string(result))
 	return nil
 }
 
