@@ -214,9 +214,11 @@ func recovering(next echo.HandlerFunc) echo.HandlerFunc {
 
 // panicked is the answer to a delivery whose processing panicked: nothing
 // is stored, so a copy is processed again.
-func panicked() answer {
+// panicked is the answer to a delivery whose processing panicked, built
+// once: every new delivery's flight holds it until the work answers.
+var panicked = sync.OnceValue(func() answer {
 	return failure(http.StatusInternalServerError, "UNKNOWN_ERROR", "internal error; it has been logged")
-}
+})
 
 func blob(c echo.Context, a answer) error {
 	return c.Blob(a.status, echo.MIMEApplicationJSON, a.body)

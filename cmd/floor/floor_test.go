@@ -398,3 +398,11 @@ func TestRecoveringAllocatesNothing(t *testing.T) {
 		t.Errorf("recovering allocates %v times a request, want 0", n)
 	}
 }
+
+// The answer a flight holds in case its processing panics costs a new
+// delivery nothing: it is built once.
+func TestPanickedAnswerAllocatesNothing(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { _ = panicked() }); n != 0 {
+		t.Errorf("panicked() allocates %v times per call; want 0", n)
+	}
+}
