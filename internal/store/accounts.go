@@ -373,13 +373,13 @@ func (r *Redis) accounts(ctx context.Context, subs []string) ([]events.Account, 
 		return nil, nil
 	}
 	gets := make([]*redis.StringCmd, len(subs))
-	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := pipelined(ctx, r.client, func(p redis.Pipeliner) error {
 		for i, sub := range subs {
 			gets[i] = p.Get(ctx, r.keys.account(sub))
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil {
 		return nil, unavailable("accounts", err)
 	}
 	out := make([]events.Account, 0, len(subs))

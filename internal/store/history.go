@@ -121,12 +121,12 @@ func (r *Redis) DeliveryByKey(ctx context.Context, key string) (inbox.DeliverySu
 	rec, _ := r.keys.delivery(key)
 	var all *redis.MapStringStringCmd
 	var hist *redis.StringCmd
-	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := pipelined(ctx, r.client, func(p redis.Pipeliner) error {
 		all = p.HGetAll(ctx, rec)
 		hist = p.Get(ctx, r.keys.attempts(key))
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil {
 		return inbox.DeliverySummary{}, unavailable("delivery", err)
 	}
 	d, ok := summaryOf(all.Val(), hist.Val())
@@ -221,11 +221,11 @@ func (r *Redis) loadSorted(ctx context.Context, set string, s span) ([]sorted, e
 		return nil, err
 	}
 	var recs records
-	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err = pipelined(ctx, r.client, func(p redis.Pipeliner) error {
 		recs = r.queueRecords(ctx, p, zs)
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil {
 		return nil, err
 	}
 	return recs.rows(), nil
@@ -389,11 +389,11 @@ func parseCursor(c string) (score int64, h string, ok bool) {
 // (the current hour and the 23 before it), by outcome code; one round trip.
 func (r *Redis) OutcomeCounts(ctx context.Context, now time.Time) (hour, day map[string]int, err error) {
 	var counts counters
-	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err = pipelined(ctx, r.client, func(p redis.Pipeliner) error {
 		counts = r.queueCounters(ctx, p, now)
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil {
 		return nil, nil, unavailable("outcome counters", err)
 	}
 	hour, day = counts.sums()
@@ -461,7 +461,7 @@ func (r *Redis) Overview(ctx context.Context, now, since time.Time, limit int) (
 		script *redis.Cmd       // single node: the failures with their records
 		listed *redis.ZSliceCmd // Cluster: the failures set only
 	)
-	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := pipelined(ctx, r.client, func(p redis.Pipeliner) error {
 		counts = r.queueCounters(ctx, p, now)
 		card, oldest = p.ZCard(ctx, unsettled), p.ZRange(ctx, unsettled, 0, 0)
 		if r.cluster() {
@@ -471,7 +471,7 @@ func (r *Redis) Overview(ctx context.Context, now, since time.Time, limit int) (
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil {
 		return ov, unavailable("overview", err)
 	}
 	ov.Hour, ov.Day = counts.sums()
@@ -485,7 +485,7 @@ func (r *Redis) Overview(ctx context.Context, now, since time.Time, limit int) (
 	if len(subs) > 0 || (listed != nil && len(listed.Val()) > 0) {
 		var acct *redis.StringCmd
 		var recs records
-		_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		err = pipelined(ctx, r.client, func(p redis.Pipeliner) error {
 			if len(subs) > 0 {
 				acct = p.Get(ctx, r.keys.account(subs[0]))
 			}
@@ -494,7 +494,7 @@ func (r *Redis) Overview(ctx context.Context, now, since time.Time, limit int) (
 			}
 			return nil
 		})
-		if err != nil && !errors.Is(err, redis.Nil) {
+		if err != nil {
 			return ov, unavailable("overview", err)
 		}
 		if listed != nil {
@@ -539,7 +539,7 @@ func (r *Redis) Lookup(ctx context.Context, keys []string, subscription, account
 	var acct, index *redis.StringCmd
 	var users *redis.Cmd               // single node: the user's accounts
 	var userSubs *redis.StringSliceCmd // Cluster: the user's index
-	_, err := r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := pipelined(ctx, r.client, func(p redis.Pipeliner) error {
 		for i, key := range keys {
 			rec, _ := r.keys.delivery(key)
 			alls[i], hists[i] = p.HGetAll(ctx, rec), p.Get(ctx, r.keys.attempts(key))
@@ -559,7 +559,7 @@ func (r *Redis) Lookup(ctx context.Context, keys []string, subscription, account
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil {
 		return found, unavailable("search", err)
 	}
 	for i, key := range keys {
@@ -594,7 +594,7 @@ func (r *Redis) Lookup(ctx context.Context, keys []string, subscription, account
 	if named != "" || len(subs) > 0 {
 		var byID *redis.StringCmd
 		gets := make([]*redis.StringCmd, len(subs))
-		_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		err = pipelined(ctx, r.client, func(p redis.Pipeliner) error {
 			if named != "" {
 				byID = p.Get(ctx, r.keys.account(named))
 			}
@@ -603,7 +603,7 @@ func (r *Redis) Lookup(ctx context.Context, keys []string, subscription, account
 			}
 			return nil
 		})
-		if err != nil && !errors.Is(err, redis.Nil) {
+		if err != nil {
 			return found, unavailable("search", err)
 		}
 		a, err := accountOf(named, byID)

@@ -375,3 +375,20 @@ func advanceClock(mini *miniredis.Miniredis, tick time.Duration) (stop func()) {
 	var once sync.Once
 	return func() { once.Do(func() { close(done) }) }
 }
+
+// pipelined sends fn's commands in one round trip. Its error is the first
+// command's error other than redis.Nil (a key that is not there): go-redis's
+// own is the first failed command's, and a missing key early in the
+// pipeline would hide a node that did not answer behind it.
+func pipelined(ctx context.Context, c redis.Cmdable, fn func(redis.Pipeliner) error) error {
+	cmds, err := c.Pipelined(ctx, fn)
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+	}
+	if len(cmds) == 0 && err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	return nil
+}
