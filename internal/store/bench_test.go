@@ -166,6 +166,7 @@ func BenchmarkNewOrderUnit(b *testing.B) {
 	if _, err := r.client.ConfigResetStat(ctx).Result(); err != nil {
 		b.Fatal(err)
 	}
+	cpu0 := redisCPU(b, r)
 	for i := 0; b.Loop(); i++ {
 		sub, key := "sub-"+strconv.Itoa(i), "id:msg_"+strconv.Itoa(i)
 		primed := acct
@@ -193,6 +194,7 @@ func BenchmarkNewOrderUnit(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	b.ReportMetric(float64((redisCPU(b, r)-cpu0).Microseconds())/float64(b.N), "redis-cpu-µs/op")
 	b.ReportMetric(float64(rt.n.Load())/float64(b.N), "roundtrips/op")
 	info, err := r.client.Info(ctx, "commandstats").Result()
 	if err != nil {
@@ -215,4 +217,23 @@ func BenchmarkNewOrderUnit(b *testing.B) {
 		}
 	}
 	b.ReportMetric(script/float64(b.N), "redis-µs/op")
+}
+
+// redisCPU is the Redis server's CPU time so far (INFO cpu: system and
+// user, its main thread and the others).
+func redisCPU(b *testing.B, r *Redis) time.Duration {
+	b.Helper()
+	info, err := r.client.Info(b.Context(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for line := range strings.Lines(info) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
 }
