@@ -115,10 +115,10 @@ local function counted(prefix, prev, mkey, hkey, code)
       uncount(prefix .. '{stats}:h:' .. string.format('%%d', math.floor(m / 60)), p.o)
     end
   end
-  redis.call('HINCRBY', mkey, code, 1)
-  redis.call('PEXPIRE', mkey, %d)
-  redis.call('HINCRBY', hkey, code, 1)
-  redis.call('PEXPIRE', hkey, %d)
+  -- A counter's lifetime is set when a code is first counted in it
+  -- (the counter created with it), not again for every count.
+  if redis.call('HINCRBY', mkey, code, 1) == 1 then redis.call('PEXPIRE', mkey, %d) end
+  if redis.call('HINCRBY', hkey, code, 1) == 1 then redis.call('PEXPIRE', hkey, %d) end
 end
 `, minuteCounterTTL.Milliseconds(), hourCounterTTL.Milliseconds())
 
@@ -221,15 +221,20 @@ if holder then
   return {'busy', redis.call('PTTL', lease)}
 end
 redis.call('SET', lease, token, 'PX', ARGV[3])
+local first = now
 if not state then
-  redis.call('HSET', rec, 'key', ARGV[8], 'fp', fp, 'first', now, 'type', ARGV[6], 'sub', ARGV[7])
+  -- A new record: no history either (it never outlives its record).
+  redis.call('HSET', rec, 'key', ARGV[8], 'fp', fp, 'first', now, 'type', ARGV[6], 'sub', ARGV[7],
+    'state', 'processing', 'token', token, 'last', now, 'attempts', 1)
+else
+  redis.call('HSET', rec, 'state', 'processing', 'token', token, 'last', now)
+  redis.call('HINCRBY', rec, 'attempts', 1)
+  if redis.call('EXISTS', hist) == 1 then redis.call('PEXPIRE', hist, ARGV[4]) end
+  first = redis.call('HGET', rec, 'first')
 end
-redis.call('HSET', rec, 'state', 'processing', 'token', token, 'last', now)
-redis.call('HINCRBY', rec, 'attempts', 1)
 redis.call('PEXPIRE', rec, ARGV[4])
-if redis.call('EXISTS', hist) == 1 then redis.call('PEXPIRE', hist, ARGV[4]) end
 if ARGV[10] == 'inline' then
-  indexed(KEYS[4], ARGV[9], tonumber(redis.call('HGET', rec, 'first')), tonumber(ARGV[11]), ARGV[4])
+  indexed(KEYS[4], ARGV[9], tonumber(first), tonumber(ARGV[11]), ARGV[4])
 end
 return fresh()
 `)
@@ -250,8 +255,9 @@ if redis.call('GET', lease) ~= token then
   if cur[1] == 'done' and cur[2] == token then return {1} end
   return {0}
 end
-if not unit_holds(7, 16) then return {0} end
-unit_end(7, 16)
+local holds, mine = unit_check(7, 16)
+if not holds then return {0} end
+unit_end(7, 16, mine)
 redis.call('HSET', rec, 'state', 'done', 'kind', ARGV[2], 'body', ARGV[3], 'code', ARGV[4], 'duration_ms', ARGV[5])
 redis.call('PEXPIRE', rec, ARGV[6])
 redis.call('DEL', lease)
@@ -276,8 +282,9 @@ if redis.call('GET', lease) ~= token then
   if cur[1] == 'released' and cur[2] == token then return {1} end
   return {0}
 end
-if not unit_holds(7, 13) then return {0} end
-unit_end(7, 13)
+local holds, mine = unit_check(7, 13)
+if not holds then return {0} end
+unit_end(7, 13, mine)
 redis.call('HSET', rec, 'state', 'released', 'code', ARGV[2], 'duration_ms', ARGV[3], 'kind', ARGV[4])
 redis.call('DEL', lease)
 return outcome(ARGV[5], ARGV[2], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12])

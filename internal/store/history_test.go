@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -324,6 +325,32 @@ func TestLookupRoundTrips(t *testing.T) {
 		none, err := b.r.Lookup(ctx, []string{"id:nope"}, "nope", "nope", 4343)
 		if err != nil || len(none.Deliveries) != 0 || none.Account != nil || none.ByIdentifier != nil || len(none.OfUser) != 0 || rt.n.Load() != 1 {
 			t.Errorf("ids of nothing: %+v, %v in %d round trips; want nothing in 1", none, err, rt.n.Load())
+		}
+	})
+}
+
+// The outcome counters never outlive their window: a minute's counter and
+// an hour's carry a lifetime from the first count in them, whatever codes
+// are counted after (one with a code of its own, one counting a code again).
+func TestCountersExpire(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		at := time.Now().Truncate(time.Millisecond)
+		minute, hour := b.r.keys.counters(at)
+		for i, res := range []inbox.Result{
+			attemptAt(at, events.Transient, "TRANSPORT_ERROR", "q2.provision: HTTP 503"),
+			attemptAt(at, events.Final, "SUCCESS", ""),
+			attemptAt(at, events.Final, "SUCCESS", ""),
+		} {
+			process(t, b, "id:counted-"+strconv.Itoa(i), res)
+			for _, c := range []struct {
+				key string
+				max time.Duration
+			}{{minute, minuteCounterTTL}, {hour, hourCounterTTL}} {
+				if d := b.pttl(t, c.key); d <= 0 || d > c.max {
+					t.Errorf("after outcome %d: %s PTTL %v, want in (0, %v]", i, c.key, d, c.max)
+				}
+			}
 		}
 	})
 }

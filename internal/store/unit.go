@@ -168,17 +168,18 @@ func unsaved(saving bool, err error) error {
 // when there is a save, then saveAccountLua's arguments); a lock token ""
 // is no unit.
 //
-// unit_holds: the unit's fence. Without a save to make, a lost lock
-// changes nothing; with one, the save must be fenced like any other.
-// unit_end: the save, and the lock dropped.
+// unit_check: whether the unit's fence holds, and whether the lock is
+// still the unit's. Without a save to make, a lost lock changes nothing;
+// with one, the save must be fenced like any other.
+// unit_end: the save, and the lock dropped, when the lock is the unit's.
 const luaUnit = `
-local function unit_holds(k, a)
-  if ARGV[a] == '' then return true end
-  if redis.call('GET', KEYS[k]) == ARGV[a] then return true end
-  return ARGV[a + 1] ~= '1'
+local function unit_check(k, a)
+  if ARGV[a] == '' then return true, false end
+  local mine = redis.call('GET', KEYS[k]) == ARGV[a]
+  return mine or ARGV[a + 1] ~= '1', mine
 end
-local function unit_end(k, a)
-  if ARGV[a] == '' or redis.call('GET', KEYS[k]) ~= ARGV[a] then return end
+local function unit_end(k, a, mine)
+  if not mine then return end
   if ARGV[a + 1] == '1' then
     save_account(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5],
       ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7])
