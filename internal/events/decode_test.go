@@ -289,6 +289,14 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte(`{"event":{"payload":{"order":{"items":[{"quantity":"1e400"}]}}},"user_id":1,"event_type":"x","subscription_id":"s"}`))
 	f.Add([]byte(`{"created":"2021-12-06T15:27:32.","user_id":9223372036854775808}`))
+	// Names the two readings must match alike: other cases, dashes,
+	// letters that fold to ASCII (ſ, K), invalid UTF-8, nulls.
+	f.Add([]byte(`{"EVENT":{"TYPE":"SUBSCRIPTION_ORDER","Payload":{"Order":{"Items":[{"Unit":"USER","Quantity":"2"}]}}},"Event_Type":"SUBSCRIPTION_ORDER","USER_ID":1,"Subscription_Id":"s"}`))
+	f.Add([]byte(`{"event":{},"event-type":"SUBSCRIPTION_ORDER","user_id":1,"subscription_id":"s","subscriptionid":"t"}`))
+	f.Add([]byte("{\"event\":{},\"event_type\":\"SUBSCRIPTION_ORDER\",\"user_id\":1,\"\u017fubscription_id\":\"s\"}"))
+	f.Add([]byte("{\"event\":{\"flag\":\"\xff\"},\"event_type\":\"SUBSCRIPTION_ORDER\",\"user_id\":1,\"subscription_id\":\"s\",\"fi_name\":\"a\xc3\"}"))
+	f.Add([]byte(`{"event":{"payload":null,"creator":null},"event_type":"SUBSCRIPTION_ORDER","user_id":1,"subscription_id":"s","created":null,"sso_user_id":null}`))
+	f.Add([]byte(`{"event":{"payload":{"configuration":[],"order":{"items":[{"quantity":5.0},{"quantity":null}]}}},"event_type":"SUBSCRIPTION_ORDER","user_id":1,"subscription_id":"s"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		ev, err := Decode(body)
 		if err == nil && ev == nil {
