@@ -50,7 +50,7 @@ type DeliveryRecord struct {
 // then, with mode "inline", the failures and the counters in the same
 // atomic step; otherwise (Cluster, where they live in other slots) the
 // caller writes them, and gets the previous attempt to count out.
-var recordLua = luaIndexed + luaRemember + luaFailed + luaUncount + luaCounted + luaOutcome
+var recordLua = luaIndexed + luaRemember + luaFailed + luaUncount + luaCounted + luaOutcome + luaLeaseLost
 
 const luaIndexed = `
 local function indexed(order, h, first, cap, ttl)
@@ -121,6 +121,19 @@ local function counted(prefix, prev, mkey, hkey, code)
   if redis.call('HINCRBY', hkey, code, 1) == 1 then redis.call('PEXPIRE', hkey, %d) end
 end
 `, minuteCounterTTL.Milliseconds(), hourCounterTTL.Milliseconds())
+
+// lease_lost is the record scripts' fence: nil while the lease holds
+// token; else their reply, {1} when this token's outcome (state) is
+// recorded already (go-redis retried the call after a lost reply), {0}
+// when another holder took over.
+const luaLeaseLost = `
+local function lease_lost(rec, lease, token, state)
+  if redis.call('GET', lease) == token then return nil end
+  local cur = redis.call('HMGET', rec, 'state', 'token')
+  if cur[1] == state and cur[2] == token then return {1} end
+  return {0}
+end
+`
 
 const luaOutcome = `
 local function outcome(line, code, h, at, mode, prefix, hcap, fcap, keep)
@@ -250,11 +263,8 @@ return fresh()
 // retried call), {0} when the lease (or the unit's lock) is lost.
 var completeScript = redis.NewScript(recordLua + luaSaveAccount + luaUnit + `
 local rec, lease, token = KEYS[1], KEYS[2], ARGV[1]
-if redis.call('GET', lease) ~= token then
-  local cur = redis.call('HMGET', rec, 'state', 'token')
-  if cur[1] == 'done' and cur[2] == token then return {1} end
-  return {0}
-end
+local lost = lease_lost(rec, lease, token, 'done')
+if lost then return lost end
 local holds, mine = unit_check(7, 16)
 if not holds then return {0} end
 unit_end(7, 16, mine)
@@ -277,11 +287,8 @@ return outcome(ARGV[8], ARGV[4], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 // conflict.
 var releaseScript = redis.NewScript(recordLua + luaSaveAccount + luaUnit + `
 local rec, lease, token = KEYS[1], KEYS[2], ARGV[1]
-if redis.call('GET', lease) ~= token then
-  local cur = redis.call('HMGET', rec, 'state', 'token')
-  if cur[1] == 'released' and cur[2] == token then return {1} end
-  return {0}
-end
+local lost = lease_lost(rec, lease, token, 'released')
+if lost then return lost end
 local holds, mine = unit_check(7, 13)
 if not holds then return {0} end
 unit_end(7, 13, mine)
