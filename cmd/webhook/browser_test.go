@@ -125,18 +125,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	b := testbrowser.New(t, execPath, proxy.URL, true)
 
 	// Sign in with a read API token.
-	b.Open("/console/")
-	if loc := b.Location(); !strings.HasPrefix(loc, "/console/signin") {
-		t.Fatalf("signed out, the console is at %s, want the sign-in page", loc)
-	}
-	b.Shot("signin")
-	b.Do("typing the token", chromedp.SendKeys(chromedp.CSS("#token"), apiToken))
-	if st := b.Click(`.signin button[type="submit"]`); st != 200 {
-		t.Fatalf("sign-in: HTTP %d", st)
-	}
-	if loc := b.Location(); loc != "/console/" {
-		t.Fatalf("after sign-in the console is at %s, want the overview", loc)
-	}
+	b.SignIn(apiToken)
 	// Q2's last answer was the CANCEL's 503: the overview says so first.
 	b.WantText("main", "An outside system is not answering", "Q2 unreachable", "1 not settled", "Recent failures", "FORBIDDEN",
 		"helix.provision: helix 195122", "Helix")

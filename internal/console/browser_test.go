@@ -34,21 +34,9 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	b := testbrowser.New(t, execPath, srv.URL, false)
 
-	// Signed out, the console asks for a token.
-	b.Open("/console/")
-	if loc := b.Location(); !strings.HasPrefix(loc, "/console/signin") {
-		t.Fatalf("signed out, the console is at %s, want the sign-in page", loc)
-	}
-	b.Shot("signin")
-	b.Do("typing the token", chromedp.SendKeys(chromedp.CSS("#token"), tokenA))
-	if st := b.Click(`.signin button[type="submit"]`); st != 200 {
-		t.Fatalf("sign-in: HTTP %d", st)
-	}
-
-	// The overview says what is wrong first.
-	if loc := b.Location(); loc != "/console/" {
-		t.Fatalf("after sign-in the console is at %s, want the overview", loc)
-	}
+	// Signed out, the console asks for a token; signed in, the overview
+	// says what is wrong first.
+	b.SignIn(tokenA)
 	b.WantText("main", "An outside system refuses the service", "Helix", "refused", "QBD Connect", "unreachable",
 		"2 not settled", "Recent failures", "UNAUTHORIZED")
 	b.Shot("overview")

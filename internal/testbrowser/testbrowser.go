@@ -111,6 +111,25 @@ func (b *Tab) Click(sel string) (status int64) {
 	return resp.Status
 }
 
+// SignIn opens the console signed out, which asks for a token, keeps a
+// screenshot of that page ("signin"), signs in with token and checks
+// that the console then shows its overview.
+func (b *Tab) SignIn(token string) {
+	b.t.Helper()
+	b.Open("/console/")
+	if loc := b.Location(); !strings.HasPrefix(loc, "/console/signin") {
+		b.t.Fatalf("signed out, the console is at %s, want the sign-in page", loc)
+	}
+	b.Shot("signin")
+	b.Do("typing the token", chromedp.SendKeys(chromedp.CSS("#token"), token))
+	if st := b.Click(`.signin button[type="submit"]`); st != 200 {
+		b.t.Fatalf("sign-in: HTTP %d", st)
+	}
+	if loc := b.Location(); loc != "/console/" {
+		b.t.Fatalf("after sign-in the console is at %s, want the overview", loc)
+	}
+}
+
 // Search types q in the console's top-bar search box and sends it.
 func (b *Tab) Search(q string) {
 	b.t.Helper()
