@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,20 +26,11 @@ func (r *Redis) Seen(ctx context.Context, key, nonce string, ttl time.Duration) 
 // that go-redis sending it again after a lost reply finds its own record,
 // not a replay (a plain SET NX would refuse a genuine notification).
 func (r *Redis) seen(ctx context.Context, key, nonce string, ttl time.Duration, token string) (bool, error) {
-	sum := sha256.Sum256([]byte(key + "\x00" + nonce))
-	n, err := lockScript.Run(ctx, r.client, []string{r.keys.prefix + "appdirect-nonce:" + hex.EncodeToString(sum[:16])}, token, millis(ttl)).Int()
+	n, err := lockScript.Run(ctx, r.client, []string{r.keys.nonce(key, nonce)}, token, millis(ttl)).Int()
 	if err != nil {
 		return false, unavailable("appdirect nonce", err)
 	}
 	return n != 1, nil
-}
-
-// result returns a job's record key and the results queue, in the settle
-// queue's slot. id is the job's Key: its marketplace and token
-// (inbox.JobID), or, for a job queued before jobs were keyed by
-// marketplace, its token alone; the queue's entries are these ids.
-func (k keys) result(id string) (record, queue string) {
-	return k.prefix + "{settle}:result:" + id, k.prefix + "{settle}:results"
 }
 
 // enqueueScript records a job and queues it, unless its id has one

@@ -96,7 +96,20 @@ import (
 //	                              Both share a hash tag: one slot on Cluster
 //	webhook:lock:{<sub>}          string, the holder's random token; PX = lease.
 //	                              Same hash tag as the account: SaveAccount checks
-//	                              the token and writes the account in one script
+//	                              the token and writes the account in one script.
+//	                              An AppDirect result job's lock is
+//	                              webhook:lock:{appdirect-result/<id>}
+//	webhook:{settle}:result:<id>  string, an AppDirect result job (inbox.ResultJob
+//	                              as JSON) under its id, "<token>@<marketplace>"
+//	                              (inbox.JobID; a job queued by an earlier version:
+//	                              its token alone). NO TTL while pending; PX =
+//	                              EVENT_TTL once posted or refused
+//	webhook:{settle}:results      sorted set, the result jobs to post: id → due
+//	                              (Unix ms); the settlers push an entry a lease
+//	                              ahead when they take it. NO TTL
+//	webhook:appdirect-nonce:<n>   string, an OAuth 1.0a nonce seen (<n>: hex of
+//	                              half the SHA-256 of consumer key and nonce);
+//	                              PX = the timestamp window
 //
 // <h> is the hex SHA-256 of the delivery key: the key may hold any bytes
 // (it comes from a header), the hash is short, fixed and brace-free.
@@ -181,4 +194,18 @@ func (k keys) settle() (due, since string) {
 
 func (k keys) lock(subscriptionID string) string {
 	return k.prefix + "lock:{" + subscriptionID + "}"
+}
+
+// result returns an AppDirect result job's record key and the results
+// queue, in the settle queue's slot. id is the job's Key: its marketplace
+// and token (inbox.JobID), or, for a job queued before jobs were keyed by
+// marketplace, its token alone; the queue's entries are these ids.
+func (k keys) result(id string) (record, queue string) {
+	return k.prefix + "{settle}:result:" + id, k.prefix + "{settle}:results"
+}
+
+// nonce is the key of an OAuth 1.0a nonce seen for a consumer key.
+func (k keys) nonce(consumerKey, nonce string) string {
+	sum := sha256.Sum256([]byte(consumerKey + "\x00" + nonce))
+	return k.prefix + "appdirect-nonce:" + hex.EncodeToString(sum[:16])
 }

@@ -6,7 +6,8 @@
 // layout lives in keys.go. On a single node or Sentinel a delivery's claim
 // also takes its subscription's lock and reads its account, and its
 // outcome carries the processing's last save (unit.go): a new ORDER is
-// four round trips.
+// three round trips (the copy lookup, the claim with its intent, the
+// outcome).
 package store
 
 import (
