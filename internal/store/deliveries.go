@@ -99,6 +99,11 @@ end
 `
 
 const luaUncount = `
+local function count(key, code, ttl)
+  -- A counter's lifetime is set when a code is first counted in it
+  -- (the counter created with it), not again for every count.
+  if redis.call('HINCRBY', key, code, 1) == 1 then redis.call('PEXPIRE', key, ttl) end
+end
 local function uncount(key, code)
   local n = tonumber(redis.call('HGET', key, code) or '0') or 0
   if n > 0 then redis.call('HINCRBY', key, code, -1) end
@@ -115,10 +120,8 @@ local function counted(prefix, prev, mkey, hkey, code)
       uncount(prefix .. '{stats}:h:' .. string.format('%%d', math.floor(m / 60)), p.o)
     end
   end
-  -- A counter's lifetime is set when a code is first counted in it
-  -- (the counter created with it), not again for every count.
-  if redis.call('HINCRBY', mkey, code, 1) == 1 then redis.call('PEXPIRE', mkey, %d) end
-  if redis.call('HINCRBY', hkey, code, 1) == 1 then redis.call('PEXPIRE', hkey, %d) end
+  count(mkey, code, %d)
+  count(hkey, code, %d)
 end
 `, minuteCounterTTL.Milliseconds(), hourCounterTTL.Milliseconds())
 
@@ -173,10 +176,8 @@ return 1
 // (never below 0, never creating a counter).
 var countScript = redis.NewScript(luaUncount + fmt.Sprintf(`
 if ARGV[2] == '1' then
-  redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-  redis.call('PEXPIRE', KEYS[1], %d)
-  redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-  redis.call('PEXPIRE', KEYS[2], %d)
+  count(KEYS[1], ARGV[1], %d)
+  count(KEYS[2], ARGV[1], %d)
 else
   uncount(KEYS[1], ARGV[1])
   uncount(KEYS[2], ARGV[1])
@@ -395,7 +396,7 @@ func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, e
 	}
 	var beside []scriptCall
 	if mode == "split" && c.Subscription != "" {
-		_, order := r.keys.deliveryIndex(c.Subscription)
+		order := r.keys.deliveryIndex(c.Subscription)
 		beside = append(beside, scriptCall{indexScript, []string{order}, []any{h, now, DeliveriesPerSubscription, ttl}})
 	}
 	res, err := r.runBeside(ctx, scriptCall{claimScript, keys, args}, beside...)
@@ -603,7 +604,7 @@ func (r *Redis) deliveryKeys(deliveryKey, subscription string) (keys []string, h
 	if subscription == "" || r.cluster() {
 		return keys, h, "split"
 	}
-	_, order := r.keys.deliveryIndex(subscription)
+	order := r.keys.deliveryIndex(subscription)
 	return append(keys, order), h, "inline"
 }
 

@@ -256,7 +256,7 @@ type records struct {
 func (r *Redis) queueRecords(ctx context.Context, p redis.Pipeliner, zs []redis.Z) records {
 	recs := records{zs: zs, alls: make([]*redis.MapStringStringCmd, len(zs)), hists: make([]*redis.StringCmd, len(zs))}
 	for i, z := range zs {
-		rec := r.keys.prefix + "delivery:{" + fmt.Sprint(z.Member) + "}"
+		rec := r.keys.record(fmt.Sprint(z.Member))
 		recs.alls[i], recs.hists[i] = p.HGetAll(ctx, rec), p.Get(ctx, rec+":attempts")
 	}
 	return recs
@@ -288,7 +288,7 @@ func pairs(v any) map[string]string {
 // histories, newest first: at most DeliveriesPerSubscription, none older
 // than EVENT_TTL; none is not an error. One round trip (two on Cluster).
 func (r *Redis) Deliveries(ctx context.Context, subscription string) ([]inbox.DeliverySummary, error) {
-	_, order := r.keys.deliveryIndex(subscription)
+	order := r.keys.deliveryIndex(subscription)
 	rows, err := r.loadSorted(ctx, order, byRank(0, DeliveriesPerSubscription-1))
 	if err != nil {
 		return nil, unavailable("delivery index", err)

@@ -126,9 +126,13 @@ func deliveryHash(deliveryKey string) string {
 
 // delivery returns the record and lease keys of one delivery.
 func (k keys) delivery(deliveryKey string) (record, lease string) {
-	record = k.prefix + "delivery:{" + deliveryHash(deliveryKey) + "}"
+	record = k.record(deliveryHash(deliveryKey))
 	return record, record + ":lease"
 }
+
+// record is the key of the delivery record of hash h (deliveryHash), as
+// the indexes hold it.
+func (k keys) record(h string) string { return k.prefix + "delivery:{" + h + "}" }
 
 func (k keys) account(subscriptionID string) string {
 	return k.prefix + "account:{" + subscriptionID + "}"
@@ -172,12 +176,10 @@ func (k keys) hourCounter(hour int64) string {
 // session is a console session, by the hash of its id.
 func (k keys) session(key string) string { return k.prefix + "console-session:" + key }
 
-// deliveryIndex returns a subscription's former summary hash (no longer
-// written) and its delivery index (sorted set: delivery hash by first
-// seen), in the subscription's slot.
-func (k keys) deliveryIndex(subscriptionID string) (index, order string) {
-	index = k.prefix + "deliveries:{" + subscriptionID + "}"
-	return index, index + ":order"
+// deliveryIndex is a subscription's delivery index (sorted set: delivery
+// hash by first seen), in the subscription's slot.
+func (k keys) deliveryIndex(subscriptionID string) string {
+	return k.prefix + "deliveries:{" + subscriptionID + "}:order"
 }
 
 // userIndex is a marketplace user's subscriptions (hash: subscription id

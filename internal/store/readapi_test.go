@@ -163,7 +163,7 @@ func TestDeliveryLog(t *testing.T) {
 		if len(log) != DeliveriesPerSubscription {
 			t.Errorf("after a storm the log holds %d deliveries, want the cap %d", len(log), DeliveriesPerSubscription)
 		}
-		_, ord := b.r.keys.deliveryIndex("sub-log")
+		ord := b.r.keys.deliveryIndex("sub-log")
 		if d := b.pttl(t, ord); d <= 0 || d > testTTL {
 			t.Errorf("%s: PTTL %v, want within EVENT_TTL", ord, d)
 		}
