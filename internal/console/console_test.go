@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -691,6 +692,12 @@ func TestSearch(t *testing.T) {
 	}
 	if len(r.f.searches) != 0 {
 		t.Errorf("searched the records for %q", r.f.searches)
+	}
+	// An AppDirect delivery key names its marketplace after an "@": it is
+	// an id, and is searched.
+	adKey := "appdirect:" + appToken + "@acme.appdirect.com"
+	if w := r.get(t, "/console/search?q="+url.QueryEscape(adKey), ck); w.Code == http.StatusBadRequest || !slices.Contains(r.f.searches, adKey) {
+		t.Errorf("search %q: %d, searched %q; want it searched", adKey, w.Code, r.f.searches)
 	}
 }
 

@@ -319,9 +319,11 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 	d := searchData{Q: q}
 	switch {
 	case q == "":
-	case strings.Contains(q, "@"):
+	case strings.Contains(q, "@") && !strings.Contains(q, ":"):
 		// Ids only: an email address is personal data, and is not searched
-		// for, logged or shown back.
+		// for, logged or shown back. A delivery key may hold an "@" (an
+		// AppDirect one: "appdirect:<token>@<marketplace>"), never
+		// without its kind's prefix before a colon.
 		d.Q, d.Refused = "", "The console searches by ids only, never by email address or name."
 	case len(q) > maxQuery:
 		d.Q, d.Refused = "", "That is longer than any id ("+strconv.Itoa(maxQuery)+" characters at most)."
