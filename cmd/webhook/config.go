@@ -466,7 +466,7 @@ func readTraceURL(c *config, v, _ string) error {
 		return nil
 	}
 	if err := console.CheckTraceURL(v); err != nil {
-		return err
+		return fmt.Errorf("%q %w", redactURL(v), err)
 	}
 	c.ConsoleTraceURL = v
 	return nil
@@ -669,7 +669,7 @@ func (c *config) checkAppDirect(p *problems) {
 		// The verifier's own check, so that what it would refuse is
 		// refused here, once, naming the setting.
 		if _, _, err := appdirect.ParsePublicURL(a.PublicURL); err != nil {
-			p.add("APPDIRECT_PUBLIC_URL", "%s", err)
+			p.add("APPDIRECT_PUBLIC_URL", "%q %s", redactURL(a.PublicURL), err)
 		}
 	}
 	if c.Catalog == nil {

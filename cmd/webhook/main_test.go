@@ -122,6 +122,8 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`APPDIRECT_PUBLIC_URL: "https://webhook.bank?x=1" is not scheme://host[:port] alone, like https://webhook.bank.example`}},
 		{"appdirect public url with a user", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s", "APPDIRECT_PUBLIC_URL", "https://me@webhook.bank"),
 			[]string{`APPDIRECT_PUBLIC_URL: "https://me@webhook.bank" is not scheme://host[:port] alone`}},
+		{"appdirect public url with a password", nil, with(nil, "APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s", "APPDIRECT_PUBLIC_URL", "https://me:pw0rd@webhook.bank"),
+			[]string{`APPDIRECT_PUBLIC_URL: "https://me:xxxxx@webhook.bank" is not scheme://host[:port] alone`}},
 		{"appdirect product of several", nil, with(nil, "PRODUCTS_FILE", "../../products.example.yaml", "QBD_BASE_URL", "https://qbd.example", "HELIX_BASE_URL", "https://helix.example", "HELIX_API_KEY", "k", "HELIX_API_SECRET", "s",
 			"APPDIRECT_MARKETPLACES", "https://acme.appdirect.com", "APPDIRECT_CONSUMER_KEY", "k", "APPDIRECT_CONSUMER_SECRET", "s"),
 			[]string{"APPDIRECT_PRODUCT: is required when the products file has several products"}},
@@ -133,6 +135,8 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`APPDIRECT_PRODUCT: "nope" is not a product of the products file`}},
 		{"trace URL without the trace id", nil, with(demo, "CONSOLE_TRACE_URL", "https://tempo.example/trace/"),
 			[]string{`CONSOLE_TRACE_URL: "https://tempo.example/trace/" must be an absolute http(s) URL with {trace_id} in it, like https://tempo.example/trace/{trace_id}`}},
+		{"trace URL with a password", nil, with(demo, "CONSOLE_TRACE_URL", "https://me:pw0rd@tempo.example/trace/"),
+			[]string{`CONSOLE_TRACE_URL: "https://me:xxxxx@tempo.example/trace/" must be an absolute http(s) URL`}},
 		{"trace URL not absolute", nil, with(demo, "CONSOLE_TRACE_URL", "/trace/{trace_id}"), []string{"CONSOLE_TRACE_URL: "}},
 		// The example manifests' placeholders (deploy/kubernetes): a pod
 		// with unfilled settings stops at once and never turns ready.

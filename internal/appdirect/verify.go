@@ -150,7 +150,9 @@ func ParsePublicURL(raw string) (scheme, host string, err error) {
 	if perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Opaque != "" || u.Hostname() == "" ||
 		strings.HasSuffix(u.Host, ":") || u.User != nil || strings.Trim(u.Path, "/") != "" ||
 		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return "", "", fmt.Errorf("%q is not scheme://host[:port] alone, like https://webhook.bank.example (http or https; no path, query, fragment or user)", raw)
+		// Not the value: it may hold a password (the caller shows it
+		// redacted).
+		return "", "", errors.New("is not scheme://host[:port] alone, like https://webhook.bank.example (http or https; no path, query, fragment or user)")
 	}
 	return u.Scheme, u.Host, nil
 }

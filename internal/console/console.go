@@ -147,7 +147,9 @@ func New(cfg Config) (*Console, error) {
 func CheckTraceURL(s string) error {
 	u, err := url.Parse(strings.ReplaceAll(s, "{trace_id}", "0"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.Contains(s, "{trace_id}") {
-		return fmt.Errorf("%q must be an absolute http(s) URL with {trace_id} in it, like https://tempo.example/trace/{trace_id}", s)
+		// Not the value: it may hold a password (the caller shows it
+		// redacted).
+		return errors.New("must be an absolute http(s) URL with {trace_id} in it, like https://tempo.example/trace/{trace_id}")
 	}
 	return nil
 }
