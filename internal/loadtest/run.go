@@ -242,7 +242,7 @@ func (b *bench) runPhase(ctx context.Context, t target, ph phase, with shot) (ro
 		return r, err
 	}
 	s := sample(t.proc.pid())
-	redis0, _ := cpuTime(st.redis.pid())
+	redis0, redisErr := cpuTime(st.redis.pid())
 	with.url, with.bodies, with.n, with.c, with.timeout = t.url+"/marketplace/"+ph.extension, ph.bodies, ph.load.N, ph.load.C, b.cfg.RequestTimeout
 	var profiled sync.WaitGroup
 	if b.cfg.Profile != "" && t.pprof != "" {
@@ -253,7 +253,7 @@ func (b *bench) runPhase(ctx context.Context, t target, ph phase, with shot) (ro
 	r.outcome = fire(ctx, with)
 	profiled.Wait()
 	r.PeakRSSKB, r.CPU = s.finish()
-	if redis1, err := cpuTime(st.redis.pid()); err == nil {
+	if redis1, err := cpuTime(st.redis.pid()); err == nil && redisErr == nil { // else unknown: 0
 		r.RedisCPU = redis1 - redis0
 	}
 	r.AnonKB, r.FileKB = s.split()
