@@ -228,11 +228,17 @@ func deliveryKey(id string) (string, error) {
 	if id == "" {
 		return "", nil
 	}
-	if len(id) > maxWebhookID || strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+	if !validID(id) {
 		return "", &Error{Status: http.StatusBadRequest, Code: events.InvalidResponse,
 			Message: "webhook-id must be at most 256 printable ASCII characters without spaces"}
 	}
 	return "id:" + id, nil
+}
+
+// validID reports whether id can be a webhook-id (or an event token):
+// 1 to maxWebhookID printable ASCII characters without spaces.
+func validID(id string) bool {
+	return id != "" && len(id) <= maxWebhookID && strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) < 0
 }
 
 func setRetryAfter(h http.Header, d time.Duration) {

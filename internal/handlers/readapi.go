@@ -338,11 +338,14 @@ func (a *readAPI) deliveries(c echo.Context) error {
 	case "subscription_id":
 		list, err = a.reader.Deliveries(ctx, v)
 	case "webhook_id":
-		if len(v) > maxWebhookID || strings.IndexFunc(v, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		if !validID(v) {
 			return apiError(c, http.StatusBadRequest, "webhook_id must be at most 256 printable ASCII characters without spaces, as the webhook-id header is")
 		}
 		list, err = a.one(ctx, "id:"+v)
 	case "event_token": // its delivery from each marketplace that gave it
+		if !validID(v) {
+			return apiError(c, http.StatusBadRequest, "event_token must be at most 256 printable ASCII characters without spaces")
+		}
 		for _, key := range inbox.AppDirectKeys(a.marketplaces, v) {
 			var one []inbox.DeliverySummary
 			if one, err = a.one(ctx, key); err != nil {

@@ -172,6 +172,7 @@ func TestReadAPIDeliveries(t *testing.T) {
 		{"a forged cursor", "outcome=failed&cursor=xyz", "cursor is not one this list gave"},
 		{"a cursor without outcome", "subscription_id=sub-1&cursor=c2", "cursor goes with outcome=failed only"},
 		{"a webhook-id with a space", "webhook_id=a%20b", "webhook_id must be at most 256 printable ASCII characters"},
+		{"an event token too long", "event_token=" + strings.Repeat("t", 257), "event_token must be at most 256 printable ASCII characters"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, doc := get(t, "/v1/deliveries?"+tc.query)
