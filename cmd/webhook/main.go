@@ -52,7 +52,7 @@ const usage = `Usage: webhook [COMMAND] [flags]
 Commands:
   serve        run the receiver (the default; its settings: webhook serve --help)
   replay       send fixture files to a running receiver
-  sandbox      run the sandbox alone: Q2, QBD Connect and Helix in memory (alias: q2-sandbox)
+  sandbox      run the sandbox alone: Q2, QBD Connect, Helix and an AppDirect marketplace in memory (alias: q2-sandbox)
   settle       run one settle pass now on the settle queue (or --subscription ID) and print what it did
   version      print the module version and the VCS revision it was built from
   help         print this list (also: webhook --help, webhook -h)

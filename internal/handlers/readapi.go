@@ -244,7 +244,7 @@ type attemptDoc struct {
 	DurationMS   int64     `json:"duration_ms"`
 	Status       *int      `json:"status"` // the HTTP status sent; null when none was (a result posted later)
 	Outcome      string    `json:"outcome"`
-	Kind         string    `json:"kind"`     // final, unsettled, transient, busy, conflict
+	Kind         string    `json:"kind"`     // final, unsettled, transient, busy, conflict, accepted
 	Reason       string    `json:"reason"`   // which step or check decided it; "" when the outcome says it all
 	TraceID      string    `json:"trace_id"` // W3C trace id; "" when not traced
 	Calls        []callDoc `json:"calls"`
