@@ -212,10 +212,9 @@ func recovering(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// panicked is the answer to a delivery whose processing panicked: nothing
-// is stored, so a copy is processed again.
-// panicked is the answer to a delivery whose processing panicked, built
-// once: every new delivery's flight holds it until the work answers.
+// panicked is the answer to a delivery whose processing panicked (nothing
+// is stored, so a copy is processed again), built once: every new
+// delivery's flight holds it until the work answers.
 var panicked = sync.OnceValue(func() answer {
 	return failure(http.StatusInternalServerError, "UNKNOWN_ERROR", "internal error; it has been logged")
 })

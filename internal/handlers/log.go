@@ -31,19 +31,12 @@ type deliveryLog struct {
 // deliveryOf is the delivery log of a request to the extension URL, made
 // on first use from what the request says (its extension and webhook-id),
 // so that a request refused before the handler ran (431) has them too;
-// nil for other routes.
+// nil for other routes. requestLogger, every route's first middleware,
+// wraps each request's context.
 func deliveryOf(c echo.Context) *deliveryLog {
 	l, ok := c.(*requestLine)
-	if !ok { // a context that requestLogger did not wrap: the slower store
-		if d, ok := c.Get(deliveryLogKey).(*deliveryLog); ok {
-			return d
-		}
-		if !isDeliveryRoute(c.Path()) {
-			return nil
-		}
-		d := &deliveryLog{extension: c.Param("extension"), webhookID: c.Request().Header.Get(headerWebhookID)}
-		c.Set(deliveryLogKey, d)
-		return d
+	if !ok {
+		return nil
 	}
 	if l.isDelivery {
 		return &l.delivery
@@ -59,8 +52,6 @@ func deliveryOf(c echo.Context) *deliveryLog {
 func isDeliveryRoute(path string) bool { return path == marketplaceRoute || path == appdirectRoute }
 
 const (
-	deliveryLogKey = "delivery"
-	reasonKey      = "reason"
 	// headerWebhookID is webhook-id as net/http keys it: Get with the
 	// canonical form does not canonicalise (and allocate) on every copy.
 	headerWebhookID = "Webhook-Id"
@@ -79,9 +70,7 @@ func setReplayed(h http.Header) { h[headerReplayed] = replayedTrue }
 func setReason(c echo.Context, err error) {
 	if l, ok := c.(*requestLine); ok {
 		l.reason = err.Error()
-		return
 	}
-	c.Set(reasonKey, err.Error())
 }
 
 // requestLine is one request while its log line is gathered: its
