@@ -250,15 +250,14 @@ func TestReadAPIOffSaysHowToTurnItOn(t *testing.T) {
 }
 
 // OPS_ADDR: Split serves the marketplace on the public handler only, and
-// everything else (probes, metrics, read API, added routes) on the ops
+// everything else (probes, metrics, /openapi.yaml, read API) on the ops
 // handler only; New serves them all.
 func TestSplitListeners(t *testing.T) {
 	t.Parallel()
 	order := orderFixture(t)
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("# metrics\n")) })
-	openapi := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("openapi: 3.1.0\n")) })
 	cfg := Config{Receiver: &fakeReceiver{reply: okReply}, Metrics: metrics, Reader: fakeReader{},
-		APITokens: []string{"0123456789abcdef0123"}, OpsRoutes: []Route{{Path: "/openapi.yaml", Handler: openapi}}}
+		APITokens: []string{"0123456789abcdef0123"}}
 	public, ops := Split(cfg)
 	one := New(cfg)
 	bearer := http.Header{"Authorization": {"Bearer 0123456789abcdef0123"}}

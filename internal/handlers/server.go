@@ -15,7 +15,6 @@
 package handlers
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,8 +69,7 @@ type Config struct {
 	// Console is the operator console, served at /console/ beside the read
 	// API (on the ops listener when there is one); nil: those paths answer
 	// 404 naming API_TOKENS, which turns it on.
-	Console   http.Handler
-	OpsRoutes []Route // more routes beside /metrics (the console, /openapi.yaml)
+	Console http.Handler
 
 	MaxInFlight     int           // authenticated deliveries processed at once; 0 = 256
 	MaxBodyReaders  int           // requests reading their bodies at once; 0 = DefaultMaxBodyReaders
@@ -110,15 +108,6 @@ func (e *NotReadyError) Error() string {
 
 func (e *NotReadyError) Unwrap() error { return e.Cause }
 
-// Route is an ops route that the wiring adds beside the built-in ones
-// (the console, /openapi.yaml): it is served where /metrics is, on the ops
-// listener when there is one.
-type Route struct {
-	Method  string // "" for GET
-	Path    string // an echo path: "/openapi.yaml", "/console/*"
-	Handler http.Handler
-}
-
 // New returns the service's HTTP handler with every route, for one
 // listener (OPS_ADDR empty). Serve it with an http.Server whose
 // MaxHeaderBytes is ServerMaxHeaderBytes, so that every header limit is
@@ -130,7 +119,8 @@ func New(cfg Config) *echo.Echo {
 
 // Split returns the handlers of two listeners (OPS_ADDR set): public
 // serves only the marketplace routes, and every other path is 404 there;
-// ops serves the rest (probes, metrics, the read API, cfg.OpsRoutes). They
+// ops serves the rest (probes, metrics, /openapi.yaml, the read API, the
+// console). They
 // share the processing slots and body limits. Serve both as New says.
 func Split(cfg Config) (public, ops *echo.Echo) {
 	s := newServer(cfg)
@@ -244,9 +234,6 @@ func (s *server) opsRoutes(e *echo.Echo) {
 	} else {
 		e.Any("/console", consoleOff)
 		e.Any("/console/*", consoleOff)
-	}
-	for _, r := range s.cfg.OpsRoutes {
-		e.Add(cmp.Or(r.Method, http.MethodGet), r.Path, echo.WrapHandler(r.Handler))
 	}
 }
 
