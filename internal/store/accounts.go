@@ -151,8 +151,9 @@ func (r *Redis) saveOf(a events.Account, b []byte, dueMS, sinceMS string) *final
 		user = "1"
 	}
 	return &finalSave{
-		keys: []string{r.keys.accountIndex(a.AccountIdentifier), r.keys.userIndex(a.UserID), due, since},
-		args: []any{b, a.SubscriptionID, a.AccountIdentifier, user, dueMS, sinceMS},
+		account: b,
+		keys:    []string{r.keys.accountIndex(a.AccountIdentifier), r.keys.userIndex(a.UserID), due, since},
+		args:    []any{b, a.SubscriptionID, a.AccountIdentifier, user, dueMS, sinceMS},
 	}
 }
 

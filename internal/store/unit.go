@@ -53,8 +53,9 @@ type unit struct {
 // finalSave is a SaveFinal held for the outcome's record script: the
 // arguments of saveAccountLua.
 type finalSave struct {
-	keys []string // identifier index, user index, settle due, settle since
-	args []any    // account JSON, subscription, identifier, user flag, due ms, since ms
+	account []byte   // the account's JSON (args[0])
+	keys    []string // identifier index, user index, settle due, settle since
+	args    []any    // account JSON, subscription, identifier, user flag, due ms, since ms
 }
 
 type unitKey struct{}
@@ -84,7 +85,7 @@ func (u *unit) prefetched() (a events.Account, ok bool, err error) {
 	b := u.account
 	switch {
 	case u.save != nil: // held for the record script: the account as it will be
-		b = u.save.args[0].([]byte)
+		b = u.save.account
 	case u.stale:
 		return events.Account{}, false, nil
 	case u.primed != nil:
