@@ -138,7 +138,9 @@ func AppDirectToken(key string) (token string, ok bool) {
 // Jobs keeps the results to post later (the store), each under its
 // Key.
 type Jobs interface {
-	// EnqueueResult records a job and queues it, unless its key has one.
+	// EnqueueResult records a job and queues it, unless its key has one,
+	// or, for a job with an ID, a job an earlier version queued under its
+	// token alone from the same marketplace is there (the same event).
 	EnqueueResult(ctx context.Context, j ResultJob) (created bool, err error)
 	// Result is the job of id (a ResultJob's Key).
 	Result(ctx context.Context, id string) (ResultJob, error)
@@ -324,17 +326,6 @@ func (in *Inbox) later(ctx context.Context, n Notification) Answer {
 	// way), due now: the settlers take it at their next look, one pass at
 	// a time each, so that a flood of notifications is not as many
 	// passes at once.
-	// A job queued before jobs were keyed by marketplace (its token
-	// alone) is this event's when it came from the same marketplace: a
-	// notification sent again finds it, instead of queuing a second job
-	// that would process and post the event again.
-	switch old, err := in.appdirect.Jobs.Result(ctx, n.Token); {
-	case err == nil && old.ID == "" && old.Marketplace == n.Marketplace:
-		return Answer{Kind: events.Accepted, Body: []byte(`{"success":true}`), Code: "ACCEPTED"}
-	case err != nil && !errors.Is(err, events.ErrNotFound):
-		logctx.Logger(ctx, in.log).Warn("looking for an event's earlier job failed", zap.Error(err))
-		return outage("the event could not be recorded; nothing was done, send the notification again")
-	}
 	now := time.Now().UTC()
 	soon := in.appdirect.takeSlot()
 	due := now

@@ -34,10 +34,19 @@ func (r *Redis) seen(ctx context.Context, key, nonce string, ttl time.Duration, 
 }
 
 // enqueueScript records a job and queues it, unless its id has one
-// already. KEYS: record, queue. ARGV: job JSON, due ms, id. Returns 1
-// when created.
+// already, or (KEYS[3], for a job with an id) an earlier version queued
+// one under its token alone for the same marketplace (ARGV[4]). KEYS:
+// record, queue[, the token's record]. ARGV: job JSON, due ms, id[,
+// marketplace]. Returns 1 when created.
 var enqueueScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if KEYS[3] then
+  local old = redis.call('GET', KEYS[3])
+  if old then
+    local ok, j = pcall(cjson.decode, old)
+    if ok and type(j) == 'table' and (j.id == nil or j.id == '') and j.marketplace == ARGV[4] then return 0 end
+  end
+end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return 1
@@ -45,14 +54,22 @@ return 1
 
 // EnqueueResult records j (state pending) and queues it, due at j.Due, in
 // one step, unless its Key has a job already (a redelivered
-// notification): created is false then, and the job is as it was.
+// notification), or, for a job with an ID, an earlier version queued one
+// under its token alone from the same marketplace (a notification sent
+// again after the upgrade finds that job): created is false then, and the
+// job is as it was.
 func (r *Redis) EnqueueResult(ctx context.Context, j inbox.ResultJob) (created bool, err error) {
 	b, err := json.Marshal(j)
 	if err != nil {
 		return false, fmt.Errorf("encoding result job: %w", err)
 	}
 	record, queue := r.keys.result(j.Key())
-	n, err := enqueueScript.Run(ctx, r.client, []string{record, queue}, b, j.Due.UnixMilli(), j.Key()).Int()
+	keys, args := []string{record, queue}, []any{b, j.Due.UnixMilli(), j.Key()}
+	if j.ID != "" {
+		old, _ := r.keys.result(j.Token)
+		keys, args = append(keys, old), append(args, j.Marketplace)
+	}
+	n, err := enqueueScript.Run(ctx, r.client, keys, args...).Int()
 	if err != nil {
 		return false, unavailable("enqueue result", err)
 	}
