@@ -76,7 +76,9 @@ import (
 //	                              epoch; PX 2 h (26 h). A retried delivery is moved
 //	                              from its earlier attempt's counters to the
 //	                              latest's, so it counts once. Written with the
-//	                              outcome, like the failures
+//	                              outcome, like the failures (on Cluster in its
+//	                              pipeline, unfenced: an attempt whose outcome
+//	                              script found its lease lost is counted too)
 //	webhook:console-session:<s>   string, a console session (JSON: operator label,
 //	                              form token, times); <s> is the hex SHA-256 of the
 //	                              cookie's id, never the id. PX = the session's
