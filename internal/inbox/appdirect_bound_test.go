@@ -48,11 +48,15 @@ func TestAnswerSoonIsBounded(t *testing.T) {
 	m := &heldPosts{marketplace: &marketplace{events: map[string]string{}, posts: map[string][]string{}},
 		entered: make(chan string, notifications), release: make(chan struct{})}
 	in := newInbox(db, &processor{}).WithAppDirect(inbox.AppDirect{Marketplace: m, Owners: db, Jobs: db, MaxAtOnce: bound})
-	var ids []string
-	for i := range notifications {
+	var ns []inbox.Notification
+	for i := range notifications { // every event in place before a pass may fetch one
 		n := notification(fmt.Sprintf("tok-flood-%d", i))
 		n.Async = true
 		m.events[n.EventURL] = orderEvent
+		ns = append(ns, n)
+	}
+	var ids []string
+	for i, n := range ns {
 		if r, _, err := in.Notify(context.Background(), n); err != nil || r.Kind != events.Accepted {
 			t.Fatalf("notification %d: %+v, %v", i, r, err)
 		}
