@@ -22,9 +22,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Fingerprint is the SHA-256 (hex) of body in canonical JSON: object keys
@@ -54,15 +56,50 @@ func Fingerprint(body []byte) (string, error) {
 	if len(body) > math.MaxInt32 {
 		return "", fmt.Errorf("a body of %d bytes is too large to fingerprint", len(body))
 	}
-	var s scan
+	st := states.Get().(*state)
+	defer st.put()
+	s := &st.scan
 	if err := s.run(body); err != nil {
 		return "", err
 	}
 	sort.Sort(byStart{&s.objects})
-	w := canonWriter{body: body, objects: &s.objects, members: &s.sorted, h: sha256.New(), buf: make([]byte, 0, 4096)}
+	st.h.Reset()
+	w := canonWriter{body: body, objects: &s.objects, members: &s.sorted, h: st.h, buf: st.buf[:0]}
 	w.region(0, len(body))
 	w.flush()
-	return hex.EncodeToString(w.h.Sum(nil)), nil
+	var sum [2 * sha256.Size]byte
+	hex.Encode(sum[:], w.h.Sum(st.sum[:0]))
+	return string(sum[:]), nil
+}
+
+// state is what one Fingerprint works with, kept between calls (states)
+// so that a small body allocates only its result: the hash, the write
+// buffer and the first pass's lists, emptied.
+type state struct {
+	scan scan
+	h    hash.Hash
+	buf  []byte
+	sum  [sha256.Size]byte
+}
+
+var states = sync.Pool{New: func() any { return &state{h: sha256.New(), buf: make([]byte, 0, 4096)} }}
+
+// maxKept bounds what a state keeps for the next call: the lists of a
+// large body go with it.
+const maxKept = 64 << 10
+
+// put empties st and gives it back to states, unless its lists grew large.
+func (st *state) put() {
+	s := &st.scan
+	if cap(s.pending)*int(unsafe.Sizeof(member{})) > maxKept || cap(s.keys) > maxKept ||
+		cap(s.open)*int(unsafe.Sizeof(frame{})) > maxKept || len(s.kinds) > maxKept/8 ||
+		len(s.objects.blocks) > 1 || len(s.sorted.blocks) > 1 {
+		return
+	}
+	s.kinds, s.depth, s.open, s.pending, s.keys = s.kinds[:0], 0, s.open[:0], s.pending[:0], s.keys[:0]
+	s.objects.reset()
+	s.sorted.reset()
+	states.Put(st)
 }
 
 // DuplicateKeyError is an object holding two keys that encoding/json reads as
@@ -166,6 +203,14 @@ func (c *chunks[T]) add(v T) {
 	last := &c.blocks[len(c.blocks)-1]
 	*last = append(*last, v)
 	c.n++
+}
+
+// reset empties c, keeping its first block.
+func (c *chunks[T]) reset() {
+	if len(c.blocks) > 0 {
+		c.blocks = append(c.blocks[:0], c.blocks[0][:0])
+	}
+	c.n = 0
 }
 
 func (c *chunks[T]) at(i int32) *T {
