@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
@@ -361,9 +362,9 @@ func (r *Redis) Copy(ctx context.Context, copyKey string) (c inbox.Copy, ok bool
 //     processing and kept for TTL, and listed in its subscription's index;
 //   - the lease held by another: Busy, with the time left on it.
 //
-// On Cluster the subscription's index is written in the same pipeline as
-// the claim (its own slot, its own node, in parallel): one round trip,
-// not one atomic step.
+// On Cluster, where the subscription's index lives in another slot, a
+// fresh claim lists its delivery there in a second round trip
+// (indexApart): not one atomic step.
 func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, error) {
 	switch {
 	case c.Key == "":
@@ -394,12 +395,7 @@ func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, e
 			keys, args = append(keys, s.keys...), append(args, s.args...)
 		}
 	}
-	var beside []scriptCall
-	if mode == "split" && c.Subscription != "" {
-		order := r.keys.deliveryIndex(c.Subscription)
-		beside = append(beside, scriptCall{indexScript, []string{order}, []any{h, now, DeliveriesPerSubscription, ttl}})
-	}
-	res, err := r.runBeside(ctx, scriptCall{claimScript, keys, args}, beside...)
+	res, err := claimScript.Run(ctx, r.client, keys, args...).Slice()
 	if err != nil {
 		if lockToken != "" {
 			// The script may have run before its reply was lost: the
@@ -418,6 +414,9 @@ func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, e
 	switch res[0] {
 	case "fresh":
 		claim := inbox.Claim{State: inbox.ClaimFresh, Token: token}
+		if mode == "split" && c.Subscription != "" {
+			r.indexApart(ctx, c.Subscription, h, now, ttl)
+		}
 		if len(res) >= 2 && res[1] == int64(1) {
 			u := &unit{sub: c.Subscription, lock: lockToken}
 			if len(res) >= 3 {
@@ -447,6 +446,21 @@ func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, e
 		return inbox.Claim{State: inbox.ClaimDone, Body: []byte(body)}, nil
 	}
 	return bad()
+}
+
+// indexApart puts a delivery in its subscription's index on Cluster,
+// where the index lives in another slot than the record: after its claim
+// was fresh, so that only the subscription that claimed it lists it (in
+// the claim's pipeline, a conflicting copy of another subscription's event
+// was listed in its own). The index is a view: if this write fails, the
+// delivery is still processed and found by its key or webhook-id, and its
+// next fresh claim lists it.
+func (r *Redis) indexApart(ctx context.Context, sub, h string, now, ttl int64) {
+	order := r.keys.deliveryIndex(sub)
+	if err := indexScript.Run(ctx, r.client, []string{order}, h, now, DeliveriesPerSubscription, ttl).Err(); err != nil {
+		r.log.Warn("listing a delivery in its subscription's index failed; it is processed all the same",
+			zap.String("subscription", sub), zap.Error(err))
+	}
 }
 
 // scriptCall is one run of a script.

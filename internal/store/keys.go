@@ -59,9 +59,10 @@ import (
 //	                              answered before any JSON work.
 //	webhook:deliveries:{<sub>}:order  sorted set, a subscription's deliveries:
 //	                              record hashes by first seen (Unix ms), the
-//	                              newest 100; PX = EVENT_TTL. Written by the claim
-//	                              (its script, or its pipeline on Cluster); the
-//	                              summaries are read from the records. (A hash
+//	                              newest 100; PX = EVENT_TTL. Written by a fresh
+//	                              claim (its script; on Cluster a second round
+//	                              trip after it); the summaries are read from
+//	                              the records. (A hash
 //	                              webhook:deliveries:{<sub>} of summaries, written
 //	                              by earlier versions, is no longer read and
 //	                              expires by itself.)
