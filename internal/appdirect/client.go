@@ -245,7 +245,7 @@ func (c *Client) authorize(ctx context.Context, mk *market, req *http.Request) e
 		}
 		return Sign(req, c.oauth1.Key, c.secrets[i], c.now(), "")
 	}
-	tok, err := token(ctx, mk.tokens.Current())
+	tok, err := tokenErrors.Token(ctx, mk.tokens.Current())
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package appdirect
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -13,15 +12,6 @@ import (
 type oauth2Creds struct {
 	id, secret string
 	scopes     []string
-}
-
-// token gets a token from ts, giving up when ctx is done.
-func token(ctx context.Context, ts oauth2.TokenSource) (*oauth2.Token, error) {
-	tok, err := httpcall.Token(ctx, ts)
-	if err != nil {
-		return nil, tokenErrors.Map(ctx, err)
-	}
-	return tok, nil
 }
 
 // tokenErrors maps a failed token request (httpcall.TokenErrors): an

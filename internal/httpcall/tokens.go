@@ -150,6 +150,15 @@ type TokenErrors struct {
 	Status func(re *oauth2.RetrieveError, retryAfter time.Duration) error
 }
 
+// Token is Token(ctx, ts) with its error mapped to the client's (Map).
+func (e TokenErrors) Token(ctx context.Context, ts oauth2.TokenSource) (*oauth2.Token, error) {
+	tok, err := Token(ctx, ts)
+	if err != nil {
+		return nil, e.Map(ctx, err)
+	}
+	return tok, nil
+}
+
 // Map turns an error of Token or Tokens.Refresh under ctx into the
 // client's: ctx's end and a reply that never came are transient; a
 // redirect (the core's client follows none) and a reply without a usable

@@ -1,7 +1,6 @@
 package q2api
 
 import (
-	"context"
 	"encoding/json"
 	"time"
 
@@ -9,15 +8,6 @@ import (
 
 	"github.com/banking-marketplace/webhook/internal/httpcall"
 )
-
-// token gets a token from ts, giving up when ctx is done.
-func token(ctx context.Context, ts oauth2.TokenSource) (*oauth2.Token, error) {
-	tok, err := httpcall.Token(ctx, ts)
-	if err != nil {
-		return nil, tokenErrors.Map(ctx, err)
-	}
-	return tok, nil
-}
 
 // tokenErrors maps a failed token request (httpcall.TokenErrors): an
 // error reply is an APIError of endpoint "token", invalid_client refused

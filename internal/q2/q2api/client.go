@@ -154,7 +154,7 @@ func (c *Client) authorize(ctx context.Context, req *http.Request) error {
 	if c.auth == nil {
 		return nil
 	}
-	tok, err := token(ctx, c.auth.Current())
+	tok, err := tokenErrors.Token(ctx, c.auth.Current())
 	if err != nil {
 		return err
 	}
