@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
+	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/banking-marketplace/webhook/internal/logctx"
 	"github.com/banking-marketplace/webhook/internal/provisioning"
 	"github.com/banking-marketplace/webhook/internal/settler"
@@ -222,9 +223,8 @@ func (s tracedSettler) Settle(ctx context.Context, subscription string) (provisi
 // marketplace).
 func tracedAnswer(tracer trace.Tracer, answer func(ctx context.Context, id string) error) func(context.Context, string) error {
 	return func(ctx context.Context, id string) error {
-		token, _, _ := strings.Cut(id, "@") // no token holds "@"
 		ctx, span := tracer.Start(ctx, "appdirect result", trace.WithNewRoot(),
-			trace.WithAttributes(attribute.String("webhook.event_token", logctx.Cut(token))))
+			trace.WithAttributes(attribute.String("webhook.event_token", logctx.Cut(inbox.JobToken(id)))))
 		defer span.End()
 		err := answer(ctx, id)
 		if err != nil {

@@ -106,6 +106,12 @@ func JobID(marketplace, token string) string {
 	return token + "@" + strings.TrimPrefix(marketplace, "https://")
 }
 
+// JobToken is the event token of a job id (JobID, or a token alone).
+func JobToken(id string) string {
+	token, _, _ := strings.Cut(id, "@") // no token holds "@"
+	return token
+}
+
 // AppDirectKey is the delivery key of an AppDirect event:
 // "appdirect:" and its JobID. Its token alone ("appdirect:<token>") keyed
 // the deliveries before, and still keys those of the jobs queued then.
@@ -131,8 +137,7 @@ func AppDirectKeys(marketplaces []string, token string) []string {
 // false for a key of the Q2 door.
 func AppDirectToken(key string) (token string, ok bool) {
 	rest, ok := strings.CutPrefix(key, appdirectPrefix)
-	token, _, _ = strings.Cut(rest, "@") // no token holds "@"
-	return token, ok
+	return JobToken(rest), ok
 }
 
 // Jobs keeps the results to post later (the store), each under its
