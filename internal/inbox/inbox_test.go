@@ -327,7 +327,7 @@ func TestSlowProcessingIsStillRecorded(t *testing.T) {
 			if r, _ := receive(t, in, delivery("id:slow", "fp")); r.Kind != tt.out.Kind {
 				t.Fatalf("first copy: %+v", r)
 			}
-			rec, err := db.Delivery(context.Background(), "id:slow")
+			rec, err := db.DeliveryByKey(context.Background(), "id:slow")
 			if err != nil {
 				t.Fatal(err)
 			}

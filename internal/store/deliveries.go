@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,16 +15,6 @@ import (
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 )
-
-// DeliveryRecord is the history of one delivery, for operators and tests.
-type DeliveryRecord struct {
-	Key, EventType, Subscription, State, Code string
-	Kind                                      events.Kind // of the latest attempt's outcome
-	Attempts                                  int         // copies processed (claimed fresh)
-	Copies                                    int         // copies answered from the stored outcome
-	FirstSeen, LastSeen                       time.Time
-	Duration                                  time.Duration
-}
 
 // recordLua is what the record scripts share.
 //
@@ -625,43 +614,6 @@ func (r *Redis) deliveryKeys(deliveryKey, subscription string) (keys []string, h
 func (r *Redis) cluster() bool {
 	_, ok := r.client.(*redis.ClusterClient)
 	return ok
-}
-
-// Delivery reads the history record of a delivery; events.ErrNotFound when there
-// is none (never seen, or older than EVENT_TTL).
-func (r *Redis) Delivery(ctx context.Context, key string) (DeliveryRecord, error) {
-	rec, _ := r.keys.delivery(key)
-	m, err := r.client.HGetAll(ctx, rec).Result()
-	if err != nil {
-		return DeliveryRecord{}, unavailable("delivery", err)
-	}
-	if len(m) == 0 {
-		return DeliveryRecord{}, fmt.Errorf("delivery record: %w", events.ErrNotFound)
-	}
-	num := func(f string) int64 {
-		n, _ := strconv.ParseInt(m[f], 10, 64)
-		return n
-	}
-	at := func(f string) time.Time {
-		if m[f] == "" {
-			return time.Time{}
-		}
-		return time.UnixMilli(num(f))
-	}
-	d := DeliveryRecord{
-		Key:          key,
-		EventType:    m["type"],
-		Subscription: m["sub"],
-		State:        m["state"],
-		Code:         m["code"],
-		Attempts:     int(num("attempts")),
-		Copies:       int(num("copies")),
-		FirstSeen:    at("first"),
-		LastSeen:     at("last"),
-		Duration:     time.Duration(num("duration_ms")) * time.Millisecond,
-		Kind:         events.ParseKind(m["kind"]),
-	}
-	return d, nil
 }
 
 // newToken returns a random 128-bit token, unique per claim or lock.

@@ -398,7 +398,7 @@ func TestLostCompleteReplyAnswersTheOutcome(t *testing.T) {
 	l.match = script(store.CompleteScriptHash)
 	a := e.receive(t, "id:lost", testevents.Fixture(t, orderJSON, sub, ""))
 	acct := e.Account(sub)
-	rec, err := e.DB.Delivery(context.Background(), "id:lost")
+	rec, err := e.DB.DeliveryByKey(context.Background(), "id:lost")
 	if err != nil || rec.State != "done" || !acct.Intent.Promised {
 		t.Fatalf("record %+v, %v, promised %v: want the outcome written", rec, err, acct.Intent.Promised)
 	}
