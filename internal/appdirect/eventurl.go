@@ -191,44 +191,16 @@ func ParseMarketplace(raw string) (*url.URL, error) {
 	return m.URL(), nil
 }
 
-// EventURL checks the eventUrl of a notification against the configured
-// marketplace base URLs, and returns the URL to fetch and the event token.
-// It accepts only {marketplace}/api/integration/v1/events/{token}: the
-// same scheme, host and port as one marketplace after normalisation (host
-// in lower case, default ports explicit), the marketplace's path followed
-// by EventsPath and one token segment (ValidToken), and nothing else: no
+// matchEventURL checks the eventUrl of a notification against the
+// marketplaces, and returns the one matched and the event token. It
+// accepts only {marketplace}/api/integration/v1/events/{token}: the same
+// scheme, host and port as one marketplace after normalisation (host in
+// lower case, default ports explicit), the marketplace's path followed by
+// EventsPath and one token segment (ValidToken), and nothing else: no
 // userinfo, query or fragment, no percent-encoding, no dot segment and no
-// double slash. An eventUrl that fails wraps ErrEventURL and names why, by
-// host at most. The returned URL is built from the configured marketplace,
-// never copied from raw. An invalid configured marketplace is an error of
-// its own (ParseMarketplace finds it at start).
-func EventURL(raw string, marketplaces []string) (u *url.URL, token string, err error) {
-	ms := make([]marketplace, len(marketplaces))
-	for i, s := range marketplaces {
-		if ms[i], err = parseMarketplace(s); err != nil {
-			return nil, "", fmt.Errorf("appdirect: configured marketplace %d: %w", i+1, err)
-		}
-	}
-	m, token, err := matchEventURL(raw, ms)
-	if err != nil {
-		return nil, "", err
-	}
-	return m.eventURL(token), token, nil
-}
-
-// MarketplaceOf is the marketplace base URL of an event URL that EventURL
-// returned: the part before EventsPath, which PostResult takes. Use it
-// rather than the event's own marketplace.baseUrl, which is only data.
-func MarketplaceOf(eventURL *url.URL) string {
-	s := eventURL.String()
-	if i := strings.LastIndex(s, EventsPath); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
-// matchEventURL is EventURL on parsed marketplaces: it returns the one
-// matched.
+// double slash. An eventUrl that fails wraps ErrEventURL and names why,
+// by host at most. The URL fetched is built from the marketplace
+// (eventURL), never copied from raw.
 func matchEventURL(raw string, ms []marketplace) (marketplace, string, error) {
 	o, path, err := parseStrict(raw)
 	if err != nil {

@@ -2,6 +2,8 @@ package appdirect
 
 import (
 	"errors"
+	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -214,4 +216,31 @@ func FuzzEventURL(f *testing.F) {
 			t.Fatalf("EventURL(%q) of its own result: %v, %q, %v", s, again, tok2, err)
 		}
 	})
+}
+
+// EventURL is matchEventURL on marketplaces as configured, parsed on each
+// call (an invalid one is an error of its own), with the URL the client
+// would fetch: the check a Client makes, for the tests.
+func EventURL(raw string, marketplaces []string) (u *url.URL, token string, err error) {
+	ms := make([]marketplace, len(marketplaces))
+	for i, s := range marketplaces {
+		if ms[i], err = parseMarketplace(s); err != nil {
+			return nil, "", fmt.Errorf("appdirect: configured marketplace %d: %w", i+1, err)
+		}
+	}
+	m, token, err := matchEventURL(raw, ms)
+	if err != nil {
+		return nil, "", err
+	}
+	return m.eventURL(token), token, nil
+}
+
+// MarketplaceOf is the marketplace base URL of an event URL that EventURL
+// returned: the part before EventsPath.
+func MarketplaceOf(eventURL *url.URL) string {
+	s := eventURL.String()
+	if i := strings.LastIndex(s, EventsPath); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
