@@ -18,9 +18,8 @@ import (
 // The ceilings of what one subscription costs in Redis once its ORDER is
 // answered: MEMORY USAGE of every key the ORDER wrote for it, its delivery
 // record, reply, attempt history and indexes included. They guard against
-// growth; issue 25's goal is 1,536 bytes, which the account record (750
-// bytes of JSON for one step) and the 64-digit hashes in the delivery's
-// keys keep out of reach for now (see docs/redis.md).
+// growth; issue 25's goal is 1,536 bytes, out of reach for this set of
+// keys whatever their encoding (docs/redis.md, "Bytes per subscription").
 
 // withHelixConfiguration is an ORDER fixture with what a Business Access
 // ORDER must carry for Helix (payload.configuration).
