@@ -192,14 +192,12 @@ return 1
 // saveAccountLua's), it writes that account when the subscription has
 // none, under the lock it just took, and answers {'fresh', 1, false,
 // 'primed'}.
-var claimScript = redis.NewScript(recordLua + luaSaveAccount + `
+var claimScript = redis.NewScript(recordLua + luaSaveAccount + luaTakeLock + `
 local rec, lease, hist = KEYS[1], KEYS[2], KEYS[3]
 local fp, token, now = ARGV[1], ARGV[2], ARGV[5]
 local function fresh()
   if ARGV[12] == '' then return {'fresh'} end
-  local cur = redis.call('GET', KEYS[5])
-  if cur and cur ~= ARGV[12] then return {'fresh', 0} end
-  redis.call('SET', KEYS[5], ARGV[12], 'PX', ARGV[3])
+  if not take_lock(KEYS[5], ARGV[12], ARGV[3]) then return {'fresh', 0} end
   local acct = redis.call('GET', KEYS[6])
   if not acct and ARGV[13] then
     save_account(KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17], ARGV[18])

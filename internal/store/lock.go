@@ -22,17 +22,26 @@ const (
 	unlockTimeout  = time.Second
 )
 
-// lockScript takes the lock if it is free, or reports success if it already
-// holds this token: go-redis sends a command again after a lost reply, and
-// a plain SET NX would then find its own token and report "busy", holding
-// the subscription for a whole lease. KEYS: lock. ARGV: token, lease ms.
-var lockScript = redis.NewScript(`
-local cur = redis.call('GET', KEYS[1])
-if not cur then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+// luaTakeLock is taking a lock, the one way every script does it: set to
+// token for px ms if it is free; true when it is token's, also when it was
+// already: go-redis sends a command again after a lost reply, and a plain
+// SET NX would then find its own token and report "busy", holding the key
+// for a whole lease.
+const luaTakeLock = `
+local function take_lock(key, token, px)
+  local cur = redis.call('GET', key)
+  if not cur then
+    redis.call('SET', key, token, 'PX', px)
+    return true
+  end
+  return cur == token
 end
-if cur == ARGV[1] then return 1 end
+`
+
+// lockScript takes a lock (take_lock): 1 when it is ours. KEYS: lock.
+// ARGV: token, lease ms.
+var lockScript = redis.NewScript(luaTakeLock + `
+if take_lock(KEYS[1], ARGV[1], ARGV[2]) then return 1 end
 return 0
 `)
 
