@@ -95,14 +95,16 @@ func (r *Redis) Result(ctx context.Context, id string) (inbox.ResultJob, error) 
 
 // saveResultScript writes a job and its place on the queue: due, or off
 // the queue with the record kept ttl ms (posted, or refused). A job that
-// is over is never written again: a pass whose lock ran out saves what it read before the
-// post, and must not queue the result to be posted twice. (The JSON holds
-// "state":"posted" only as that field: the other strings are escaped,
-// the result is base64.) KEYS: record, queue. ARGV: job JSON, due ms (”
-// when posted), id, ttl ms. Returns 0 when the job was posted already.
+// is over is never written again: a pass whose lock ran out saves what it
+// read before the post, and must not queue the result to be posted twice.
+// KEYS: record, queue. ARGV: job JSON, due ms ("" when over), id, ttl
+// ms. Returns 0 when the job was over already.
 var saveResultScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
-if cur and (string.find(cur, '"state":"posted"', 1, true) or string.find(cur, '"state":"refused"', 1, true)) then return 0 end
+if cur then
+  local ok, job = pcall(cjson.decode, cur)
+  if ok and type(job) == 'table' and (job.state == 'posted' or job.state == 'refused') then return 0 end
+end
 if ARGV[2] == '' then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
   redis.call('ZREM', KEYS[2], ARGV[3])
