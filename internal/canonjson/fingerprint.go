@@ -93,7 +93,7 @@ func (st *state) put() {
 	s := &st.scan
 	if cap(s.pending)*int(unsafe.Sizeof(member{})) > maxKept || cap(s.keys) > maxKept ||
 		cap(s.open)*int(unsafe.Sizeof(frame{})) > maxKept || len(s.kinds) > maxKept/8 ||
-		len(s.objects.blocks) > 1 || len(s.sorted.blocks) > 1 {
+		s.objects.bytes() > maxKept || s.sorted.bytes() > maxKept {
 		return
 	}
 	s.kinds, s.depth, s.open, s.pending, s.keys = s.kinds[:0], 0, s.open[:0], s.pending[:0], s.keys[:0]
@@ -184,8 +184,10 @@ func (s *scan) inObject() bool {
 // chunks is an append-only list in blocks that double from 64 to 4096
 // entries and then stay that size: it grows without copying, so what it
 // allocates is about what it holds, and a small body pays for a small block.
+// Emptied (reset), it keeps its blocks for the next list.
 type chunks[T any] struct {
-	blocks [][]T
+	blocks [][]T // blocks[:used] hold the list; the others are empty, kept
+	used   int
 	n      int32
 }
 
@@ -197,20 +199,33 @@ const (
 )
 
 func (c *chunks[T]) add(v T) {
-	if len(c.blocks) == 0 || len(c.blocks[len(c.blocks)-1]) == cap(c.blocks[len(c.blocks)-1]) {
-		c.blocks = append(c.blocks, make([]T, 0, firstBlock<<min(len(c.blocks), doublings)))
+	if c.used == 0 || len(c.blocks[c.used-1]) == cap(c.blocks[c.used-1]) {
+		if c.used == len(c.blocks) {
+			c.blocks = append(c.blocks, make([]T, 0, firstBlock<<min(len(c.blocks), doublings)))
+		}
+		c.used++
 	}
-	last := &c.blocks[len(c.blocks)-1]
+	last := &c.blocks[c.used-1]
 	*last = append(*last, v)
 	c.n++
 }
 
-// reset empties c, keeping its first block.
+// reset empties c, keeping its blocks.
 func (c *chunks[T]) reset() {
-	if len(c.blocks) > 0 {
-		c.blocks = append(c.blocks[:0], c.blocks[0][:0])
+	for i := range c.blocks[:c.used] {
+		c.blocks[i] = c.blocks[i][:0]
 	}
-	c.n = 0
+	c.used, c.n = 0, 0
+}
+
+// bytes is what c's blocks take.
+func (c *chunks[T]) bytes() int {
+	n := 0
+	for _, b := range c.blocks {
+		n += cap(b)
+	}
+	var v T
+	return n * int(unsafe.Sizeof(v))
 }
 
 func (c *chunks[T]) at(i int32) *T {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -463,6 +464,47 @@ func TestFingerprintAllocatesLittle(t *testing.T) {
 			// constant times the size", which is the rule.
 			if limit := uint64(3*len(sh.body)+256*sh.depth+8<<10) * 5 / 4; allocated > limit {
 				t.Errorf("%d bytes allocated for a body of %d bytes %d deep, want at most %d", allocated, len(sh.body), sh.depth, limit)
+			}
+		})
+	}
+}
+
+// A fingerprint reuses its state (the hash, the write buffer, the first
+// pass's lists): once warm, it allocates only its result, also for bodies
+// with more members out of order than one block holds (the list's first
+// block is 64 entries; real events come close to it), and fingerprints
+// after a refused body as before it.
+func TestFingerprintReusesItsState(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop states at random")
+	}
+	order := readFixture(t, "subscription-order.json")
+	var b strings.Builder
+	b.WriteString(`{"order":`)
+	b.Write(order)
+	b.WriteString(`,"wide":{`)
+	for i := 99; i >= 0; i-- { // 100 members out of order: two blocks
+		fmt.Fprintf(&b, `"m%02d":%d`, i, i)
+		if i > 0 {
+			b.WriteByte(',')
+		}
+	}
+	b.WriteString(`}}`)
+	wide := []byte(b.String())
+	for name, body := range map[string][]byte{"order": order, "wide": wide} {
+		t.Run(name, func(t *testing.T) {
+			want, err := Fingerprint(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Fingerprint([]byte(`{"a":1,"A":2}`)); err == nil {
+				t.Fatal("keys that fold together: no error")
+			}
+			if got, _ := Fingerprint(body); got != want {
+				t.Fatalf("after a refused body: %s, want %s", got, want)
+			}
+			if n := testing.AllocsPerRun(100, func() { _, _ = Fingerprint(body) }); n > 1 {
+				t.Errorf("%.1f allocations per fingerprint once warm, want 1 (its result)", n)
 			}
 		})
 	}
