@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -187,7 +188,9 @@ return 1
 // A Fresh claim with a lock token also takes the subscription's lock, if
 // it is free (or already this token's), for as long as the lease, and
 // answers {'fresh', 1, account or false} (unit.go); {'fresh', 0} when
-// another holds it. With a primed account too (KEYS from 7: identifier
+// another holds it. Without a lock token (Cluster) it answers {'fresh', 0,
+// false, false, first}: the record's first time seen, which the
+// subscription's index is sorted by (indexApart). With a primed account too (KEYS from 7: identifier
 // index, user index, settle due, settle since; ARGV from 13:
 // saveAccountLua's), it writes that account when the subscription has
 // none, under the lock it just took, and answers {'fresh', 1, false,
@@ -196,7 +199,7 @@ var claimScript = redis.NewScript(recordLua + luaSaveAccount + luaTakeLock + `
 local rec, lease, hist = KEYS[1], KEYS[2], KEYS[3]
 local fp, token, now = ARGV[1], ARGV[2], ARGV[5]
 local function fresh()
-  if ARGV[12] == '' then return {'fresh'} end
+  if ARGV[12] == '' then return {'fresh', 0, false, false, redis.call('HGET', rec, 'first')} end
   if not take_lock(KEYS[5], ARGV[12], ARGV[3]) then return {'fresh', 0} end
   local acct = redis.call('GET', KEYS[6])
   if not acct and ARGV[13] then
@@ -402,7 +405,15 @@ func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, e
 	case "fresh":
 		claim := inbox.Claim{State: inbox.ClaimFresh, Token: token}
 		if mode == "split" && c.Subscription != "" {
-			r.indexApart(ctx, c.Subscription, h, now, ttl)
+			first := now
+			if len(res) >= 5 {
+				if f, ok := res[4].(string); ok {
+					if v, err := strconv.ParseInt(f, 10, 64); err == nil {
+						first = v
+					}
+				}
+			}
+			r.indexApart(ctx, c.Subscription, h, first, ttl)
 		}
 		if len(res) >= 2 && res[1] == int64(1) {
 			u := &unit{sub: c.Subscription, lock: lockToken}
@@ -439,12 +450,14 @@ func (r *Redis) Claim(ctx context.Context, c inbox.ClaimRequest) (inbox.Claim, e
 // where the index lives in another slot than the record: after its claim
 // was fresh, so that only the subscription that claimed it lists it (in
 // the claim's pipeline, a conflicting copy of another subscription's event
-// was listed in its own). The index is a view: if this write fails, the
-// delivery is still processed and found by its key or webhook-id, and its
-// next fresh claim lists it.
-func (r *Redis) indexApart(ctx context.Context, sub, h string, now, ttl int64) {
+// was listed in its own), by its first time seen, as the single-node
+// script lists it. The index is a view: if this write fails, a warning is
+// logged and the delivery is processed all the same; it stays unlisted
+// (a later fresh claim, after a transient outcome, lists it), and is
+// found by its key or webhook-id.
+func (r *Redis) indexApart(ctx context.Context, sub, h string, first, ttl int64) {
 	order := r.keys.deliveryIndex(sub)
-	if err := indexScript.Run(ctx, r.client, []string{order}, h, now, DeliveriesPerSubscription, ttl).Err(); err != nil {
+	if err := indexScript.Run(ctx, r.client, []string{order}, h, first, DeliveriesPerSubscription, ttl).Err(); err != nil {
 		r.log.Warn("listing a delivery in its subscription's index failed; it is processed all the same",
 			zap.String("subscription", sub), zap.Error(err))
 	}

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/banking-marketplace/webhook/internal/events"
-	"github.com/banking-marketplace/webhook/internal/inbox"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/banking-marketplace/webhook/internal/inbox"
+	"github.com/redis/go-redis/v9"
 )
 
 const (
@@ -491,4 +493,50 @@ func TestRetriedUnitScriptsAreIdempotent(t *testing.T) {
 	if b.mr.Exists(b.r.keys.lock(sub)) {
 		t.Error("the lock is still held")
 	}
+}
+
+// A subscription's delivery index lists only the deliveries it claimed
+// fresh, by their first time seen: a conflicting copy (another event
+// under a used key, of another subscription) is not listed in its own
+// subscription's log, and a delivery listed again (after its entry was
+// trimmed, or its write on Cluster failed) keeps its place. On Cluster
+// the index is written apart from the claim (indexApart).
+func TestDeliveryIndexListsFreshClaims(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		const key = "id:reused"
+		listed := func(sub string) []redis.Z {
+			t.Helper()
+			z, err := b.r.client.ZRangeWithScores(ctx, b.r.keys.deliveryIndex(sub), 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return z
+		}
+		a := claimReq(key, fpA)
+		a.Subscription = "sub-a"
+		c := mustClaim(t, b, a, inbox.ClaimFresh)
+		first := listed("sub-a")
+		if len(first) != 1 || first[0].Member != deliveryHash(key) {
+			t.Fatalf("sub-a lists %v, want its delivery", first)
+		}
+		other := a
+		other.Fingerprint, other.Subscription = fpB, "sub-b"
+		mustClaim(t, b, other, inbox.ClaimConflict)
+		if got := listed("sub-b"); len(got) != 0 {
+			t.Errorf("sub-b lists %v, want nothing: the conflicting copy is not its delivery", got)
+		}
+		if err := b.r.Release(ctx, key, c.Token, inbox.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.r.client.ZRem(ctx, b.r.keys.deliveryIndex("sub-a"), deliveryHash(key)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond) // so that "now" is not the first time seen
+		mustClaim(t, b, a, inbox.ClaimFresh)
+		if again := listed("sub-a"); len(again) != 1 || again[0].Score != first[0].Score {
+			t.Errorf("listed again as %v, want at its first time seen %v", again, first[0].Score)
+		}
+	})
 }

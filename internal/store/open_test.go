@@ -321,27 +321,3 @@ func TestClientLogger(t *testing.T) {
 		t.Errorf("logged %v", logs.All())
 	}
 }
-
-// On Cluster the subscription's index is written apart from the claim:
-// only a fresh claim lists its delivery, so a conflicting copy (another
-// event under a used key) never shows in its own subscription's log.
-func TestClusterIndexListsOnlyFreshClaims(t *testing.T) {
-	t.Parallel()
-	mr := miniredis.RunT(t)
-	r := openTest(t, Options{URL: "redis://" + mr.Addr(), Cluster: true})
-	ctx := ctxT(t)
-	a := inbox.ClaimRequest{Key: "id:reused", Fingerprint: fpA, Subscription: "sub-a", Lease: time.Second, TTL: time.Hour}
-	if c, err := r.Claim(ctx, a); err != nil || c.State != inbox.ClaimFresh {
-		t.Fatalf("Claim = %+v, %v", c, err)
-	}
-	b := a
-	b.Fingerprint, b.Subscription = fpB, "sub-b"
-	if c, err := r.Claim(ctx, b); err != nil || c.State != inbox.ClaimConflict {
-		t.Fatalf("the other event's Claim = %+v, %v; want a conflict", c, err)
-	}
-	for sub, want := range map[string]int{"sub-a": 1, "sub-b": 0} {
-		if got, _ := mr.ZMembers(r.keys.deliveryIndex(sub)); len(got) != want {
-			t.Errorf("%s lists %d deliveries, want %d", sub, len(got), want)
-		}
-	}
-}
