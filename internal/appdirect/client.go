@@ -254,8 +254,8 @@ func (c *Client) authorize(ctx context.Context, mk *market, req *http.Request) e
 }
 
 // EventURL checks a notification's eventUrl against the client's
-// marketplaces, parsed once by NewClient, as the package's EventURL does:
-// it returns the event token and the base URL of the marketplace it is in,
+// marketplaces, parsed once by NewClient (matchEventURL's rules): it
+// returns the event token and the base URL of the marketplace it is in,
 // in its canonical form (what PostResult takes), or an error wrapping
 // ErrEventURL (nothing is to be fetched from it).
 func (c *Client) EventURL(raw string) (token, marketplace string, err error) {

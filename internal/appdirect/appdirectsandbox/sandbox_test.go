@@ -425,15 +425,16 @@ func TestNotifyOAuth1(t *testing.T) {
 		t.Errorf("notification %s %s, Authorization %s", r.Method, r.URL, r.Header.Get("Authorization"))
 	}
 	// The eventUrl it names passes the service's guard and can be fetched.
-	u, tok, err := appdirect.EventURL(r.URL.Query().Get("eventUrl"), []string{h.srv.URL})
-	if err != nil || tok != token {
-		t.Fatalf("EventURL: %v, %v, %v", u, tok, err)
-	}
 	c := h.client(t, appdirect.WithOAuth1("ck", "cs"))
-	if _, err := c.FetchEvent(context.Background(), u.String()); err != nil {
+	raw := r.URL.Query().Get("eventUrl")
+	tok, market, err := c.EventURL(raw)
+	if err != nil || tok != token {
+		t.Fatalf("EventURL: %q, %q, %v", tok, market, err)
+	}
+	if _, err := c.FetchEvent(context.Background(), raw); err != nil {
 		t.Errorf("fetching the notified event: %v", err)
 	}
-	if err := c.PostResult(context.Background(), appdirect.MarketplaceOf(u), tok, []byte(`{"success":true}`)); err != nil || len(h.Results(token)) != 1 {
+	if err := c.PostResult(context.Background(), market, tok, []byte(`{"success":true}`)); err != nil || len(h.Results(token)) != 1 {
 		t.Errorf("posting its result: %v", err)
 	}
 
