@@ -97,13 +97,16 @@ func (r *Redis) Result(ctx context.Context, id string) (inbox.ResultJob, error) 
 // the queue with the record kept ttl ms (posted, or refused). A job that
 // is over is never written again: a pass whose lock ran out saves what it
 // read before the post, and must not queue the result to be posted twice.
-// KEYS: record, queue. ARGV: job JSON, due ms ("" when over), id, ttl
-// ms. Returns 0 when the job was over already.
+// A record it cannot read is not written over either (it may say
+// "posted"). KEYS: record, queue. ARGV: job JSON, due ms ("" when over),
+// id, ttl ms. Returns 0 when the job was over already, -1 when its record
+// is not readable.
 var saveResultScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, job = pcall(cjson.decode, cur)
-  if ok and type(job) == 'table' and (job.state == 'posted' or job.state == 'refused') then return 0 end
+  if not ok or type(job) ~= 'table' then return -1 end
+  if job.state == 'posted' or job.state == 'refused' then return 0 end
 end
 if ARGV[2] == '' then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
@@ -129,8 +132,12 @@ func (r *Redis) SaveResult(ctx context.Context, j inbox.ResultJob, ttl time.Dura
 	if !j.Done() {
 		due = fmt.Sprint(j.Due.UnixMilli())
 	}
-	if err := saveResultScript.Run(ctx, r.client, []string{record, queue}, b, due, j.Key(), millis(ttl)).Err(); err != nil {
+	n, err := saveResultScript.Run(ctx, r.client, []string{record, queue}, b, due, j.Key(), millis(ttl)).Int()
+	if err != nil {
 		return unavailable("save result job", err)
+	}
+	if n < 0 {
+		return fmt.Errorf("result job %q: its record in Redis is not readable JSON; it is left as it is, not written over (it may say the result was posted)", j.Key())
 	}
 	return nil
 }

@@ -127,6 +127,23 @@ func TestResultJobs(t *testing.T) {
 				t.Errorf("a late save (%s) after the post: TakeDueResults = %v, %v; want none", state, got, err)
 			}
 		}
+		// A record that cannot be read (it may say "posted") is not
+		// written over, nor queued: the save is an error.
+		bad := j
+		bad.Token, bad.State, bad.Due = "tok-unreadable", inbox.JobAnswered, now
+		badRecord, _ := b.r.keys.result("tok-unreadable")
+		if err := b.r.client.Set(ctx, badRecord, `{"token":"tok-unreadable","state":"posted"`, time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.r.SaveResult(ctx, bad, time.Hour); err == nil {
+			t.Error("a save over an unreadable record: no error")
+		}
+		if v, _ := b.r.client.Get(ctx, badRecord).Result(); v != `{"token":"tok-unreadable","state":"posted"` {
+			t.Errorf("the unreadable record was written over: %s", v)
+		}
+		if got, err := b.r.TakeDueResults(ctx, now.Add(time.Hour), 10, time.Minute); err != nil || len(got) != 0 {
+			t.Errorf("a save over an unreadable record: TakeDueResults = %v, %v; want none", got, err)
+		}
 		// Refused is over too: off the queue, kept, never written again.
 		r := j
 		r.Token, r.State, r.Due = "tok-2", inbox.JobPending, now

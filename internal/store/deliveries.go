@@ -188,9 +188,11 @@ return 1
 // A Fresh claim with a lock token also takes the subscription's lock, if
 // it is free (or already this token's), for as long as the lease, and
 // answers {'fresh', 1, account or false} (unit.go); {'fresh', 0} when
-// another holds it. Without a lock token (Cluster) it answers {'fresh', 0,
-// false, false, first}: the record's first time seen, which the
-// subscription's index is sorted by (indexApart). With a primed account too (KEYS from 7: identifier
+// another holds it (a retried claim finds the lock its own, and leaves its
+// time as the first run set it, as it does the lease). Without a lock
+// token (Cluster, or no subscription) it answers {'fresh', 0, false,
+// false, first}: the record's first time seen, which the subscription's
+// index is sorted by (indexApart). With a primed account too (KEYS from 7: identifier
 // index, user index, settle due, settle since; ARGV from 13:
 // saveAccountLua's), it writes that account when the subscription has
 // none, under the lock it just took, and answers {'fresh', 1, false,

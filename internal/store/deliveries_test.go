@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
 	"github.com/redis/go-redis/v9"
@@ -433,14 +435,17 @@ func TestRetriedScriptsAreIdempotent(t *testing.T) {
 		const key = "id:retried"
 		rec, lease := b.r.keys.delivery(key)
 		const token = "0123456789abcdef0123456789abcdef"
+		first := time.Now().UnixMilli()
 		for i := range 2 {
 			res, err := claimScript.Run(ctx, b.r.client, []string{rec, lease, b.r.keys.attempts(key)},
-				fpA, token, 5000, 60000, time.Now().UnixMilli(), "SUBSCRIPTION_ORDER", "sub-1", key, deliveryHash(key), "split", 100, "").Slice()
+				fpA, token, 5000, 60000, first+int64(i), "SUBSCRIPTION_ORDER", "sub-1", key, deliveryHash(key), "split", 100, "").Slice()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(res) < 2 || res[0] != "fresh" || res[1] != int64(0) { // no lock token: no unit
-				t.Fatalf("run %d of the same claim = %v, want fresh", i+1, res)
+			// No lock token: no unit, and the record's first time seen
+			// (the first run's, also to the second).
+			if len(res) != 5 || res[0] != "fresh" || res[1] != int64(0) || res[4] != strconv.FormatInt(first, 10) {
+				t.Fatalf("run %d of the same claim = %v, want fresh, first seen %d", i+1, res, first)
 			}
 		}
 		if d, err := b.r.Delivery(ctx, key); err != nil || d.Attempts != 1 {
@@ -503,40 +508,49 @@ func TestRetriedUnitScriptsAreIdempotent(t *testing.T) {
 // the index is written apart from the claim (indexApart).
 func TestDeliveryIndexListsFreshClaims(t *testing.T) {
 	t.Parallel()
-	forEachBackend(t, func(t *testing.T, b *backend) {
-		ctx := ctxT(t)
-		const key = "id:reused"
-		listed := func(sub string) []redis.Z {
-			t.Helper()
-			z, err := b.r.client.ZRangeWithScores(ctx, b.r.keys.deliveryIndex(sub), 0, -1).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return z
-		}
-		a := claimReq(key, fpA)
-		a.Subscription = "sub-a"
-		c := mustClaim(t, b, a, inbox.ClaimFresh)
-		first := listed("sub-a")
-		if len(first) != 1 || first[0].Member != deliveryHash(key) {
-			t.Fatalf("sub-a lists %v, want its delivery", first)
-		}
-		other := a
-		other.Fingerprint, other.Subscription = fpB, "sub-b"
-		mustClaim(t, b, other, inbox.ClaimConflict)
-		if got := listed("sub-b"); len(got) != 0 {
-			t.Errorf("sub-b lists %v, want nothing: the conflicting copy is not its delivery", got)
-		}
-		if err := b.r.Release(ctx, key, c.Token, inbox.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR"}); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.r.client.ZRem(ctx, b.r.keys.deliveryIndex("sub-a"), deliveryHash(key)).Err(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(5 * time.Millisecond) // so that "now" is not the first time seen
-		mustClaim(t, b, a, inbox.ClaimFresh)
-		if again := listed("sub-a"); len(again) != 1 || again[0].Score != first[0].Score {
-			t.Errorf("listed again as %v, want at its first time seen %v", again, first[0].Score)
-		}
+	// The backends, and miniredis as a one-node Cluster: the split path
+	// is tested where no redis-server is installed too.
+	t.Run("miniredis-cluster", func(t *testing.T) {
+		t.Parallel()
+		mr := miniredis.RunT(t)
+		deliveryIndexListsFreshClaims(t, &backend{r: openTest(t, Options{URL: "redis://" + mr.Addr(), Cluster: true}), mr: mr})
 	})
+	forEachBackend(t, deliveryIndexListsFreshClaims)
+}
+
+func deliveryIndexListsFreshClaims(t *testing.T, b *backend) {
+	ctx := ctxT(t)
+	const key = "id:reused"
+	listed := func(sub string) []redis.Z {
+		t.Helper()
+		z, err := b.r.client.ZRangeWithScores(ctx, b.r.keys.deliveryIndex(sub), 0, -1).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return z
+	}
+	a := claimReq(key, fpA)
+	a.Subscription = "sub-a"
+	c := mustClaim(t, b, a, inbox.ClaimFresh)
+	first := listed("sub-a")
+	if len(first) != 1 || first[0].Member != deliveryHash(key) {
+		t.Fatalf("sub-a lists %v, want its delivery", first)
+	}
+	other := a
+	other.Fingerprint, other.Subscription = fpB, "sub-b"
+	mustClaim(t, b, other, inbox.ClaimConflict)
+	if got := listed("sub-b"); len(got) != 0 {
+		t.Errorf("sub-b lists %v, want nothing: the conflicting copy is not its delivery", got)
+	}
+	if err := b.r.Release(ctx, key, c.Token, inbox.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.r.client.ZRem(ctx, b.r.keys.deliveryIndex("sub-a"), deliveryHash(key)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // so that "now" is not the first time seen
+	mustClaim(t, b, a, inbox.ClaimFresh)
+	if again := listed("sub-a"); len(again) != 1 || again[0].Score != first[0].Score {
+		t.Errorf("listed again as %v, want at its first time seen %v", again, first[0].Score)
+	}
 }
