@@ -34,9 +34,13 @@ bench:          ## benchmarks (REDIS_URL, else a redis-server they start, else m
 loadtest:       ## the load benchmark, service vs floor (BENCHMARKS.md); ARGS=--quick for a smoke run
 	go run ./cmd/loadtest $(ARGS)
 
-fuzz:           ## a minute of each fuzz target
+fuzz:           ## 30 s of each fuzz target
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/events
 	go test -run '^$$' -fuzz FuzzMarketplace -fuzztime 30s ./internal/handlers
+	go test -run '^$$' -fuzz 'FuzzFingerprint$$' -fuzztime 30s ./internal/canonjson
+	go test -run '^$$' -fuzz FuzzFingerprintShapes -fuzztime 30s ./internal/canonjson
+	go test -run '^$$' -fuzz FuzzVerify -fuzztime 30s ./internal/signature
+	go test -run '^$$' -fuzz FuzzEventURL -fuzztime 30s ./internal/appdirect
 
-sandbox:        ## the sandbox alone on :9090 (Q2, QBD Connect, Helix)
+sandbox:        ## the sandbox alone on :9090 (Q2, QBD Connect, Helix, AppDirect)
 	go run ./cmd/webhook sandbox --addr 127.0.0.1:9090
