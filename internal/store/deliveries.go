@@ -501,10 +501,10 @@ func (r *Redis) runBeside(ctx context.Context, main scriptCall, beside ...script
 
 // Complete stores a final outcome (res.Kind is events.Final), fenced: only if the lease still holds
 // token, else events.ErrLeaseLost and nothing is written (a newer holder owns the
-// delivery, and its outcome must not be overwritten). One round trip. The
-// record is kept for ttl from now; the lease is deleted. The attempt joins
-// the delivery's history, the recent failures and the outcome counters in
-// the same step (see recordOutcome).
+// delivery, and its outcome must not be overwritten). One round trip (on
+// Cluster more: see recordOutcome). The record is kept for ttl from now;
+// the lease is deleted. The attempt joins the delivery's history, the
+// recent failures and the outcome counters in the same step.
 func (r *Redis) Complete(ctx context.Context, key, token string, res inbox.Result, ttl time.Duration) error {
 	if key == "" || token == "" || ttl <= 0 {
 		return fmt.Errorf("store: complete: need a key, a token and a positive ttl")
@@ -543,9 +543,10 @@ func (r *Redis) Release(ctx context.Context, key, token string, res inbox.Result
 // recordOutcome runs a fenced record script (head: its own arguments)
 // with the attempt of res: its history, and the recent failures and the
 // outcome counters, in one atomic step on a single node or Sentinel. On
-// Cluster those two live in other slots: they go in the same pipeline,
-// unfenced (a holder whose lease ran out may still count its attempt,
-// which did happen), and a retry's earlier attempt is counted out after.
+// Cluster those two live in other slots: they are written once the record
+// script has applied the outcome (outcomeApart), so that a holder whose
+// lease ran out neither counts its attempt nor lists a failure over the
+// newer holder's outcome.
 // applied reports that this call wrote the outcome (not a retried call's
 // first run).
 func (r *Redis) recordOutcome(ctx context.Context, doing, state string, script *redis.Script, key string, head []any, res inbox.Result) (applied bool, err error) {
@@ -555,18 +556,13 @@ func (r *Redis) recordOutcome(ctx context.Context, doing, state string, script *
 	minute, hour := r.keys.counters(a.At)
 	keys := []string{rec, lease, r.keys.attempts(key), r.keys.failures(), minute, hour}
 	mode := "inline"
-	var beside []scriptCall
 	if r.cluster() {
 		mode, keys = "split", keys[:3]
-		beside = []scriptCall{
-			{failedScript, []string{r.keys.failures()}, []any{h, a.Code, a.At.UnixMilli(), FailuresKept, keepFailures.Milliseconds()}},
-			{countScript, []string{minute, hour}, []any{a.Code, "1"}},
-		}
 	}
 	args := append(head, encodeAttempt(a), h, a.At.UnixMilli(), mode, r.keys.prefix, inbox.AttemptsKept, FailuresKept, keepFailures.Milliseconds())
 	ukeys, uargs, saving := r.unitArgs(ctx)
 	keys, args = append(keys, ukeys...), append(args, uargs...)
-	out, err := r.runBeside(ctx, scriptCall{script, keys, args}, beside...)
+	out, err := script.Run(ctx, r.client, keys, args...).Slice()
 	if err != nil {
 		if saving && r.recorded(ctx, rec, state, head[0]) {
 			// The reply was lost, not the write: the record says this
@@ -584,15 +580,34 @@ func (r *Redis) recordOutcome(ctx context.Context, doing, state string, script *
 	if len(out) < 2 {
 		return false, nil // a retried call: the first run wrote it
 	}
-	if prev, _ := out[1].(string); prev != "" && mode == "split" {
-		if p, ok := decodeAttempt(prev); ok {
-			pm, ph := r.keys.counters(p.At)
-			if err := countScript.Run(ctx, r.client, []string{pm, ph}, p.Code, "-1").Err(); err != nil {
-				return true, unavailable(doing+" delivery counters", err)
-			}
-		}
+	if mode == "split" {
+		prev, _ := out[1].(string)
+		r.outcomeApart(ctx, h, a, prev)
 	}
 	return true, nil
+}
+
+// outcomeApart writes, on Cluster, what the record script writes with the
+// outcome on one node: the recent failures and the outcome counters (the
+// attempt counted in, the one it follows, prev, counted out), in one
+// pipeline, after the outcome is recorded. They are the console's views:
+// if the pipeline fails, a warning is logged and the outcome stands.
+func (r *Redis) outcomeApart(ctx context.Context, h string, a inbox.Attempt, prev string) {
+	minute, hour := r.keys.counters(a.At)
+	calls := []scriptCall{
+		{failedScript, []string{r.keys.failures()}, []any{h, a.Code, a.At.UnixMilli(), FailuresKept, keepFailures.Milliseconds()}},
+		{countScript, []string{minute, hour}, []any{a.Code, "1"}},
+	}
+	if prev != "" {
+		if p, ok := decodeAttempt(prev); ok {
+			pm, ph := r.keys.counters(p.At)
+			calls = append(calls, scriptCall{countScript, []string{pm, ph}, []any{p.Code, "-1"}})
+		}
+	}
+	if _, err := r.runBeside(ctx, calls[0], calls[1:]...); err != nil {
+		r.log.Warn("recording a delivery's outcome in the recent failures and counters failed; the outcome stands",
+			zap.Error(err))
+	}
 }
 
 // DeliveriesPerSubscription caps a subscription's delivery index: a storm

@@ -554,3 +554,38 @@ func deliveryIndexListsFreshClaims(t *testing.T, b *backend) {
 		t.Errorf("listed again as %v, want at its first time seen %v", again, first[0].Score)
 	}
 }
+
+// A holder whose lease ran out, and whose delivery a newer holder took
+// over and answered, records nothing of its late outcome: not in the
+// record (fenced), and not in the views written beside it, the recent
+// failures and the outcome counters (on Cluster written apart, after the
+// fenced record script: outcomeApart).
+func TestLateHolderIsNotCountedNorListed(t *testing.T) {
+	t.Parallel()
+	check := func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		const key = "id:late-holder"
+		late := mustClaim(t, b, shortClaimReq(key, fpA), inbox.ClaimFresh)
+		b.advance(shortLease)
+		newer := mustClaim(t, b, claimReq(key, fpA), inbox.ClaimFresh)
+		mustComplete(t, b, key, newer.Token, okResult)
+		at := time.Now()
+		failed := inbox.Result{Kind: events.Transient, Code: "TRANSPORT_ERROR", Duration: time.Second, Attempt: inbox.Attempt{At: at}}
+		if err := b.r.Release(ctx, key, late.Token, failed); !errors.Is(err, events.ErrLeaseLost) {
+			t.Fatalf("the late holder's Release: %v, want ErrLeaseLost", err)
+		}
+		if listed, err := b.r.client.ZScore(ctx, b.r.keys.failures(), deliveryHash(key)).Result(); !errors.Is(err, redis.Nil) {
+			t.Errorf("listed in the recent failures (score %v, %v) over the newer holder's success", listed, err)
+		}
+		minute, _ := b.r.keys.counters(at)
+		if n, err := b.r.client.HGet(ctx, minute, "TRANSPORT_ERROR").Int(); !errors.Is(err, redis.Nil) || n != 0 {
+			t.Errorf("the late attempt counted: %d, %v", n, err)
+		}
+	}
+	t.Run("miniredis-cluster", func(t *testing.T) {
+		t.Parallel()
+		mr := miniredis.RunT(t)
+		check(t, &backend{r: openTest(t, Options{URL: "redis://" + mr.Addr(), Cluster: true}), mr: mr})
+	})
+	forEachBackend(t, check)
+}

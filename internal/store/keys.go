@@ -71,15 +71,16 @@ import (
 //	                              that attempt's time (Unix ms); a success takes
 //	                              one off. The newest 10,000, none older than 7
 //	                              days; NO TTL (bounded). Written with the outcome
-//	                              (its script; its pipeline on Cluster)
+//	                              (its script; on Cluster a pipeline once the
+//	                              record script applied it)
 //	webhook:{stats}:m:<minute>    hash, outcome code → deliveries whose latest
 //	webhook:{stats}:h:<hour>      attempt was in that minute (hour) since the Unix
 //	                              epoch; PX 2 h (26 h). A retried delivery is moved
 //	                              from its earlier attempt's counters to the
 //	                              latest's, so it counts once. Written with the
-//	                              outcome, like the failures (on Cluster in its
-//	                              pipeline, unfenced: an attempt whose outcome
-//	                              script found its lease lost is counted too)
+//	                              outcome, like the failures (on Cluster in the
+//	                              same pipeline as they are: an attempt whose
+//	                              lease was lost is not counted)
 //	webhook:console-session:<s>   string, a console session (JSON: operator label,
 //	                              form token, times); <s> is the hex SHA-256 of the
 //	                              cookie's id, never the id. PX = the session's
