@@ -325,6 +325,10 @@ func (fakeReader) DeliveryByKey(context.Context, string) (inbox.DeliverySummary,
 	return inbox.DeliverySummary{}, events.ErrNotFound
 }
 
+func (fakeReader) DeliveriesByKeys(context.Context, []string) ([]inbox.DeliverySummary, error) {
+	return nil, nil
+}
+
 func (fakeReader) Failures(context.Context, time.Time, string, int) ([]inbox.DeliverySummary, string, error) {
 	return nil, "", nil
 }

@@ -37,6 +37,9 @@ type Reader interface {
 	// DeliveryByKey is one delivery with its attempt history;
 	// events.ErrNotFound when none.
 	DeliveryByKey(ctx context.Context, key string) (inbox.DeliverySummary, error)
+	// DeliveriesByKeys is the deliveries under keys, those found, in one
+	// read however many keys there are.
+	DeliveriesByKeys(ctx context.Context, keys []string) ([]inbox.DeliverySummary, error)
 	// Failures is the deliveries whose latest attempt failed at or after
 	// since, newest first, a page of at most limit from cursor ("" for
 	// the first); next is "" on the last page. inbox.ErrBadCursor for a
@@ -341,18 +344,12 @@ func (a *readAPI) deliveries(c echo.Context) error {
 		if !validID(v) {
 			return apiError(c, http.StatusBadRequest, "webhook_id must be at most 256 printable ASCII characters without spaces, as the webhook-id header is")
 		}
-		list, err = a.one(ctx, "id:"+v)
+		list, err = a.reader.DeliveriesByKeys(ctx, []string{"id:" + v})
 	case "event_token": // its delivery from each marketplace that gave it
 		if !validID(v) {
 			return apiError(c, http.StatusBadRequest, "event_token must be at most 256 printable ASCII characters without spaces")
 		}
-		for _, key := range inbox.AppDirectKeys(a.marketplaces, v) {
-			var one []inbox.DeliverySummary
-			if one, err = a.one(ctx, key); err != nil {
-				break
-			}
-			list = append(list, one...)
-		}
+		list, err = a.reader.DeliveriesByKeys(ctx, inbox.AppDirectKeys(a.marketplaces, v))
 	case "account_identifier":
 		var acct events.Account
 		acct, err = a.reader.AccountByIdentifier(ctx, v)
@@ -369,18 +366,6 @@ func (a *readAPI) deliveries(c echo.Context) error {
 		return a.unavailable(c, err)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"deliveries": docsOf(list)})
-}
-
-// one is the delivery under key, as a list of one, or none.
-func (a *readAPI) one(ctx context.Context, key string) ([]inbox.DeliverySummary, error) {
-	d, err := a.reader.DeliveryByKey(ctx, key)
-	switch {
-	case errors.Is(err, events.ErrNotFound):
-		return nil, nil
-	case err != nil:
-		return nil, err
-	}
-	return []inbox.DeliverySummary{d}, nil
 }
 
 func docsOf(list []inbox.DeliverySummary) []deliveryDoc {

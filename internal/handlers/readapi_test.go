@@ -30,6 +30,16 @@ func (r *deliveryReader) DeliveryByKey(_ context.Context, key string) (inbox.Del
 	return d, nil
 }
 
+func (r *deliveryReader) DeliveriesByKeys(_ context.Context, keys []string) ([]inbox.DeliverySummary, error) {
+	var out []inbox.DeliverySummary
+	for _, k := range keys {
+		if d, ok := r.byKey[k]; ok {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
 func (r *deliveryReader) Deliveries(_ context.Context, sub string) ([]inbox.DeliverySummary, error) {
 	var out []inbox.DeliverySummary
 	for _, d := range r.byKey {

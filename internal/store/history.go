@@ -627,6 +627,22 @@ func (r *Redis) Lookup(ctx context.Context, keys []string, subscription, account
 	return found, nil
 }
 
+// DeliveriesByKeys is the deliveries under keys, in their order, those
+// found only: one round trip (Lookup's first), however many keys.
+func (r *Redis) DeliveriesByKeys(ctx context.Context, keys []string) ([]inbox.DeliverySummary, error) {
+	found, err := r.Lookup(ctx, keys, "", "", 0)
+	if err != nil {
+		return nil, err
+	}
+	var list []inbox.DeliverySummary
+	for _, key := range keys {
+		if d, ok := found.Deliveries[key]; ok {
+			list = append(list, d)
+		}
+	}
+	return list, nil
+}
+
 // accountOf is the account a queued GET of sub's account read; nil when
 // there was no read or no account.
 func accountOf(sub string, get *redis.StringCmd) (*events.Account, error) {

@@ -250,3 +250,24 @@ func TestCopyKey(t *testing.T) {
 		}
 	})
 }
+
+// DeliveriesByKeys reads several deliveries in one round trip: those
+// found, in the order asked.
+func TestDeliveriesByKeys(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		for _, key := range []string{"id:by-keys-1", "id:by-keys-2"} {
+			c := mustClaim(t, b, claimReq(key, fpA), inbox.ClaimFresh)
+			mustComplete(t, b, key, c.Token, okResult)
+		}
+		trips := countRoundTrips(b.r, "")
+		got, err := b.r.DeliveriesByKeys(ctx, []string{"id:by-keys-2", "id:nobody", "id:by-keys-1"})
+		if err != nil || len(got) != 2 || got[0].Key != "id:by-keys-2" || got[1].Key != "id:by-keys-1" || got[0].State != "done" {
+			t.Fatalf("DeliveriesByKeys = %+v, %v; want by-keys-2 then by-keys-1, done", got, err)
+		}
+		if n := trips.n.Load(); n != 1 {
+			t.Errorf("%d round trips, want 1", n)
+		}
+	})
+}
