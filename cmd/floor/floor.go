@@ -74,11 +74,13 @@ type flight struct {
 	ans  answer
 }
 
-// answer is a status and the reply bytes; replayed marks the outcome of an
-// earlier processing.
+// answer is a status and the reply bytes; stored marks a reply written to
+// Redis (every copy gets it again), replayed one that an earlier
+// processing stored.
 type answer struct {
 	status   int
 	body     []byte
+	stored   bool
 	replayed bool
 }
 
@@ -239,7 +241,7 @@ func (f *floor) once(ctx context.Context, extension, hash string, body []byte) a
 		select {
 		case <-fl.done:
 			a := fl.ans
-			a.replayed = true
+			a.replayed = a.stored // a 503 or a panic's 500 is not a stored outcome
 			return a
 		case <-ctx.Done():
 			return pending()
@@ -335,7 +337,7 @@ func (f *floor) process(ctx context.Context, extension, hash string, body []byte
 	if err := f.rdb.Set(ctx, replyKey(hash), out, f.cfg.EventTTL).Err(); err != nil {
 		return unavailable("redis: " + err.Error())
 	}
-	return answer{status: http.StatusOK, body: out}
+	return answer{status: http.StatusOK, body: out, stored: true}
 }
 
 // awaitOther polls for the reply of a delivery that another process claimed.

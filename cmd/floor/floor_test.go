@@ -406,3 +406,25 @@ func TestPanickedAnswerAllocatesNothing(t *testing.T) {
 		t.Errorf("panicked() allocates %v times per call; want 0", n)
 	}
 }
+
+// Copies that waited for a processing that failed get its 503, not marked
+// Idempotent-Replayed: only a stored outcome is replayed.
+func TestWaitersOfAFailureAreNotReplayed(t *testing.T) {
+	r := newRig(t, 64, 0)
+	if err := r.sandbox.SetFault(sandbox.Fault{Route: "Enrollment", Status: 503, Times: 1, DelayMS: 300}); err != nil {
+		t.Fatal(err)
+	}
+	body := orderBody("sub-failed-flight")
+	const copies = 8
+	replies := make([]got, copies)
+	var wg sync.WaitGroup
+	for i := range copies {
+		wg.Go(func() { replies[i] = post(t, r.url, body) })
+	}
+	wg.Wait()
+	for i, g := range replies {
+		if g.status != http.StatusServiceUnavailable || g.replayed {
+			t.Errorf("copy %d = %d %s (replayed %t); want the 503, not replayed", i, g.status, g.body, g.replayed)
+		}
+	}
+}
