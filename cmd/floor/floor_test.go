@@ -94,6 +94,18 @@ func post(t *testing.T, url string, body []byte) got {
 	return g
 }
 
+// postAtOnce sends n copies of body at once and returns their replies.
+func postAtOnce(t *testing.T, url string, body []byte, n int) []got {
+	t.Helper()
+	replies := make([]got, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { replies[i] = post(t, url, body) })
+	}
+	wg.Wait()
+	return replies
+}
+
 func hashOf(body []byte) string {
 	sum := sha256.Sum256(body)
 	return hex.EncodeToString(sum[:])
@@ -127,12 +139,7 @@ func TestStormOfOneNewDeliveryEnrollsOnce(t *testing.T) {
 	r := newRig(t, 64, 0)
 	body := orderBody("sub-storm")
 	const copies = 40
-	replies := make([]got, copies)
-	var wg sync.WaitGroup
-	for i := range copies {
-		wg.Go(func() { replies[i] = post(t, r.url, body) })
-	}
-	wg.Wait()
+	replies := postAtOnce(t, r.url, body, copies)
 	replayed := 0
 	for i, g := range replies {
 		if g.status != http.StatusOK || !bytes.Equal(g.body, replies[0].body) {
@@ -415,14 +422,7 @@ func TestWaitersOfAFailureAreNotReplayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := orderBody("sub-failed-flight")
-	const copies = 8
-	replies := make([]got, copies)
-	var wg sync.WaitGroup
-	for i := range copies {
-		wg.Go(func() { replies[i] = post(t, r.url, body) })
-	}
-	wg.Wait()
-	for i, g := range replies {
+	for i, g := range postAtOnce(t, r.url, body, 8) {
 		if g.status != http.StatusServiceUnavailable || g.replayed {
 			t.Errorf("copy %d = %d %s (replayed %t); want the 503, not replayed", i, g.status, g.body, g.replayed)
 		}
