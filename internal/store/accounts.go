@@ -352,18 +352,28 @@ func (r *Redis) AccountsOfUser(ctx context.Context, userID int64) ([]events.Acco
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, unavailable("user index", err)
 		}
-		for i := 0; i+1 < len(res); i += 2 {
-			sub, _ := res[i].(string)
-			if v, ok := res[i+1].(string); ok {
-				a, err := decodeAccount(sub, v)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, a)
-			}
+		if out, err = userAccounts(res); err != nil {
+			return nil, err
 		}
 	}
 	slices.SortFunc(out, func(a, b events.Account) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// userAccounts decodes userAccountsScript's reply: subscription, account
+// JSON (false when it has none), and so on.
+func userAccounts(res []any) ([]events.Account, error) {
+	var out []events.Account
+	for i := 0; i+1 < len(res); i += 2 {
+		sub, _ := res[i].(string)
+		if v, ok := res[i+1].(string); ok {
+			a, err := decodeAccount(sub, v)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, a)
+		}
+	}
 	return out, nil
 }
 

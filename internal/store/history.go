@@ -572,15 +572,8 @@ func (r *Redis) Lookup(ctx context.Context, keys []string, subscription, account
 	}
 	if users != nil {
 		res, _ := users.Slice()
-		for i := 0; i+1 < len(res); i += 2 {
-			sub, _ := res[i].(string)
-			if v, ok := res[i+1].(string); ok {
-				a, err := decodeAccount(sub, v)
-				if err != nil {
-					return found, err
-				}
-				found.OfUser = append(found.OfUser, a)
-			}
+		if found.OfUser, err = userAccounts(res); err != nil {
+			return found, err
 		}
 	}
 	named := ""
