@@ -146,38 +146,3 @@ func TestSameTokenOfTwoMarketplaces(t *testing.T) {
 		})
 	}
 }
-
-// A job queued before jobs were keyed by marketplace (its token alone,
-// no id) is still worked from the queue: processed under its old
-// delivery key, posted once, and marked posted where it is.
-func TestAnswerLaterOfAJobKeyedByToken(t *testing.T) {
-	t.Parallel()
-	db, _ := newStore(t)
-	m := &marketplace{events: map[string]string{}, posts: map[string][]string{}}
-	in := newInbox(db, &processor{}).WithAppDirect(inbox.AppDirect{Marketplace: m, Owners: db, Jobs: db})
-	n := notification("tok-old")
-	m.events[n.EventURL] = orderEvent
-	now := time.Now().UTC()
-	if _, err := db.EnqueueResult(context.Background(), inbox.ResultJob{Token: n.Token, EventURL: n.EventURL,
-		Marketplace: n.Marketplace, Product: n.Product, State: inbox.JobPending, Created: now, Updated: now, Due: now}); err != nil {
-		t.Fatal(err)
-	}
-	due, err := db.TakeDueResults(context.Background(), now, 10, time.Minute)
-	if err != nil || !slices.Equal(due, []string{n.Token}) {
-		t.Fatalf("due %v, %v; want [%s]", due, err, n.Token)
-	}
-	if err := in.AnswerLater(context.Background(), due[0], time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	j, err := db.Result(context.Background(), n.Token)
-	if err != nil || j.State != inbox.JobPosted || len(m.posts[n.Token]) != 1 {
-		t.Fatalf("job %+v, %v, %d posts; want posted once", j, err, len(m.posts[n.Token]))
-	}
-	if pending, err := db.ResultsPending(context.Background(), 10); err != nil || len(pending) != 0 {
-		t.Errorf("still queued: %+v, %v", pending, err)
-	}
-	// Processed under the delivery key it had when it was queued.
-	if _, err := db.DeliveryByKey(context.Background(), "appdirect:"+n.Token); err != nil {
-		t.Errorf("the delivery under its old key: %v", err)
-	}
-}

@@ -2,11 +2,13 @@ package inbox_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
 	"github.com/banking-marketplace/webhook/internal/inbox"
+	"github.com/banking-marketplace/webhook/internal/store"
 )
 
 // A notification sent again after the upgrade, for an event
@@ -22,12 +24,7 @@ func TestRedeliveryOfAJobKeyedByTokenIsOneJob(t *testing.T) {
 		Answer: func(context.Context, string) error { return nil }}) // the test runs the passes
 	n := notification("tok-old2")
 	m.events[n.EventURL] = orderEvent
-	now := time.Now().UTC()
-	// Queued by the previous release: no id, its token is its key.
-	if _, err := db.EnqueueResult(context.Background(), inbox.ResultJob{Token: n.Token, EventURL: n.EventURL,
-		Marketplace: n.Marketplace, Product: n.Product, State: inbox.JobPending, Created: now, Updated: now, Due: now}); err != nil {
-		t.Fatal(err)
-	}
+	enqueueTokenOnlyJob(t, db, n, time.Now().UTC()) // queued by the previous release
 	// AppDirect sends the notification again (after the upgrade).
 	n.Async = true
 	if r, _, err := in.Notify(context.Background(), n); err != nil || r.Kind != events.Accepted {
@@ -44,5 +41,47 @@ func TestRedeliveryOfAJobKeyedByTokenIsOneJob(t *testing.T) {
 	}
 	if len(due) != 1 || p.calls.Load() != 1 || len(m.posts[n.Token]) != 1 {
 		t.Errorf("jobs %v, processed %d times, posted %d times; want one job, processed and posted once", due, p.calls.Load(), len(m.posts[n.Token]))
+	}
+}
+
+// enqueueTokenOnlyJob queues n's job as a version before jobs had an id
+// did: pending, due at now, under its token alone.
+func enqueueTokenOnlyJob(t *testing.T, db *store.Redis, n inbox.Notification, now time.Time) {
+	t.Helper()
+	if _, err := db.EnqueueResult(context.Background(), inbox.ResultJob{Token: n.Token, EventURL: n.EventURL,
+		Marketplace: n.Marketplace, Product: n.Product, State: inbox.JobPending, Created: now, Updated: now, Due: now}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A job queued before jobs were keyed by marketplace (its token alone,
+// no id) is still worked from the queue: processed under its old
+// delivery key, posted once, and marked posted where it is.
+func TestAnswerLaterOfAJobKeyedByToken(t *testing.T) {
+	t.Parallel()
+	db, _ := newStore(t)
+	m := &marketplace{events: map[string]string{}, posts: map[string][]string{}}
+	in := newInbox(db, &processor{}).WithAppDirect(inbox.AppDirect{Marketplace: m, Owners: db, Jobs: db})
+	n := notification("tok-old")
+	m.events[n.EventURL] = orderEvent
+	now := time.Now().UTC()
+	enqueueTokenOnlyJob(t, db, n, now)
+	due, err := db.TakeDueResults(context.Background(), now, 10, time.Minute)
+	if err != nil || !slices.Equal(due, []string{n.Token}) {
+		t.Fatalf("due %v, %v; want [%s]", due, err, n.Token)
+	}
+	if err := in.AnswerLater(context.Background(), due[0], time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	j, err := db.Result(context.Background(), n.Token)
+	if err != nil || j.State != inbox.JobPosted || len(m.posts[n.Token]) != 1 {
+		t.Fatalf("job %+v, %v, %d posts; want posted once", j, err, len(m.posts[n.Token]))
+	}
+	if pending, err := db.ResultsPending(context.Background(), 10); err != nil || len(pending) != 0 {
+		t.Errorf("still queued: %+v, %v", pending, err)
+	}
+	// Processed under the delivery key it had when it was queued.
+	if _, err := db.DeliveryByKey(context.Background(), "appdirect:"+n.Token); err != nil {
+		t.Errorf("the delivery under its old key: %v", err)
 	}
 }

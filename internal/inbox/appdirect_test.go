@@ -218,11 +218,7 @@ func TestAnswerLaterEventNotFetched(t *testing.T) {
 			if tc.fetch != nil {
 				m.failFetch = []error{tc.fetch}
 			}
-			now := time.Now().UTC()
-			if _, err := db.EnqueueResult(context.Background(), inbox.ResultJob{Token: n.Token, EventURL: n.EventURL,
-				Marketplace: n.Marketplace, Product: n.Product, State: inbox.JobPending, Created: now, Updated: now, Due: now}); err != nil {
-				t.Fatal(err)
-			}
+			enqueueTokenOnlyJob(t, db, n, time.Now().UTC())
 			m.failPost = []error{status(503)} // the post is refused once: the job shows its state
 			if err := in.AnswerLater(context.Background(), n.Token, time.Hour); err != nil {
 				t.Fatalf("AnswerLater: %v", err)
@@ -366,11 +362,7 @@ func TestAnswerLaterRecordsAPostAtTheDeadline(t *testing.T) {
 	in := newInbox(db, &processor{}).WithAppDirect(inbox.AppDirect{Marketplace: m, Owners: db, Jobs: db})
 	n := notification("tok-last")
 	m.events[n.EventURL] = orderEvent
-	now := time.Now().UTC()
-	if _, err := db.EnqueueResult(context.Background(), inbox.ResultJob{Token: n.Token, EventURL: n.EventURL,
-		Marketplace: n.Marketplace, Product: n.Product, State: inbox.JobPending, Created: now, Updated: now, Due: now}); err != nil {
-		t.Fatal(err)
-	}
+	enqueueTokenOnlyJob(t, db, n, time.Now().UTC())
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	_ = in.AnswerLater(ctx, n.Token, time.Hour)
