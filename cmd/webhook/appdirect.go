@@ -85,12 +85,15 @@ func onlyProduct(c *products.Catalog) string {
 // in the inbox's kinds.
 type marketplace struct{ *appdirect.Client }
 
+// PostResult ends a job refused only when AppDirect itself refuses the
+// result (a 4xx on the result route but 401, 403, 408 and 429). Whatever
+// is of our own setup is retried until it is fixed: credentials or a
+// token request refused (ErrUnauthorized), a marketplace this replica is
+// not configured with (during a rolling update another replica may be),
+// a result it cannot send (ErrBadArgument, sent nothing).
 func (m marketplace) PostResult(ctx context.Context, marketplace, token string, result []byte) error {
 	err := m.Client.PostResult(ctx, marketplace, token, result)
-	switch {
-	case err == nil, errors.Is(err, appdirect.ErrUnauthorized): // our credentials: retried until fixed
-		return err
-	case errors.Is(err, appdirect.ErrRefused), errors.Is(err, appdirect.ErrBadArgument):
+	if errors.Is(err, appdirect.ErrRefused) && !errors.Is(err, appdirect.ErrUnauthorized) {
 		return fmt.Errorf("%w: %w", inbox.ErrResultRefused, err)
 	}
 	return err

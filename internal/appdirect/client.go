@@ -45,8 +45,9 @@ var (
 	// ErrNotFound say more.
 	ErrRefused = errors.New("refused")
 	// ErrUnauthorized (matches ErrRefused too): status 401 or 403, or the
-	// token endpoint refused the client credentials; check the consumer
-	// key and secret, or the client id and secret.
+	// token endpoint refused the request (the client credentials, the
+	// scope, its URL); check the consumer key and secret, or the client id
+	// and secret.
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrNotFound (matches ErrRefused too): status 404, no such event; the
 	// SDK answers NOT_FOUND for it.

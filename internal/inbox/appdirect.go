@@ -44,10 +44,11 @@ var (
 	// credentials (401, 403): the service's setup, answered 503 until it
 	// is fixed, as every refusal of our own setup is.
 	ErrCredentialsRefused = errors.New("the marketplace refused the service's credentials")
-	// ErrResultRefused: PostResult's failure when the marketplace will
-	// not take the result whatever the retries (a 4xx other than 401,
-	// 403, 408 and 429; a marketplace no longer configured): the job ends
-	// refused, off the queue, instead of being posted again for ever.
+	// ErrResultRefused: PostResult's failure when the marketplace itself
+	// will not take the result whatever the retries (a 4xx on its result
+	// route other than 401, 403, 408 and 429): the job ends refused, off
+	// the queue, instead of being posted again for ever. A refusal of our
+	// own setup is not this: it is retried until fixed.
 	ErrResultRefused = errors.New("the marketplace refused the result")
 )
 
