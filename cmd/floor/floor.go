@@ -354,7 +354,7 @@ func (f *floor) awaitOther(ctx context.Context, hash string) answer {
 		}
 		stored, err := f.rdb.Get(ctx, replyKey(hash)).Bytes()
 		if err == nil {
-			return answer{status: http.StatusOK, body: stored, replayed: true}
+			return answer{status: http.StatusOK, body: stored, stored: true, replayed: true}
 		}
 	}
 }
