@@ -117,15 +117,21 @@ end
 `, minuteCounterTTL.Milliseconds(), hourCounterTTL.Milliseconds())
 
 // lease_lost is the record scripts' fence: nil while the lease holds
-// token; else their reply, {1} when this token's outcome (state) is
-// recorded already (go-redis retried the call after a lost reply), {0}
-// when another holder took over.
+// token; else their reply, {0} when another holder took over, and when
+// this token's outcome (state) is recorded already (go-redis retried the
+// call after a lost reply): {1} with mode "inline", whose first run wrote
+// everything; else (Cluster) {1, prev, 'again'}, prev the attempt before
+// this one in the history (hist), so that the caller writes what its lost
+// reply kept it from writing (outcomeApart, the copy key).
 const luaLeaseLost = `
-local function lease_lost(rec, lease, token, state)
+local function lease_lost(rec, lease, token, state, hist, mode)
   if redis.call('GET', lease) == token then return nil end
   local cur = redis.call('HMGET', rec, 'state', 'token')
-  if cur[1] == state and cur[2] == token then return {1} end
-  return {0}
+  if cur[1] ~= state or cur[2] ~= token then return {0} end
+  if mode == 'inline' then return {1} end
+  local lines = {}
+  for l in string.gmatch(redis.call('GET', hist) or '', '[^\n]+') do lines[#lines + 1] = l end
+  return {1, lines[#lines - 1] or '', 'again'}
 end
 `
 
@@ -257,7 +263,7 @@ return fresh()
 // retried call), {0} when the lease (or the unit's lock) is lost.
 var completeScript = redis.NewScript(recordLua + luaSaveAccount + luaUnit + `
 local rec, lease, token = KEYS[1], KEYS[2], ARGV[1]
-local lost = lease_lost(rec, lease, token, 'done')
+local lost = lease_lost(rec, lease, token, 'done', KEYS[3], ARGV[11])
 if lost then return lost end
 local holds, mine = unit_check(7, 16)
 if not holds then return {0} end
@@ -281,7 +287,7 @@ return outcome(ARGV[8], ARGV[4], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 // conflict.
 var releaseScript = redis.NewScript(recordLua + luaSaveAccount + luaUnit + `
 local rec, lease, token = KEYS[1], KEYS[2], ARGV[1]
-local lost = lease_lost(rec, lease, token, 'released')
+local lost = lease_lost(rec, lease, token, 'released', KEYS[3], ARGV[8])
 if lost then return lost end
 local holds, mine = unit_check(7, 13)
 if not holds then return {0} end
@@ -547,8 +553,9 @@ func (r *Redis) Release(ctx context.Context, key, token string, res inbox.Result
 // script has applied the outcome (outcomeApart), so that a holder whose
 // lease ran out neither counts its attempt nor lists a failure over the
 // newer holder's outcome.
-// applied reports that this call wrote the outcome (not a retried call's
-// first run).
+// applied reports that this call wrote the outcome, or on Cluster that
+// it found it written by an earlier run of its own whose reply was lost
+// (then what comes after the record is written now).
 func (r *Redis) recordOutcome(ctx context.Context, doing, state string, script *redis.Script, key string, head []any, res inbox.Result) (applied bool, err error) {
 	a := attemptOf(res)
 	h := deliveryHash(key)
@@ -578,7 +585,7 @@ func (r *Redis) recordOutcome(ctx context.Context, doing, state string, script *
 		return false, unsaved(saving, fmt.Errorf("%s delivery: %w", doing, events.ErrLeaseLost))
 	}
 	if len(out) < 2 {
-		return false, nil // a retried call: the first run wrote it
+		return false, nil // a retried call: the first run wrote everything
 	}
 	if mode == "split" {
 		prev, _ := out[1].(string)

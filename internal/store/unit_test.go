@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
@@ -404,5 +405,55 @@ func TestLostCompleteReplyAnswersTheOutcome(t *testing.T) {
 	}
 	if a.Kind != events.Final || !strings.Contains(string(a.Body), `"success":true`) {
 		t.Errorf("answered %v %s over a written promise, want the success", a.Kind, a.Body)
+	}
+}
+
+// A Complete whose reply was lost after its script ran, sent again by its
+// holder, counts the outcome once: on one node the first run wrote the
+// counters with the record; on Cluster, where they are written after the
+// reply (outcomeApart), the second call, answered "already recorded",
+// writes them.
+func TestCompleteSentAgainAfterALostReplyCountsOnce(t *testing.T) {
+	t.Parallel()
+	for _, cluster := range []bool{false, true} {
+		t.Run(map[bool]string{false: "one node", true: "cluster"}[cluster], func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			mr := miniredis.RunT(t)
+			db, err := store.Open(ctx, store.Options{URL: "redis://" + mr.Addr(), Cluster: cluster})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			l := &lose{}
+			store.AddHook(db, l)
+			claim := func(key string) inbox.Claim {
+				c, err := db.Claim(ctx, inbox.ClaimRequest{Key: key, Fingerprint: "fp", Lease: time.Minute, TTL: time.Hour,
+					EventType: "SUBSCRIPTION_ORDER", Subscription: "sub-" + key})
+				if err != nil || c.State != inbox.ClaimFresh {
+					t.Fatalf("Claim = %+v, %v", c, err)
+				}
+				return c
+			}
+			at := time.Now()
+			res := inbox.Result{Kind: events.Final, Body: []byte(`{"success":true}`), Code: "WARM_UP", Attempt: inbox.Attempt{At: at}}
+			// A warm-up loads the script, so that the reply lost is a run's.
+			if err := db.Complete(ctx, "id:warm-up", claim("id:warm-up").Token, res, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			const key = "id:lost-reply"
+			c := claim(key)
+			res.Code = "SUCCESS"
+			l.match = script(store.CompleteScriptHash)
+			if err := db.Complete(ctx, key, c.Token, res, time.Hour); err == nil {
+				t.Fatal("the first Complete: no error, though its reply was lost")
+			}
+			if err := db.Complete(ctx, key, c.Token, res, time.Hour); err != nil {
+				t.Fatalf("Complete sent again: %v", err)
+			}
+			if hour, _, err := db.OutcomeCounts(ctx, at); err != nil || hour["SUCCESS"] != 1 {
+				t.Errorf("counted %v, %v; want SUCCESS once", hour, err)
+			}
+		})
 	}
 }
