@@ -125,8 +125,12 @@ const appdirectPrefix = "appdirect:"
 // AppDirectKeys is every delivery key an event token may have, one per
 // marketplace (canonical base URLs), and the token's alone (a delivery
 // recorded before keys named the marketplace): the read API's and the
-// console's search by event token.
+// console's search by event token. None for a "token" holding "@": no
+// token does, and "x@acme.appdirect.com" alone would be token x's key.
 func AppDirectKeys(marketplaces []string, token string) []string {
+	if strings.Contains(token, "@") {
+		return nil
+	}
 	keys := make([]string, 0, len(marketplaces)+1)
 	for _, m := range marketplaces {
 		keys = append(keys, AppDirectKey(m, token))

@@ -85,3 +85,18 @@ func TestAnswerLaterOfAJobKeyedByToken(t *testing.T) {
 		t.Errorf("the delivery under its old key: %v", err)
 	}
 }
+
+// An event token's keys: one per marketplace, and the token's alone (a
+// delivery recorded before keys named the marketplace). A "token" holding
+// "@" has none: "x@acme.appdirect.com" alone is token x's key under that
+// marketplace, and a search by it would find x's delivery.
+func TestAppDirectKeys(t *testing.T) {
+	t.Parallel()
+	markets := []string{"https://acme.appdirect.com", "http://b.example:8080"}
+	if got, want := inbox.AppDirectKeys(markets, "tok"), []string{"appdirect:tok@acme.appdirect.com", "appdirect:tok@http://b.example:8080", "appdirect:tok"}; !slices.Equal(got, want) {
+		t.Errorf("AppDirectKeys = %q, want %q", got, want)
+	}
+	if got := inbox.AppDirectKeys(markets, "x@acme.appdirect.com"); got != nil {
+		t.Errorf("keys of a token holding @: %q, want none", got)
+	}
+}
