@@ -558,12 +558,15 @@ func TestNoPersonalDataOnAnyPage(t *testing.T) {
 	pages["after settle now"] = r.get(t, "/console/subscriptions/"+subStuck, ck).Body.String()
 	// A search for an email address is not run, and not shown back.
 	pages["search by email"] = r.get(t, "/console/search?q="+url.QueryEscape(people[0].Email), ck).Body.String()
+	pages["search by mailto"] = r.get(t, "/console/search?q="+url.QueryEscape("mailto:"+people[0].Email), ck).Body.String()
 
 	if !strings.Contains(pages["after settle now"], "[email removed]") {
 		t.Error("the settle result's email address was not masked")
 	}
-	if !strings.Contains(pages["search by email"], "ids only") {
-		t.Error("a search by email address does not say the console searches by ids only")
+	for _, p := range []string{"search by email", "search by mailto"} {
+		if !strings.Contains(pages[p], "ids only") {
+			t.Errorf("%s: the page does not say the console searches by ids only", p)
+		}
 	}
 	for _, q := range r.f.searches {
 		if strings.Contains(q, "@") {

@@ -319,11 +319,12 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 	d := searchData{Q: q}
 	switch {
 	case q == "":
-	case strings.Contains(q, "@") && !strings.Contains(q, ":"):
+	case strings.Contains(q, "@") && !strings.HasPrefix(q, "appdirect:") && !strings.HasPrefix(q, "id:"):
 		// Ids only: an email address is personal data, and is not searched
-		// for, logged or shown back. A delivery key may hold an "@" (an
-		// AppDirect one: "appdirect:<token>@<marketplace>"), never
-		// without its kind's prefix before a colon.
+		// for, logged or shown back ("mailto:" and other prefixes
+		// included). A delivery key may hold an "@" (an AppDirect one:
+		// "appdirect:<token>@<marketplace>", or a webhook-id's), always
+		// after its kind.
 		d.Q, d.Refused = "", "The console searches by ids only, never by email address or name."
 	case len(q) > maxQuery:
 		d.Q, d.Refused = "", "That is longer than any id ("+strconv.Itoa(maxQuery)+" characters at most)."
