@@ -478,15 +478,10 @@ type scriptCall struct {
 	args   []any
 }
 
-// runBeside runs main and, in the same pipeline, beside: one round trip,
-// each node its own part, in parallel on Cluster. Each goes as EVALSHA
-// and, the first time a node lacks it, is loaded and run once more. It
-// answers main's reply; any error fails it.
-func (r *Redis) runBeside(ctx context.Context, main scriptCall, beside ...scriptCall) ([]any, error) {
-	if len(beside) == 0 {
-		return main.script.Run(ctx, r.client, main.keys, main.args...).Slice()
-	}
-	calls := append([]scriptCall{main}, beside...)
+// runAll runs calls in one pipeline: one round trip, each node its own
+// part, in parallel on Cluster. Each goes as EVALSHA and, the first time a
+// node lacks it, is loaded and run once more. The first error fails it.
+func (r *Redis) runAll(ctx context.Context, calls ...scriptCall) error {
 	cmds := make([]*redis.Cmd, len(calls))
 	_, _ = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, c := range calls {
@@ -499,10 +494,10 @@ func (r *Redis) runBeside(ctx context.Context, main scriptCall, beside ...script
 			cmds[i] = c.script.Run(ctx, r.client, c.keys, c.args...)
 		}
 		if err := cmds[i].Err(); err != nil && !errors.Is(err, redis.Nil) {
-			return nil, err
+			return err
 		}
 	}
-	return cmds[0].Slice()
+	return nil
 }
 
 // Complete stores a final outcome (res.Kind is events.Final), fenced: only if the lease still holds
@@ -611,7 +606,7 @@ func (r *Redis) outcomeApart(ctx context.Context, h string, a inbox.Attempt, pre
 			calls = append(calls, scriptCall{countScript, []string{pm, ph}, []any{p.Code, "-1"}})
 		}
 	}
-	if _, err := r.runBeside(ctx, calls[0], calls[1:]...); err != nil {
+	if err := r.runAll(ctx, calls...); err != nil {
 		r.log.Warn("recording a delivery's outcome in the recent failures and counters failed; the outcome stands",
 			zap.Error(err))
 	}

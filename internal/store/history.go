@@ -384,22 +384,6 @@ func parseCursor(c string) (score int64, h string, ok bool) {
 	return score, parts[2], err == nil
 }
 
-// OutcomeCounts is how many deliveries had their latest attempt in the
-// last hour (the current minute and the 59 before it) and the last day
-// (the current hour and the 23 before it), by outcome code; one round trip.
-func (r *Redis) OutcomeCounts(ctx context.Context, now time.Time) (hour, day map[string]int, err error) {
-	var counts counters
-	err = pipelined(ctx, r.client, func(p redis.Pipeliner) error {
-		counts = r.queueCounters(ctx, p, now)
-		return nil
-	})
-	if err != nil {
-		return nil, nil, unavailable("outcome counters", err)
-	}
-	hour, day = counts.sums()
-	return hour, day, nil
-}
-
 // counters are the reads of the outcome counters, queued in a pipeline:
 // the last 60 minutes' and the last 24 hours'.
 type counters struct{ mins, hours []*redis.MapStringStringCmd }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/banking-marketplace/webhook/internal/events"
+	"github.com/redis/go-redis/v9"
 )
 
 // DeliveryRecord is the history of one delivery, as the tests read it (Delivery).
@@ -54,4 +55,21 @@ func (r *Redis) Delivery(ctx context.Context, key string) (DeliveryRecord, error
 		Kind:         events.ParseKind(m["kind"]),
 	}
 	return d, nil
+}
+
+// OutcomeCounts is how many deliveries had their latest attempt in the
+// last hour (the current minute and the 59 before it) and the last day
+// (the current hour and the 23 before it), by outcome code; one round trip. The tests read the counters with it
+// (the console reads them with its overview, Overview).
+func (r *Redis) OutcomeCounts(ctx context.Context, now time.Time) (hour, day map[string]int, err error) {
+	var counts counters
+	err = pipelined(ctx, r.client, func(p redis.Pipeliner) error {
+		counts = r.queueCounters(ctx, p, now)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, unavailable("outcome counters", err)
+	}
+	hour, day = counts.sums()
+	return hour, day, nil
 }
