@@ -23,6 +23,7 @@ import (
 var (
 	_ inbox.Deliveries      = (*store.Redis)(nil)
 	_ inbox.Processor       = (*provisioning.Service)(nil)
+	_ inbox.Primer          = (*provisioning.Service)(nil) // the inbox finds it by assertion: a drift would switch priming off
 	_ provisioning.Accounts = (*store.Redis)(nil)
 	_ handlers.Receiver     = (*inbox.Inbox)(nil)
 	_ handlers.Products     = (*products.Catalog)(nil)
