@@ -268,17 +268,7 @@ func (l *requestLine) write(log *zap.Logger, obs Observer, err error, d time.Dur
 const maxRequestID = 128
 
 // sentRequestID reports whether the sender's X-Request-Id is kept.
-func sentRequestID(id string) bool {
-	if id == "" || len(id) > maxRequestID {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] <= ' ' || id[i] > '~' {
-			return false
-		}
-	}
-	return true
-}
+func sentRequestID(id string) bool { return printableID(id, maxRequestID) }
 
 // newRequestID is a request id: 32 random letters and digits, as echo's
 // RequestID middleware makes, from math/rand/v2 (an id, not a secret).

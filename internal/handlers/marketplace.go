@@ -237,8 +237,21 @@ func deliveryKey(id string) (string, error) {
 
 // validID reports whether id can be a webhook-id (or an event token):
 // 1 to maxWebhookID printable ASCII characters without spaces.
-func validID(id string) bool {
-	return id != "" && len(id) <= maxWebhookID && strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }) < 0
+func validID(id string) bool { return printableID(id, maxWebhookID) }
+
+// printableID reports whether id is 1 to max printable ASCII characters
+// without spaces: what the service takes as an id from a header or a
+// query, to log and echo it.
+func printableID(id string, max int) bool {
+	if id == "" || len(id) > max {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 func setRetryAfter(h http.Header, d time.Duration) {
