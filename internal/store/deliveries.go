@@ -91,8 +91,10 @@ end
 
 const luaUncount = `
 local function count(key, code, ttl)
-  -- A counter's lifetime is set when a code is first counted in it
-  -- (the counter created with it), not again for every count.
+  -- A counter's lifetime is set when a code's count becomes 1 (first
+  -- counted, or again after a retry took it to 0), not for every count:
+  -- counts land only in the current minute or hour, so it stays the one
+  -- the counter needs.
   if redis.call('HINCRBY', key, code, 1) == 1 then redis.call('PEXPIRE', key, ttl) end
 end
 local function uncount(key, code)
